@@ -1,0 +1,878 @@
+"""VamanaIndex: a Vamana (DiskANN) graph index that emits and applies edge deltas.
+
+The index is flat arrays (:class:`graphrep.ann.kernels.Graph`) plus Numba
+kernels; this class validates input, owns the arrays and the id table, and
+turns what each kernel touched into an :class:`~graphrep.ann.delta.EdgeDelta`.
+
+Every method that changes the graph returns the delta(s) of that change.
+Applying the deltas of index A, in order, to an empty index B (same ``dim``,
+``metric`` and ``R``) gives ``B.digest() == A.digest()`` and the same search
+results, and B computes no distance to do it.
+
+Any error raised by a method is a :class:`graphrep.errors.GraphrepError`
+subclass, and the index is unchanged when it is raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from graphrep.ann import kernels as K
+from graphrep.ann import replay as RP
+from graphrep.ann.delta import KIND_NONE, EdgeDelta
+from graphrep.ann.idmap import IdMap
+from graphrep.errors import (
+    CorruptIndexFile,
+    DeltaError,
+    DeltaOutOfOrder,
+    DimensionMismatch,
+    DuplicateId,
+    EmptyIndex,
+    IndexNotEmpty,
+    InvalidArgument,
+    InvalidId,
+    InvalidVector,
+    UnknownId,
+)
+
+METRICS = ("l2", "cosine", "ip")
+MAX_ID = (1 << 62) - 1
+SAVE_FORMAT = 1
+_OPS = ("build", "insert", "delete", "consolidate", "repair", "search", "apply")
+
+# a batch of at least this many queries per thread goes to the parallel kernel
+_PARALLEL_MIN_PER_THREAD = 16
+
+
+class VamanaIndex:
+    """A Vamana graph index over float32 vectors with integer ids.
+
+    Parameters
+    ----------
+    dim: vector dimension.
+    metric: ``"l2"`` (squared Euclidean), ``"cosine"`` (1 - cosine; vectors
+        are stored normalised) or ``"ip"`` (distance = -dot; the graph is
+        built on L2 of the raw vectors, searched by inner product).
+    R: maximum out-degree.
+    L: beam width of construction, and the default beam width of search.
+    alpha: RobustPrune's distance slack (>= 1), applied to squared distances
+        as DiskANN does.
+    build_slack: during ``build`` lists may grow to ``build_slack * R`` before
+        a re-prune (DiskANN's GRAPH_SLACK_FACTOR); all end at <= R.
+    seed: seeds the order in which ``build`` inserts points.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "l2",
+        R: int = 64,
+        L: int = 100,
+        alpha: float = 1.2,
+        *,
+        build_slack: float = 1.3,
+        seed: int = 0,
+        capacity: int = 1024,
+    ) -> None:
+        _check_int(dim, "dim", 1, 1 << 16)
+        _check_int(R, "R", 2, 4096)
+        _check_int(L, "L", 1, 1 << 20)
+        _check_int(seed, "seed", 0, 2**63 - 1)
+        _check_int(capacity, "capacity", 1, 1 << 31)
+        if metric not in METRICS:
+            raise InvalidArgument(f"metric must be one of {METRICS}, got {metric!r}")
+        if not (isinstance(alpha, (int, float)) and np.isfinite(alpha) and alpha >= 1.0):
+            raise InvalidArgument(f"alpha must be a finite number >= 1.0, got {alpha!r}")
+        if not (isinstance(build_slack, (int, float)) and 1.0 <= build_slack <= 4.0):
+            raise InvalidArgument(f"build_slack must be in [1, 4], got {build_slack!r}")
+        self.dim = int(dim)
+        self.metric = metric
+        self.R = int(R)
+        self.L = int(L)
+        self.alpha = float(alpha)
+        self.build_slack = float(build_slack)
+        self.seed = int(seed)
+        self._cap = 0
+        self._n_slots = 0  # slots [0, n_slots) have been used at least once
+        self._free: list[int] = []  # freed slots, reused last-in first-out
+        self._n_live = 0
+        self._n_deleted = 0
+        self._entry = -1  # entry point slot
+        self._seq = 0  # deltas emitted or applied so far
+        self._idmap = IdMap(capacity)
+        self._counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
+        self._totals = {op: {"calls": 0, "distance_computations": 0, "nodes_visited": 0}
+                        for op in _OPS}
+        self.last_op: dict[str, Any] = {}
+        self._scratch_by_L: dict[int, K.Scratch] = {}
+        self._orph = np.empty(max(64, 8 * self.R), dtype=np.int32)
+        self._grow(capacity)
+
+    # ------------------------------------------------------------------ storage
+    def _grow(self, cap: int) -> None:
+        """Reallocate the arrays for ``cap`` slots (a logical no-op)."""
+        old = self._cap
+        vecs = np.zeros((cap, self.dim), dtype=np.float32)
+        nbrs = np.full((cap, self.R), -1, dtype=np.int32)
+        deg = np.zeros(cap, dtype=np.int32)
+        flags = np.zeros(cap, dtype=np.uint8)
+        ext = np.full(cap, -1, dtype=np.int64)
+        indeg = np.zeros(cap, dtype=np.int32)
+        if old:
+            g = self._g
+            vecs[:old] = g.vecs
+            nbrs[:old] = g.nbrs
+            deg[:old] = g.deg
+            flags[:old] = g.flags
+            ext[:old] = g.ext
+            indeg[:old] = g.indeg
+        self._g = K.Graph(vecs, nbrs, deg, flags, ext, indeg)
+        self._cap = cap
+        self._scratch_by_L = {}
+        self._changes = K.make_changes(cap, 4 * self.R + 64, self.R)
+        self._queue = np.empty(cap, dtype=np.int32)
+
+    def _reserve(self, n_more: int) -> None:
+        need = self._n_slots + max(0, n_more - len(self._free))
+        if need > self._cap:
+            self._grow(max(need, 2 * self._cap))
+        self._idmap.reserve(n_more)
+
+    def _scratch(self, L: int) -> K.Scratch:
+        s = self._scratch_by_L.get(L)
+        if s is None:
+            s = K.make_scratch(self._cap, L, self.R)
+            self._scratch_by_L[L] = s
+        return s
+
+    def _peek_slots(self, n: int) -> np.ndarray:
+        """The slots the next ``n`` allocations will take (without taking them)."""
+        take = min(n, len(self._free))
+        reused = self._free[len(self._free) - take:][::-1]
+        fresh = range(self._n_slots, self._n_slots + n - take)
+        return np.array([*reused, *fresh], dtype=np.int32)
+
+    def _take_slots(self, n: int) -> np.ndarray:
+        slots = self._peek_slots(n)
+        take = min(n, len(self._free))
+        if take:
+            del self._free[len(self._free) - take:]
+        self._n_slots += n - take
+        return slots
+
+    @property
+    def _used(self) -> int:
+        return self._n_live + self._n_deleted
+
+    # ------------------------------------------------------------------ accounting
+    def _start(self) -> np.ndarray:
+        return self._counters.copy()
+
+    def _account(self, op: str, before: np.ndarray, **extra: Any) -> None:
+        d = self._counters - before
+        t = self._totals[op]
+        t["calls"] += 1
+        t["distance_computations"] += int(d[0])
+        t["nodes_visited"] += int(d[1])
+        self.last_op = {"op": op, "distance_computations": int(d[0]),
+                        "nodes_visited": int(d[1]), **extra}
+
+    # ------------------------------------------------------------------ input checks
+    def _vectors(self, x: Any, what: str) -> np.ndarray:
+        """Validate a 2-d batch and return a C-contiguous float32 copy ready to store."""
+        arr = _as_float_array(x, what)
+        if arr.ndim != 2:
+            raise InvalidVector(f"{what} must be a 2-d array (n, {self.dim}), got shape {arr.shape}")
+        if arr.shape[1] != self.dim:
+            raise DimensionMismatch(
+                f"{what} has dimension {arr.shape[1]} but the index has dim={self.dim}; "
+                "pass vectors of the index's dimension or create an index for this one"
+            )
+        _check_finite(arr, what)
+        arr = np.array(arr, dtype=np.float32, order="C", copy=True)
+        if self.metric == "cosine":
+            norms = np.linalg.norm(arr, axis=1)
+            zero = np.flatnonzero(norms == 0)
+            if zero.size:
+                raise InvalidVector(
+                    f"{what}: row {int(zero[0])} is the zero vector, which has no cosine "
+                    "distance; drop it or use metric='l2'"
+                )
+            arr /= norms[:, None]
+        return arr
+
+    def _one_vector(self, x: Any, what: str) -> np.ndarray:
+        arr = _as_float_array(x, what)
+        if arr.ndim != 1:
+            raise InvalidVector(f"{what} must be a 1-d array of length {self.dim}, got shape {arr.shape}")
+        return self._vectors(arr[None, :], what)[0]
+
+    def _check_new_ids(self, ids: np.ndarray) -> None:
+        if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
+            bad = ids[(ids < 0) | (ids > MAX_ID)][0]
+            raise InvalidId(f"id {int(bad)} is out of range; ids must be integers in [0, 2**62)")
+        uniq, counts = np.unique(ids, return_counts=True)
+        if uniq.size != ids.size:
+            raise DuplicateId(f"id {int(uniq[counts > 1][0])} appears more than once in ids; "
+                              "give every vector its own id")
+        present = self._idmap.get_many(ids) >= 0
+        if present.any():
+            raise DuplicateId(
+                f"id {int(ids[present][0])} is already in the index; ids are never reused "
+                "(to update a vector, delete it and insert it under a new id)"
+            )
+
+    def _slot_of(self, id_: Any, what: str) -> int:
+        i = _as_id(id_, what)
+        slot = self._idmap.get(i)
+        if slot < 0:
+            raise UnknownId(f"{what}: id {i} is not in the index")
+        return slot
+
+    # ------------------------------------------------------------------ mutations
+    def build(self, vectors: Any, ids: Any = None) -> list[EdgeDelta]:
+        """Batch-build the graph over ``vectors`` (ids default to 0..n-1).
+
+        One pass of FreshVamana inserts in a seeded random order, with
+        DiskANN's in-prune alpha schedule and build slack, then every list
+        pruned to R and every unreachable node re-linked. The index must be
+        empty. Returns one delta holding every node.
+        """
+        if self._used:
+            raise IndexNotEmpty(
+                f"build needs an empty index but this one holds {self._used} nodes; "
+                "use insert() to add to a built index"
+            )
+        X = self._vectors(vectors, "vectors")
+        n = X.shape[0]
+        if n == 0:
+            raise InvalidVector("vectors is empty; build needs at least one vector")
+        if ids is None:
+            id_arr = np.arange(n, dtype=np.int64)
+        else:
+            id_arr = _as_id_array(ids, "ids")
+            if id_arr.shape[0] != n:
+                raise InvalidArgument(f"ids has {id_arr.shape[0]} entries for {n} vectors")
+            self._check_new_ids(id_arr)
+        before = self._start()
+        self._reserve(n)
+        slots = self._take_slots(n)  # 0..n-1 on an empty index
+        g = self._g
+        g.vecs[slots] = X
+        g.flags[slots] = K.LIVE
+        g.ext[slots] = id_arr
+        g.deg[slots] = 0
+        g.indeg[slots] = 0
+        self._idmap.put_many(id_arr, slots)
+        self._n_live = n
+        self._entry = int(slots[_medoid(X, id_arr)])
+        ch = self._changes
+        K.begin_changes(ch)
+        if n > 1:
+            limit = max(self.R, int(round(self.build_slack * self.R)))
+            wide = np.full((self._cap, limit), -1, dtype=np.int32)
+            gw = K.Graph(g.vecs, wide, g.deg, g.flags, g.ext, g.indeg)
+            order = np.random.default_rng(self.seed).permutation(n).astype(np.int32)
+            sw = K.make_scratch(self._cap, self.L, limit)
+            chw = K.make_changes(self._cap, 0, limit)
+            K.begin_changes(chw)
+            K.build_graph(gw, order, self._entry, self.L, self.R, limit, self.alpha, sw, chw,
+                          self._counters, self._orph)
+            g.nbrs[:, :] = wide[:, : self.R]
+            self._repair_all(ch)
+        delta = self._delta_for(slots, n_new=n, op="build", old_idx=None)
+        self._account("build", before, n=n)
+        return [delta]
+
+    def insert(self, id: Any, vector: Any) -> EdgeDelta:  # noqa: A002 - the API name
+        """FreshVamana insert of one vector; returns the delta (new node + changed lists)."""
+        i = _as_id(id, "id")
+        if i > MAX_ID:
+            raise InvalidId(f"id {i} is out of range; ids must be integers in [0, 2**62)")
+        v = self._one_vector(vector, "vector")
+        if self._idmap.get(i) >= 0:
+            raise DuplicateId(
+                f"id {i} is already in the index; ids are never reused "
+                "(to update a vector, delete it and insert it under a new id)"
+            )
+        before = self._start()
+        self._reserve(1)
+        (slot,) = self._take_slots(1)
+        g = self._g
+        g.vecs[slot] = v
+        g.flags[slot] = K.LIVE
+        g.ext[slot] = i
+        g.deg[slot] = 0
+        g.indeg[slot] = 0
+        self._idmap.put(i, int(slot))
+        self._n_live += 1
+        ch = self._changes
+        K.begin_changes(ch)
+        if self._entry < 0:  # the first node: it becomes the entry point, no edges
+            self._entry = int(slot)
+            delta = self._delta_for(np.array([slot], dtype=np.int32), n_new=1, op="insert",
+                                    old_idx=None)
+            self._account("insert", before, orphans_repaired=0)
+            return delta
+        orphans = int(K.insert_node(slot, g, self._entry, self.L, self.R, self.R, self.alpha,
+                                    self._scratch(self.L), ch, self._counters, self._orph, True))
+        delta = self._delta_from_changes("insert", new_slots=np.array([slot], dtype=np.int32))
+        self._account("insert", before, orphans_repaired=orphans)
+        return delta
+
+    def delete(self, id: Any) -> EdgeDelta:  # noqa: A002
+        """Tombstone ``id``: hidden from search results at once, still used for navigation
+        until :meth:`consolidate` removes it."""
+        slot = self._slot_of(id, "delete")
+        g = self._g
+        if g.flags[slot] == K.DELETED:
+            raise UnknownId(f"delete: id {int(g.ext[slot])} is already deleted")
+        before = self._start()
+        g.flags[slot] = K.DELETED
+        self._n_live -= 1
+        self._n_deleted += 1
+        delta = self._make_delta(
+            "delete", ids=np.array([g.ext[slot]], dtype=np.int64),
+            flags=np.array([K.DELETED], dtype=np.uint8),
+            kinds=np.array([KIND_NONE], dtype=np.uint8), counts=np.zeros((1, 2), np.int32),
+            values=np.zeros(0, np.int64), vectors=np.zeros((0, self.dim), np.float32),
+        )
+        self._account("delete", before)
+        return delta
+
+    def consolidate(self) -> list[EdgeDelta]:
+        """FreshDiskANN delete consolidation: re-link around every deleted node, free them,
+        and repair reachability. Returns ``[]`` when nothing is deleted."""
+        if self._n_deleted == 0:
+            return []
+        before = self._start()
+        g = self._g
+        ch = K.make_changes(self._cap, self._n_live + 16, self.R)
+        K.begin_changes(ch)
+        s = self._scratch(self.L)
+        n_lists = int(K.consolidate_lists(g, self._n_slots, self._entry, self.R, self.alpha, s,
+                                          ch, self._counters))
+        if g.flags[self._entry] == K.DELETED:
+            self._entry = self._nearest_live(self._entry)
+        freed = np.empty(self._n_deleted, dtype=np.int32)
+        n_freed = int(K.release_deleted(g, self._n_slots, freed))
+        freed = freed[:n_freed]
+        removed = np.sort(g.ext[freed])
+        for rid in removed:
+            self._idmap.discard(int(rid))
+        self._free.extend(sorted(freed.tolist(), reverse=True))
+        self._n_deleted = 0
+        repairs = self._repair_all(ch)
+        # the pre-images of lists still name the freed slots: clear their ids after the diff
+        delta = self._delta_from_changes("consolidate", changes=ch, removed=removed)
+        g.ext[freed] = -1
+        self._account("consolidate", before, lists_rewritten=n_lists, freed=n_freed,
+                      repairs=repairs)
+        return [delta]
+
+    def repair(self) -> list[EdgeDelta]:
+        """Re-link any live node the entry point can't reach; ``[]`` if all are reachable."""
+        if self._entry < 0 or self.unreachable_count() == 0:
+            return []
+        before = self._start()
+        ch = self._changes
+        K.begin_changes(ch)
+        repairs = self._repair_all(ch)
+        delta = self._delta_from_changes("repair")
+        self._account("repair", before, repairs=repairs)
+        return [delta]
+
+    def _repair_all(self, ch: K.Changes) -> int:
+        return int(K.repair_unreachable(self._g, self._entry, self._n_slots, self.L, self.R,
+                                        self.alpha, self._scratch(self.L), ch, self._counters,
+                                        self._orph, self._queue, 16))
+
+    def _nearest_live(self, slot: int) -> int:
+        """The live slot nearest to ``slot``'s vector (ties by id); -1 if none is live."""
+        g = self._g
+        live = np.flatnonzero(g.flags[: self._n_slots] == K.LIVE)
+        if live.size == 0:
+            return -1
+        diff = g.vecs[live].astype(np.float64) - g.vecs[slot].astype(np.float64)
+        d = np.einsum("ij,ij->i", diff, diff)
+        return int(live[np.lexsort((g.ext[live], d))[0]])
+
+    # ------------------------------------------------------------------ deltas out
+    def _delta_from_changes(self, op: str, new_slots: np.ndarray | None = None,
+                            changes: K.Changes | None = None,
+                            removed: np.ndarray | None = None) -> EdgeDelta:
+        """The delta of the lists ``changes`` recorded; ``new_slots`` are the new nodes."""
+        ch = self._changes if changes is None else changes
+        c = int(ch.count[0])
+        touched = ch.slots[:c]
+        pos = np.arange(c, dtype=np.int32)
+        old_idx = np.where(pos < ch.old.shape[0], pos, -1).astype(np.int32)
+        is_new = np.zeros(c, dtype=bool)
+        if new_slots is not None:
+            is_new = np.isin(touched, new_slots)
+        # canonical record order: new nodes first, then by id
+        order = np.lexsort((self._g.ext[touched], ~is_new))
+        return self._delta_for(touched[order], n_new=int(is_new.sum()), op=op,
+                               old_idx=old_idx[order], changes=ch, removed=removed)
+
+    def _delta_for(self, slots: np.ndarray, n_new: int, op: str, old_idx: np.ndarray | None,
+                   changes: K.Changes | None = None,
+                   removed: np.ndarray | None = None) -> EdgeDelta:
+        g = self._g
+        slots = np.ascontiguousarray(slots, dtype=np.int32)
+        n = slots.shape[0]
+        ch = self._changes if changes is None else changes
+        if old_idx is None:
+            old_idx = np.full(n, -1, dtype=np.int32)
+        kinds = np.empty(n, dtype=np.uint8)
+        counts = np.empty((n, 2), dtype=np.int32)
+        values = np.empty(int(g.deg[slots].sum()) + 2 * self.R * n + 1, dtype=np.int64)
+        s = self._scratch(self.L)
+        nv = RP.make_records(slots, n, n_new, old_idx, ch.old, ch.old_deg, g.nbrs, g.deg, g.ext,
+                             s.mark, s.mstate, kinds, counts, values)
+        return self._make_delta(
+            op, ids=g.ext[slots].copy(), flags=g.flags[slots].copy(), kinds=kinds,
+            counts=counts, values=values[:nv].copy(), vectors=g.vecs[slots[:n_new]].copy(),
+            removed=removed,
+        )
+
+    def _make_delta(self, op: str, *, ids, flags, kinds, counts, values, vectors,
+                    removed=None) -> EdgeDelta:
+        delta = EdgeDelta(
+            seq=self._seq, op=op, dim=self.dim,
+            entry=int(self._g.ext[self._entry]) if self._entry >= 0 else -1,
+            ids=ids, flags=flags, kinds=kinds, counts=counts, values=values, vectors=vectors,
+            removed=np.zeros(0, np.int64) if removed is None else removed.astype(np.int64),
+        )
+        self._seq += 1
+        return delta
+
+    # ------------------------------------------------------------------ deltas in
+    def apply(self, delta: EdgeDelta | Sequence[EdgeDelta]) -> None:
+        """Apply another index's delta (or a list of them, in order) without distance work.
+
+        Each delta is checked completely before anything changes: a delta
+        for another dimension raises :class:`DimensionMismatch`, one whose
+        ``seq`` is not the next expected raises :class:`DeltaOutOfOrder`,
+        one that doesn't fit this index's state raises :class:`DeltaError`.
+        With a list, the deltas before the failing one stay applied.
+        """
+        if isinstance(delta, EdgeDelta):
+            self._apply_one(delta)
+            return
+        if isinstance(delta, (list, tuple)):
+            for d in delta:
+                self._apply_one(d)
+            return
+        raise DeltaError(f"apply takes an EdgeDelta or a list of them, not {type(delta).__name__}")
+
+    def _apply_one(self, d: EdgeDelta) -> None:
+        if not isinstance(d, EdgeDelta):
+            raise DeltaError(f"apply takes EdgeDelta objects, not {type(d).__name__}")
+        if d.dim != self.dim:
+            raise DimensionMismatch(
+                f"delta seq {d.seq} is for dimension {d.dim} but this index has dim={self.dim}; "
+                "apply it to a replica created with the same dim"
+            )
+        if d.seq != self._seq:
+            raise DeltaOutOfOrder(
+                f"delta seq {d.seq} arrived but this index expects seq {self._seq}; "
+                + ("it was already applied" if d.seq < self._seq else
+                   f"deltas {self._seq}..{d.seq - 1} are missing: fetch and apply them first")
+            )
+        n = d.ids.shape[0]
+        n_new = d.vectors.shape[0]
+        shapes_ok = (
+            d.flags.shape == (n,) and d.kinds.shape == (n,) and d.counts.shape == (n, 2)
+            and d.vectors.ndim == 2 and n_new <= n and d.values.ndim == 1
+            and int(d.counts.astype(np.int64).sum()) == d.values.shape[0]
+            and (d.counts >= 0).all()
+        )
+        if not shapes_ok:
+            raise DeltaError(f"delta seq {d.seq} has inconsistent array shapes; it is malformed")
+        if n_new and not np.isfinite(d.vectors).all():
+            raise DeltaError(f"delta seq {d.seq} carries a non-finite vector; it is malformed")
+        self._reserve(n_new)
+        new_slots = self._peek_slots(n_new)
+        g = self._g
+        s = self._scratch(self.L)
+        size_after = self._used + n_new - d.removed.shape[0]
+        ids = np.ascontiguousarray(d.ids, dtype=np.int64)
+        flags = np.ascontiguousarray(d.flags, dtype=np.uint8)
+        kinds = np.ascontiguousarray(d.kinds, dtype=np.uint8)
+        counts = np.ascontiguousarray(d.counts, dtype=np.int32)
+        values = np.ascontiguousarray(d.values, dtype=np.int64)
+        removed = np.ascontiguousarray(d.removed, dtype=np.int64)
+        code, rec, val = RP.validate_delta(
+            ids, flags, kinds, counts, values, removed, np.int64(d.entry), new_slots,
+            self._idmap.keys, self._idmap.vals, g.nbrs, g.deg, g.flags, self.R, s.mark,
+            s.mstate, size_after,
+        )
+        if code != RP.OK:
+            raise _delta_error(d, int(code), int(rec), int(val))
+        freed = np.empty(removed.shape[0], dtype=np.int32)
+        vectors = np.ascontiguousarray(d.vectors, dtype=np.float32)
+        d_live, d_del = RP.apply_delta(ids, flags, kinds, counts, values, vectors, removed,
+                                       new_slots, self._idmap.keys, self._idmap.vals, g, freed)
+        self._take_slots(n_new)
+        self._idmap.count += n_new - removed.shape[0]
+        g.ext[freed] = -1
+        self._free.extend(sorted(freed.tolist(), reverse=True))
+        self._n_live += int(d_live)
+        self._n_deleted += int(d_del)
+        self._entry = self._idmap.get(d.entry) if d.entry >= 0 else -1
+        self._seq += 1
+        self._totals["apply"]["calls"] += 1
+        self.last_op = {"op": "apply", "distance_computations": 0, "nodes_visited": 0,
+                        "records": n}
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries: Any, k: int = 10, L: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest live ids and their distances, for one query (1-d) or a batch (2-d).
+
+        ``L`` is the beam width (default: the index's L; raised to k if smaller).
+        Missing results (fewer than k live nodes found) are id -1, distance inf.
+        """
+        _check_int(k, "k", 1, 1 << 20)
+        if L is not None:
+            _check_int(L, "L", 1, 1 << 20)
+        arr = _as_float_array(queries, "queries")
+        single = arr.ndim == 1
+        if single:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise InvalidVector(f"queries must be 1-d or 2-d, got shape {arr.shape}")
+        Q = self._vectors(arr, "queries")
+        if self._n_live == 0:
+            raise EmptyIndex("search on an empty index: insert or build vectors first")
+        beam = max(k, self.L if L is None else L)
+        metric = K.METRIC_IP if self.metric == "ip" else K.METRIC_L2
+        nq = Q.shape[0]
+        ids = np.empty((nq, k), dtype=np.int64)
+        dists = np.empty((nq, k), dtype=np.float32)
+        before = self._start()
+        threads = numba.get_num_threads()
+        if threads > 1 and nq >= threads * _PARALLEL_MIN_PER_THREAD:
+            K.search_parallel(Q, self._entry, self._g, beam, k, metric, threads, self.R,
+                              self._counters, ids, dists)
+        else:
+            K.search_serial(Q, self._entry, self._g, beam, k, metric, self._scratch(beam),
+                            self._counters, ids, dists)
+        if self.metric == "cosine":
+            dists *= 0.5  # |a - b|^2 = 2 - 2 cos for unit vectors
+        self._account("search", before, queries=nq)
+        if single:
+            return ids[0], dists[0]
+        return ids, dists
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return self._n_live
+
+    def __contains__(self, id_: object) -> bool:
+        try:
+            i = _as_id(id_, "id")
+        except InvalidId:
+            return False
+        slot = self._idmap.get(i)
+        return slot >= 0 and self._g.flags[slot] == K.LIVE
+
+    @property
+    def seq(self) -> int:
+        """Number of deltas this index has emitted or applied (the next delta's seq)."""
+        return self._seq
+
+    @property
+    def entry_id(self) -> int:
+        return int(self._g.ext[self._entry]) if self._entry >= 0 else -1
+
+    def ids(self, include_deleted: bool = False) -> np.ndarray:
+        """Ids in the index, sorted (live only unless ``include_deleted``)."""
+        f = self._g.flags[: self._n_slots]
+        mask = (f != K.FREE) if include_deleted else (f == K.LIVE)
+        return np.sort(self._g.ext[: self._n_slots][mask])
+
+    def is_deleted(self, id_: Any) -> bool:
+        return bool(self._g.flags[self._slot_of(id_, "is_deleted")] == K.DELETED)
+
+    def vector(self, id_: Any) -> np.ndarray:
+        """The stored vector (normalised for cosine)."""
+        return self._g.vecs[self._slot_of(id_, "vector")].copy()
+
+    def neighbors(self, id_: Any) -> np.ndarray:
+        """The out-neighbour ids of ``id_``, sorted."""
+        slot = self._slot_of(id_, "neighbors")
+        return np.sort(self._g.ext[self._g.nbrs[slot, : self._g.deg[slot]]])
+
+    def unreachable_count(self) -> int:
+        """Live nodes that a search from the entry point can never reach."""
+        s = self._scratch(self.L)
+        return int(K.count_unreachable(self._entry, self._g, self._n_slots, s.mark, s.mstate,
+                                       self._queue))
+
+    def graph_problems(self) -> list[str]:
+        """Violations of the graph invariants (empty when healthy): degree <= R, no edge to
+        a free slot or to itself, no duplicate edge, in-degrees consistent."""
+        g = self._g
+        n = self._n_slots
+        out: list[str] = []
+        used = np.flatnonzero(g.flags[:n] != K.FREE)
+        if (g.deg[:n] > self.R).any():
+            out.append(f"{int((g.deg[:n] > self.R).sum())} lists longer than R={self.R}")
+        if (g.deg[:n][g.flags[:n] == K.FREE] != 0).any():
+            out.append("a free slot has edges")
+        nb = g.nbrs[used]
+        valid = np.arange(self.R)[None, :] < g.deg[used][:, None]
+        targets = nb[valid]
+        if targets.size and ((targets < 0) | (targets >= n)).any():
+            out.append("an edge points outside the used slots")
+        elif targets.size and (g.flags[targets] == K.FREE).any():
+            out.append(f"{int((g.flags[targets] == K.FREE).sum())} edges to unknown (freed) ids")
+        if (nb == used[:, None])[valid].any():
+            out.append("a self loop")
+        srt = np.sort(np.where(valid, nb, -1), axis=1)
+        if ((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any():
+            out.append("a duplicate edge")
+        indeg = np.bincount(targets[(targets >= 0) & (targets < n)], minlength=n) if n else []
+        if n and not np.array_equal(indeg[:n], g.indeg[:n]):
+            out.append("in-degree counters disagree with the lists")
+        if self._used and (self._entry < 0 or g.flags[self._entry] == K.FREE):
+            out.append("no valid entry point")
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Size, live/deleted counts, degree and in-degree histograms, unreachable live
+        nodes, and the per-operation counters of distance computations and visits."""
+        g = self._g
+        n = self._n_slots
+        used = g.flags[:n] != K.FREE
+        live = g.flags[:n] == K.LIVE
+        deg = g.deg[:n][used]
+        indeg = g.indeg[:n][live]
+        return {
+            "dim": self.dim, "metric": self.metric, "R": self.R, "L": self.L,
+            "alpha": self.alpha,
+            "size": int(used.sum()), "live": self._n_live, "deleted": self._n_deleted,
+            "capacity": self._cap, "seq": self._seq, "entry_id": self.entry_id,
+            "degree_histogram": np.bincount(deg, minlength=self.R + 1).tolist() if deg.size
+            else [0] * (self.R + 1),
+            "mean_degree": float(deg.mean()) if deg.size else 0.0,
+            "max_degree": int(deg.max()) if deg.size else 0,
+            "in_degree_histogram": np.bincount(indeg).tolist() if indeg.size else [],
+            "zero_in_degree_live": int(((indeg == 0) & (g.ext[:n][live] != self.entry_id)).sum()),
+            "unreachable": self.unreachable_count(),
+            "counters": {op: dict(v) for op, v in self._totals.items()},
+            "distance_computations": int(self._counters[0]),
+            "nodes_visited": int(self._counters[1]),
+        }
+
+    # ------------------------------------------------------------------ digest, save, load
+    def digest(self) -> bytes:
+        """BLAKE2b-256 of the logical state: dim, metric, R, entry id and every node
+        (id, flags, vector bytes, sorted neighbour ids) in id order. Independent of slot
+        layout, capacity, growth history and the in-memory order of lists."""
+        g = self._g
+        n = self._n_slots
+        slots = np.flatnonzero(g.flags[:n] != K.FREE)
+        slots = slots[np.argsort(g.ext[slots], kind="stable")]
+        h = hashlib.blake2b(digest_size=32)
+        h.update(json.dumps({"format": "graphrep.vamana/1", "dim": self.dim,
+                             "metric": self.metric, "R": self.R,
+                             "entry": self.entry_id, "size": int(slots.size)},
+                            sort_keys=True).encode())
+        if slots.size:
+            h.update(g.ext[slots].astype("<i8").tobytes())
+            h.update(g.flags[slots].tobytes())
+            h.update(np.ascontiguousarray(g.vecs[slots]).astype("<f4").tobytes())
+            nb = g.nbrs[slots]
+            valid = np.arange(self.R)[None, :] < g.deg[slots][:, None]
+            ext_nb = np.where(valid, g.ext[np.where(valid, nb, 0)], np.iinfo(np.int64).max)
+            ext_nb.sort(axis=1)
+            ext_nb[ext_nb == np.iinfo(np.int64).max] = -1
+            h.update(ext_nb.astype("<i8").tobytes())
+        return h.digest()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to ``path`` (a NumPy .npz archive; the name is used as given)."""
+        n = self._n_slots
+        g = self._g
+        meta = {
+            "format": SAVE_FORMAT, "dim": self.dim, "metric": self.metric, "R": self.R,
+            "L": self.L, "alpha": self.alpha, "build_slack": self.build_slack, "seed": self.seed,
+            "n_slots": n, "entry": self._entry, "seq": self._seq, "free": self._free,
+            "totals": self._totals, "counters": self._counters.tolist(),
+        }
+        with open(path, "wb") as f:
+            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                     vecs=g.vecs[:n], nbrs=g.nbrs[:n], deg=g.deg[:n], flags=g.flags[:n],
+                     ext=g.ext[:n])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VamanaIndex:
+        """Read an index written by :meth:`save`; raises :class:`CorruptIndexFile` if the
+        file is missing, damaged or of another format version."""
+        p = Path(path)
+        if not p.is_file():
+            raise CorruptIndexFile(f"no index file at {p}")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                arrays = {k: z[k] for k in ("vecs", "nbrs", "deg", "flags", "ext")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError,
+                EOFError) as e:
+            raise CorruptIndexFile(f"{p} is not a readable graphrep index file: {e}") from e
+        if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
+            raise CorruptIndexFile(
+                f"{p} has format {meta.get('format') if isinstance(meta, dict) else '?'}; "
+                f"this graphrep reads format {SAVE_FORMAT}"
+            )
+        try:
+            idx = cls(meta["dim"], meta["metric"], meta["R"], meta["L"], meta["alpha"],
+                      build_slack=meta["build_slack"], seed=meta["seed"],
+                      capacity=max(1, int(meta["n_slots"])))
+            idx._restore(meta, arrays)
+        except (KeyError, TypeError, ValueError, InvalidArgument) as e:
+            raise CorruptIndexFile(f"{p} holds an inconsistent index: {e}") from e
+        return idx
+
+    def _restore(self, meta: dict, a: dict[str, np.ndarray]) -> None:
+        n = int(meta["n_slots"])
+        shapes = {"vecs": (n, self.dim), "nbrs": (n, self.R), "deg": (n,), "flags": (n,),
+                  "ext": (n,)}
+        for k, shp in shapes.items():
+            if a[k].shape != shp:
+                raise ValueError(f"array {k} has shape {a[k].shape}, expected {shp}")
+        g = self._g
+        g.vecs[:n] = a["vecs"]
+        g.nbrs[:n] = a["nbrs"]
+        g.deg[:n] = a["deg"]
+        g.flags[:n] = a["flags"]
+        g.ext[:n] = a["ext"]
+        used = g.flags[:n] != K.FREE
+        if (g.flags[:n] > K.DELETED).any() or (g.deg[:n] < 0).any() or (g.deg[:n] > self.R).any():
+            raise ValueError("flags or degrees out of range")
+        valid = np.arange(self.R)[None, :] < g.deg[:n][:, None]
+        targets = g.nbrs[:n][valid]
+        if targets.size and ((targets < 0) | (targets >= n)).any():
+            raise ValueError("an edge points outside the stored slots")
+        if targets.size and (g.flags[targets] == K.FREE).any():
+            raise ValueError("an edge points at a free slot")
+        if (g.ext[:n][used] < 0).any() or np.unique(g.ext[:n][used]).size != int(used.sum()):
+            raise ValueError("ids are negative or repeated")
+        g.indeg[:n] = np.bincount(targets, minlength=n)[:n] if n else 0
+        self._n_slots = n
+        self._free = [int(x) for x in meta["free"]]
+        self._n_live = int((g.flags[:n] == K.LIVE).sum())
+        self._n_deleted = int((g.flags[:n] == K.DELETED).sum())
+        self._entry = int(meta["entry"])
+        if self._used and not (0 <= self._entry < n and used[self._entry]):
+            raise ValueError("entry point is not a stored node")
+        self._seq = int(meta["seq"])
+        self._idmap.put_many(g.ext[:n][used], np.flatnonzero(used).astype(np.int32))
+        for op, v in meta.get("totals", {}).items():
+            if op in self._totals:
+                self._totals[op].update({k: int(x) for k, x in v.items()})
+        self._counters[:] = np.asarray(meta["counters"], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_int(v: Any, name: str, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise InvalidArgument(f"{name} must be an integer, got {type(v).__name__} {v!r}")
+    if not lo <= int(v) <= hi:
+        raise InvalidArgument(f"{name} must be in [{lo}, {hi}], got {int(v)}")
+
+
+def _as_float_array(x: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x)
+    except ValueError as e:  # ragged nested sequences
+        raise InvalidVector(f"{what} is ragged or not array-like: {e}") from e
+    if arr.dtype == object:
+        raise InvalidVector(f"{what} is ragged or holds non-numbers; pass a numeric array")
+    if arr.dtype.kind not in "fiu":
+        raise InvalidVector(
+            f"{what} has dtype {arr.dtype}; pass a numeric (float or integer) array"
+        )
+    return arr
+
+
+def _check_finite(arr: np.ndarray, what: str) -> None:
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise InvalidVector(f"{what}: row {row} holds NaN or inf; clean or drop it")
+        if arr.dtype.itemsize > 4:
+            big = np.abs(arr) > np.finfo(np.float32).max
+            if big.any():
+                row = int(np.argwhere(big)[0][0])
+                raise InvalidVector(f"{what}: row {row} overflows float32")
+
+
+def _as_id(x: Any, what: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise InvalidId(f"{what} must be an integer id, got {type(x).__name__} {x!r}")
+    i = int(x)
+    if i < 0:
+        raise InvalidId(f"{what}: id {i} is negative; ids must be integers in [0, 2**62)")
+    return i
+
+
+def _as_id_array(x: Any, what: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise InvalidId(f"{what} must be a 1-d array of integers, got dtype {arr.dtype} "
+                        f"shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > MAX_ID:
+        raise InvalidId(f"{what}: id {int(arr.max())} is out of range [0, 2**62)")
+    return arr.astype(np.int64)
+
+
+def _medoid(X: np.ndarray, ids: np.ndarray) -> int:
+    """Row nearest to the centroid (ties by id): DiskANN's entry point."""
+    c = X.astype(np.float64).mean(axis=0)
+    diff = X.astype(np.float64) - c
+    d = np.einsum("ij,ij->i", diff, diff)
+    return int(np.lexsort((ids, d))[0])
+
+
+_DELTA_MESSAGES = {
+    RP.NEW_ID_EXISTS: "new node id {v} already exists here",
+    RP.RECORD_ID_REPEATED: "id {v} has two records",
+    RP.RECORD_ID_UNKNOWN: "record for id {v}, which this index doesn't hold",
+    RP.BAD_FLAGS: "record {i} has invalid flags {v}",
+    RP.LIST_TOO_LONG: "record {i}'s list would have {v} neighbours, more than R",
+    RP.NEIGHBOUR_UNKNOWN: "record {i} names neighbour {v}, which this index doesn't hold",
+    RP.SELF_LOOP: "record {i} links id {v} to itself",
+    RP.NEIGHBOUR_REPEATED: "record {i} names neighbour {v} twice",
+    RP.DIFF_REMOVES_ABSENT: "record {i}'s diff removes {v}, which is not in its list here",
+    RP.DIFF_ADDS_PRESENT: "record {i}'s diff adds {v}, which is already in its list here",
+    RP.REMOVED_UNKNOWN: "it frees id {v}, which this index doesn't hold",
+    RP.REMOVED_NOT_DELETED: "it frees id {v}, which is not deleted here",
+    RP.ENTRY_UNKNOWN: "its entry point {v} is not a node here",
+    RP.BAD_KIND: "record {i} has unknown list kind {v}",
+    RP.NEW_WITHOUT_LIST: "new node {v} comes without its full list",
+    RP.BAD_ID: "record {i} has negative id {v}",
+}
+
+
+def _delta_error(d: EdgeDelta, code: int, rec: int, val: int) -> DeltaError:
+    what = _DELTA_MESSAGES.get(code, "unknown validation failure {v}").format(i=rec, v=val)
+    cls = DuplicateId if code == RP.NEW_ID_EXISTS else DeltaError
+    msg = (f"delta seq {d.seq} ({d.op}) does not fit this index: {what}; the index is "
+           "unchanged. A replica that diverged needs a snapshot or anti-entropy repair")
+    return cls(msg)
+

@@ -1,0 +1,765 @@
+"""Numba kernels of the Vamana index: distances, beam search, RobustPrune,
+FreshVamana insert, delete consolidation and reachability repair.
+
+The index state is a handful of flat arrays (see :class:`Graph`), and every
+kernel takes arrays and scalars, never Python objects. Three named tuples
+group the arrays that travel together, so that signatures stay readable:
+
+* :class:`Graph`   the index itself: vectors, neighbour lists (slots, padded
+  with -1), degrees, flags, external ids and in-degrees.
+* :class:`Scratch` per-thread work space: the visited stamps (an epoch
+  counter makes reset O(1)), the beam, the prune buffers.
+* :class:`Changes` which slots an operation touched, with a copy of each
+  touched list as it was before, so that the delta can send a diff.
+
+Determinism: every choice between equals is broken by external id. The beam
+keeps the best ``L`` by (distance, id); RobustPrune sorts its candidates by
+(distance, id). Neighbour lists are therefore *sets*: their order in memory
+never changes a search result, a prune, or the digest, which is why a
+replica may apply a list as a diff and store it in another order.
+
+Distances: squared L2 for the graph (as DiskANN, hnswlib and faiss), and
+``-dot`` for inner-product search. Graph construction always uses L2
+(for "cosine" on normalised vectors, L2 is monotone in the cosine distance).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, prange
+
+FREE = np.uint8(0)
+LIVE = np.uint8(1)
+DELETED = np.uint8(2)
+
+METRIC_L2 = 0
+METRIC_IP = 1
+
+# counters[0]: distance computations, counters[1]: nodes expanded (visited)
+N_COUNTERS = 2
+
+# RobustPrune looks at no more than this many nearest candidates (DiskANN's maxc)
+MAXC = 750
+
+_INF = np.float32(np.inf)
+_EPOCH_LIMIT = 2**31 - 4
+
+Graph = namedtuple("Graph", "vecs nbrs deg flags ext indeg")
+Scratch = namedtuple(
+    "Scratch", "vis vstate bid bd bexp expanded expd cand cd pc pd occl pbuf mark mstate"
+)
+Changes = namedtuple("Changes", "stamp state slots count old old_deg")
+
+
+def make_scratch(cap: int, L: int, width: int) -> Scratch:
+    """Work space for one thread: visited stamps for ``cap`` slots, a beam of ``L``."""
+    pool = max(4 * L + 2 * width + 16, width * (width + 1) + 1)
+    return Scratch(
+        vis=np.zeros(cap, dtype=np.int32),
+        vstate=np.zeros(1, dtype=np.int32),
+        bid=np.empty(L + 1, dtype=np.int32),
+        bd=np.empty(L + 1, dtype=np.float32),
+        bexp=np.empty(L + 1, dtype=np.bool_),
+        expanded=np.empty(pool, dtype=np.int32),
+        expd=np.empty(pool, dtype=np.float32),
+        cand=np.empty(pool, dtype=np.int32),
+        cd=np.empty(pool, dtype=np.float32),
+        pc=np.empty(pool, dtype=np.int32),
+        pd=np.empty(pool, dtype=np.float32),
+        occl=np.empty(pool, dtype=np.float32),
+        pbuf=np.empty(pool, dtype=np.int32),
+        mark=np.zeros(cap, dtype=np.int32),
+        mstate=np.zeros(1, dtype=np.int32),
+    )
+
+
+def make_changes(cap: int, n_old: int, width: int) -> Changes:
+    """Change log for one operation: up to ``n_old`` pre-images of lists kept for diffs."""
+    return Changes(
+        stamp=np.zeros(cap, dtype=np.int32),
+        state=np.zeros(1, dtype=np.int32),
+        slots=np.empty(cap, dtype=np.int32),
+        count=np.zeros(1, dtype=np.int64),
+        old=np.empty((max(n_old, 1), width), dtype=np.int32),
+        old_deg=np.empty(max(n_old, 1), dtype=np.int32),
+    )
+
+
+# --------------------------------------------------------------------------- basics
+
+
+@njit(inline="always")
+def _next_epoch(stamp, state):
+    e = state[0] + 1
+    if e >= _EPOCH_LIMIT:
+        stamp[:] = 0
+        e = 1
+    state[0] = e
+    return e
+
+
+@njit(inline="always")
+def _before(d1, e1, d2, e2):
+    """Total order on (distance, external id)."""
+    return d1 < d2 or (d1 == d2 and e1 < e2)
+
+
+@njit(inline="always", fastmath=True)
+def _l2_slots(vecs, i, j):
+    s = np.float32(0.0)
+    for k in range(vecs.shape[1]):
+        t = vecs[i, k] - vecs[j, k]
+        s += t * t
+    return s
+
+
+@njit(inline="always", fastmath=True)
+def _dist_query(vecs, i, q, metric):
+    s = np.float32(0.0)
+    if metric == METRIC_L2:
+        for k in range(vecs.shape[1]):
+            t = vecs[i, k] - q[k]
+            s += t * t
+    else:
+        for k in range(vecs.shape[1]):
+            s -= vecs[i, k] * q[k]
+    return s
+
+
+def begin_changes(ch: Changes) -> None:
+    """Start a new operation's change log (O(1): bumps the stamp epoch)."""
+    _begin_changes(ch.stamp, ch.state, ch.count)
+
+
+@njit(cache=True)
+def _begin_changes(stamp, state, count):
+    _next_epoch(stamp, state)
+    count[0] = 0
+
+
+@njit(inline="always")
+def _touch(j, g, ch):
+    """Record that slot ``j``'s list is about to change (keeps its pre-image once)."""
+    ep = ch.state[0]
+    if ch.stamp[j] == ep:
+        return
+    ch.stamp[j] = ep
+    c = ch.count[0]
+    ch.slots[c] = j
+    if c < ch.old.shape[0]:
+        d = g.deg[j]
+        ch.old_deg[c] = d
+        for t in range(d):
+            ch.old[c, t] = g.nbrs[j, t]
+    ch.count[0] = c + 1
+
+
+# --------------------------------------------------------------------------- search
+
+
+@njit(cache=True, fastmath=True)
+def beam_search(q, entry, g, L, metric, s, counters):
+    """Greedy beam search from ``entry``: the best ``L`` nodes by (distance, id).
+
+    Fills ``s.bid``/``s.bd`` (the beam, sorted) and ``s.expanded``/``s.expd``
+    (the nodes expanded, in order, up to the pool size) and returns
+    ``(beam size, number of expanded nodes recorded)``. Deleted nodes are
+    walked through like live ones; callers filter them.
+    """
+    vis = s.vis
+    bid = s.bid
+    bd = s.bd
+    bexp = s.bexp
+    ext = g.ext
+    nbrs = g.nbrs
+    deg = g.deg
+    vecs = g.vecs
+    ep = _next_epoch(vis, s.vstate)
+    vis[entry] = ep
+    bid[0] = entry
+    bd[0] = _dist_query(vecs, entry, q, metric)
+    bexp[0] = False
+    size = 1
+    ndist = 1
+    nexp = 0
+    pool = s.expanded.shape[0]
+    cur = 0
+    while cur < size:
+        node = bid[cur]
+        bexp[cur] = True
+        if nexp < pool:
+            s.expanded[nexp] = node
+            s.expd[nexp] = bd[cur]
+        nexp += 1
+        best = size
+        for t in range(deg[node]):
+            n = nbrs[node, t]
+            if vis[n] == ep:
+                continue
+            vis[n] = ep
+            d = _dist_query(vecs, n, q, metric)
+            ndist += 1
+            if size == L and not _before(d, ext[n], bd[L - 1], ext[bid[L - 1]]):
+                continue
+            lo = 0
+            hi = size
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if _before(bd[mid], ext[bid[mid]], d, ext[n]):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            last = size if size < L else L - 1
+            for u in range(last, lo, -1):
+                bid[u] = bid[u - 1]
+                bd[u] = bd[u - 1]
+                bexp[u] = bexp[u - 1]
+            bid[lo] = n
+            bd[lo] = d
+            bexp[lo] = False
+            if size < L:
+                size += 1
+            if lo < best:
+                best = lo
+        k = cur if cur < best else best
+        while k < size and bexp[k]:
+            k += 1
+        cur = k
+    counters[0] += ndist
+    counters[1] += nexp
+    return size, min(nexp, pool)
+
+
+@njit(inline="always")
+def _collect_results(s, size, g, k, out_ids, out_d, row):
+    r = 0
+    for t in range(size):
+        if r >= k:
+            break
+        n = s.bid[t]
+        if g.flags[n] == LIVE:
+            out_ids[row, r] = g.ext[n]
+            out_d[row, r] = s.bd[t]
+            r += 1
+    for t in range(r, k):
+        out_ids[row, t] = -1
+        out_d[row, t] = _INF
+
+
+@njit(cache=True, fastmath=True)
+def search_serial(Q, entry, g, L, k, metric, s, counters, out_ids, out_d):
+    """Search every row of ``Q`` one after the other with the given scratch."""
+    for i in range(Q.shape[0]):
+        size, _ = beam_search(Q[i], entry, g, L, metric, s, counters)
+        _collect_results(s, size, g, k, out_ids, out_d, i)
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def search_parallel(Q, entry, g, L, k, metric, n_chunks, width, counters, out_ids, out_d):
+    """Search the rows of ``Q`` in ``n_chunks`` parallel chunks (each its own scratch).
+
+    Each query's result is the same as :func:`search_serial` gives: searches
+    only read the graph, and each chunk has a private visited set and beam.
+    """
+    nq = Q.shape[0]
+    cap = g.vecs.shape[0]
+    per = (nq + n_chunks - 1) // n_chunks
+    part = np.zeros((n_chunks, counters.shape[0]), dtype=np.int64)
+    pool = 4 * L + 2 * width + 16
+    for c in prange(n_chunks):
+        s = Scratch(
+            np.zeros(cap, dtype=np.int32),
+            np.zeros(1, dtype=np.int32),
+            np.empty(L + 1, dtype=np.int32),
+            np.empty(L + 1, dtype=np.float32),
+            np.empty(L + 1, dtype=np.bool_),
+            np.empty(pool, dtype=np.int32),
+            np.empty(pool, dtype=np.float32),
+            np.empty(1, dtype=np.int32),
+            np.empty(1, dtype=np.float32),
+            np.empty(1, dtype=np.int32),
+            np.empty(1, dtype=np.float32),
+            np.empty(1, dtype=np.float32),
+            np.empty(1, dtype=np.int32),
+            np.empty(1, dtype=np.int32),
+            np.zeros(1, dtype=np.int32),
+        )
+        lo = c * per
+        hi = min(nq, lo + per)
+        cnt = part[c]
+        for i in range(lo, hi):
+            size, _ = beam_search(Q[i], entry, g, L, metric, s, cnt)
+            _collect_results(s, size, g, k, out_ids, out_d, i)
+    for c in range(n_chunks):
+        for t in range(counters.shape[0]):
+            counters[t] += part[c, t]
+
+
+# --------------------------------------------------------------------------- prune
+
+
+@njit(cache=True, fastmath=True)
+def robust_prune(cand, cd, n, alpha, R, maxc, g, s, counters):
+    """RobustPrune (Vamana) with DiskANN's in-prune alpha schedule.
+
+    ``cand[:n]`` are distinct candidate slots (the node itself excluded) and
+    ``cd[:n]`` their squared L2 distances to the node; only the ``maxc``
+    nearest by (distance, id) are considered (DiskANN's cap on the pool).
+    Candidates are taken in
+    (distance, id) order; a candidate c is occluded by an already selected s
+    when ``d(node, c) > a * d(s, c)``, first with a = 1, then a *= 1.2 up to
+    ``alpha``: close-range edges are chosen strictly first and the looser
+    alpha only adds long edges afterwards. That is DiskANN's current
+    ``occlude_list`` and gives in one pass what the paper's two passes give.
+    Writes the kept slots to ``s.pbuf`` and returns how many (<= R).
+    """
+    pc = s.pc
+    pd = s.pd
+    occl = s.occl
+    ext = g.ext
+    vecs = g.vecs
+    order = np.argsort(cd[:n])
+    for t in range(n):
+        pc[t] = cand[order[t]]
+        pd[t] = cd[order[t]]
+    # equal distances: order by external id (insertion sort on the rare runs)
+    t = 0
+    while t < n:
+        u = t + 1
+        while u < n and pd[u] == pd[t]:
+            u += 1
+        if u - t > 1:
+            for a in range(t + 1, u):
+                x = pc[a]
+                b = a - 1
+                while b >= t and ext[pc[b]] > ext[x]:
+                    pc[b + 1] = pc[b]
+                    b -= 1
+                pc[b + 1] = x
+        t = u
+    if n > maxc:
+        n = maxc
+    for t in range(n):
+        occl[t] = 0.0
+    res = 0
+    ndist = 0
+    cur = 1.0
+    while cur <= alpha and res < R:
+        for i in range(n):
+            if res >= R:
+                break
+            if occl[i] > cur:
+                continue
+            occl[i] = _INF
+            s.pbuf[res] = pc[i]
+            res += 1
+            ci = pc[i]
+            for j in range(i + 1, n):
+                if occl[j] > alpha:
+                    continue
+                djk = _l2_slots(vecs, pc[j], ci)
+                ndist += 1
+                if djk == 0.0:
+                    occl[j] = _INF
+                else:
+                    r = pd[j] / djk
+                    if r > occl[j]:
+                        occl[j] = r
+        cur *= 1.2
+    counters[0] += ndist
+    return res
+
+
+@njit(inline="always")
+def _contains(g, j, x):
+    for t in range(g.deg[j]):
+        if g.nbrs[j, t] == x:
+            return True
+    return False
+
+
+@njit(cache=True, fastmath=True)
+def _prune_list_with(j, x, g, R, alpha, s, counters):
+    """RobustPrune of j's list plus ``x`` (``x`` may be -1 for none); result in s.pbuf."""
+    n = 0
+    for t in range(g.deg[j]):
+        c = g.nbrs[j, t]
+        s.cand[n] = c
+        s.cd[n] = _l2_slots(g.vecs, j, c)
+        n += 1
+    if x >= 0:
+        s.cand[n] = x
+        s.cd[n] = _l2_slots(g.vecs, j, x)
+        n += 1
+    counters[0] += n
+    return robust_prune(s.cand, s.cd, n, alpha, R, MAXC, g, s, counters)
+
+
+@njit(cache=True)
+def _replace_list(j, newl, m, g, entry, s, ch, orph, norph):
+    """Set j's list to ``newl[:m]``, keeping in-degrees; returns the orphan count.
+
+    A node whose in-degree falls to zero (live, not the entry point) is
+    appended to ``orph`` for repair.
+    """
+    _touch(j, g, ch)
+    ep = _next_epoch(s.mark, s.mstate)
+    for t in range(m):
+        s.mark[newl[t]] = ep
+    for t in range(g.deg[j]):
+        c = g.nbrs[j, t]
+        if s.mark[c] == ep:
+            s.mark[c] = ep - 1 if ep > 1 else 0  # seen in both lists: unchanged
+        else:
+            g.indeg[c] -= 1
+            if (
+                g.indeg[c] == 0
+                and g.flags[c] == LIVE
+                and c != entry
+                and norph < orph.shape[0]
+            ):
+                orph[norph] = c
+                norph += 1
+    for t in range(m):
+        c = newl[t]
+        if s.mark[c] == ep:  # only in the new list
+            g.indeg[c] += 1
+        g.nbrs[j, t] = c
+    for t in range(m, g.deg[j]):
+        g.nbrs[j, t] = -1
+    g.deg[j] = m
+    return norph
+
+
+@njit(cache=True, fastmath=True)
+def add_edge(j, x, g, R, limit, alpha, entry, s, ch, counters, orph, norph):
+    """Add the edge j -> x; if j's list would exceed ``limit``, re-prune it to R."""
+    d = g.deg[j]
+    if _contains(g, j, x):
+        return norph
+    if d < limit:
+        _touch(j, g, ch)
+        g.nbrs[j, d] = x
+        g.deg[j] = d + 1
+        g.indeg[x] += 1
+        return norph
+    m = _prune_list_with(j, x, g, R, alpha, s, counters)
+    return _replace_list(j, s.pbuf, m, g, entry, s, ch, orph, norph)
+
+
+# --------------------------------------------------------------------------- reachability
+
+
+@njit(cache=True)
+def bfs_mark(start, g, mark, ep, queue):
+    """Mark with ``ep`` every slot reachable from ``start`` that isn't marked yet."""
+    if mark[start] == ep:
+        return 0
+    mark[start] = ep
+    queue[0] = start
+    head = 0
+    tail = 1
+    while head < tail:
+        u = queue[head]
+        head += 1
+        for t in range(g.deg[u]):
+            v = g.nbrs[u, t]
+            if mark[v] != ep:
+                mark[v] = ep
+                queue[tail] = v
+                tail += 1
+    return tail
+
+
+@njit(cache=True)
+def count_unreachable(entry, g, n_slots, mark, mstate, queue):
+    """Live nodes not reachable from the entry point (walking through tombstones)."""
+    if entry < 0:
+        return 0
+    ep = _next_epoch(mark, mstate)
+    bfs_mark(entry, g, mark, ep, queue)
+    c = 0
+    for u in range(n_slots):
+        if g.flags[u] == LIVE and mark[u] != ep:
+            c += 1
+    return c
+
+
+@njit(cache=True, fastmath=True)
+def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries):
+    """Give ``u`` an in-edge from a nearby node that the entry point reaches.
+
+    Searches for u's vector from the entry point (the beam holds reachable
+    nodes only), then tries the beam in order: the first live v with room
+    takes the edge v -> u; a full v takes it if RobustPrune of v's list plus
+    u keeps u. If none of the first ``max_tries`` full lists keeps u, the
+    nearest live v swaps u in for its neighbour of highest in-degree (> 1),
+    which therefore stays linked.
+    """
+    size, _ = beam_search(g.vecs[u], entry, g, L, METRIC_L2, s, counters)
+    tries = 0
+    first = -1
+    for t in range(size):
+        v = s.bid[t]
+        if v == u or g.flags[v] != LIVE:
+            continue
+        if _contains(g, v, u):
+            return norph
+        if first < 0:
+            first = v
+        if g.deg[v] < R:
+            _touch(v, g, ch)
+            g.nbrs[v, g.deg[v]] = u
+            g.deg[v] += 1
+            g.indeg[u] += 1
+            return norph
+        if tries < max_tries:
+            tries += 1
+            m = _prune_list_with(v, u, g, R, alpha, s, counters)
+            for a in range(m):
+                if s.pbuf[a] == u:
+                    return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
+    if first < 0:
+        first = entry
+        if first == u or g.deg[first] < R:
+            if first != u:
+                _touch(first, g, ch)
+                g.nbrs[first, g.deg[first]] = u
+                g.deg[first] += 1
+                g.indeg[u] += 1
+            return norph
+    # swap u in for the neighbour of highest in-degree (ties: larger id)
+    v = first
+    best = -1
+    for t in range(g.deg[v]):
+        c = g.nbrs[v, t]
+        if best < 0 or g.indeg[c] > g.indeg[g.nbrs[v, best]] or (
+            g.indeg[c] == g.indeg[g.nbrs[v, best]] and g.ext[c] > g.ext[g.nbrs[v, best]]
+        ):
+            best = t
+    m = 0
+    for t in range(g.deg[v]):
+        if t != best:
+            s.pbuf[m] = g.nbrs[v, t]
+            m += 1
+    s.pbuf[m] = u
+    m += 1
+    return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
+
+
+@njit(cache=True)
+def repair_orphans(g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries):
+    """Repair every orphan in ``orph[:norph]`` (and those the repairs create)."""
+    i = 0
+    budget = 4 * orph.shape[0] + 64
+    while i < norph and budget > 0:
+        u = orph[i]
+        i += 1
+        if g.flags[u] == LIVE and g.indeg[u] == 0 and u != entry:
+            budget -= 1
+            norph = repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries)
+    return i
+
+
+@njit(cache=True)
+def repair_unreachable(g, entry, n_slots, L, R, alpha, s, ch, counters, orph, queue, max_rounds):
+    """Make every live node reachable from the entry point; returns repairs made.
+
+    A round: BFS from the entry point; then each unreachable live node, in
+    id order, that is still unreached gets an in-edge (:func:`repair_node`)
+    and what it reaches is marked. Re-prunes during a repair can cut other
+    nodes off, so rounds repeat until a BFS finds none (at most
+    ``max_rounds``; the caller reports what is left).
+    """
+    if entry < 0:
+        return 0
+    repairs = 0
+    reach = np.zeros(n_slots, dtype=np.bool_)
+    for _ in range(max_rounds):
+        reach[:] = False
+        _mark_from(entry, g, reach, queue)
+        n_bad = 0
+        for u in range(n_slots):
+            if g.flags[u] == LIVE and not reach[u]:
+                n_bad += 1
+        if n_bad == 0:
+            return repairs
+        bad = np.empty(n_bad, dtype=np.int32)
+        c = 0
+        for u in range(n_slots):
+            if g.flags[u] == LIVE and not reach[u]:
+                bad[c] = u
+                c += 1
+        bad = bad[np.argsort(g.ext[bad])]
+        for t in range(n_bad):
+            u = bad[t]
+            if reach[u]:
+                continue
+            # orphans this repair creates are found by the next round's BFS
+            repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, 0, 8)
+            repairs += 1
+            _mark_from(u, g, reach, queue)
+    return repairs
+
+
+@njit(cache=True)
+def _mark_from(start, g, reach, queue):
+    if reach[start]:
+        return
+    reach[start] = True
+    queue[0] = start
+    head = 0
+    tail = 1
+    while head < tail:
+        u = queue[head]
+        head += 1
+        for t in range(g.deg[u]):
+            v = g.nbrs[u, t]
+            if not reach[v]:
+                reach[v] = True
+                queue[tail] = v
+                tail += 1
+
+
+# --------------------------------------------------------------------------- insert / build
+
+
+@njit(cache=True, fastmath=True)
+def insert_node(x, g, entry, L, R, limit, alpha, s, ch, counters, orph, repair):
+    """FreshVamana insert of slot ``x`` (vector and flags already set, no edges).
+
+    Beam search for x from the entry point; RobustPrune of the expanded
+    nodes gives x's out-list; each chosen neighbour gets the reverse edge,
+    re-pruned when its list would exceed ``limit``. With ``repair``, nodes
+    whose in-degree the re-prunes dropped to zero are re-linked at once.
+    Returns the number of orphans found.
+    """
+    size, nexp = beam_search(g.vecs[x], entry, g, L, METRIC_L2, s, counters)
+    n = 0
+    for t in range(nexp):
+        c = s.expanded[t]
+        if c != x:
+            s.cand[n] = c
+            s.cd[n] = s.expd[t]
+            n += 1
+    m = robust_prune(s.cand, s.cd, n, alpha, R, MAXC, g, s, counters)
+    _touch(x, g, ch)
+    for t in range(m):
+        c = s.pbuf[t]
+        g.nbrs[x, t] = c
+        g.indeg[c] += 1
+    g.deg[x] = m
+    norph = 0
+    for t in range(m):
+        norph = add_edge(g.nbrs[x, t], x, g, R, limit, alpha, entry, s, ch, counters, orph, norph)
+    if repair and norph > 0:
+        repair_orphans(g, entry, L, R, alpha, s, ch, counters, orph, norph, 8)
+    return norph
+
+
+@njit(cache=True, fastmath=True)
+def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph):
+    """Vamana build: FreshVamana-insert the slots of ``order`` one by one.
+
+    Lists may grow to ``limit`` (DiskANN's slack, > R) before a re-prune; a
+    final pass prunes every list longer than R down to R. Reachability is
+    repaired afterwards by the caller.
+    """
+    for i in range(order.shape[0]):
+        x = order[i]
+        if x == entry:
+            continue
+        insert_node(x, g, entry, L, R, limit, alpha, s, ch, counters, orph, False)
+    for x in range(order.shape[0]):
+        if g.deg[x] > R:
+            m = _prune_list_with(x, -1, g, R, alpha, s, counters)
+            _replace_list(x, s.pbuf, m, g, entry, s, ch, orph, 0)
+
+
+# --------------------------------------------------------------------------- consolidate
+
+
+@njit(cache=True, fastmath=True)
+def consolidate_lists(g, n_slots, entry, R, alpha, s, ch, counters):
+    """FreshDiskANN delete consolidation of every live list that names a deleted node.
+
+    Candidates for p: p's live neighbours plus the live neighbours of p's
+    deleted neighbours, pruned with RobustPrune. Only live lists change and
+    candidates come from deleted lists (which don't change), so the result
+    is independent of the order in which nodes are processed. Returns the
+    number of lists rewritten.
+    """
+    changed = 0
+    for p in range(n_slots):
+        if g.flags[p] != LIVE:
+            continue
+        has_del = False
+        for t in range(g.deg[p]):
+            if g.flags[g.nbrs[p, t]] == DELETED:
+                has_del = True
+                break
+        if not has_del:
+            continue
+        ep = _next_epoch(s.mark, s.mstate)
+        s.mark[p] = ep
+        n = 0
+        for t in range(g.deg[p]):
+            c = g.nbrs[p, t]
+            if g.flags[c] == LIVE:
+                if s.mark[c] != ep:
+                    s.mark[c] = ep
+                    s.cand[n] = c
+                    n += 1
+        for t in range(g.deg[p]):
+            dn = g.nbrs[p, t]
+            if g.flags[dn] != DELETED:
+                continue
+            for u in range(g.deg[dn]):
+                c = g.nbrs[dn, u]
+                if g.flags[c] == LIVE and s.mark[c] != ep:
+                    if n >= s.cand.shape[0]:
+                        break
+                    s.mark[c] = ep
+                    s.cand[n] = c
+                    n += 1
+        for t in range(n):
+            s.cd[t] = _l2_slots(g.vecs, p, s.cand[t])
+        counters[0] += n
+        m = robust_prune(s.cand, s.cd, n, alpha, R, MAXC, g, s, counters)
+        # copy: _replace_list uses s.mark, and s.pbuf is the new list
+        _replace_list(p, s.pbuf, m, g, entry, s, ch, s.pbuf[:0], 0)
+        changed += 1
+    return changed
+
+
+@njit(cache=True)
+def release_deleted(g, n_slots, freed):
+    """Drop the lists of deleted nodes and mark their slots free; returns how many."""
+    c = 0
+    for u in range(n_slots):
+        if g.flags[u] != DELETED:
+            continue
+        for t in range(g.deg[u]):
+            v = g.nbrs[u, t]
+            g.indeg[v] -= 1
+            g.nbrs[u, t] = -1
+        g.deg[u] = 0
+        g.flags[u] = FREE
+        freed[c] = u
+        c += 1
+    return c
+
+
+@njit(cache=True)
+def edges_to_flag(g, n_slots, flag):
+    """Number of edges (from used slots) that point at a node with ``flag``."""
+    c = 0
+    for u in range(n_slots):
+        if g.flags[u] == FREE:
+            continue
+        for t in range(g.deg[u]):
+            if g.flags[g.nbrs[u, t]] == flag:
+                c += 1
+    return c

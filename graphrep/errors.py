@@ -1,0 +1,72 @@
+"""Every error graphrep raises on purpose.
+
+All of them derive from :class:`GraphrepError`, so a caller can catch the
+family at once; each subclass names one kind of mistake, and its message says
+what was wrong and what to do about it. An operation that raises one of these
+has changed nothing: the index (or replica) is exactly as it was before the
+call, and its digest is unchanged.
+"""
+
+from __future__ import annotations
+
+
+class GraphrepError(Exception):
+    """Base class of every error graphrep raises deliberately."""
+
+
+class InvalidArgument(GraphrepError, ValueError):
+    """A parameter is outside its allowed range (k < 1, R < 2, unknown metric...)."""
+
+
+class DimensionMismatch(InvalidArgument):
+    """A vector, a batch of vectors or a delta has another dimension than the index."""
+
+
+class InvalidVector(InvalidArgument):
+    """A vector is not a finite numeric array of the right shape (NaN, inf, ragged, strings)."""
+
+
+class InvalidId(InvalidArgument):
+    """An id is not an integer in the range the index can store."""
+
+
+class DuplicateId(GraphrepError, KeyError):
+    """An id is already in the index (ids are never reused: an update is delete + new id)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownId(GraphrepError, KeyError):
+    """An id is not in the index, or is already deleted."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyIndex(GraphrepError):
+    """The operation needs at least one live vector in the index."""
+
+
+class IndexNotEmpty(GraphrepError):
+    """``build`` was called on an index that already holds vectors."""
+
+
+class DeltaError(GraphrepError):
+    """A delta cannot be applied to this index."""
+
+
+class DeltaOutOfOrder(DeltaError):
+    """A delta's sequence number is not the next one this index expects."""
+
+
+class CorruptDelta(DeltaError):
+    """Serialized delta bytes are truncated, malformed or fail their checksum."""
+
+
+class CorruptIndexFile(GraphrepError):
+    """A saved index file is missing, truncated, malformed or of an unknown format version."""
+
+
+class DatasetUnavailable(GraphrepError):
+    """A real dataset is not installed on this machine; the message says how to install it."""
