@@ -125,7 +125,8 @@ class EdgeDelta:
         if not isinstance(other, EdgeDelta):
             return NotImplemented
         return (
-            (self.seq, self.op, self.dim, self.entry) == (other.seq, other.op, other.dim, other.entry)
+            (self.seq, self.op, self.dim, self.entry)
+            == (other.seq, other.op, other.dim, other.entry)
             and all(
                 np.array_equal(getattr(self, name), getattr(other, name))
                 for name in ("ids", "flags", "kinds", "counts", "values", "vectors", "removed")
@@ -364,7 +365,8 @@ def _decode(data: bytes) -> EdgeDelta:
         raise _corrupt(f"unknown op code {op}")
     if not (0 < dim <= MAX_DIM and n <= MAX_RECORDS and n_new <= n and n_values < MAX_VALUES):
         raise _corrupt("header sizes out of range")
-    payload = np.frombuffer(data, dtype=np.uint8, offset=_HEADER.size, count=len(data) - 4 - _HEADER.size)
+    payload = np.frombuffer(data, dtype=np.uint8, offset=_HEADER.size,
+                            count=len(data) - 4 - _HEADER.size)
     vec_bytes = n_new * dim * 4
     body_end = payload.shape[0] - vec_bytes
     # every record takes >= 3 bytes, every value and removed id >= 1

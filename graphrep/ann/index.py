@@ -37,6 +37,7 @@ from graphrep.errors import (
     DimensionMismatch,
     DuplicateId,
     EmptyIndex,
+    GraphrepError,
     IndexNotEmpty,
     InvalidArgument,
     InvalidId,
@@ -103,7 +104,8 @@ class VamanaIndex:
         self.seed = int(seed)
         self._cap = 0
         self._n_slots = 0  # slots [0, n_slots) have been used at least once
-        self._free: list[int] = []  # freed slots, reused last-in first-out
+        self._free = np.empty(0, dtype=np.int32)  # stack of freed slots, reused last-in first-out
+        self._n_free = 0
         self._n_live = 0
         self._n_deleted = 0
         self._entry = -1  # entry point slot
@@ -136,13 +138,16 @@ class VamanaIndex:
             ext[:old] = g.ext
             indeg[:old] = g.indeg
         self._g = K.Graph(vecs, nbrs, deg, flags, ext, indeg)
+        free = np.empty(cap, dtype=np.int32)
+        free[: self._n_free] = self._free[: self._n_free]
+        self._free = free
         self._cap = cap
         self._scratch_by_L = {}
         self._changes = K.make_changes(cap, 4 * self.R + 64, self.R)
         self._queue = np.empty(cap, dtype=np.int32)
 
     def _reserve(self, n_more: int) -> None:
-        need = self._n_slots + max(0, n_more - len(self._free))
+        need = self._n_slots + max(0, n_more - self._n_free)
         if need > self._cap:
             self._grow(max(need, 2 * self._cap))
         self._idmap.reserve(n_more)
@@ -156,18 +161,23 @@ class VamanaIndex:
 
     def _peek_slots(self, n: int) -> np.ndarray:
         """The slots the next ``n`` allocations will take (without taking them)."""
-        take = min(n, len(self._free))
-        reused = self._free[len(self._free) - take:][::-1]
-        fresh = range(self._n_slots, self._n_slots + n - take)
-        return np.array([*reused, *fresh], dtype=np.int32)
+        take = min(n, self._n_free)
+        reused = self._free[self._n_free - take : self._n_free][::-1]
+        fresh = np.arange(self._n_slots, self._n_slots + n - take, dtype=np.int32)
+        return np.concatenate((reused, fresh))
 
     def _take_slots(self, n: int) -> np.ndarray:
         slots = self._peek_slots(n)
-        take = min(n, len(self._free))
-        if take:
-            del self._free[len(self._free) - take:]
+        take = min(n, self._n_free)
+        self._n_free -= take
         self._n_slots += n - take
         return slots
+
+    def _push_free(self, slots: np.ndarray) -> None:
+        """Return slots to the stack, highest first, so that the lowest is reused first."""
+        k = slots.shape[0]
+        self._free[self._n_free : self._n_free + k] = np.sort(slots)[::-1]
+        self._n_free += k
 
     @property
     def _used(self) -> int:
@@ -191,7 +201,9 @@ class VamanaIndex:
         """Validate a 2-d batch and return a C-contiguous float32 copy ready to store."""
         arr = _as_float_array(x, what)
         if arr.ndim != 2:
-            raise InvalidVector(f"{what} must be a 2-d array (n, {self.dim}), got shape {arr.shape}")
+            raise InvalidVector(
+                f"{what} must be a 2-d array (n, {self.dim}), got shape {arr.shape}"
+            )
         if arr.shape[1] != self.dim:
             raise DimensionMismatch(
                 f"{what} has dimension {arr.shape[1]} but the index has dim={self.dim}; "
@@ -213,7 +225,9 @@ class VamanaIndex:
     def _one_vector(self, x: Any, what: str) -> np.ndarray:
         arr = _as_float_array(x, what)
         if arr.ndim != 1:
-            raise InvalidVector(f"{what} must be a 1-d array of length {self.dim}, got shape {arr.shape}")
+            raise InvalidVector(
+                f"{what} must be a 1-d array of length {self.dim}, got shape {arr.shape}"
+            )
         return self._vectors(arr[None, :], what)[0]
 
     def _check_new_ids(self, ids: np.ndarray) -> None:
@@ -278,7 +292,7 @@ class VamanaIndex:
         ch = self._changes
         K.begin_changes(ch)
         if n > 1:
-            limit = max(self.R, int(round(self.build_slack * self.R)))
+            limit = max(self.R, round(self.build_slack * self.R))
             wide = np.full((self._cap, limit), -1, dtype=np.int32)
             gw = K.Graph(g.vecs, wide, g.deg, g.flags, g.ext, g.indeg)
             order = np.random.default_rng(self.seed).permutation(n).astype(np.int32)
@@ -289,11 +303,11 @@ class VamanaIndex:
                           self._counters, self._orph)
             g.nbrs[:, :] = wide[:, : self.R]
             self._repair_all(ch)
-        delta = self._delta_for(slots, n_new=n, op="build", old_idx=None)
+        delta = self._delta_for(slots, op="build")
         self._account("build", before, n=n)
         return [delta]
 
-    def insert(self, id: Any, vector: Any) -> EdgeDelta:  # noqa: A002 - the API name
+    def insert(self, id: Any, vector: Any) -> EdgeDelta:
         """FreshVamana insert of one vector; returns the delta (new node + changed lists)."""
         i = _as_id(id, "id")
         if i > MAX_ID:
@@ -319,17 +333,16 @@ class VamanaIndex:
         K.begin_changes(ch)
         if self._entry < 0:  # the first node: it becomes the entry point, no edges
             self._entry = int(slot)
-            delta = self._delta_for(np.array([slot], dtype=np.int32), n_new=1, op="insert",
-                                    old_idx=None)
+            delta = self._delta_for(np.array([slot], dtype=np.int32), op="insert")
             self._account("insert", before, orphans_repaired=0)
             return delta
         orphans = int(K.insert_node(slot, g, self._entry, self.L, self.R, self.R, self.alpha,
                                     self._scratch(self.L), ch, self._counters, self._orph, True))
-        delta = self._delta_from_changes("insert", new_slots=np.array([slot], dtype=np.int32))
+        delta = self._delta_from_changes("insert", new_slot=int(slot))
         self._account("insert", before, orphans_repaired=orphans)
         return delta
 
-    def delete(self, id: Any) -> EdgeDelta:  # noqa: A002
+    def delete(self, id: Any) -> EdgeDelta:
         """Tombstone ``id``: hidden from search results at once, still used for navigation
         until :meth:`consolidate` removes it."""
         slot = self._slot_of(id, "delete")
@@ -369,7 +382,7 @@ class VamanaIndex:
         removed = np.sort(g.ext[freed])
         for rid in removed:
             self._idmap.discard(int(rid))
-        self._free.extend(sorted(freed.tolist(), reverse=True))
+        self._push_free(freed)
         self._n_deleted = 0
         repairs = self._repair_all(ch)
         # the pre-images of lists still name the freed slots: clear their ids after the diff
@@ -407,42 +420,41 @@ class VamanaIndex:
         return int(live[np.lexsort((g.ext[live], d))[0]])
 
     # ------------------------------------------------------------------ deltas out
-    def _delta_from_changes(self, op: str, new_slots: np.ndarray | None = None,
+    def _delta_from_changes(self, op: str, new_slot: int = -1,
                             changes: K.Changes | None = None,
                             removed: np.ndarray | None = None) -> EdgeDelta:
-        """The delta of the lists ``changes`` recorded; ``new_slots`` are the new nodes."""
+        """The delta of the lists ``changes`` recorded; ``new_slot`` is the node created."""
         ch = self._changes if changes is None else changes
+        g = self._g
         c = int(ch.count[0])
-        touched = ch.slots[:c]
-        pos = np.arange(c, dtype=np.int32)
-        old_idx = np.where(pos < ch.old.shape[0], pos, -1).astype(np.int32)
-        is_new = np.zeros(c, dtype=bool)
-        if new_slots is not None:
-            is_new = np.isin(touched, new_slots)
-        # canonical record order: new nodes first, then by id
-        order = np.lexsort((self._g.ext[touched], ~is_new))
-        return self._delta_for(touched[order], n_new=int(is_new.sum()), op=op,
-                               old_idx=old_idx[order], changes=ch, removed=removed)
+        slots = np.empty(c, dtype=np.int32)
+        kinds = np.empty(c, dtype=np.uint8)
+        counts = np.empty((c, 2), dtype=np.int32)
+        values = np.empty(2 * self.R * c + 1, dtype=np.int64)
+        s = self._scratch(self.L)
+        n_new, nv = RP.changed_records(ch.slots, c, ch.old.shape[0], new_slot, ch.old,
+                                       ch.old_deg, g.nbrs, g.deg, g.ext, s.mark, s.mstate,
+                                       slots, kinds, counts, values)
+        return self._make_delta(
+            op, ids=g.ext[slots], flags=g.flags[slots], kinds=kinds, counts=counts,
+            values=values[:nv], vectors=g.vecs[slots[:n_new]], removed=removed,
+        )
 
-    def _delta_for(self, slots: np.ndarray, n_new: int, op: str, old_idx: np.ndarray | None,
-                   changes: K.Changes | None = None,
-                   removed: np.ndarray | None = None) -> EdgeDelta:
+    def _delta_for(self, slots: np.ndarray, op: str) -> EdgeDelta:
+        """A delta carrying the full records of ``slots``, all of them new nodes."""
         g = self._g
         slots = np.ascontiguousarray(slots, dtype=np.int32)
         n = slots.shape[0]
-        ch = self._changes if changes is None else changes
-        if old_idx is None:
-            old_idx = np.full(n, -1, dtype=np.int32)
         kinds = np.empty(n, dtype=np.uint8)
         counts = np.empty((n, 2), dtype=np.int32)
-        values = np.empty(int(g.deg[slots].sum()) + 2 * self.R * n + 1, dtype=np.int64)
+        values = np.empty(int(g.deg[slots].sum()) + 1, dtype=np.int64)
         s = self._scratch(self.L)
-        nv = RP.make_records(slots, n, n_new, old_idx, ch.old, ch.old_deg, g.nbrs, g.deg, g.ext,
-                             s.mark, s.mstate, kinds, counts, values)
+        no_old = np.full(n, -1, dtype=np.int32)
+        nv = RP.make_records(slots, n, n, no_old, self._changes.old, self._changes.old_deg,
+                             g.nbrs, g.deg, g.ext, s.mark, s.mstate, kinds, counts, values)
         return self._make_delta(
-            op, ids=g.ext[slots].copy(), flags=g.flags[slots].copy(), kinds=kinds,
-            counts=counts, values=values[:nv].copy(), vectors=g.vecs[slots[:n_new]].copy(),
-            removed=removed,
+            op, ids=g.ext[slots], flags=g.flags[slots], kinds=kinds, counts=counts,
+            values=values[:nv], vectors=g.vecs[slots], removed=None,
         )
 
     def _make_delta(self, op: str, *, ids, flags, kinds, counts, values, vectors,
@@ -464,76 +476,108 @@ class VamanaIndex:
         for another dimension raises :class:`DimensionMismatch`, one whose
         ``seq`` is not the next expected raises :class:`DeltaOutOfOrder`,
         one that doesn't fit this index's state raises :class:`DeltaError`.
-        With a list, the deltas before the failing one stay applied.
+        With a list, the deltas before the failing one stay applied. A list
+        is applied by one kernel call, which is how a replica should consume
+        a batch of deltas.
         """
         if isinstance(delta, EdgeDelta):
-            self._apply_one(delta)
-            return
-        if isinstance(delta, (list, tuple)):
-            for d in delta:
-                self._apply_one(d)
-            return
-        raise DeltaError(f"apply takes an EdgeDelta or a list of them, not {type(delta).__name__}")
+            deltas = [delta]
+        elif isinstance(delta, (list, tuple)):
+            deltas = list(delta)
+        else:
+            raise DeltaError(
+                f"apply takes an EdgeDelta or a list of them, not {type(delta).__name__}"
+            )
+        first_bad, error = len(deltas), None
+        for i, d in enumerate(deltas):
+            error = self._precheck(d, self._seq + i)
+            if error is not None:
+                first_bad = i
+                break
+        if first_bad:
+            self._apply_run(deltas[:first_bad])
+        if error is not None:
+            raise error
 
-    def _apply_one(self, d: EdgeDelta) -> None:
+    def _precheck(self, d: object, expect_seq: int) -> GraphrepError | None:
+        """What is wrong with ``d`` that its type, seq and shapes show, or None.
+        (Array contents are checked for the whole run at once in ``_apply_run``.)"""
         if not isinstance(d, EdgeDelta):
-            raise DeltaError(f"apply takes EdgeDelta objects, not {type(d).__name__}")
+            return DeltaError(f"apply takes EdgeDelta objects, not {type(d).__name__}")
         if d.dim != self.dim:
-            raise DimensionMismatch(
+            return DimensionMismatch(
                 f"delta seq {d.seq} is for dimension {d.dim} but this index has dim={self.dim}; "
                 "apply it to a replica created with the same dim"
             )
-        if d.seq != self._seq:
-            raise DeltaOutOfOrder(
-                f"delta seq {d.seq} arrived but this index expects seq {self._seq}; "
-                + ("it was already applied" if d.seq < self._seq else
-                   f"deltas {self._seq}..{d.seq - 1} are missing: fetch and apply them first")
+        if d.seq != expect_seq:
+            return DeltaOutOfOrder(
+                f"delta seq {d.seq} arrived but this index expects seq {expect_seq}; "
+                + ("it was already applied" if d.seq < expect_seq else
+                   f"deltas {expect_seq}..{d.seq - 1} are missing: fetch and apply them first")
             )
         n = d.ids.shape[0]
-        n_new = d.vectors.shape[0]
-        shapes_ok = (
-            d.flags.shape == (n,) and d.kinds.shape == (n,) and d.counts.shape == (n, 2)
-            and d.vectors.ndim == 2 and n_new <= n and d.values.ndim == 1
-            and int(d.counts.astype(np.int64).sum()) == d.values.shape[0]
-            and (d.counts >= 0).all()
-        )
-        if not shapes_ok:
-            raise DeltaError(f"delta seq {d.seq} has inconsistent array shapes; it is malformed")
-        if n_new and not np.isfinite(d.vectors).all():
-            raise DeltaError(f"delta seq {d.seq} carries a non-finite vector; it is malformed")
-        self._reserve(n_new)
-        new_slots = self._peek_slots(n_new)
+        v = d.vectors
+        if not (d.ids.ndim == 1 and d.flags.shape == (n,) and d.kinds.shape == (n,)
+                and d.counts.shape == (n, 2) and v.ndim == 2 and v.shape[1] == self.dim
+                and v.shape[0] <= n and d.values.ndim == 1 and d.removed.ndim == 1):
+            return _malformed(d, "inconsistent array shapes")
+        return None
+
+    def _apply_run(self, deltas: list[EdgeDelta]) -> None:
+        """Apply shape-checked deltas with one kernel call; raise for the first that doesn't
+        fit (the ones before it stay applied)."""
+        names = ("ids", "flags", "kinds", "counts", "values", "vectors", "removed")
+        types = (np.int64, np.uint8, np.uint8, np.int32, np.int64, np.float32, np.int64)
+        if len(deltas) == 1:
+            parts = [getattr(deltas[0], name) for name in names]
+        else:
+            parts = [np.concatenate([getattr(d, name) for d in deltas]) for name in names]
+        ids, flags, kinds, counts, values, vectors, removed = (
+            np.ascontiguousarray(a, dtype=t) for a, t in zip(parts, types, strict=True))
+        sizes = np.array([(d.ids.shape[0], d.values.shape[0], d.vectors.shape[0],
+                           d.removed.shape[0]) for d in deltas], dtype=np.int64)
+        off = np.zeros((len(deltas) + 1, 4), dtype=np.int64)
+        np.cumsum(sizes, axis=0, out=off[1:])
+        rec_off, val_off, vec_off, rem_off = (np.ascontiguousarray(off[:, j]) for j in range(4))
+        # contents that numpy checks faster than the kernel: list sizes, finite vectors
+        n_ok, error = len(deltas), None
+        per_rec = counts.astype(np.int64).sum(axis=1)
+        cum = np.concatenate(([0], np.cumsum(per_rec)))
+        bad_counts = ((cum[rec_off[1:]] - cum[rec_off[:-1]]) != (val_off[1:] - val_off[:-1]))
+        if counts.size and counts.min() < 0:
+            neg_rec = int(np.argmax((counts < 0).any(axis=1)))
+            bad_counts[np.searchsorted(rec_off, neg_rec, side="right") - 1] = True
+        if bad_counts.any():
+            n_ok = int(np.argmax(bad_counts))
+            error = _malformed(deltas[n_ok], "list lengths disagree with its values")
+        if vectors.size and not np.isfinite(vectors).all():
+            row = int(np.argmax(~np.isfinite(vectors).all(axis=1)))
+            i = int(np.searchsorted(vec_off, row, side="right") - 1)
+            if i < n_ok:
+                n_ok, error = i, _malformed(deltas[i], "a non-finite vector")
+        entries = np.array([d.entry for d in deltas[:n_ok]], dtype=np.int64)
+        self._reserve(int(vec_off[n_ok]))
         g = self._g
         s = self._scratch(self.L)
-        size_after = self._used + n_new - d.removed.shape[0]
-        ids = np.ascontiguousarray(d.ids, dtype=np.int64)
-        flags = np.ascontiguousarray(d.flags, dtype=np.uint8)
-        kinds = np.ascontiguousarray(d.kinds, dtype=np.uint8)
-        counts = np.ascontiguousarray(d.counts, dtype=np.int32)
-        values = np.ascontiguousarray(d.values, dtype=np.int64)
-        removed = np.ascontiguousarray(d.removed, dtype=np.int64)
-        code, rec, val = RP.validate_delta(
-            ids, flags, kinds, counts, values, removed, np.int64(d.entry), new_slots,
-            self._idmap.keys, self._idmap.vals, g.nbrs, g.deg, g.flags, self.R, s.mark,
-            s.mstate, size_after,
+        state = np.array([self._n_slots, self._n_free, self._n_live, self._n_deleted,
+                          self._entry], dtype=np.int64)
+        done, code, rec, val = RP.apply_batch(
+            ids, flags, kinds, counts, values, vectors, removed, entries, rec_off, val_off,
+            vec_off, rem_off, self._idmap.keys, self._idmap.vals, g, self.R, s.mark, s.mstate,
+            self._free, state,
         )
-        if code != RP.OK:
-            raise _delta_error(d, int(code), int(rec), int(val))
-        freed = np.empty(removed.shape[0], dtype=np.int32)
-        vectors = np.ascontiguousarray(d.vectors, dtype=np.float32)
-        d_live, d_del = RP.apply_delta(ids, flags, kinds, counts, values, vectors, removed,
-                                       new_slots, self._idmap.keys, self._idmap.vals, g, freed)
-        self._take_slots(n_new)
-        self._idmap.count += n_new - removed.shape[0]
-        g.ext[freed] = -1
-        self._free.extend(sorted(freed.tolist(), reverse=True))
-        self._n_live += int(d_live)
-        self._n_deleted += int(d_del)
-        self._entry = self._idmap.get(d.entry) if d.entry >= 0 else -1
-        self._seq += 1
-        self._totals["apply"]["calls"] += 1
+        done = int(done)
+        self._n_slots, self._n_free, self._n_live, self._n_deleted, self._entry = (
+            int(x) for x in state)
+        self._idmap.count += int(vec_off[done]) - int(rem_off[done])
+        self._seq += done
+        self._totals["apply"]["calls"] += done
         self.last_op = {"op": "apply", "distance_computations": 0, "nodes_visited": 0,
-                        "records": n}
+                        "deltas": done, "records": int(rec_off[done])}
+        if code != RP.OK:
+            raise _delta_error(deltas[done], int(code), int(rec), int(val))
+        if error is not None:
+            raise error
 
     # ------------------------------------------------------------------ search
     def search(self, queries: Any, k: int = 10, L: int | None = None
@@ -709,7 +753,8 @@ class VamanaIndex:
         meta = {
             "format": SAVE_FORMAT, "dim": self.dim, "metric": self.metric, "R": self.R,
             "L": self.L, "alpha": self.alpha, "build_slack": self.build_slack, "seed": self.seed,
-            "n_slots": n, "entry": self._entry, "seq": self._seq, "free": self._free,
+            "n_slots": n, "entry": self._entry, "seq": self._seq,
+            "free": self._free[: self._n_free].tolist(),
             "totals": self._totals, "counters": self._counters.tolist(),
         }
         with open(path, "wb") as f:
@@ -771,7 +816,12 @@ class VamanaIndex:
             raise ValueError("ids are negative or repeated")
         g.indeg[:n] = np.bincount(targets, minlength=n)[:n] if n else 0
         self._n_slots = n
-        self._free = [int(x) for x in meta["free"]]
+        free = np.asarray(meta["free"], dtype=np.int64)
+        if free.ndim != 1 or (free.size and (free.min() < 0 or free.max() >= n
+                                             or used[free].any())):
+            raise ValueError("free-slot list names a used or unknown slot")
+        self._free[: free.size] = free
+        self._n_free = int(free.size)
         self._n_live = int((g.flags[:n] == K.LIVE).sum())
         self._n_deleted = int((g.flags[:n] == K.DELETED).sum())
         self._entry = int(meta["entry"])
@@ -867,6 +917,11 @@ _DELTA_MESSAGES = {
     RP.NEW_WITHOUT_LIST: "new node {v} comes without its full list",
     RP.BAD_ID: "record {i} has negative id {v}",
 }
+
+
+def _malformed(d: EdgeDelta, what: str) -> DeltaError:
+    return DeltaError(f"delta seq {d.seq} ({d.op}) is malformed: {what}; the index is "
+                      "unchanged by it. Fetch the delta again from its origin")
 
 
 def _delta_error(d: EdgeDelta, code: int, rec: int, val: int) -> DeltaError:

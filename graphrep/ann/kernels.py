@@ -30,6 +30,8 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
+from graphrep.ann._prefetch import prefetch_row
+
 FREE = np.uint8(0)
 LIVE = np.uint8(1)
 DELETED = np.uint8(2)
@@ -37,8 +39,8 @@ DELETED = np.uint8(2)
 METRIC_L2 = 0
 METRIC_IP = 1
 
-# counters[0]: distance computations, counters[1]: nodes expanded (visited)
-N_COUNTERS = 2
+# counters[0]: distance computations, [1]: nodes expanded (visited), [2]: prunes
+N_COUNTERS = 3
 
 # RobustPrune looks at no more than this many nearest candidates (DiskANN's maxc)
 MAXC = 750
@@ -48,7 +50,7 @@ _EPOCH_LIMIT = 2**31 - 4
 
 Graph = namedtuple("Graph", "vecs nbrs deg flags ext indeg")
 Scratch = namedtuple(
-    "Scratch", "vis vstate bid bd bexp expanded expd cand cd pc pd occl pbuf mark mstate"
+    "Scratch", "vis vstate bid bd bexp expanded expd cand cd pc pd occl pbuf mark mstate nb"
 )
 Changes = namedtuple("Changes", "stamp state slots count old old_deg")
 
@@ -72,6 +74,7 @@ def make_scratch(cap: int, L: int, width: int) -> Scratch:
         pbuf=np.empty(pool, dtype=np.int32),
         mark=np.zeros(cap, dtype=np.int32),
         mstate=np.zeros(1, dtype=np.int32),
+        nb=np.empty(width, dtype=np.int32),
     )
 
 
@@ -176,6 +179,7 @@ def beam_search(q, entry, g, L, metric, s, counters):
     nbrs = g.nbrs
     deg = g.deg
     vecs = g.vecs
+    nb = s.nb
     ep = _next_epoch(vis, s.vstate)
     vis[entry] = ep
     bid[0] = entry
@@ -194,20 +198,31 @@ def beam_search(q, entry, g, L, metric, s, counters):
             s.expd[nexp] = bd[cur]
         nexp += 1
         best = size
+        # gather the unvisited neighbours and prefetch their vectors first, so
+        # that the memory system fetches them in parallel (as hnswlib does)
+        m = 0
         for t in range(deg[node]):
             n = nbrs[node, t]
-            if vis[n] == ep:
-                continue
-            vis[n] = ep
+            if vis[n] != ep:
+                vis[n] = ep
+                nb[m] = n
+                m += 1
+                prefetch_row(vecs, n)
+        for a in range(m):
+            n = nb[a]
             d = _dist_query(vecs, n, q, metric)
             ndist += 1
-            if size == L and not _before(d, ext[n], bd[L - 1], ext[bid[L - 1]]):
-                continue
+            # (distance, id) order; ids are read only on a distance tie
+            if size == L:
+                wd = bd[L - 1]
+                if d > wd or (d == wd and ext[n] > ext[bid[L - 1]]):
+                    continue
             lo = 0
             hi = size
             while lo < hi:
                 mid = (lo + hi) >> 1
-                if _before(bd[mid], ext[bid[mid]], d, ext[n]):
+                bm = bd[mid]
+                if bm < d or (bm == d and ext[bid[mid]] < ext[n]):
                     lo = mid + 1
                 else:
                     hi = mid
@@ -285,6 +300,7 @@ def search_parallel(Q, entry, g, L, k, metric, n_chunks, width, counters, out_id
             np.empty(1, dtype=np.int32),
             np.empty(1, dtype=np.int32),
             np.zeros(1, dtype=np.int32),
+            np.empty(width, dtype=np.int32),
         )
         lo = c * per
         hi = min(nq, lo + per)
@@ -369,6 +385,7 @@ def robust_prune(cand, cd, n, alpha, R, maxc, g, s, counters):
                         occl[j] = r
         cur *= 1.2
     counters[0] += ndist
+    counters[2] += 1
     return res
 
 
@@ -636,7 +653,7 @@ def insert_node(x, g, entry, L, R, limit, alpha, s, ch, counters, orph, repair):
     whose in-degree the re-prunes dropped to zero are re-linked at once.
     Returns the number of orphans found.
     """
-    size, nexp = beam_search(g.vecs[x], entry, g, L, METRIC_L2, s, counters)
+    _, nexp = beam_search(g.vecs[x], entry, g, L, METRIC_L2, s, counters)
     n = 0
     for t in range(nexp):
         c = s.expanded[t]

@@ -34,6 +34,18 @@ NEW_WITHOUT_LIST = 15
 BAD_ID = 16
 
 
+@njit(inline="always")
+def _sort_small(a, lo, hi):
+    """Insertion sort of a[lo:hi] (lists here are short: at most R)."""
+    for i in range(lo + 1, hi):
+        x = a[i]
+        j = i - 1
+        while j >= lo and a[j] > x:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
+
+
 @njit(cache=True)
 def make_records(slots, n_rec, n_new, old_idx, old, old_deg, nbrs, deg, ext, mark, mstate,
                  kinds, counts, values):
@@ -48,64 +60,49 @@ def make_records(slots, n_rec, n_new, old_idx, old, old_deg, nbrs, deg, ext, mar
     for i in range(n_rec):
         j = slots[i]
         d = deg[j]
-        cur = np.empty(d, dtype=np.int64)
-        for t in range(d):
-            cur[t] = ext[nbrs[j, t]]
-        cur.sort()
         oi = old_idx[i]
-        if i < n_new or oi < 0:
-            kinds[i] = KIND_FULL
-            counts[i, 0] = d
-            counts[i, 1] = 0
+        if i >= n_new and oi >= 0:
+            od = old_deg[oi]
+            ep = _next_epoch(mark, mstate)
             for t in range(d):
-                values[vp] = cur[t]
-                vp += 1
-            continue
-        od = old_deg[oi]
-        prev = np.empty(od, dtype=np.int64)
-        for t in range(od):
-            prev[t] = ext[old[oi, t]]
-        prev.sort()
-        # sorted set differences by a merge
-        rem = np.empty(od, dtype=np.int64)
-        add = np.empty(d, dtype=np.int64)
-        nr = 0
-        na = 0
-        a = 0
-        b = 0
-        while a < od or b < d:
-            if b >= d or (a < od and prev[a] < cur[b]):
-                rem[nr] = prev[a]
-                nr += 1
-                a += 1
-            elif a >= od or cur[b] < prev[a]:
-                add[na] = cur[b]
-                na += 1
-                b += 1
-            else:
-                a += 1
-                b += 1
-        if nr + na == 0:
-            kinds[i] = KIND_NONE
-            counts[i, 0] = 0
-            counts[i, 1] = 0
-        elif nr + na < d:
-            kinds[i] = KIND_DIFF
-            counts[i, 0] = nr
-            counts[i, 1] = na
-            for t in range(nr):
-                values[vp] = rem[t]
-                vp += 1
-            for t in range(na):
-                values[vp] = add[t]
-                vp += 1
+                mark[nbrs[j, t]] = ep
+            nr = 0
+            for t in range(od):
+                c = old[oi, t]
+                if mark[c] == ep:
+                    mark[c] = -1  # in both lists
+                else:
+                    values[vp + nr] = ext[c]
+                    nr += 1
+            na = 0
+            for t in range(d):
+                c = nbrs[j, t]
+                if mark[c] == ep:
+                    values[vp + nr + na] = ext[c]
+                    na += 1
+            if nr + na == 0:
+                kinds[i] = KIND_NONE
+                counts[i, 0] = 0
+                counts[i, 1] = 0
+                continue
+            if nr + na < d:
+                kinds[i] = KIND_DIFF
+                counts[i, 0] = nr
+                counts[i, 1] = na
+                _sort_small(values, vp, vp + nr)
+                _sort_small(values, vp + nr, vp + nr + na)
+                vp += nr + na
+                continue
+        kinds[i] = KIND_FULL
+        counts[i, 0] = d
+        counts[i, 1] = 0
+        for t in range(d):
+            values[vp + t] = ext[nbrs[j, t]]
+        if d > 64:
+            values[vp : vp + d].sort()
         else:
-            kinds[i] = KIND_FULL
-            counts[i, 0] = d
-            counts[i, 1] = 0
-            for t in range(d):
-                values[vp] = cur[t]
-                vp += 1
+            _sort_small(values, vp, vp + d)
+        vp += d
     return vp
 
 
@@ -136,12 +133,15 @@ def _resolve(v, tkeys, tvals, nkeys, nvals):
 
 @njit(cache=True)
 def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
-                   tkeys, tvals, g_nbrs, g_deg, g_flags, R, mark, mstate, size_after):
+                   tkeys, tvals, g_nbrs, g_deg, g_flags, R, mark, mstate, size_after,
+                   rec_slot, val_slot, rem_slot):
     """Check a delta against this index without changing it.
 
     Returns ``(code, record index, value)``; code 0 means it applies cleanly.
     ``new_slots`` are the slots the new records will take; ``mark`` is a
-    stamp array at least as long as the largest slot.
+    stamp array at least as long as the largest slot. The slots that ids,
+    list values and removed ids resolve to are written to ``rec_slot``,
+    ``val_slot`` and ``rem_slot`` for :func:`apply_delta`.
     """
     n = ids.shape[0]
     n_new = new_slots.shape[0]
@@ -161,12 +161,13 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
         if mark[s] == ep:
             return RECORD_ID_REPEATED, i, ids[i]
         mark[s] = ep
+        rec_slot[i] = s
         if flags[i] != LIVE and flags[i] != DELETED:
             return BAD_FLAGS, i, np.int64(flags[i])
     vp = 0
     for i in range(n):
         k = kinds[i]
-        me = lookup(nkeys, nvals, ids[i]) if i < n_new else lookup(tkeys, tvals, ids[i])
+        me = rec_slot[i]
         if i < n_new and k != KIND_FULL:
             return NEW_WITHOUT_LIST, i, ids[i]
         ep = _next_epoch(mark, mstate)
@@ -178,8 +179,9 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 return LIST_TOO_LONG, i, np.int64(m)
             for _ in range(m):
                 v = values[vp]
-                vp += 1
                 s = _resolve(v, tkeys, tvals, nkeys, nvals)
+                val_slot[vp] = s
+                vp += 1
                 if s < 0:
                     return NEIGHBOUR_UNKNOWN, i, v
                 if s == me:
@@ -193,16 +195,18 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
             m = g_deg[me]
             for _ in range(counts[i, 0]):
                 v = values[vp]
-                vp += 1
                 s = lookup(tkeys, tvals, v)
+                val_slot[vp] = s
+                vp += 1
                 if s < 0 or mark[s] != ep:
                     return DIFF_REMOVES_ABSENT, i, v
                 mark[s] = -1  # removed: may not be removed twice
                 m -= 1
             for _ in range(counts[i, 1]):
                 v = values[vp]
-                vp += 1
                 s = _resolve(v, tkeys, tvals, nkeys, nvals)
+                val_slot[vp] = s
+                vp += 1
                 if s < 0:
                     return NEIGHBOUR_UNKNOWN, i, v
                 if s == me:
@@ -217,6 +221,7 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
             return BAD_KIND, i, np.int64(k)
     for i in range(removed.shape[0]):
         s = lookup(tkeys, tvals, removed[i])
+        rem_slot[i] = s
         if s < 0:
             return REMOVED_UNKNOWN, i, removed[i]
         if g_flags[s] != DELETED:
@@ -234,13 +239,13 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
 
 
 @njit(cache=True)
-def apply_delta(ids, flags, kinds, counts, values, vectors, removed, new_slots,
-                tkeys, tvals, g, freed):
-    """Apply a delta that :func:`validate_delta` accepted.
+def apply_delta(ids, flags, kinds, counts, vectors, removed, new_slots, rec_slot, val_slot,
+                rem_slot, tkeys, tvals, g):
+    """Apply a delta that :func:`validate_delta` accepted, using the slots it resolved.
 
-    Returns (change in live count, change in deleted count); the slots of
-    removed nodes are written to ``freed``. New ids enter the id table and
-    removed ids leave it here; the caller accounts the table's size.
+    Returns (change in live count, change in deleted count). New ids enter
+    the id table and removed ids leave it here; the caller accounts the
+    table's size and the freed slots (``rem_slot``).
     """
     n = ids.shape[0]
     n_new = new_slots.shape[0]
@@ -261,7 +266,7 @@ def apply_delta(ids, flags, kinds, counts, values, vectors, removed, new_slots,
             d_del += 1
     vp = 0
     for i in range(n):
-        me = lookup(tkeys, tvals, ids[i])
+        me = rec_slot[i]
         if i >= n_new and g.flags[me] != flags[i]:
             if g.flags[me] == LIVE:
                 d_live -= 1
@@ -278,7 +283,7 @@ def apply_delta(ids, flags, kinds, counts, values, vectors, removed, new_slots,
                 g.indeg[g.nbrs[me, t]] -= 1
             m = counts[i, 0]
             for t in range(m):
-                s = lookup(tkeys, tvals, values[vp])
+                s = val_slot[vp]
                 vp += 1
                 g.nbrs[me, t] = s
                 g.indeg[s] += 1
@@ -287,7 +292,7 @@ def apply_delta(ids, flags, kinds, counts, values, vectors, removed, new_slots,
             g.deg[me] = m
         elif k == KIND_DIFF:
             for _ in range(counts[i, 0]):
-                s = lookup(tkeys, tvals, values[vp])
+                s = val_slot[vp]
                 vp += 1
                 d = g.deg[me]
                 for t in range(d):
@@ -298,19 +303,122 @@ def apply_delta(ids, flags, kinds, counts, values, vectors, removed, new_slots,
                         break
                 g.indeg[s] -= 1
             for _ in range(counts[i, 1]):
-                s = lookup(tkeys, tvals, values[vp])
+                s = val_slot[vp]
                 vp += 1
                 g.nbrs[me, g.deg[me]] = s
                 g.deg[me] += 1
                 g.indeg[s] += 1
     for i in range(removed.shape[0]):
-        s = lookup(tkeys, tvals, removed[i])
+        s = rem_slot[i]
         for t in range(g.deg[s]):
             g.indeg[g.nbrs[s, t]] -= 1
             g.nbrs[s, t] = -1
         g.deg[s] = 0
         g.flags[s] = FREE
         d_del -= 1
-        freed[i] = s
         remove(tkeys, tvals, removed[i])
     return d_live, d_del
+
+
+@njit(cache=True)
+def changed_records(touched, n, old_cap, new_slot, old, old_deg, nbrs, deg, ext, mark, mstate,
+                    out_slots, kinds, counts, values):
+    """Records of an operation's change log in canonical order, in one call.
+
+    ``touched[:n]`` are the slots in the order they were first touched (the
+    pre-image of touch ``c`` is ``old[c]`` when ``c < old_cap``);
+    ``new_slot`` (or -1) is the node the operation created, which goes
+    first; the others follow in id order. Returns (records with a new node,
+    values written); ``out_slots[:n]`` receives the ordered slots.
+    """
+    order = np.argsort(ext[touched[:n]])
+    old_idx = np.empty(n, dtype=np.int32)
+    r = 0
+    n_new = 0
+    if new_slot >= 0:
+        for t in range(n):
+            if touched[t] == new_slot:
+                out_slots[0] = new_slot
+                old_idx[0] = -1
+                r = 1
+                n_new = 1
+                break
+    for a in range(n):
+        t = order[a]
+        if touched[t] == new_slot:
+            continue
+        out_slots[r] = touched[t]
+        old_idx[r] = t if t < old_cap else -1
+        r += 1
+    nv = make_records(out_slots, n, n_new, old_idx, old, old_deg, nbrs, deg, ext, mark, mstate,
+                      kinds, counts, values)
+    return n_new, nv
+
+
+# state vector shared by apply_batch and the index: where the allocator and counts stand
+ST_N_SLOTS = 0
+ST_N_FREE = 1
+ST_LIVE = 2
+ST_DELETED = 3
+ST_ENTRY = 4
+
+
+@njit(cache=True)
+def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries,
+                rec_off, val_off, vec_off, rem_off, tkeys, tvals, g, R, mark, mstate,
+                free, state):
+    """Validate and apply a run of deltas (concatenated arrays plus offsets), in order.
+
+    Stops at the first delta that does not fit; the deltas before it stay
+    applied, the failing one changes nothing. Slots come from the free stack
+    ``free[:state[ST_N_FREE]]`` (last in, first out) and then from
+    ``state[ST_N_SLOTS]``, as the index allocates them. Returns
+    ``(deltas applied, code, record, value)`` of the first failure, or
+    ``(n, OK, -1, 0)``.
+    """
+    nd = entries.shape[0]
+    for d in range(nd):
+        r0 = rec_off[d]
+        r1 = rec_off[d + 1]
+        v0 = val_off[d]
+        v1 = val_off[d + 1]
+        n0 = vec_off[d]
+        n1 = vec_off[d + 1]
+        m0 = rem_off[d]
+        m1 = rem_off[d + 1]
+        n_new = n1 - n0
+        n_free = state[ST_N_FREE]
+        take = min(n_new, n_free)
+        new_slots = np.empty(n_new, dtype=np.int32)
+        for i in range(take):
+            new_slots[i] = free[n_free - 1 - i]
+        for i in range(n_new - take):
+            new_slots[take + i] = state[ST_N_SLOTS] + i
+        size_after = state[ST_LIVE] + state[ST_DELETED] + n_new - (m1 - m0)
+        rec_slot = np.empty(r1 - r0, dtype=np.int32)
+        val_slot = np.empty(v1 - v0, dtype=np.int32)
+        freed = np.empty(m1 - m0, dtype=np.int32)
+        code, rec, val = validate_delta(
+            ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1], values[v0:v1],
+            removed[m0:m1], entries[d], new_slots, tkeys, tvals, g.nbrs, g.deg, g.flags, R,
+            mark, mstate, size_after, rec_slot, val_slot, freed,
+        )
+        if code != OK:
+            return d, code, rec, val
+        d_live, d_del = apply_delta(
+            ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1], vectors[n0:n1],
+            removed[m0:m1], new_slots, rec_slot, val_slot, freed, tkeys, tvals, g,
+        )
+        state[ST_N_FREE] = n_free - take
+        state[ST_N_SLOTS] += n_new - take
+        state[ST_LIVE] += d_live
+        state[ST_DELETED] += d_del
+        # freed slots go on the stack highest first, so the lowest is reused first
+        freed.sort()
+        for i in range(freed.shape[0]):
+            s = freed[freed.shape[0] - 1 - i]
+            g.ext[s] = -1
+            free[state[ST_N_FREE]] = s
+            state[ST_N_FREE] += 1
+        state[ST_ENTRY] = lookup(tkeys, tvals, entries[d]) if entries[d] >= 0 else -1
+    return nd, OK, -1, np.int64(0)
