@@ -68,7 +68,9 @@ class VamanaIndex:
     alpha: RobustPrune's distance slack (>= 1), applied to squared distances
         as DiskANN does.
     build_slack: during ``build`` lists may grow to ``build_slack * R`` before
-        a re-prune (DiskANN's GRAPH_SLACK_FACTOR); all end at <= R.
+        a re-prune to R (DiskANN's GRAPH_SLACK_FACTOR); all end at <= R. After
+        the build R is a hard cap, and an insert that would overflow a list
+        re-prunes it to ``R / build_slack``, which leaves DiskANN's headroom.
     seed: seeds the order in which ``build`` inserts points.
     """
 
@@ -101,6 +103,9 @@ class VamanaIndex:
         self.L = int(L)
         self.alpha = float(alpha)
         self.build_slack = float(build_slack)
+        # an insert that overflows a list (> R) re-prunes it to R / slack: the same
+        # headroom DiskANN gets from letting lists grow to slack * R, under a hard cap R
+        self._overflow_target = max(1, int(self.R / self.build_slack))
         self.seed = int(seed)
         self._cap = 0
         self._n_slots = 0  # slots [0, n_slots) have been used at least once
@@ -336,7 +341,8 @@ class VamanaIndex:
             delta = self._delta_for(np.array([slot], dtype=np.int32), op="insert")
             self._account("insert", before, orphans_repaired=0)
             return delta
-        orphans = int(K.insert_node(slot, g, self._entry, self.L, self.R, self.R, self.alpha,
+        orphans = int(K.insert_node(slot, g, self._entry, self.L, self.R, self.R,
+                                    self._overflow_target, self.alpha,
                                     self._scratch(self.L), ch, self._counters, self._orph, True))
         delta = self._delta_from_changes("insert", new_slot=int(slot))
         self._account("insert", before, orphans_repaired=orphans)

@@ -451,8 +451,9 @@ def _replace_list(j, newl, m, g, entry, s, ch, orph, norph):
 
 
 @njit(cache=True, fastmath=True)
-def add_edge(j, x, g, R, limit, alpha, entry, s, ch, counters, orph, norph):
-    """Add the edge j -> x; if j's list would exceed ``limit``, re-prune it to R."""
+def add_edge(j, x, g, target, limit, alpha, entry, s, ch, counters, orph, norph):
+    """Add the edge j -> x; if j's list would exceed ``limit``, re-prune it (with x)
+    to at most ``target`` neighbours."""
     d = g.deg[j]
     if _contains(g, j, x):
         return norph
@@ -462,7 +463,7 @@ def add_edge(j, x, g, R, limit, alpha, entry, s, ch, counters, orph, norph):
         g.deg[j] = d + 1
         g.indeg[x] += 1
         return norph
-    m = _prune_list_with(j, x, g, R, alpha, s, counters)
+    m = _prune_list_with(j, x, g, target, alpha, s, counters)
     return _replace_list(j, s.pbuf, m, g, entry, s, ch, orph, norph)
 
 
@@ -644,12 +645,15 @@ def _mark_from(start, g, reach, queue):
 
 
 @njit(cache=True, fastmath=True)
-def insert_node(x, g, entry, L, R, limit, alpha, s, ch, counters, orph, repair):
+def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, repair):
     """FreshVamana insert of slot ``x`` (vector and flags already set, no edges).
 
     Beam search for x from the entry point; RobustPrune of the expanded
     nodes gives x's out-list; each chosen neighbour gets the reverse edge,
-    re-pruned when its list would exceed ``limit``. With ``repair``, nodes
+    re-pruned to ``target`` when its list would exceed ``limit``. (Build:
+    limit = slack * R, target = R, as DiskANN. Insert into a built index:
+    limit = R, the hard cap, and target = R / slack, which leaves the same
+    headroom before the next re-prune.) With ``repair``, nodes
     whose in-degree the re-prunes dropped to zero are re-linked at once.
     Returns the number of orphans found.
     """
@@ -670,7 +674,12 @@ def insert_node(x, g, entry, L, R, limit, alpha, s, ch, counters, orph, repair):
     g.deg[x] = m
     norph = 0
     for t in range(m):
-        norph = add_edge(g.nbrs[x, t], x, g, R, limit, alpha, entry, s, ch, counters, orph, norph)
+        norph = add_edge(g.nbrs[x, t], x, g, target, limit, alpha, entry, s, ch, counters, orph,
+                         norph)
+    # every re-prune may have declined x itself: then nothing links to it yet
+    if g.indeg[x] == 0 and norph < orph.shape[0]:
+        orph[norph] = x
+        norph += 1
     if repair and norph > 0:
         repair_orphans(g, entry, L, R, alpha, s, ch, counters, orph, norph, 8)
     return norph
@@ -688,7 +697,7 @@ def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph):
         x = order[i]
         if x == entry:
             continue
-        insert_node(x, g, entry, L, R, limit, alpha, s, ch, counters, orph, False)
+        insert_node(x, g, entry, L, R, limit, R, alpha, s, ch, counters, orph, False)
     for x in range(order.shape[0]):
         if g.deg[x] > R:
             m = _prune_list_with(x, -1, g, R, alpha, s, counters)
