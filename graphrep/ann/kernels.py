@@ -198,8 +198,9 @@ def beam_search(q, entry, g, L, metric, s, counters):
             s.expd[nexp] = bd[cur]
         nexp += 1
         best = size
-        # gather the unvisited neighbours and prefetch their vectors first, so
-        # that the memory system fetches them in parallel (as hnswlib does)
+        # gather the unvisited neighbours, then compute their distances while
+        # prefetching the vectors two ahead (the search waits on memory; two
+        # ahead measured best on 100k x 128 here, against 0, 4, 8 and all)
         m = 0
         for t in range(deg[node]):
             n = nbrs[node, t]
@@ -207,9 +208,12 @@ def beam_search(q, entry, g, L, metric, s, counters):
                 vis[n] = ep
                 nb[m] = n
                 m += 1
-                prefetch_row(vecs, n)
+        for a in range(min(m, 2)):
+            prefetch_row(vecs, nb[a])
         for a in range(m):
             n = nb[a]
+            if a + 2 < m:
+                prefetch_row(vecs, nb[a + 2])
             d = _dist_query(vecs, n, q, metric)
             ndist += 1
             # (distance, id) order; ids are read only on a distance tie
@@ -401,7 +405,12 @@ def _contains(g, j, x):
 def _prune_list_with(j, x, g, R, alpha, s, counters):
     """RobustPrune of j's list plus ``x`` (``x`` may be -1 for none); result in s.pbuf."""
     n = 0
-    for t in range(g.deg[j]):
+    d = g.deg[j]
+    for t in range(min(d, 2)):
+        prefetch_row(g.vecs, g.nbrs[j, t])
+    for t in range(d):
+        if t + 2 < d:
+            prefetch_row(g.vecs, g.nbrs[j, t + 2])
         c = g.nbrs[j, t]
         s.cand[n] = c
         s.cd[n] = _l2_slots(g.vecs, j, c)
