@@ -7,7 +7,7 @@ before computing distances; Numba has no prefetch, so this emits
 """
 
 from llvmlite import ir
-from numba import types
+from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -38,3 +38,9 @@ def prefetch_row(typingctx, arr, row):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+if config.DISABLE_JIT:  # pure-Python debugging runs: a prefetch is only a hint
+
+    def prefetch_row(arr, row):  # type: ignore[no-redef]
+        return None

@@ -182,15 +182,22 @@ def _as_matrix(name: str, x: np.ndarray) -> np.ndarray:
         arr = arr[None, :]
     if arr.ndim != 2:
         raise InvalidVector(f"{name} must be 2-d (rows are vectors), got shape {arr.shape}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise InvalidVector(f"{name} contains NaN or infinite values")
-    return arr
+    return arr  # kept in its own dtype: tiles are converted to float64 as they are used
 
 
-def _row_norms(x: np.ndarray) -> np.ndarray:
-    """Canonical per-row Euclidean norms (same summation for every row)."""
-    return np.sqrt(np.einsum("ij,ij->i", x, x))
+def _f64(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _row_norms(x: np.ndarray, block: int) -> np.ndarray:
+    """Canonical per-row Euclidean norms in float64 (same summation for every row)."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for s in range(0, x.shape[0], block):
+        t = _f64(x[s : s + block])
+        out[s : s + block] = np.sqrt(np.einsum("ij,ij->i", t, t))
+    return out
 
 
 def _exact_pairs(
@@ -210,8 +217,8 @@ def _exact_pairs(
     """
     out = np.empty(qi.shape[0], dtype=np.float64)
     for s in range(0, qi.shape[0], chunk):
-        a = q[qi[s : s + chunk]]
-        b = x[xj[s : s + chunk]]
+        a = _f64(q[qi[s : s + chunk]])
+        b = _f64(x[xj[s : s + chunk]])
         if metric == "l2":
             diff = a - b
             out[s : s + chunk] = np.einsum("ij,ij->i", diff, diff)
@@ -246,7 +253,8 @@ def ground_truth(
     each tile, every pair whose fast distance lies within a rounding margin of
     the current k-th best is re-scored by a canonical float64 expression, and a
     running top-``k`` per query is kept by (exact distance, id). Memory is
-    O(block^2 + block * dim) whatever the sizes of ``base`` and ``queries``.
+    O(block^2 + block * dim) beyond the inputs themselves (never a float64 copy
+    of the base set), whatever the sizes of ``base`` and ``queries``.
     """
     if metric not in METRICS:
         raise InvalidArgument(f"unknown metric {metric!r}; expected one of {METRICS}")
@@ -270,17 +278,12 @@ def ground_truth(
         if np.unique(ext).shape[0] != n:
             raise InvalidArgument("ids must be unique")
 
-    xn = _row_norms(x)
-    qn = _row_norms(q)
-    if metric == "cosine":
-        xs = np.where(xn > 0, xn, 1.0)
-        qs = np.where(qn > 0, qn, 1.0)
-        xn, qn = xs, qs
-        x_fast = x / xs[:, None]
-        q_fast = q / qs[:, None]
-    else:
-        x_fast, q_fast = x, q
+    xn = _row_norms(x, block)
+    qn = _row_norms(q, block)
     x_sq = xn * xn
+    if metric == "cosine":  # a zero vector is scaled by 1: cosine 0 with everything
+        xn = np.where(xn > 0, xn, 1.0)
+        qn = np.where(qn > 0, qn, 1.0)
     max_xn = float(xn.max()) if n else 0.0
 
     # Bound on |fast - canonical| is ~ dim * eps64 * scale; 1e-9 * scale is far
@@ -300,13 +303,17 @@ def ground_truth(
     for q0 in range(0, nq, block):
         q1 = min(nq, q0 + block)
         bq = q1 - q0
-        qb = q_fast[q0:q1]
+        qb = _f64(q[q0:q1])
+        if metric == "cosine":
+            qb = qb / qn[q0:q1, None]
         pool_d = np.full((bq, k), np.inf)
         pool_id = np.full((bq, k), np.iinfo(np.int64).max, dtype=np.int64)
-        pool_row = np.full((bq, k), -1, dtype=np.int64)
         for x0 in range(0, n, block):
             x1 = min(n, x0 + block)
-            prod = qb @ x_fast[x0:x1].T
+            xb = _f64(x[x0:x1])
+            if metric == "cosine":
+                xb = xb / xn[x0:x1, None]
+            prod = qb @ xb.T
             if metric == "l2":
                 fast = (qn[q0:q1, None] ** 2 - 2.0 * prod) + x_sq[None, x0:x1]
             elif metric == "ip":
@@ -326,7 +333,6 @@ def ground_truth(
             all_q = np.concatenate([np.repeat(np.arange(bq), k), qi])
             all_d = np.concatenate([pool_d.ravel(), exact])
             all_id = np.concatenate([pool_id.ravel(), ext[rows]])
-            all_row = np.concatenate([pool_row.ravel(), rows])
             order = np.lexsort((all_id, all_d, all_q))
             sq = all_q[order]
             starts = np.searchsorted(sq, np.arange(bq))
@@ -336,7 +342,6 @@ def ground_truth(
             kr = rank[rank < k]
             pool_d[kq, kr] = all_d[keep]
             pool_id[kq, kr] = all_id[keep]
-            pool_row[kq, kr] = all_row[keep]
         out_ids[q0:q1] = pool_id
         out_d[q0:q1] = pool_d.astype(np.float32)
     return out_ids, out_d

@@ -50,6 +50,9 @@ MAX_ID = (1 << 62) - 1
 SAVE_FORMAT = 1
 _OPS = ("build", "insert", "delete", "consolidate", "repair", "search", "apply")
 
+# up to this many live nodes every insert ends with a reachability BFS
+_BFS_EVERY_INSERT_UP_TO = 1024
+
 # a batch of at least this many queries per thread goes to the parallel kernel
 _PARALLEL_MIN_PER_THREAD = 16
 
@@ -106,6 +109,9 @@ class VamanaIndex:
         # an insert that overflows a list (> R) re-prunes it to R / slack: the same
         # headroom DiskANN gets from letting lists grow to slack * R, under a hard cap R
         self._overflow_target = max(1, int(self.R / self.build_slack))
+        # repairs search with a wider beam, to find a reachable list with room
+        self._repair_L = max(self.L, 4 * self.R)
+        self._inserts_since_bfs = 0
         self.seed = int(seed)
         self._cap = 0
         self._n_slots = 0  # slots [0, n_slots) have been used at least once
@@ -315,8 +321,6 @@ class VamanaIndex:
     def insert(self, id: Any, vector: Any) -> EdgeDelta:
         """FreshVamana insert of one vector; returns the delta (new node + changed lists)."""
         i = _as_id(id, "id")
-        if i > MAX_ID:
-            raise InvalidId(f"id {i} is out of range; ids must be integers in [0, 2**62)")
         v = self._one_vector(vector, "vector")
         if self._idmap.get(i) >= 0:
             raise DuplicateId(
@@ -343,7 +347,17 @@ class VamanaIndex:
             return delta
         orphans = int(K.insert_node(slot, g, self._entry, self.L, self.R, self.R,
                                     self._overflow_target, self.alpha,
-                                    self._scratch(self.L), ch, self._counters, self._orph, True))
+                                    self._scratch(self._repair_L), ch, self._counters,
+                                    self._orph, self._repair_L))
+        # A re-prune can also cut off an island whose members still link to each
+        # other (exact duplicates do that). A BFS finds those; it runs after every
+        # insert while the index is small and every live/64 inserts after that, so
+        # its cost stays a small fraction of an insert's.
+        self._inserts_since_bfs += 1
+        if self._n_live <= _BFS_EVERY_INSERT_UP_TO or \
+                self._inserts_since_bfs >= self._n_live // 64:
+            orphans += self._repair_all(ch)
+            self._inserts_since_bfs = 0
         delta = self._delta_from_changes("insert", new_slot=int(slot))
         self._account("insert", before, orphans_repaired=orphans)
         return delta
@@ -411,9 +425,9 @@ class VamanaIndex:
         return [delta]
 
     def _repair_all(self, ch: K.Changes) -> int:
-        return int(K.repair_unreachable(self._g, self._entry, self._n_slots, self.L, self.R,
-                                        self.alpha, self._scratch(self.L), ch, self._counters,
-                                        self._orph, self._queue, 16))
+        return int(K.repair_unreachable(self._g, self._entry, self._n_slots, self._repair_L,
+                                        self.R, self.alpha, self._scratch(self._repair_L), ch,
+                                        self._counters, self._orph, self._queue, 16))
 
     def _nearest_live(self, slot: int) -> int:
         """The live slot nearest to ``slot``'s vector (ties by id); -1 if none is live."""
@@ -882,8 +896,8 @@ def _as_id(x: Any, what: str) -> int:
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
         raise InvalidId(f"{what} must be an integer id, got {type(x).__name__} {x!r}")
     i = int(x)
-    if i < 0:
-        raise InvalidId(f"{what}: id {i} is negative; ids must be integers in [0, 2**62)")
+    if i < 0 or i > MAX_ID:
+        raise InvalidId(f"{what}: id {i} is out of range; ids must be integers in [0, 2**62)")
     return i
 
 

@@ -518,12 +518,13 @@ def count_unreachable(entry, g, n_slots, mark, mstate, queue):
 def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries):
     """Give ``u`` an in-edge from a nearby node that the entry point reaches.
 
-    Searches for u's vector from the entry point (the beam holds reachable
-    nodes only), then tries the beam in order: the first live v with room
-    takes the edge v -> u; a full v takes it if RobustPrune of v's list plus
-    u keeps u. If none of the first ``max_tries`` full lists keeps u, the
-    nearest live v swaps u in for its neighbour of highest in-degree (> 1),
-    which therefore stays linked.
+    Searches for u's vector from the entry point with beam ``L`` (the beam
+    holds reachable nodes only) and walks the beam in order: the first live
+    v with room takes the edge v -> u; a full v takes it if RobustPrune of
+    v's list plus u keeps u (tried on the first ``max_tries`` full lists).
+    Exact duplicates occlude each other in RobustPrune, so u may be kept by
+    none: then the nearest live v swaps u in for its neighbour of highest
+    in-degree, among those with in-degree >= 2, which stay linked.
     """
     size, _ = beam_search(g.vecs[u], entry, g, L, METRIC_L2, s, counters)
     tries = 0
@@ -548,32 +549,41 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
             for a in range(m):
                 if s.pbuf[a] == u:
                     return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
-    if first < 0:
-        first = entry
-        if first == u or g.deg[first] < R:
-            if first != u:
-                _touch(first, g, ch)
-                g.nbrs[first, g.deg[first]] = u
-                g.deg[first] += 1
-                g.indeg[u] += 1
+    if first < 0:  # nothing live in reach: link from the entry point itself
+        if entry == u or _contains(g, entry, u):
             return norph
-    # swap u in for the neighbour of highest in-degree (ties: larger id)
-    v = first
-    best = -1
-    for t in range(g.deg[v]):
-        c = g.nbrs[v, t]
-        if best < 0 or g.indeg[c] > g.indeg[g.nbrs[v, best]] or (
-            g.indeg[c] == g.indeg[g.nbrs[v, best]] and g.ext[c] > g.ext[g.nbrs[v, best]]
-        ):
-            best = t
-    m = 0
-    for t in range(g.deg[v]):
-        if t != best:
-            s.pbuf[m] = g.nbrs[v, t]
-            m += 1
-    s.pbuf[m] = u
-    m += 1
-    return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
+        if g.deg[entry] < R:
+            _touch(entry, g, ch)
+            g.nbrs[entry, g.deg[entry]] = u
+            g.deg[entry] += 1
+            g.indeg[u] += 1
+            return norph
+        first = entry
+    # swap u in for a neighbour that keeps another in-edge
+    for t in range(size + 1):
+        v = s.bid[t] if t < size else first
+        if v == u or (t < size and g.flags[v] != LIVE):
+            continue
+        best = -1
+        for a in range(g.deg[v]):
+            c = g.nbrs[v, a]
+            if g.indeg[c] < 2 or c == entry:
+                continue
+            if best < 0 or g.indeg[c] > g.indeg[g.nbrs[v, best]] or (
+                g.indeg[c] == g.indeg[g.nbrs[v, best]] and g.ext[c] > g.ext[g.nbrs[v, best]]
+            ):
+                best = a
+        if best < 0:
+            continue
+        m = 0
+        for a in range(g.deg[v]):
+            if a != best:
+                s.pbuf[m] = g.nbrs[v, a]
+                m += 1
+        s.pbuf[m] = u
+        m += 1
+        return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
+    return norph
 
 
 @njit(cache=True)
@@ -654,7 +664,7 @@ def _mark_from(start, g, reach, queue):
 
 
 @njit(cache=True, fastmath=True)
-def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, repair):
+def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, repair_L):
     """FreshVamana insert of slot ``x`` (vector and flags already set, no edges).
 
     Beam search for x from the entry point; RobustPrune of the expanded
@@ -662,8 +672,9 @@ def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 
     re-pruned to ``target`` when its list would exceed ``limit``. (Build:
     limit = slack * R, target = R, as DiskANN. Insert into a built index:
     limit = R, the hard cap, and target = R / slack, which leaves the same
-    headroom before the next re-prune.) With ``repair``, nodes
-    whose in-degree the re-prunes dropped to zero are re-linked at once.
+    headroom before the next re-prune.) With ``repair_L`` > 0, nodes whose
+    in-degree the re-prunes dropped to zero (and x, if every re-prune
+    declined it) are re-linked at once, searching with that beam width.
     Returns the number of orphans found.
     """
     _, nexp = beam_search(g.vecs[x], entry, g, L, METRIC_L2, s, counters)
@@ -689,8 +700,8 @@ def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 
     if g.indeg[x] == 0 and norph < orph.shape[0]:
         orph[norph] = x
         norph += 1
-    if repair and norph > 0:
-        repair_orphans(g, entry, L, R, alpha, s, ch, counters, orph, norph, 8)
+    if repair_L > 0 and norph > 0:
+        repair_orphans(g, entry, repair_L, R, alpha, s, ch, counters, orph, norph, 8)
     return norph
 
 
@@ -706,7 +717,7 @@ def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph):
         x = order[i]
         if x == entry:
             continue
-        insert_node(x, g, entry, L, R, limit, R, alpha, s, ch, counters, orph, False)
+        insert_node(x, g, entry, L, R, limit, R, alpha, s, ch, counters, orph, 0)
     for x in range(order.shape[0]):
         if g.deg[x] > R:
             m = _prune_list_with(x, -1, g, R, alpha, s, counters)

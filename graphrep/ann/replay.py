@@ -123,12 +123,35 @@ def _local_set(new_ids, new_slots):
     return keys, vals
 
 
+# up to this many new nodes a delta's new ids are searched linearly, not hashed
+_FEW_NEW = 8
+
+
 @njit(inline="always")
-def _resolve(v, tkeys, tvals, nkeys, nvals):
-    s = lookup(tkeys, tvals, v)
+def _new_slot(v, new_ids, new_slots, nkeys, nvals):
+    """Slot of ``v`` among the delta's new nodes, or -1."""
+    if new_ids.shape[0] <= _FEW_NEW:
+        for i in range(new_ids.shape[0]):
+            if new_ids[i] == v:
+                return new_slots[i]
+        return -1
+    return lookup(nkeys, nvals, v)
+
+
+@njit(inline="always")
+def _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals):
+    s = _new_slot(v, new_ids, new_slots, nkeys, nvals)
     if s >= 0:
         return s
-    return lookup(nkeys, nvals, v)
+    return lookup(tkeys, tvals, v)
+
+
+@njit(inline="always")
+def _in_list(g_nbrs, j, d, x):
+    for t in range(d):
+        if g_nbrs[j, t] == x:
+            return True
+    return False
 
 
 @njit(cache=True)
@@ -151,11 +174,16 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
     for i in range(n_new):
         if lookup(tkeys, tvals, ids[i]) >= 0:
             return NEW_ID_EXISTS, i, ids[i]
-    nkeys, nvals = _local_set(ids[:n_new], new_slots)
+    new_ids = ids[:n_new]
+    if n_new > _FEW_NEW:
+        nkeys, nvals = _local_set(new_ids, new_slots)
+    else:
+        nkeys = np.full(1, -1, dtype=np.int64)
+        nvals = np.full(1, -1, dtype=np.int32)
     # record ids unique: stamp their slots
     ep = _next_epoch(mark, mstate)
     for i in range(n):
-        s = lookup(nkeys, nvals, ids[i]) if i < n_new else lookup(tkeys, tvals, ids[i])
+        s = new_slots[i] if i < n_new else lookup(tkeys, tvals, ids[i])
         if s < 0:
             return RECORD_ID_UNKNOWN, i, ids[i]
         if mark[s] == ep:
@@ -179,7 +207,7 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 return LIST_TOO_LONG, i, np.int64(m)
             for _ in range(m):
                 v = values[vp]
-                s = _resolve(v, tkeys, tvals, nkeys, nvals)
+                s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
                 val_slot[vp] = s
                 vp += 1
                 if s < 0:
@@ -189,6 +217,43 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 if mark[s] == ep:
                     return NEIGHBOUR_REPEATED, i, v
                 mark[s] = ep
+        elif k == KIND_DIFF and counts[i, 0] + counts[i, 1] <= 4:
+            # a small diff (the common case: one reverse edge): scan the list
+            d = g_deg[me]
+            v0 = vp
+            for _ in range(counts[i, 0]):
+                v = values[vp]
+                s = lookup(tkeys, tvals, v)
+                val_slot[vp] = s
+                vp += 1
+                if s < 0 or not _in_list(g_nbrs, me, d, s):
+                    return DIFF_REMOVES_ABSENT, i, v
+                for u in range(v0, vp - 1):
+                    if val_slot[u] == s:
+                        return DIFF_REMOVES_ABSENT, i, v
+            r_end = vp
+            for _ in range(counts[i, 1]):
+                v = values[vp]
+                s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
+                val_slot[vp] = s
+                vp += 1
+                if s < 0:
+                    return NEIGHBOUR_UNKNOWN, i, v
+                if s == me:
+                    return SELF_LOOP, i, v
+                present = _in_list(g_nbrs, me, d, s)
+                if present:  # allowed only if this diff removes it first
+                    present = True
+                    for u in range(v0, r_end):
+                        if val_slot[u] == s:
+                            present = False
+                for u in range(r_end, vp - 1):
+                    if val_slot[u] == s:
+                        present = True
+                if present:
+                    return DIFF_ADDS_PRESENT, i, v
+            if d - counts[i, 0] + counts[i, 1] > R:
+                return LIST_TOO_LONG, i, np.int64(d - counts[i, 0] + counts[i, 1])
         elif k == KIND_DIFF:
             for t in range(g_deg[me]):
                 mark[g_nbrs[me, t]] = ep
@@ -204,7 +269,7 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 m -= 1
             for _ in range(counts[i, 1]):
                 v = values[vp]
-                s = _resolve(v, tkeys, tvals, nkeys, nvals)
+                s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
                 val_slot[vp] = s
                 vp += 1
                 if s < 0:
@@ -227,7 +292,7 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
         if g_flags[s] != DELETED:
             return REMOVED_NOT_DELETED, i, removed[i]
     if entry >= 0:
-        s = _resolve(entry, tkeys, tvals, nkeys, nvals)
+        s = _resolve(entry, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
         if s < 0:
             return ENTRY_UNKNOWN, -1, entry
         for i in range(removed.shape[0]):
@@ -377,6 +442,11 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries,
     ``(n, OK, -1, 0)``.
     """
     nd = entries.shape[0]
+    # work buffers for the whole run, sliced per delta
+    rec_slot_all = np.empty(rec_off[nd], dtype=np.int32)
+    val_slot_all = np.empty(val_off[nd], dtype=np.int32)
+    freed_all = np.empty(rem_off[nd], dtype=np.int32)
+    new_slots_all = np.empty(vec_off[nd], dtype=np.int32)
     for d in range(nd):
         r0 = rec_off[d]
         r1 = rec_off[d + 1]
@@ -389,15 +459,15 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries,
         n_new = n1 - n0
         n_free = state[ST_N_FREE]
         take = min(n_new, n_free)
-        new_slots = np.empty(n_new, dtype=np.int32)
+        new_slots = new_slots_all[n0:n1]
         for i in range(take):
             new_slots[i] = free[n_free - 1 - i]
         for i in range(n_new - take):
             new_slots[take + i] = state[ST_N_SLOTS] + i
         size_after = state[ST_LIVE] + state[ST_DELETED] + n_new - (m1 - m0)
-        rec_slot = np.empty(r1 - r0, dtype=np.int32)
-        val_slot = np.empty(v1 - v0, dtype=np.int32)
-        freed = np.empty(m1 - m0, dtype=np.int32)
+        rec_slot = rec_slot_all[r0:r1]
+        val_slot = val_slot_all[v0:v1]
+        freed = freed_all[m0:m1]
         code, rec, val = validate_delta(
             ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1], values[v0:v1],
             removed[m0:m1], entries[d], new_slots, tkeys, tvals, g.nbrs, g.deg, g.flags, R,

@@ -1,0 +1,320 @@
+"""EdgeDelta: contents, wire format round trip, sizes, and apply."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graphrep.ann import EdgeDelta, VamanaIndex
+from graphrep.ann.datasets import gmm_dataset
+from graphrep.errors import CorruptDelta, GraphrepError
+from tests.conftest import scaled_examples
+
+KIND_NONE, KIND_FULL, KIND_DIFF = 0, 1, 2
+OPS = ("build", "insert", "delete", "consolidate", "repair")
+
+
+def history(n_build: int = 150, n_insert: int = 60, dim: int = 8, R: int = 6, seed: int = 3):
+    """A primary with a bit of everything, its deltas and its vectors."""
+    base, _ = gmm_dataset(n_build + n_insert, 1, dim, n_clusters=6, seed=seed)
+    idx = VamanaIndex(dim, R=R, L=20)
+    log = idx.build(base[:n_build])
+    log += [idx.insert(i, base[i]) for i in range(n_build, n_build + n_insert)]
+    log += [idx.delete(i) for i in range(0, n_build, 9)]
+    log += idx.consolidate()
+    log.append(idx.delete(n_build + 1))
+    return idx, log, base
+
+
+def built(n: int, dim: int = 8, R: int = 6) -> VamanaIndex:
+    base, _ = gmm_dataset(n, 1, dim, n_clusters=4, seed=0)
+    idx = VamanaIndex(dim, R=R, L=20)
+    idx.build(base)
+    return idx
+
+
+def full_list_equivalent(idx: VamanaIndex, d: EdgeDelta) -> EdgeDelta:
+    """The same delta with every record's current list sent in full (no diffs)."""
+    lists = [idx.neighbors(int(i)).astype(np.int64) for i in d.ids]
+    return dataclasses.replace(
+        d, kinds=np.full(d.n_records, KIND_FULL, np.uint8),
+        counts=np.array([[len(x), 0] for x in lists], np.int32).reshape(-1, 2),
+        values=np.concatenate(lists) if lists else np.zeros(0, np.int64), _wire=[],
+    )
+
+
+# --------------------------------------------------------------------------- contents
+
+
+def test_sequence_numbers_and_ops() -> None:
+    idx, log, _ = history()
+    assert [d.seq for d in log] == list(range(len(log)))
+    assert log[0].op == "build"
+    assert {d.op for d in log[1:61]} == {"insert"}
+    assert log[-2].op == "consolidate" and log[-1].op == "delete"
+    assert idx.seq == len(log)
+
+
+def test_insert_delta_records_match_the_index() -> None:
+    base, _ = gmm_dataset(120, 1, 8, n_clusters=4, seed=1)
+    idx = VamanaIndex(8, R=6, L=20)
+    idx.build(base[:100])
+    for i in range(100, 120):
+        before = {int(j): idx.neighbors(int(j)) for j in idx.ids()}
+        d = idx.insert(i, base[i])
+        recs = d.records()
+        assert recs[0].id == i and recs[0].flags == 1
+        np.testing.assert_array_equal(recs[0].vector, base[i])
+        np.testing.assert_array_equal(recs[0].neighbours, idx.neighbors(i))
+        assert [r.id for r in recs[1:]] == sorted(r.id for r in recs[1:])  # canonical order
+        changed = {j for j, nb in before.items() if not np.array_equal(nb, idx.neighbors(j))}
+        assert changed <= {r.id for r in recs}, "a changed list is missing from the delta"
+        for r in recs[1:]:
+            assert r.vector is None
+            now = idx.neighbors(r.id)
+            if r.neighbours is not None:
+                np.testing.assert_array_equal(r.neighbours, now)
+            elif r.added is not None:
+                got = (set(before[r.id].tolist()) - set(r.removed.tolist())) | set(r.added.tolist())
+                assert got == set(now.tolist())
+            else:
+                assert np.array_equal(before[r.id], now)
+
+
+def test_delete_delta_is_a_flag() -> None:
+    idx = built(40)
+    d = idx.delete(5)
+    (r,) = d.records()
+    assert (r.id, r.flags, r.vector, r.neighbours, r.added) == (5, 2, None, None, None)
+    sizes = d.size_by_part()
+    assert sizes["vector"] == 0 and sizes["edges"] == 0
+    assert sizes["total"] == len(d.to_bytes()) < 64
+
+
+def test_consolidate_delta_lists_the_freed_ids() -> None:
+    idx = built(60)
+    for i in (1, 2, 30):
+        idx.delete(i)
+    (d,) = idx.consolidate()
+    assert d.op == "consolidate" and d.removed.tolist() == [1, 2, 30]
+    assert d.n_new == 0
+    for r in d.records():
+        assert r.id not in (1, 2, 30)
+
+
+# --------------------------------------------------------------------------- wire format
+
+
+def test_round_trip_of_every_delta() -> None:
+    _, log, _ = history()
+    for d in log:
+        b = d.to_bytes()
+        assert b[:4] == b"GRD1"
+        back = EdgeDelta.from_bytes(b)
+        assert back == d
+        assert back.to_bytes() == b
+        assert EdgeDelta.from_bytes(bytearray(b)) == d
+        assert EdgeDelta.from_bytes(memoryview(b)) == d
+        assert d.to_bytes() == b  # stable
+
+
+def test_equality_is_by_content() -> None:
+    _, log, _ = history(n_build=30, n_insert=3)
+    a, b = log[1], log[2]
+    assert a == EdgeDelta.from_bytes(a.to_bytes())
+    assert a != b
+    assert a != dataclasses.replace(a, seq=a.seq + 1, _wire=[])
+    assert a != dataclasses.replace(a, entry=a.entry + 1, _wire=[])
+    v = a.vectors.copy()
+    v[0, 0] += 1
+    assert a != dataclasses.replace(a, vectors=v, _wire=[])
+    assert a != "not a delta"
+
+
+def test_size_by_part_adds_up() -> None:
+    _, log, _ = history()
+    for d in log:
+        s = d.size_by_part()
+        assert set(s) == {"vector", "edges", "metadata", "total"}
+        assert s["vector"] + s["edges"] + s["metadata"] == s["total"] == len(d.to_bytes())
+        assert s["vector"] == 4 * d.dim * d.n_new
+        assert min(s.values()) >= 0
+
+
+def test_insert_deltas_are_small_diffs() -> None:
+    """An insert changes a few back-links in each neighbour's list: the delta sends
+    diffs, and its edge bytes are well below those of sending the lists in full."""
+    base, _ = gmm_dataset(2200, 1, 16, n_clusters=20, seed=3)
+    idx = VamanaIndex(16, R=16, L=40)
+    idx.build(base[:2000])
+    diff_bytes = full_bytes = 0
+    kinds = np.zeros(3, int)
+    for i in range(2000, 2200):
+        d = idx.insert(i, base[i])
+        s = d.size_by_part()
+        assert s["vector"] == 16 * 4
+        assert d.n_records <= 1 + 4 * idx.R  # the new node and a few lists it touched
+        diff_bytes += s["edges"]
+        full_bytes += full_list_equivalent(idx, d).size_by_part()["edges"]
+        kinds += np.bincount(d.kinds[1:], minlength=3)
+        assert s["total"] < 16 * 4 + 2 * 16 * (1 + 4 * idx.R)
+    assert kinds[KIND_DIFF] > kinds[KIND_FULL], kinds
+    assert diff_bytes < 0.6 * full_bytes, (diff_bytes, full_bytes)
+
+
+def test_to_bytes_is_deterministic_across_equal_histories() -> None:
+    _, log1, _ = history(seed=8)
+    _, log2, _ = history(seed=8)
+    assert [d.to_bytes() for d in log1] == [d.to_bytes() for d in log2]
+
+
+# --------------------------------------------------------------------------- codec properties
+
+
+@st.composite
+def raw_deltas(draw) -> EdgeDelta:
+    """Arbitrary well-formed deltas (not necessarily applicable to any index)."""
+    dim = draw(st.integers(1, 6))
+    n = draw(st.integers(0, 8))
+    ids = draw(st.lists(st.integers(0, 2**62 - 1), min_size=n, max_size=n, unique=True))
+    n_new = draw(st.integers(0, n))
+    kinds, counts, values = [], [], []
+    ident = st.integers(0, 2**62 - 1)
+    for i in range(n):
+        k = KIND_FULL if i < n_new else draw(st.sampled_from([KIND_NONE, KIND_FULL, KIND_DIFF]))
+        kinds.append(k)
+        if k == KIND_NONE:
+            counts.append((0, 0))
+        elif k == KIND_FULL:
+            lst = sorted(draw(st.sets(ident, max_size=6)))
+            counts.append((len(lst), 0))
+            values += lst
+        else:
+            rem = sorted(draw(st.sets(ident, max_size=4)))
+            add = sorted(draw(st.sets(ident, max_size=4)))
+            counts.append((len(rem), len(add)))
+            values += rem + add
+    vec = st.floats(width=32, allow_nan=True, allow_infinity=True)
+    vectors = draw(st.lists(st.lists(vec, min_size=dim, max_size=dim),
+                            min_size=n_new, max_size=n_new))
+    removed = draw(st.lists(ident, max_size=4, unique=True))
+    return EdgeDelta(
+        seq=draw(st.integers(0, 2**63 - 1)), op=draw(st.sampled_from(OPS)), dim=dim,
+        entry=draw(st.integers(-1, 2**62 - 1)), ids=np.array(ids, np.int64),
+        flags=np.array(draw(st.lists(st.sampled_from([1, 2]), min_size=n, max_size=n)),
+                       np.uint8),
+        kinds=np.array(kinds, np.uint8), counts=np.array(counts, np.int32).reshape(n, 2),
+        values=np.array(values, np.int64),
+        vectors=np.array(vectors, np.float32).reshape(n_new, dim),
+        removed=np.array(removed, np.int64),
+    )
+
+
+@given(d=raw_deltas())
+@settings(max_examples=scaled_examples(2.0))
+def test_codec_round_trips_any_well_formed_delta(d: EdgeDelta) -> None:
+    b = d.to_bytes()
+    back = EdgeDelta.from_bytes(b)
+    assert back.seq == d.seq and back.op == d.op and back.entry == d.entry
+    for name in ("ids", "flags", "kinds", "counts", "values", "removed"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(d, name))
+    # vectors bit for bit (NaN payloads included)
+    assert back.vectors.tobytes() == d.vectors.astype("<f4").tobytes()
+    assert back.to_bytes() == b
+    s = d.size_by_part()
+    assert s["total"] == len(b) and s["vector"] == 4 * d.dim * d.n_new
+
+
+@given(data=st.binary(max_size=200))
+@settings(max_examples=scaled_examples(2.0))
+def test_from_bytes_rejects_garbage_with_corrupt_delta(data: bytes) -> None:
+    with pytest.raises(CorruptDelta):
+        EdgeDelta.from_bytes(data)
+
+
+_HEADER = struct.Struct("<4sBBHIQqIIII")
+
+
+@given(
+    version=st.sampled_from([1, 1, 1, 0, 2]),
+    op=st.integers(0, 7),
+    dim=st.integers(0, 5),
+    n=st.integers(0, 6),
+    n_new=st.integers(0, 6),
+    n_removed=st.integers(0, 4),
+    n_values=st.integers(0, 10),
+    body=st.binary(max_size=120),
+)
+@settings(max_examples=scaled_examples(3.0))
+def test_from_bytes_of_a_checksummed_random_body_never_crashes(
+    version, op, dim, n, n_new, n_removed, n_values, body
+) -> None:
+    """Bytes that pass the CRC but hold an arbitrary body: the decoder either returns
+    a delta or raises CorruptDelta, never anything else."""
+    raw = _HEADER.pack(b"GRD1", version, op, 0, dim, 0, -1, n, n_new, n_removed, n_values) + body
+    raw += struct.pack("<I", zlib.crc32(raw))
+    try:
+        d = EdgeDelta.from_bytes(raw)
+    except CorruptDelta:
+        return
+    assert d.n_records == n and d.n_new == n_new and d.dim == dim
+    assert EdgeDelta.from_bytes(d.to_bytes()) == d
+
+
+@given(pos=st.data(), xor=st.integers(1, 255))
+@settings(max_examples=scaled_examples(2.0))
+def test_mutated_bytes_with_a_fixed_crc_never_break_a_replica(pos, xor) -> None:
+    """Change one byte of a real insert delta and recompute its CRC (a bug upstream,
+    not line noise): the replica either rejects it with a GraphrepError and stays
+    unchanged, or applies it and is still a healthy graph."""
+    log, d = _replica_log()
+    replica = VamanaIndex(4, R=4, L=10)
+    replica.apply(log)
+    raw = bytearray(d.to_bytes()[:-4])
+    i = pos.draw(st.integers(0, len(raw) - 1), label="byte")
+    raw[i] ^= xor
+    raw += struct.pack("<I", zlib.crc32(bytes(raw)))
+    before = (replica.digest(), len(replica), replica.seq)
+    try:
+        bad = EdgeDelta.from_bytes(bytes(raw))
+        replica.apply(bad)
+    except GraphrepError:
+        assert (replica.digest(), len(replica), replica.seq) == before
+        assert replica.graph_problems() == []
+        return
+    assert replica.graph_problems() == []
+    assert replica.stats()["max_degree"] <= replica.R
+    assert len(replica) == len(replica.ids())
+
+
+@functools.cache
+def _replica_log() -> tuple[list[EdgeDelta], EdgeDelta]:
+    """A build delta for a replica, and the primary's next (insert) delta."""
+    base, _ = gmm_dataset(41, 1, 4, n_clusters=3, seed=2)
+    primary = VamanaIndex(4, R=4, L=10)
+    log = primary.build(base[:40])
+    return log, primary.insert(40, base[40])
+
+
+def test_every_single_byte_flip_and_truncation_is_detected() -> None:
+    _, log, _ = history(n_build=30, n_insert=2)
+    for d in (log[0], log[1], log[-1], log[-2]):
+        b = d.to_bytes()
+        for i in range(len(b)):
+            for x in (0x01, 0x80, 0xFF):
+                bad = bytearray(b)
+                bad[i] ^= x
+                with pytest.raises(CorruptDelta):
+                    EdgeDelta.from_bytes(bytes(bad))
+        for cut in range(len(b)):
+            with pytest.raises(CorruptDelta):
+                EdgeDelta.from_bytes(b[:cut])
+        with pytest.raises(CorruptDelta):
+            EdgeDelta.from_bytes(b + b"\x00")
