@@ -50,6 +50,8 @@ MAX_ID = (1 << 62) - 1
 SAVE_FORMAT = 1
 _OPS = ("build", "insert", "delete", "consolidate", "repair", "search", "apply")
 
+_DELTA_DTYPES = (np.int64, np.uint8, np.uint8, np.int32, np.int64, np.float32, np.int64)
+
 # up to this many live nodes every insert ends with a reachability BFS
 _BFS_EVERY_INSERT_UP_TO = 1024
 
@@ -544,60 +546,38 @@ class VamanaIndex:
         return None
 
     def _apply_run(self, deltas: list[EdgeDelta]) -> None:
-        """Apply shape-checked deltas with one kernel call; raise for the first that doesn't
-        fit (the ones before it stay applied)."""
+        """Apply shape-checked deltas with one kernel call, which checks their contents;
+        raise for the first that doesn't fit (the ones before it stay applied)."""
         names = ("ids", "flags", "kinds", "counts", "values", "vectors", "removed")
-        types = (np.int64, np.uint8, np.uint8, np.int32, np.int64, np.float32, np.int64)
         if len(deltas) == 1:
             parts = [getattr(deltas[0], name) for name in names]
         else:
             parts = [np.concatenate([getattr(d, name) for d in deltas]) for name in names]
         ids, flags, kinds, counts, values, vectors, removed = (
-            np.ascontiguousarray(a, dtype=t) for a, t in zip(parts, types, strict=True))
-        sizes = np.array([(d.ids.shape[0], d.values.shape[0], d.vectors.shape[0],
-                           d.removed.shape[0]) for d in deltas], dtype=np.int64)
+            np.ascontiguousarray(a, dtype=t) for a, t in zip(parts, _DELTA_DTYPES, strict=True))
         off = np.zeros((len(deltas) + 1, 4), dtype=np.int64)
-        np.cumsum(sizes, axis=0, out=off[1:])
-        rec_off, val_off, vec_off, rem_off = (np.ascontiguousarray(off[:, j]) for j in range(4))
-        # contents that numpy checks faster than the kernel: list sizes, finite vectors
-        n_ok, error = len(deltas), None
-        per_rec = counts.astype(np.int64).sum(axis=1)
-        cum = np.concatenate(([0], np.cumsum(per_rec)))
-        bad_counts = ((cum[rec_off[1:]] - cum[rec_off[:-1]]) != (val_off[1:] - val_off[:-1]))
-        if counts.size and counts.min() < 0:
-            neg_rec = int(np.argmax((counts < 0).any(axis=1)))
-            bad_counts[np.searchsorted(rec_off, neg_rec, side="right") - 1] = True
-        if bad_counts.any():
-            n_ok = int(np.argmax(bad_counts))
-            error = _malformed(deltas[n_ok], "list lengths disagree with its values")
-        if vectors.size and not np.isfinite(vectors).all():
-            row = int(np.argmax(~np.isfinite(vectors).all(axis=1)))
-            i = int(np.searchsorted(vec_off, row, side="right") - 1)
-            if i < n_ok:
-                n_ok, error = i, _malformed(deltas[i], "a non-finite vector")
-        entries = np.array([d.entry for d in deltas[:n_ok]], dtype=np.int64)
-        self._reserve(int(vec_off[n_ok]))
-        g = self._g
+        off[1:] = [(d.ids.shape[0], d.values.shape[0], d.vectors.shape[0], d.removed.shape[0])
+                   for d in deltas]
+        np.cumsum(off, axis=0, out=off)
+        entries = np.array([d.entry for d in deltas], dtype=np.int64)
+        self._reserve(int(off[-1, 2]))
         s = self._scratch(self.L)
         state = np.array([self._n_slots, self._n_free, self._n_live, self._n_deleted,
                           self._entry], dtype=np.int64)
         done, code, rec, val = RP.apply_batch(
-            ids, flags, kinds, counts, values, vectors, removed, entries, rec_off, val_off,
-            vec_off, rem_off, self._idmap.keys, self._idmap.vals, g, self.R, s.mark, s.mstate,
-            self._free, state,
+            ids, flags, kinds, counts, values, vectors, removed, entries, off,
+            self._idmap.keys, self._idmap.vals, self._g, self.R, s.mark, s.mstate, self._free,
+            state,
         )
         done = int(done)
-        self._n_slots, self._n_free, self._n_live, self._n_deleted, self._entry = (
-            int(x) for x in state)
-        self._idmap.count += int(vec_off[done]) - int(rem_off[done])
+        self._n_slots, self._n_free, self._n_live, self._n_deleted, self._entry = state.tolist()
+        self._idmap.count += int(off[done, 2] - off[done, 3])
         self._seq += done
         self._totals["apply"]["calls"] += done
         self.last_op = {"op": "apply", "distance_computations": 0, "nodes_visited": 0,
-                        "deltas": done, "records": int(rec_off[done])}
+                        "deltas": done, "records": int(off[done, 0])}
         if code != RP.OK:
             raise _delta_error(deltas[done], int(code), int(rec), int(val))
-        if error is not None:
-            raise error
 
     # ------------------------------------------------------------------ search
     def search(self, queries: Any, k: int = 10, L: int | None = None
@@ -936,6 +916,8 @@ _DELTA_MESSAGES = {
     RP.BAD_KIND: "record {i} has unknown list kind {v}",
     RP.NEW_WITHOUT_LIST: "new node {v} comes without its full list",
     RP.BAD_ID: "record {i} has negative id {v}",
+    RP.BAD_COUNTS: "its list lengths don't add up to its values ({v})",
+    RP.NONFINITE_VECTOR: "new node {i}'s vector is not finite",
 }
 
 

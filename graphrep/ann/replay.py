@@ -32,6 +32,8 @@ ENTRY_UNKNOWN = 13
 BAD_KIND = 14
 NEW_WITHOUT_LIST = 15
 BAD_ID = 16
+BAD_COUNTS = 17
+NONFINITE_VECTOR = 18
 
 
 @njit(inline="always")
@@ -429,9 +431,8 @@ ST_ENTRY = 4
 
 
 @njit(cache=True)
-def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries,
-                rec_off, val_off, vec_off, rem_off, tkeys, tvals, g, R, mark, mstate,
-                free, state):
+def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, off,
+                tkeys, tvals, g, R, mark, mstate, free, state):
     """Validate and apply a run of deltas (concatenated arrays plus offsets), in order.
 
     Stops at the first delta that does not fit; the deltas before it stay
@@ -439,9 +440,14 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries,
     ``free[:state[ST_N_FREE]]`` (last in, first out) and then from
     ``state[ST_N_SLOTS]``, as the index allocates them. Returns
     ``(deltas applied, code, record, value)`` of the first failure, or
-    ``(n, OK, -1, 0)``.
+    ``(n, OK, -1, 0)``. ``off[d]`` holds where delta d starts in the records,
+    values, vectors and removed ids (``off[nd]`` is the end of each).
     """
     nd = entries.shape[0]
+    rec_off = off[:, 0]
+    val_off = off[:, 1]
+    vec_off = off[:, 2]
+    rem_off = off[:, 3]
     # work buffers for the whole run, sliced per delta
     rec_slot_all = np.empty(rec_off[nd], dtype=np.int32)
     val_slot_all = np.empty(val_off[nd], dtype=np.int32)
@@ -457,6 +463,18 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries,
         m0 = rem_off[d]
         m1 = rem_off[d + 1]
         n_new = n1 - n0
+        # list lengths must add up to the values, and vectors must be finite
+        total = np.int64(0)
+        for i in range(r0, r1):
+            if counts[i, 0] < 0 or counts[i, 1] < 0:
+                return d, BAD_COUNTS, i - r0, np.int64(min(counts[i, 0], counts[i, 1]))
+            total += counts[i, 0] + counts[i, 1]
+        if total != v1 - v0:
+            return d, BAD_COUNTS, -1, total
+        for i in range(n0, n1):
+            for t in range(vectors.shape[1]):
+                if not np.isfinite(vectors[i, t]):
+                    return d, NONFINITE_VECTOR, i - n0, np.int64(t)
         n_free = state[ST_N_FREE]
         take = min(n_new, n_free)
         new_slots = new_slots_all[n0:n1]
