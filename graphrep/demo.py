@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
@@ -30,7 +31,9 @@ def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: in
     base, queries = gmm_dataset(n + n_insert, nq, dim, n_clusters=50, seed=seed)
     rng = np.random.default_rng(seed)
 
-    say(f"build: {n} x {dim} Gaussian mixture (first run compiles the kernels)...")
+    say("compiling the kernels (cached on disk after the first run)...")
+    _warm_up(dim, seed)
+    say(f"build: {n} x {dim} Gaussian mixture...")
     primary = VamanaIndex(dim, metric="l2", R=32, L=64, alpha=1.2, seed=seed)
     t0 = time.perf_counter()
     log: list[EdgeDelta] = primary.build(base[:n])
@@ -70,12 +73,17 @@ def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: in
     truth, _ = ground_truth(base[live], queries, 10)
     truth = live[truth]
     curves: dict[str, list[tuple[float, float]]] = {"primary": [], "replica": []}
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # one thread: QPS comparable with the benchmark's
     for L in (10, 16, 24, 32, 48, 64, 96):
         for name, idx in (("primary", primary), ("replica", replica)):
-            t0 = time.perf_counter()
-            found, _ = idx.search(queries, k=10, L=L)
-            qps = nq / (time.perf_counter() - t0)
-            curves[name].append((recall_at_k(found, truth, 10), qps))
+            best = float("inf")
+            for _ in range(3):  # best of three: the machine is shared
+                t0 = time.perf_counter()
+                found, _ = idx.search(queries, k=10, L=L)
+                best = min(best, time.perf_counter() - t0)
+            curves[name].append((recall_at_k(found, truth, 10), nq / best))
+    numba.set_num_threads(threads)
     found_p, _ = primary.search(queries, k=10)
     found_r, _ = replica.search(queries, k=10)
     stats = primary.stats()
@@ -109,6 +117,23 @@ def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: in
     return summary
 
 
+def _warm_up(dim: int, seed: int) -> None:
+    """Run every code path once on a tiny index, so that no timing includes JIT compiles."""
+    x, q = gmm_dataset(300, 256, dim, n_clusters=5, seed=seed)
+    a = VamanaIndex(dim, metric="l2", R=32, L=64, alpha=1.2, seed=seed)
+    log = a.build(x[:200])
+    log += [a.insert(i, x[i]) for i in range(200, 300)]
+    log += [a.delete(i) for i in range(0, 300, 3)]
+    log += a.consolidate()
+    b = VamanaIndex(dim, metric="l2", R=32, L=64, alpha=1.2, seed=seed)
+    b.apply(log[:1])
+    b.apply(log[1:2])
+    b.apply([EdgeDelta.from_bytes(d.to_bytes()) for d in log[2:]])
+    a.search(q, k=10)  # a batch: the parallel kernel when there are threads
+    a.search(q[:4], k=10)
+    a.search(q[0], k=10)
+
+
 def _plot(curves: dict[str, list[tuple[float, float]]], path: Path, summary: dict) -> None:
     import matplotlib
 
@@ -120,7 +145,7 @@ def _plot(curves: dict[str, list[tuple[float, float]]], path: Path, summary: dic
         r, q = zip(*pts, strict=True)
         ax.plot(r, q, style, label=name)
     ax.set_xlabel("recall@10")
-    ax.set_ylabel("queries per second")
+    ax.set_ylabel("queries per second (one thread)")
     ax.set_yscale("log")
     ax.set_title(f"graphrep demo: {summary['n']}+{summary['inserted']} x {summary['dim']} gmm, "
                  f"{summary['deleted']} deleted")
