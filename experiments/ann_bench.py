@@ -61,7 +61,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing graphrep
     sys.path.insert(0, str(REPO))
+
+from bench_common import search_sweep  # noqa: E402  (experiments/ is on sys.path)
 
 from graphrep.ann.datasets import (  # noqa: E402
     gaussian_mixture,
@@ -186,16 +187,6 @@ def prepare(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- timing helpers
 
 
-def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    best = float("inf")
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def qps_at(sweep: list[dict[str, Any]], mode: str, target: float) -> float | None:
     """Highest QPS among sweep points whose recall reaches ``target`` (None if none does)."""
     ok = [p[f"qps_{mode}"] for p in sweep if p[f"recall_{mode}"] >= target]
@@ -269,37 +260,11 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     except Exception as exc:  # stats are informative only
         result["stats"] = {"error": repr(exc)}
 
-    sweep = []
-    for L in args.sweep:
-        if k > L:
-            continue
-        idx.search(queries[: min(50, len(queries))], k=k, L=L)  # warm caches
-        tb, (ids_b, _) = best_time(lambda L=L: idx.search(queries, k=k, L=L), args.repeats)
-        rb = recall_at_k(np.asarray(ids_b), gt, k)
-
-        def single(L: int = L) -> np.ndarray:
-            out = np.empty((queries.shape[0], k), dtype=np.int64)
-            for i in range(queries.shape[0]):
-                ids1, _ = idx.search(queries[i], k=k, L=L)
-                out[i] = ids1
-            return out
-
-        ts, ids_s = best_time(single, args.repeats)
-        rs = recall_at_k(ids_s, gt, k)
-        point = {
-            "L": L,
-            "recall_batched": rb,
-            "qps_batched": queries.shape[0] / tb,
-            "recall_single": rs,
-            "qps_single": queries.shape[0] / ts,
-        }
-        sweep.append(point)
-        log(
-            f"graphrep: L={L} recall {rb:.4f}/{rs:.4f} "
-            f"qps {point['qps_batched']:.0f}/{point['qps_single']:.0f}"
-        )
-        if min(rb, rs) >= args.stop_recall:
-            break
+    sweep = search_sweep(
+        "graphrep", lambda Q, L: idx.search(Q, k=k, L=L)[0],
+        lambda q, L: idx.search(q, k=k, L=L)[0],
+        queries, gt, k, args.sweep, args.repeats, args.stop_recall, log,
+    )
     result["sweep"] = sweep
     idx = None  # free the full index before building the insert pair
 

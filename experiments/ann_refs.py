@@ -36,39 +36,17 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_common import recall_at_k, search_sweep
 
 LIBS = ("hnswlib", "faiss", "diskannpy")
 
 
 def log(msg: str) -> None:
     print(f"[ann_refs] {msg}", file=sys.stderr, flush=True)
-
-
-def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Same definition as graphrep.ann.datasets.recall_at_k (kept here: no graphrep import)."""
-    f = np.sort(np.asarray(found)[:, :k].astype(np.int64), axis=1)
-    t = np.asarray(truth)[:, :k].astype(np.int64)
-    valid = f >= 0
-    if f.shape[1] > 1:
-        valid[:, 1:] &= f[:, 1:] != f[:, :-1]
-    hits = (f[:, :, None] == t[:, None, :]).any(axis=2) & valid
-    return float(hits.sum(axis=1).mean() / k)
-
-
-def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Best wall time of ``repeats`` calls (the usual ann-benchmarks convention) and a result."""
-    best = float("inf")
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 class Ref:
@@ -315,37 +293,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["build_s"] = time.perf_counter() - t0
     log(f"{ref.name}: build {result['build_s']:.2f} s")
 
-    sweep = []
-    for L in args.sweep:
-        if k > L:
-            continue
-        ref.prepare_search(L)
-        ref.search_batch(queries[: min(50, len(queries))], k, L)  # warm caches
-        tb, labels = best_time(lambda L=L: ref.search_batch(queries, k, L), args.repeats)
-        rb = recall_at_k(np.asarray(labels), gt, k)
-
-        def single(L: int = L) -> np.ndarray:
-            out = np.empty((queries.shape[0], k), dtype=np.int64)
-            for i in range(queries.shape[0]):
-                out[i] = ref.search_one(queries[i], k, L)
-            return out
-
-        ts, labels1 = best_time(single, args.repeats)
-        rs = recall_at_k(labels1, gt, k)
-        point = {
-            "L": L,
-            "recall_batched": rb,
-            "qps_batched": queries.shape[0] / tb,
-            "recall_single": rs,
-            "qps_single": queries.shape[0] / ts,
-        }
-        sweep.append(point)
-        log(
-            f"{ref.name}: L={L} recall {rb:.4f}/{rs:.4f} "
-            f"qps {point['qps_batched']:.0f}/{point['qps_single']:.0f}"
-        )
-        if min(rb, rs) >= args.stop_recall:
-            break
+    sweep = search_sweep(
+        ref.name, lambda Q, L: ref.search_batch(Q, k, L), lambda q, L: ref.search_one(q, k, L),
+        queries, gt, k, args.sweep, args.repeats, args.stop_recall, log,
+        prepare=ref.prepare_search,
+    )
     result["sweep"] = sweep
 
     if args.insert_frac > 0:
