@@ -210,8 +210,9 @@ class VamanaIndex:
                         "nodes_visited": int(d[1]), **extra}
 
     # ------------------------------------------------------------------ input checks
-    def _vectors(self, x: Any, what: str) -> np.ndarray:
-        """Validate a 2-d batch and return a C-contiguous float32 copy ready to store."""
+    def _vectors(self, x: Any, what: str, copy: bool = True) -> np.ndarray:
+        """Validate a 2-d batch and return it as C-contiguous float32, ready to store
+        (a copy unless ``copy`` is False and the input already is that)."""
         arr = _as_float_array(x, what)
         if arr.ndim != 2:
             raise InvalidVector(
@@ -223,7 +224,7 @@ class VamanaIndex:
                 "pass vectors of the index's dimension or create an index for this one"
             )
         _check_finite(arr, what)
-        arr = np.array(arr, dtype=np.float32, order="C", copy=True)
+        arr = np.array(arr, dtype=np.float32, order="C", copy=True if copy else None)
         if self.metric == "cosine":
             norms = np.linalg.norm(arr, axis=1)
             zero = np.flatnonzero(norms == 0)
@@ -596,7 +597,7 @@ class VamanaIndex:
             arr = arr[None, :]
         if arr.ndim != 2:
             raise InvalidVector(f"queries must be 1-d or 2-d, got shape {arr.shape}")
-        Q = self._vectors(arr, "queries")
+        Q = self._vectors(arr, "queries", copy=self.metric == "cosine")
         if self._n_live == 0:
             raise EmptyIndex("search on an empty index: insert or build vectors first")
         beam = max(k, self.L if L is None else L)
@@ -605,7 +606,8 @@ class VamanaIndex:
         ids = np.empty((nq, k), dtype=np.int64)
         dists = np.empty((nq, k), dtype=np.float32)
         before = self._start()
-        threads = numba.get_num_threads()
+        # (asking numba for its thread count costs microseconds: only for big batches)
+        threads = numba.get_num_threads() if nq >= 2 * _PARALLEL_MIN_PER_THREAD else 1
         if threads > 1 and nq >= threads * _PARALLEL_MIN_PER_THREAD:
             K.search_parallel(Q, self._entry, self._g, beam, k, metric, threads, self.R,
                               self._counters, ids, dists)
@@ -861,9 +863,8 @@ def _as_float_array(x: Any, what: str) -> np.ndarray:
 
 def _check_finite(arr: np.ndarray, what: str) -> None:
     if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            row = int(np.argwhere(bad)[0][0])
+        if not np.isfinite(arr).all():
+            row = int(np.argwhere(~np.isfinite(arr))[0][0])
             raise InvalidVector(f"{what}: row {row} holds NaN or inf; clean or drop it")
         if arr.dtype.itemsize > 4:
             big = np.abs(arr) > np.finfo(np.float32).max
