@@ -307,7 +307,7 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
 
 @njit(cache=True)
 def apply_delta(ids, flags, kinds, counts, vectors, removed, new_slots, rec_slot, val_slot,
-                rem_slot, tkeys, tvals, g):
+                rem_slot, tkeys, tvals, g, mark, mstate):
     """Apply a delta that :func:`validate_delta` accepted, using the slots it resolved.
 
     Returns (change in live count, change in deleted count). New ids enter
@@ -358,17 +358,25 @@ def apply_delta(ids, flags, kinds, counts, vectors, removed, new_slots, rec_slot
                 g.nbrs[me, t] = -1
             g.deg[me] = m
         elif k == KIND_DIFF:
-            for _ in range(counts[i, 0]):
-                s = val_slot[vp]
-                vp += 1
+            nr = counts[i, 0]
+            if nr > 0:
+                # stamp the removed slots, then compact the list in one pass
+                ep = _next_epoch(mark, mstate)
+                for _ in range(nr):
+                    s = val_slot[vp]
+                    vp += 1
+                    mark[s] = ep
+                    g.indeg[s] -= 1
                 d = g.deg[me]
+                w = 0
                 for t in range(d):
-                    if g.nbrs[me, t] == s:
-                        g.nbrs[me, t] = g.nbrs[me, d - 1]
-                        g.nbrs[me, d - 1] = -1
-                        g.deg[me] = d - 1
-                        break
-                g.indeg[s] -= 1
+                    c = g.nbrs[me, t]
+                    if mark[c] != ep:
+                        g.nbrs[me, w] = c
+                        w += 1
+                for t in range(w, d):
+                    g.nbrs[me, t] = -1
+                g.deg[me] = w
             for _ in range(counts[i, 1]):
                 s = val_slot[vp]
                 vp += 1
@@ -495,7 +503,7 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, of
             return d, code, rec, val
         d_live, d_del = apply_delta(
             ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1], vectors[n0:n1],
-            removed[m0:m1], new_slots, rec_slot, val_slot, freed, tkeys, tvals, g,
+            removed[m0:m1], new_slots, rec_slot, val_slot, freed, tkeys, tvals, g, mark, mstate,
         )
         state[ST_N_FREE] = n_free - take
         state[ST_N_SLOTS] += n_new - take
