@@ -103,12 +103,6 @@ def _next_epoch(stamp, state):
     return e
 
 
-@njit(inline="always")
-def _before(d1, e1, d2, e2):
-    """Total order on (distance, external id)."""
-    return d1 < d2 or (d1 == d2 and e1 < e2)
-
-
 @njit(inline="always", fastmath=True)
 def _l2_slots(vecs, i, j):
     s = np.float32(0.0)
@@ -795,17 +789,4 @@ def release_deleted(g, n_slots, freed):
         g.flags[u] = FREE
         freed[c] = u
         c += 1
-    return c
-
-
-@njit(cache=True)
-def edges_to_flag(g, n_slots, flag):
-    """Number of edges (from used slots) that point at a node with ``flag``."""
-    c = 0
-    for u in range(n_slots):
-        if g.flags[u] == FREE:
-            continue
-        for t in range(g.deg[u]):
-            if g.flags[g.nbrs[u, t]] == flag:
-                c += 1
     return c
