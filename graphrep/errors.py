@@ -70,3 +70,25 @@ class CorruptIndexFile(GraphrepError):
 
 class DatasetUnavailable(GraphrepError):
     """A real dataset is not installed on this machine; the message says how to install it."""
+
+
+class SimulationError(GraphrepError):
+    """The simulator stopped a run: a process raised, returned a malformed effect, or a
+    fault named something that does not exist.
+
+    A failing run is only useful if it can be replayed, so the message always names the
+    event being processed, the virtual time and the master seed; ``trace`` (set by the
+    engine) holds every record up to the failure.
+    """
+
+    def __init__(self, detail: str, *, event: str, time_ns: int, seed: int) -> None:
+        super().__init__(f"{detail} (event: {event}; virtual time {time_ns} ns; seed {seed})")
+        self.detail = detail
+        self.event = event
+        self.time_ns = time_ns
+        self.seed = seed
+        self.trace: object = None
+
+
+class InvalidSchedule(SimulationError, ValueError):
+    """A fault or schedule entry is invalid: unknown node, negative time, bad probability."""

@@ -1,0 +1,197 @@
+"""The network model: regions, latency distributions, loss, duplication, partitions.
+
+Every directed link ``src -> dst`` draws its delays from its own random stream
+(``link:src->dst``) and its loss/duplication coin flips from another
+(``link:src->dst:faults``); every send draws exactly one delay, lost or not, and a
+duplicate's extra delay comes from a third stream. So turning loss or duplication on
+does not change the delay of any message that gets through, and adding
+a node does not change the draws of existing links. Delays are drawn in fixed-size
+batches with numpy and handed out one by one: the batch size is a constant, so the
+sequence a link produces does not depend on when it is consumed, and the engine pays a
+list index per message instead of a numpy call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from graphrep.errors import InvalidArgument
+from graphrep.sim.rng import RandomStreams
+
+__all__ = ["BATCH", "LatencyModel", "Link", "Network", "NetworkConfig"]
+
+BATCH = 1024
+"""Draws per refill; part of the determinism contract (changing it changes every run)."""
+
+Kind = Literal["constant", "uniform", "exponential", "lognormal"]
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyModel:
+    """One-way delay of a region pair, in ns: a distribution plus uniform jitter [0, jitter).
+
+    ``constant`` and ``exponential`` use ``mean_ns``; ``uniform`` uses ``low_ns``..``high_ns``;
+    ``lognormal`` has median ``mean_ns`` and shape ``sigma``. Build with the classmethods.
+    """
+
+    kind: Kind = "constant"
+    mean_ns: int = 0
+    low_ns: int = 0
+    high_ns: int = 0
+    sigma: float = 0.0
+    jitter_ns: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("constant", "uniform", "exponential", "lognormal"):
+            raise InvalidArgument(f"unknown latency distribution {self.kind!r}")
+        for name in ("mean_ns", "low_ns", "high_ns", "jitter_ns"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise InvalidArgument(f"{name} must be a non-negative int, got {value!r}")
+        if self.kind == "uniform" and self.high_ns < self.low_ns:
+            raise InvalidArgument(f"uniform latency needs low <= high, got "
+                                  f"{self.low_ns} > {self.high_ns}")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise InvalidArgument(f"sigma must be finite and >= 0, got {self.sigma!r}")
+
+    @classmethod
+    def constant(cls, ns: int, jitter_ns: int = 0) -> LatencyModel:
+        return cls("constant", mean_ns=ns, jitter_ns=jitter_ns)
+
+    @classmethod
+    def uniform(cls, low_ns: int, high_ns: int, jitter_ns: int = 0) -> LatencyModel:
+        return cls("uniform", low_ns=low_ns, high_ns=high_ns, jitter_ns=jitter_ns)
+
+    @classmethod
+    def exponential(cls, mean_ns: int, jitter_ns: int = 0) -> LatencyModel:
+        return cls("exponential", mean_ns=mean_ns, jitter_ns=jitter_ns)
+
+    @classmethod
+    def lognormal(cls, median_ns: int, sigma: float, jitter_ns: int = 0) -> LatencyModel:
+        return cls("lognormal", mean_ns=median_ns, sigma=sigma, jitter_ns=jitter_ns)
+
+    def draw(self, gen: np.random.Generator, n: int) -> list[int]:
+        """``n`` delays in ns, as Python ints."""
+        if self.kind == "constant":
+            base = np.full(n, float(self.mean_ns))
+        elif self.kind == "uniform":
+            base = gen.uniform(self.low_ns, self.high_ns, n)
+        elif self.kind == "exponential":
+            base = gen.exponential(float(self.mean_ns), n)
+        else:
+            base = gen.lognormal(math.log(max(self.mean_ns, 1)), self.sigma, n)
+        if self.jitter_ns:
+            base = base + gen.uniform(0.0, float(self.jitter_ns), n)
+        return np.rint(base).astype(np.int64).tolist()
+
+
+def _check_probability(name: str, p: float) -> None:
+    if not (isinstance(p, int | float) and 0.0 <= p <= 1.0):
+        raise InvalidArgument(f"{name} must be a probability in [0, 1], got {p!r}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Latency per region pair (looked up both ways, else ``default``), loss, duplication."""
+
+    default: LatencyModel = field(default_factory=lambda: LatencyModel.constant(1_000_000))
+    regions: Mapping[tuple[str, str], LatencyModel] = field(default_factory=dict)
+    loss: float = 0.0
+    duplicate: float = 0.0
+    bandwidth_bps: int = 0
+    """Bits per second of every link (0: unlimited); see ``bandwidth`` for region pairs."""
+    bandwidth: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_probability("loss", self.loss)
+        _check_probability("duplicate", self.duplicate)
+        for bps in (self.bandwidth_bps, *self.bandwidth.values()):
+            if not isinstance(bps, int) or isinstance(bps, bool) or bps < 0:
+                raise InvalidArgument(f"bandwidth must be an int >= 0 bits/s, got {bps!r}")
+
+    def bits_per_second(self, a: str, b: str) -> int:
+        """Bandwidth of the region pair (a, b), looked up both ways, else the default."""
+        bps = self.bandwidth.get((a, b))
+        if bps is None:
+            bps = self.bandwidth.get((b, a), self.bandwidth_bps)
+        return bps
+
+    def latency(self, a: str, b: str) -> LatencyModel:
+        """The model of the region pair (a, b), symmetric unless both orders are given."""
+        model = self.regions.get((a, b))
+        if model is None:
+            model = self.regions.get((b, a), self.default)
+        return model
+
+
+def _batches(draw: Callable[[], list]) -> Iterator:
+    while True:
+        yield from draw()
+
+
+class Link:
+    """A directed link: its delay streams, its fault-coin stream, its queue and counters.
+
+    With a bandwidth, messages leave one after the other: a message starts serializing
+    when the link is free (``free_at``) and takes ``size * 8 / bps`` seconds, then flies
+    for its drawn latency. ``messages`` and ``bytes`` count what was sent on the link.
+    """
+
+    __slots__ = ("bps", "bytes", "coin", "delay", "dst", "dup_delay", "free_at", "messages",
+                 "src")
+
+    def __init__(self, src: str, dst: str, model: LatencyModel, streams: RandomStreams,
+                 bps: int = 0) -> None:
+        self.src = src
+        self.dst = dst
+        self.bps = bps
+        self.free_at = 0
+        self.messages = 0
+        self.bytes = 0
+        gen = streams.generator(f"link:{src}->{dst}")
+        faults = streams.generator(f"link:{src}->{dst}:faults")
+        dups = streams.generator(f"link:{src}->{dst}:duplicates")
+        self.delay: Callable[[], int] = _batches(lambda: model.draw(gen, BATCH)).__next__
+        self.dup_delay: Callable[[], int] = _batches(lambda: model.draw(dups, BATCH)).__next__
+        self.coin: Callable[[], float] = _batches(lambda: faults.random(BATCH).tolist()).__next__
+
+
+class Network:
+    """Links created on first use, fault probabilities and the set of blocked directed pairs."""
+
+    def __init__(self, config: NetworkConfig, streams: RandomStreams) -> None:
+        self.config = config
+        self.streams = streams
+        self.loss = config.loss
+        self.duplicate = config.duplicate
+        self.faulty = bool(self.loss or self.duplicate)  # one test per send in the hot loop
+        self.blocked: set[tuple[str, str]] = set()  # membership tests only, never iterated
+        # held links: their arriving messages wait here, in order, until released
+        self.held: dict[tuple[str, str], list[tuple]] = {}
+
+    def set_faults(self, *, loss: float | None = None, duplicate: float | None = None) -> None:
+        """Change loss/duplication probabilities from now on."""
+        if loss is not None:
+            _check_probability("loss", loss)
+            self.loss = loss
+        if duplicate is not None:
+            _check_probability("duplicate", duplicate)
+            self.duplicate = duplicate
+        self.faulty = bool(self.loss or self.duplicate)
+
+    def link(self, src: str, src_region: str, dst: str, dst_region: str) -> Link:
+        """A new link object; the engine caches it per (src, dst)."""
+        return Link(src, dst, self.config.latency(src_region, dst_region), self.streams,
+                    self.config.bits_per_second(src_region, dst_region))
+
+    @staticmethod
+    def queue_delay(link: Link, now: int, size: int) -> int:
+        """Wait for the link plus serialization time of ``size`` bytes; advances the queue."""
+        start = now if now > link.free_at else link.free_at
+        link.free_at = start + (size * 8_000_000_000) // link.bps
+        return link.free_at - now

@@ -1,0 +1,143 @@
+"""The run's trace: every network and fault event, with a canonical hash and JSONL export.
+
+Records are tuples ``(time_ns, kind, src, dst, payload, note)`` appended by the engine
+in processing order. Payloads are kept by reference and digested only when the trace is
+hashed or exported, which keeps the engine's hot loop to one tuple and one append per
+record (payloads are values, see :mod:`graphrep.sim.process`).
+
+The hash must not depend on the interpreter: the canonical encoding sorts dict items and
+set elements by their own encoded bytes (a set's iteration order changes with
+PYTHONHASHSEED), writes floats exactly (``float.hex``), and refuses objects whose repr
+would embed a memory address.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import numpy as np
+
+from graphrep.errors import InvalidArgument
+
+__all__ = ["KINDS", "Trace", "canonical_bytes", "payload_digest"]
+
+KINDS = (
+    "start", "send", "deliver", "drop", "duplicate", "timer", "crash", "restart",
+    "pause", "resume", "partition", "heal", "hold", "release",
+)
+
+Record = tuple[int, str, Any, Any, Any, Any]
+
+
+def _frame(tag: bytes, body: bytes) -> bytes:
+    return tag + str(len(body)).encode() + b":" + body
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """A byte encoding of ``obj`` that is equal for equal values in any process."""
+    if obj is None:
+        return b"N"
+    if obj is True:
+        return b"T"
+    if obj is False:
+        return b"F"
+    if isinstance(obj, enum.Enum):
+        return _frame(b"e", f"{type(obj).__qualname__}.{obj.name}".encode())
+    if isinstance(obj, int):
+        return _frame(b"i", str(int(obj)).encode())
+    if isinstance(obj, float):
+        return _frame(b"f", float(obj).hex().encode())
+    if isinstance(obj, str):
+        return _frame(b"s", obj.encode("utf-8"))
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return _frame(b"b", bytes(obj))
+    if isinstance(obj, tuple | list):
+        return _frame(b"l", b"".join(canonical_bytes(x) for x in obj))
+    if isinstance(obj, Mapping):
+        items = sorted(canonical_bytes(k) + canonical_bytes(v) for k, v in obj.items())
+        return _frame(b"d", b"".join(items))
+    if isinstance(obj, set | frozenset):
+        return _frame(b"S", b"".join(sorted(canonical_bytes(x) for x in obj)))
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        head = f"{arr.dtype.str}{arr.shape}".encode()
+        return _frame(b"a", _frame(b"h", head) + arr.tobytes())
+    if isinstance(obj, np.generic):
+        return canonical_bytes(obj.item())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+        return _frame(b"D", _frame(b"n", type(obj).__qualname__.encode())
+                      + canonical_bytes(fields))
+    text = repr(obj)
+    if " at 0x" in text:
+        raise InvalidArgument(
+            f"cannot encode {type(obj).__qualname__} canonically (its repr holds an address); "
+            "send plain values, tuples, dicts, sets, dataclasses or numpy arrays"
+        )
+    return _frame(b"r", _frame(b"n", type(obj).__qualname__.encode()) + text.encode())
+
+
+def payload_digest(payload: Any) -> str:
+    """A short hex digest of a payload (16 hex digits)."""
+    return hashlib.blake2b(canonical_bytes(payload), digest_size=8).hexdigest()
+
+
+class Trace:
+    """An append-only list of records; ``append`` is what the engine calls."""
+
+    __slots__ = ("append", "records")
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.append = self.records.append
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Records as JSON-able dicts, payloads replaced by their digest."""
+        memo: dict[int, str] = {}  # records keep payloads alive, so ids stay unique
+        for time_ns, kind, src, dst, payload, note in self.records:
+            digest = None
+            if kind in ("send", "deliver", "drop", "duplicate"):
+                key = id(payload)
+                digest = memo.get(key)
+                if digest is None:
+                    digest = memo[key] = payload_digest(payload)
+            yield {"t": time_ns, "kind": kind, "src": src, "dst": dst,
+                   "digest": digest, "note": _note(note)}
+
+    def hash(self) -> str:
+        """The canonical hash of the whole trace (64 hex digits)."""
+        h = hashlib.blake2b(digest_size=32)
+        for row in self.rows():
+            h.update(canonical_bytes(
+                (row["t"], row["kind"], row["src"], row["dst"], row["digest"], row["note"])
+            ))
+        return h.hexdigest()
+
+    def write_jsonl(self, fp: IO[str]) -> int:
+        """Write one JSON object per record to ``fp``; returns the number written."""
+        n = 0
+        for row in self.rows():
+            fp.write(json.dumps(row, sort_keys=True, separators=(",", ":")) + "\n")
+            n += 1
+        return n
+
+    def count(self, kind: str) -> int:
+        """How many records of one kind (a convenience for tests and summaries)."""
+        return sum(1 for r in self.records if r[1] == kind)
+
+
+def _note(note: Any) -> Any:
+    """Notes are JSON scalars or (nested) lists of them; anything else becomes its repr."""
+    if note is None or isinstance(note, bool | int | float | str):
+        return note
+    if isinstance(note, tuple | list):
+        return [_note(x) for x in note]
+    return repr(note)

@@ -1,0 +1,64 @@
+"""The process interface module stands alone; RNG streams are per component and stable."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from graphrep.errors import InvalidArgument
+from graphrep.sim.process import CancelTimer, DurableWrite, Log, Metric, Send, SetTimer, Sync
+from graphrep.sim.rng import RandomStreams, stream_seed
+
+
+def test_effects_are_frozen_slotted_values():
+    for effect in (Send("a", 1, 2), SetTimer("t", 5), CancelTimer("t"), DurableWrite("k", 1),
+                   Sync(), Metric("m", 1.0), Log("x")):
+        assert not hasattr(effect, "__dict__")
+        fields = dataclasses.fields(effect)
+        if fields:
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(effect, fields[0].name, 1)
+    assert Send("a", (1, 2), 3) == Send("a", (1, 2), 3)
+
+
+def test_process_module_does_not_import_the_engine():
+    code = ("import sys, graphrep.sim.process; "
+            "print(any(m in sys.modules for m in "
+            "('graphrep.sim.engine', 'graphrep.sim.network', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_same_name_same_stream_and_names_are_independent():
+    a = RandomStreams(3).generator("link:a->b").random(5)
+    b = RandomStreams(3).generator("link:a->b").random(5)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, RandomStreams(3).generator("link:b->a").random(5))
+    assert not np.array_equal(a, RandomStreams(4).generator("link:a->b").random(5))
+
+
+def test_adding_a_component_does_not_shift_others():
+    one = RandomStreams(9)
+    x = one.generator("x").random(4)
+    two = RandomStreams(9)
+    two.generator("new").random(100)
+    assert np.array_equal(two.generator("x").random(4), x)
+
+
+def test_generator_is_cached_so_a_stream_continues():
+    s = RandomStreams(1)
+    first = s.generator("w").random(3)
+    second = s.generator("w").random(3)
+    assert np.array_equal(np.concatenate([first, second]),
+                          RandomStreams(1).generator("w").random(6))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "7", True])
+def test_bad_seed_is_rejected(seed):
+    with pytest.raises(InvalidArgument):
+        stream_seed(seed, "x")

@@ -1,0 +1,68 @@
+"""Canonical encoding, trace hash and JSONL export."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from graphrep.errors import InvalidArgument
+from graphrep.sim.trace import Trace, canonical_bytes, payload_digest
+
+
+@dataclass(frozen=True)
+class Point:
+    x: int
+    y: tuple[int, ...]
+
+
+def test_encoding_ignores_dict_and_set_order():
+    assert canonical_bytes({"a": 1, "b": 2}) == canonical_bytes({"b": 2, "a": 1})
+    assert canonical_bytes({"x", "y", "z"}) == canonical_bytes({"z", "x", "y"})
+    assert canonical_bytes(frozenset({1, 2})) == canonical_bytes({2, 1})
+
+
+def test_encoding_distinguishes_types_and_nesting():
+    values = [1, 1.0, "1", b"1", True, None, (1,), [1, 2], [[1], 2], {1: 2}, {1},
+              Point(1, (2,)), np.arange(3, dtype=np.int32), np.arange(3, dtype=np.int64)]
+    encoded = [canonical_bytes(v) for v in values]
+    assert len(set(encoded)) == len(values)
+    assert canonical_bytes((1, 2)) == canonical_bytes([1, 2])  # sequences are sequences
+
+
+@given(st.recursive(st.none() | st.integers() | st.text() | st.floats(allow_nan=False),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(), c,
+                                                                        max_size=3)))
+def test_equal_values_encode_equally(value):
+    assert canonical_bytes(value) == canonical_bytes(json.loads(json.dumps(value)))
+
+
+def test_objects_with_addresses_are_refused():
+    with pytest.raises(InvalidArgument):
+        canonical_bytes(object())
+
+
+def test_hash_and_jsonl():
+    t = Trace()
+    t.append((5, "send", "a", "b", {"k": 1}, None))
+    t.append((9, "deliver", "a", "b", {"k": 1}, None))
+    t.append((9, "timer", "a", None, None, ("tick", 1)))
+    buf = io.StringIO()
+    assert t.write_jsonl(buf) == 3
+    rows = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert rows[0] == {"t": 5, "kind": "send", "src": "a", "dst": "b",
+                       "digest": payload_digest({"k": 1}), "note": None}
+    assert rows[2]["note"] == ["tick", 1]
+    h = t.hash()
+    assert len(h) == 64
+    other = Trace()
+    for r in t.records[:2]:
+        other.append(r)
+    other.append((9, "timer", "a", None, None, ("tick", 2)))
+    assert other.hash() != h
+    assert t.count("send") == 1
