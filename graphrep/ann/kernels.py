@@ -453,6 +453,15 @@ def _replace_list(j, newl, m, g, entry, s, ch, orph, norph):
     return norph
 
 
+@njit(inline="always")
+def _append_edge(j, x, g, ch):
+    """Append x to j's list (the caller knows there is room and x is not in it)."""
+    _touch(j, g, ch)
+    g.nbrs[j, g.deg[j]] = x
+    g.deg[j] += 1
+    g.indeg[x] += 1
+
+
 @njit(cache=True, fastmath=True)
 def add_edge(j, x, g, target, limit, alpha, entry, s, ch, counters, orph, norph):
     """Add the edge j -> x; if j's list would exceed ``limit``, re-prune it (with x)
@@ -461,10 +470,7 @@ def add_edge(j, x, g, target, limit, alpha, entry, s, ch, counters, orph, norph)
     if _contains(g, j, x):
         return norph
     if d < limit:
-        _touch(j, g, ch)
-        g.nbrs[j, d] = x
-        g.deg[j] = d + 1
-        g.indeg[x] += 1
+        _append_edge(j, x, g, ch)
         return norph
     m = _prune_list_with(j, x, g, target, alpha, s, counters)
     return _replace_list(j, s.pbuf, m, g, entry, s, ch, orph, norph)
@@ -532,10 +538,7 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
         if first < 0:
             first = v
         if g.deg[v] < R:
-            _touch(v, g, ch)
-            g.nbrs[v, g.deg[v]] = u
-            g.deg[v] += 1
-            g.indeg[u] += 1
+            _append_edge(v, u, g, ch)
             return norph
         if tries < max_tries:
             tries += 1
@@ -547,10 +550,7 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
         if entry == u or _contains(g, entry, u):
             return norph
         if g.deg[entry] < R:
-            _touch(entry, g, ch)
-            g.nbrs[entry, g.deg[entry]] = u
-            g.deg[entry] += 1
-            g.indeg[u] += 1
+            _append_edge(entry, u, g, ch)
             return norph
         first = entry
     # swap u in for a neighbour that keeps another in-edge

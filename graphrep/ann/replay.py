@@ -244,12 +244,10 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 if s == me:
                     return SELF_LOOP, i, v
                 present = _in_list(g_nbrs, me, d, s)
-                if present:  # allowed only if this diff removes it first
-                    present = True
-                    for u in range(v0, r_end):
-                        if val_slot[u] == s:
-                            present = False
-                for u in range(r_end, vp - 1):
+                for u in range(v0, r_end):  # present but removed by this diff: fine
+                    if val_slot[u] == s:
+                        present = False
+                for u in range(r_end, vp - 1):  # added twice
                     if val_slot[u] == s:
                         present = True
                 if present:
