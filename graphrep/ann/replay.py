@@ -149,6 +149,16 @@ def _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals):
 
 
 @njit(inline="always")
+def _neighbour_code(s, me):
+    """Why slot ``s`` can't be a neighbour of ``me`` (OK if it can)."""
+    if s < 0:
+        return NEIGHBOUR_UNKNOWN
+    if s == me:
+        return SELF_LOOP
+    return OK
+
+
+@njit(inline="always")
 def _in_list(g_nbrs, j, d, x):
     for t in range(d):
         if g_nbrs[j, t] == x:
@@ -212,10 +222,9 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
                 val_slot[vp] = s
                 vp += 1
-                if s < 0:
-                    return NEIGHBOUR_UNKNOWN, i, v
-                if s == me:
-                    return SELF_LOOP, i, v
+                code = _neighbour_code(s, me)
+                if code != OK:
+                    return code, i, v
                 if mark[s] == ep:
                     return NEIGHBOUR_REPEATED, i, v
                 mark[s] = ep
@@ -239,10 +248,9 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
                 val_slot[vp] = s
                 vp += 1
-                if s < 0:
-                    return NEIGHBOUR_UNKNOWN, i, v
-                if s == me:
-                    return SELF_LOOP, i, v
+                code = _neighbour_code(s, me)
+                if code != OK:
+                    return code, i, v
                 present = _in_list(g_nbrs, me, d, s)
                 for u in range(v0, r_end):  # present but removed by this diff: fine
                     if val_slot[u] == s:
@@ -272,10 +280,9 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
                 val_slot[vp] = s
                 vp += 1
-                if s < 0:
-                    return NEIGHBOUR_UNKNOWN, i, v
-                if s == me:
-                    return SELF_LOOP, i, v
+                code = _neighbour_code(s, me)
+                if code != OK:
+                    return code, i, v
                 if mark[s] == ep:
                     return DIFF_ADDS_PRESENT, i, v
                 mark[s] = ep
