@@ -44,18 +44,12 @@ Examples::
 
 from __future__ import annotations
 
-import os
+import one_thread  # noqa: F401  (first: one thread for every library)
 
-# One thread everywhere; must happen before numpy / numba create thread pools.
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ["NUMBA_NUM_THREADS"] = "1"
-os.environ["VECLIB_MAXIMUM_THREADS"] = "1"
-os.environ["NUMEXPR_NUM_THREADS"] = "1"
-
+# isort: split
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess

@@ -20,16 +20,9 @@ Usage (normally only through ann_bench.py)::
 
 from __future__ import annotations
 
-import os
+import one_thread  # noqa: F401  (first: one thread for every library)
 
-# One thread everywhere, set before numpy or any library loads its thread pool.
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ["NUMBA_NUM_THREADS"] = "1"
-os.environ["VECLIB_MAXIMUM_THREADS"] = "1"
-os.environ["NUMEXPR_NUM_THREADS"] = "1"
-
+# isort: split
 import argparse
 import json
 import platform

@@ -158,14 +158,6 @@ def _neighbour_code(s, me):
     return OK
 
 
-@njit(inline="always")
-def _in_list(g_nbrs, j, d, x):
-    for t in range(d):
-        if g_nbrs[j, t] == x:
-            return True
-    return False
-
-
 @njit(cache=True)
 def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                    tkeys, tvals, g_nbrs, g_deg, g_flags, R, mark, mstate, size_after,
@@ -228,40 +220,6 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 if mark[s] == ep:
                     return NEIGHBOUR_REPEATED, i, v
                 mark[s] = ep
-        elif k == KIND_DIFF and counts[i, 0] + counts[i, 1] <= 4:
-            # a small diff (the common case: one reverse edge): scan the list
-            d = g_deg[me]
-            v0 = vp
-            for _ in range(counts[i, 0]):
-                v = values[vp]
-                s = lookup(tkeys, tvals, v)
-                val_slot[vp] = s
-                vp += 1
-                if s < 0 or not _in_list(g_nbrs, me, d, s):
-                    return DIFF_REMOVES_ABSENT, i, v
-                for u in range(v0, vp - 1):
-                    if val_slot[u] == s:
-                        return DIFF_REMOVES_ABSENT, i, v
-            r_end = vp
-            for _ in range(counts[i, 1]):
-                v = values[vp]
-                s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
-                val_slot[vp] = s
-                vp += 1
-                code = _neighbour_code(s, me)
-                if code != OK:
-                    return code, i, v
-                present = _in_list(g_nbrs, me, d, s)
-                for u in range(v0, r_end):  # present but removed by this diff: fine
-                    if val_slot[u] == s:
-                        present = False
-                for u in range(r_end, vp - 1):  # added twice
-                    if val_slot[u] == s:
-                        present = True
-                if present:
-                    return DIFF_ADDS_PRESENT, i, v
-            if d - counts[i, 0] + counts[i, 1] > R:
-                return LIST_TOO_LONG, i, np.int64(d - counts[i, 0] + counts[i, 1])
         elif k == KIND_DIFF:
             for t in range(g_deg[me]):
                 mark[g_nbrs[me, t]] = ep
