@@ -40,29 +40,52 @@ from graphrep.sim.trace import Trace
 
 __all__ = ["DOWN", "PAUSED", "UP", "SimConfig", "Simulation"]
 
-# event kinds (small ints: compared with ``==`` in the hot loop)
+_queue_delay = Network.queue_delay
+_NOT_RUN = object()  # a slow path's "no callback ran" (None means "ran, no effects")
+
+# event kinds (small ints: compared with ``==`` in the hot loop). Heap entries:
+#   (time, seq, _DELIVER, dst node, src name, payload, size)
+#   (time, token, _TIMER, node, timer name, token, period or 0)
+#   (time, seq, _START, node, incarnation, None, None)
+#   (time, seq, _CALL, action, None, None, None)
+# All have seven fields, so the hot loop takes one apart with a single unpacking.
 _DELIVER, _TIMER, _START, _CALL = 0, 1, 2, 3
 UP, PAUSED, DOWN = "up", "paused", "down"
+_FOREVER = 2**63 - 1
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Everything besides the seed that decides a run (nodes are added explicitly)."""
+    """Everything besides the seed that decides a run (nodes are added explicitly).
+
+    ``sample_ns`` > 0 records, every ``sample_ns`` of virtual time, the messages in
+    flight and the running totals of events, deliveries and drops (see
+    :meth:`Simulation.samples`). A sample at time T sees every event before T and none
+    at T. Sampling adds no events, so it changes nothing in the run.
+    """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
     trace: bool = True
+    sample_ns: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sample_ns, int) or self.sample_ns < 0:
+            raise InvalidArgument(f"sample_ns must be an int >= 0, got {self.sample_ns!r}")
 
 
 class _Node:
-    __slots__ = ("disk", "drift_ppm", "factory", "held", "incarnation", "links", "name",
-                 "offset_ns", "process", "region", "skewed", "state", "timers", "unsynced")
+    __slots__ = ("disk", "drift_ppm", "factory", "fast", "held", "incarnation", "links", "name",
+                 "offset_ns", "on_message", "process", "region", "skewed", "state", "timers",
+                 "unsynced")
 
     def __init__(self, name: str, factory: ProcessFactory, region: str) -> None:
         self.name = name
         self.factory = factory
         self.region = region
         self.process: Process | None = None
+        self.on_message: Callable[..., Any] | None = None  # the process's, bound once
         self.state = DOWN
+        self.fast = False  # UP and not skewed: the hot loop's one test per delivery
         self.disk: dict[Hashable, Any] = {}
         self.unsynced: dict[Hashable, Any] = {}
         self.timers: dict[Hashable, tuple[int, bool]] = {}  # name -> (token, periodic)
@@ -72,6 +95,10 @@ class _Node:
         self.skewed = False  # local clock = now + offset_ns + now * drift_ppm / 1e6
         self.offset_ns = 0
         self.drift_ppm = 0
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.fast = state is UP and not self.skewed
 
     def local(self, t: int) -> int:
         """The node's clock reading at global virtual time ``t``."""
@@ -97,6 +124,8 @@ class Simulation:
         self.metrics: list[tuple[int, str, str, float]] = []
         self.logs: list[tuple[int, str, str]] = []
         self.events_processed = 0
+        self.delivered = 0
+        self.dropped = 0
         self._nodes: dict[str, _Node] = {}
         self._heap: list[tuple] = []
         self._counter = itertools.count()
@@ -105,6 +134,9 @@ class Simulation:
         self._starts = 0  # START events not yet run: a booting node is not quiet
         self._failure: SimulationError | None = None
         self._record = self.trace.append if self.config.trace else None
+        self._next_sample = self.config.sample_ns or _FOREVER
+        self._samples: dict[str, list[int]] = {
+            "time_ns": [], "in_flight": [], "events": [], "delivered": [], "dropped": []}
 
     # ------------------------------------------------------------------ nodes
 
@@ -114,6 +146,8 @@ class Simulation:
             raise InvalidArgument(f"node name must be a non-empty str, got {name!r}")
         if name in self._nodes:
             raise InvalidArgument(f"node {name!r} already exists")
+        if not isinstance(region, str) or not region:
+            raise InvalidArgument(f"region must be a non-empty str, got {region!r}")
         node = _Node(name, factory, region)
         self._nodes[name] = node
         self._boot(node, "start")
@@ -122,6 +156,10 @@ class Simulation:
     def nodes(self) -> list[str]:
         """Node names in the order they were added."""
         return list(self._nodes)
+
+    def region(self, name: str) -> str:
+        """The region a node was added in."""
+        return self._node(name, "region").region
 
     def process(self, name: str) -> Process | None:
         """The live process object of a node (None while down); for checkers and tests."""
@@ -188,175 +226,274 @@ class Simulation:
         if not isinstance(time_ns, int) or time_ns < self.now:
             raise InvalidSchedule(f"cannot schedule at {time_ns!r}: not an int >= now",
                                   event="at", time_ns=self.now, seed=self.seed)
-        heappush(self._heap, (time_ns, next(self._counter), _CALL, action))
+        heappush(self._heap, (time_ns, next(self._counter), _CALL, action, None, None, None))
 
     def _run(self, until: int | None, max_events: int | None,
              pred: Callable[[Simulation], bool] | None) -> bool:
+        """The event loop. Its common case, a delivery to an UP node with no partition or
+        hold anywhere and fault-free sends, runs inline with every counter in a local;
+        anything else takes a method call (``_deliver_slow``, ``_route``, ``_faults``,
+        ``_apply``). The locals are written back to ``self`` before anything outside the
+        loop can look at them: a scheduled call, the predicate, an error, the return."""
         if self._failure is not None:
             raise self._failure
         heap = self._heap
-        nodes = self._nodes
         record = self._record
         network = self.network
         blocked = network.blocked  # never reassigned (cleared in place), so bind once
         held = network.held
+        faulty = network.faulty
         counter = self._counter.__next__
         budget = -1 if max_events is None else max_events
-        limit = until if until is not None else float("inf")
+        limit = until if until is not None else _FOREVER
+        next_sample = self._next_sample
         processed = 0
+        delivered = 0
+        in_flight = self._in_flight
+        t = self.now
         reached = False
         ran_out = False  # no event left before the time limit (not: the budget)
-        while True:
-            if processed == budget:
-                break
-            if not heap:
-                reached = pred is None
-                ran_out = True
-                break
-            ev = heap[0]
-            t = ev[0]
-            if t > limit:
-                reached = pred is None
-                ran_out = True
-                break
-            heappop(heap)
-            self.now = t
-            kind = ev[2]
-            if kind == _DELIVER:
-                src, dst, payload = ev[3], ev[4], ev[5]
-                node = nodes[dst]
-                if node.state is not UP:
-                    if node.state is PAUSED:
-                        node.held.append(ev)
-                        continue
-                    self._in_flight -= 1
-                    if record:
-                        record((t, "drop", src, dst, payload, "down"))
-                    continue
-                if blocked or held:
-                    if (src, dst) in blocked:
-                        self._in_flight -= 1
+        try:
+            while processed != budget:
+                if not heap:
+                    reached = pred is None
+                    ran_out = True
+                    break
+                ev = heappop(heap)
+                if ev[0] > limit:
+                    heappush(heap, ev)  # the same tuple: it keeps its place in the order
+                    reached = pred is None
+                    ran_out = True
+                    break
+                t, _, kind, node, src, payload, size = ev
+                if t >= next_sample:
+                    self._in_flight = in_flight
+                    self._take_samples(t, processed, delivered)
+                    next_sample = self._next_sample
+                if kind == _DELIVER:
+                    if node.fast and not blocked and not held:
+                        in_flight -= 1
+                        delivered += 1
                         if record:
-                            record((t, "drop", src, dst, payload, "partition"))
+                            record((t, "deliver", src, node.name, payload, size))
+                        try:
+                            effects = node.on_message(t, src, payload, size)
+                        except Exception as exc:
+                            self.now = t
+                            raise self._fail(f"process raised {exc!r}", ev) from exc
+                    else:
+                        self.now = t
+                        left, effects = self._deliver_slow(ev, t)
+                        if left:
+                            in_flight -= 1
+                            delivered += left == 1
+                        if effects is _NOT_RUN:
+                            continue
+                elif kind == _TIMER:
+                    self.now = t
+                    effects = self._fire_timer(ev, t)
+                    if effects is _NOT_RUN:
                         continue
-                    stash = held.get((src, dst))
-                    if stash is not None:
-                        stash.append(ev)
+                elif kind == _START:
+                    self.now = t
+                    effects = self._start(ev, t)
+                    if effects is _NOT_RUN:
                         continue
-                self._in_flight -= 1
-                if record:
-                    record((t, "deliver", src, dst, payload, ev[6]))
-                try:
-                    effects = node.process.on_message(
-                        node.local(t) if node.skewed else t, src, payload, ev[6])
-                except Exception as exc:
-                    raise self._fail(f"process raised {exc!r}", ev) from exc
-            elif kind == _TIMER:
-                node = nodes[ev[3]]
-                name = ev[4]
-                entry = node.timers.get(name)
-                if entry is None or entry[0] != ev[5]:
-                    continue  # cancelled, replaced, or lost in a crash
-                if node.state is PAUSED:
-                    node.held.append(ev)
-                    continue
-                period = ev[6]
-                if period:
-                    heappush(heap, (t + period, next(self._counter), _TIMER, node.name, name,
-                                    ev[5], period))
                 else:
-                    del node.timers[name]
-                    self._oneshot -= 1
-                if record:
-                    record((t, "timer", node.name, None, None, name))
-                try:
-                    effects = node.process.on_timer(node.local(t) if node.skewed else t, name)
-                except Exception as exc:
-                    raise self._fail(f"process raised {exc!r}", ev) from exc
-            elif kind == _START:
-                node = nodes[ev[3]]
-                if node.state is PAUSED and node.incarnation == ev[4]:
-                    node.held.append(ev)
-                    continue
-                self._starts -= 1
-                if node.incarnation != ev[4] or node.state is DOWN:
-                    continue
-                try:
-                    effects = node.process.on_start(node.local(t) if node.skewed else t)
-                except Exception as exc:
-                    raise self._fail(f"process raised {exc!r}", ev) from exc
-            else:
-                try:
-                    ev[3](self)
-                except SimulationError as exc:
-                    self._failure = exc
-                    exc.trace = self.trace
-                    raise
-                effects = None
-                node = None
-            processed += 1
-            if effects:
-                if effects.__class__ is not list and effects.__class__ is not tuple:
-                    raise self._fail(
-                        f"process returned {type(effects).__name__}, not a list", ev)
-                # Send is inlined: it is the one effect nearly every event produces
-                for e in effects:
-                    if e.__class__ is not Send:
-                        self._apply(node, e, ev)
-                        continue
-                    to = e.to
-                    size = e.size
-                    if to not in nodes or size.__class__ is not int or size < 0:
-                        raise self._fail(f"malformed effect {e!r}: unknown node or bad size", ev)
-                    link = node.links.get(to)
-                    if link is None:
-                        link = self._new_link(node, to)
-                    delay = link.delay()  # drawn even if lost: loss must not shift delays
-                    link.messages += 1
-                    link.bytes += size
-                    if link.bps:
-                        delay += network.queue_delay(link, t, size)
-                    if record:
-                        record((t, "send", node.name, to, e.payload, size))
-                    if network.faulty and self._faults(node, link, e, size):
-                        continue
-                    heappush(heap, (t + delay, counter(), _DELIVER, node.name, to,
-                                    e.payload, size))
-                    self._in_flight += 1
-            if pred is not None and pred(self):
-                reached = True
-                break
-        self.events_processed += processed
-        if ran_out and until is not None:
-            self.now = max(self.now, until)  # nothing happens until then: time still passes
+                    self.now = t
+                    self._in_flight = in_flight
+                    try:
+                        node(self)  # a scheduled call: ev[3] is the action
+                    except SimulationError as exc:
+                        self._failure = exc
+                        exc.trace = self.trace
+                        raise
+                    in_flight = self._in_flight
+                    faulty = network.faulty
+                    effects = None
+                processed += 1
+                if effects:
+                    cls = type(effects)
+                    if cls is not list and cls is not tuple:
+                        self.now = t
+                        raise self._fail(
+                            f"process returned {type(effects).__name__}, not a list", ev)
+                    links = node.links
+                    for e in effects:
+                        if type(e) is not Send and (type(e) is not tuple or len(e) != 3):
+                            self.now = t
+                            self._apply(node, e, ev)
+                            continue
+                        to, payload, size = e
+                        link = links.get(to)
+                        if link is None or type(size) is not int or size < 0:
+                            self.now = t
+                            link = self._route(node, e, ev)
+                        delay = link.delay()  # drawn even if lost: loss must not shift delays
+                        link.messages += 1
+                        link.bytes += size
+                        if link.bps:
+                            delay += _queue_delay(link, t, size)
+                        if record:
+                            record((t, "send", node.name, to, payload, size))
+                        if faulty:
+                            self.now = t
+                            in_flight += self._faults(node, link, payload, size, delay)
+                            continue
+                        heappush(heap, (t + delay, counter(), _DELIVER, link.target, node.name,
+                                        payload, size))
+                        in_flight += 1
+                if pred is not None:
+                    self.now = t
+                    self._in_flight = in_flight
+                    if pred(self):
+                        reached = True
+                        break
+        finally:
+            self._in_flight = in_flight
+            self.events_processed += processed
+            self.delivered += delivered
+            self.now = t
+        if ran_out and until is not None and until > self.now:
+            if self._next_sample <= until:
+                self._take_samples(until, 0, 0)
+            self.now = until  # nothing happens until then: time still passes
         return reached
+
+    def _take_samples(self, t: int, processed: int, delivered: int) -> None:
+        """Record the state at every sampling instant up to (and including) ``t``; the
+        counters of the running loop (not yet written back) are passed in."""
+        cols = self._samples
+        step = self.config.sample_ns
+        at = self._next_sample
+        while at <= t:
+            cols["time_ns"].append(at)
+            cols["in_flight"].append(self._in_flight)
+            cols["events"].append(self.events_processed + processed)
+            cols["delivered"].append(self.delivered + delivered)
+            cols["dropped"].append(self.dropped)
+            at += step
+        self._next_sample = at
+
+    def samples(self) -> dict[str, list[int]]:
+        """Columns sampled every ``SimConfig.sample_ns``: ``time_ns``, ``in_flight`` and
+        running totals of ``events``, ``delivered`` and ``dropped`` (empty if off)."""
+        return {k: list(v) for k, v in self._samples.items()}
+
+    def metric_columns(self) -> dict[str, list[Any]]:
+        """The processes' ``Metric`` records as columns: time_ns, node, name, value."""
+        return {"time_ns": [m[0] for m in self.metrics], "node": [m[1] for m in self.metrics],
+                "name": [m[2] for m in self.metrics], "value": [m[3] for m in self.metrics]}
+
+    # ------------------------------------------------------------------ slow paths
+
+    def _drop(self, t: int, src: str, dst: str, payload: Any, why: str) -> None:
+        self.dropped += 1
+        if self._record:
+            self._record((t, "drop", src, dst, payload, why))
+
+    def _deliver_slow(self, ev: tuple, t: int) -> tuple[int, Any]:
+        """A delivery to a node that is not UP or has a skewed clock, or while some link
+        is cut or held. Returns (how the message left the network: 0 still in it, 1
+        delivered, 2 dropped; the effects, or ``_NOT_RUN``)."""
+        node, src, payload, size = ev[3], ev[4], ev[5], ev[6]
+        if node.state is not UP:
+            if node.state is PAUSED:
+                node.held.append(ev)
+                return 0, _NOT_RUN
+            self._drop(t, src, node.name, payload, "down")
+            return 2, _NOT_RUN
+        link = (src, node.name)
+        if link in self.network.blocked:
+            self._drop(t, src, node.name, payload, "partition")
+            return 2, _NOT_RUN
+        stash = self.network.held.get(link)
+        if stash is not None:
+            stash.append(ev)
+            return 0, _NOT_RUN
+        if self._record:
+            self._record((t, "deliver", src, node.name, payload, size))
+        try:
+            return 1, node.on_message(node.local(t) if node.skewed else t, src, payload, size)
+        except Exception as exc:
+            raise self._fail(f"process raised {exc!r}", ev) from exc
+
+    def _fire_timer(self, ev: tuple, t: int) -> Any:
+        node, name, token, period = ev[3], ev[4], ev[5], ev[6]
+        entry = node.timers.get(name)
+        if entry is None or entry[0] != token:
+            return _NOT_RUN  # cancelled, replaced, or lost in a crash
+        if node.state is PAUSED:
+            node.held.append(ev)
+            return _NOT_RUN
+        if period:
+            heappush(self._heap, (t + period, next(self._counter), _TIMER, node, name, token,
+                                  period))
+        else:
+            del node.timers[name]
+            self._oneshot -= 1
+        if self._record:
+            self._record((t, "timer", node.name, None, None, name))
+        try:
+            return node.process.on_timer(node.local(t) if node.skewed else t, name)
+        except Exception as exc:
+            raise self._fail(f"process raised {exc!r}", ev) from exc
+
+    def _start(self, ev: tuple, t: int) -> Any:
+        node = ev[3]
+        if node.state is PAUSED and node.incarnation == ev[4]:
+            node.held.append(ev)
+            return _NOT_RUN
+        self._starts -= 1
+        if node.incarnation != ev[4] or node.state is DOWN:
+            return _NOT_RUN
+        try:
+            return node.process.on_start(node.local(t) if node.skewed else t)
+        except Exception as exc:
+            raise self._fail(f"process raised {exc!r}", ev) from exc
 
     # ------------------------------------------------------------------ effects
 
-    def _new_link(self, node: _Node, to: str) -> Link:
-        link = node.links[to] = self.network.link(node.name, node.region, to,
-                                                  self._nodes[to].region)
+    def _route(self, node: _Node, e: Any, ev: tuple) -> Link:
+        """Check a Send the hot loop could not take as is; the link, created on first use."""
+        to, _, size = e
+        if not isinstance(to, str) or to not in self._nodes:
+            raise self._fail(f"malformed effect {e!r}: unknown node {to!r}", ev)
+        if size.__class__ is not int or size < 0:
+            raise self._fail(f"malformed effect {e!r}: size must be an int >= 0", ev)
+        link = node.links.get(to)
+        if link is None:
+            dst = self._nodes[to]
+            link = node.links[to] = self.network.link(node.name, node.region, to, dst.region)
+            link.target = dst
         return link
 
-    def _faults(self, node: _Node, link: Link, e: Send, size: int) -> bool:
-        """Loss and duplication of one send; returns True if the message is lost."""
+    def _faults(self, node: _Node, link: Link, payload: Any, size: int, delay: int) -> int:
+        """Loss, duplication and reordering of one send (the delay already drawn); puts
+        the message (and its duplicate) on the heap; returns how many went in flight."""
         net = self.network
+        now = self.now
+        extra = 0
+        if net.reorder and link.reorder_coin() < net.reorder:
+            extra = link.reorder_delay()  # drawn before loss: loss must not shift it
         lost = link.coin() < net.loss
         duplicated = link.coin() < net.duplicate  # always drawn: keeps the coin stream aligned
         record = self._record
         if lost:
-            if record:
-                record((self.now, "drop", node.name, e.to, e.payload, "loss"))
-            return True
-        if duplicated:
-            if record:
-                record((self.now, "duplicate", node.name, e.to, e.payload, None))
-            extra = self.network.queue_delay(link, self.now, size) if link.bps else 0
-            heappush(self._heap, (self.now + extra + link.dup_delay(), next(self._counter),
-                                  _DELIVER,
-                                  node.name, e.to, e.payload, size))
-            self._in_flight += 1
-        return False
+            self._drop(now, node.name, link.dst, payload, "loss")
+            return 0
+        if extra and record:
+            record((now, "reorder", node.name, link.dst, payload, extra))
+        heappush(self._heap, (now + delay + extra, next(self._counter), _DELIVER, link.target,
+                              node.name, payload, size))
+        if not duplicated:
+            return 1
+        if record:
+            record((now, "duplicate", node.name, link.dst, payload, None))
+        wait = _queue_delay(link, now, size) if link.bps else 0
+        heappush(self._heap, (now + wait + link.dup_delay(), next(self._counter), _DELIVER,
+                              link.target, node.name, payload, size))
+        return 2
 
     def _apply(self, node: _Node, e: Any, ev: tuple) -> None:
         """Apply one effect other than Send (those are handled inline in the loop)."""
@@ -368,16 +505,21 @@ class Simulation:
             if type(delay) is not int or delay < 0 or (e.periodic and delay == 0):
                 raise self._fail(f"malformed effect {e!r}: delay must be an int >= 0 "
                                  "(> 0 if periodic)", ev)
+            try:
+                hash(e.name)
+            except TypeError:
+                raise self._fail(f"malformed effect {e!r}: timer name must be hashable",
+                                 ev) from None
             if node.skewed:
                 delay = node.global_delay(delay)
             old = node.timers.get(e.name)
             if old is not None and not old[1]:
                 self._oneshot -= 1
             token = next(self._counter)
-            node.timers[e.name] = (token, e.periodic)
+            node.timers[e.name] = (token, bool(e.periodic))
             if not e.periodic:
                 self._oneshot += 1
-            heappush(heap, (now + delay, token, _TIMER, node.name, e.name, token,
+            heappush(heap, (now + delay, token, _TIMER, node, e.name, token,
                             delay if e.periodic else 0))
         elif cls is CancelTimer:
             old = node.timers.pop(e.name, None)
@@ -392,6 +534,9 @@ class Simulation:
             self.metrics.append((now, node.name, e.name, e.value))
         elif cls is Log:
             self.logs.append((now, node.name, e.text))
+        elif cls is tuple:
+            raise self._fail(f"malformed effect {e!r}: a plain tuple stands for a Send only "
+                             "as (to, payload, size), three items", ev)
         else:
             raise self._fail(f"malformed effect {e!r}: not an effect type", ev)
 
@@ -413,16 +558,16 @@ class Simulation:
 
     def _boot(self, node: _Node, kind: str) -> None:
         node.incarnation += 1
+        start = (self.now, next(self._counter), _START, node, node.incarnation, None, None)
         try:
             node.process = node.factory(node.name, dict(node.disk))
+            node.on_message = node.process.on_message
         except Exception as exc:
-            raise self._fail(f"factory raised {exc!r}", (self.now, -1, _START, node.name,
-                                                            node.incarnation)) from exc
-        node.state = UP
+            raise self._fail(f"factory raised {exc!r}", start) from exc
+        node.set_state(UP)
         if self._record:
             self._record((self.now, kind, node.name, None, None, node.incarnation))
-        heappush(self._heap, (self.now, next(self._counter), _START, node.name,
-                              node.incarnation))
+        heappush(self._heap, start)
         self._starts += 1
 
     def crash(self, name: str) -> None:
@@ -437,8 +582,7 @@ class Simulation:
         for ev in node.held:
             if ev[2] == _DELIVER:
                 self._in_flight -= 1
-                if self._record:
-                    self._record((self.now, "drop", ev[3], ev[4], ev[5], "down"))
+                self._drop(self.now, ev[4], name, ev[5], "down")
             elif ev[2] == _START:
                 self._starts -= 1
         node.held.clear()
@@ -446,7 +590,8 @@ class Simulation:
         node.timers.clear()
         node.unsynced.clear()
         node.process = None
-        node.state = DOWN
+        node.on_message = None
+        node.set_state(DOWN)
         node.incarnation += 1
         if self._record:
             self._record((self.now, "crash", name, None, None, None))
@@ -462,7 +607,7 @@ class Simulation:
         """Stop running the node's callbacks; its messages and timers wait, in order."""
         node = self._node(name, "pause")
         if node.state is UP:
-            node.state = PAUSED
+            node.set_state(PAUSED)
             if self._record:
                 self._record((self.now, "pause", name, None, None, None))
 
@@ -471,7 +616,7 @@ class Simulation:
         node = self._node(name, "resume")
         if node.state is not PAUSED:
             return
-        node.state = UP
+        node.set_state(UP)
         if self._record:
             self._record((self.now, "resume", name, None, None, None))
         for ev in node.held:  # a held timer keeps its token: the timer table still names it
@@ -562,6 +707,9 @@ class Simulation:
         node.offset_ns = offset_ns
         node.drift_ppm = drift_ppm
         node.skewed = bool(offset_ns or drift_ppm)
+        node.set_state(node.state)
+        if self._record:
+            self._record((self.now, "clock", name, None, None, [offset_ns, drift_ppm]))
 
     def link_stats(self) -> list[dict[str, Any]]:
         """Messages and bytes sent per directed link (sorted), as columns for experiments."""
@@ -570,10 +718,18 @@ class Simulation:
                 for node in self._nodes.values() for link in node.links.values()]
         return sorted(rows, key=lambda r: (r["src"], r["dst"]))
 
-    def set_network_faults(self, *, loss: float | None = None,
-                           duplicate: float | None = None) -> None:
-        """Change loss/duplication probabilities from now on."""
-        self.network.set_faults(loss=loss, duplicate=duplicate)
+    def set_network_faults(self, *, loss: float | None = None, duplicate: float | None = None,
+                           reorder: float | None = None) -> None:
+        """Change loss/duplication/reordering probabilities from now on (None: keep)."""
+        try:
+            self.network.set_faults(loss=loss, duplicate=duplicate, reorder=reorder)
+        except InvalidArgument as exc:
+            raise InvalidSchedule(str(exc), event="set_network_faults", time_ns=self.now,
+                                  seed=self.seed) from None
+        if self._record:
+            net = self.network
+            self._record((self.now, "network", None, None, None,
+                          [net.loss, net.duplicate, net.reorder]))
 
 
 def _describe(ev: tuple) -> str:
@@ -583,11 +739,11 @@ def _describe(ev: tuple) -> str:
         text = repr(ev[5])
         if len(text) > 80:
             text = text[:77] + "..."
-        return f"deliver {ev[3]}->{ev[4]} payload={text}"
+        return f"deliver {ev[4]}->{ev[3].name} payload={text}"
     if kind == _TIMER:
-        return f"timer {ev[4]!r} on {ev[3]}"
+        return f"timer {ev[4]!r} on {ev[3].name}"
     if kind == _START:
-        return f"start {ev[3]} (incarnation {ev[4]})"
+        return f"start {ev[3].name} (incarnation {ev[4]})"
     return f"scheduled call {getattr(ev[3], '__qualname__', ev[3])!r}"
 
 

@@ -20,19 +20,26 @@ from graphrep.errors import InvalidSchedule
 __all__ = ["FAULT_KINDS", "Fault", "apply_schedule", "draw_schedule", "validate_schedule"]
 
 FaultKind = Literal["crash", "restart", "pause", "resume", "partition", "partition_one_way",
-                    "heal", "loss", "duplicate"]
+                    "partition_regions", "heal", "hold", "release", "clock", "loss",
+                    "duplicate", "reorder"]
 FAULT_KINDS: tuple[str, ...] = ("crash", "restart", "pause", "resume", "partition",
-                                "partition_one_way", "heal", "loss", "duplicate")
-_NODE_KINDS = ("crash", "restart", "pause", "resume")
+                                "partition_one_way", "partition_regions", "heal", "hold",
+                                "release", "clock", "loss", "duplicate", "reorder")
+_NODE_KINDS = ("crash", "restart", "pause", "resume", "clock", "hold", "release")
+_PROBABILITY_KINDS = ("loss", "duplicate", "reorder")
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One timed fault.
 
-    ``node`` names the target of crash/restart/pause/resume; ``groups`` are the sides of a
-    partition (for ``partition_one_way``: exactly (sources, destinations)); ``p`` is the
-    new probability for ``loss``/``duplicate``.
+    - ``crash``/``restart``/``pause``/``resume``: ``node`` is the target.
+    - ``partition``: ``groups`` are the sides (node names); ``partition_one_way``:
+      exactly (sources, destinations); ``partition_regions``: sides of region names.
+    - ``hold``/``release``: the link ``node -> peer``.
+    - ``clock``: ``node``'s clock reads ``now + offset_ns + now * drift_ppm / 1e6``.
+    - ``loss``/``duplicate``/``reorder``: ``p`` is the new probability.
+    - ``heal`` removes every partition (held links stay held until released).
     """
 
     time_ns: int
@@ -40,10 +47,17 @@ class Fault:
     node: str = ""
     groups: tuple[tuple[str, ...], ...] = ()
     p: float = 0.0
+    peer: str = ""
+    offset_ns: int = 0
+    drift_ppm: int = 0
 
 
-def validate_schedule(schedule: Sequence[Fault], nodes: Sequence[str], seed: int) -> None:
-    """Raise :class:`InvalidSchedule` (naming the fault, its time and the seed) on bad data."""
+def validate_schedule(schedule: Sequence[Fault], nodes: Sequence[str], seed: int,
+                      regions: Sequence[str] | None = None) -> None:
+    """Raise :class:`InvalidSchedule` (naming the fault, its time and the seed) on bad data.
+
+    ``regions`` are the regions in use; without them a region partition is not checked.
+    """
     known = set(nodes)
     for i, f in enumerate(schedule):
         def bad(detail: str, f: Fault = f, i: int = i) -> InvalidSchedule:
@@ -58,6 +72,18 @@ def validate_schedule(schedule: Sequence[Fault], nodes: Sequence[str], seed: int
             raise bad(f"unknown fault kind {f.kind!r}")
         if f.kind in _NODE_KINDS and f.node not in known:
             raise bad(f"unknown node {f.node!r}")
+        if f.kind in ("hold", "release") and (f.peer not in known or f.peer == f.node):
+            raise bad(f"unknown or same peer {f.peer!r} for the link from {f.node!r}")
+        if f.kind == "clock" and not (
+                isinstance(f.offset_ns, int) and isinstance(f.drift_ppm, int)
+                and f.drift_ppm > -1_000_000):
+            raise bad(f"clock needs int offset_ns and int drift_ppm > -1e6, got "
+                      f"{f.offset_ns!r}, {f.drift_ppm!r}")
+        if f.kind == "partition_regions" and regions is not None:
+            for g in f.groups:
+                for r in g:
+                    if r not in regions:
+                        raise bad(f"unknown region {r!r}")
         if f.kind in ("partition", "partition_one_way"):
             if f.kind == "partition_one_way" and len(f.groups) != 2:
                 raise bad("a one-way partition needs exactly (sources, destinations)")
@@ -65,14 +91,15 @@ def validate_schedule(schedule: Sequence[Fault], nodes: Sequence[str], seed: int
                 for n in g:
                     if n not in known:
                         raise bad(f"unknown node {n!r}")
-        if f.kind in ("loss", "duplicate") and not (
+        if f.kind in _PROBABILITY_KINDS and not (
                 isinstance(f.p, int | float) and 0.0 <= f.p <= 1.0):
             raise bad(f"probability must be in [0, 1], got {f.p!r}")
 
 
 def apply_schedule(sim, schedule: Sequence[Fault]) -> None:
     """Validate ``schedule`` against ``sim``'s nodes and register every fault with it."""
-    validate_schedule(schedule, sim.nodes, sim.seed)
+    validate_schedule(schedule, sim.nodes, sim.seed,
+                      sorted({sim.region(n) for n in sim.nodes}))
     for f in schedule:
         if f.time_ns < sim.now:
             raise InvalidSchedule(f"fault at {f.time_ns} ns is in the past", event=repr(f),
@@ -81,8 +108,14 @@ def apply_schedule(sim, schedule: Sequence[Fault]) -> None:
 
 
 def _action(f: Fault):
-    if f.kind in _NODE_KINDS:
+    if f.kind in ("crash", "restart", "pause", "resume"):
         return lambda sim: getattr(sim, f.kind)(f.node)
+    if f.kind in ("hold", "release"):
+        return lambda sim: getattr(sim, f.kind)(f.node, f.peer)
+    if f.kind == "clock":
+        return lambda sim: sim.set_clock(f.node, f.offset_ns, f.drift_ppm)
+    if f.kind == "partition_regions":
+        return lambda sim: sim.partition_regions([list(g) for g in f.groups])
     if f.kind == "partition":
         return lambda sim: sim.partition([list(g) for g in f.groups])
     if f.kind == "partition_one_way":
@@ -91,20 +124,24 @@ def _action(f: Fault):
         return lambda sim: sim.heal()
     if f.kind == "loss":
         return lambda sim: sim.set_network_faults(loss=f.p)
+    if f.kind == "reorder":
+        return lambda sim: sim.set_network_faults(reorder=f.p)
     return lambda sim: sim.set_network_faults(duplicate=f.p)
 
 
 def draw_schedule(rng: np.random.Generator, nodes: Sequence[str], duration_ns: int, *,
                   crash_rate: float = 0.0, pause_rate: float = 0.0,
-                  partition_rate: float = 0.0, mean_fault_ns: int = 100_000_000) -> list[Fault]:
+                  partition_rate: float = 0.0, hold_rate: float = 0.0,
+                  mean_fault_ns: int = 100_000_000) -> list[Fault]:
     """A random schedule: each rate is faults per virtual second; every fault is undone
-    (restart, resume, heal) after an exponential duration of mean ``mean_fault_ns``.
+    (restart, resume, heal, release) after an exponential duration of mean
+    ``mean_fault_ns``. A hold holds one random directed link and releases it later.
 
     Pass a stream of its own (``sim.rng("nemesis")``) so that the schedule does not
     depend on any other component's draws.
     """
     for name, rate in (("crash_rate", crash_rate), ("pause_rate", pause_rate),
-                       ("partition_rate", partition_rate)):
+                       ("partition_rate", partition_rate), ("hold_rate", hold_rate)):
         if not (math.isfinite(rate) and rate >= 0):
             raise InvalidSchedule(f"{name} must be finite and >= 0, got {rate!r}",
                                   event="draw_schedule", time_ns=0, seed=-1)
@@ -112,7 +149,8 @@ def draw_schedule(rng: np.random.Generator, nodes: Sequence[str], duration_ns: i
     seconds = duration_ns / 1e9
     out: list[Fault] = []
     for kind, undo, rate in (("crash", "restart", crash_rate), ("pause", "resume", pause_rate),
-                             ("partition", "heal", partition_rate)):
+                             ("partition", "heal", partition_rate),
+                             ("hold", "release", hold_rate)):
         for _ in range(int(rng.poisson(rate * seconds))):
             start = int(rng.integers(0, max(duration_ns, 1)))
             end = start + int(rng.exponential(mean_fault_ns)) + 1
@@ -122,6 +160,10 @@ def draw_schedule(rng: np.random.Generator, nodes: Sequence[str], duration_ns: i
                 b = tuple(n for n, s in zip(names, side, strict=True) if not s)
                 out.append(Fault(start, "partition", groups=(a, b)))
                 out.append(Fault(end, "heal"))
+            elif kind == "hold":
+                i, j = (int(x) for x in rng.choice(len(names), 2, replace=False))
+                out.append(Fault(start, "hold", node=names[i], peer=names[j]))
+                out.append(Fault(end, "release", node=names[i], peer=names[j]))
             else:
                 node = names[int(rng.integers(0, len(names)))]
                 out.append(Fault(start, kind, node=node))  # type: ignore[arg-type]

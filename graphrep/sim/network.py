@@ -1,22 +1,24 @@
-"""The network model: regions, latency distributions, loss, duplication, partitions.
+"""The network model: regions, latency distributions, loss, duplication, reordering.
 
 Every directed link ``src -> dst`` draws its delays from its own random stream
 (``link:src->dst``) and its loss/duplication coin flips from another
 (``link:src->dst:faults``); every send draws exactly one delay, lost or not, and a
-duplicate's extra delay comes from a third stream. So turning loss or duplication on
-does not change the delay of any message that gets through, and adding
-a node does not change the draws of existing links. Delays are drawn in fixed-size
-batches with numpy and handed out one by one: the batch size is a constant, so the
-sequence a link produces does not depend on when it is consumed, and the engine pays a
-list index per message instead of a numpy call.
+duplicate's extra delay comes from a third stream, a reordering's coin and extra delay
+from two more. So turning loss, duplication or reordering on does not change the delay
+of any message that gets through untouched, and adding a node does not change the
+draws of existing links. Delays are drawn in fixed-size batches with numpy and handed
+out one by one: the batch size is a constant, so the sequence a link produces does not
+depend on when it is consumed, and the engine pays a C-level step per message instead
+of a numpy call.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from itertools import chain, repeat
+from typing import Any, Literal
 
 import numpy as np
 
@@ -103,6 +105,12 @@ class NetworkConfig:
     regions: Mapping[tuple[str, str], LatencyModel] = field(default_factory=dict)
     loss: float = 0.0
     duplicate: float = 0.0
+    reorder: float = 0.0
+    """Probability that a message is held back by an extra ``reorder_delay``, so that
+    later messages on its link may overtake it (latency spread reorders too; this makes
+    it explicit, e.g. with constant latency)."""
+    reorder_delay: LatencyModel = field(
+        default_factory=lambda: LatencyModel.uniform(0, 10_000_000))
     bandwidth_bps: int = 0
     """Bits per second of every link (0: unlimited); see ``bandwidth`` for region pairs."""
     bandwidth: Mapping[tuple[str, str], int] = field(default_factory=dict)
@@ -110,6 +118,7 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         _check_probability("loss", self.loss)
         _check_probability("duplicate", self.duplicate)
+        _check_probability("reorder", self.reorder)
         for bps in (self.bandwidth_bps, *self.bandwidth.values()):
             if not isinstance(bps, int) or isinstance(bps, bool) or bps < 0:
                 raise InvalidArgument(f"bandwidth must be an int >= 0 bits/s, got {bps!r}")
@@ -129,9 +138,14 @@ class NetworkConfig:
         return model
 
 
-def _batches(draw: Callable[[], list]) -> Iterator:
-    while True:
-        yield from draw()
+def _stream(draw: Callable[[], list]) -> Callable[[], Any]:
+    """One value at a time out of the batches ``draw()`` returns.
+
+    ``chain.from_iterable`` over an endless ``map`` keeps the per-value step in C: a
+    Python call happens once per batch, not once per value (a generator would resume a
+    Python frame for every message).
+    """
+    return chain.from_iterable(map(lambda _: draw(), repeat(None))).__next__
 
 
 class Link:
@@ -140,25 +154,34 @@ class Link:
     With a bandwidth, messages leave one after the other: a message starts serializing
     when the link is free (``free_at``) and takes ``size * 8 / bps`` seconds, then flies
     for its drawn latency. ``messages`` and ``bytes`` count what was sent on the link.
+    ``target`` is the driver's handle on the destination (the engine stores its node
+    record there, which saves a lookup per message).
     """
 
     __slots__ = ("bps", "bytes", "coin", "delay", "dst", "dup_delay", "free_at", "messages",
-                 "src")
+                 "reorder_coin", "reorder_delay", "src", "target")
 
     def __init__(self, src: str, dst: str, model: LatencyModel, streams: RandomStreams,
-                 bps: int = 0) -> None:
+                 bps: int = 0, reorder_model: LatencyModel | None = None) -> None:
         self.src = src
         self.dst = dst
         self.bps = bps
         self.free_at = 0
         self.messages = 0
         self.bytes = 0
+        self.target: Any = None
         gen = streams.generator(f"link:{src}->{dst}")
         faults = streams.generator(f"link:{src}->{dst}:faults")
         dups = streams.generator(f"link:{src}->{dst}:duplicates")
-        self.delay: Callable[[], int] = _batches(lambda: model.draw(gen, BATCH)).__next__
-        self.dup_delay: Callable[[], int] = _batches(lambda: model.draw(dups, BATCH)).__next__
-        self.coin: Callable[[], float] = _batches(lambda: faults.random(BATCH).tolist()).__next__
+        reorder = streams.generator(f"link:{src}->{dst}:reorder")
+        reorder_delays = streams.generator(f"link:{src}->{dst}:reorder-delay")
+        extra = reorder_model if reorder_model is not None else model
+        self.delay: Callable[[], int] = _stream(lambda: model.draw(gen, BATCH))
+        self.dup_delay: Callable[[], int] = _stream(lambda: model.draw(dups, BATCH))
+        self.coin: Callable[[], float] = _stream(lambda: faults.random(BATCH).tolist())
+        # reordering has a stream of its own: turning it on shifts no other draw
+        self.reorder_coin: Callable[[], float] = _stream(lambda: reorder.random(BATCH).tolist())
+        self.reorder_delay: Callable[[], int] = _stream(lambda: extra.draw(reorder_delays, BATCH))
 
 
 class Network:
@@ -169,25 +192,32 @@ class Network:
         self.streams = streams
         self.loss = config.loss
         self.duplicate = config.duplicate
-        self.faulty = bool(self.loss or self.duplicate)  # one test per send in the hot loop
+        self.reorder = config.reorder
+        # one test per send in the hot loop
+        self.faulty = bool(self.loss or self.duplicate or self.reorder)
         self.blocked: set[tuple[str, str]] = set()  # membership tests only, never iterated
         # held links: their arriving messages wait here, in order, until released
         self.held: dict[tuple[str, str], list[tuple]] = {}
 
-    def set_faults(self, *, loss: float | None = None, duplicate: float | None = None) -> None:
-        """Change loss/duplication probabilities from now on."""
+    def set_faults(self, *, loss: float | None = None, duplicate: float | None = None,
+                   reorder: float | None = None) -> None:
+        """Change loss/duplication/reordering probabilities from now on."""
+        for name, p in (("loss", loss), ("duplicate", duplicate), ("reorder", reorder)):
+            if p is not None:
+                _check_probability(name, p)
         if loss is not None:
-            _check_probability("loss", loss)
             self.loss = loss
         if duplicate is not None:
-            _check_probability("duplicate", duplicate)
             self.duplicate = duplicate
-        self.faulty = bool(self.loss or self.duplicate)
+        if reorder is not None:
+            self.reorder = reorder
+        self.faulty = bool(self.loss or self.duplicate or self.reorder)
 
     def link(self, src: str, src_region: str, dst: str, dst_region: str) -> Link:
         """A new link object; the engine caches it per (src, dst)."""
         return Link(src, dst, self.config.latency(src_region, dst_region), self.streams,
-                    self.config.bits_per_second(src_region, dst_region))
+                    self.config.bits_per_second(src_region, dst_region),
+                    self.config.reorder_delay)
 
     @staticmethod
     def queue_delay(link: Link, now: int, size: int) -> int:

@@ -28,7 +28,7 @@ __all__ = ["KINDS", "Trace", "canonical_bytes", "payload_digest"]
 
 KINDS = (
     "start", "send", "deliver", "drop", "duplicate", "timer", "crash", "restart",
-    "pause", "resume", "partition", "heal", "hold", "release",
+    "pause", "resume", "partition", "heal", "hold", "release", "reorder", "clock", "network",
 )
 
 Record = tuple[int, str, Any, Any, Any, Any]

@@ -253,3 +253,51 @@ def test_a_message_sent_into_a_partition_that_heals_before_it_lands_gets_through
     sim.heal()
     sim.run_until(20 * MS)
     assert [s[3] for s in sim.process("b").seen if s[1] == "msg"] == ["x"]
+
+
+def test_a_plain_three_tuple_is_a_send_and_other_tuples_are_refused():
+    sim = constant_sim(seed=6)
+    sim.add_node("b", lambda n, d: Scripted())
+    sim.add_node("a", lambda n, d: Scripted(start=[("b", "x", 7), Send("b", "y", 7)]))
+    sim.run_until(MS)
+    assert [s[3:] for s in sim.process("b").seen if s[1] == "msg"] == [("x", 7), ("y", 7)]
+    assert sim.link_stats() == [{"src": "a", "dst": "b", "messages": 2, "bytes": 14}]
+    for bad in (("b", "x"), ("b", "x", 1, 2), ("ghost", "x", 0), ("b", "x", -1)):
+        sim = constant_sim(seed=6)
+        sim.add_node("b", lambda n, d: Scripted())
+        sim.add_node("a", lambda n, d, bad=bad: Scripted(start=[bad]))
+        with pytest.raises(SimulationError, match=r"malformed effect.*seed 6"):
+            sim.run_until(MS)
+
+
+def test_samples_record_in_flight_over_time_without_changing_the_run():
+    def run(sample_ns: int) -> tuple[list, Simulation]:
+        config = SimConfig(network=NetworkConfig(default=LatencyModel.constant(10 * MS)),
+                           sample_ns=sample_ns)
+        sim = Simulation(2, config)
+        sim.add_node("b", lambda n, d: Scripted())
+        sim.add_node("a", lambda n, d: Scripted(
+            start=[Send("b", 0), SetTimer("later", 15 * MS)],
+            on_timer={"later": [Send("b", 1), Send("b", 2)]}))
+        sim.run_until(40 * MS)
+        return sim.trace.records, sim
+
+    records, sampled = run(5 * MS)
+    assert records == run(0)[0]
+    cols = sampled.samples()
+    assert cols["time_ns"] == [5 * MS * i for i in range(1, 9)]
+    # a sample at T sees every event before T: one message in flight until it lands at
+    # 10 ms, two sent at 15 ms landing at 25 ms
+    assert cols["in_flight"] == [1, 1, 0, 2, 2, 0, 0, 0]
+    assert cols["delivered"] == [0, 0, 1, 1, 1, 3, 3, 3]
+    assert run(0)[1].samples()["time_ns"] == []
+    with pytest.raises(GraphrepError, match="sample_ns"):
+        SimConfig(sample_ns=-1)
+
+
+def test_metrics_come_out_as_columns():
+    sim = constant_sim()
+    sim.add_node("a", lambda n, d: Scripted(start=[Metric("lag", 2.5), Metric("lag", 3.0)]))
+    sim.run_until(MS)
+    assert sim.metric_columns() == {"time_ns": [0, 0], "node": ["a", "a"],
+                                    "name": ["lag", "lag"], "value": [2.5, 3.0]}

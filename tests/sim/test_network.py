@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -156,3 +157,20 @@ def test_partition_with_unknown_node_names_time_and_seed():
     sim.run_until(3 * MS)
     with pytest.raises(InvalidSchedule, match=r"'zz'.*3000000 ns.*seed 42"):
         sim.partition([["a"], ["zz"]])
+
+
+def test_reordering_lets_later_messages_overtake_and_touches_no_other_draw():
+    def arrivals(reorder: float) -> list:
+        net = NetworkConfig(default=LatencyModel.constant(MS), reorder=reorder,
+                            reorder_delay=LatencyModel.uniform(0, 20 * MS))
+        sim = sim_with(net, {"a": "x", "b": "x"}, n=200, seed=4)
+        sim.run_until(100 * MS)
+        return [p for _, _, p in sim.process("b").got]
+
+    assert arrivals(0.0) == list(range(200))  # constant latency: FIFO
+    mixed = arrivals(0.3)
+    assert sorted(mixed) == list(range(200)) and mixed != list(range(200))
+    inversions = sum(1 for i, j in pairwise(mixed) if i > j)
+    assert inversions > 10
+    with pytest.raises(InvalidArgument, match="reorder"):
+        NetworkConfig(reorder=1.5)
