@@ -5,7 +5,7 @@ in, effects out), ``rng`` (per-component random streams), ``network`` (latency, 
 duplication, partitions), ``trace`` (records, canonical hash, JSONL) and ``engine``
 (the event loop, ``Simulation``).
 
-This package deliberately re-exports nothing: importing ``graphrep.sim.process`` must
-not pull in the engine or numpy, so that protocol code can depend on the interface
-alone.
+This package deliberately re-exports nothing. The process interface itself lives in
+``graphrep.sansio`` (re-exported as ``graphrep.sim.process``), so that protocol code can
+depend on it without the simulator.
 """

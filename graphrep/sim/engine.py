@@ -23,8 +23,7 @@ from heapq import heappop, heappush
 from typing import Any
 
 from graphrep.errors import InvalidArgument, InvalidSchedule, SimulationError
-from graphrep.sim.network import Link, Network, NetworkConfig
-from graphrep.sim.process import (
+from graphrep.sansio import (
     CancelTimer,
     DurableWrite,
     Log,
@@ -35,6 +34,7 @@ from graphrep.sim.process import (
     SetTimer,
     Sync,
 )
+from graphrep.sim.network import Link, Network, NetworkConfig
 from graphrep.sim.rng import RandomStreams
 from graphrep.sim.trace import Trace
 

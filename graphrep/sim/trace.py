@@ -3,7 +3,7 @@
 Records are tuples ``(time_ns, kind, src, dst, payload, note)`` appended by the engine
 in processing order. Payloads are kept by reference and digested only when the trace is
 hashed or exported, which keeps the engine's hot loop to one tuple and one append per
-record (payloads are values, see :mod:`graphrep.sim.process`).
+record (payloads are values, see :mod:`graphrep.sansio`).
 
 The hash must not depend on the interpreter: the canonical encoding sorts dict items and
 set elements by their own encoded bytes (a set's iteration order changes with

@@ -25,8 +25,9 @@ def test_effects_are_immutable_values():
     assert SetTimer("t", 5).periodic is False
 
 
-def test_process_module_does_not_import_the_engine():
-    code = ("import sys, graphrep.sim.process; "
+@pytest.mark.parametrize("module", ["graphrep.sansio", "graphrep.sim.process"])
+def test_process_interface_does_not_import_the_engine(module: str):
+    code = (f"import sys, {module}; "
             "print(any(m in sys.modules for m in "
             "('graphrep.sim.engine', 'graphrep.sim.network', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
