@@ -92,3 +92,19 @@ class SimulationError(GraphrepError):
 
 class InvalidSchedule(SimulationError, ValueError):
     """A fault or schedule entry is invalid: unknown node, negative time, bad probability."""
+
+
+class ProtocolError(GraphrepError):
+    """A replication message could not be accepted; the replica counts it and keeps running."""
+
+
+class MalformedMessage(ProtocolError, ValueError):
+    """A message's bytes do not decode to a known message with well-typed fields."""
+
+
+class UnsupportedVersion(ProtocolError):
+    """A peer speaks a protocol version this replica does not: upgrade one side."""
+
+
+class OversizedMessage(ProtocolError):
+    """A message is larger than the configured frame limit: raise the limit or batch less."""
