@@ -1,0 +1,203 @@
+"""Replication messages and their wire codec: versioned, typed, canonical msgpack.
+
+A message is a ``NamedTuple``; on the wire it is one msgpack array::
+
+    [PROTOCOL_VERSION, type code, field, field, ...]
+
+Arrays, never maps, so that equal messages give equal bytes (canonical: the trace hash
+and byte counts depend on it). Vectors travel as raw little-endian float32 bytes and
+edge deltas as their own compact format (``EdgeDelta.to_bytes``), both as msgpack
+``bin``. Decoding checks the version, the type code, the number of fields and every
+field's type, and refuses frames over ``max_bytes``: a malformed or hostile message
+raises a :class:`~graphrep.errors.ProtocolError` subclass and never reaches the
+replica's state.
+
+Log entries are ``(term, kind, body)``: kind ``DELTA`` carries an edge delta's bytes,
+kind ``NOOP`` (empty body) is what a new leader appends to commit its predecessors'
+entries (Raft's rule: a leader commits only entries of its own term directly).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from graphrep.errors import MalformedMessage, OversizedMessage, UnsupportedVersion
+
+__all__ = [
+    "DELTA", "MAX_MESSAGE_BYTES", "NOOP", "PROTOCOL_VERSION", "Append", "AppendReply",
+    "ClientSearch", "ClientWrite", "Entry", "RequestVote", "SearchReply", "VoteReply",
+    "WriteReply", "decode", "encode",
+]
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 << 20
+DELTA, NOOP = 0, 1
+
+Entry = tuple[int, int, bytes]
+"""A log entry: (term, kind, body)."""
+
+
+class ClientWrite(NamedTuple):
+    """Insert ``id`` with ``vector`` (float32 bytes) or delete it; ``concern`` is
+    ``one``, ``majority`` or ``all``."""
+
+    shard: int
+    req: int
+    op: str
+    id: int
+    vector: bytes
+    concern: str
+
+
+class WriteReply(NamedTuple):
+    """``status``: ``ok`` (the write is at (term, seq)), ``not_leader`` (try ``leader``,
+    empty if unknown) or ``error`` (``error`` says why; nothing changed)."""
+
+    shard: int
+    req: int
+    status: str
+    term: int
+    seq: int
+    leader: str
+    error: str
+
+
+class ClientSearch(NamedTuple):
+    """k nearest neighbours of ``vector``; ``min_seq`` is a session token: the replica
+    answers only once it has applied that many log entries (read-your-writes)."""
+
+    shard: int
+    req: int
+    vector: bytes
+    k: int
+    min_seq: int
+
+
+class SearchReply(NamedTuple):
+    """``ids`` as little-endian int64 bytes; ``seq``: entries applied when answering;
+    ``status``: ``ok`` or ``stale`` (behind ``min_seq``) or ``error``."""
+
+    shard: int
+    req: int
+    status: str
+    ids: bytes
+    seq: int
+    leader: str
+
+
+class Append(NamedTuple):
+    """Leader -> follower: ``entries`` start at log position ``prev_end`` and follow the
+    entry at ``prev_end - 1`` of term ``prev_term``; ``commit`` is the leader's commit
+    position. An empty ``entries`` is a heartbeat."""
+
+    shard: int
+    term: int
+    leader: str
+    prev_end: int
+    prev_term: int
+    entries: list[Entry]
+    commit: int
+
+
+class AppendReply(NamedTuple):
+    """``ok``: the follower's log durably matches the leader's up to ``end``; not ok:
+    ``end`` is where the leader should resume (a gap or a conflict)."""
+
+    shard: int
+    term: int
+    ok: bool
+    end: int
+
+
+class RequestVote(NamedTuple):
+    shard: int
+    term: int
+    candidate: str
+    last_end: int
+    last_term: int
+
+
+class VoteReply(NamedTuple):
+    shard: int
+    term: int
+    granted: bool
+
+
+def _entries(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(e, list) and len(e) == 3 and _int(e[0]) and e[1] in (DELTA, NOOP)
+        and isinstance(e[2], bytes) for e in v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _bytes(v: Any) -> bool:
+    return isinstance(v, bytes)
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+# type code -> (class, field checks); codes are part of the wire format: never reuse one
+_SCHEMA: dict[int, tuple[type, tuple]] = {
+    1: (ClientWrite, (_int, _int, _str, _int, _bytes, _str)),
+    2: (WriteReply, (_int, _int, _str, _int, _int, _str, _str)),
+    3: (ClientSearch, (_int, _int, _bytes, _int, _int)),
+    4: (SearchReply, (_int, _int, _str, _bytes, _int, _str)),
+    5: (Append, (_int, _int, _str, _int, _int, _entries, _int)),
+    6: (AppendReply, (_int, _int, _bool, _int)),
+    7: (RequestVote, (_int, _int, _str, _int, _int)),
+    8: (VoteReply, (_int, _int, _bool)),
+}
+_CODE = {cls: code for code, (cls, _) in _SCHEMA.items()}
+
+
+def encode(msg: NamedTuple) -> bytes:
+    """The canonical bytes of ``msg``."""
+    code = _CODE.get(type(msg))
+    if code is None:
+        raise MalformedMessage(f"cannot encode {type(msg).__name__}: not a protocol message")
+    return msgpack.packb([PROTOCOL_VERSION, code, *msg], use_bin_type=True)
+
+
+def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> NamedTuple:
+    """Parse and type-check one message; raise a ``ProtocolError`` subclass if it is bad."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedMessage(f"a message must be bytes, got {type(data).__name__}")
+    if len(data) > max_bytes:
+        raise OversizedMessage(f"message of {len(data)} bytes exceeds the limit of "
+                               f"{max_bytes}; batch fewer entries per message")
+    try:
+        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True,
+                              max_bin_len=max_bytes, max_str_len=1 << 20,
+                              max_array_len=1 << 24, max_map_len=0)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise MalformedMessage(f"undecodable message ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, list) or len(obj) < 2:
+        raise MalformedMessage("a message is an array [version, type, fields...]")
+    version, code = obj[0], obj[1]
+    if version != PROTOCOL_VERSION:
+        raise UnsupportedVersion(f"peer speaks protocol version {version!r}; this replica "
+                                 f"speaks {PROTOCOL_VERSION}: upgrade the older side")
+    schema = _SCHEMA.get(code) if _int(code) else None
+    if schema is None:
+        raise MalformedMessage(f"unknown message type {code!r}")
+    cls, checks = schema
+    fields = obj[2:]
+    if len(fields) != len(checks):
+        raise MalformedMessage(f"{cls.__name__} needs {len(checks)} fields, got {len(fields)}")
+    for name, value, check in zip(cls._fields, fields, checks, strict=True):
+        if not check(value):
+            raise MalformedMessage(f"{cls.__name__}.{name} has a bad value {value!r:.60}")
+    if cls is Append:
+        fields[5] = [tuple(e) for e in fields[5]]
+    return cls(*fields)

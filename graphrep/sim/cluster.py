@@ -1,0 +1,371 @@
+"""A simulated replicated index: replicas, a client workload, a nemesis and the checker.
+
+``run_cluster(ClusterConfig(...))`` builds a :class:`~graphrep.sim.engine.Simulation`
+with one :class:`~graphrep.protocol.replica.Replica` per node and one client process,
+runs the workload under the named nemesis, undoes every fault, runs until the cluster
+has converged (or a bound), and returns the JSON-able summary the ``graphrep sim`` CLI
+prints. The checker asserts nothing: it measures (convergence, lost acknowledged
+writes, lag, recall, top-k agreement) and the tests assert on the summary.
+
+Phases, in virtual time: the client issues writes at a fixed rate, with at most
+``max_outstanding`` unacknowledged; faults happen during the write phase only; then
+every fault is undone (heal, restart, loss off) and the run continues until every
+replica has applied the leader's whole log and the client holds no unacknowledged
+write, or ``settle_ns`` passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphrep.ann.datasets import gmm_dataset, ground_truth
+from graphrep.errors import InvalidArgument
+from graphrep.protocol.messages import ClientWrite, SearchReply, WriteReply
+from graphrep.protocol.messages import decode as decode_message
+from graphrep.protocol.messages import encode as encode_message
+from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig
+from graphrep.sansio import BaseProcess, Send, SetTimer
+from graphrep.sim.engine import SimConfig, Simulation
+from graphrep.sim.nemesis import Fault, apply_schedule, draw_schedule
+from graphrep.sim.network import LatencyModel, NetworkConfig
+
+__all__ = ["NEMESES", "POLICIES", "ClusterConfig", "run_cluster"]
+
+MS = 1_000_000
+NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed")
+POLICIES = ("leader",)
+CONCERNS = ("one", "majority", "all")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One simulated cluster run; every field is part of what the seed reproduces."""
+
+    policy: str = "leader"
+    nodes: int = 3
+    writes: int = 500
+    deletes: int = 50
+    dim: int = 16
+    initial: int = 0
+    queries: int = 100
+    concern: str = "majority"
+    seed: int = 7
+    nemesis: str = "none"
+    write_interval_ns: int = 2 * MS
+    max_outstanding: int = 16
+    client_timeout_ns: int = 200 * MS
+    latency: LatencyModel = field(default_factory=lambda: LatencyModel.exponential(2 * MS))
+    settle_ns: int = 60_000 * MS
+    R: int = 16
+    L: int = 48
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise InvalidArgument(f"unknown policy {self.policy!r}; choose from {POLICIES}")
+        if self.nemesis not in NEMESES:
+            raise InvalidArgument(f"unknown nemesis {self.nemesis!r}; choose from {NEMESES}")
+        if self.concern not in CONCERNS:
+            raise InvalidArgument(f"unknown write concern {self.concern!r}; choose from "
+                                  f"{CONCERNS}")
+        if not (isinstance(self.nodes, int) and 1 <= self.nodes <= 15):
+            raise InvalidArgument(f"nodes must be an int in [1, 15], got {self.nodes!r}")
+        for name in ("writes", "deletes", "queries", "initial"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise InvalidArgument(f"{name} must be an int >= 0, got {v!r}")
+        if self.deletes > self.writes:
+            raise InvalidArgument(f"deletes ({self.deletes}) cannot exceed writes "
+                                  f"({self.writes}): only written ids are deleted")
+
+
+class Client(BaseProcess):
+    """The workload: inserts ids 0..writes-1 and deletes ``deletes`` acknowledged ids,
+    one write every ``write_interval_ns``, to the replica it believes leads; follows
+    ``not_leader`` hints and retries after ``client_timeout_ns`` at the next replica.
+    Every write is retried until acknowledged (ids make retries idempotent)."""
+
+    def __init__(self, cfg: ClusterConfig, replicas: list[str], vectors: np.ndarray,
+                 delete_order: np.ndarray) -> None:
+        self.cfg = cfg
+        self.replicas = replicas
+        self.vectors = vectors
+        self.target = replicas[0]
+        self.plan: list[tuple[str, int]] = self._plan(delete_order)
+        self.next_op = 0
+        self.outstanding: dict[int, list] = {}  # req -> [op, id, sent_at, first_sent]
+        self.acked: list[dict] = []
+        self.errors: list[dict] = []
+
+    def _plan(self, delete_order: np.ndarray) -> list[tuple[str, int]]:
+        """Inserts in id order; a delete of an earlier id after every few inserts."""
+        cfg = self.cfg
+        plan: list[tuple[str, int]] = []
+        dels = [int(i) for i in delete_order[: cfg.deletes]]
+        every = max(1, cfg.writes // max(cfg.deletes, 1))
+        pending_dels = sorted(dels)
+        for i in range(cfg.writes):
+            plan.append(("insert", i))
+            if (i + 1) % every == 0 and pending_dels and pending_dels[0] < i - 8:
+                plan.append(("delete", pending_dels.pop(0)))
+        plan.extend(("delete", d) for d in pending_dels)
+        return plan
+
+    @property
+    def done(self) -> bool:
+        return self.next_op >= len(self.plan) and not self.outstanding
+
+    def on_start(self, now: int) -> list:
+        return [SetTimer("write", self.cfg.write_interval_ns, periodic=True),
+                SetTimer("retry", self.cfg.client_timeout_ns // 4, periodic=True)]
+
+    def _send(self, req: int, now: int) -> Send:
+        op, id_ = self.outstanding[req][:2]
+        vec = self.vectors[id_].astype("<f4").tobytes() if op == "insert" else b""
+        data = encode_message(ClientWrite(0, req, op, id_, vec, self.cfg.concern))
+        self.outstanding[req][2] = now
+        return Send(self.target, data, len(data))
+
+    def on_timer(self, now: int, name: Hashable) -> list:
+        out: list = []
+        if name == "write":
+            if self.next_op < len(self.plan) and len(self.outstanding) < self.cfg.max_outstanding:
+                op, id_ = self.plan[self.next_op]
+                if op == "delete" and not any(a["id"] == id_ and a["op"] == "insert"
+                                              for a in self.acked[-4096:]):
+                    # the insert is not acknowledged yet: delete later
+                    self.plan.append(self.plan.pop(self.next_op))
+                    return out
+                req = self.next_op
+                self.next_op += 1
+                self.outstanding[req] = [op, id_, now, now]
+                out.append(self._send(req, now))
+        else:
+            for req in sorted(self.outstanding):
+                if now - self.outstanding[req][2] >= self.cfg.client_timeout_ns:
+                    self.target = self._after(self.target)
+                    out.append(self._send(req, now))
+        return out
+
+    def _after(self, name: str) -> str:
+        return self.replicas[(self.replicas.index(name) + 1) % len(self.replicas)]
+
+    def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
+        msg = decode_message(payload)
+        if isinstance(msg, SearchReply) or not isinstance(msg, WriteReply):
+            return []
+        entry = self.outstanding.get(msg.req)
+        if entry is None:
+            return []  # a duplicate reply
+        if msg.status == "ok":
+            del self.outstanding[msg.req]
+            self.acked.append({"op": entry[0], "id": entry[1], "term": msg.term,
+                               "seq": msg.seq, "latency_ns": now - entry[3], "at": now})
+            return []
+        if msg.status == "error":
+            del self.outstanding[msg.req]
+            self.errors.append({"op": entry[0], "id": entry[1], "error": msg.error})
+            return []
+        self.target = msg.leader if msg.leader in self.replicas else self._after(src)
+        return [self._send(msg.req, now)]
+
+
+def _schedule(cfg: ClusterConfig, sim: Simulation, names: list[str], start: int,
+              end: int) -> list[Fault]:
+    rng = sim.rng("nemesis")
+    span = end - start
+    kind = cfg.nemesis
+    faults: list[Fault] = []
+    if kind in ("partitions", "mixed"):
+        faults += draw_schedule(rng, names, span, partition_rate=4.0, mean_fault_ns=150 * MS)
+    if kind in ("crashes", "mixed"):
+        faults += draw_schedule(rng, names, span, crash_rate=3.0, mean_fault_ns=150 * MS)
+    if kind in ("loss", "mixed"):
+        faults += [Fault(0, "loss", p=0.2), Fault(span, "loss", p=0.0)]
+    faults = [Fault(f.time_ns + start, f.kind, f.node, f.groups, f.p, f.peer, f.offset_ns,
+                    f.drift_ppm) for f in faults if f.time_ns <= span]
+    return sorted(faults, key=lambda f: f.time_ns)
+
+
+def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> None:
+    """Crash whoever leads every 300 ms of the write phase; restart it 200 ms later."""
+    def kill(s: Simulation) -> None:
+        for n in names:
+            p = s.process(n)
+            if p is not None and p.role == LEADER:
+                s.crash(n)
+                s.at(s.now + 200 * MS, lambda s2, n=n: s2.restart(n))
+                return
+
+    t = start + 300 * MS
+    while t < end:
+        sim.at(t, kill)
+        t += 300 * MS
+
+
+def run_cluster(cfg: ClusterConfig) -> dict[str, Any]:
+    """Run one cluster and return its summary (see the module docstring)."""
+    names = [f"r{i}" for i in range(cfg.nodes)]
+    vectors, queries = gmm_dataset(max(cfg.writes, 1), max(cfg.queries, 1), cfg.dim,
+                                   n_clusters=16, seed=cfg.seed)
+    vectors = np.ascontiguousarray(vectors[: cfg.writes], dtype=np.float32)
+    queries = np.ascontiguousarray(queries[: cfg.queries], dtype=np.float32)
+    rcfg = ReplicaConfig(replicas=tuple(names), dim=cfg.dim, R=cfg.R, L=cfg.L,
+                         index_seed=cfg.seed)
+    sim = Simulation(cfg.seed, SimConfig(network=NetworkConfig(default=cfg.latency)))
+    restarts = {n: 0 for n in names}
+
+    def replica_factory(name: str, disk: Mapping[Hashable, Any]) -> Replica:
+        restarts[name] += 1
+        return Replica(name, disk, rcfg, sim.rng(f"replica:{name}:{restarts[name]}"))
+
+    for n in names:
+        sim.add_node(n, replica_factory)
+    delete_order = sim.rng("workload").permutation(max(cfg.writes, 1))
+    client = Client(cfg, names, vectors, delete_order)
+    sim.add_node("client", lambda n, d: client)
+
+    write_end = cfg.write_interval_ns * (cfg.writes + cfg.deletes + 10) + 500 * MS
+    fault_start = 300 * MS
+    if cfg.nemesis == "leader-kill":
+        _leader_kills(sim, names, fault_start, write_end)
+    else:
+        apply_schedule(sim, _schedule(cfg, sim, names, fault_start, write_end))
+    sim.run_until(write_end)
+    # undo every fault, then let the cluster converge
+    heal_at = sim.now
+    sim.heal()
+    sim.set_network_faults(loss=0.0, duplicate=0.0, reorder=0.0)
+    for n in names:
+        sim.resume(n)
+        sim.restart(n)
+    converged_at = None
+    if sim.run_until(lambda s: _settled(s, names, client), max_events=50_000_000) is True:
+        converged_at = sim.now
+    else:
+        sim.run_until(max(sim.now, heal_at + cfg.settle_ns))
+    return _summary(cfg, sim, names, client, vectors, queries, heal_at, converged_at)
+
+
+def _settled(sim: Simulation, names: list[str], client: Client) -> bool:
+    if not client.done:
+        return False
+    reps = [sim.process(n) for n in names]
+    leaders = [r for r in reps if r is not None and r.role == LEADER]
+    if len(leaders) != 1 or any(r is None for r in reps):
+        return False
+    end = len(leaders[0].log)
+    return all(len(r.log) == end and r.commit == end and r.applied == end for r in reps)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    a = np.asarray(values, dtype=np.float64)
+    return {f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)}
+
+
+def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Client,
+             vectors: np.ndarray, queries: np.ndarray, heal_at: int,
+             converged_at: int | None) -> dict[str, Any]:
+    reps = {n: sim.process(n) for n in names}
+    digests = {n: (r.index.digest().hex()[:16] if r is not None else None)
+               for n, r in reps.items()}
+    converged = converged_at is not None and len(set(digests.values())) == 1
+    # lost writes: acknowledged, but not in effect on some replica
+    lost = []
+    deleted = {a["id"] for a in client.acked if a["op"] == "delete"}
+    for a in client.acked:
+        for n, r in reps.items():
+            if r is None:
+                continue
+            present = a["id"] in r.index and not r.index.is_deleted(a["id"])
+            if (a["op"] == "insert" and a["id"] not in deleted and not present) or \
+                    (a["op"] == "delete" and present):
+                lost.append({"replica": n, **a})
+    inserts = sum(1 for a in client.acked if a["op"] == "insert")
+    # replication traffic: bytes between replicas, by part
+    replica_set = set(names)
+    repl_bytes = sum(row["bytes"] for row in sim.link_stats()
+                     if row["src"] in replica_set and row["dst"] in replica_set)
+    metrics = sim.metric_columns()
+    vec_b = sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
+                if k == "delta_bytes_vector")
+    edge_b = sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
+                 if k == "delta_bytes_edges")
+    followers = max(cfg.nodes - 1, 0)
+    per = max(inserts, 1)
+    # deltas are shipped once per follower (retransmissions count as metadata + repair)
+    parts = {"vector": vec_b * followers / per, "edges": edge_b * followers / per}
+    parts["metadata"] = max(repl_bytes / per - parts["vector"] - parts["edges"], 0.0)
+    parts["total"] = repl_bytes / per
+    # search quality on every replica, against exact ground truth of the live set
+    recall: dict[str, float] = {}
+    agreement = 0.0
+    some = next((r for r in reps.values() if r is not None and len(r.index)), None)
+    if some is not None and len(queries):
+        live = some.index.ids()
+        gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
+        results = {}
+        for n, r in reps.items():
+            ids, _ = r.index.search(queries, k=10, L=cfg.L)
+            results[n] = ids
+            recall[n] = float(np.mean([len(set(ids[i].tolist()) & set(gt[i].tolist())) / 10
+                                       for i in range(len(queries))]))
+        first = results[names[0]]
+        agreement = float(np.mean([all(np.array_equal(results[n][i], first[i]) for n in names)
+                                   for i in range(len(queries))]))
+    dist = sum(r.index.stats()["counters"]["insert"]["distance_computations"]
+               for n, r in reps.items() if r is not None and r.role != LEADER)
+    return {
+        "policy": cfg.policy, "seed": cfg.seed, "nemesis": cfg.nemesis,
+        "converged": converged, "digests": digests,
+        "acked_writes": len(client.acked), "failed_writes": len(client.errors),
+        "unacked_writes": len(client.outstanding) + len(client.plan) - client.next_op,
+        "lost_writes": len(lost), "lost_examples": lost[:5],
+        "bytes_per_insert": parts,
+        "replica_distance_computations_per_insert": dist / per,
+        "write_latency_ms": _percentiles([a["latency_ns"] / MS for a in client.acked]),
+        "lag_ms": _lag(sim, names),
+        "converge_ms_after_heal": (converged_at - heal_at) / MS if converged_at else None,
+        "recall_at_10": recall, "topk_agreement": agreement,
+        "protocol_errors": int(sum(1 for k in metrics["name"] if k == "protocol_errors")),
+        "elections": int(sum(1 for k in metrics["name"] if k == "leader_elected")),
+        "virtual_duration_ms": sim.now / MS, "events": sim.events_processed,
+        "delivered": sim.delivered, "dropped": sim.dropped,
+        "trace_hash": sim.trace.hash(), "config": _jsonable(asdict(cfg)),
+    }
+
+
+def _lag(sim: Simulation, names: list[str]) -> dict[str, float]:
+    """Replication lag: for each acknowledged write, from the leader's append (the
+    client's ack time for ``one``, else the write's ack) to each follower applying it.
+    Measured from the ``applied`` metric the replicas emit."""
+    appended: dict[int, int] = {}
+    applied: dict[str, list[tuple[int, int]]] = {n: [] for n in names}
+    for t, node, name, value in sim.metrics:
+        if name == "appended":
+            appended.setdefault(int(value), t)
+        elif name == "applied" and node in applied:
+            applied[node].append((t, int(value)))
+    lags = []
+    for pos, t0 in appended.items():
+        for n in names:
+            for t, end in applied[n]:
+                if end > pos and t >= t0:
+                    lags.append((t - t0) / MS)
+                    break
+    return _percentiles(lags)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, int | float | str | bool) or obj is None:
+        return obj
+    return repr(obj)
