@@ -9,6 +9,14 @@ Applying the deltas of index A, in order, to an empty index B (same ``dim``,
 ``metric`` and ``R``) gives ``B.digest() == A.digest()`` and the same search
 results, and B computes no distance to do it.
 
+Two ways past the log, for replicas the deltas can't help: a whole snapshot
+(:meth:`VamanaIndex.to_bytes` / :meth:`VamanaIndex.from_bytes`), and
+anti-entropy repair, which finds the nodes two replicas disagree on
+(:meth:`VamanaIndex.record_hashes`) and writes the trusted copy's records over
+the other's (:meth:`VamanaIndex.export_records`,
+:meth:`VamanaIndex.overwrite_records`). A repair is not a log entry: it
+emits no delta and leaves ``seq`` alone.
+
 Any error raised by a method is a :class:`graphrep.errors.GraphrepError`
 subclass, and the index is unchanged when it is raised.
 """
@@ -16,20 +24,25 @@ subclass, and the index is unchanged when it is raised.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numba
 import numpy as np
 
 from graphrep.ann import kernels as K
+from graphrep.ann import records as REC
 from graphrep.ann import replay as RP
 from graphrep.ann.delta import KIND_NONE, EdgeDelta
 from graphrep.ann.idmap import IdMap
+from graphrep.ann.records import RecordSet
 from graphrep.errors import (
     CorruptIndexFile,
     DeltaError,
@@ -722,6 +735,220 @@ class VamanaIndex:
             "nodes_visited": int(self._counters[1]),
         }
 
+    # ------------------------------------------------------------------ anti-entropy records
+    def record_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, hashes)``: every stored node (live or deleted), ids ascending (int64),
+        and a 64-bit hash (uint64) of each node's id, flags, vector bytes and neighbour
+        id set (see :mod:`graphrep.ann.records`).
+
+        Two replicas in the same logical state get equal arrays, in any process, whatever
+        their slot layout or list order; comparing them (or a Merkle tree over them)
+        names the nodes a repair must send. The entry point and the parameters (dim,
+        metric, R) are not in any node's hash: compare ``entry_id`` separately.
+        """
+        g = self._g
+        n = self._n_slots
+        slots = np.flatnonzero(g.flags[:n] != K.FREE).astype(np.int32)
+        slots = slots[np.argsort(g.ext[slots], kind="stable")]
+        hashes = np.empty(slots.shape[0], dtype=np.uint64)
+        REC.node_hashes(slots, g.vecs.view(np.uint32), g.nbrs, g.deg, g.flags, g.ext, hashes)
+        return g.ext[slots].copy(), hashes
+
+    def export_records(self, ids: Any) -> RecordSet:
+        """The full records (flags, stored vector, sorted neighbour ids) of ``ids``, for
+        :meth:`overwrite_records` on a replica. The set holds each distinct id once,
+        ascending. Deleted nodes are exported too; an id this index does not store
+        raises :class:`UnknownId`."""
+        want = _id_list(ids, "export_records ids")
+        uniq = np.unique(want)
+        slots = self._idmap.get_many(uniq)
+        if (slots < 0).any():
+            raise UnknownId(
+                f"export_records: id {int(uniq[slots < 0][0])} is not stored in this index "
+                "(never inserted, or freed by consolidate); export ids from this index's "
+                "record_hashes()"
+            )
+        g = self._g
+        deg = g.deg[slots]
+        valid = np.arange(self.R)[None, :] < deg[:, None]
+        big = np.iinfo(np.int64).max
+        ext_nb = np.where(valid, g.ext[np.where(valid, g.nbrs[slots], 0)], big)
+        ext_nb.sort(axis=1)  # each list ascending, its padding last
+        return RecordSet(self.dim, uniq, g.flags[slots], g.vecs[slots], deg, ext_nb[valid])
+
+    def overwrite_records(self, records: RecordSet, drop_ids: Any = (),
+                          entry_id: int | None = None) -> None:
+        """Repair this index from a trusted copy's records (anti-entropy).
+
+        Each record's node is created (a new slot) if its id is absent here, else its
+        flags, vector and neighbour list are replaced; vectors are stored bit for bit
+        as given (a cosine copy's are normalised already). The nodes ``drop_ids`` are
+        removed outright and their slots freed. ``entry_id``, when given, becomes the
+        entry point.
+
+        The whole repair is checked before anything changes: after it every neighbour
+        id must name a stored node, so a node that is neither overwritten nor dropped
+        may not keep an edge to a dropped one. Anything that doesn't fit raises
+        (:class:`DimensionMismatch`, :class:`UnknownId` for a drop id not stored here,
+        :class:`DeltaError` otherwise) and leaves the index unchanged.
+
+        A repair is not a log entry: ``seq`` stays as it is, and so do the counters.
+        Cost: O((records + drops) * R), no distance computation.
+        """
+        rs = REC.as_record_set(records)
+        if rs.dim != self.dim:
+            raise DimensionMismatch(
+                f"overwrite_records: the records have dimension {rs.dim} but this index has "
+                f"dim={self.dim}; repair from a replica of the same index"
+            )
+        plan = self._plan_overwrite(rs, _id_list(drop_ids, "overwrite_records drop_ids"),
+                                    entry_id)
+        self._do_overwrite(rs, *plan)
+
+    def _plan_overwrite(self, rs: RecordSet, drop: np.ndarray, entry_id: int | None
+                        ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Check a repair completely; return the record slots (-1 for a new node), the
+        drop slots and the entry point's id after the repair (-1: no entry point)."""
+
+        def bad(what: str) -> DeltaError:
+            return DeltaError(f"overwrite_records: {what}; the index is unchanged. Export the "
+                              "records and drop ids again from the trusted replica")
+
+        g = self._g
+        ids, counts, nb = rs.ids, rs.counts, rs.neighbours
+        n = ids.shape[0]
+        if n and (ids.min() < 0 or ids.max() > MAX_ID):
+            raise bad(f"record id {int(ids[(ids < 0) | (ids > MAX_ID)][0])} is out of range")
+        uniq, reps = np.unique(ids, return_counts=True)
+        if (reps > 1).any():
+            raise bad(f"id {int(uniq[reps > 1][0])} has two records")
+        if n and not np.isin(rs.flags, (K.LIVE, K.DELETED)).all():
+            i = int(np.flatnonzero(~np.isin(rs.flags, (K.LIVE, K.DELETED)))[0])
+            raise bad(f"record {i} (id {int(ids[i])}) has flags {int(rs.flags[i])}, neither "
+                      "live (1) nor deleted (2)")
+        if n and (counts > self.R).any():
+            i = int(np.flatnonzero(counts > self.R)[0])
+            raise bad(f"id {int(ids[i])}'s list has {int(counts[i])} neighbours, more than "
+                      f"R={self.R}")
+        if not np.isfinite(rs.vectors).all():
+            raise bad(f"id {int(ids[np.argwhere(~np.isfinite(rs.vectors))[0][0]])}'s vector "
+                      "holds NaN or inf")
+        owner = np.repeat(np.arange(n), counts)
+        if (nb == ids[owner]).any():
+            raise bad(f"id {int(nb[nb == ids[owner]][0])} lists itself as a neighbour")
+        # a repeat in a list: lists come ascending from export_records, so check that
+        # first and sort (millions of values take seconds) only when they are not
+        o_s, nb_s = owner, nb
+        if not ((nb[1:] > nb[:-1]) | (owner[1:] != owner[:-1])).all():
+            order = np.lexsort((nb, owner))
+            o_s, nb_s = owner[order], nb[order]
+        rep = (o_s[1:] == o_s[:-1]) & (nb_s[1:] == nb_s[:-1])
+        if rep.any():
+            j = int(np.flatnonzero(rep)[0])
+            raise bad(f"id {int(ids[o_s[j]])} lists neighbour {int(nb_s[j])} twice")
+        # drops: stored here, listed once, not also overwritten
+        d_uniq, d_reps = np.unique(drop, return_counts=True)
+        if (d_reps > 1).any():
+            raise bad(f"drop id {int(d_uniq[d_reps > 1][0])} is listed twice")
+        drop_slots = self._idmap.get_many(drop)
+        if (drop_slots < 0).any():
+            raise UnknownId(
+                f"overwrite_records: drop id {int(drop[drop_slots < 0][0])} is not stored in "
+                "this index; the index is unchanged. Compare record_hashes() again and "
+                "drop only ids this index holds"
+            )
+        both = np.intersect1d(uniq, d_uniq)
+        if both.size:
+            raise bad(f"id {int(both[0])} is both overwritten and dropped")
+        rec_slots = self._idmap.get_many(ids)
+        # every neighbour must exist afterwards: a record here, or a stored node not dropped
+        exists = np.isin(nb, uniq) | ((self._idmap.get_many(nb) >= 0) & ~np.isin(nb, d_uniq))
+        if not exists.all():
+            j = int(np.flatnonzero(~exists)[0])
+            raise bad(f"id {int(ids[owner[j]])} names neighbour {int(nb[j])}, which would not "
+                      "be stored after the repair (send its record too, or don't drop it)")
+        # no edge may dangle: the in-edges of each dropped node must all come from
+        # overwritten or dropped nodes, whose current lists go away
+        if drop_slots.size:
+            ds = np.sort(drop_slots)
+            src = np.concatenate((rec_slots[rec_slots >= 0], drop_slots))
+            valid = np.arange(self.R)[None, :] < g.deg[src][:, None]
+            cur = g.nbrs[src][valid]
+            cur = cur[np.isin(cur, ds)]
+            gone = np.bincount(np.searchsorted(ds, cur), minlength=ds.size)
+            left = g.indeg[ds] - gone
+            if (left > 0).any():
+                t = int(ds[np.flatnonzero(left > 0)[0]])
+                raise bad(f"dropping id {int(g.ext[t])} would leave dangling the edge to it "
+                          f"from id {self._an_unlisted_source(t, src)}, which is neither "
+                          "overwritten nor dropped (send that node's record too)")
+        n_after = self._used - drop.size + int((rec_slots < 0).sum())
+        if entry_id is not None:
+            e = _as_id(entry_id, "overwrite_records entry_id")
+            if not (e in uniq or (self._idmap.get(e) >= 0 and e not in d_uniq)):
+                raise bad(f"entry_id {e} would not be stored after the repair")
+            entry = e
+        elif n_after == 0:
+            entry = -1
+        elif self._entry < 0 or self._entry in set(drop_slots.tolist()):
+            raise bad("the repair leaves no entry point (the index has none, or it is "
+                      "dropped); pass entry_id, the trusted replica's entry_id")
+        else:
+            entry = self.entry_id
+        return rec_slots, drop_slots, entry
+
+    def _an_unlisted_source(self, target: int, listed: np.ndarray) -> int:
+        """The id of some node, not in the slots ``listed``, with an edge to slot ``target``
+        (for an error message: a scan of the whole graph)."""
+        g = self._g
+        n = self._n_slots
+        has = (g.nbrs[:n] == target) & (np.arange(self.R)[None, :] < g.deg[:n][:, None])
+        src = np.setdiff1d(np.flatnonzero(has.any(axis=1)), listed)
+        return int(g.ext[src[0]]) if src.size else -1
+
+    def _do_overwrite(self, rs: RecordSet, rec_slots: np.ndarray, drop_slots: np.ndarray,
+                      entry_id: int) -> None:
+        """Apply a repair that :meth:`_plan_overwrite` accepted."""
+        new = rec_slots < 0
+        self._reserve(int(new.sum()))  # may reallocate the arrays: read self._g after it
+        g = self._g
+        R = self.R
+        # the current lists of dropped and overwritten nodes go, and their in-degrees
+        old = np.concatenate((drop_slots, rec_slots[~new]))
+        valid = np.arange(R)[None, :] < g.deg[old][:, None]
+        np.subtract.at(g.indeg, g.nbrs[old][valid], 1)
+        g.nbrs[old] = -1
+        g.deg[old] = 0
+        self._n_live -= int((g.flags[old] == K.LIVE).sum())
+        self._n_deleted -= int((g.flags[old] == K.DELETED).sum())
+        for i in g.ext[drop_slots].tolist():
+            self._idmap.discard(int(i))
+        g.flags[drop_slots] = K.FREE
+        g.ext[drop_slots] = -1
+        g.vecs[drop_slots] = 0
+        self._push_free(drop_slots)
+        # new nodes take slots (freed ones first)
+        slots = rec_slots.copy()
+        slots[new] = self._take_slots(int(new.sum()))
+        g.ext[slots[new]] = rs.ids[new]
+        g.indeg[slots[new]] = 0
+        self._idmap.put_many(rs.ids[new], slots[new])
+        # every record's flags, vector and list
+        g.flags[slots] = rs.flags
+        g.vecs[slots] = rs.vectors
+        self._n_live += int((rs.flags == K.LIVE).sum())
+        self._n_deleted += int((rs.flags == K.DELETED).sum())
+        owner = np.repeat(np.arange(len(rs)), rs.counts)
+        pos = np.arange(owner.size) - rs.offsets[owner]
+        targets = self._idmap.get_many(rs.neighbours)
+        g.nbrs[slots[owner], pos] = targets
+        g.deg[slots] = rs.counts
+        np.add.at(g.indeg, targets, 1)
+        self._entry = self._idmap.get(entry_id) if entry_id >= 0 else -1
+        self.last_op = {"op": "overwrite_records", "distance_computations": 0,
+                        "nodes_visited": 0, "records": len(rs),
+                        "created": int(new.sum()), "dropped": int(drop_slots.size)}
+
     # ------------------------------------------------------------------ digest, save, load
     def digest(self) -> bytes:
         """BLAKE2b-256 of the logical state: dim, metric, R, entry id and every node
@@ -750,6 +977,24 @@ class VamanaIndex:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to ``path`` (a NumPy .npz archive; the name is used as given)."""
+        with open(path, "wb") as f:
+            self._write_snapshot(f)
+
+    def to_bytes(self) -> bytes:
+        """The index as bytes: exactly what :meth:`save` writes to a file.
+
+        A replica that is too far behind to catch up by deltas is sent this.
+        Everything the index holds travels (its slot layout, free list and seq
+        included), so the copy digests the same, searches the same and goes on
+        applying the origin's deltas from ``seq``. The archive's members carry
+        CRC-32s, so damage to the content is found by :meth:`from_bytes`; the
+        bytes also carry zip timestamps, so compare :meth:`digest`, not bytes.
+        """
+        buf = io.BytesIO()
+        self._write_snapshot(buf)
+        return buf.getvalue()
+
+    def _write_snapshot(self, f: BinaryIO) -> None:
         n = self._n_slots
         g = self._g
         meta = {
@@ -759,10 +1004,9 @@ class VamanaIndex:
             "free": self._free[: self._n_free].tolist(),
             "totals": self._totals, "counters": self._counters.tolist(),
         }
-        with open(path, "wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                     vecs=g.vecs[:n], nbrs=g.nbrs[:n], deg=g.deg[:n], flags=g.flags[:n],
-                     ext=g.ext[:n])
+        np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                 vecs=g.vecs[:n], nbrs=g.nbrs[:n], deg=g.deg[:n], flags=g.flags[:n],
+                 ext=g.ext[:n])
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VamanaIndex:
@@ -771,25 +1015,57 @@ class VamanaIndex:
         p = Path(path)
         if not p.is_file():
             raise CorruptIndexFile(f"no index file at {p}")
+        return cls._read_snapshot(p, f"{p}", "graphrep index file")
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> VamanaIndex:
+        """Read bytes made by :meth:`to_bytes` (or the content of a :meth:`save` file),
+        with the checks of :meth:`load`: damaged, truncated or foreign bytes raise
+        :class:`CorruptIndexFile`."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgument(f"from_bytes takes bytes, not {type(data).__name__}")
+        return cls._read_snapshot(io.BytesIO(bytes(data)), "the snapshot bytes",
+                                  "graphrep index snapshot")
+
+    @classmethod
+    def _read_snapshot(cls, source: Path | BinaryIO, name: str, kind: str) -> VamanaIndex:
+        """The index in ``source``; ``name`` and ``kind`` say in error messages what it was."""
         try:
-            with np.load(p, allow_pickle=False) as z:
+            # every member's CRC-32 first: numpy parses a member's header before zipfile
+            # checks its CRC, and a damaged header fails in ways that say nothing useful
+            with zipfile.ZipFile(source) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                raise ValueError(f"member {bad} fails its CRC-32 check")
+            if isinstance(source, io.IOBase):
+                source.seek(0)
+            z = np.load(source, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not an archive of arrays")
+            with z:
                 meta = json.loads(bytes(z["meta"]).decode())
                 arrays = {k: z[k] for k in ("vecs", "nbrs", "deg", "flags", "ext")}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError,
-                EOFError) as e:
-            raise CorruptIndexFile(f"{p} is not a readable graphrep index file: {e}") from e
+        except (OSError, ValueError, KeyError, TypeError, SyntaxError, tokenize.TokenError,
+                zipfile.BadZipFile, UnicodeDecodeError, EOFError, NotImplementedError,
+                zlib.error) as e:
+            raise CorruptIndexFile(
+                f"{name} is not a readable {kind}: {e}; it was damaged or not written by "
+                "VamanaIndex.save/to_bytes"
+            ) from e
         if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
             raise CorruptIndexFile(
-                f"{p} has format {meta.get('format') if isinstance(meta, dict) else '?'}; "
+                f"{name} has format {meta.get('format') if isinstance(meta, dict) else '?'}; "
                 f"this graphrep reads format {SAVE_FORMAT}"
             )
         try:
+            _check_snapshot_shapes(meta, arrays)
             idx = cls(meta["dim"], meta["metric"], meta["R"], meta["L"], meta["alpha"],
                       build_slack=meta["build_slack"], seed=meta["seed"],
                       capacity=max(1, int(meta["n_slots"])))
             idx._restore(meta, arrays)
-        except (KeyError, TypeError, ValueError, InvalidArgument) as e:
-            raise CorruptIndexFile(f"{p} holds an inconsistent index: {e}") from e
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
+                InvalidArgument) as e:
+            raise CorruptIndexFile(f"{name} holds an inconsistent index: {e}") from e
         return idx
 
     def _restore(self, meta: dict, a: dict[str, np.ndarray]) -> None:
@@ -847,6 +1123,20 @@ def _check_int(v: Any, name: str, lo: int, hi: int) -> None:
         raise InvalidArgument(f"{name} must be in [{lo}, {hi}], got {int(v)}")
 
 
+def _check_snapshot_shapes(meta: dict, a: dict[str, np.ndarray]) -> None:
+    """The arrays of a snapshot have the shapes its metadata announces. Checked before
+    the index is allocated, so that foreign metadata can't make it allocate more than
+    the snapshot's own arrays take."""
+    _check_int(meta["dim"], "dim", 1, 1 << 16)
+    _check_int(meta["R"], "R", 2, 4096)
+    _check_int(meta["n_slots"], "n_slots", 0, 1 << 31)
+    n, dim, R = int(meta["n_slots"]), int(meta["dim"]), int(meta["R"])
+    shapes = {"vecs": (n, dim), "nbrs": (n, R), "deg": (n,), "flags": (n,), "ext": (n,)}
+    for k, shp in shapes.items():
+        if a[k].shape != shp:
+            raise ValueError(f"array {k} has shape {a[k].shape}, expected {shp}")
+
+
 def _as_float_array(x: Any, what: str) -> np.ndarray:
     try:
         arr = np.asarray(x)
@@ -890,6 +1180,18 @@ def _as_id_array(x: Any, what: str) -> np.ndarray:
     if arr.dtype.kind == "u" and arr.size and arr.max() > MAX_ID:
         raise InvalidId(f"{what}: id {int(arr.max())} is out of range [0, 2**62)")
     return arr.astype(np.int64)
+
+
+def _id_list(ids: Any, what: str) -> np.ndarray:
+    """A 1-d int64 array of ids in range (an empty sequence is fine)."""
+    arr = np.asarray(ids)
+    if arr.size == 0 and arr.ndim == 1:
+        return np.zeros(0, dtype=np.int64)
+    arr = _as_id_array(arr, what)
+    if arr.size and (arr.min() < 0 or arr.max() > MAX_ID):
+        bad = arr[(arr < 0) | (arr > MAX_ID)][0]
+        raise InvalidId(f"{what}: id {int(bad)} is out of range; ids are in [0, 2**62)")
+    return arr
 
 
 def _medoid(X: np.ndarray, ids: np.ndarray) -> int:
