@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from graphrep.errors import GraphrepError
+from graphrep.errors import GraphrepError, InvalidArgument
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -37,6 +37,72 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if s["digests_equal"] else 1
 
 
+_SIM_EXAMPLES = {"gossip": "broadcast", "broadcast": "broadcast", "counter": "counter"}
+
+
+def _sim_example(args: argparse.Namespace) -> int:
+    """Run an example protocol under a nemesis; exit 0 if its checker says valid, else 1."""
+    from graphrep.sim.examples.broadcast import simulate_broadcast
+    from graphrep.sim.examples.counter import simulate_counter
+    from graphrep.sim.examples.harness import MS
+
+    example = _SIM_EXAMPLES.get(args.example)
+    if example is None:
+        raise InvalidArgument(f"unknown example {args.example!r}; choose one of "
+                              f"{', '.join(_SIM_EXAMPLES)}")
+    if args.duration_ms < 1:
+        raise InvalidArgument(f"--duration-ms must be >= 1, got {args.duration_ms}")
+    simulate = simulate_broadcast if example == "broadcast" else simulate_counter
+    bug = args.bug.replace("-", "_") if args.bug else None
+    run = simulate(nodes=args.nodes, seed=args.seed, nemesis=args.nemesis, bug=bug,
+                   duration_ns=args.duration_ms * MS)
+    s = dict(run.summary)
+    if args.plot:
+        from pathlib import Path
+
+        from graphrep.sim.plots import fault_timeline, sequence_chart
+
+        out = Path(args.plot)
+        head = f"{example} seed {args.seed}, nemesis {args.nemesis}"
+        s["plots"] = [
+            str(sequence_chart(run.sim.trace, run.all_nodes, out / f"{example}-messages.svg",
+                               max_messages=300, title=f"messages: {head}")),
+            str(fault_timeline(run.sim.trace, run.all_nodes, out / f"{example}-timeline.svg",
+                               title=f"faults: {head}")),
+        ]
+    code = 0 if s["valid"] else 1
+    if args.json:
+        print(json.dumps(s))
+        return code
+    c = s["checker"]
+    what = f"bug {bug}" if bug else "correct protocol"
+    print(f"{example}: {s['nodes']} nodes, seed {s['seed']}, nemesis {s['nemesis']} "
+          f"({s['faults']} faults), {what}")
+    print(f"virtual time    {s['virtual_duration_ns'] / 1e9:.3f} s ({s['events']} events)")
+    print(f"messages        {s['sends']} sent, {s['deliveries']} delivered, "
+          f"{s['drops']} dropped")
+    verdict = "VALID" if s["valid"] else "INVALID"
+    if example == "broadcast":
+        print(f"checker         {verdict}: {c['attempted']} broadcast, {c['acknowledged']} "
+              f"acknowledged, {c['lost_count']} lost, {c['stale_count']} stale (worst "
+              f"{c['max_stale_ns'] / 1e6:.1f} ms), {c['unexpected_count']} unexpected")
+        if c["lost"]:
+            print(f"lost            {c['lost'][:20]}{' ...' if len(c['lost']) > 20 else ''}")
+    else:
+        reads = sorted(set(c["final_reads"].values()))
+        shown = ", ".join(str(v) for v in reads[:5]) + (" ..." if len(reads) > 5 else "")
+        print(f"checker         {verdict}: {c['adds']} adds ({c['definite']} definite, "
+              f"{c['uncertain']} uncertain); final reads {shown} within "
+              f"[{c['lower']}, {c['upper']}]: {not c['out_of_bounds']}; converged "
+              f"{c['converged']}")
+    if c["missing_final_reads"]:
+        print(f"no final read   {', '.join(c['missing_final_reads'])}")
+    print(f"trace hash      {s['trace_hash']}")
+    if args.plot:
+        print(f"plots           {', '.join(s['plots'])}")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphrep", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -51,6 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="results/demo", help="folder for the plot and summary")
     d.add_argument("--json", action="store_true", help="print only the JSON summary")
     d.set_defaults(func=_demo)
+    e = sub.add_parser("sim-example", help="run an example protocol in the simulator under "
+                       "faults and check it (exit 0 if valid, 1 if not)")
+    e.add_argument("example", help="gossip (alias broadcast): gossip broadcast of distinct "
+                   "values; counter: a grow-only counter CRDT")
+    e.add_argument("--nodes", type=int, default=5, help="server nodes (>= 2)")
+    e.add_argument("--seed", type=int, default=7)
+    e.add_argument("--nemesis", default="mixed",
+                   help="none, partitions, crashes, loss or mixed (default: mixed)")
+    e.add_argument("--bug", default=None, help="run a planted bug instead of the correct "
+                   "protocol: ack-before-sync or no-retransmit (gossip), merge-sum or "
+                   "memory-only (counter)")
+    e.add_argument("--duration-ms", type=int, default=1_000,
+                   help="virtual ms of workload and faults, before the repair and settle")
+    e.add_argument("--plot", metavar="DIR", default=None,
+                   help="write a message sequence chart and a fault timeline (SVG) to DIR")
+    e.add_argument("--json", action="store_true", help="print only the JSON summary")
+    e.set_defaults(func=_sim_example)
     return p
 
 
