@@ -57,8 +57,9 @@ def test_correct_broadcast_is_valid_under_every_named_nemesis():
 
 # ------------------------------------------------------------------ planted bugs
 
-# What test_hypothesis_finds_and_shrinks_* found under the ci profile, pasted back as
-# regressions: the broken protocol fails on it, the correct one does not.
+# What test_hypothesis_finds_and_shrinks_* found under the ci profile (this file run
+# alone), pasted back as regressions: the broken protocol fails on it, the correct one
+# does not. See example_support for why the shrunk times can differ in a larger run.
 ACK_BEFORE_SYNC_MINIMAL = [Fault(7 * MS, "crash", node="n1")]
 NO_RETRANSMIT_MINIMAL = [Fault(0, "crash", node="n0")]
 

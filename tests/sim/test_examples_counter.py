@@ -58,8 +58,9 @@ def test_correct_counter_is_valid_under_every_named_nemesis():
 
 # ------------------------------------------------------------------ planted bugs
 
-# What test_hypothesis_finds_and_shrinks_* found under the ci profile, pasted back as
-# regressions: the broken protocol fails on it, the correct one does not.
+# What test_hypothesis_finds_and_shrinks_* found under the ci profile (this file run
+# alone), pasted back as regressions: the broken protocol fails on it, the correct one
+# does not. See example_support for why the shrunk times can differ in a larger run.
 MEMORY_ONLY_MINIMAL = [Fault(256 * MS, "crash", node="n0")]
 
 
