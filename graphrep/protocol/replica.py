@@ -330,9 +330,13 @@ class Replica:
                 self.progress_at[src] = now
             self.next[src] = max(self.next[src], self.match[src])
             self._advance_commit(out)
-        elif m.end >= 0:
-            self.next[src] = min(m.end, len(self.log))
-            self.progress_at[src] = now
+        elif self.match[src] <= m.end < self.next[src]:
+            # a gap or conflict: resend from there. A reply below what the follower has
+            # already acknowledged, or at or beyond what was sent, is stale (a duplicate
+            # or a reordered delivery) and rewinding for it would resend for nothing.
+            self.next[src] = m.end
+        else:
+            return
         self._send_append(src, out)
 
     def _advance_commit(self, out: list) -> None:

@@ -59,6 +59,10 @@ class ClusterConfig:
     max_outstanding: int = 16
     client_timeout_ns: int = 200 * MS
     latency: LatencyModel = field(default_factory=lambda: LatencyModel.exponential(2 * MS))
+    duplicate: float = 0.0
+    """Probability that the network delivers a message twice (throughout the run)."""
+    reorder: float = 0.0
+    """Probability that a message is held back so that later ones overtake it."""
     settle_ns: int = 60_000 * MS
     R: int = 16
     L: int = 48
@@ -96,7 +100,8 @@ class Client(BaseProcess):
         self.target = replicas[0]
         self.plan: list[tuple[str, int]] = self._plan(delete_order)
         self.next_op = 0
-        self.outstanding: dict[int, list] = {}  # req -> [op, id, sent_at, first_sent]
+        # req -> [op, id, sent_at, first_sent, attempt]
+        self.outstanding: dict[int, list] = {}
         self.acked: list[dict] = []
         self.errors: list[dict] = []
 
@@ -123,10 +128,15 @@ class Client(BaseProcess):
                 SetTimer("retry", self.cfg.client_timeout_ns // 4, periodic=True)]
 
     def _send(self, req: int, now: int) -> Send:
-        op, id_ = self.outstanding[req][:2]
+        """(Re)send a write. The wire request id carries the attempt number, so that a
+        redirect answering an older attempt (duplicated or late) starts no new chain."""
+        entry = self.outstanding[req]
+        op, id_ = entry[:2]
+        entry[2] = now
+        entry[4] += 1
         vec = self.vectors[id_].astype("<f4").tobytes() if op == "insert" else b""
-        data = encode_message(ClientWrite(0, req, op, id_, vec, self.cfg.concern))
-        self.outstanding[req][2] = now
+        wire = (req << 16) | (entry[4] & 0xFFFF)
+        data = encode_message(ClientWrite(0, wire, op, id_, vec, self.cfg.concern))
         return Send(self.target, data, len(data))
 
     def on_timer(self, now: int, name: Hashable) -> list:
@@ -141,7 +151,7 @@ class Client(BaseProcess):
                     return out
                 req = self.next_op
                 self.next_op += 1
-                self.outstanding[req] = [op, id_, now, now]
+                self.outstanding[req] = [op, id_, now, now, 0]
                 out.append(self._send(req, now))
         else:
             for req in sorted(self.outstanding):
@@ -157,20 +167,25 @@ class Client(BaseProcess):
         msg = decode_message(payload)
         if isinstance(msg, SearchReply) or not isinstance(msg, WriteReply):
             return []
-        entry = self.outstanding.get(msg.req)
+        entry = self.outstanding.get(msg.req >> 16)
         if entry is None:
             return []  # a duplicate reply
+        req = msg.req >> 16
         if msg.status == "ok":
-            del self.outstanding[msg.req]
+            del self.outstanding[req]
             self.acked.append({"op": entry[0], "id": entry[1], "term": msg.term,
                                "seq": msg.seq, "latency_ns": now - entry[3], "at": now})
             return []
         if msg.status == "error":
-            del self.outstanding[msg.req]
+            del self.outstanding[req]
             self.errors.append({"op": entry[0], "id": entry[1], "error": msg.error})
             return []
+        if (msg.req & 0xFFFF) != (entry[4] & 0xFFFF):
+            return []  # answers an older attempt
         self.target = msg.leader if msg.leader in self.replicas else self._after(src)
-        return [self._send(msg.req, now)]
+        if not msg.leader:
+            return []  # no leader known yet: the retry timer tries again
+        return [self._send(req, now)]
 
 
 def _schedule(cfg: ClusterConfig, sim: Simulation, names: list[str], start: int,
@@ -180,9 +195,9 @@ def _schedule(cfg: ClusterConfig, sim: Simulation, names: list[str], start: int,
     kind = cfg.nemesis
     faults: list[Fault] = []
     if kind in ("partitions", "mixed"):
-        faults += draw_schedule(rng, names, span, partition_rate=4.0, mean_fault_ns=150 * MS)
+        faults += draw_schedule(rng, names, span, partition_rate=8.0, mean_fault_ns=100 * MS)
     if kind in ("crashes", "mixed"):
-        faults += draw_schedule(rng, names, span, crash_rate=3.0, mean_fault_ns=150 * MS)
+        faults += draw_schedule(rng, names, span, crash_rate=8.0, mean_fault_ns=100 * MS)
     if kind in ("loss", "mixed"):
         faults += [Fault(0, "loss", p=0.2), Fault(span, "loss", p=0.0)]
     faults = [Fault(f.time_ns + start, f.kind, f.node, f.groups, f.p, f.peer, f.offset_ns,
@@ -190,8 +205,9 @@ def _schedule(cfg: ClusterConfig, sim: Simulation, names: list[str], start: int,
     return sorted(faults, key=lambda f: f.time_ns)
 
 
-def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> None:
-    """Crash whoever leads every 300 ms of the write phase; restart it 200 ms later."""
+def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> int:
+    """Crash whoever leads every 300 ms of the write phase; restart it 200 ms later.
+    Returns how many kills were scheduled."""
     def kill(s: Simulation) -> None:
         for n in names:
             p = s.process(n)
@@ -201,9 +217,12 @@ def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> No
                 return
 
     t = start + 300 * MS
+    kills = 0
     while t < end:
         sim.at(t, kill)
         t += 300 * MS
+        kills += 1
+    return kills
 
 
 def run_cluster(cfg: ClusterConfig) -> dict[str, Any]:
@@ -215,7 +234,8 @@ def run_cluster(cfg: ClusterConfig) -> dict[str, Any]:
     queries = np.ascontiguousarray(queries[: cfg.queries], dtype=np.float32)
     rcfg = ReplicaConfig(replicas=tuple(names), dim=cfg.dim, R=cfg.R, L=cfg.L,
                          index_seed=cfg.seed)
-    sim = Simulation(cfg.seed, SimConfig(network=NetworkConfig(default=cfg.latency)))
+    net = NetworkConfig(default=cfg.latency, duplicate=cfg.duplicate, reorder=cfg.reorder)
+    sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}
 
     def replica_factory(name: str, disk: Mapping[Hashable, Any]) -> Replica:
@@ -231,23 +251,25 @@ def run_cluster(cfg: ClusterConfig) -> dict[str, Any]:
     write_end = cfg.write_interval_ns * (cfg.writes + cfg.deletes + 10) + 500 * MS
     fault_start = 300 * MS
     if cfg.nemesis == "leader-kill":
-        _leader_kills(sim, names, fault_start, write_end)
+        n_faults = _leader_kills(sim, names, fault_start, write_end)
     else:
-        apply_schedule(sim, _schedule(cfg, sim, names, fault_start, write_end))
+        schedule = _schedule(cfg, sim, names, fault_start, write_end)
+        apply_schedule(sim, schedule)
+        n_faults = len(schedule)
     sim.run_until(write_end)
     # undo every fault, then let the cluster converge
     heal_at = sim.now
     sim.heal()
-    sim.set_network_faults(loss=0.0, duplicate=0.0, reorder=0.0)
+    sim.set_network_faults(loss=0.0)
     for n in names:
         sim.resume(n)
         sim.restart(n)
-    converged_at = None
-    if sim.run_until(lambda s: _settled(s, names, client), max_events=50_000_000) is True:
-        converged_at = sim.now
-    else:
-        sim.run_until(max(sim.now, heal_at + cfg.settle_ns))
-    return _summary(cfg, sim, names, client, vectors, queries, heal_at, converged_at)
+    deadline = heal_at + cfg.settle_ns
+    sim.run_until(lambda s: s.now >= deadline or _settled(s, names, client))
+    converged_at = sim.now if _settled(sim, names, client) else None
+    summary = _summary(cfg, sim, names, client, vectors, queries, heal_at, converged_at)
+    summary["faults"] = n_faults
+    return summary
 
 
 def _settled(sim: Simulation, names: list[str], client: Client) -> bool:
