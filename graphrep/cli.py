@@ -103,6 +103,37 @@ def _sim_example(args: argparse.Namespace) -> int:
     return code
 
 
+def _sim(args: argparse.Namespace) -> int:
+    from graphrep.sim.cluster import ClusterConfig, run_cluster
+
+    cfg = ClusterConfig(policy=args.policy, nodes=args.nodes, writes=args.writes,
+                        deletes=args.deletes, dim=args.dim, queries=args.queries,
+                        concern=args.concern, seed=args.seed, nemesis=args.nemesis)
+    s = run_cluster(cfg)
+    ok = s["converged"] and s["lost_writes"] == 0
+    if args.json:
+        print(json.dumps(s))
+        return 0 if ok else 1
+    b = s["bytes_per_insert"]
+    print(f"policy {s['policy']}, {cfg.nodes} replicas, seed {s['seed']}, nemesis "
+          f"{s['nemesis']} ({s['faults']} faults), concern {cfg.concern}")
+    print(f"converged           {s['converged']} (after heal: {s['converge_ms_after_heal']} ms)")
+    print(f"writes              {s['acked_writes']} acknowledged, {s['lost_writes']} lost, "
+          f"{s['failed_writes']} refused, {s['unacked_writes']} unacknowledged")
+    print(f"bytes per insert    {b['total']:.0f} (vector {b['vector']:.0f}, edges "
+          f"{b['edges']:.0f}, metadata {b['metadata']:.0f})")
+    print(f"replica distance computations per insert "
+          f"{s['replica_distance_computations_per_insert']:.1f}")
+    lag = s["lag_ms"]
+    print(f"lag                 p50 {lag['p50']:.1f} ms, p95 {lag['p95']:.1f}, "
+          f"p99 {lag['p99']:.1f}")
+    recall = ", ".join(f"{n} {r:.3f}" for n, r in s["recall_at_10"].items())
+    print(f"recall@10           {recall}; top-10 agreement {s['topk_agreement']:.3f}")
+    print(f"elections           {s['elections']}; protocol errors {s['protocol_errors']}")
+    print(f"trace hash          {s['trace_hash']}")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphrep", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -134,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a message sequence chart and a fault timeline (SVG) to DIR")
     e.add_argument("--json", action="store_true", help="print only the JSON summary")
     e.set_defaults(func=_sim_example)
+    c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
+                       "summary (exit 0 if converged with no lost write)")
+    c.add_argument("--policy", default="leader", help="replication policy (leader)")
+    c.add_argument("--nodes", type=int, default=3, help="replicas of the shard")
+    c.add_argument("--writes", type=int, default=500, help="inserts")
+    c.add_argument("--deletes", type=int, default=50, help="deletes of inserted ids")
+    c.add_argument("--dim", type=int, default=16)
+    c.add_argument("--queries", type=int, default=100, help="queries for recall/agreement")
+    c.add_argument("--concern", default="majority", help="write concern: one, majority, all")
+    c.add_argument("--nemesis", default="none",
+                   help="none, partitions, crashes, loss, leader-kill or mixed")
+    c.add_argument("--seed", type=int, default=7)
+    c.add_argument("--json", action="store_true", help="print only the JSON summary")
+    c.set_defaults(func=_sim)
     return p
 
 
