@@ -709,6 +709,12 @@ class VamanaIndex:
             out.append("no valid entry point")
         return out
 
+    @property
+    def distance_computations(self) -> int:
+        """Distance computations this index object has done so far, over all operations
+        (a cheap counter read; ``stats()`` has the breakdown per operation)."""
+        return int(self._counters[0])
+
     def stats(self) -> dict[str, Any]:
         """Size, live/deleted counts, degree and in-degree histograms, unreachable live
         nodes, and the per-operation counters of distance computations and visits."""
@@ -777,7 +783,7 @@ class VamanaIndex:
         return RecordSet(self.dim, uniq, g.flags[slots], g.vecs[slots], deg, ext_nb[valid])
 
     def overwrite_records(self, records: RecordSet, drop_ids: Any = (),
-                          entry_id: int | None = None) -> None:
+                          entry_id: int | None = None, seq: int | None = None) -> None:
         """Repair this index from a trusted copy's records (anti-entropy).
 
         Each record's node is created (a new slot) if its id is absent here, else its
@@ -792,9 +798,13 @@ class VamanaIndex:
         (:class:`DimensionMismatch`, :class:`UnknownId` for a drop id not stored here,
         :class:`DeltaError` otherwise) and leaves the index unchanged.
 
-        A repair is not a log entry: ``seq`` stays as it is, and so do the counters.
+        A repair is not a log entry: ``seq`` stays as it is unless ``seq`` is given (a
+        replica repaired to a trusted copy's state takes that copy's ``seq`` too, so that
+        it can go on applying the copy's later deltas), and the counters stay.
         Cost: O((records + drops) * R), no distance computation.
         """
+        if seq is not None:
+            _check_int(seq, "seq", 0, 2**62)
         rs = REC.as_record_set(records)
         if rs.dim != self.dim:
             raise DimensionMismatch(
@@ -804,6 +814,8 @@ class VamanaIndex:
         plan = self._plan_overwrite(rs, _id_list(drop_ids, "overwrite_records drop_ids"),
                                     entry_id)
         self._do_overwrite(rs, *plan)
+        if seq is not None:
+            self._seq = int(seq)
 
     def _plan_overwrite(self, rs: RecordSet, drop: np.ndarray, entry_id: int | None
                         ) -> tuple[np.ndarray, np.ndarray, int]:

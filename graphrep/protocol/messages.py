@@ -14,7 +14,9 @@ replica's state.
 
 Log entries are ``(term, kind, body)``: kind ``DELTA`` carries an edge delta's bytes,
 kind ``NOOP`` (empty body) is what a new leader appends to commit its predecessors'
-entries (Raft's rule: a leader commits only entries of its own term directly).
+entries (Raft's rule: a leader commits only entries of its own term directly), kind
+``OP`` carries a client operation (msgpack ``[op, id, vector bytes]``) for the
+``replay`` baseline, whose replicas run every insert themselves.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ import msgpack
 from graphrep.errors import MalformedMessage, OversizedMessage, UnsupportedVersion
 
 __all__ = [
-    "DELTA", "MAX_MESSAGE_BYTES", "NOOP", "PROTOCOL_VERSION", "Append", "AppendReply",
-    "ClientSearch", "ClientWrite", "Entry", "RequestVote", "SearchReply", "VoteReply",
-    "WriteReply", "decode", "encode",
+    "DELTA", "MAX_MESSAGE_BYTES", "NOOP", "OP", "PROTOCOL_VERSION", "Append", "AppendReply",
+    "ClientSearch", "ClientWrite", "Entry", "Repair", "RequestVote", "SearchReply",
+    "Snapshot", "SnapshotReply", "TreeLeaves", "TreeRoot", "VoteReply", "WriteReply",
+    "decode", "encode",
 ]
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 << 20
-DELTA, NOOP = 0, 1
+DELTA, NOOP, OP = 0, 1, 2
 
 Entry = tuple[int, int, bytes]
 """A log entry: (term, kind, body)."""
@@ -125,10 +128,78 @@ class VoteReply(NamedTuple):
     granted: bool
 
 
+class Snapshot(NamedTuple):
+    """One chunk of the leader's index state after its first ``end`` log entries (the
+    last of term ``last_term``): bytes ``[offset, offset + len(data))`` of ``total``.
+    Sent when a follower needs entries the leader's log no longer holds."""
+
+    shard: int
+    term: int
+    leader: str
+    end: int
+    last_term: int
+    offset: int
+    total: int
+    data: bytes
+
+
+class SnapshotReply(NamedTuple):
+    """How many bytes of snapshot ``end`` the follower holds (``total``: installed).
+    The leader resumes from ``offset``, so a lost chunk costs one chunk."""
+
+    shard: int
+    term: int
+    end: int
+    offset: int
+
+
+class TreeRoot(NamedTuple):
+    """Anti-entropy, leader -> follower: the root of the leader's hash tree over its
+    node records at log position ``end``, and its entry point."""
+
+    shard: int
+    term: int
+    end: int
+    root: bytes
+    entry: int
+
+
+class TreeLeaves(NamedTuple):
+    """Anti-entropy, follower -> leader: the follower's leaf digests at ``end`` (sent
+    only when its root differs)."""
+
+    shard: int
+    term: int
+    end: int
+    leaves: list[bytes]
+
+
+class Repair(NamedTuple):
+    """Anti-entropy, leader -> follower: the leader's records (``RecordSet`` bytes) of
+    every node in ``leaves``; the follower drops its other nodes in those leaves and
+    takes the leader's entry point and delta ``seq``."""
+
+    shard: int
+    term: int
+    end: int
+    leaves: list[int]
+    records: bytes
+    entry: int
+    seq: int
+
+
 def _entries(v: Any) -> bool:
     return isinstance(v, list) and all(
-        isinstance(e, list) and len(e) == 3 and _int(e[0]) and e[1] in (DELTA, NOOP)
+        isinstance(e, list) and len(e) == 3 and _int(e[0]) and e[1] in (DELTA, NOOP, OP)
         and isinstance(e[2], bytes) for e in v)
+
+
+def _bytes_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, bytes) for x in v)
+
+
+def _int_list(v: Any) -> bool:
+    return isinstance(v, list) and all(_int(x) for x in v)
 
 
 def _int(v: Any) -> bool:
@@ -157,6 +228,11 @@ _SCHEMA: dict[int, tuple[type, tuple]] = {
     6: (AppendReply, (_int, _int, _bool, _int)),
     7: (RequestVote, (_int, _int, _str, _int, _int)),
     8: (VoteReply, (_int, _int, _bool)),
+    9: (Snapshot, (_int, _int, _str, _int, _int, _int, _int, _bytes)),
+    10: (SnapshotReply, (_int, _int, _int, _int)),
+    11: (TreeRoot, (_int, _int, _int, _bytes, _int)),
+    12: (TreeLeaves, (_int, _int, _int, _bytes_list)),
+    13: (Repair, (_int, _int, _int, _int_list, _bytes, _int, _int)),
 }
 _CODE = {cls: code for code, (cls, _) in _SCHEMA.items()}
 

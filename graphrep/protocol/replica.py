@@ -1,9 +1,11 @@
-"""A replica of one shard under the ``leader`` policy: a sans-IO state machine.
+"""A replica of one shard: a sans-IO state machine for the ``leader`` and ``replay`` policies.
 
-The leader runs every write on its ``VamanaIndex`` and appends the resulting edge delta
-to a replicated log; followers apply the log in order, so their graphs equal the
-leader's without a single distance computation. Log replication, commit and failover
-follow Raft, because its guarantees are exactly the ones a replicated index needs:
+Under ``leader`` the leader runs every write on its ``VamanaIndex`` and appends the
+resulting edge delta to a replicated log; followers apply the log in order, so their
+graphs equal the leader's without a single distance computation. Under ``replay`` (the
+baseline: what Qdrant, Weaviate and Milvus do) the log carries the client operations
+and every replica runs each insert itself. Log replication, commit and failover follow
+Raft, because its guarantees are exactly the ones a replicated index needs:
 
 * **Terms fence deposed leaders.** Every message carries the sender's term; a replica
   rejects anything from an older term, so a partitioned old leader's late deltas are
@@ -22,16 +24,30 @@ produces are the fencing tokens the protocol needs anyway.
 Followers apply only committed entries, so a follower's index never has to be undone.
 The leader applies its whole log (it must: a delta is computed on the index state
 before it); if it is deposed with entries that the new leader overwrites, it rebuilds
-its index from its committed log, which costs applies, not distance computations.
+its index from its snapshot and committed log, which costs applies, not distance
+computations.
 
-Durability: the log, the term and the vote are written with ``DurableWrite`` and made
-durable with ``Sync`` before any message or acknowledgement that depends on them is
-sent. A restarted replica rebuilds its index from the durable log (up to the last
-commit position it recorded) and catches up from the leader.
+Durability: the log, the term, the vote and snapshots are written with
+``DurableWrite`` and made durable with ``Sync`` before any message or acknowledgement
+that depends on them is sent. A restarted replica rebuilds its index from its durable
+snapshot and log (up to the last commit position it recorded) and catches up.
+
+Log compaction and snapshots: once ``snapshot_every`` entries are committed past the
+last snapshot, a replica whose index holds exactly the committed state saves it
+(``VamanaIndex.to_bytes``) and drops log entries older than ``log_keep`` before it. A
+follower that needs entries the leader no longer holds receives the snapshot in
+chunks, resumably (the follower reports how much it holds), then the log tail.
+
+Anti-entropy: every ``anti_entropy_ticks`` ticks a quiet leader (everything
+committed) sends each caught-up follower the root of a hash tree over its node records
+(:mod:`graphrep.protocol.merkle`); a follower whose root differs returns its leaf
+digests, and the leader sends the records of the differing leaves, which the follower
+overwrites. That finds and repairs a replica whose state was corrupted or rolled back
+behind the protocol's back, shipping only the differing records.
 
 Timers are periodic ticks (a follower checks how long it has not heard from a leader;
-a leader sends heartbeats and retransmits): the simulator's ``quiesce`` ignores
-periodic timers, so a quiet cluster is recognisable.
+a leader sends heartbeats, retransmits and runs anti-entropy): the simulator's
+``quiesce`` ignores periodic timers, so a quiet cluster is recognisable.
 """
 
 from __future__ import annotations
@@ -40,20 +56,29 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgpack
 import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
+from graphrep.ann.records import RecordSet
 from graphrep.errors import GraphrepError, ProtocolError
+from graphrep.protocol.merkle import MerkleTree, ids_in_leaves
 from graphrep.protocol.messages import (
     DELTA,
     NOOP,
+    OP,
     Append,
     AppendReply,
     ClientSearch,
     ClientWrite,
     Entry,
+    Repair,
     RequestVote,
     SearchReply,
+    Snapshot,
+    SnapshotReply,
+    TreeLeaves,
+    TreeRoot,
     VoteReply,
     WriteReply,
     decode,
@@ -61,9 +86,10 @@ from graphrep.protocol.messages import (
 )
 from graphrep.sansio import DurableWrite, Metric, Send, SetTimer, Sync
 
-__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "Replica", "ReplicaConfig"]
+__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig"]
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
+POLICIES = ("leader", "replay")
 CONCERNS = ("one", "majority", "all")
 MS = 1_000_000
 
@@ -75,6 +101,7 @@ class ReplicaConfig:
     replicas: tuple[str, ...]
     dim: int
     shard: int = 0
+    policy: str = "leader"
     metric: str = "l2"
     R: int = 32
     L: int = 64
@@ -87,10 +114,22 @@ class ReplicaConfig:
     """Entries a leader sends to a follower beyond what it has acknowledged."""
     max_batch: int = 64
     """Entries per Append message."""
+    snapshot_every: int = 2048
+    """Committed entries between snapshots (0: never snapshot or compact)."""
+    log_keep: int = 512
+    """Entries kept before the latest snapshot, for followers slightly behind."""
+    snapshot_chunk: int = 256 * 1024
+    anti_entropy_ticks: int = 50
+    """Ticks between anti-entropy rounds of a quiet leader (0: off)."""
+    tree_leaves: int = 256
     search_L: int = 64
     index_seed: int = 0
     bug: str = ""
     """A planted bug, for the specification's mutation tests only (empty: none)."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ProtocolError(f"unknown policy {self.policy!r}; choose from {POLICIES}")
 
     def index(self) -> VamanaIndex:
         return VamanaIndex(self.dim, self.metric, R=self.R, L=self.L, alpha=self.alpha,
@@ -114,48 +153,94 @@ class Replica:
         # durable state, recovered from the disk
         self.term: int = int(disk.get("term", 0))
         self.voted_for: str | None = disk.get("voted_for")
+        self.snap: tuple[int, int, bytes] | None = disk.get("snapshot")
+        self.log_start: int = int(disk.get("log_start", 0))
+        self.start_term: int = int(disk.get("start_term", 0))  # term of entry log_start-1
         self.log: list[Entry] = []
-        end = 0
-        while ("log", end) in disk:
-            self.log.append(disk[("log", end)])
-            end += 1
-        self.commit = min(int(disk.get("commit", 0)), len(self.log))
+        while disk.get(("log", self.log_start + len(self.log))) is not None:
+            self.log.append(disk[("log", self.log_start + len(self.log))])
+        self.commit = min(max(int(disk.get("commit", 0)), self.snap_end), self.end)
         # volatile state
         self.role = FOLLOWER
         self.leader: str = ""
         self.index = config.index()
-        self.applied = 0  # log entries applied to the index
-        self.id_pos: dict[int, int] = {}  # id -> log position of its insert / delete
-        self.deleted_pos: dict[int, int] = {}
+        self.applied = 0  # log entries reflected in the index
+        self.id_pos: dict[int, int] = {}  # id -> log position of its insert
+        self.deleted_pos: dict[int, int] = {}  # id -> log position of its delete
         self.next: dict[str, int] = {}
         self.match: dict[str, int] = {}
         self.progress_at: dict[str, int] = {}
+        self.snap_offset: dict[str, int] = {}
+        self.incoming: tuple[int, int, int, bytearray] | None = None  # snapshot being received
         self.votes: set[str] = set()
         self.pending: list[tuple[int, str, int, str]] = []  # (pos, client, req, concern)
         self.heard_at = 0
         self.timeout = 0
+        self.ticks = 0
+        self.tree: tuple[int, MerkleTree] | None = None
         self.errors = 0  # messages rejected as malformed / unsupported
         self.rebuilds = 0
-        self._apply_to(self.commit)
+        self._work = 0  # distance computations spent applying the log, not yet reported
+        self._rebuild(count=False)
+
+    # ------------------------------------------------------------------ log positions
+
+    @property
+    def end(self) -> int:
+        """Log positions ever appended (the next entry's position)."""
+        return self.log_start + len(self.log)
+
+    @property
+    def snap_end(self) -> int:
+        return self.snap[0] if self.snap is not None else 0
+
+    def term_at(self, pos: int) -> int | None:
+        """Term of the entry at ``pos``; 0 before the log; None if compacted away or not
+        appended yet."""
+        if pos < 0:
+            return 0
+        if pos >= self.end:
+            return None
+        if pos >= self.log_start:
+            return self.log[pos - self.log_start][0]
+        if pos == self.log_start - 1:
+            return self.start_term
+        return None
 
     # ------------------------------------------------------------------ sans-IO entry points
 
     def on_start(self, now: int) -> list:
         self.heard_at = now
         self.timeout = self._draw_timeout()
-        return [SetTimer("tick", self.config.tick_ns, periodic=True)]
+        out: list = [SetTimer("tick", self.config.tick_ns, periodic=True)]
+        self._report_work(out)
+        return out
 
     def on_timer(self, now: int, name: Hashable) -> list:
         out: list = []
+        self.ticks += 1
         if self.role == LEADER:
             for p in self.peers:
-                if (self.match[p] < len(self.log)
-                        and now - self.progress_at[p] >= self.config.retransmit_ns):
+                stalled = now - self.progress_at[p] >= self.config.retransmit_ns
+                if self.next[p] < self.log_start:
+                    # a snapshot in transfer moves on replies; resend a chunk only when
+                    # the last one seems lost (it is large: no resend every tick)
+                    if stalled:
+                        self.progress_at[p] = now
+                        self._send_append(p, out)
+                    continue
+                if self.match[p] < self.end and stalled:
                     self.next[p] = self.match[p]  # resend what was not acknowledged
                     self.progress_at[p] = now
                 self._send_append(p, out, heartbeat=True)
+            every = self.config.anti_entropy_ticks
+            # replay replicas own their graphs: comparing graphs would "repair" the very
+            # drift the baseline exists to measure (vector databases compare objects)
+            if every and self.ticks % every == 0 and self.config.policy != "replay":
+                self._start_anti_entropy(out)
         elif now - self.heard_at >= self.timeout:
             self._start_election(now, out)
+        self._maybe_snapshot(out)
         return out
 
     def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
@@ -168,10 +253,18 @@ class Replica:
             self.errors += 1
             return [Metric("protocol_errors", 1.0),
                     Metric(f"protocol_error:{type(exc).__name__}", 1.0)]
-        handler = self._handlers.get(type(msg))
         out: list = []
-        handler(self, now, src, msg, out)
+        self._handlers[type(msg)](self, now, src, msg, out)
+        self._report_work(out)
         return out
+
+    def _report_work(self, out: list) -> None:
+        """Distance computations spent applying the log (replica CPU: zero under
+        ``leader``, every insert's search under ``replay``), as a metric that survives
+        crashes."""
+        if self._work:
+            out.append(Metric("replica_distance_computations", float(self._work)))
+            self._work = 0
 
     # ------------------------------------------------------------------ clients
 
@@ -189,20 +282,25 @@ class Replica:
             return
         try:
             if m.op == "insert":
-                vec = np.frombuffer(m.vector, dtype="<f4")
-                delta = self.index.insert(m.id, vec)
+                delta = self.index.insert(m.id, np.frombuffer(m.vector, dtype="<f4"))
             else:
                 delta = self.index.delete(m.id)
         except GraphrepError as exc:
             self._reply(out, src, m.req, "error", error=f"{type(exc).__name__}: {exc}")
             return
-        pos = self._append_local((self.term, DELTA, delta.to_bytes()), out)
-        self.applied = len(self.log)
+        if self.config.policy == "replay":
+            body = msgpack.packb([m.op, m.id, m.vector], use_bin_type=True)
+            entry: Entry = (self.term, OP, body)
+            out.append(Metric("entry_bytes_vector", float(len(m.vector))))
+        else:
+            entry = (self.term, DELTA, delta.to_bytes())
+            parts = delta.size_by_part()
+            out.append(Metric("entry_bytes_vector", float(parts["vector"])))
+            out.append(Metric("entry_bytes_edges", float(parts["edges"])))
+        pos = self._append_local(entry, out)
+        self.applied = self.end
         (self.id_pos if m.op == "insert" else self.deleted_pos)[m.id] = pos
         out.append(Metric("appended", float(pos)))
-        parts = delta.size_by_part()
-        out.append(Metric("delta_bytes_vector", float(parts["vector"])))
-        out.append(Metric("delta_bytes_edges", float(parts["edges"])))
         self._ack_when_ready(out, pos, src, m.req, m.concern)
         for p in self.peers:
             self._send_append(p, out)
@@ -211,25 +309,22 @@ class Replica:
         status, ids = "ok", b""
         if self.applied < m.min_seq:
             status = "stale"
-        elif len(self.index) == 0:
-            ids = b""
-        else:
+        elif len(self.index):
             try:
                 q = np.frombuffer(m.vector, dtype="<f4")
                 found, _ = self.index.search(q, k=m.k, L=max(self.config.search_L, m.k))
                 ids = np.asarray(found, dtype="<i8").tobytes()
             except GraphrepError as exc:
                 status, ids = "error", str(exc).encode()
-        reply = SearchReply(self.config.shard, m.req, status, ids, self.applied, self.leader)
-        data = encode(reply)
-        out.append(Send(src, data, len(data)))
+        self._send(out, src, SearchReply(self.config.shard, m.req, status, ids, self.applied,
+                                         self.leader))
 
     def _reply(self, out: list, client: str, req: int, status: str, pos: int = -1,
                error: str = "") -> None:
-        term = self.log[pos][0] if 0 <= pos < len(self.log) else self.term
-        data = encode(WriteReply(self.config.shard, req, status, term, pos,
-                                 self.leader if status == "not_leader" else self.name, error))
-        out.append(Send(client, data, len(data)))
+        term = self.term_at(pos) if pos >= 0 else self.term
+        self._send(out, client, WriteReply(
+            self.config.shard, req, status, term if term is not None else self.term, pos,
+            self.leader if status == "not_leader" else self.name, error))
 
     def _ack_when_ready(self, out: list, pos: int, client: str, req: int,
                         concern: str) -> None:
@@ -240,7 +335,7 @@ class Replica:
 
     def _satisfied(self, pos: int, concern: str) -> bool:
         if concern == "one":
-            return pos < len(self.log)  # durable here: the append synced before this
+            return pos < self.end  # durable here: the append synced before this
         if concern == "majority":
             return pos < self.commit
         return all(self.match[p] > pos for p in self.peers) and pos < self.commit
@@ -257,7 +352,7 @@ class Replica:
     # ------------------------------------------------------------------ log replication
 
     def _append_local(self, entry: Entry, out: list) -> int:
-        pos = len(self.log)
+        pos = self.end
         self.log.append(entry)
         out.append(DurableWrite(("log", pos), entry))
         out.append(Sync())
@@ -265,17 +360,19 @@ class Replica:
 
     def _send_append(self, peer: str, out: list, heartbeat: bool = False) -> None:
         nxt = self.next[peer]
+        if nxt < self.log_start:
+            self._send_snapshot_chunk(peer, out)
+            return
         if self.config.bug == "no_retransmit" and nxt < self.match[peer]:
             return
-        stop = min(len(self.log), nxt + self.config.max_batch,
+        stop = min(self.end, nxt + self.config.max_batch,
                    self.match[peer] + self.config.window)
         if stop <= nxt and not heartbeat:
             return
-        entries = self.log[nxt:stop] if stop > nxt else []
-        prev_term = self.log[nxt - 1][0] if nxt > 0 else 0
-        data = encode(Append(self.config.shard, self.term, self.name, nxt, prev_term,
-                             list(entries), self.commit))
-        out.append(Send(peer, data, len(data)))
+        entries = self.log[nxt - self.log_start : stop - self.log_start] if stop > nxt else []
+        prev_term = self.term_at(nxt - 1)
+        self._send(out, peer, Append(self.config.shard, self.term, self.name, nxt,
+                                     prev_term or 0, list(entries), self.commit))
         self.next[peer] = max(nxt, stop)
 
     def _on_append(self, now: int, src: str, m: Append, out: list) -> None:
@@ -287,40 +384,40 @@ class Replica:
             self._become_follower()
         self.leader = src
         self.heard_at = now
-        if m.prev_end > len(self.log):  # a gap: ask for what is missing
-            self._send(out, src, AppendReply(self.config.shard, self.term, False,
-                                             len(self.log)))
+        if m.prev_end > self.end:  # a gap: ask for what is missing
+            self._send(out, src, AppendReply(self.config.shard, self.term, False, self.end))
             return
-        if m.prev_end > 0 and self.log[m.prev_end - 1][0] != m.prev_term:
+        mine = self.term_at(m.prev_end - 1)
+        if mine is not None and mine != m.prev_term:
             # a conflict: our entry there came from a deposed leader; back up one term
             back = m.prev_end - 1
-            bad_term = self.log[back][0]
-            while back > self.commit and self.log[back - 1][0] == bad_term:
+            while back > max(self.commit, self.log_start) and self.term_at(back - 1) == mine:
                 back -= 1
             self._send(out, src, AppendReply(self.config.shard, self.term, False, back))
             return
         pos = m.prev_end
         for entry in m.entries:
-            entry = tuple(entry)
-            if pos < len(self.log):
-                if self.log[pos][0] == entry[0]:
+            if pos < self.log_start:  # compacted here: committed, hence identical
+                pos += 1
+                continue
+            if pos < self.end:
+                if self.term_at(pos) == entry[0]:
                     pos += 1
                     continue  # a duplicate: same position, same term, same entry
                 self._truncate(pos, out)
-            self._append_local(entry, out)  # type: ignore[arg-type]
+            self._append_local(tuple(entry), out)  # type: ignore[arg-type]
             pos += 1
         end = m.prev_end + len(m.entries)
-        if m.commit > self.commit:
+        if m.commit > self.commit and min(m.commit, end) > self.commit:
             self.commit = min(m.commit, end)
-            out.append(DurableWrite("commit", self.commit))
-            self._apply_to(self.commit)
+            out.extend([DurableWrite("commit", self.commit), Sync()])
+            self._apply_safely(self.commit, out)
             out.append(Metric("applied", float(self.applied)))
         self._send(out, src, AppendReply(self.config.shard, self.term, True, end))
 
     def _on_append_reply(self, now: int, src: str, m: AppendReply, out: list) -> None:
         if m.term > self.term:
             self._see_term(m.term, out)
-            self._become_follower()
             return
         if self.role != LEADER or m.term < self.term or src not in self.match:
             return
@@ -340,10 +437,10 @@ class Replica:
         self._send_append(src, out)
 
     def _advance_commit(self, out: list) -> None:
-        ends = sorted([len(self.log)] + [self.match[p] for p in self.peers], reverse=True)
+        ends = sorted([self.end] + [self.match[p] for p in self.peers], reverse=True)
         need = self.majority - (1 if self.config.bug == "majority_one_early" else 0)
         candidate = ends[max(need, 1) - 1]
-        if candidate > self.commit and self.log[candidate - 1][0] == self.term:
+        if candidate > self.commit and self.term_at(candidate - 1) == self.term:
             self.commit = candidate
             out.append(DurableWrite("commit", self.commit))
         self._flush_pending(out)
@@ -354,40 +451,276 @@ class Replica:
         if pos < self.commit:
             raise ProtocolError(f"refusing to truncate committed entries at {pos} "
                                 f"(commit {self.commit})")
-        for p in range(pos, len(self.log)):
+        for p in range(pos, self.end):
             out.append(DurableWrite(("log", p), None))
-        del self.log[pos:]
+        del self.log[pos - self.log_start :]
         if self.applied > pos:
             self._rebuild()
 
-    def _rebuild(self) -> None:
-        self.rebuilds += 1
-        self.index = self.config.index()
-        self.applied = 0
+    # ------------------------------------------------------------------ applying
+
+    def _rebuild(self, count: bool = True) -> None:
+        """The index from the snapshot and the committed log (at start, and after a
+        deposed leader's applied entries were overwritten)."""
+        if count:
+            self.rebuilds += 1
         self.id_pos.clear()
         self.deleted_pos.clear()
-        self._apply_to(min(self.commit, len(self.log)))
+        if self.snap is not None:
+            self.index = VamanaIndex.from_bytes(self.snap[2])
+            self.applied = self.snap[0]
+            self._note_snapshot_ids(self.snap[0])
+        else:
+            self.index = self.config.index()
+            self.applied = 0
+        target = min(self.commit, self.end)
+        if self.config.policy == "replay" and target > self.applied:
+            self._replay_bulk(target)
+        self._apply_to(target)
+
+    def _note_snapshot_ids(self, end: int) -> None:
+        ids = self.index.ids(include_deleted=True)
+        live = set(self.index.ids().tolist())
+        for i in ids.tolist():
+            if i in live:
+                self.id_pos[i] = end - 1
+            else:
+                self.deleted_pos[i] = end - 1
 
     def _apply_to(self, end: int) -> None:
-        """Apply log entries [applied, end) to the index, in one kernel call."""
+        """Apply log entries [applied, end) to the index: deltas in one kernel call;
+        under ``replay``, operations by running them."""
         if end <= self.applied:
             return
+        before = self.index.distance_computations
         deltas: list[EdgeDelta] = []
         for pos in range(self.applied, end):
-            _, kind, body = self.log[pos]
-            if kind != DELTA:
-                continue
-            d = EdgeDelta.from_bytes(body)
-            deltas.append(d)
-            if d.op == "insert" and d.n_new:
-                self.id_pos[int(d.ids[0])] = pos
-            elif d.op == "delete":
-                for i, f in zip(d.ids.tolist(), d.flags.tolist(), strict=True):
-                    if f == 2:
-                        self.deleted_pos.setdefault(i, pos)
+            _, kind, body = self.log[pos - self.log_start]
+            if kind == DELTA:
+                d = EdgeDelta.from_bytes(body)
+                deltas.append(d)
+                if d.op == "insert" and d.n_new:
+                    self.id_pos[int(d.ids[0])] = pos
+                elif d.op == "delete":
+                    for i, f in zip(d.ids.tolist(), d.flags.tolist(), strict=True):
+                        if f == 2:
+                            self.deleted_pos.setdefault(i, pos)
+            elif kind == OP:
+                if deltas:
+                    self.index.apply(deltas)
+                    deltas = []
+                op, id_, vec = msgpack.unpackb(body)
+                if op == "insert":
+                    self.index.insert(id_, np.frombuffer(vec, dtype="<f4"))
+                    self.id_pos[id_] = pos
+                else:
+                    self.index.delete(id_)
+                    self.deleted_pos[id_] = pos
         if deltas:
             self.index.apply(deltas)
         self.applied = end
+        self._work += self.index.distance_computations - before
+
+    def _replay_bulk(self, end: int) -> None:
+        """A ``replay`` replica recovering builds its index in bulk from the vectors in
+        its log, as a vector database re-indexes a segment after a restart: the graph it
+        gets is a different graph from the one sequential inserts gave the others."""
+        live: dict[int, bytes] = {}
+        for pos in range(max(self.applied, self.log_start), end):
+            _, kind, body = self.log[pos - self.log_start]
+            if kind != OP:
+                continue
+            op, id_, vec = msgpack.unpackb(body)
+            if op == "insert":
+                live[id_] = vec
+                self.id_pos[id_] = pos
+            else:
+                live.pop(id_, None)
+                self.deleted_pos[id_] = pos
+        if self.applied == 0 and len(live) > 1:
+            ids = sorted(live)
+            X = np.stack([np.frombuffer(live[i], dtype="<f4") for i in ids])
+            self.index = self.config.index()
+            self.index.build(X, ids)
+            self.applied = end
+            self._work += self.index.distance_computations
+
+    def _apply_safely(self, end: int, out: list) -> None:
+        """Apply; an index that refuses a committed delta was damaged behind the
+        protocol's back: rebuild it from the snapshot and log, and say so."""
+        try:
+            self._apply_to(end)
+        except GraphrepError:
+            out.append(Metric("apply_failures", 1.0))
+            self._rebuild()
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _maybe_snapshot(self, out: list) -> None:
+        every = self.config.snapshot_every
+        if not every or self.commit - self.snap_end < every or self.applied != self.commit:
+            return  # a leader ahead of its commit holds uncommitted state: not a snapshot
+        end = self.commit
+        term = self.term_at(end - 1) or 0
+        self.snap = (end, term, self.index.to_bytes())
+        out.append(DurableWrite("snapshot", self.snap))
+        start = max(self.log_start, end - self.config.log_keep)
+        self._compact(start, out)
+        out.append(Sync())
+        out.append(Metric("snapshots", 1.0))
+
+    def _compact(self, start: int, out: list) -> None:
+        if start <= self.log_start:
+            return
+        self.start_term = self.term_at(start - 1) or 0
+        for p in range(self.log_start, start):
+            out.append(DurableWrite(("log", p), None))
+        del self.log[: start - self.log_start]
+        self.log_start = start
+        out.append(DurableWrite("log_start", start))
+        out.append(DurableWrite("start_term", self.start_term))
+
+    def _send_snapshot_chunk(self, peer: str, out: list) -> None:
+        if self.snap is None:  # cannot happen: the log is compacted only after a snapshot
+            raise ProtocolError("log compacted without a snapshot")
+        end, term, data = self.snap
+        off = self.snap_offset.get(peer, 0)
+        chunk = data[off : off + self.config.snapshot_chunk]
+        self._send(out, peer, Snapshot(self.config.shard, self.term, self.name, end, term, off,
+                                       len(data), chunk))
+        out.append(Metric("snapshot_bytes", float(len(chunk))))
+
+    def _on_snapshot(self, now: int, src: str, m: Snapshot, out: list) -> None:
+        if m.term < self.term:
+            self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, 0))
+            return
+        self._see_term(m.term, out)
+        if self.role != FOLLOWER:
+            self._become_follower()
+        self.leader = src
+        self.heard_at = now
+        if m.end <= self.commit:  # nothing new in it
+            self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, m.total))
+            return
+        inc = self.incoming
+        if inc is None or inc[:3] != (m.end, m.last_term, m.total):
+            inc = self.incoming = (m.end, m.last_term, m.total, bytearray())
+        buf = inc[3]
+        if m.offset == len(buf):
+            buf += m.data
+        if len(buf) >= m.total:
+            self._install(m.end, m.last_term, bytes(buf), out)
+            self.incoming = None
+            self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, m.total))
+            return
+        self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, len(buf)))
+
+    def _install(self, end: int, term: int, data: bytes, out: list) -> None:
+        try:
+            index = VamanaIndex.from_bytes(data)
+        except GraphrepError:
+            out.append(Metric("bad_snapshots", 1.0))
+            return
+        keep_tail = end <= self.end and self.term_at(end - 1) == term
+        tail = self.log[end - self.log_start :] if keep_tail and end >= self.log_start else []
+        for p in range(self.log_start, self.end):
+            out.append(DurableWrite(("log", p), None))
+        self.log = list(tail)
+        for i, entry in enumerate(self.log):
+            out.append(DurableWrite(("log", end + i), entry))
+        self.log_start, self.start_term = end, term
+        self.snap = (end, term, data)
+        self.commit = max(self.commit, end)
+        self.index = index
+        self.applied = end
+        self.id_pos.clear()
+        self.deleted_pos.clear()
+        self._note_snapshot_ids(end)
+        out.extend([DurableWrite("snapshot", self.snap), DurableWrite("log_start", end),
+                    DurableWrite("start_term", term), DurableWrite("commit", self.commit),
+                    Sync(), Metric("snapshot_installs", 1.0)])
+        self._apply_safely(min(self.commit, self.end), out)
+
+    def _on_snapshot_reply(self, now: int, src: str, m: SnapshotReply, out: list) -> None:
+        if m.term > self.term:
+            self._see_term(m.term, out)
+            return
+        if self.role != LEADER or m.term < self.term or src not in self.match:
+            return
+        if self.snap is None or m.end != self.snap[0]:
+            self.snap_offset[src] = 0  # a snapshot we no longer hold: start the new one
+        elif m.offset >= len(self.snap[2]):
+            self.snap_offset[src] = 0
+            self.match[src] = max(self.match[src], m.end)
+            self.next[src] = max(self.next[src], self.match[src])
+            self.progress_at[src] = now
+            self._advance_commit(out)
+        else:
+            self.snap_offset[src] = m.offset
+            self.progress_at[src] = now
+        self._send_append(src, out)
+
+    # ------------------------------------------------------------------ anti-entropy
+
+    def _my_tree(self) -> MerkleTree:
+        if self.tree is None or self.tree[0] != self.applied:
+            ids, hashes = self.index.record_hashes()
+            self.tree = (self.applied, MerkleTree.build(ids, hashes, self.config.tree_leaves))
+        return self.tree[1]
+
+    def _start_anti_entropy(self, out: list) -> None:
+        if self.commit != self.end or self.applied != self.end:
+            return  # compare only committed state the followers can also hold
+        self.tree = None  # the index may have changed in place (a repair, a test)
+        tree = self._my_tree()
+        for p in self.peers:
+            if self.match[p] == self.end:
+                self._send(out, p, TreeRoot(self.config.shard, self.term, self.end, tree.root,
+                                            self.index.entry_id))
+
+    def _on_tree_root(self, now: int, src: str, m: TreeRoot, out: list) -> None:
+        if m.term != self.term or self.role != FOLLOWER or self.applied != m.end:
+            return
+        self.tree = None
+        tree = self._my_tree()
+        if tree.root != m.root or self.index.entry_id != m.entry:
+            self._send(out, src, TreeLeaves(self.config.shard, self.term, m.end,
+                                            list(tree.leaf_hashes)))
+            out.append(Metric("anti_entropy_mismatches", 1.0))
+
+    def _on_tree_leaves(self, now: int, src: str, m: TreeLeaves, out: list) -> None:
+        if m.term != self.term or self.role != LEADER or m.end != self.end \
+                or self.applied != self.end:
+            return
+        mine = self._my_tree().leaf_hashes
+        if len(m.leaves) != len(mine):
+            return
+        leaves = [i for i, (a, b) in enumerate(zip(mine, m.leaves, strict=True)) if a != b]
+        if self.config.bug == "anti_entropy_wrong_range":
+            leaves = [(i + 1) % len(mine) for i in leaves]
+        ids = ids_in_leaves(self.index.ids(include_deleted=True), leaves, len(mine))
+        records = self.index.export_records(ids)
+        data = records.to_bytes()
+        self._send(out, src, Repair(self.config.shard, self.term, m.end, leaves, data,
+                                    self.index.entry_id, self.index.seq))
+        out.append(Metric("repair_bytes", float(len(data))))
+
+    def _on_repair(self, now: int, src: str, m: Repair, out: list) -> None:
+        if m.term != self.term or self.role != FOLLOWER or self.applied != m.end:
+            return
+        try:
+            records = RecordSet.from_bytes(m.records)
+            theirs = set(records.ids.tolist())
+            here = ids_in_leaves(self.index.ids(include_deleted=True), m.leaves,
+                                 self.config.tree_leaves)
+            drop = [i for i in here.tolist() if i not in theirs]
+            self.index.overwrite_records(records, drop, entry_id=m.entry, seq=m.seq)
+        except GraphrepError:
+            out.append(Metric("repair_failures", 1.0))
+            self._rebuild()
+            return
+        self.tree = None
+        out.append(Metric("repaired_records", float(len(records.ids) + len(drop))))
 
     # ------------------------------------------------------------------ elections
 
@@ -421,10 +754,10 @@ class Replica:
         self.timeout = self._draw_timeout()
         out.extend([DurableWrite("term", self.term), DurableWrite("voted_for", self.name),
                     Sync()])
-        last_term = self.log[-1][0] if self.log else 0
+        last_term = self.term_at(self.end - 1) or 0
         for p in self.peers:
             self._send(out, p, RequestVote(self.config.shard, self.term, self.name,
-                                           len(self.log), last_term))
+                                           self.end, last_term))
         if len(self.votes) >= self.majority:  # a shard of one
             self._become_leader(now, out)
 
@@ -433,8 +766,8 @@ class Replica:
         if self.role == LEADER:
             granted = False
         else:
-            last_term = self.log[-1][0] if self.log else 0
-            up_to_date = (m.last_term, m.last_end) >= (last_term, len(self.log))
+            last_term = self.term_at(self.end - 1) or 0
+            up_to_date = (m.last_term, m.last_end) >= (last_term, self.end)
             granted = (m.term == self.term and self.voted_for in (None, m.candidate)
                        and up_to_date)
         if granted:
@@ -448,7 +781,6 @@ class Replica:
     def _on_vote(self, now: int, src: str, m: VoteReply, out: list) -> None:
         if m.term > self.term:
             self._see_term(m.term, out)
-            self._become_follower()
             return
         if self.role != CANDIDATE or m.term != self.term or not m.granted:
             return
@@ -459,13 +791,14 @@ class Replica:
     def _become_leader(self, now: int, out: list) -> None:
         self.role = LEADER
         self.leader = self.name
-        self._apply_to(len(self.log))  # the leader's index reflects its whole log
+        self._apply_to(self.end)  # the leader's index reflects its whole log
         for p in self.peers:
-            self.next[p] = len(self.log)
+            self.next[p] = self.end
             self.match[p] = 0
             self.progress_at[p] = now
+            self.snap_offset[p] = 0
         self._append_local((self.term, NOOP, b""), out)
-        self.applied = len(self.log)
+        self.applied = self.end
         out.append(Metric("leader_elected", float(self.term)))
         for p in self.peers:
             self._send_append(p, out)
@@ -484,6 +817,11 @@ class Replica:
         AppendReply: _on_append_reply,
         RequestVote: _on_request_vote,
         VoteReply: _on_vote,
+        Snapshot: _on_snapshot,
+        SnapshotReply: _on_snapshot_reply,
+        TreeRoot: _on_tree_root,
+        TreeLeaves: _on_tree_leaves,
+        Repair: _on_repair,
         WriteReply: lambda self, now, src, m, out: None,
         SearchReply: lambda self, now, src, m, out: None,
     }

@@ -16,7 +16,7 @@ write, or ``settle_ns`` passes.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ __all__ = ["NEMESES", "POLICIES", "ClusterConfig", "run_cluster"]
 
 MS = 1_000_000
 NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed")
-POLICIES = ("leader",)
+POLICIES = ("leader", "replay")
 CONCERNS = ("one", "majority", "all")
 
 
@@ -64,8 +64,12 @@ class ClusterConfig:
     reorder: float = 0.0
     """Probability that a message is held back so that later ones overtake it."""
     settle_ns: int = 60_000 * MS
+    snapshot_every: int = 2048
+    log_keep: int = 512
     R: int = 16
     L: int = 48
+    search_L: int = 0
+    """Beam width of the recall and agreement queries (0: ``L``)."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -225,15 +229,26 @@ def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> in
     return kills
 
 
-def run_cluster(cfg: ClusterConfig) -> dict[str, Any]:
-    """Run one cluster and return its summary (see the module docstring)."""
+def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
+                actions: Sequence[tuple[int, Callable[[Simulation], None]]] = (),
+                min_settle_ns: int = 0) -> dict[str, Any]:
+    """Run one cluster and return its summary (see the module docstring).
+
+    ``schedule`` replaces the named nemesis with explicit faults (plain data: a test or a
+    Hypothesis strategy writes them; every fault is still undone before settling).
+    ``actions`` are ``(time_ns, call)`` pairs run at those virtual times, for scenarios
+    that reach into a replica (corrupting its index, say). ``min_settle_ns`` keeps the
+    cluster running at least that long after the heal, so that periodic work such as
+    anti-entropy gets its turn.
+    """
     names = [f"r{i}" for i in range(cfg.nodes)]
     vectors, queries = gmm_dataset(max(cfg.writes, 1), max(cfg.queries, 1), cfg.dim,
                                    n_clusters=16, seed=cfg.seed)
     vectors = np.ascontiguousarray(vectors[: cfg.writes], dtype=np.float32)
     queries = np.ascontiguousarray(queries[: cfg.queries], dtype=np.float32)
     rcfg = ReplicaConfig(replicas=tuple(names), dim=cfg.dim, R=cfg.R, L=cfg.L,
-                         index_seed=cfg.seed)
+                         index_seed=cfg.seed, policy=cfg.policy,
+                         snapshot_every=cfg.snapshot_every, log_keep=cfg.log_keep)
     net = NetworkConfig(default=cfg.latency, duplicate=cfg.duplicate, reorder=cfg.reorder)
     sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}
@@ -250,12 +265,17 @@ def run_cluster(cfg: ClusterConfig) -> dict[str, Any]:
 
     write_end = cfg.write_interval_ns * (cfg.writes + cfg.deletes + 10) + 500 * MS
     fault_start = 300 * MS
-    if cfg.nemesis == "leader-kill":
+    if schedule is not None:
+        apply_schedule(sim, list(schedule))
+        n_faults = len(schedule)
+    elif cfg.nemesis == "leader-kill":
         n_faults = _leader_kills(sim, names, fault_start, write_end)
     else:
-        schedule = _schedule(cfg, sim, names, fault_start, write_end)
-        apply_schedule(sim, schedule)
-        n_faults = len(schedule)
+        drawn = _schedule(cfg, sim, names, fault_start, write_end)
+        apply_schedule(sim, drawn)
+        n_faults = len(drawn)
+    for time_ns, call in actions:
+        sim.at(time_ns, call)
     sim.run_until(write_end)
     # undo every fault, then let the cluster converge
     heal_at = sim.now
@@ -267,6 +287,10 @@ def run_cluster(cfg: ClusterConfig) -> dict[str, Any]:
     deadline = heal_at + cfg.settle_ns
     sim.run_until(lambda s: s.now >= deadline or _settled(s, names, client))
     converged_at = sim.now if _settled(sim, names, client) else None
+    if min_settle_ns and sim.now < heal_at + min_settle_ns:
+        sim.run_until(heal_at + min_settle_ns)
+        if not _settled(sim, names, client):
+            converged_at = None
     summary = _summary(cfg, sim, names, client, vectors, queries, heal_at, converged_at)
     summary["faults"] = n_faults
     return summary
@@ -279,8 +303,8 @@ def _settled(sim: Simulation, names: list[str], client: Client) -> bool:
     leaders = [r for r in reps if r is not None and r.role == LEADER]
     if len(leaders) != 1 or any(r is None for r in reps):
         return False
-    end = len(leaders[0].log)
-    return all(len(r.log) == end and r.commit == end and r.applied == end for r in reps)
+    end = leaders[0].end
+    return all(r.end == end and r.commit == end and r.applied == end for r in reps)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -315,9 +339,9 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
                      if row["src"] in replica_set and row["dst"] in replica_set)
     metrics = sim.metric_columns()
     vec_b = sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
-                if k == "delta_bytes_vector")
+                if k == "entry_bytes_vector")
     edge_b = sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
-                 if k == "delta_bytes_edges")
+                 if k == "entry_bytes_edges")
     followers = max(cfg.nodes - 1, 0)
     per = max(inserts, 1)
     # deltas are shipped once per follower (retransmissions count as metadata + repair)
@@ -333,15 +357,14 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
         gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
         results = {}
         for n, r in reps.items():
-            ids, _ = r.index.search(queries, k=10, L=cfg.L)
+            ids, _ = r.index.search(queries, k=10, L=cfg.search_L or cfg.L)
             results[n] = ids
             recall[n] = float(np.mean([len(set(ids[i].tolist()) & set(gt[i].tolist())) / 10
                                        for i in range(len(queries))]))
         first = results[names[0]]
         agreement = float(np.mean([all(np.array_equal(results[n][i], first[i]) for n in names)
                                    for i in range(len(queries))]))
-    dist = sum(r.index.stats()["counters"]["insert"]["distance_computations"]
-               for n, r in reps.items() if r is not None and r.role != LEADER)
+    dist = _metric_sum(metrics, "replica_distance_computations")
     return {
         "policy": cfg.policy, "seed": cfg.seed, "nemesis": cfg.nemesis,
         "converged": converged, "digests": digests,
@@ -356,10 +379,18 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
         "recall_at_10": recall, "topk_agreement": agreement,
         "protocol_errors": int(sum(1 for k in metrics["name"] if k == "protocol_errors")),
         "elections": int(sum(1 for k in metrics["name"] if k == "leader_elected")),
+        **{name: _metric_sum(metrics, name) for name in (
+            "snapshots", "snapshot_installs", "snapshot_bytes", "anti_entropy_mismatches",
+            "repaired_records", "repair_bytes", "apply_failures", "repair_failures")},
         "virtual_duration_ms": sim.now / MS, "events": sim.events_processed,
         "delivered": sim.delivered, "dropped": sim.dropped,
         "trace_hash": sim.trace.hash(), "config": _jsonable(asdict(cfg)),
     }
+
+
+def _metric_sum(metrics: dict[str, list], name: str) -> float:
+    return float(sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
+                     if k == name))
 
 
 def _lag(sim: Simulation, names: list[str]) -> dict[str, float]:
