@@ -172,6 +172,7 @@ class Replica:
         self.progress_at: dict[str, int] = {}
         self.snap_offset: dict[str, int] = {}
         self.incoming: tuple[int, int, int, bytearray] | None = None  # snapshot being received
+        self.early: dict[int, Append] = {}  # appends that arrived before a gap, by prev_end
         self.votes: set[str] = set()
         self.pending: list[tuple[int, str, int, str]] = []  # (pos, client, req, concern)
         self.heard_at = 0
@@ -384,7 +385,14 @@ class Replica:
             self._become_follower()
         self.leader = src
         self.heard_at = now
-        if m.prev_end > self.end:  # a gap: ask for what is missing
+        if m.prev_end > self.end:
+            if m.entries and len(self.early) < self.config.window:
+                # most likely overtaken by a later message (the network reorders): keep
+                # it until the missing entries arrive. If they were lost, the leader's
+                # retransmission timer resends them, since nothing past them is acked.
+                self.early[m.prev_end] = m
+                return
+            # a heartbeat past our end, or too much held back: ask for the missing range
             self._send(out, src, AppendReply(self.config.shard, self.term, False, self.end))
             return
         mine = self.term_at(m.prev_end - 1)
@@ -414,6 +422,9 @@ class Replica:
             self._apply_safely(self.commit, out)
             out.append(Metric("applied", float(self.applied)))
         self._send(out, src, AppendReply(self.config.shard, self.term, True, end))
+        held = self.early.pop(self.end, None)
+        if held is not None and held.term == self.term:
+            self._on_append(now, src, held, out)  # the gap it waited on is filled
 
     def _on_append_reply(self, now: int, src: str, m: AppendReply, out: list) -> None:
         if m.term > self.term:
@@ -537,7 +548,7 @@ class Replica:
             else:
                 live.pop(id_, None)
                 self.deleted_pos[id_] = pos
-        if self.applied == 0 and len(live) > 1:
+        if self.snap is None and len(live) > 1:
             ids = sorted(live)
             X = np.stack([np.frombuffer(live[i], dtype="<f4") for i in ids])
             self.index = self.config.index()
@@ -739,6 +750,7 @@ class Replica:
             self._become_follower()
 
     def _become_follower(self) -> None:
+        self.early.clear()
         if self.role == LEADER:
             self.pending = []  # clients retry; their writes may or may not survive
         self.role = FOLLOWER

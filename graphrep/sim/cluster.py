@@ -16,6 +16,7 @@ write, or ``settle_ns`` passes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -113,10 +114,10 @@ class Client(BaseProcess):
         """Inserts in id order; a delete of an earlier id after every few inserts."""
         cfg = self.cfg
         plan: list[tuple[str, int]] = []
-        dels = [int(i) for i in delete_order[: cfg.deletes]]
+        dels = [cfg.initial + int(i) for i in delete_order[: cfg.deletes]]
         every = max(1, cfg.writes // max(cfg.deletes, 1))
         pending_dels = sorted(dels)
-        for i in range(cfg.writes):
+        for i in range(cfg.initial, cfg.initial + cfg.writes):
             plan.append(("insert", i))
             if (i + 1) % every == 0 and pending_dels and pending_dels[0] < i - 8:
                 plan.append(("delete", pending_dels.pop(0)))
@@ -231,7 +232,7 @@ def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> in
 
 def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
                 actions: Sequence[tuple[int, Callable[[Simulation], None]]] = (),
-                min_settle_ns: int = 0) -> dict[str, Any]:
+                min_settle_ns: int = 0, bootstrap: bytes | None = None) -> dict[str, Any]:
     """Run one cluster and return its summary (see the module docstring).
 
     ``schedule`` replaces the named nemesis with explicit faults (plain data: a test or a
@@ -240,11 +241,18 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     that reach into a replica (corrupting its index, say). ``min_settle_ns`` keeps the
     cluster running at least that long after the heal, so that periodic work such as
     anti-entropy gets its turn.
+
+    With ``cfg.initial`` > 0 every replica starts from the same index of ``initial``
+    vectors (ids 0..initial-1), given as a bootstrap snapshot at log position 0, and
+    the workload inserts the next ``writes`` ids. ``bootstrap`` passes that index's
+    bytes (``VamanaIndex.to_bytes``) when the caller has built it already (the
+    benchmark reuses one across runs); otherwise it is built here.
     """
     names = [f"r{i}" for i in range(cfg.nodes)]
-    vectors, queries = gmm_dataset(max(cfg.writes, 1), max(cfg.queries, 1), cfg.dim,
-                                   n_clusters=16, seed=cfg.seed)
-    vectors = np.ascontiguousarray(vectors[: cfg.writes], dtype=np.float32)
+    n_base = cfg.initial + cfg.writes
+    vectors, queries = gmm_dataset(max(n_base, 1), max(cfg.queries, 1), cfg.dim,
+                                   n_clusters=16 if n_base < 20_000 else 100, seed=cfg.seed)
+    vectors = np.ascontiguousarray(vectors[:n_base], dtype=np.float32)
     queries = np.ascontiguousarray(queries[: cfg.queries], dtype=np.float32)
     rcfg = ReplicaConfig(replicas=tuple(names), dim=cfg.dim, R=cfg.R, L=cfg.L,
                          index_seed=cfg.seed, policy=cfg.policy,
@@ -252,10 +260,23 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     net = NetworkConfig(default=cfg.latency, duplicate=cfg.duplicate, reorder=cfg.reorder)
     sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}
+    base: dict[Hashable, Any] = {}
+    if cfg.initial:
+        if bootstrap is None:
+            index = rcfg.index()
+            index.build(vectors[: cfg.initial], np.arange(cfg.initial))
+            bootstrap = index.to_bytes()
+        base = {"snapshot": (0, 0, bootstrap)}
+    cpu = {n: 0.0 for n in names}
+    apply_cpu = {n: 0.0 for n in names}
 
     def replica_factory(name: str, disk: Mapping[Hashable, Any]) -> Replica:
         restarts[name] += 1
-        return Replica(name, disk, rcfg, sim.rng(f"replica:{name}:{restarts[name]}"))
+        t0 = time.process_time()
+        r = TimedReplica(name, {**base, **disk}, rcfg,
+                         sim.rng(f"replica:{name}:{restarts[name]}"), cpu, apply_cpu)
+        cpu[name] += time.process_time() - t0
+        return r
 
     for n in names:
         sim.add_node(n, replica_factory)
@@ -276,6 +297,7 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
         n_faults = len(drawn)
     for time_ns, call in actions:
         sim.at(time_ns, call)
+    t_run = time.process_time()
     sim.run_until(write_end)
     # undo every fault, then let the cluster converge
     heal_at = sim.now
@@ -287,13 +309,64 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     deadline = heal_at + cfg.settle_ns
     sim.run_until(lambda s: s.now >= deadline or _settled(s, names, client))
     converged_at = sim.now if _settled(sim, names, client) else None
+    sim_cpu = time.process_time() - t_run
     if min_settle_ns and sim.now < heal_at + min_settle_ns:
         sim.run_until(heal_at + min_settle_ns)
         if not _settled(sim, names, client):
             converged_at = None
     summary = _summary(cfg, sim, names, client, vectors, queries, heal_at, converged_at)
     summary["faults"] = n_faults
+    summary["cpu_s"] = {n: round(v, 3) for n, v in cpu.items()}
+    summary["apply_cpu_s"] = {n: round(v, 3) for n, v in apply_cpu.items()}
+    summary["sim_cpu_s"] = round(sim_cpu, 3)  # the engine and every process, to convergence
     return summary
+
+
+class TimedReplica(Replica):
+    """A replica whose callbacks' CPU time (``time.process_time``) adds up per node in
+    the dict ``cpu``, and the part spent applying the log (the replica's replication
+    work) in ``apply_cpu``; measuring reads the clock but changes nothing in the run."""
+
+    def __init__(self, name: str, disk: Mapping[Hashable, Any], config: ReplicaConfig,
+                 rng: np.random.Generator, cpu: dict[str, float],
+                 apply_cpu: dict[str, float]) -> None:
+        self.cpu, self.apply_cpu = cpu, apply_cpu
+        super().__init__(name, disk, config, rng)
+
+    def on_start(self, now: int) -> list:
+        t0 = time.process_time()
+        try:
+            return super().on_start(now)
+        finally:
+            self.cpu[self.name] += time.process_time() - t0
+
+    def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
+        t0 = time.process_time()
+        try:
+            return super().on_message(now, src, payload, size)
+        finally:
+            self.cpu[self.name] += time.process_time() - t0
+
+    def on_timer(self, now: int, name: Hashable) -> list:
+        t0 = time.process_time()
+        try:
+            return super().on_timer(now, name)
+        finally:
+            self.cpu[self.name] += time.process_time() - t0
+
+    def _apply_to(self, end: int) -> None:
+        t0 = time.process_time()
+        try:
+            super()._apply_to(end)
+        finally:
+            self.apply_cpu[self.name] += time.process_time() - t0
+
+    def _replay_bulk(self, end: int) -> None:
+        t0 = time.process_time()
+        try:
+            super()._replay_bulk(end)
+        finally:
+            self.apply_cpu[self.name] += time.process_time() - t0
 
 
 def _settled(sim: Simulation, names: list[str], client: Client) -> bool:

@@ -52,9 +52,21 @@ def test_a_stale_term_is_refused_and_changes_nothing():
 
 def test_a_gap_asks_for_the_missing_range():
     b = replica()
-    out = b.on_message(0, "a", encode(Append(0, 1, "a", 4, 1, [(1, DELTA, b"x")], 0)), 0)
-    assert b.log == []
+    out = b.on_message(0, "a", encode(Append(0, 1, "a", 4, 1, [], 0)), 0)  # a heartbeat
     assert sent(out) == [("a", AppendReply(0, 1, False, 0))]
+
+
+def test_an_overtaking_append_waits_for_the_gap_to_fill():
+    a, _ = leader_with_writes(4)
+    first = Append(0, a.term, "a", 0, 0, list(a.log[:3]), 0)
+    second = Append(0, a.term, "a", 3, a.log[2][0], list(a.log[3:]), len(a.log))
+    b = replica()
+    assert sent(b.on_message(0, "a", encode(second), 0)) == []  # held, not refused
+    assert b.log == []
+    out = b.on_message(1, "a", encode(first), 0)
+    assert [m for _, m in sent(out)] == [AppendReply(0, a.term, True, 3),
+                                         AppendReply(0, a.term, True, 5)]
+    assert b.end == 5 and b.index.digest() == a.index.digest()
 
 
 def test_followers_apply_committed_deltas_and_recover_them_from_disk():
