@@ -67,6 +67,7 @@ class ClusterConfig:
     settle_ns: int = 60_000 * MS
     snapshot_every: int = 2048
     log_keep: int = 512
+    apply_batch: int = 1
     R: int = 16
     L: int = 48
     search_L: int = 0
@@ -256,7 +257,8 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     queries = np.ascontiguousarray(queries[: cfg.queries], dtype=np.float32)
     rcfg = ReplicaConfig(replicas=tuple(names), dim=cfg.dim, R=cfg.R, L=cfg.L,
                          index_seed=cfg.seed, policy=cfg.policy,
-                         snapshot_every=cfg.snapshot_every, log_keep=cfg.log_keep)
+                         snapshot_every=cfg.snapshot_every, log_keep=cfg.log_keep,
+                         apply_batch=cfg.apply_batch)
     net = NetworkConfig(default=cfg.latency, duplicate=cfg.duplicate, reorder=cfg.reorder)
     sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}
