@@ -128,8 +128,6 @@ class ReplicaConfig:
     tree_leaves: int = 256
     search_L: int = 64
     index_seed: int = 0
-    bug: str = ""
-    """A planted bug, for the specification's mutation tests only (empty: none)."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -370,8 +368,6 @@ class Replica:
         if nxt < self.log_start:
             self._send_snapshot_chunk(peer, out)
             return
-        if self.config.bug == "no_retransmit" and nxt < self.match[peer]:
-            return
         stop = min(self.end, nxt + self.config.max_batch,
                    self.match[peer] + self.config.window)
         if stop <= nxt and not heartbeat:
@@ -383,7 +379,7 @@ class Replica:
         self.next[peer] = max(nxt, stop)
 
     def _on_append(self, now: int, src: str, m: Append, out: list) -> None:
-        if m.term < self.term and self.config.bug != "accept_stale_term":
+        if m.term < self.term:
             self._send(out, src, AppendReply(self.config.shard, self.term, False, -1))
             return
         self._see_term(m.term, out)
@@ -455,8 +451,7 @@ class Replica:
 
     def _advance_commit(self, out: list) -> None:
         ends = sorted([self.end] + [self.match[p] for p in self.peers], reverse=True)
-        need = self.majority - (1 if self.config.bug == "majority_one_early" else 0)
-        candidate = ends[max(need, 1) - 1]
+        candidate = ends[self.majority - 1]
         if candidate > self.commit and self.term_at(candidate - 1) == self.term:
             self.commit = candidate
             out.append(DurableWrite("commit", self.commit))
@@ -720,8 +715,6 @@ class Replica:
         if len(m.leaves) != len(mine):
             return
         leaves = [i for i, (a, b) in enumerate(zip(mine, m.leaves, strict=True)) if a != b]
-        if self.config.bug == "anti_entropy_wrong_range":
-            leaves = [(i + 1) % len(mine) for i in leaves]
         ids = ids_in_leaves(self.index.ids(include_deleted=True), leaves, len(mine))
         records = self.index.export_records(ids)
         data = records.to_bytes()

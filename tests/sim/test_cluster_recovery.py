@@ -50,6 +50,10 @@ def test_anti_entropy_finds_and_repairs_a_corrupted_replica():
     s = run_cluster(cfg, actions=[(end_of_writes, corrupt)], min_settle_ns=3_000 * MS)
     check_invariants(s)
     assert s["anti_entropy_mismatches"] >= 1 and 0 < s["repaired_records"] < 20
+    # the same corruption with anti-entropy off stays: the convergence check catches it
+    off = run_cluster(dataclasses.replace(cfg, anti_entropy_ticks=0),
+                      actions=[(end_of_writes, corrupt)], min_settle_ns=3_000 * MS)
+    assert len(set(off["digests"].values())) == 2 and not off["converged"]
 
 
 def test_a_replica_rolled_back_behind_the_protocols_back_recovers():
