@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_sim_example)
     c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
                        "summary (exit 0 if converged with no lost write)")
-    c.add_argument("--policy", default="leader", help="replication policy (leader)")
+    c.add_argument("--policy", default="leader",
+                   help="leader (edge deltas), replay (every replica inserts) or snapshot "
+                   "(the leader ships its whole index periodically)")
     c.add_argument("--nodes", type=int, default=3, help="replicas of the shard")
     c.add_argument("--writes", type=int, default=500, help="inserts")
     c.add_argument("--deletes", type=int, default=50, help="deletes of inserted ids")

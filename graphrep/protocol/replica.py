@@ -89,7 +89,7 @@ from graphrep.sansio import DurableWrite, Metric, Send, SetTimer, Sync
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig"]
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
-POLICIES = ("leader", "replay")
+POLICIES = ("leader", "replay", "snapshot")
 CONCERNS = ("one", "majority", "all")
 MS = 1_000_000
 
@@ -123,6 +123,8 @@ class ReplicaConfig:
     log_keep: int = 512
     """Entries kept before the latest snapshot, for followers slightly behind."""
     snapshot_chunk: int = 256 * 1024
+    snapshot_ticks: int = 100
+    """Under the ``snapshot`` policy: ticks between the leader's full-index snapshots."""
     anti_entropy_ticks: int = 50
     """Ticks between anti-entropy rounds of a quiet leader (0: off)."""
     tree_leaves: int = 256
@@ -175,6 +177,7 @@ class Replica:
         self.snap_offset: dict[str, int] = {}
         self.incoming: tuple[int, int, int, bytearray] | None = None  # snapshot being received
         self.early: dict[int, Append] = {}  # appends that arrived before a gap, by prev_end
+        self.snapshot_due: set[str] = set()  # followers owed the latest full snapshot
         self.votes: set[str] = set()
         self.pending: list[tuple[int, str, int, str]] = []  # (pos, client, req, concern)
         self.heard_at = 0
@@ -225,7 +228,7 @@ class Replica:
         if self.role == LEADER:
             for p in self.peers:
                 stalled = now - self.progress_at[p] >= self.config.retransmit_ns
-                if self.next[p] < self.log_start:
+                if self.next[p] < self.log_start or p in self.snapshot_due:
                     # a snapshot in transfer moves on replies; resend a chunk only when
                     # the last one seems lost (it is large: no resend every tick)
                     if stalled:
@@ -292,7 +295,7 @@ class Replica:
         except GraphrepError as exc:
             self._reply(out, src, m.req, "error", error=f"{type(exc).__name__}: {exc}")
             return
-        if self.config.policy == "replay":
+        if self.config.policy != "leader":
             body = msgpack.packb([m.op, m.id, m.vector], use_bin_type=True)
             entry: Entry = (self.term, OP, body)
             out.append(Metric("entry_bytes_vector", float(len(m.vector))))
@@ -365,7 +368,7 @@ class Replica:
 
     def _send_append(self, peer: str, out: list, heartbeat: bool = False) -> None:
         nxt = self.next[peer]
-        if nxt < self.log_start:
+        if nxt < self.log_start or peer in self.snapshot_due:
             self._send_snapshot_chunk(peer, out)
             return
         stop = min(self.end, nxt + self.config.max_batch,
@@ -422,7 +425,7 @@ class Replica:
             self.commit = min(m.commit, end)
             out.extend([DurableWrite("commit", self.commit), Sync()])
             if self.commit - self.applied >= self.config.apply_batch:
-                self._catch_up(out)
+                self._catch_up(out)  # (under snapshot: a no-op)
         self._send(out, src, AppendReply(self.config.shard, self.term, True, end))
         held = self.early.pop(self.end, None)
         if held is not None and held.term == self.term:
@@ -485,6 +488,8 @@ class Replica:
         else:
             self.index = self.config.index()
             self.applied = 0
+        if self.config.policy == "snapshot" and self.role != LEADER:
+            return  # its index is whatever snapshot it was last sent
         target = min(self.commit, self.end)
         if self.config.policy == "replay" and target > self.applied:
             self._replay_bulk(target)
@@ -558,7 +563,11 @@ class Replica:
             self._work += self.index.distance_computations
 
     def _catch_up(self, out: list) -> None:
-        """Apply every committed entry not applied yet (a follower's read path)."""
+        """Apply every committed entry not applied yet (a follower's read path).
+        Under ``snapshot`` followers only store the log: their index changes only when
+        a snapshot arrives."""
+        if self.config.policy == "snapshot":
+            return
         if self.role != LEADER and self.applied < self.commit:
             self._apply_safely(self.commit, out)
             out.append(Metric("applied", float(self.applied)))
@@ -575,15 +584,28 @@ class Replica:
     # ------------------------------------------------------------------ snapshots
 
     def _maybe_snapshot(self, out: list) -> None:
-        every = self.config.snapshot_every
-        if not every or self.commit - self.snap_end < every or self.applied != self.commit:
+        if self.applied != self.commit or self.commit <= self.snap_end:
             return  # a leader ahead of its commit holds uncommitted state: not a snapshot
+        if self.config.policy == "snapshot":
+            # the baseline: the leader ships its whole index every snapshot_ticks
+            if self.role != LEADER or self.ticks % self.config.snapshot_ticks:
+                return
+            keep = 0  # every follower then needs the snapshot
+        else:
+            every = self.config.snapshot_every
+            if not every or self.commit - self.snap_end < every:
+                return
+            keep = self.config.log_keep
         end = self.commit
         term = self.term_at(end - 1) or 0
         self.snap = (end, term, self.index.to_bytes())
         out.append(DurableWrite("snapshot", self.snap))
-        start = max(self.log_start, end - self.config.log_keep)
+        start = max(self.log_start, end - keep)
         self._compact(start, out)
+        if self.config.policy == "snapshot":
+            self.snapshot_due = set(self.peers)
+            for p in self.peers:
+                self.snap_offset[p] = 0
         out.append(Sync())
         out.append(Metric("snapshots", 1.0))
 
@@ -617,7 +639,7 @@ class Replica:
             self._become_follower()
         self.leader = src
         self.heard_at = now
-        if m.end <= self.commit:  # nothing new in it
+        if m.end <= self.applied:  # nothing new in it
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, m.total))
             return
         inc = self.incoming
@@ -669,6 +691,7 @@ class Replica:
             self.snap_offset[src] = 0  # a snapshot we no longer hold: start the new one
         elif m.offset >= len(self.snap[2]):
             self.snap_offset[src] = 0
+            self.snapshot_due.discard(src)
             self.match[src] = max(self.match[src], m.end)
             self.next[src] = max(self.next[src], self.match[src])
             self.progress_at[src] = now

@@ -38,7 +38,7 @@ __all__ = ["NEMESES", "POLICIES", "ClusterConfig", "run_cluster"]
 
 MS = 1_000_000
 NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed")
-POLICIES = ("leader", "replay")
+POLICIES = ("leader", "replay", "snapshot")
 CONCERNS = ("one", "majority", "all")
 
 

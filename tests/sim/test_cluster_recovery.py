@@ -85,3 +85,11 @@ def test_replay_drifts_where_edge_deltas_do_not():
     assert replay["topk_agreement"] < 1.0
     assert replay["replica_distance_computations_per_insert"] > 0
     assert leader["replica_distance_computations_per_insert"] == 0
+
+
+def test_the_snapshot_baseline_ships_whole_indexes_and_converges():
+    common = dict(writes=200, deletes=10, seed=5, queries=30, nemesis="crashes")
+    snap = run_cluster(ClusterConfig(policy="snapshot", **common))
+    check_invariants(snap)
+    assert snap["snapshot_installs"] >= 2 and snap["snapshot_bytes"] > 0
+    assert snap["replica_distance_computations_per_insert"] == 0
