@@ -7,7 +7,9 @@ nemeses (``none`` and ``partitions``), once per policy:
 
 - ``leader``: the leader ships edge deltas; followers apply them (graphrep's design);
 - ``replay``: the leader ships the operations; every follower runs the insert itself
-  (what Qdrant, Weaviate and Milvus do).
+  (what Qdrant, Weaviate and Milvus do);
+- ``snapshot``: followers store the operations (for acknowledgements) and install the
+  leader's whole index, shipped every second.
 
 Per run: bytes per insert by part (replica-to-replica traffic only), replica distance
 computations and replica CPU seconds per insert (time spent applying the log on every
@@ -50,7 +52,7 @@ from graphrep.protocol.replica import ReplicaConfig  # noqa: E402
 from graphrep.sim.cluster import ClusterConfig, run_cluster  # noqa: E402
 
 RESULTS = ROOT / "results"
-POLICIES = ("leader", "replay")
+POLICIES = ("leader", "replay", "snapshot")
 NEMESES = ("none", "partitions")
 
 
