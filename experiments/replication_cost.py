@@ -9,7 +9,7 @@ nemeses (``none`` and ``partitions``), once per policy:
 - ``replay``: the leader ships the operations; every follower runs the insert itself
   (what Qdrant, Weaviate and Milvus do);
 - ``snapshot``: followers store the operations (for acknowledgements) and install the
-  leader's whole index, shipped every second.
+  leader's whole index, shipped every 5 virtual seconds.
 
 Per run: bytes per insert by part (replica-to-replica traffic only), replica distance
 computations and replica CPU seconds per insert (time spent applying the log on every
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     base = dict(nodes=3, writes=args.writes, deletes=0, dim=args.dim, initial=args.initial,
                 queries=args.queries, seed=args.seed, R=args.R, L=args.L, concern="majority",
                 write_interval_ns=1_000_000, max_outstanding=64, snapshot_every=0,
-                apply_batch=args.apply_batch)
+                apply_batch=args.apply_batch, snapshot_ticks=500)
 
     # the common starting index, built once
     probe = ClusterConfig(**base)

@@ -69,6 +69,7 @@ class ClusterConfig:
     log_keep: int = 512
     apply_batch: int = 1
     anti_entropy_ticks: int = 50
+    snapshot_ticks: int = 100
     R: int = 16
     L: int = 48
     search_L: int = 0
@@ -260,7 +261,8 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
                          index_seed=cfg.seed, policy=cfg.policy,
                          snapshot_every=cfg.snapshot_every, log_keep=cfg.log_keep,
                          apply_batch=cfg.apply_batch,
-                         anti_entropy_ticks=cfg.anti_entropy_ticks)
+                         anti_entropy_ticks=cfg.anti_entropy_ticks,
+                         snapshot_ticks=cfg.snapshot_ticks)
     net = NetworkConfig(default=cfg.latency, duplicate=cfg.duplicate, reorder=cfg.reorder)
     sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}
