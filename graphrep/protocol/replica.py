@@ -679,7 +679,8 @@ class Replica:
         out.extend([DurableWrite("snapshot", self.snap), DurableWrite("log_start", end),
                     DurableWrite("start_term", term), DurableWrite("commit", self.commit),
                     Sync(), Metric("snapshot_installs", 1.0)])
-        self._apply_safely(min(self.commit, self.end), out)
+        self._catch_up(out)
+        out.append(Metric("applied", float(self.applied)))
 
     def _on_snapshot_reply(self, now: int, src: str, m: SnapshotReply, out: list) -> None:
         if m.term > self.term:

@@ -374,6 +374,13 @@ class TimedReplica(Replica):
         finally:
             self.apply_cpu[self.name] += time.process_time() - t0
 
+    def _install(self, end: int, term: int, data: bytes, out: list) -> None:
+        t0 = time.process_time()
+        try:
+            super()._install(end, term, data, out)
+        finally:
+            self.apply_cpu[self.name] += time.process_time() - t0
+
 
 def _settled(sim: Simulation, names: list[str], client: Client) -> bool:
     if not client.done:
