@@ -1,6 +1,8 @@
 # Two commands on a fresh machine (Python >= 3.11 and the package registries):
 #   make demo   the main job: build, mutate and replicate an index; summary + plot
 #   make test   the whole test suite
+# Optional: make fast-sim   compiles the simulator's event loop with mypyc (needs a C
+# compiler); everything works without it, only slower (graphrep/sim/build_fast.py).
 # Each creates (or reuses) the virtual environment .venv and installs what it needs.
 
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean fast-sim
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,5 +30,10 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+fast-sim: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fast]'
+	$(BIN)/python -m graphrep.sim.build_fast
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis results
+	rm -f graphrep/sim/_loop_compiled*.so

@@ -18,6 +18,10 @@ mean 10 ms; count deliveries per wall-clock second until ``--deliveries`` (defau
   numpy batches. The run stops with ``max_events`` (deliveries + the 5 ``on_start``
   events), so no per-event predicate is paid.
 - ``graphrep_send``: the same with a ``Send(to, payload)`` object built per message.
+- ``graphrep_pure``: ``graphrep`` with ``GRAPHREP_SIM_PURE=1``, run only where the
+  optional compiled event loop is built (``make fast-sim``): the plain-Python loop,
+  for comparison. Which loop each graphrep engine ran is reported as ``variant``
+  (``"mypyc"`` or ``"python"``).
 - ``simpy_callback``: SimPy, one ``env.timeout`` plus one callback per message.
 - ``simpy_process``: idiomatic SimPy: a ``Store`` inbox and a receiving process per
   node, and one process per message in transit (timeout, then ``put``).
@@ -46,6 +50,7 @@ import argparse
 import importlib.util
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -63,7 +68,9 @@ MEAN_LATENCY_NS = 10_000_000
 BATCH = 1024
 SEED = 7
 REPEATS = 3
-ENGINES = ("graphrep", "graphrep_send", "simpy_callback", "simpy_process", "bare_heapq")
+ENGINES = ("graphrep", "graphrep_send", "graphrep_pure", "simpy_callback", "simpy_process",
+           "bare_heapq")
+GRAPHREP_ENGINES = ("graphrep", "graphrep_send", "graphrep_pure")
 SIMPY_ENGINES = ("simpy_callback", "simpy_process")
 INSTALL_HINT = ("simpy is not installed; it is a benchmark-only dependency. Install it with\n"
                 "    pip install -e '.[bench]'\n"
@@ -235,6 +242,7 @@ def run_bare_heapq(deliveries: int) -> tuple[int, float]:
 RUNNERS: dict[str, Callable[[int], tuple[int, float]]] = {
     "graphrep": run_graphrep,
     "graphrep_send": lambda deliveries: run_graphrep(deliveries, named=True),
+    "graphrep_pure": run_graphrep,  # the worker runs with GRAPHREP_SIM_PURE=1
     "simpy_callback": run_simpy_callback,
     "simpy_process": run_simpy_process,
     "bare_heapq": run_bare_heapq,
@@ -256,16 +264,31 @@ def worker(engine: str, deliveries: int) -> None:
     done, seconds = RUNNERS[engine](deliveries)
     if done != deliveries:
         raise SystemExit(f"{engine}: {done} deliveries, expected {deliveries}")
+    variant = None
+    if engine in GRAPHREP_ENGINES:
+        from graphrep.sim.engine import LOOP_VARIANT
+        variant = LOOP_VARIANT
     print(json.dumps({"engine": engine, "deliveries": done, "seconds": seconds,
-                      "rate": done / seconds}))
+                      "rate": done / seconds, "variant": variant}))
 
 
-def measure(engine: str, deliveries: int) -> float:
-    """Deliveries/s of one fresh subprocess running ``engine``."""
+def compiled_loop_built() -> bool:
+    """Whether graphrep.sim runs its compiled event loop here (``make fast-sim``)."""
+    from graphrep.sim.engine import LOOP_VARIANT
+    return LOOP_VARIANT == "mypyc"
+
+
+def measure(engine: str, deliveries: int) -> tuple[float, str | None]:
+    """Deliveries/s of one fresh subprocess running ``engine``, and its loop variant."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine,
            "--deliveries", str(deliveries)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+    env = dict(os.environ)
+    env.pop("GRAPHREP_SIM_PURE", None)
+    if engine == "graphrep_pure":
+        env["GRAPHREP_SIM_PURE"] = "1"
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    line = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(line["rate"]), line["variant"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,29 +307,36 @@ def main(argv: list[str] | None = None) -> int:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
 
-    samples: dict[str, list[float]] = {e: [] for e in ENGINES}
+    engines = [e for e in ENGINES if e != "graphrep_pure" or compiled_loop_built()]
+    samples: dict[str, list[float]] = {e: [] for e in engines}
+    variants: dict[str, str] = {}
     for rep in range(REPEATS):  # interleaved, so drift in machine load hits every engine
-        for engine in ENGINES:
+        for engine in engines:
             try:
-                rate = measure(engine, args.deliveries)
+                rate, variant = measure(engine, args.deliveries)
             except subprocess.CalledProcessError as exc:
                 print(exc.stderr, file=sys.stderr)
                 return 1
             samples[engine].append(rate)
+            if variant is not None:
+                variants[engine] = variant
             print(f"run {rep + 1}/{REPEATS} {engine:15s} {rate:12,.0f} deliveries/s",
                   flush=True)
     medians = {e: statistics.median(s) for e, s in samples.items()}
     print()
-    for engine in ENGINES:
-        print(f"{engine:15s} median {medians[engine]:12,.0f} deliveries/s")
+    for engine in engines:
+        note = f" ({variants[engine]} loop)" if engine in variants else ""
+        print(f"{engine:15s} median {medians[engine]:12,.0f} deliveries/s{note}")
     result = {
         "workload": {"nodes": NODES, "in_flight_per_node": IN_FLIGHT_PER_NODE,
                      "mean_latency_ns": MEAN_LATENCY_NS, "deliveries": args.deliveries,
                      "repeats": REPEATS, "python": sys.version.split()[0]},
+        "variant": variants,
         "deliveries_per_s": {e: {"median": medians[e], "samples": samples[e]}
-                             for e in ENGINES},
-        "ratios": {f"{a}/{e}": medians[a] / medians[e] for a in ("graphrep", "graphrep_send")
-                   for e in ENGINES if not e.startswith("graphrep")},
+                             for e in engines},
+        "ratios": {f"{a}/{e}": medians[a] / medians[e]
+                   for a in GRAPHREP_ENGINES if a in medians
+                   for e in engines if not e.startswith("graphrep")},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -16,10 +16,17 @@ virtual time with :meth:`Simulation.at`.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import itertools
+import os
+import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heappush
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from graphrep.errors import InvalidArgument, InvalidSchedule, SimulationError
@@ -30,28 +37,63 @@ from graphrep.sansio import (
     Metric,
     Process,
     ProcessFactory,
-    Send,
     SetTimer,
     Sync,
 )
-from graphrep.sim.network import Link, Network, NetworkConfig
+from graphrep.sim import _loop as _pure
+from graphrep.sim.network import Network, NetworkConfig
 from graphrep.sim.rng import RandomStreams
 from graphrep.sim.trace import Trace
 
-__all__ = ["DOWN", "PAUSED", "UP", "SimConfig", "Simulation"]
+__all__ = ["DOWN", "LOOP_VARIANT", "PAUSED", "UP", "SimConfig", "Simulation"]
 
+PURE_ENV = "GRAPHREP_SIM_PURE"
+"""Set to 1 to run the plain-Python loop even where the compiled one was built."""
+
+
+def source_digest() -> str:
+    """The sha256 of ``_loop.py``: a compiled loop is used only if built from this source."""
+    return hashlib.sha256(Path(_pure.__file__).read_bytes()).hexdigest()
+
+
+def _implementation() -> ModuleType:
+    """The loop module to run: the mypyc-compiled ``_loop_compiled`` if it was built
+    (``make fast-sim``) from the current ``_loop.py`` and not switched off with
+    ``GRAPHREP_SIM_PURE=1``, else the plain-Python ``_loop``. A stale build (the source
+    changed since) is ignored with a warning rather than run: the two must behave
+    identically, and only the same source guarantees it."""
+    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+        return _pure
+    try:
+        compiled = importlib.import_module("graphrep.sim._loop_compiled")
+    except ImportError:
+        return _pure
+    try:
+        current = source_digest()
+    except OSError:
+        return _pure
+    if not str(getattr(compiled, "__file__", "")).endswith(tuple(EXTENSION_SUFFIXES)):
+        return _pure  # a leftover source copy from an interrupted build, not compiled code
+    if getattr(compiled, "SOURCE_DIGEST", None) != current:
+        warnings.warn("graphrep.sim: the compiled event loop was built from another version "
+                      "of _loop.py; running the plain-Python loop (rebuild: make fast-sim)",
+                      RuntimeWarning, stacklevel=2)
+        return _pure
+    return compiled
+
+
+_impl = _implementation()
+LOOP_VARIANT = "python" if _impl is _pure else "mypyc"
+"""Which event loop this process runs: ``"mypyc"`` (compiled) or ``"python"``."""
+
+# Everything the loop compares by identity or builds comes from the one module it runs.
+Node = _impl.Node
+Route = _impl.Route
+_NOT_RUN = _impl.NOT_RUN
+_DELIVER, _TIMER, _START, _CALL = _impl.DELIVER, _impl.TIMER, _impl.START, _impl.CALL
+UP, PAUSED, DOWN = _impl.UP, _impl.PAUSED, _impl.DOWN
+_FOREVER = _impl.FOREVER
 _queue_delay = Network.queue_delay
-_NOT_RUN = object()  # a slow path's "no callback ran" (None means "ran, no effects")
-
-# event kinds (small ints: compared with ``==`` in the hot loop). Heap entries:
-#   (time, seq, _DELIVER, dst node, src name, payload, size)
-#   (time, token, _TIMER, node, timer name, token, period or 0)
-#   (time, seq, _START, node, incarnation, None, None)
-#   (time, seq, _CALL, action, None, None, None)
-# All have seven fields, so the hot loop takes one apart with a single unpacking.
-_DELIVER, _TIMER, _START, _CALL = 0, 1, 2, 3
-UP, PAUSED, DOWN = "up", "paused", "down"
-_FOREVER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -73,44 +115,6 @@ class SimConfig:
             raise InvalidArgument(f"sample_ns must be an int >= 0, got {self.sample_ns!r}")
 
 
-class _Node:
-    __slots__ = ("disk", "drift_ppm", "factory", "fast", "held", "incarnation", "links", "name",
-                 "offset_ns", "on_message", "process", "region", "skewed", "state", "timers",
-                 "unsynced")
-
-    def __init__(self, name: str, factory: ProcessFactory, region: str) -> None:
-        self.name = name
-        self.factory = factory
-        self.region = region
-        self.process: Process | None = None
-        self.on_message: Callable[..., Any] | None = None  # the process's, bound once
-        self.state = DOWN
-        self.fast = False  # UP and not skewed: the hot loop's one test per delivery
-        self.disk: dict[Hashable, Any] = {}
-        self.unsynced: dict[Hashable, Any] = {}
-        self.timers: dict[Hashable, tuple[int, bool]] = {}  # name -> (token, periodic)
-        self.held: list[tuple] = []
-        self.incarnation = 0
-        self.links: dict[str, Link] = {}
-        self.skewed = False  # local clock = now + offset_ns + now * drift_ppm / 1e6
-        self.offset_ns = 0
-        self.drift_ppm = 0
-
-    def set_state(self, state: str) -> None:
-        self.state = state
-        self.fast = state is UP and not self.skewed
-
-    def local(self, t: int) -> int:
-        """The node's clock reading at global virtual time ``t``."""
-        return t + self.offset_ns + (t * self.drift_ppm) // 1_000_000
-
-    def global_delay(self, delay: int) -> int:
-        """A delay measured on the node's clock, in global nanoseconds (at least 1 if > 0)."""
-        if not self.drift_ppm or not delay:
-            return delay
-        return max(1, (delay * 1_000_000) // (1_000_000 + self.drift_ppm))
-
-
 class Simulation:
     """A deterministic run: ``Simulation(seed, config)``, ``add_node``, then ``run_until``."""
 
@@ -126,7 +130,7 @@ class Simulation:
         self.events_processed = 0
         self.delivered = 0
         self.dropped = 0
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, Node] = {}
         self._heap: list[tuple] = []
         self._counter = itertools.count()
         self._in_flight = 0
@@ -148,7 +152,7 @@ class Simulation:
             raise InvalidArgument(f"node {name!r} already exists")
         if not isinstance(region, str) or not region:
             raise InvalidArgument(f"region must be a non-empty str, got {region!r}")
-        node = _Node(name, factory, region)
+        node = Node(name, factory, region)
         self._nodes[name] = node
         self._boot(node, "start")
 
@@ -230,135 +234,8 @@ class Simulation:
 
     def _run(self, until: int | None, max_events: int | None,
              pred: Callable[[Simulation], bool] | None) -> bool:
-        """The event loop. Its common case, a delivery to an UP node with no partition or
-        hold anywhere and fault-free sends, runs inline with every counter in a local;
-        anything else takes a method call (``_deliver_slow``, ``_route``, ``_faults``,
-        ``_apply``). The locals are written back to ``self`` before anything outside the
-        loop can look at them: a scheduled call, the predicate, an error, the return."""
-        if self._failure is not None:
-            raise self._failure
-        heap = self._heap
-        record = self._record
-        network = self.network
-        blocked = network.blocked  # never reassigned (cleared in place), so bind once
-        held = network.held
-        faulty = network.faulty
-        counter = self._counter.__next__
-        budget = -1 if max_events is None else max_events
-        limit = until if until is not None else _FOREVER
-        next_sample = self._next_sample
-        processed = 0
-        delivered = 0
-        in_flight = self._in_flight
-        t = self.now
-        reached = False
-        ran_out = False  # no event left before the time limit (not: the budget)
-        try:
-            while processed != budget:
-                if not heap:
-                    reached = pred is None
-                    ran_out = True
-                    break
-                ev = heappop(heap)
-                if ev[0] > limit:
-                    heappush(heap, ev)  # the same tuple: it keeps its place in the order
-                    reached = pred is None
-                    ran_out = True
-                    break
-                t, _, kind, node, src, payload, size = ev
-                if t >= next_sample:
-                    self._in_flight = in_flight
-                    self._take_samples(t, processed, delivered)
-                    next_sample = self._next_sample
-                if kind == _DELIVER:
-                    if node.fast and not blocked and not held:
-                        in_flight -= 1
-                        delivered += 1
-                        if record:
-                            record((t, "deliver", src, node.name, payload, size))
-                        try:
-                            effects = node.on_message(t, src, payload, size)
-                        except Exception as exc:
-                            self.now = t
-                            raise self._fail(f"process raised {exc!r}", ev) from exc
-                    else:
-                        self.now = t
-                        left, effects = self._deliver_slow(ev, t)
-                        if left:
-                            in_flight -= 1
-                            delivered += left == 1
-                        if effects is _NOT_RUN:
-                            continue
-                elif kind == _TIMER:
-                    self.now = t
-                    effects = self._fire_timer(ev, t)
-                    if effects is _NOT_RUN:
-                        continue
-                elif kind == _START:
-                    self.now = t
-                    effects = self._start(ev, t)
-                    if effects is _NOT_RUN:
-                        continue
-                else:
-                    self.now = t
-                    self._in_flight = in_flight
-                    try:
-                        node(self)  # a scheduled call: ev[3] is the action
-                    except SimulationError as exc:
-                        self._failure = exc
-                        exc.trace = self.trace
-                        raise
-                    in_flight = self._in_flight
-                    faulty = network.faulty
-                    effects = None
-                processed += 1
-                if effects:
-                    cls = type(effects)
-                    if cls is not list and cls is not tuple:
-                        self.now = t
-                        raise self._fail(
-                            f"process returned {type(effects).__name__}, not a list", ev)
-                    links = node.links
-                    for e in effects:
-                        if type(e) is not Send and (type(e) is not tuple or len(e) != 3):
-                            self.now = t
-                            self._apply(node, e, ev)
-                            continue
-                        to, payload, size = e
-                        link = links.get(to)
-                        if link is None or type(size) is not int or size < 0:
-                            self.now = t
-                            link = self._route(node, e, ev)
-                        delay = link.delay()  # drawn even if lost: loss must not shift delays
-                        link.messages += 1
-                        link.bytes += size
-                        if link.bps:
-                            delay += _queue_delay(link, t, size)
-                        if record:
-                            record((t, "send", node.name, to, payload, size))
-                        if faulty:
-                            self.now = t
-                            in_flight += self._faults(node, link, payload, size, delay)
-                            continue
-                        heappush(heap, (t + delay, counter(), _DELIVER, link.target, node.name,
-                                        payload, size))
-                        in_flight += 1
-                if pred is not None:
-                    self.now = t
-                    self._in_flight = in_flight
-                    if pred(self):
-                        reached = True
-                        break
-        finally:
-            self._in_flight = in_flight
-            self.events_processed += processed
-            self.delivered += delivered
-            self.now = t
-        if ran_out and until is not None and until > self.now:
-            if self._next_sample <= until:
-                self._take_samples(until, 0, 0)
-            self.now = until  # nothing happens until then: time still passes
-        return reached
+        """The event loop: :func:`graphrep.sim._loop.run`, compiled if it was built."""
+        return _impl.run(self, until, max_events, pred)
 
     def _take_samples(self, t: int, processed: int, delivered: int) -> None:
         """Record the state at every sampling instant up to (and including) ``t``; the
@@ -454,24 +331,25 @@ class Simulation:
 
     # ------------------------------------------------------------------ effects
 
-    def _route(self, node: _Node, e: Any, ev: tuple) -> Link:
-        """Check a Send the hot loop could not take as is; the link, created on first use."""
+    def _route(self, node: Node, e: Any, ev: tuple) -> Route:
+        """Check a Send the hot loop could not take as is; the route, created on first use."""
         to, _, size = e
         if not isinstance(to, str) or to not in self._nodes:
             raise self._fail(f"malformed effect {e!r}: unknown node {to!r}", ev)
         if size.__class__ is not int or size < 0:
             raise self._fail(f"malformed effect {e!r}: size must be an int >= 0", ev)
-        link = node.links.get(to)
-        if link is None:
+        route = node.links.get(to)
+        if route is None:
             dst = self._nodes[to]
-            link = node.links[to] = self.network.link(node.name, node.region, to, dst.region)
-            link.target = dst
-        return link
+            link = self.network.link(node.name, node.region, to, dst.region)
+            route = node.links[to] = Route(link, dst)
+        return route
 
-    def _faults(self, node: _Node, link: Link, payload: Any, size: int, delay: int) -> int:
+    def _faults(self, node: Node, route: Route, payload: Any, size: int, delay: int) -> int:
         """Loss, duplication and reordering of one send (the delay already drawn); puts
         the message (and its duplicate) on the heap; returns how many went in flight."""
         net = self.network
+        link = route.link
         now = self.now
         extra = 0
         if net.reorder and link.reorder_coin() < net.reorder:
@@ -484,7 +362,7 @@ class Simulation:
             return 0
         if extra and record:
             record((now, "reorder", node.name, link.dst, payload, extra))
-        heappush(self._heap, (now + delay + extra, next(self._counter), _DELIVER, link.target,
+        heappush(self._heap, (now + delay + extra, next(self._counter), _DELIVER, route.target,
                               node.name, payload, size))
         if not duplicated:
             return 1
@@ -492,10 +370,10 @@ class Simulation:
             record((now, "duplicate", node.name, link.dst, payload, None))
         wait = _queue_delay(link, now, size) if link.bps else 0
         heappush(self._heap, (now + wait + link.dup_delay(), next(self._counter), _DELIVER,
-                              link.target, node.name, payload, size))
+                              route.target, node.name, payload, size))
         return 2
 
-    def _apply(self, node: _Node, e: Any, ev: tuple) -> None:
+    def _apply(self, node: Node, e: Any, ev: tuple) -> None:
         """Apply one effect other than Send (those are handled inline in the loop)."""
         now = self.now
         heap = self._heap
@@ -549,14 +427,14 @@ class Simulation:
 
     # ------------------------------------------------------------------ faults
 
-    def _node(self, name: str, what: str) -> _Node:
+    def _node(self, name: str, what: str) -> Node:
         node = self._nodes.get(name)
         if node is None:
             raise InvalidSchedule(f"unknown node {name!r}", event=what, time_ns=self.now,
                                   seed=self.seed)
         return node
 
-    def _boot(self, node: _Node, kind: str) -> None:
+    def _boot(self, node: Node, kind: str) -> None:
         node.incarnation += 1
         start = (self.now, next(self._counter), _START, node, node.incarnation, None, None)
         try:
@@ -713,9 +591,9 @@ class Simulation:
 
     def link_stats(self) -> list[dict[str, Any]]:
         """Messages and bytes sent per directed link (sorted), as columns for experiments."""
-        rows = [{"src": link.src, "dst": link.dst, "messages": link.messages,
-                 "bytes": link.bytes}
-                for node in self._nodes.values() for link in node.links.values()]
+        rows = [{"src": node.name, "dst": dst, "messages": route.messages,
+                 "bytes": route.bytes}
+                for node in self._nodes.values() for dst, route in node.links.items()]
         return sorted(rows, key=lambda r: (r["src"], r["dst"]))
 
     def set_network_faults(self, *, loss: float | None = None, duplicate: float | None = None,

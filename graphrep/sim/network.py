@@ -15,7 +15,7 @@ of a numpy call.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any, Literal
@@ -138,28 +138,33 @@ class NetworkConfig:
         return model
 
 
-def _stream(draw: Callable[[], list]) -> Callable[[], Any]:
-    """One value at a time out of the batches ``draw()`` returns.
+def _values(draw: Callable[[], list]) -> Iterator[Any]:
+    """An endless iterator over the values of the batches ``draw()`` returns.
 
     ``chain.from_iterable`` over an endless ``map`` keeps the per-value step in C: a
     Python call happens once per batch, not once per value (a generator would resume a
     Python frame for every message).
     """
-    return chain.from_iterable(map(lambda _: draw(), repeat(None))).__next__
+    return chain.from_iterable(map(lambda _: draw(), repeat(None)))
+
+
+def _stream(draw: Callable[[], list]) -> Callable[[], Any]:
+    """One value at a time out of the batches ``draw()`` returns (see :func:`_values`)."""
+    return _values(draw).__next__
 
 
 class Link:
-    """A directed link: its delay streams, its fault-coin stream, its queue and counters.
+    """A directed link: its delay streams, its fault-coin stream and its queue.
 
     With a bandwidth, messages leave one after the other: a message starts serializing
     when the link is free (``free_at``) and takes ``size * 8 / bps`` seconds, then flies
-    for its drawn latency. ``messages`` and ``bytes`` count what was sent on the link.
-    ``target`` is the driver's handle on the destination (the engine stores its node
-    record there, which saves a lookup per message).
+    for its drawn latency. The engine counts the messages and bytes sent on a link in
+    its own per-link record (``graphrep.sim._loop.Route``, read by
+    ``Simulation.link_stats``), which its hot loop reads as a C struct when compiled.
     """
 
-    __slots__ = ("bps", "bytes", "coin", "delay", "dst", "dup_delay", "free_at", "messages",
-                 "reorder_coin", "reorder_delay", "src", "target")
+    __slots__ = ("bps", "coin", "delay", "delays", "dst", "dup_delay", "free_at", "reorder_coin",
+                 "reorder_delay", "src")
 
     def __init__(self, src: str, dst: str, model: LatencyModel, streams: RandomStreams,
                  bps: int = 0, reorder_model: LatencyModel | None = None) -> None:
@@ -167,16 +172,15 @@ class Link:
         self.dst = dst
         self.bps = bps
         self.free_at = 0
-        self.messages = 0
-        self.bytes = 0
-        self.target: Any = None
         gen = streams.generator(f"link:{src}->{dst}")
         faults = streams.generator(f"link:{src}->{dst}:faults")
         dups = streams.generator(f"link:{src}->{dst}:duplicates")
         reorder = streams.generator(f"link:{src}->{dst}:reorder")
         reorder_delays = streams.generator(f"link:{src}->{dst}:reorder-delay")
         extra = reorder_model if reorder_model is not None else model
-        self.delay: Callable[[], int] = _stream(lambda: model.draw(gen, BATCH))
+        # the engine's hot loop takes ``next(delays)``: cheaper than calling ``delay``
+        self.delays: Iterator[int] = _values(lambda: model.draw(gen, BATCH))
+        self.delay: Callable[[], int] = self.delays.__next__
         self.dup_delay: Callable[[], int] = _stream(lambda: model.draw(dups, BATCH))
         self.coin: Callable[[], float] = _stream(lambda: faults.random(BATCH).tolist())
         # reordering has a stream of its own: turning it on shifts no other draw

@@ -9,6 +9,10 @@ partitions (two-way and one-way), held links, paused and crashed nodes, skewed
 clocks, sampling, predicates and event budgets, and switches them on and off
 mid-run with scheduled calls.
 
+The suite passes with either event loop, the plain-Python one and the optional
+mypyc-compiled one (``make fast-sim``; ``GRAPHREP_SIM_PURE=1`` forces plain Python), and
+where the compiled one is built a test runs the scenarios under both and compares.
+
 If a fingerprint changes on purpose (a new determinism contract), recompute it with
 ``python -m tests.sim.test_engine_equivalence`` and say why in the commit.
 """
@@ -16,17 +20,27 @@ If a fingerprint changes on purpose (a new determinism contract), recompute it w
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
+import types
 from collections.abc import Hashable, Mapping
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from graphrep.sim import _loop, engine
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
 from graphrep.sim.process import BaseProcess, Log, Metric, Send, SetTimer
 from graphrep.sim.trace import canonical_bytes
 
 from .protocols import MS, Pinger, Ponger, faulty_gossip_run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Relay(BaseProcess):
@@ -194,6 +208,42 @@ def test_the_scenarios_exercise_the_slow_paths():
     assert {"drop", "duplicate", "reorder", "partition", "heal", "pause", "resume", "hold",
             "release", "clock", "crash", "restart", "network", "timer"} <= kinds
     assert sim.samples()["time_ns"] and sim.metrics and sim.logs
+
+
+def _other_variant_fingerprints() -> dict[str, tuple[str, str]]:
+    """``compute()`` in a fresh process running the plain-Python loop."""
+    code = ("import json; from tests.sim.test_engine_equivalence import compute; "
+            "from graphrep.sim.engine import LOOP_VARIANT; "
+            "print(json.dumps([LOOP_VARIANT, compute()]))")
+    env = dict(os.environ, **{engine.PURE_ENV: "1"})
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True)
+    variant, result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert variant == "python"
+    return {k: tuple(v) for k, v in result.items()}
+
+
+@pytest.mark.skipif(engine.LOOP_VARIANT != "mypyc", reason="compiled loop not built")
+def test_compiled_and_plain_python_loops_give_the_same_runs(computed):
+    assert _other_variant_fingerprints() == computed
+
+
+def test_a_stale_or_uncompiled_build_is_not_used(monkeypatch):
+    """Only an extension built from the current ``_loop.py`` replaces it."""
+    fake = types.ModuleType("graphrep.sim._loop_compiled")
+    monkeypatch.setitem(sys.modules, "graphrep.sim._loop_compiled", fake)
+    monkeypatch.delenv(engine.PURE_ENV, raising=False)
+    fake.__file__ = "/nowhere/_loop_compiled.py"  # a source copy: not compiled code
+    fake.SOURCE_DIGEST = engine.source_digest()  # type: ignore[attr-defined]
+    assert engine._implementation() is _loop
+    fake.__file__ = "/nowhere/_loop_compiled" + EXTENSION_SUFFIXES[0]
+    assert engine._implementation() is fake
+    fake.SOURCE_DIGEST = "0" * 64  # type: ignore[attr-defined]
+    with pytest.warns(RuntimeWarning, match="another version"):
+        assert engine._implementation() is _loop
+    monkeypatch.setenv(engine.PURE_ENV, "1")
+    fake.SOURCE_DIGEST = engine.source_digest()  # type: ignore[attr-defined]
+    assert engine._implementation() is _loop
 
 
 if __name__ == "__main__":

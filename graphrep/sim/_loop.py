@@ -1,0 +1,273 @@
+"""The simulator's hot loop and the records it touches on every event.
+
+Why a module of its own: this is the only code whose speed decides the simulator's,
+and it is written so that it runs unchanged as plain Python *and* compiled by mypyc
+(``make fast-sim``, see :mod:`graphrep.sim.build_fast`). The compiled copy is an
+optional accelerator: :mod:`graphrep.sim.engine` uses it when it was built from this
+very source and falls back to this module otherwise, with identical results (the pinned
+trace hashes in ``tests/sim/test_engine_equivalence.py`` hold both ways).
+
+What that asks of the code: every value the loop touches per event is typed precisely
+(``int`` counters and times become machine integers when compiled), and the records
+read per event, :class:`Node` and :class:`Route`, are classes of this module, which
+mypyc turns into C structs (an attribute read is a field load instead of a dictionary
+or descriptor lookup). The :class:`~graphrep.sim.engine.Simulation` itself stays plain
+Python: the loop reads its fields once per run and calls its methods only on slow paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from heapq import heappop, heappush
+from typing import TYPE_CHECKING, Any, Final
+
+from graphrep.errors import SimulationError
+from graphrep.sansio import Send
+from graphrep.sim.network import Link, Network
+
+if TYPE_CHECKING:
+    from graphrep.sim.engine import Simulation
+
+# event kinds (small ints: compared with ``==`` in the hot loop). Heap entries:
+#   (time, seq, DELIVER, dst node, src name, payload, size)
+#   (time, token, TIMER, node, timer name, token, period or 0)
+#   (time, seq, START, node, incarnation, None, None)
+#   (time, seq, CALL, action, None, None, None)
+# All have seven fields, so the hot loop takes one apart with a single unpacking.
+# ``Final`` lets mypyc inline these instead of reading the module's globals per event.
+DELIVER: Final = 0
+TIMER: Final = 1
+START: Final = 2
+CALL: Final = 3
+UP: Final = "up"
+PAUSED: Final = "paused"
+DOWN: Final = "down"
+FOREVER: Final = 2**63 - 1
+SMALL: Final = 2**62 - 1
+"""The largest int mypyc keeps unboxed; comparing with a bigger one (FOREVER, or the
+benchmark's ``run_until(2**62)``) goes through a slow generic path, so the loop compares
+times with its limits clipped to SMALL first, and with the exact limit only if that
+says stop (never for times below 2**62 ns, about 146 years)."""
+queue_delay = Network.queue_delay
+NOT_RUN: Any = object()  # a slow path's "no callback ran" (None means "ran, no effects")
+
+Event = tuple[int, int, int, Any, Any, Any, Any]
+
+
+class Node:
+    """One node of the simulation: its process, state, clock, timers, disk and routes."""
+
+    __slots__ = ("disk", "drift_ppm", "factory", "fast", "held", "incarnation", "links",
+                 "name", "offset_ns", "on_message", "process", "region", "skewed", "state",
+                 "timers", "unsynced")
+
+    def __init__(self, name: str, factory: Callable[..., Any], region: str) -> None:
+        self.name = name
+        self.factory = factory
+        self.region = region
+        self.process: Any = None
+        self.on_message: Any = None  # the process's, bound once
+        self.state = DOWN
+        self.fast = False  # UP and not skewed: the hot loop's one test per delivery
+        self.disk: dict[Hashable, Any] = {}
+        self.unsynced: dict[Hashable, Any] = {}
+        self.timers: dict[Hashable, tuple[int, bool]] = {}  # name -> (token, periodic)
+        self.held: list[Event] = []
+        self.incarnation = 0
+        self.links: dict[str, Route] = {}  # destination name -> route, made on first send
+        self.skewed = False  # local clock = now + offset_ns + now * drift_ppm / 1e6
+        self.offset_ns = 0
+        self.drift_ppm = 0
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.fast = state is UP and not self.skewed
+
+    def local(self, t: int) -> int:
+        """The node's clock reading at global virtual time ``t``."""
+        return t + self.offset_ns + (t * self.drift_ppm) // 1_000_000
+
+    def global_delay(self, delay: int) -> int:
+        """A delay measured on the node's clock, in global nanoseconds (at least 1 if > 0)."""
+        if not self.drift_ppm or not delay:
+            return delay
+        return max(1, (delay * 1_000_000) // (1_000_000 + self.drift_ppm))
+
+
+class Route:
+    """The sending side of a directed link, as the hot loop needs it.
+
+    ``delays`` is the link's delay stream, ``target`` the destination's :class:`Node`,
+    ``bps`` the link's bandwidth (0: none); ``messages`` and ``bytes`` count what was
+    sent on it. The :class:`~graphrep.sim.network.Link` (random streams and queue) is
+    reached only on slow paths: loss, duplication, reordering, bandwidth.
+    """
+
+    __slots__ = ("bps", "bytes", "delays", "link", "messages", "target")
+
+    def __init__(self, link: Link, target: Node) -> None:
+        self.link = link
+        self.delays: Iterator[int] = link.delays
+        self.target = target
+        self.bps: int = link.bps
+        self.messages = 0
+        self.bytes = 0
+
+
+def _caused(error: SimulationError, cause: Exception) -> SimulationError:
+    """``error`` with ``cause`` as its ``__cause__``: what ``raise error from cause`` does,
+    spelled out because mypyc-compiled code leaves the ``from`` out."""
+    error.__cause__ = cause
+    return error
+
+
+def run(sim: Simulation, until: int | None, max_events: int | None,
+        pred: Callable[[Simulation], bool] | None) -> bool:
+    """The event loop (see ``Simulation.run_until``); returns whether the target was reached.
+
+    Its common case, a delivery to an UP node with no partition or hold anywhere and
+    fault-free sends, runs inline with every counter in a local; anything else takes a
+    method call (``_deliver_slow``, ``_route``, ``_faults``, ``_apply``). The locals are
+    written back to ``sim`` before anything outside the loop can look at them: a
+    scheduled call, the predicate, an error, the return.
+    """
+    if sim._failure is not None:
+        raise sim._failure
+    heap: list[Event] = sim._heap
+    pop = heappop  # locals: no global lookup per event (in either variant)
+    push = heappush
+    send_type = Send
+    record: Callable[[tuple], None] | None = sim._record
+    network = sim.network
+    blocked: set[tuple[str, str]] = network.blocked  # never reassigned (cleared in place)
+    held: dict[tuple[str, str], list[Event]] = network.held
+    faulty: bool = network.faulty
+    counter: Iterator[int] = sim._counter  # ``next(it)`` beats calling ``it.__next__``
+    budget = -1 if max_events is None else max_events
+    limit: int = until if until is not None else FOREVER
+    small_limit = min(limit, SMALL)
+    next_sample: int = sim._next_sample
+    small_sample = min(next_sample, SMALL)
+    processed = 0
+    delivered = 0
+    in_flight: int = sim._in_flight
+    t: int = sim.now
+    reached = False
+    ran_out = False  # no event left before the time limit (not: the budget)
+    try:
+        while processed != budget:
+            try:
+                ev = pop(heap)
+            except IndexError:  # cheaper than testing ``heap`` before every pop
+                reached = pred is None
+                ran_out = True
+                break
+            if ev[0] > small_limit and ev[0] > limit:
+                push(heap, ev)  # an equal tuple: it keeps its place in the order
+                reached = pred is None
+                ran_out = True
+                break
+            t, _, kind, target, src, payload, size = ev
+            if t >= small_sample and t >= next_sample:
+                sim._in_flight = in_flight
+                sim._take_samples(t, processed, delivered)
+                next_sample = sim._next_sample
+                small_sample = min(next_sample, SMALL)
+            effects: Any
+            if kind == DELIVER:
+                node: Node = target
+                if node.fast and not blocked and not held:
+                    in_flight -= 1
+                    delivered += 1
+                    if record is not None:
+                        record((t, "deliver", src, node.name, payload, size))
+                    try:
+                        effects = node.on_message(t, src, payload, size)
+                    except Exception as exc:
+                        sim.now = t
+                        raise _caused(sim._fail(f"process raised {exc!r}", ev), exc) from exc
+                else:
+                    sim.now = t
+                    left, effects = sim._deliver_slow(ev, t)
+                    if left:
+                        in_flight -= 1
+                        delivered += left == 1
+                    if effects is NOT_RUN:
+                        continue
+            elif kind == TIMER:
+                node = target
+                sim.now = t
+                effects = sim._fire_timer(ev, t)
+                if effects is NOT_RUN:
+                    continue
+            elif kind == START:
+                node = target
+                sim.now = t
+                effects = sim._start(ev, t)
+                if effects is NOT_RUN:
+                    continue
+            else:
+                sim.now = t
+                sim._in_flight = in_flight
+                try:
+                    target(sim)  # a scheduled call: the action
+                except SimulationError as exc:
+                    sim._failure = exc
+                    exc.trace = sim.trace
+                    raise
+                in_flight = sim._in_flight
+                faulty = network.faulty
+                effects = None
+            processed += 1
+            if effects:
+                if type(effects) is not list:
+                    if type(effects) is not tuple:
+                        sim.now = t
+                        raise sim._fail(
+                            f"process returned {type(effects).__name__}, not a list", ev)
+                    effects = list(effects)
+                todo: list[Any] = effects  # typed: compiled, a list is walked by index
+                links = node.links
+                for e in todo:
+                    cls = type(e)
+                    if (cls is not tuple or len(e) != 3) and cls is not send_type:
+                        sim.now = t
+                        sim._apply(node, e, ev)
+                        continue
+                    send: tuple[Any, Any, Any] = e
+                    to, payload, size = send
+                    route = links.get(to)
+                    if route is None or type(size) is not int or size < 0:
+                        sim.now = t
+                        route = sim._route(node, e, ev)
+                    nbytes: int = size
+                    delay = next(route.delays)  # drawn even if lost: it must not shift delays
+                    route.messages += 1
+                    route.bytes += nbytes
+                    if route.bps:
+                        delay += queue_delay(route.link, t, nbytes)
+                    if record is not None:
+                        record((t, "send", node.name, to, payload, size))
+                    if faulty:
+                        sim.now = t
+                        in_flight += sim._faults(node, route, payload, nbytes, delay)
+                        continue
+                    push(heap, (t + delay, next(counter), DELIVER, route.target, node.name,
+                                payload, size))
+                    in_flight += 1
+            if pred is not None:
+                sim.now = t
+                sim._in_flight = in_flight
+                if pred(sim):
+                    reached = True
+                    break
+    finally:
+        sim._in_flight = in_flight
+        sim.events_processed += processed
+        sim.delivered += delivered
+        sim.now = t
+    if ran_out and until is not None and until > sim.now:
+        if sim._next_sample <= until:
+            sim._take_samples(until, 0, 0)
+        sim.now = until  # nothing happens until then: time still passes
+    return reached
