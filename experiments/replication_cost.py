@@ -192,11 +192,12 @@ def plot(runs: dict[str, dict], path: Path) -> None:
     names = list(runs)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     bottom = np.zeros(len(names))
-    for part in ("vector", "edges", "metadata"):
+    for part in ("vector", "edges", "metadata", "snapshot", "repair"):
         vals = np.array([runs[n]["bytes_per_insert"][part] for n in names])
         ax1.bar(names, vals, bottom=bottom, label=part)
         bottom += vals
     ax1.set_ylabel("bytes per insert (replica traffic)")
+    ax1.set_yscale("log")
     ax1.legend()
     ax2.bar(names, [runs[n]["replica_cpu_us_per_insert"] for n in names])
     ax2.set_ylabel("replica CPU per insert (us, all replicas)")

@@ -121,7 +121,8 @@ def _sim(args: argparse.Namespace) -> int:
     print(f"writes              {s['acked_writes']} acknowledged, {s['lost_writes']} lost, "
           f"{s['failed_writes']} refused, {s['unacked_writes']} unacknowledged")
     print(f"bytes per insert    {b['total']:.0f} (vector {b['vector']:.0f}, edges "
-          f"{b['edges']:.0f}, metadata {b['metadata']:.0f})")
+          f"{b['edges']:.0f}, metadata {b['metadata']:.0f}, snapshot {b['snapshot']:.0f}, "
+          f"repair {b['repair']:.0f})")
     print(f"replica distance computations per insert "
           f"{s['replica_distance_computations_per_insert']:.1f}")
     lag = s["lag_ms"]

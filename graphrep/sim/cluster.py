@@ -430,9 +430,12 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
                  if k == "entry_bytes_edges")
     followers = max(cfg.nodes - 1, 0)
     per = max(inserts, 1)
-    # deltas are shipped once per follower (retransmissions count as metadata + repair)
-    parts = {"vector": vec_b * followers / per, "edges": edge_b * followers / per}
-    parts["metadata"] = max(repl_bytes / per - parts["vector"] - parts["edges"], 0.0)
+    # entries counted once per follower (a retransmission counts as metadata); snapshot
+    # chunks and anti-entropy repairs as sent
+    parts = {"vector": vec_b * followers / per, "edges": edge_b * followers / per,
+             "snapshot": _metric_sum(metrics, "snapshot_bytes") / per,
+             "repair": _metric_sum(metrics, "repair_bytes") / per}
+    parts["metadata"] = max(repl_bytes / per - sum(parts.values()), 0.0)
     parts["total"] = repl_bytes / per
     # search quality on every replica, against exact ground truth of the live set
     recall: dict[str, float] = {}
