@@ -51,7 +51,10 @@ says stop (never for times below 2**62 ns, about 146 years)."""
 queue_delay = Network.queue_delay
 NOT_RUN: Any = object()  # a slow path's "no callback ran" (None means "ran, no effects")
 
-Event = tuple[int, int, int, Any, Any, Any, Any]
+Event = tuple[Any, Any, Any, Any, Any, Any, Any]
+"""A heap entry. Typed Any, not int, in its first fields: compiled, the loop converts
+only the fields it computes with (time, kind) and hands the time's object itself to the
+process (converting it back would allocate a new int for every event)."""
 
 
 class Node:
@@ -134,15 +137,21 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
     if sim._failure is not None:
         raise sim._failure
     heap: list[Event] = sim._heap
-    pop = heappop  # locals: no global lookup per event (in either variant)
+    # Builtins and globals bound to locals: neither variant looks them up per event
+    # (compiled, a call of the builtin ``next`` would otherwise fetch it from the
+    # builtins module every time).
+    pop = heappop
     push = heappush
+    take = next
     send_type = Send
     record: Callable[[tuple], None] | None = sim._record
     network = sim.network
     blocked: set[tuple[str, str]] = network.blocked  # never reassigned (cleared in place)
     held: dict[tuple[str, str], list[Event]] = network.held
     faulty: bool = network.faulty
-    counter: Iterator[int] = sim._counter  # ``next(it)`` beats calling ``it.__next__``
+    # ``next(it)`` beats calling ``it.__next__``; Any, not int: the sequence number goes
+    # into the heap entry as the object it is (no unboxing and boxing again, compiled)
+    counter: Iterator[Any] = sim._counter
     budget = -1 if max_events is None else max_events
     limit: int = until if until is not None else FOREVER
     small_limit = min(limit, SMALL)
@@ -162,12 +171,15 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
                 reached = pred is None
                 ran_out = True
                 break
-            if ev[0] > small_limit and ev[0] > limit:
-                push(heap, ev)  # an equal tuple: it keeps its place in the order
+            when, _, kind_, target, src, payload, size = ev
+            at: int = when  # an int for arithmetic and comparisons, ``when`` to pass on
+            if at > small_limit and at > limit:
+                push(heap, ev)  # the same tuple: it keeps its place in the order
                 reached = pred is None
                 ran_out = True
                 break
-            t, _, kind, target, src, payload, size = ev
+            t = at
+            kind: int = kind_
             if t >= small_sample and t >= next_sample:
                 sim._in_flight = in_flight
                 sim._take_samples(t, processed, delivered)
@@ -180,9 +192,9 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
                     in_flight -= 1
                     delivered += 1
                     if record is not None:
-                        record((t, "deliver", src, node.name, payload, size))
+                        record((when, "deliver", src, node.name, payload, size))
                     try:
-                        effects = node.on_message(t, src, payload, size)
+                        effects = node.on_message(when, src, payload, size)
                     except Exception as exc:
                         sim.now = t
                         raise _caused(sim._fail(f"process raised {exc!r}", ev), exc) from exc
@@ -241,7 +253,8 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
                         sim.now = t
                         route = sim._route(node, e, ev)
                     nbytes: int = size
-                    delay = next(route.delays)  # drawn even if lost: it must not shift delays
+                    # drawn even if the message is lost: loss must not shift later delays
+                    delay: int = take(route.delays)
                     route.messages += 1
                     route.bytes += nbytes
                     if route.bps:
@@ -252,7 +265,7 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
                         sim.now = t
                         in_flight += sim._faults(node, route, payload, nbytes, delay)
                         continue
-                    push(heap, (t + delay, next(counter), DELIVER, route.target, node.name,
+                    push(heap, (t + delay, take(counter), DELIVER, route.target, node.name,
                                 payload, size))
                     in_flight += 1
             if pred is not None:

@@ -47,7 +47,7 @@ def clean() -> None:
         print(f"removed {path.name}")
 
 
-def build() -> Path:
+def build(keep: Path | None = None) -> Path:
     try:
         from mypyc.build import mypycify
         from setuptools import Distribution
@@ -63,6 +63,8 @@ def build() -> Path:
     try:
         copy.write_bytes(source + f'\n\nSOURCE_DIGEST = "{digest}"\n'.encode())
         with tempfile.TemporaryDirectory(prefix="graphrep-fast-sim-") as tmp:
+            if keep is not None:  # the generated C stays there, for profilers
+                tmp = str(keep.resolve())
             os.chdir(package_root)
             relative = str(copy.relative_to(package_root))
             extensions = mypycify(
@@ -87,11 +89,13 @@ def build() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clean", action="store_true", help="remove the compiled loop")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="build in DIR and keep the generated C there (for profiling)")
     args = parser.parse_args(argv)
     if args.clean:
         clean()
     else:
-        build()
+        build(args.keep)
     return 0
 
 
