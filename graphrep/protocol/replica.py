@@ -381,15 +381,30 @@ class Replica:
                                      prev_term or 0, list(entries), self.commit))
         self.next[peer] = max(nxt, stop)
 
-    def _on_append(self, now: int, src: str, m: Append, out: list) -> None:
-        if m.term < self.term:
-            self._send(out, src, AppendReply(self.config.shard, self.term, False, -1))
-            return
-        self._see_term(m.term, out)
+    def _hear_leader(self, now: int, src: str, term: int, out: list) -> bool:
+        """A leader's Append or Snapshot: False if its term is stale (the caller refuses
+        it); else follow ``src`` in that term and reset the election clock."""
+        if term < self.term:
+            return False
+        self._see_term(term, out)
         if self.role != FOLLOWER:
             self._become_follower()
         self.leader = src
         self.heard_at = now
+        return True
+
+    def _from_follower(self, src: str, term: int, out: list) -> bool:
+        """Whether a follower's reply is for this leader's current term (a newer term
+        makes this replica step down instead)."""
+        if term > self.term:
+            self._see_term(term, out)
+            return False
+        return self.role == LEADER and term == self.term and src in self.match
+
+    def _on_append(self, now: int, src: str, m: Append, out: list) -> None:
+        if not self._hear_leader(now, src, m.term, out):
+            self._send(out, src, AppendReply(self.config.shard, self.term, False, -1))
+            return
         if m.prev_end > self.end:
             if m.entries and len(self.early) < self.config.window:
                 # most likely overtaken by a later message (the network reorders): keep
@@ -432,10 +447,7 @@ class Replica:
             self._on_append(now, src, held, out)  # the gap it waited on is filled
 
     def _on_append_reply(self, now: int, src: str, m: AppendReply, out: list) -> None:
-        if m.term > self.term:
-            self._see_term(m.term, out)
-            return
-        if self.role != LEADER or m.term < self.term or src not in self.match:
+        if not self._from_follower(src, m.term, out):
             return
         if m.ok:
             if m.end > self.match[src]:
@@ -631,14 +643,9 @@ class Replica:
         out.append(Metric("snapshot_bytes", float(len(chunk))))
 
     def _on_snapshot(self, now: int, src: str, m: Snapshot, out: list) -> None:
-        if m.term < self.term:
+        if not self._hear_leader(now, src, m.term, out):
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, 0))
             return
-        self._see_term(m.term, out)
-        if self.role != FOLLOWER:
-            self._become_follower()
-        self.leader = src
-        self.heard_at = now
         if m.end <= self.applied:  # nothing new in it
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, m.total))
             return
@@ -683,10 +690,7 @@ class Replica:
         out.append(Metric("applied", float(self.applied)))
 
     def _on_snapshot_reply(self, now: int, src: str, m: SnapshotReply, out: list) -> None:
-        if m.term > self.term:
-            self._see_term(m.term, out)
-            return
-        if self.role != LEADER or m.term < self.term or src not in self.match:
+        if not self._from_follower(src, m.term, out):
             return
         if self.snap is None or m.end != self.snap[0]:
             self.snap_offset[src] = 0  # a snapshot we no longer hold: start the new one

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,7 @@ class Client(BaseProcess):
         # req -> [op, id, sent_at, first_sent, attempt]
         self.outstanding: dict[int, list] = {}
         self.acked: list[dict] = []
+        self.acked_inserts: set[int] = set()  # membership tests only, never iterated
         self.errors: list[dict] = []
 
     def _plan(self, delete_order: np.ndarray) -> list[tuple[str, int]]:
@@ -152,8 +153,7 @@ class Client(BaseProcess):
         if name == "write":
             if self.next_op < len(self.plan) and len(self.outstanding) < self.cfg.max_outstanding:
                 op, id_ = self.plan[self.next_op]
-                if op == "delete" and not any(a["id"] == id_ and a["op"] == "insert"
-                                              for a in self.acked[-4096:]):
+                if op == "delete" and id_ not in self.acked_inserts:
                     # the insert is not acknowledged yet: delete later
                     self.plan.append(self.plan.pop(self.next_op))
                     return out
@@ -183,6 +183,8 @@ class Client(BaseProcess):
             del self.outstanding[req]
             self.acked.append({"op": entry[0], "id": entry[1], "term": msg.term,
                                "seq": msg.seq, "latency_ns": now - entry[3], "at": now})
+            if entry[0] == "insert":
+                self.acked_inserts.add(entry[1])
             return []
         if msg.status == "error":
             del self.outstanding[req]
@@ -208,8 +210,8 @@ def _schedule(cfg: ClusterConfig, sim: Simulation, names: list[str], start: int,
         faults += draw_schedule(rng, names, span, crash_rate=8.0, mean_fault_ns=100 * MS)
     if kind in ("loss", "mixed"):
         faults += [Fault(0, "loss", p=0.2), Fault(span, "loss", p=0.0)]
-    faults = [Fault(f.time_ns + start, f.kind, f.node, f.groups, f.p, f.peer, f.offset_ns,
-                    f.drift_ppm) for f in faults if f.time_ns <= span]
+    faults = [replace(f, time_ns=f.time_ns + start) for f in faults
+              if f.time_ns <= span]
     return sorted(faults, key=lambda f: f.time_ns)
 
 
@@ -328,9 +330,22 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     return summary
 
 
+def _timed(method: Callable[..., Any], bucket: str) -> Callable[..., Any]:
+    """``method`` adding its CPU time (``time.process_time``) to ``self.<bucket>[name]``."""
+    def timed(self: TimedReplica, *args: Any) -> Any:
+        t0 = time.process_time()
+        try:
+            return method(self, *args)
+        finally:
+            getattr(self, bucket)[self.name] += time.process_time() - t0
+
+    timed.__name__ = method.__name__
+    return timed
+
+
 class TimedReplica(Replica):
-    """A replica whose callbacks' CPU time (``time.process_time``) adds up per node in
-    the dict ``cpu``, and the part spent applying the log (the replica's replication
+    """A replica whose callbacks' CPU time adds up per node in the dict ``cpu``, and
+    the part spent applying the log or installing snapshots (the replica's replication
     work) in ``apply_cpu``; measuring reads the clock but changes nothing in the run."""
 
     def __init__(self, name: str, disk: Mapping[Hashable, Any], config: ReplicaConfig,
@@ -339,47 +354,12 @@ class TimedReplica(Replica):
         self.cpu, self.apply_cpu = cpu, apply_cpu
         super().__init__(name, disk, config, rng)
 
-    def on_start(self, now: int) -> list:
-        t0 = time.process_time()
-        try:
-            return super().on_start(now)
-        finally:
-            self.cpu[self.name] += time.process_time() - t0
-
-    def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
-        t0 = time.process_time()
-        try:
-            return super().on_message(now, src, payload, size)
-        finally:
-            self.cpu[self.name] += time.process_time() - t0
-
-    def on_timer(self, now: int, name: Hashable) -> list:
-        t0 = time.process_time()
-        try:
-            return super().on_timer(now, name)
-        finally:
-            self.cpu[self.name] += time.process_time() - t0
-
-    def _apply_to(self, end: int) -> None:
-        t0 = time.process_time()
-        try:
-            super()._apply_to(end)
-        finally:
-            self.apply_cpu[self.name] += time.process_time() - t0
-
-    def _replay_bulk(self, end: int) -> None:
-        t0 = time.process_time()
-        try:
-            super()._replay_bulk(end)
-        finally:
-            self.apply_cpu[self.name] += time.process_time() - t0
-
-    def _install(self, end: int, term: int, data: bytes, out: list) -> None:
-        t0 = time.process_time()
-        try:
-            super()._install(end, term, data, out)
-        finally:
-            self.apply_cpu[self.name] += time.process_time() - t0
+    on_start = _timed(Replica.on_start, "cpu")
+    on_message = _timed(Replica.on_message, "cpu")
+    on_timer = _timed(Replica.on_timer, "cpu")
+    _apply_to = _timed(Replica._apply_to, "apply_cpu")
+    _replay_bulk = _timed(Replica._replay_bulk, "apply_cpu")
+    _install = _timed(Replica._install, "apply_cpu")
 
 
 def _settled(sim: Simulation, names: list[str], client: Client) -> bool:
@@ -424,10 +404,8 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
     repl_bytes = sum(row["bytes"] for row in sim.link_stats()
                      if row["src"] in replica_set and row["dst"] in replica_set)
     metrics = sim.metric_columns()
-    vec_b = sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
-                if k == "entry_bytes_vector")
-    edge_b = sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
-                 if k == "entry_bytes_edges")
+    vec_b = _metric_sum(metrics, "entry_bytes_vector")
+    edge_b = _metric_sum(metrics, "entry_bytes_edges")
     followers = max(cfg.nodes - 1, 0)
     per = max(inserts, 1)
     # entries counted once per follower (a retransmission counts as metadata); snapshot
