@@ -104,13 +104,16 @@ def _sim_example(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from graphrep.sim.cluster import ClusterConfig, run_cluster
+    from graphrep.sim.cluster import FMNIST_DIM, ClusterConfig, run_cluster
 
+    dim = args.dim if args.dim is not None else FMNIST_DIM if args.dataset == "fmnist" else 16
     cfg = ClusterConfig(policy=args.policy, nodes=args.nodes, writes=args.writes,
-                        deletes=args.deletes, dim=args.dim, queries=args.queries,
-                        concern=args.concern, seed=args.seed, nemesis=args.nemesis)
+                        deletes=args.deletes, dim=dim, queries=args.queries,
+                        concern=args.concern, seed=args.seed, nemesis=args.nemesis,
+                        dataset=args.dataset, searches=args.searches,
+                        read_preference=args.read_preference)
     s = run_cluster(cfg)
-    ok = s["converged"] and s["lost_writes"] == 0
+    ok = s["converged"] and s["lost_writes"] == 0 and s["read_your_writes_violations"] == 0
     if args.json:
         print(json.dumps(s))
         return 0 if ok else 1
@@ -131,6 +134,13 @@ def _sim(args: argparse.Namespace) -> int:
     recall = ", ".join(f"{n} {r:.3f}" for n, r in s["recall_at_10"].items())
     print(f"recall@10           {recall}; top-10 agreement {s['topk_agreement']:.3f}")
     print(f"elections           {s['elections']}; protocol errors {s['protocol_errors']}")
+    if cfg.searches:
+        q, sl = s["searches"], s["search_latency_ms"]
+        print(f"searches            {q['sent']} to {cfg.read_preference}: {q['ok']} ok, "
+              f"{q['stale']} stale ({q['retried']} retried at the leader), {q['errors']} "
+              f"errors, {q['unanswered']} unanswered; read-your-writes violations "
+              f"{s['read_your_writes_violations']}; latency p50 {sl['p50']:.1f} ms, "
+              f"p99 {sl['p99']:.1f}")
     print(f"trace hash          {s['trace_hash']}")
     return 0 if ok else 1
 
@@ -167,19 +177,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print only the JSON summary")
     e.set_defaults(func=_sim_example)
     c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
-                       "summary (exit 0 if converged with no lost write)")
+                       "summary (exit 0 if converged with no lost write and no "
+                       "read-your-writes violation)")
     c.add_argument("--policy", default="leader",
                    help="leader (edge deltas), replay (every replica inserts) or snapshot "
                    "(the leader ships its whole index periodically)")
     c.add_argument("--nodes", type=int, default=3, help="replicas of the shard")
     c.add_argument("--writes", type=int, default=500, help="inserts")
     c.add_argument("--deletes", type=int, default=50, help="deletes of inserted ids")
-    c.add_argument("--dim", type=int, default=16)
-    c.add_argument("--queries", type=int, default=100, help="queries for recall/agreement")
+    c.add_argument("--dim", type=int, default=None,
+                   help="vector dimension (default 16; fmnist: 784, the only value it takes)")
+    c.add_argument("--dataset", default="gmm",
+                   help="gmm (Gaussian mixture, default), uniform, or fmnist (Fashion-MNIST: "
+                   "apt-get install dataset-fashion-mnist)")
+    c.add_argument("--queries", type=int, default=100,
+                   help="queries for recall/agreement (searches cycle through them)")
     c.add_argument("--concern", default="majority", help="write concern: one, majority, all")
     c.add_argument("--nemesis", default="none",
                    help="none, partitions, crashes, loss, leader-kill or mixed")
     c.add_argument("--seed", type=int, default=7)
+    c.add_argument("--searches", type=int, default=0,
+                   help="client searches spread over the write phase, each carrying a "
+                   "read-your-writes session token (default 0)")
+    c.add_argument("--read-preference", default="leader",
+                   help="where searches go: leader, nearest (lowest configured latency) or "
+                   "any (a seeded random replica)")
     c.add_argument("--json", action="store_true", help="print only the JSON summary")
     c.set_defaults(func=_sim)
     return p

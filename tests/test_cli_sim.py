@@ -23,3 +23,25 @@ def test_sim_prints_the_summary_the_experiments_depend_on(capsys):
 def test_sim_refuses_an_unknown_nemesis(capsys):
     assert main(["sim", "--nemesis", "meteor"]) == 2
     assert "unknown nemesis" in capsys.readouterr().err
+
+
+def test_sim_searches_with_a_read_preference(capsys):
+    args = ["sim", "--writes", "60", "--deletes", "6", "--queries", "10", "--seed", "3",
+            "--searches", "20", "--read-preference", "nearest", "--concern", "one"]
+    assert main([*args, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["searches"]["sent"] == 20 and s["searches"]["ok"] == 20
+    assert s["read_your_writes_violations"] == 0
+    assert set(s["search_latency_ms"]) == {"p50", "p95", "p99"}
+    assert s["config"]["read_preference"] == "nearest"
+    assert main(args) == 0
+    assert "searches            20 to nearest: 20 ok" in capsys.readouterr().out
+
+
+def test_sim_refuses_a_bad_read_preference_or_dataset(capsys):
+    assert main(["sim", "--searches", "5", "--read-preference", "closest"]) == 2
+    assert "unknown read preference" in capsys.readouterr().err
+    assert main(["sim", "--dataset", "sift"]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    assert main(["sim", "--dataset", "fmnist", "--dim", "32"]) == 2
+    assert "784" in capsys.readouterr().err

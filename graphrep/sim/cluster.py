@@ -12,6 +12,27 @@ Phases, in virtual time: the client issues writes at a fixed rate, with at most
 every fault is undone (heal, restart, loss off) and the run continues until every
 replica has applied the leader's whole log and the client holds no unacknowledged
 write, or ``settle_ns`` passes.
+
+Searches (``searches`` > 0): the client also sends ``searches`` k-NN searches (k=10, the
+run's query vectors in turn), evenly spread over the write phase (the virtual time
+before the faults are undone, ``write_phase_ns``): one every ``write_phase_ns //
+(searches + 1)``. Where a search goes is the ``read_preference``: ``leader`` (the
+replica the client believes leads), ``nearest`` (the replica with the lowest expected
+one-way latency from the client's region, ties broken in ring order from the client's
+*home* replica ``r{seed % nodes}``; with every node in one region, as by default, that
+is always the home replica) or ``any`` (a replica drawn from the ``reads`` random
+stream, which no other component draws from). Each search carries a session token for
+read-your-writes: a write acknowledged at log position ``p`` means entries ``[0, p]``
+exist, so the token is ``p + 1`` for the highest acknowledged ``p`` and the replica must
+have applied that many entries. A ``stale`` reply is retried once at the leader (the
+replier's hint, else the client's belief); a search is never retried on silence, so one
+sent to a crashed or cut-off replica stays ``unanswered``. The checker counts an ``ok``
+reply whose applied position is below the token it carried as a read-your-writes
+violation (zero for a correct replica).
+
+Data (``dataset``): ``gmm`` (a Gaussian mixture, the default), ``uniform`` (the unit
+cube) or ``fmnist`` (Fashion-MNIST, 784 dimensions: ``dim`` must be 784; the first
+``initial + writes`` training images and the first ``queries`` test images).
 """
 
 from __future__ import annotations
@@ -23,9 +44,14 @@ from typing import Any
 
 import numpy as np
 
-from graphrep.ann.datasets import gmm_dataset, ground_truth
+from graphrep.ann.datasets import (
+    gmm_dataset,
+    ground_truth,
+    load_fashion_mnist,
+    uniform_dataset,
+)
 from graphrep.errors import InvalidArgument
-from graphrep.protocol.messages import ClientWrite, SearchReply, WriteReply
+from graphrep.protocol.messages import ClientSearch, ClientWrite, SearchReply, WriteReply
 from graphrep.protocol.messages import decode as decode_message
 from graphrep.protocol.messages import encode as encode_message
 from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig
@@ -34,12 +60,17 @@ from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.nemesis import Fault, apply_schedule, draw_schedule
 from graphrep.sim.network import LatencyModel, NetworkConfig
 
-__all__ = ["NEMESES", "POLICIES", "ClusterConfig", "run_cluster"]
+__all__ = ["DATASETS", "NEMESES", "POLICIES", "READ_PREFERENCES", "ClusterConfig",
+           "run_cluster"]
 
 MS = 1_000_000
 NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed")
 POLICIES = ("leader", "replay", "snapshot")
 CONCERNS = ("one", "majority", "all")
+READ_PREFERENCES = ("leader", "nearest", "any")
+DATASETS = ("gmm", "uniform", "fmnist")
+FMNIST_DIM, FMNIST_BASE, FMNIST_QUERIES = 784, 60_000, 10_000
+SEARCH_K = 10
 
 
 @dataclass(frozen=True)
@@ -74,6 +105,17 @@ class ClusterConfig:
     L: int = 48
     search_L: int = 0
     """Beam width of the recall and agreement queries (0: ``L``)."""
+    dataset: str = "gmm"
+    """``gmm``, ``uniform`` or ``fmnist`` (see the module docstring)."""
+    searches: int = 0
+    """Client searches spread over the write phase (see the module docstring)."""
+    read_preference: str = "leader"
+    """Where searches go: ``leader``, ``nearest`` or ``any``."""
+    replica_regions: tuple[str, ...] = ()
+    """Region of each replica r0, r1, ... (empty: all in ``local``)."""
+    client_region: str = "local"
+    region_latency: tuple[tuple[str, str, LatencyModel], ...] = ()
+    """``(region, region, model)`` latencies between regions; other pairs use ``latency``."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -85,23 +127,68 @@ class ClusterConfig:
                                   f"{CONCERNS}")
         if not (isinstance(self.nodes, int) and 1 <= self.nodes <= 15):
             raise InvalidArgument(f"nodes must be an int in [1, 15], got {self.nodes!r}")
-        for name in ("writes", "deletes", "queries", "initial"):
+        for name in ("writes", "deletes", "queries", "initial", "searches"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise InvalidArgument(f"{name} must be an int >= 0, got {v!r}")
         if self.deletes > self.writes:
             raise InvalidArgument(f"deletes ({self.deletes}) cannot exceed writes "
                                   f"({self.writes}): only written ids are deleted")
+        if self.read_preference not in READ_PREFERENCES:
+            raise InvalidArgument(f"unknown read preference {self.read_preference!r}; choose "
+                                  f"from {READ_PREFERENCES}")
+        if self.searches and not self.queries:
+            raise InvalidArgument("searches use the run's query vectors: set queries >= 1")
+        if self.dataset not in DATASETS:
+            raise InvalidArgument(f"unknown dataset {self.dataset!r}; choose from {DATASETS}")
+        if self.dataset == "fmnist":
+            if self.dim != FMNIST_DIM:
+                raise InvalidArgument(f"dataset 'fmnist' has {FMNIST_DIM} dimensions, got "
+                                      f"dim={self.dim}: pass dim={FMNIST_DIM} (the CLI does "
+                                      f"when --dim is omitted)")
+            if self.initial + self.writes > FMNIST_BASE or self.queries > FMNIST_QUERIES:
+                raise InvalidArgument(f"fmnist has {FMNIST_BASE} base and {FMNIST_QUERIES} "
+                                      f"query vectors; got initial + writes = "
+                                      f"{self.initial + self.writes}, queries = {self.queries}")
+        object.__setattr__(self, "replica_regions", tuple(self.replica_regions))
+        object.__setattr__(self, "region_latency",
+                           tuple(tuple(t) for t in self.region_latency))
+        if self.replica_regions and len(self.replica_regions) != self.nodes:
+            raise InvalidArgument(f"replica_regions names {len(self.replica_regions)} "
+                                  f"regions for {self.nodes} nodes: give one per replica "
+                                  f"or none")
+        for region in (*self.replica_regions, self.client_region):
+            if not isinstance(region, str) or not region:
+                raise InvalidArgument(f"a region is a non-empty str, got {region!r}")
+        for t in self.region_latency:
+            if len(t) != 3 or not all(isinstance(r, str) and r for r in t[:2]) \
+                    or not isinstance(t[2], LatencyModel):
+                raise InvalidArgument(f"region_latency entries are (region, region, "
+                                      f"LatencyModel), got {t!r}")
+
+    @property
+    def write_phase_ns(self) -> int:
+        """Virtual time of the write phase: writes and faults; then faults are undone."""
+        return self.write_interval_ns * (self.writes + self.deletes + 10) + 500 * MS
+
+    def region(self, replica: int) -> str:
+        """The region of replica ``r{replica}``."""
+        return self.replica_regions[replica] if self.replica_regions else "local"
 
 
 class Client(BaseProcess):
     """The workload: inserts ids 0..writes-1 and deletes ``deletes`` acknowledged ids,
     one write every ``write_interval_ns``, to the replica it believes leads; follows
     ``not_leader`` hints and retries after ``client_timeout_ns`` at the next replica.
-    Every write is retried until acknowledged (ids make retries idempotent)."""
+    Every write is retried until acknowledged (ids make retries idempotent).
+
+    With ``cfg.searches`` it also sends searches carrying its session token (see the
+    module docstring); ``queries`` are their vectors and ``rng`` draws the replica of
+    each search under read preference ``any``."""
 
     def __init__(self, cfg: ClusterConfig, replicas: list[str], vectors: np.ndarray,
-                 delete_order: np.ndarray) -> None:
+                 delete_order: np.ndarray, queries: np.ndarray | None = None,
+                 rng: np.random.Generator | None = None) -> None:
         self.cfg = cfg
         self.replicas = replicas
         self.vectors = vectors
@@ -113,6 +200,16 @@ class Client(BaseProcess):
         self.acked: list[dict] = []
         self.acked_inserts: set[int] = set()  # membership tests only, never iterated
         self.errors: list[dict] = []
+        # searches
+        self.queries = queries
+        self.rng = rng
+        self.nearest = _nearest(cfg, replicas)
+        self.session = 0  # read-your-writes token: highest acknowledged position + 1
+        # search number -> [attempt, token, first_sent]
+        self.searching: dict[int, list[int]] = {}
+        self.search_counts = {"sent": 0, "ok": 0, "stale": 0, "retried": 0, "errors": 0}
+        self.search_latency_ms: list[float] = []
+        self.ryw_violations = 0
 
     def _plan(self, delete_order: np.ndarray) -> list[tuple[str, int]]:
         """Inserts in id order; a delete of an earlier id after every few inserts."""
@@ -132,9 +229,16 @@ class Client(BaseProcess):
     def done(self) -> bool:
         return self.next_op >= len(self.plan) and not self.outstanding
 
+    @property
+    def search_interval_ns(self) -> int:
+        return max(1, self.cfg.write_phase_ns // (self.cfg.searches + 1))
+
     def on_start(self, now: int) -> list:
-        return [SetTimer("write", self.cfg.write_interval_ns, periodic=True),
-                SetTimer("retry", self.cfg.client_timeout_ns // 4, periodic=True)]
+        out: list = [SetTimer("write", self.cfg.write_interval_ns, periodic=True),
+                     SetTimer("retry", self.cfg.client_timeout_ns // 4, periodic=True)]
+        if self.cfg.searches:
+            out.append(SetTimer("search", self.search_interval_ns))
+        return out
 
     def _send(self, req: int, now: int) -> Send:
         """(Re)send a write. The wire request id carries the attempt number, so that a
@@ -161,6 +265,10 @@ class Client(BaseProcess):
                 self.next_op += 1
                 self.outstanding[req] = [op, id_, now, now, 0]
                 out.append(self._send(req, now))
+        elif name == "search":
+            out.append(self._search(now))
+            if self.search_counts["sent"] < self.cfg.searches:
+                out.append(SetTimer("search", self.search_interval_ns))
         else:
             for req in sorted(self.outstanding):
                 if now - self.outstanding[req][2] >= self.cfg.client_timeout_ns:
@@ -171,9 +279,65 @@ class Client(BaseProcess):
     def _after(self, name: str) -> str:
         return self.replicas[(self.replicas.index(name) + 1) % len(self.replicas)]
 
+    def _search(self, now: int) -> Send:
+        """Send the next search where the read preference says."""
+        no = self.search_counts["sent"]
+        self.search_counts["sent"] += 1
+        self.searching[no] = [0, self.session, now]
+        pref = self.cfg.read_preference
+        if pref == "leader":
+            to = self.target
+        elif pref == "nearest":
+            to = self.nearest
+        else:
+            assert self.rng is not None
+            to = self.replicas[int(self.rng.integers(len(self.replicas)))]
+        return self._send_search(no, to)
+
+    def _send_search(self, no: int, to: str) -> Send:
+        """(Re)send search ``no``; like writes, the wire id carries the attempt."""
+        attempt, token, _ = self.searching[no]
+        assert self.queries is not None
+        q = self.queries[no % len(self.queries)].astype("<f4").tobytes()
+        data = encode_message(ClientSearch(0, (no << 16) | attempt, q, SEARCH_K, token))
+        return Send(to, data, len(data))
+
+    def _on_search_reply(self, now: int, msg: SearchReply) -> list:
+        no = msg.req >> 16
+        entry = self.searching.get(no)
+        if entry is None or (msg.req & 0xFFFF) != entry[0]:
+            return []  # a duplicate, or the answer to an attempt already retried
+        counts = self.search_counts
+        if msg.status == "stale":
+            counts["stale"] += 1
+            if entry[0] == 0:  # retry once, at the leader
+                entry[0] = 1
+                counts["retried"] += 1
+                to = msg.leader if msg.leader in self.replicas else self.target
+                return [self._send_search(no, to)]
+            del self.searching[no]
+            return []
+        del self.searching[no]
+        if msg.status == "ok":
+            counts["ok"] += 1
+            self.search_latency_ms.append((now - entry[2]) / MS)
+            if msg.seq < entry[1]:
+                self.ryw_violations += 1  # answered from a state before our own writes
+        else:
+            counts["errors"] += 1
+        return []
+
+    def search_summary(self) -> dict[str, Any]:
+        """The searches' part of the run summary."""
+        return {"searches": {**self.search_counts, "unanswered": len(self.searching)},
+                "read_your_writes_violations": self.ryw_violations,
+                "search_latency_ms": _percentiles(self.search_latency_ms)}
+
     def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
         msg = decode_message(payload)
-        if isinstance(msg, SearchReply) or not isinstance(msg, WriteReply):
+        if isinstance(msg, SearchReply):
+            return self._on_search_reply(now, msg)
+        if not isinstance(msg, WriteReply):
             return []
         entry = self.outstanding.get(msg.req >> 16)
         if entry is None:
@@ -181,6 +345,7 @@ class Client(BaseProcess):
         req = msg.req >> 16
         if msg.status == "ok":
             del self.outstanding[req]
+            self.session = max(self.session, msg.seq + 1)
             self.acked.append({"op": entry[0], "id": entry[1], "term": msg.term,
                                "seq": msg.seq, "latency_ns": now - entry[3], "at": now})
             if entry[0] == "insert":
@@ -196,6 +361,46 @@ class Client(BaseProcess):
         if not msg.leader:
             return []  # no leader known yet: the retry timer tries again
         return [self._send(req, now)]
+
+
+def _expected_ns(model: LatencyModel) -> float:
+    """The mean one-way delay of ``model``."""
+    if model.kind == "uniform":
+        base = (model.low_ns + model.high_ns) / 2
+    elif model.kind == "lognormal":
+        base = model.mean_ns * float(np.exp(model.sigma ** 2 / 2))
+    else:
+        base = float(model.mean_ns)
+    return base + model.jitter_ns / 2
+
+
+def _nearest(cfg: ClusterConfig, replicas: list[str]) -> str:
+    """The replica with the lowest expected latency from the client; ties go to the
+    first in ring order from the client's home replica ``r{seed % nodes}``."""
+    home = cfg.seed % len(replicas)
+    net = _network(cfg)
+
+    def key(i: int) -> tuple[float, int]:
+        model = net.latency(cfg.client_region, cfg.region(i))
+        return _expected_ns(model), (i - home) % len(replicas)
+
+    return replicas[min(range(len(replicas)), key=key)]
+
+
+def _network(cfg: ClusterConfig) -> NetworkConfig:
+    return NetworkConfig(default=cfg.latency, duplicate=cfg.duplicate, reorder=cfg.reorder,
+                         regions={(a, b): m for a, b, m in cfg.region_latency})
+
+
+def _dataset(cfg: ClusterConfig, n_base: int) -> tuple[np.ndarray, np.ndarray]:
+    """Base vectors (ids 0..n_base-1) and queries of ``cfg.dataset``."""
+    if cfg.dataset == "fmnist":
+        base, queries = load_fashion_mnist()
+        return base[:n_base], queries[: cfg.queries]
+    if cfg.dataset == "uniform":
+        return uniform_dataset(max(n_base, 1), max(cfg.queries, 1), cfg.dim, seed=cfg.seed)
+    return gmm_dataset(max(n_base, 1), max(cfg.queries, 1), cfg.dim,
+                       n_clusters=16 if n_base < 20_000 else 100, seed=cfg.seed)
 
 
 def _schedule(cfg: ClusterConfig, sim: Simulation, names: list[str], start: int,
@@ -255,8 +460,7 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     """
     names = [f"r{i}" for i in range(cfg.nodes)]
     n_base = cfg.initial + cfg.writes
-    vectors, queries = gmm_dataset(max(n_base, 1), max(cfg.queries, 1), cfg.dim,
-                                   n_clusters=16 if n_base < 20_000 else 100, seed=cfg.seed)
+    vectors, queries = _dataset(cfg, n_base)
     vectors = np.ascontiguousarray(vectors[:n_base], dtype=np.float32)
     queries = np.ascontiguousarray(queries[: cfg.queries], dtype=np.float32)
     rcfg = ReplicaConfig(replicas=tuple(names), dim=cfg.dim, R=cfg.R, L=cfg.L,
@@ -265,7 +469,7 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
                          apply_batch=cfg.apply_batch,
                          anti_entropy_ticks=cfg.anti_entropy_ticks,
                          snapshot_ticks=cfg.snapshot_ticks)
-    net = NetworkConfig(default=cfg.latency, duplicate=cfg.duplicate, reorder=cfg.reorder)
+    net = _network(cfg)
     sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}
     base: dict[Hashable, Any] = {}
@@ -286,13 +490,14 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
         cpu[name] += time.process_time() - t0
         return r
 
-    for n in names:
-        sim.add_node(n, replica_factory)
+    for i, n in enumerate(names):
+        sim.add_node(n, replica_factory, region=cfg.region(i))
     delete_order = sim.rng("workload").permutation(max(cfg.writes, 1))
-    client = Client(cfg, names, vectors, delete_order)
-    sim.add_node("client", lambda n, d: client)
+    client = Client(cfg, names, vectors, delete_order, queries,
+                    sim.rng("reads") if cfg.searches and cfg.read_preference == "any" else None)
+    sim.add_node("client", lambda n, d: client, region=cfg.client_region)
 
-    write_end = cfg.write_interval_ns * (cfg.writes + cfg.deletes + 10) + 500 * MS
+    write_end = cfg.write_phase_ns
     fault_start = 300 * MS
     if schedule is not None:
         apply_schedule(sim, list(schedule))
@@ -444,6 +649,7 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
         "lag_ms": _lag(sim, names),
         "converge_ms_after_heal": (converged_at - heal_at) / MS if converged_at else None,
         "recall_at_10": recall, "topk_agreement": agreement,
+        **client.search_summary(),
         "protocol_errors": int(sum(1 for k in metrics["name"] if k == "protocol_errors")),
         "elections": int(sum(1 for k in metrics["name"] if k == "leader_elected")),
         **{name: _metric_sum(metrics, name) for name in (

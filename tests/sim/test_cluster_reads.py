@@ -1,0 +1,119 @@
+"""Client searches in the simulated cluster: read preferences, session tokens
+(read-your-writes) and the checker that counts violations; the dataset choice."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from graphrep.ann.datasets import load_fashion_mnist
+from graphrep.errors import DatasetUnavailable, InvalidArgument
+from graphrep.protocol.messages import ClientSearch
+from graphrep.protocol.replica import Replica
+from graphrep.sim import cluster
+from graphrep.sim.cluster import ClusterConfig, _nearest, run_cluster
+from graphrep.sim.network import LatencyModel
+
+MS = 1_000_000
+SMALL = {"writes": 60, "deletes": 6, "queries": 10, "seed": 3, "searches": 40}
+
+
+def _without_cpu(s: dict) -> dict:
+    return {k: v for k, v in s.items() if k not in ("cpu_s", "apply_cpu_s", "sim_cpu_s")}
+
+
+@pytest.mark.parametrize("pref", ["leader", "nearest", "any"])
+@pytest.mark.parametrize("concern", ["one", "majority"])
+def test_every_read_preference_answers_with_no_read_your_writes_violation(pref, concern):
+    s = run_cluster(ClusterConfig(read_preference=pref, concern=concern, **SMALL))
+    q = s["searches"]
+    assert q["sent"] == 40 and q["ok"] == 40 and q["errors"] == q["unanswered"] == 0
+    assert q["retried"] == q["stale"]  # each stale first answer retried once, at the leader
+    assert s["read_your_writes_violations"] == 0
+    assert s["search_latency_ms"]["p50"] > 0
+    assert s["converged"] and s["lost_writes"] == 0
+    if pref != "leader" and concern == "one":
+        assert q["stale"] > 0  # followers lag: the session token really is checked
+
+
+class _Recording(cluster.TimedReplica):
+    """Counts the searches each replica receives (class-level, reset per test)."""
+
+    received: ClassVar[dict[str, int]] = {}
+
+    def _count(self, now, src, m, out):
+        self.received[self.name] = self.received.get(self.name, 0) + 1
+        Replica._on_search(self, now, src, m, out)
+
+    _handlers: ClassVar[dict] = {**Replica._handlers, ClientSearch: _count}
+
+
+def test_nearest_goes_to_the_replica_with_the_lowest_configured_latency(monkeypatch):
+    regions = {"replica_regions": ("west", "west", "east"), "client_region": "east",
+               "region_latency": (("east", "west", LatencyModel.constant(20 * MS)),
+                                  ("east", "east", LatencyModel.constant(1 * MS)))}
+    cfg = ClusterConfig(read_preference="nearest", **regions, **SMALL)
+    assert _nearest(cfg, ["r0", "r1", "r2"]) == "r2"
+    monkeypatch.setattr(_Recording, "received", {})
+    monkeypatch.setattr(cluster, "TimedReplica", _Recording)
+    s = run_cluster(cfg)
+    got = _Recording.received
+    assert got.get("r2", 0) >= 40 and s["read_your_writes_violations"] == 0
+    assert got.get("r0", 0) + got.get("r1", 0) <= s["searches"]["retried"]  # at the leader
+    # one region, equal latencies: the client's home replica r{seed % nodes}
+    assert _nearest(ClusterConfig(**SMALL), ["r0", "r1", "r2"]) == "r0"
+    assert _nearest(ClusterConfig(**{**SMALL, "seed": 7}), ["r0", "r1", "r2"]) == "r1"
+
+
+class _IgnoresMinSeq(cluster.TimedReplica):
+    """A broken replica: answers ``ok`` from whatever it has applied, session or not."""
+
+    def _careless(self, now, src, m, out):
+        Replica._on_search(self, now, src, m._replace(min_seq=0), out)
+
+    _handlers: ClassVar[dict] = {**Replica._handlers, ClientSearch: _careless}
+
+
+@pytest.mark.parametrize("pref", ["nearest", "any"])
+def test_the_checker_catches_a_replica_that_ignores_the_session_token(monkeypatch, pref):
+    monkeypatch.setattr(cluster, "TimedReplica", _IgnoresMinSeq)
+    s = run_cluster(ClusterConfig(read_preference=pref, concern="one", **SMALL))
+    assert s["read_your_writes_violations"] > 0
+    assert s["searches"]["stale"] == 0  # it never says stale: it answers behind instead
+
+
+def test_any_is_deterministic():
+    cfg = ClusterConfig(read_preference="any", concern="one", nemesis="mixed", **SMALL)
+    one, two = run_cluster(cfg), run_cluster(cfg)
+    assert _without_cpu(one) == _without_cpu(two)
+    other = run_cluster(ClusterConfig(read_preference="leader", concern="one",
+                                      nemesis="mixed", **SMALL))
+    assert other["trace_hash"] != one["trace_hash"]
+
+
+def test_bad_read_preference_dataset_and_dim_are_refused():
+    for kwargs, match in (({"read_preference": "closest"}, "read preference.*nearest"),
+                          ({"dataset": "sift"}, "unknown dataset.*fmnist"),
+                          ({"dataset": "fmnist", "dim": 32}, "784"),
+                          ({"searches": 5, "queries": 0}, "queries >= 1"),
+                          ({"searches": -1}, "searches"),
+                          ({"replica_regions": ("a",)}, "one per replica")):
+        with pytest.raises(InvalidArgument, match=match):
+            ClusterConfig(**kwargs)
+
+
+def test_uniform_dataset_runs():
+    s = run_cluster(ClusterConfig(dataset="uniform", writes=60, deletes=6, queries=10, seed=3))
+    assert s["converged"] and s["lost_writes"] == 0 and s["topk_agreement"] == 1.0
+
+
+def test_fmnist_dataset_runs():
+    try:
+        load_fashion_mnist()
+    except DatasetUnavailable as exc:
+        pytest.skip(f"Fashion-MNIST is not installed: {exc}")
+    s = run_cluster(ClusterConfig(dataset="fmnist", dim=784, writes=60, deletes=6, queries=10,
+                                  seed=3, searches=10))
+    assert s["converged"] and s["lost_writes"] == 0 and s["topk_agreement"] == 1.0
+    assert s["searches"]["ok"] == 10 and s["read_your_writes_violations"] == 0
