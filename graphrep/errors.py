@@ -108,3 +108,20 @@ class UnsupportedVersion(ProtocolError):
 
 class OversizedMessage(ProtocolError):
     """A message is larger than the configured frame limit: raise the limit or batch less."""
+
+
+class UnknownShard(ProtocolError):
+    """A message for a shard this node does not host (a misrouted or hostile message)."""
+
+
+class PlacementError(GraphrepError, ValueError):
+    """A shard cannot be placed: too few nodes in its allowed regions, or a bad layout."""
+
+
+class InvariantViolation(GraphrepError, AssertionError):
+    """A replication invariant failed (graphrep.spec): ``invariant`` names which one."""
+
+    def __init__(self, invariant: str, detail: str) -> None:
+        super().__init__(f"{invariant}: {detail}")
+        self.invariant = invariant
+        self.detail = detail

@@ -52,7 +52,9 @@ a leader sends heartbeats, retransmits and runs anti-entropy): the simulator's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+import struct
+import zlib
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -90,8 +92,10 @@ __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaCon
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
 POLICIES = ("leader", "replay", "snapshot")
+SYNC_POLICIES = ("always", "tick")
 CONCERNS = ("one", "majority", "all")
 MS = 1_000_000
+_WAL_HEAD = struct.Struct("<qB")
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,18 @@ class ReplicaConfig:
     tree_leaves: int = 256
     search_L: int = 64
     index_seed: int = 0
+    sync: str = "always"
+    """When appended log records are made durable: ``always`` syncs every append before
+    anything that depends on it is sent; ``tick`` (group commit) syncs once per tick, so
+    many appends share one sync, and acknowledgements (a client's ``one``, a follower's
+    reply to its leader) wait for the sync: fewer syncs, up to a tick more latency."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ProtocolError(f"unknown policy {self.policy!r}; choose from {POLICIES}")
+        if self.sync not in SYNC_POLICIES:
+            raise ProtocolError(f"unknown sync policy {self.sync!r}; choose from "
+                                f"{SYNC_POLICIES}")
 
     def index(self) -> VamanaIndex:
         return VamanaIndex(self.dim, self.metric, R=self.R, L=self.L, alpha=self.alpha,
@@ -161,8 +173,14 @@ class Replica:
         self.log_start: int = int(disk.get("log_start", 0))
         self.start_term: int = int(disk.get("start_term", 0))  # term of entry log_start-1
         self.log: list[Entry] = []
-        while disk.get(("log", self.log_start + len(self.log))) is not None:
-            self.log.append(disk[("log", self.log_start + len(self.log))])
+        self.wal_damaged = 0  # records whose checksum failed at recovery (the log ends there)
+        while (record := disk.get(("log", self.log_start + len(self.log)))) is not None:
+            entry = wal_entry(record)
+            if entry is None:
+                self.wal_damaged += 1
+                break
+            self.log.append(entry)
+        self.synced_end = self.end  # log positions on disk (all of them, after recovery)
         self.commit = min(max(int(disk.get("commit", 0)), self.snap_end), self.end)
         # volatile state
         self.role = FOLLOWER
@@ -224,6 +242,10 @@ class Replica:
 
     def on_timer(self, now: int, name: Hashable) -> list:
         out: list = []
+        if name == "anti_entropy":  # an operator's "compare now" (a one-shot timer)
+            if self.role == LEADER:
+                self._start_anti_entropy(out)
+            return out
         self.ticks += 1
         if self.role == LEADER:
             for p in self.peers:
@@ -240,12 +262,12 @@ class Replica:
                     self.progress_at[p] = now
                 self._send_append(p, out, heartbeat=True)
             every = self.config.anti_entropy_ticks
-            # replay replicas own their graphs: comparing graphs would "repair" the very
-            # drift the baseline exists to measure (vector databases compare objects)
-            if every and self.ticks % every == 0 and self.config.policy != "replay":
+            if every and self.ticks % every == 0:
                 self._start_anti_entropy(out)
         elif now - self.heard_at >= self.timeout:
             self._start_election(now, out)
+        if self.config.sync == "tick":
+            self._sync_tick(out)
         self._catch_up(out)  # what a batching follower left for the tick
         self._maybe_snapshot(out)
         return out
@@ -260,8 +282,13 @@ class Replica:
             self.errors += 1
             return [Metric("protocol_errors", 1.0),
                     Metric(f"protocol_error:{type(exc).__name__}", 1.0)]
+        return self.on_decoded(now, src, msg)
+
+    def on_decoded(self, now: int, src: str, msg: Any) -> list:
+        """Handle a message already decoded and checked to be for this shard (a host of
+        several shards decodes once and hands each message to its shard's replica)."""
         out: list = []
-        self._handlers[type(msg)](self, now, src, msg, out)
+        getattr(self, self._handlers[type(msg)])(now, src, msg, out)
         self._report_work(out)
         return out
 
@@ -343,10 +370,11 @@ class Replica:
 
     def _satisfied(self, pos: int, concern: str) -> bool:
         if concern == "one":
-            return pos < self.end  # durable here: the append synced before this
+            return pos < self._durable_end()
         if concern == "majority":
             return pos < self.commit
-        return all(self.match[p] > pos for p in self.peers) and pos < self.commit
+        return (all(self.match[p] > pos for p in self.peers) and pos < self.commit
+                and pos < self._durable_end())
 
     def _flush_pending(self, out: list) -> None:
         keep = []
@@ -362,9 +390,32 @@ class Replica:
     def _append_local(self, entry: Entry, out: list) -> int:
         pos = self.end
         self.log.append(entry)
-        out.append(DurableWrite(("log", pos), entry))
-        out.append(Sync())
+        out.append(DurableWrite(("log", pos), wal_record(entry)))
+        if self.config.sync == "always":
+            self._sync(out)
         return pos
+
+    def _sync(self, out: list) -> None:
+        """Make every log record written so far durable."""
+        out.append(Sync())
+        self.synced_end = self.end
+
+    def _durable_end(self) -> int:
+        """Log positions this replica may claim to hold durably: what write concerns and
+        the leader's commit count (under ``sync="tick"`` the tail may not be synced)."""
+        return min(self.synced_end, self.end)
+
+    def _sync_tick(self, out: list) -> None:
+        """Group commit (``sync="tick"``): sync the appended records, then send what was
+        waiting for them (a follower's acknowledgement, client acknowledgements)."""
+        if self.synced_end >= self.end:
+            return
+        self._sync(out)
+        if self.role == LEADER:
+            self._advance_commit(out)
+        elif self.leader:
+            self._send(out, self.leader, AppendReply(self.config.shard, self.term, True,
+                                                     self._durable_end()))
 
     def _send_append(self, peer: str, out: list, heartbeat: bool = False) -> None:
         nxt = self.next[peer]
@@ -438,10 +489,14 @@ class Replica:
         end = m.prev_end + len(m.entries)
         if m.commit > self.commit and min(m.commit, end) > self.commit:
             self.commit = min(m.commit, end)
-            out.extend([DurableWrite("commit", self.commit), Sync()])
+            out.append(DurableWrite("commit", self.commit))
+            if self.config.sync == "always":
+                self._sync(out)
             if self.commit - self.applied >= self.config.apply_batch:
                 self._catch_up(out)  # (under snapshot: a no-op)
-        self._send(out, src, AppendReply(self.config.shard, self.term, True, end))
+        # acknowledge only what is durable here (under sync="tick" the tick sends the rest)
+        self._send(out, src, AppendReply(self.config.shard, self.term, True,
+                                         min(end, self._durable_end())))
         held = self.early.pop(self.end, None)
         if held is not None and held.term == self.term:
             self._on_append(now, src, held, out)  # the gap it waited on is filled
@@ -464,9 +519,14 @@ class Replica:
             return
         self._send_append(src, out)
 
+    def _quorum_end(self) -> int:
+        """The log end a majority (this leader included) holds durably."""
+        ends = sorted([self._durable_end()] + [self.match[p] for p in self.peers],
+                      reverse=True)
+        return ends[self.majority - 1]
+
     def _advance_commit(self, out: list) -> None:
-        ends = sorted([self.end] + [self.match[p] for p in self.peers], reverse=True)
-        candidate = ends[self.majority - 1]
+        candidate = self._quorum_end()
         if candidate > self.commit and self.term_at(candidate - 1) == self.term:
             self.commit = candidate
             out.append(DurableWrite("commit", self.commit))
@@ -481,6 +541,7 @@ class Replica:
         for p in range(pos, self.end):
             out.append(DurableWrite(("log", p), None))
         del self.log[pos - self.log_start :]
+        self.synced_end = min(self.synced_end, pos)
         if self.applied > pos:
             self._rebuild()
 
@@ -618,7 +679,7 @@ class Replica:
             self.snapshot_due = set(self.peers)
             for p in self.peers:
                 self.snap_offset[p] = 0
-        out.append(Sync())
+        self._sync(out)
         out.append(Metric("snapshots", 1.0))
 
     def _compact(self, start: int, out: list) -> None:
@@ -674,7 +735,7 @@ class Replica:
             out.append(DurableWrite(("log", p), None))
         self.log = list(tail)
         for i, entry in enumerate(self.log):
-            out.append(DurableWrite(("log", end + i), entry))
+            out.append(DurableWrite(("log", end + i), wal_record(entry)))
         self.log_start, self.start_term = end, term
         self.snap = (end, term, data)
         self.commit = max(self.commit, end)
@@ -686,6 +747,7 @@ class Replica:
         out.extend([DurableWrite("snapshot", self.snap), DurableWrite("log_start", end),
                     DurableWrite("start_term", term), DurableWrite("commit", self.commit),
                     Sync(), Metric("snapshot_installs", 1.0)])
+        self.synced_end = self.end
         self._catch_up(out)
         out.append(Metric("applied", float(self.applied)))
 
@@ -715,6 +777,10 @@ class Replica:
         return self.tree[1]
 
     def _start_anti_entropy(self, out: list) -> None:
+        if self.config.policy == "replay":
+            # replay replicas own their graphs: comparing graphs would "repair" the very
+            # drift the baseline exists to measure (vector databases compare objects)
+            return
         if self.commit != self.end or self.applied != self.end:
             return  # compare only committed state the followers can also hold
         self.tree = None  # the index may have changed in place (a repair, a test)
@@ -742,13 +808,18 @@ class Replica:
         mine = self._my_tree().leaf_hashes
         if len(m.leaves) != len(mine):
             return
-        leaves = [i for i, (a, b) in enumerate(zip(mine, m.leaves, strict=True)) if a != b]
+        leaves = self._differing_leaves(mine, m.leaves)
         ids = ids_in_leaves(self.index.ids(include_deleted=True), leaves, len(mine))
         records = self.index.export_records(ids)
         data = records.to_bytes()
         self._send(out, src, Repair(self.config.shard, self.term, m.end, leaves, data,
                                     self.index.entry_id, self.index.seq))
         out.append(Metric("repair_bytes", float(len(data))))
+
+    @staticmethod
+    def _differing_leaves(mine: list[bytes], theirs: list[bytes]) -> list[int]:
+        """Indices of the leaves whose digests differ (what anti-entropy repairs)."""
+        return [i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b]
 
     def _on_repair(self, now: int, src: str, m: Repair, out: list) -> None:
         if m.term != self.term or self.role != FOLLOWER or self.applied != m.end:
@@ -780,7 +851,7 @@ class Replica:
             self.voted_for = None
             out.append(DurableWrite("term", term))
             out.append(DurableWrite("voted_for", None))
-            out.append(Sync())
+            self._sync(out)
             self._become_follower()
 
     def _become_follower(self) -> None:
@@ -798,8 +869,8 @@ class Replica:
         self.leader = ""
         self.heard_at = now
         self.timeout = self._draw_timeout()
-        out.extend([DurableWrite("term", self.term), DurableWrite("voted_for", self.name),
-                    Sync()])
+        out.extend([DurableWrite("term", self.term), DurableWrite("voted_for", self.name)])
+        self._sync(out)
         last_term = self.term_at(self.end - 1) or 0
         for p in self.peers:
             self._send(out, p, RequestVote(self.config.shard, self.term, self.name,
@@ -821,7 +892,8 @@ class Replica:
                 self._become_follower()
             self.voted_for = m.candidate
             self.heard_at = now
-            out.extend([DurableWrite("voted_for", m.candidate), Sync()])
+            out.append(DurableWrite("voted_for", m.candidate))
+            self._sync(out)
         self._send(out, src, VoteReply(self.config.shard, self.term, granted))
 
     def _on_vote(self, now: int, src: str, m: VoteReply, out: list) -> None:
@@ -856,18 +928,46 @@ class Replica:
         data = encode(msg)
         out.append(Send(to, data, len(data)))
 
-    _handlers: ClassVar[dict[type, Callable[..., None]]] = {
-        ClientWrite: _on_write,
-        ClientSearch: _on_search,
-        Append: _on_append,
-        AppendReply: _on_append_reply,
-        RequestVote: _on_request_vote,
-        VoteReply: _on_vote,
-        Snapshot: _on_snapshot,
-        SnapshotReply: _on_snapshot_reply,
-        TreeRoot: _on_tree_root,
-        TreeLeaves: _on_tree_leaves,
-        Repair: _on_repair,
-        WriteReply: lambda self, now, src, m, out: None,
-        SearchReply: lambda self, now, src, m, out: None,
+    def _ignore(self, now: int, src: str, m: Any, out: list) -> None:
+        """A reply meant for a client: nothing to do."""
+
+    _handlers: ClassVar[dict[type, str]] = {
+        ClientWrite: "_on_write",
+        ClientSearch: "_on_search",
+        Append: "_on_append",
+        AppendReply: "_on_append_reply",
+        RequestVote: "_on_request_vote",
+        VoteReply: "_on_vote",
+        Snapshot: "_on_snapshot",
+        SnapshotReply: "_on_snapshot_reply",
+        TreeRoot: "_on_tree_root",
+        TreeLeaves: "_on_tree_leaves",
+        Repair: "_on_repair",
+        WriteReply: "_ignore",
+        SearchReply: "_ignore",
     }
+    """Message type -> handler method name (looked up on the instance, so a subclass
+    overrides a handler by overriding the method)."""
+
+
+def wal_record(entry: Entry) -> tuple[int, int, bytes, int]:
+    """A log entry as written to disk: ``(term, kind, body, crc32)``."""
+    term, kind, body = entry
+    return (term, kind, body, _wal_crc(term, kind, body))
+
+
+def wal_entry(record: Any) -> Entry | None:
+    """The entry of a disk record, or None if the record is damaged (bad shape or
+    checksum): recovery keeps the log up to the first damaged record."""
+    if not (isinstance(record, tuple) and len(record) == 4):
+        return None
+    term, kind, body, crc = record
+    if not (isinstance(term, int) and isinstance(kind, int) and isinstance(body, bytes)):
+        return None
+    if crc != _wal_crc(term, kind, body):
+        return None
+    return (term, kind, body)
+
+
+def _wal_crc(term: int, kind: int, body: bytes) -> int:
+    return zlib.crc32(body, zlib.crc32(_WAL_HEAD.pack(term, kind)))

@@ -23,11 +23,11 @@ import os
 import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from heapq import heappush
+from heapq import heapify, heappush
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphrep.errors import InvalidArgument, InvalidSchedule, SimulationError
 from graphrep.sansio import (
@@ -45,7 +45,7 @@ from graphrep.sim.network import Network, NetworkConfig
 from graphrep.sim.rng import RandomStreams
 from graphrep.sim.trace import Trace
 
-__all__ = ["DOWN", "LOOP_VARIANT", "PAUSED", "UP", "SimConfig", "Simulation"]
+__all__ = ["DOWN", "LOOP_VARIANT", "PAUSED", "UP", "InFlight", "SimConfig", "Simulation"]
 
 PURE_ENV = "GRAPHREP_SIM_PURE"
 """Set to 1 to run the plain-Python loop even where the compiled one was built."""
@@ -94,6 +94,18 @@ _DELIVER, _TIMER, _START, _CALL = _impl.DELIVER, _impl.TIMER, _impl.START, _impl
 UP, PAUSED, DOWN = _impl.UP, _impl.PAUSED, _impl.DOWN
 _FOREVER = _impl.FOREVER
 _queue_delay = Network.queue_delay
+
+
+class InFlight(NamedTuple):
+    """One message on its way (see :meth:`Simulation.messages_in_flight`)."""
+
+    key: int
+    """Names the message for ``drop_message``/``delay_message``/``duplicate_message``."""
+    deliver_at: int
+    src: str
+    dst: str
+    size: int
+    payload: Any
 
 
 @dataclass(frozen=True)
@@ -568,6 +580,105 @@ class Simulation:
             self._record((self.now, "release", src, dst, None, len(stash)))
         for ev in stash:
             heappush(self._heap, (self.now, next(self._counter), *ev[2:]))
+
+    # ------------------------------------------------------------------ one message
+
+    def messages_in_flight(self) -> list[InFlight]:
+        """The messages on their way (not those held by a paused node or a held link),
+        in delivery order: for a nemesis that picks one message to drop, duplicate or
+        delay (a stateful test lets Hypothesis pick which). O(messages) per call."""
+        found = [InFlight(ev[1], ev[0], ev[4], ev[3].name, ev[6], ev[5])
+                 for ev in self._heap if ev[2] == _DELIVER]
+        found.sort(key=lambda m: (m.deliver_at, m.key))
+        return found
+
+    def _take_message(self, key: int, what: str) -> tuple:
+        for i, ev in enumerate(self._heap):
+            if ev[2] == _DELIVER and ev[1] == key:
+                last = self._heap.pop()
+                if i < len(self._heap):
+                    self._heap[i] = last
+                    heapify(self._heap)
+                return ev
+        raise InvalidSchedule(f"no message with key {key!r} is in flight (it was delivered "
+                              "or dropped already); pick one from messages_in_flight()",
+                              event=what, time_ns=self.now, seed=self.seed)
+
+    def send(self, src: str, dst: str, payload: Any, size: int | None = None) -> None:
+        """Send a message from ``src`` now, as if its process had (a driver's request
+        from a client node, say): it takes the network's latency, faults and trace like
+        any other. ``size`` defaults to ``len(payload)``."""
+        node = self._node(src, "send")
+        self._node(dst, "send")
+        if size is None:
+            size = len(payload)
+        if not isinstance(size, int) or size < 0:
+            raise InvalidArgument(f"size must be an int >= 0, got {size!r}")
+        if node.state is not UP:
+            raise InvalidSchedule(f"node {src!r} is {node.state}: it cannot send",
+                                  event="send", time_ns=self.now, seed=self.seed)
+        route = node.links.get(dst)
+        if route is None:
+            target = self._nodes[dst]
+            link = self.network.link(src, node.region, dst, target.region)
+            route = node.links[dst] = Route(link, target)
+        delay = next(route.delays)
+        route.messages += 1
+        route.bytes += size
+        if route.bps:
+            delay += _queue_delay(route.link, self.now, size)
+        if self._record:
+            self._record((self.now, "send", src, dst, payload, size))
+        if self.network.faulty:
+            self._in_flight += self._faults(node, route, payload, size, delay)
+            return
+        heappush(self._heap, (self.now + delay, next(self._counter), _DELIVER, route.target,
+                              src, payload, size))
+        self._in_flight += 1
+
+    def set_timer(self, name: str, timer: Hashable, delay_ns: int = 0) -> None:
+        """Set a one-shot timer on a node from outside, as if its process had returned
+        ``SetTimer(timer, delay_ns)`` (an operator's command, such as "run anti-entropy
+        now"). The node must be up or paused."""
+        node = self._node(name, "set_timer")
+        if node.state is DOWN:
+            raise InvalidSchedule(f"node {name!r} is down: it has no timers",
+                                  event="set_timer", time_ns=self.now, seed=self.seed)
+        if not isinstance(delay_ns, int) or delay_ns < 0:
+            raise InvalidArgument(f"delay must be an int >= 0, got {delay_ns!r}")
+        self._apply(node, SetTimer(timer, delay_ns), (self.now, 0, _CALL, self.set_timer,
+                                                      None, None, None))
+
+    def drop_message(self, key: int) -> None:
+        """Lose one in-flight message (``key`` from :meth:`messages_in_flight`)."""
+        ev = self._take_message(key, "drop_message")
+        self._in_flight -= 1
+        self._drop(self.now, ev[4], ev[3].name, ev[5], "nemesis")
+
+    def delay_message(self, key: int, delay_ns: int) -> None:
+        """Deliver one in-flight message ``delay_ns`` later than it would have arrived."""
+        if not isinstance(delay_ns, int) or delay_ns < 0:
+            raise InvalidSchedule(f"delay must be an int >= 0, got {delay_ns!r}",
+                                  event="delay_message", time_ns=self.now, seed=self.seed)
+        ev = self._take_message(key, "delay_message")
+        heappush(self._heap, (ev[0] + delay_ns, next(self._counter), *ev[2:]))
+        if self._record:
+            self._record((self.now, "delay", ev[4], ev[3].name, ev[5], delay_ns))
+
+    def duplicate_message(self, key: int, delay_ns: int = 0) -> None:
+        """Deliver one in-flight message twice: again ``delay_ns`` after its arrival."""
+        if not isinstance(delay_ns, int) or delay_ns < 0:
+            raise InvalidSchedule(f"delay must be an int >= 0, got {delay_ns!r}",
+                                  event="duplicate_message", time_ns=self.now,
+                                  seed=self.seed)
+        ev = next((e for e in self._heap if e[2] == _DELIVER and e[1] == key), None)
+        if ev is None:
+            self._take_message(key, "duplicate_message")  # raises the error
+            return
+        heappush(self._heap, (ev[0] + delay_ns, next(self._counter), *ev[2:]))
+        self._in_flight += 1
+        if self._record:
+            self._record((self.now, "duplicate", ev[4], ev[3].name, ev[5], delay_ns))
 
     def set_clock(self, name: str, offset_ns: int = 0, drift_ppm: int = 0) -> None:
         """Skew a node's clock: it reads ``now + offset_ns + now * drift_ppm / 1e6``.

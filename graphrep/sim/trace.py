@@ -104,7 +104,7 @@ class Trace:
         memo: dict[int, str] = {}  # records keep payloads alive, so ids stay unique
         for time_ns, kind, src, dst, payload, note in self.records:
             digest = None
-            if kind in ("send", "deliver", "drop", "duplicate"):
+            if kind in ("send", "deliver", "drop", "duplicate", "delay"):
                 key = id(payload)
                 digest = memo.get(key)
                 if digest is None:

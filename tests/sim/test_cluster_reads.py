@@ -9,7 +9,6 @@ import pytest
 
 from graphrep.ann.datasets import load_fashion_mnist
 from graphrep.errors import DatasetUnavailable, InvalidArgument
-from graphrep.protocol.messages import ClientSearch
 from graphrep.protocol.replica import Replica
 from graphrep.sim import cluster
 from graphrep.sim.cluster import ClusterConfig, _nearest, run_cluster
@@ -42,11 +41,9 @@ class _Recording(cluster.TimedReplica):
 
     received: ClassVar[dict[str, int]] = {}
 
-    def _count(self, now, src, m, out):
+    def _on_search(self, now, src, m, out):
         self.received[self.name] = self.received.get(self.name, 0) + 1
         Replica._on_search(self, now, src, m, out)
-
-    _handlers: ClassVar[dict] = {**Replica._handlers, ClientSearch: _count}
 
 
 def test_nearest_goes_to_the_replica_with_the_lowest_configured_latency(monkeypatch):
@@ -69,10 +66,8 @@ def test_nearest_goes_to_the_replica_with_the_lowest_configured_latency(monkeypa
 class _IgnoresMinSeq(cluster.TimedReplica):
     """A broken replica: answers ``ok`` from whatever it has applied, session or not."""
 
-    def _careless(self, now, src, m, out):
+    def _on_search(self, now, src, m, out):
         Replica._on_search(self, now, src, m._replace(min_seq=0), out)
-
-    _handlers: ClassVar[dict] = {**Replica._handlers, ClientSearch: _careless}
 
 
 @pytest.mark.parametrize("pref", ["nearest", "any"])
