@@ -145,6 +145,74 @@ def _sim(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _fuzz(args: argparse.Namespace) -> int:
+    """Fuzz seeds (or replay one with --seed); exit 0 if every invariant held."""
+    from graphrep.spec.fuzz import draw_steps, fuzz, fuzz_seed
+    from graphrep.spec.world import WorldConfig
+
+    if args.seed is not None:
+        cfg, program = draw_steps(args.seed, args.steps, args.nemesis,
+                                  WorldConfig(policy=args.policy))
+        r = fuzz_seed(args.seed, args.policy, args.steps, args.nemesis)
+        if not args.json:
+            print(f"seed {args.seed}: {args.policy}, nemesis {args.nemesis}, sync {cfg.sync}")
+            shown = program if r.ok else program[: r.failed_at_step]
+            for i, step in enumerate(shown):
+                print(f"  {i:4d} {step!r}")
+            print("ok: every invariant held" if r.ok else
+                  f"FAILED at step {r.failed_at_step - 1}: {r.detail}")
+        print(json.dumps({"seed": r.seed, "ok": r.ok, "invariant": r.invariant,
+                          "detail": r.detail, "failed_at_step": r.failed_at_step,
+                          "acks": r.acks}))
+        return 0 if r.ok else 1
+    if args.seeds < 1:
+        raise InvalidArgument(f"--seeds must be >= 1, got {args.seeds}")
+
+    def bar(results, total):  # a progress bar on stderr, unless --json
+        if args.json:
+            return results
+        from tqdm import tqdm
+
+        return tqdm(results, total=total, unit="seed", file=sys.stderr)
+
+    seeds = range(args.start, args.start + args.seeds)
+    s = fuzz(seeds, args.policy, args.steps, args.nemesis, args.jobs, progress=bar)
+    if not args.json:
+        for f in s["failed"]:
+            print(f"seed {f['seed']}: {f['invariant']} at step {f['failed_at_step'] - 1}; "
+                  f"reproduce: {f['reproduce']}")
+        print(f"{s['seeds']} seeds, {s['failures']} failed, {s['seeds_per_second']} seeds/s")
+    print(json.dumps(s))
+    return 0 if s["failures"] == 0 else 1
+
+
+def _mutants(args: argparse.Namespace) -> int:
+    """Run the specification against every planted bug; exit 0 if all are caught."""
+    from graphrep.spec.mutants import MUTANTS, run_mutant
+    from graphrep.spec.profiles import load
+
+    load(args.profile)
+    names = args.only.split(",") if args.only else list(MUTANTS)
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown:
+        raise InvalidArgument(f"unknown mutant(s) {unknown}; choose from {list(MUTANTS)}")
+    reports = []
+    for name in names:
+        r = run_mutant(name, max_examples=args.examples, steps=args.steps)
+        reports.append(r)
+        if not args.json:
+            verdict = (f"caught by {r['invariant']} after {r['examples_to_failure']} "
+                       f"example(s); shrunk to {len(r['shrunk_steps'])} steps (world seed "
+                       f"{r['seed']}, sync {r['sync']})" if r["caught"] else
+                       f"NOT caught in {r['examples']} examples")
+            print(f"{name:28s} {verdict}", flush=True)
+            for step in r["shrunk_steps"]:
+                print(f"    {step}")
+    caught = sum(r["caught"] for r in reports)
+    print(json.dumps({"mutants": len(reports), "caught": caught, "list": reports}))
+    return 0 if caught == len(reports) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphrep", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -204,6 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
                    "any (a seeded random replica)")
     c.add_argument("--json", action="store_true", help="print only the JSON summary")
     c.set_defaults(func=_sim)
+    f = sub.add_parser("fuzz", help="fuzz the protocol: long seeded runs with random faults, "
+                       "every invariant checked (exit 0 if all held)")
+    f.add_argument("--policy", default="leader", help="a registered policy: leader, replay, "
+                   "snapshot")
+    f.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
+    f.add_argument("--start", type=int, default=0, help="the first seed")
+    f.add_argument("--seed", type=int, default=None,
+                   help="replay this one seed and print its steps")
+    f.add_argument("--steps", type=int, default=200, help="steps per seed")
+    f.add_argument("--nemesis", default="mixed",
+                   help="none, partitions, crashes, loss or mixed (default: mixed)")
+    f.add_argument("--jobs", type=int, default=1, help="processes")
+    f.add_argument("--json", action="store_true", help="print only the JSON summary")
+    f.set_defaults(func=_fuzz)
+    m = sub.add_parser("mutants", help="run the specification against planted bugs; exit 0 "
+                       "if every one is caught")
+    m.add_argument("--only", default=None, help="comma-separated mutant names")
+    m.add_argument("--examples", type=int, default=None,
+                   help="examples per mutant (default: twice the profile's, 100 under ci)")
+    m.add_argument("--steps", type=int, default=50, help="steps per example at most")
+    m.add_argument("--profile", default="ci", help="Hypothesis profile: ci, dev, nightly")
+    m.add_argument("--json", action="store_true", help="print only the JSON summary")
+    m.set_defaults(func=_mutants)
     return p
 
 

@@ -197,16 +197,21 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
 )}
 
 
-def run_mutant(name: str, max_examples: int | None = None, steps: int = 30,
+def run_mutant(name: str, max_examples: int | None = None, steps: int = 50,
                policy: str = "leader") -> dict[str, Any]:
-    """Run the specification against one mutant; a JSON-able report."""
-    from graphrep.spec.machine import run_spec  # needs Hypothesis
+    """Run the specification against one mutant; a JSON-able report. The budget is
+    twice the loaded profile's ``max_examples`` (100 under ``ci``) unless given."""
+    from hypothesis import settings
+
+    from graphrep.spec.machine import run_spec
 
     m = MUTANTS[name]
-    report = run_spec(policy, replica=m.replica, placer=m.placer, max_examples=max_examples,
+    budget = max_examples or 2 * settings.default.max_examples
+    report = run_spec(policy, replica=m.replica, placer=m.placer, max_examples=budget,
                       steps=steps)
     return {"mutant": name, "description": m.description, "caught": not report.passed,
             "invariant": report.invariant, "examples_to_failure": report.examples_to_failure,
             "examples": report.examples, "shrunk_steps": [repr(s) for s in report.steps],
+            "steps_json": [s.to_json() for s in report.steps],
             "detail": report.detail, "seed": report.config.get("seed"),
             "sync": report.config.get("sync")}

@@ -13,6 +13,6 @@ from graphrep.spec.machine import spec_machine
 
 for _name in policy_names():
     _case = spec_machine(_name).TestCase
-    _case.settings = settings(settings.default, stateful_step_count=30)
+    _case.settings = settings(settings.default, stateful_step_count=50)
     globals()[f"TestSpec_{_name}"] = _case
 del _case, _name

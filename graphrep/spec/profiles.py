@@ -1,0 +1,49 @@
+"""Hypothesis profiles for the specification (the test suite and ``graphrep mutants``).
+
+* ``ci``      derandomized (the same examples on every run), a modest number of
+              examples, no deadline: the default test run stays under 10 minutes on
+              2 cores. The default when the environment variable ``CI`` is set.
+* ``dev``     the default on a workstation: random examples, a small example
+              budget so that the whole suite runs in a few minutes, no deadline.
+* ``nightly`` thorough: 1000 examples per property, with the example database on
+              so that failures found overnight are replayed first next time.
+
+No profile has a deadline: Numba compiles a kernel on its first call (tens of
+seconds on a cold cache), which would make the first example of a property look
+slow. Pick a profile with ``HYPOTHESIS_PROFILE``; :func:`load` applies the choice.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+__all__ = ["PROFILES", "load", "register"]
+
+PROFILES = ("ci", "dev", "nightly")
+_SLOW_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+def register() -> None:
+    """Register the three profiles with Hypothesis (idempotent)."""
+    settings.register_profile(
+        "ci", derandomize=True, max_examples=50, deadline=None, database=None,
+        print_blob=True, suppress_health_check=_SLOW_CHECKS)
+    settings.register_profile(
+        "dev", max_examples=50, deadline=None, suppress_health_check=_SLOW_CHECKS)
+    settings.register_profile(
+        "nightly", max_examples=1000, deadline=None,
+        database=DirectoryBasedExampleDatabase(".hypothesis/examples"), phases=list(Phase),
+        print_blob=True, suppress_health_check=_SLOW_CHECKS)
+
+
+def load(name: str | None = None) -> str:
+    """Load ``name``, else ``$HYPOTHESIS_PROFILE``, else ``ci`` under CI and ``dev``
+    elsewhere; returns the name loaded."""
+    register()
+    chosen = name or os.environ.get("HYPOTHESIS_PROFILE") or (
+        "ci" if os.environ.get("CI") else "dev")
+    settings.load_profile(chosen)
+    return chosen
