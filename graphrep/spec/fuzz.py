@@ -37,7 +37,8 @@ _FAULTS = {
     "partitions": {"partition": 1, "one_way": 1, "region_split": 1, "isolate_leader": 1,
                    "heal": 3},
     "crashes": {"crash": 1, "kill_leader": 1, "restart": 3},
-    "loss": {"drop": 2, "duplicate": 1, "delay": 1, "hold": 1, "release": 2},
+    "loss": {"drop": 2, "duplicate": 1, "delay": 1, "hold_message": 1, "hold": 1,
+             "release": 3},
 }
 
 
@@ -95,9 +96,9 @@ def draw_steps(seed: int, steps: int, nemesis: str = "mixed",
             return Step(kind, shard=shard)
         if kind in ("crash", "restart"):
             return Step(kind, node=node)
-        if kind in ("drop", "duplicate", "delay"):
+        if kind in ("drop", "duplicate", "delay", "hold_message"):
             args: dict[str, Any] = {"pick": int(rng.integers(256))}
-            if kind != "drop":
+            if kind in ("duplicate", "delay"):
                 args["ms"] = int(rng.integers(1, 200))
             return Step(kind, **args)
         if kind in ("hold", "release"):

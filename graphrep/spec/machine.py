@@ -166,12 +166,13 @@ class SpecMachine(RuleBasedStateMachine):
         self._do("kill_leader", shard=shard)
 
     @precondition(lambda self: self.world is not None and self.world.sim.in_flight > 0)
-    @rule(kind=st.sampled_from(("drop", "duplicate", "delay")), pick=st.integers(0, 255),
-          ms=st.sampled_from((1, 20, 100, 300)))
+    @rule(kind=st.sampled_from(("drop", "duplicate", "delay", "hold_message")),
+          pick=st.integers(0, 255), ms=st.sampled_from((1, 20, 100, 300)))
     def message(self, kind: str, pick: int, ms: int) -> None:
-        """Drop, duplicate or delay one message in flight (``pick`` chooses which)."""
-        if kind == "drop":
-            self._do("drop", pick=pick)
+        """Drop, duplicate, delay or hold one message in flight (``pick`` chooses which;
+        holding holds its link until a release or the end-of-run heal)."""
+        if kind in ("drop", "hold_message"):
+            self._do(kind, pick=pick)
         else:
             self._do(kind, pick=pick, ms=ms)
 

@@ -104,9 +104,9 @@ class WorldConfig:
 
 
 STEP_KINDS = ("insert", "delete", "search", "partition", "one_way", "region_split",
-              "isolate_leader", "heal",
-              "crash", "restart", "kill_leader", "drop", "duplicate", "delay", "hold",
-              "release", "advance", "anti_entropy", "corrupt")
+              "isolate_leader", "heal", "crash", "restart", "kill_leader", "drop",
+              "duplicate", "delay", "hold_message", "hold", "release", "advance",
+              "anti_entropy", "corrupt")
 
 
 class Step:
@@ -393,6 +393,14 @@ class SpecWorld:
         if key is not None:
             self.sim.delay_message(key, ms * MS)
 
+    def _do_hold_message(self, pick: int) -> None:
+        """Hold the link of one message in flight: it and what follows on that link wait
+        until the link is released (or the end-of-run heal)."""
+        msgs = self.sim.messages_in_flight()
+        if msgs:
+            m = msgs[pick % len(msgs)]
+            self.sim.hold(m.src, m.dst)
+
     def _do_hold(self, src: str, dst: str) -> None:
         self.sim.hold(src, dst)
 
@@ -612,13 +620,13 @@ class SpecWorld:
         results = {}
         for n, r in reps:
             if len(r.index):
-                results[n] = r.index.search(self.queries, k=5, L=self.config.L)[0]
+                results[n] = r.index.search(self.queries, k=10, L=self.config.L)[0]
         if self.policy.converges and results:
             first_n, first = next(iter(results.items()))
             for n, ids in results.items():
                 if not np.array_equal(ids, first):
                     raise InvariantViolation("identical_results", f"shard {shard}: {n} and "
-                                             f"{first_n} return different top-5")
+                                             f"{first_n} return different top-10")
         leader = self.replica(self.leader_of(shard) or "", shard)
         final_term = leader.term if leader is not None else -1
         for a in self.acks:
@@ -648,7 +656,7 @@ class SpecWorld:
         live = leader.index.ids()
         X = np.stack([self.vector(int(i)) for i in live])
         d = ((self.queries[:, None, :] - X[None, :, :]) ** 2).sum(-1)
-        k = min(5, len(live))
+        k = min(10, len(live))
         gt = live[np.argsort(d, axis=1, kind="stable")[:, :k]]
         def recall_of(index: VamanaIndex) -> float:
             found = index.search(self.queries, k=k, L=self.config.L)[0]
