@@ -108,3 +108,234 @@ def test_a_bad_vector_is_an_error_reply_and_changes_nothing():
         (reply,) = [m for _, m in sent(out)]
         assert reply.status == "error" and reply.error
     assert (a.index.digest(), len(a.log)) == before
+
+
+# ---------------------------------------------------------------------- sync policy
+# (imported here, not at the top: the tests below were appended to this file)
+import pytest  # noqa: E402
+
+from graphrep.errors import ProtocolError  # noqa: E402
+from graphrep.protocol.messages import NOOP, VoteReply  # noqa: E402
+from graphrep.protocol.replica import wal_entry, wal_record  # noqa: E402
+
+MS = 1_000_000
+TICK = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, sync="tick")
+
+
+def elected(cfg: ReplicaConfig) -> tuple[Replica, list]:
+    """Replica a elected leader of term 1 through real messages (b's vote)."""
+    a = Replica("a", {}, cfg, np.random.default_rng(0))
+    a.on_start(0)
+    out = a.on_timer(400 * MS, "tick")  # past the election timeout: a candidate
+    out += a.on_message(400 * MS, "b", encode(VoteReply(0, 1, True)), 0)
+    assert a.role == LEADER and a.term == 1 and a.log == [(1, NOOP, b"")]
+    return a, out
+
+
+def write(i: int, concern: str = "one") -> bytes:
+    vec = np.random.default_rng(i).random(4, dtype=np.float32).tobytes()
+    return encode(ClientWrite(0, i, "insert", i, vec, concern))
+
+
+def client_replies(effects: list) -> list:
+    return [m for to, m in sent(effects) if to == "client"]
+
+
+def kinds(effects: list) -> list[str]:
+    return [type(e).__name__ for e in effects]
+
+
+def test_the_default_sync_policy_is_always():
+    assert CFG.sync == "always"
+
+
+@pytest.mark.parametrize("bad", ["never", "", "Always", None, 1])
+def test_an_unknown_sync_policy_is_a_protocol_error(bad):
+    with pytest.raises(ProtocolError, match=r"unknown sync policy .*'always', 'tick'"):
+        ReplicaConfig(replicas=("a",), dim=4, sync=bad)
+
+
+def test_sync_always_acknowledges_a_one_write_at_once_after_its_sync():
+    a, _ = elected(CFG)
+    out = a.on_message(401 * MS, "client", write(1), 0)
+    (reply,) = client_replies(out)
+    assert reply.status == "ok" and reply.seq == 1 and a.pending == []
+    names = kinds(out)
+    assert "Sync" in names
+    assert names.index("DurableWrite") < names.index("Sync") < len(names) - 1
+    ack = next(i for i, e in enumerate(out) if type(e) is Send
+               and decode(e.payload) == reply)
+    assert names.index("Sync") < ack  # durable before acknowledged
+
+
+def test_sync_tick_acknowledges_a_one_write_only_after_the_next_ticks_sync():
+    a, _ = elected(TICK)
+    out = a.on_message(401 * MS, "client", write(1), 0)
+    assert client_replies(out) == [] and "Sync" not in kinds(out)
+    assert DurableWrite(("log", 1), wal_record(a.log[1])) in out  # buffered, not synced
+    out2 = a.on_message(402 * MS, "client", write(2), 0)  # a second one shares the sync
+    assert client_replies(out2) == [] and len(a.pending) == 2
+    tick = a.on_timer(410 * MS, "tick")
+    names = kinds(tick)
+    assert names.count("Sync") == 1
+    replies = client_replies(tick)
+    assert [(m.req, m.status, m.seq) for m in replies] == [(1, "ok", 1), (2, "ok", 2)]
+    first_ack = next(i for i, e in enumerate(tick) if type(e) is Send
+                     and decode(e.payload) == replies[0])
+    assert names.index("Sync") < first_ack and a.pending == []
+    assert a.on_timer(420 * MS, "tick").count(Sync()) == 0  # nothing left to sync
+
+
+def test_sync_tick_a_leader_counts_only_its_synced_entries_toward_commit():
+    a, _ = elected(TICK)
+    a.on_message(401 * MS, "client", write(1, "majority"), 0)
+    # b acknowledges everything; c nothing: the majority must include a itself, durably
+    out = a.on_message(402 * MS, "b", encode(AppendReply(0, 1, True, a.end)), 0)
+    assert a.commit == 0 and client_replies(out) == []
+    tick = a.on_timer(410 * MS, "tick")
+    assert a.commit == a.end == 2
+    assert [(m.req, m.status) for m in client_replies(tick)] == [(1, "ok")]
+
+
+def test_sync_tick_a_follower_claims_only_synced_entries_until_the_tick():
+    leader, _ = leader_with_writes(4)  # 5 entries of term 0
+    log = list(leader.log)
+    b = Replica("b", {}, TICK, np.random.default_rng(0))
+    b.on_start(0)
+    out = b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, log[:2], 0)), 0)
+    names = kinds(out)
+    assert b.end == 2 and names.count("Sync") == 1  # the new term is synced at once...
+    assert names.index("Sync") < names.index("DurableWrite", names.index("Sync"))
+    assert sent(out) == [("a", AppendReply(0, 1, True, 0))]  # ...the entries are not
+    tick = b.on_timer(2, "tick")
+    assert kinds(tick) == ["Sync", "Send"] and sent(tick) == [("a", AppendReply(0, 1, True, 2))]
+    out = b.on_message(2, "a", encode(Append(0, 1, "a", 2, 0, log[2:], 0)), 0)
+    assert b.end == 5 and "Sync" not in kinds(out)
+    assert sent(out) == [("a", AppendReply(0, 1, True, 2))]  # only what is on disk
+    tick = b.on_timer(3, "tick")
+    assert kinds(tick).count("Sync") == 1
+    assert sent(tick) == [("a", AppendReply(0, 1, True, 5))]
+    assert kinds(tick).index("Sync") < kinds(tick).index("Send")
+    assert sent(b.on_timer(4, "tick")) == []  # nothing new: no second reply
+
+
+def test_sync_always_a_follower_claims_every_entry_at_once():
+    leader, _ = leader_with_writes(4)
+    b = replica("b")
+    b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, list(leader.log[:2]), 0)), 0)
+    out = b.on_message(2, "a", encode(Append(0, 1, "a", 2, 0, list(leader.log[2:]), 0)), 0)
+    assert kinds(out).count("Sync") == 3  # one per appended entry
+    assert sent(out) == [("a", AppendReply(0, 1, True, 5))]
+
+
+def test_sync_tick_an_unsynced_tail_is_not_on_the_disk_a_restart_sees():
+    leader, _ = leader_with_writes(2)
+    b = Replica("b", {}, TICK, np.random.default_rng(0))
+    b.on_start(0)
+    disk: dict = {}
+    buffer: dict = {}
+
+    def keep(effects: list) -> None:
+        for e in effects:
+            if type(e) is DurableWrite:
+                buffer[e.key] = e.value
+            elif type(e) is Sync:
+                disk.update(buffer)
+                buffer.clear()
+
+    keep(b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, [leader.log[0]], 0)), 0))
+    assert Replica("b", dict(disk), TICK, np.random.default_rng(0)).log == []
+    keep(b.on_timer(2, "tick"))
+    keep(b.on_message(2, "a", encode(Append(0, 1, "a", 1, 0, list(leader.log[1:]), 0)), 0))
+    assert len(Replica("b", dict(disk), TICK, np.random.default_rng(0)).log) == 1
+    keep(b.on_timer(3, "tick"))
+    assert Replica("b", dict(disk), TICK, np.random.default_rng(0)).log == leader.log
+
+
+# ---------------------------------------------------------------------- WAL checksums
+
+
+def test_wal_records_round_trip():
+    leader, _ = leader_with_writes(2)
+    entries = [*leader.log, (7, 2, b"\x00" * 100), (2**40, 1, b"")]
+    for entry in entries:
+        record = wal_record(entry)
+        assert type(record) is tuple and len(record) == 4 and record[:3] == tuple(entry)
+        assert isinstance(record[3], int)
+        assert wal_entry(record) == tuple(entry)
+    assert len({wal_record(e)[3] for e in entries}) == len(entries)
+
+
+def test_wal_entry_refuses_a_damaged_or_misshapen_record():
+    term, kind, body, crc = wal_record((3, DELTA, b"abcdef"))
+    damaged = [
+        (term, kind, body, crc ^ 1),             # checksum
+        (term, kind, b"abcdeg", crc),            # a flipped body byte
+        (term + 1, kind, body, crc),             # the term
+        (term, kind + 1, body, crc),             # the kind
+        (term, kind, body[:-1], crc),            # a torn body
+        (term, kind, body),                      # no checksum (an old record)
+        [term, kind, body, crc],                 # not a tuple
+        (term, kind, body, crc, 0),              # too long
+        (term, kind, bytearray(body), crc),      # not bytes
+        (str(term), kind, body, crc),            # not an int
+        "garbage",
+        0,
+    ]
+    for record in damaged:
+        assert wal_entry(record) is None, record
+    assert wal_entry((term, kind, body, crc)) == (3, DELTA, b"abcdef")
+
+
+def disk_of(log: list, commit: int) -> dict:
+    disk: dict = {("log", p): wal_record(e) for p, e in enumerate(log)}
+    disk.update({"term": 1, "commit": commit})
+    return disk
+
+
+def test_a_restart_keeps_the_log_up_to_the_first_damaged_record():
+    leader, _ = leader_with_writes(4)  # 5 entries
+    log = list(leader.log)
+    intact = replica("b", disk_of(log, 5))
+    assert intact.log == log and intact.wal_damaged == 0
+    assert intact.index.digest() == leader.index.digest()
+    for damage in ("checksum", "shape"):
+        disk = disk_of(log, 5)
+        t, k, body, crc = disk[("log", 3)]
+        disk[("log", 3)] = (t, k, body, crc + 1) if damage == "checksum" else (t, k, body)
+        b = replica("b", disk)
+        assert b.log == log[:3] and b.end == 3 and b.wal_damaged == 1
+        assert b.commit == 3 and b.applied == 3  # the commit is clamped to the log
+        assert b.index.digest() == replica("b", disk_of(log[:3], 3)).index.digest()
+        assert b.index.digest() != leader.index.digest()
+
+
+def test_a_damaged_first_record_leaves_an_empty_log():
+    leader, _ = leader_with_writes(2)
+    disk = disk_of(list(leader.log), 3)
+    t, k, body, crc = disk[("log", 0)]
+    disk[("log", 0)] = (t, k, body + b"x", crc)
+    b = replica("b", disk)
+    assert b.log == [] and b.wal_damaged == 1 and b.commit == 0 and b.applied == 0
+    # it takes the log back from the leader as usual
+    out = b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, list(leader.log), 3)), 0)
+    assert b.log == leader.log and sent(out)[-1] == ("a", AppendReply(0, 1, True, 3))
+
+
+@pytest.mark.xfail(strict=True, reason="recovery stops at a damaged record but leaves the "
+                   "records after it on disk; once the replica rewrites that position, the "
+                   "next restart reads the stale records behind it back into its log")
+def test_records_behind_a_damaged_one_do_not_come_back_after_a_rewrite():
+    disk = disk_of([(1, NOOP, b"")] * 4, 0)
+    t, k, body, crc = disk[("log", 1)]
+    disk[("log", 1)] = (t, k, body, crc + 1)
+    b = replica("b", disk)
+    assert b.log == [(1, NOOP, b"")] and b.wal_damaged == 1
+    # a leader of term 2 sends its entry for position 1; b syncs it (sync="always")
+    out = b.on_message(1, "c", encode(Append(0, 2, "c", 1, 1, [(2, NOOP, b"")], 0)), 0)
+    for e in out:
+        if type(e) is DurableWrite:
+            disk[e.key] = e.value
+    assert b.log == [(1, NOOP, b""), (2, NOOP, b"")]
+    again = replica("b", disk)
+    assert again.log == b.log  # not [..., (2,..), (1,..), (1,..)]: terms out of order
