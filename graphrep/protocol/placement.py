@@ -40,10 +40,11 @@ def place(nodes: Mapping[str, str], shards: Mapping[int, Sequence[str]],
     """
     if not isinstance(replication, int) or replication < 1:
         raise PlacementError(f"replication must be an int >= 1, got {replication!r}")
+    for shard in shards:
+        if not isinstance(shard, int) or isinstance(shard, bool) or shard < 0:
+            raise PlacementError(f"shard ids are ints >= 0, got {shard!r}")
     out = []
     for shard in sorted(shards):
-        if not isinstance(shard, int) or shard < 0:
-            raise PlacementError(f"shard ids are ints >= 0, got {shard!r}")
         allowed = tuple(sorted(set(shards[shard])))
         if not allowed:
             raise PlacementError(f"shard {shard} has no allowed region; give at least one")

@@ -181,6 +181,12 @@ class Replica:
                 break
             self.log.append(entry)
         self.synced_end = self.end  # log positions on disk (all of them, after recovery)
+        # log records behind a damaged one: erased with the first log write, so that
+        # rewriting the damaged position cannot bring them back
+        self._stale_tail = sorted(
+            k[1] for k in disk if isinstance(k, tuple) and len(k) == 2 and k[0] == "log"
+            and isinstance(k[1], int) and k[1] > self.end) if self.wal_damaged else []
+        self.verified: tuple[int, int] = (-1, 0)  # (term, end) confirmed by that term's leader
         self.commit = min(max(int(disk.get("commit", 0)), self.snap_end), self.end)
         # volatile state
         self.role = FOLLOWER
@@ -387,13 +393,25 @@ class Replica:
 
     # ------------------------------------------------------------------ log replication
 
+    def _scrub_stale(self, out: list) -> None:
+        for q in self._stale_tail:
+            out.append(DurableWrite(("log", q), None))
+        self._stale_tail = []
+
     def _append_local(self, entry: Entry, out: list) -> int:
+        if self._stale_tail:
+            self._scrub_stale(out)
         pos = self.end
         self.log.append(entry)
         out.append(DurableWrite(("log", pos), wal_record(entry)))
         if self.config.sync == "always":
             self._sync(out)
         return pos
+
+    def _verify(self, end: int) -> None:
+        """The log prefix [0, end) is known to equal the current leader's."""
+        if self.verified[0] != self.term or end > self.verified[1]:
+            self.verified = (self.term, end)
 
     def _sync(self, out: list) -> None:
         """Make every log record written so far durable."""
@@ -413,9 +431,11 @@ class Replica:
         self._sync(out)
         if self.role == LEADER:
             self._advance_commit(out)
-        elif self.leader:
-            self._send(out, self.leader, AppendReply(self.config.shard, self.term, True,
-                                                     self._durable_end()))
+        elif self.leader and self.verified[0] == self.term:
+            # claim only the prefix this leader has confirmed: entries past it may be a
+            # deposed leader's, which this leader has not overwritten yet
+            self._send(out, self.leader, AppendReply(
+                self.config.shard, self.term, True, min(self._durable_end(), self.verified[1])))
 
     def _send_append(self, peer: str, out: list, heartbeat: bool = False) -> None:
         nxt = self.next[peer]
@@ -487,6 +507,7 @@ class Replica:
             self._append_local(tuple(entry), out)  # type: ignore[arg-type]
             pos += 1
         end = m.prev_end + len(m.entries)
+        self._verify(end)
         if m.commit > self.commit and min(m.commit, end) > self.commit:
             self.commit = min(m.commit, end)
             out.append(DurableWrite("commit", self.commit))
@@ -708,6 +729,9 @@ class Replica:
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, 0))
             return
         if m.end <= self.applied:  # nothing new in it
+            if self._durable_end() < m.end:
+                self._sync(out)  # it says "I hold all of it": make that true on disk
+            self._verify(m.end)
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, m.total))
             return
         inc = self.incoming
@@ -718,6 +742,7 @@ class Replica:
             buf += m.data
         if len(buf) >= m.total:
             self._install(m.end, m.last_term, bytes(buf), out)
+            self._verify(m.end)
             self.incoming = None
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, m.total))
             return
@@ -729,6 +754,7 @@ class Replica:
         except GraphrepError:
             out.append(Metric("bad_snapshots", 1.0))
             return
+        self._scrub_stale(out)
         keep_tail = end <= self.end and self.term_at(end - 1) == term
         tail = self.log[end - self.log_start :] if keep_tail and end >= self.log_start else []
         for p in range(self.log_start, self.end):

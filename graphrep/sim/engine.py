@@ -646,6 +646,10 @@ class Simulation:
                                   event="set_timer", time_ns=self.now, seed=self.seed)
         if not isinstance(delay_ns, int) or delay_ns < 0:
             raise InvalidArgument(f"delay must be an int >= 0, got {delay_ns!r}")
+        try:
+            hash(timer)
+        except TypeError:
+            raise InvalidArgument(f"a timer name must be hashable, got {timer!r}") from None
         self._apply(node, SetTimer(timer, delay_ns), (self.now, 0, _CALL, self.set_timer,
                                                       None, None, None))
 

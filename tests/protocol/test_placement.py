@@ -103,8 +103,6 @@ def test_placement_errors_belong_to_the_graphrep_and_value_error_families():
         place(NODES, {0: ["eu"]}, replication=0)
 
 
-@pytest.mark.xfail(strict=True, reason="place() sorts the shard ids before checking them, "
-                   "so a non-int id next to an int id raises TypeError, not PlacementError")
 def test_a_bad_shard_id_among_good_ones_is_a_placement_error():
     with pytest.raises(PlacementError, match="shard ids are ints >= 0"):
         place(NODES, {0: ["eu"], "x": ["eu"]}, replication=1)

@@ -322,9 +322,6 @@ def test_a_damaged_first_record_leaves_an_empty_log():
     assert b.log == leader.log and sent(out)[-1] == ("a", AppendReply(0, 1, True, 3))
 
 
-@pytest.mark.xfail(strict=True, reason="recovery stops at a damaged record but leaves the "
-                   "records after it on disk; once the replica rewrites that position, the "
-                   "next restart reads the stale records behind it back into its log")
 def test_records_behind_a_damaged_one_do_not_come_back_after_a_rewrite():
     disk = disk_of([(1, NOOP, b"")] * 4, 0)
     t, k, body, crc = disk[("log", 1)]

@@ -361,9 +361,6 @@ def test_a_timer_set_before_a_crash_is_lost():
     assert sim.process("a").seen == []
 
 
-@pytest.mark.xfail(strict=True, reason="set_timer checks the timer name only in _apply, "
-                   "whose _fail() records a run failure: an unhashable name from the caller "
-                   "makes every later run_until raise")
 def test_an_unhashable_timer_name_is_refused_without_failing_the_simulation():
     sim = sim_of("a")
     with pytest.raises(GraphrepError):
