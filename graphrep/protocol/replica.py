@@ -728,7 +728,9 @@ class Replica:
         if not self._hear_leader(now, src, m.term, out):
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, 0))
             return
-        if m.end <= self.applied:  # nothing new in it
+        if m.end <= min(self.applied, self.commit):
+            # nothing new in it. (Committed, not just applied: a deposed leader has
+            # applied entries of its own that no longer count.)
             if self._durable_end() < m.end:
                 self._sync(out)  # it says "I hold all of it": make that true on disk
             self._verify(m.end)
