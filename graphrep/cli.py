@@ -111,7 +111,9 @@ def _sim(args: argparse.Namespace) -> int:
                         deletes=args.deletes, dim=dim, queries=args.queries,
                         concern=args.concern, seed=args.seed, nemesis=args.nemesis,
                         dataset=args.dataset, searches=args.searches,
-                        read_preference=args.read_preference)
+                        read_preference=args.read_preference, sync=args.sync,
+                        cpu_ns_per_distance=args.cpu_ns_per_distance,
+                        cpu_ns_per_entry=args.cpu_ns_per_entry)
     s = run_cluster(cfg)
     ok = s["converged"] and s["lost_writes"] == 0 and s["read_your_writes_violations"] == 0
     if args.json:
@@ -255,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--deletes", type=int, default=50, help="deletes of inserted ids")
     c.add_argument("--dim", type=int, default=None,
                    help="vector dimension (default 16; fmnist: 784, the only value it takes)")
+    c.add_argument("--sync", default="always", help="when replicas sync their log: always "
+                   "(every append) or tick (group commit; acknowledgements wait for it)")
+    c.add_argument("--cpu-ns-per-distance", type=int, default=0, help="CPU cost model: "
+                   "virtual ns per distance computation, so that lag includes CPU time "
+                   "(0: off)")
+    c.add_argument("--cpu-ns-per-entry", type=int, default=0,
+                   help="CPU cost model: virtual ns a follower spends applying a log entry")
     c.add_argument("--dataset", default="gmm",
                    help="gmm (Gaussian mixture, default), uniform, or fmnist (Fashion-MNIST: "
                    "apt-get install dataset-fashion-mnist)")

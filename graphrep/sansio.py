@@ -50,6 +50,7 @@ from typing import Any, NamedTuple, Protocol, TypeAlias
 
 __all__ = [
     "BaseProcess",
+    "Busy",
     "CancelTimer",
     "DurableWrite",
     "Effect",
@@ -104,13 +105,21 @@ class Metric(NamedTuple):
     value: float
 
 
+class Busy(NamedTuple):
+    """The callback used ``ns`` of CPU time: the node handles nothing else (messages and
+    timers wait, in order) until ``ns`` after now. A deterministic model of CPU cost in
+    virtual time, set by the process (from the work it did), never measured."""
+
+    ns: int
+
+
 class Log(NamedTuple):
     """Record a line of text for debugging; collected by the driver, not part of the trace."""
 
     text: str
 
 
-Effect: TypeAlias = Send | SetTimer | CancelTimer | DurableWrite | Sync | Metric | Log
+Effect: TypeAlias = Send | SetTimer | CancelTimer | DurableWrite | Sync | Metric | Log | Busy
 Effects: TypeAlias = "list[Effect] | None"
 
 

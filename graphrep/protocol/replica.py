@@ -86,7 +86,7 @@ from graphrep.protocol.messages import (
     decode,
     encode,
 )
-from graphrep.sansio import DurableWrite, Metric, Send, SetTimer, Sync
+from graphrep.sansio import Busy, DurableWrite, Metric, Send, SetTimer, Sync
 
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig"]
 
@@ -134,6 +134,11 @@ class ReplicaConfig:
     tree_leaves: int = 256
     search_L: int = 64
     index_seed: int = 0
+    cpu_ns_per_distance: int = 0
+    """CPU cost model (0: off): virtual ns one distance computation costs. The replica
+    then reports ``Busy`` for its inserts and applies, so that lag includes CPU time."""
+    cpu_ns_per_entry: int = 0
+    """CPU cost model: virtual ns a follower spends applying one log entry."""
     sync: str = "always"
     """When appended log records are made durable: ``always`` syncs every append before
     anything that depends on it is sent; ``tick`` (group commit) syncs once per tick, so
@@ -193,6 +198,7 @@ class Replica:
         self.leader: str = ""
         self.index = config.index()
         self.applied = 0  # log entries reflected in the index
+        self._busy_ns = 0  # modelled CPU time of this callback (cpu_ns_per_*), not reported
         self.id_pos: dict[int, int] = {}  # id -> log position of its insert
         self.deleted_pos: dict[int, int] = {}  # id -> log position of its delete
         self.next: dict[str, int] = {}
@@ -276,6 +282,7 @@ class Replica:
             self._sync_tick(out)
         self._catch_up(out)  # what a batching follower left for the tick
         self._maybe_snapshot(out)
+        self._report_work(out)
         return out
 
     def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
@@ -304,7 +311,11 @@ class Replica:
         crashes."""
         if self._work:
             out.append(Metric("replica_distance_computations", float(self._work)))
+            self._busy_ns += self._work * self.config.cpu_ns_per_distance
             self._work = 0
+        if self._busy_ns:
+            out.append(Busy(self._busy_ns))
+            self._busy_ns = 0
 
     # ------------------------------------------------------------------ clients
 
@@ -328,6 +339,8 @@ class Replica:
         except GraphrepError as exc:
             self._reply(out, src, m.req, "error", error=f"{type(exc).__name__}: {exc}")
             return
+        self._busy_ns += (self.index.last_op["distance_computations"]
+                          * self.config.cpu_ns_per_distance)
         if self.config.policy != "leader":
             body = msgpack.packb([m.op, m.id, m.vector], use_bin_type=True)
             entry: Entry = (self.term, OP, body)
@@ -663,7 +676,9 @@ class Replica:
         if self.config.policy == "snapshot":
             return
         if self.role != LEADER and self.applied < self.commit:
+            before = self.applied
             self._apply_safely(self.commit, out)
+            self._busy_ns += max(self.applied - before, 0) * self.config.cpu_ns_per_entry
             out.append(Metric("applied", float(self.applied)))
 
     def _apply_safely(self, end: int, out: list) -> None:

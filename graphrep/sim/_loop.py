@@ -60,9 +60,9 @@ process (converting it back would allocate a new int for every event)."""
 class Node:
     """One node of the simulation: its process, state, clock, timers, disk and routes."""
 
-    __slots__ = ("disk", "drift_ppm", "factory", "fast", "held", "incarnation", "links",
-                 "name", "offset_ns", "on_message", "process", "region", "skewed", "state",
-                 "timers", "unsynced")
+    __slots__ = ("busy_until", "deferred", "disk", "drift_ppm", "factory", "fast", "held",
+                 "incarnation", "links", "name", "offset_ns", "on_message", "process",
+                 "region", "skewed", "state", "timers", "unsynced")
 
     def __init__(self, name: str, factory: Callable[..., Any], region: str) -> None:
         self.name = name
@@ -81,10 +81,12 @@ class Node:
         self.skewed = False  # local clock = now + offset_ns + now * drift_ppm / 1e6
         self.offset_ns = 0
         self.drift_ppm = 0
+        self.busy_until = 0  # virtual time until which a Busy effect keeps it occupied
+        self.deferred: set[int] = set()  # keys of messages it received while busy
 
     def set_state(self, state: str) -> None:
         self.state = state
-        self.fast = state is UP and not self.skewed
+        self.fast = state is UP and not self.skewed and not self.busy_until
 
     def local(self, t: int) -> int:
         """The node's clock reading at global virtual time ``t``."""

@@ -107,6 +107,13 @@ class ClusterConfig:
     """Beam width of the recall and agreement queries (0: ``L``)."""
     dataset: str = "gmm"
     """``gmm``, ``uniform`` or ``fmnist`` (see the module docstring)."""
+    cpu_ns_per_distance: int = 0
+    """CPU cost model (0: off; see ``ReplicaConfig``): virtual ns per distance
+    computation, so that lag includes the CPU time of inserts and of replay's re-runs."""
+    cpu_ns_per_entry: int = 0
+    """CPU cost model: virtual ns a follower spends applying one log entry."""
+    sync: str = "always"
+    """The replicas' sync policy: ``always`` or ``tick`` (group commit)."""
     searches: int = 0
     """Client searches spread over the write phase (see the module docstring)."""
     read_preference: str = "leader"
@@ -125,6 +132,12 @@ class ClusterConfig:
         if self.concern not in CONCERNS:
             raise InvalidArgument(f"unknown write concern {self.concern!r}; choose from "
                                   f"{CONCERNS}")
+        if self.sync not in ("always", "tick"):
+            raise InvalidArgument(f"unknown sync policy {self.sync!r}; choose always or tick")
+        for name in ("cpu_ns_per_distance", "cpu_ns_per_entry"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise InvalidArgument(f"{name} must be an int >= 0 (virtual ns), got {v!r}")
         if not (isinstance(self.nodes, int) and 1 <= self.nodes <= 15):
             raise InvalidArgument(f"nodes must be an int in [1, 15], got {self.nodes!r}")
         for name in ("writes", "deletes", "queries", "initial", "searches"):
@@ -468,7 +481,9 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
                          snapshot_every=cfg.snapshot_every, log_keep=cfg.log_keep,
                          apply_batch=cfg.apply_batch,
                          anti_entropy_ticks=cfg.anti_entropy_ticks,
-                         snapshot_ticks=cfg.snapshot_ticks)
+                         snapshot_ticks=cfg.snapshot_ticks,
+                         cpu_ns_per_distance=cfg.cpu_ns_per_distance,
+                         cpu_ns_per_entry=cfg.cpu_ns_per_entry, sync=cfg.sync)
     net = _network(cfg)
     sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from graphrep.errors import InvalidArgument, InvalidSchedule, SimulationError
 from graphrep.sansio import (
+    Busy,
     CancelTimer,
     DurableWrite,
     Log,
@@ -286,6 +287,8 @@ class Simulation:
         is cut or held. Returns (how the message left the network: 0 still in it, 1
         delivered, 2 dropped; the effects, or ``_NOT_RUN``)."""
         node, src, payload, size = ev[3], ev[4], ev[5], ev[6]
+        if node.deferred:
+            node.deferred.discard(ev[1])
         if node.state is not UP:
             if node.state is PAUSED:
                 node.held.append(ev)
@@ -300,6 +303,14 @@ class Simulation:
         if stash is not None:
             stash.append(ev)
             return 0, _NOT_RUN
+        if node.busy_until:
+            if node.busy_until > t:  # still working on an earlier callback: it waits in
+                key = next(self._counter)  # the node's queue (a crash loses it)
+                node.deferred.add(key)
+                heappush(self._heap, (node.busy_until, key, *ev[2:]))
+                return 0, _NOT_RUN
+            node.busy_until = 0
+            node.set_state(node.state)
         if self._record:
             self._record((t, "deliver", src, node.name, payload, size))
         try:
@@ -315,6 +326,12 @@ class Simulation:
         if node.state is PAUSED:
             node.held.append(ev)
             return _NOT_RUN
+        if node.busy_until:
+            if node.busy_until > t:
+                heappush(self._heap, (node.busy_until, next(self._counter), *ev[2:]))
+                return _NOT_RUN
+            node.busy_until = 0
+            node.set_state(node.state)
         if period:
             heappush(self._heap, (t + period, next(self._counter), _TIMER, node, name, token,
                                   period))
@@ -424,6 +441,12 @@ class Simulation:
             self.metrics.append((now, node.name, e.name, e.value))
         elif cls is Log:
             self.logs.append((now, node.name, e.text))
+        elif cls is Busy:
+            if type(e.ns) is not int or e.ns < 0:
+                raise self._fail(f"malformed effect {e!r}: ns must be an int >= 0", ev)
+            if e.ns:
+                node.busy_until = max(node.busy_until, now) + e.ns
+                node.set_state(node.state)
         elif cls is tuple:
             raise self._fail(f"malformed effect {e!r}: a plain tuple stands for a Send only "
                              "as (to, payload, size), three items", ev)
@@ -479,6 +502,16 @@ class Simulation:
         self._oneshot -= sum(1 for _, periodic in node.timers.values() if not periodic)
         node.timers.clear()
         node.unsynced.clear()
+        node.busy_until = 0
+        if node.deferred:  # received, not handled yet: lost with the process
+            waiting = [ev for ev in self._heap if ev[2] == _DELIVER and ev[1] in node.deferred]
+            self._heap[:] = [ev for ev in self._heap
+                             if not (ev[2] == _DELIVER and ev[1] in node.deferred)]
+            heapify(self._heap)
+            for ev in sorted(waiting, key=lambda e: (e[0], e[1])):
+                self._in_flight -= 1
+                self._drop(self.now, ev[4], name, ev[5], "down")
+            node.deferred.clear()
         node.process = None
         node.on_message = None
         node.set_state(DOWN)
