@@ -179,6 +179,7 @@ def warm_up(dim: int) -> None:
     deltas += [a.insert(1000 + i, rng.random(dim, dtype=np.float32)) for i in range(4)]
     deltas.append(a.delete(1000))
     b.apply([EdgeDelta.from_bytes(d.to_bytes()) for d in deltas])
+    VamanaIndex(dim, R=8, L=16).apply_bytes([d.to_bytes() for d in deltas])  # followers' path
     a.record_hashes()
     VamanaIndex.from_bytes(a.to_bytes()).search(rng.random(dim, dtype=np.float32), k=5)
 

@@ -3,7 +3,9 @@
 A beam search spends most of its time waiting for vectors that are not in
 cache. hnswlib and DiskANN issue a prefetch for the next candidates' vectors
 before computing distances; Numba has no prefetch, so this emits
-``llvm.prefetch`` for every 64-byte line of ``arr[row, :]``.
+``llvm.prefetch`` for every 64-byte line of ``arr[row, :]``. Applying a delta
+waits the same way on id-table buckets, lists and in-degree counters scattered
+over the index: ``prefetch_item`` asks for the line of one element.
 """
 
 from llvmlite import ir
@@ -40,7 +42,31 @@ def prefetch_row(typingctx, arr, row):
     return sig, codegen
 
 
+
+
+@intrinsic
+def prefetch_item(typingctx, arr, i):
+    """Prefetch the cache line holding ``arr[i]`` (a 1-d array) for reading."""
+    sig = types.void(arr, i)
+
+    def codegen(context, builder, signature, args):
+        arrty, ity = signature.args
+        ary = context.make_array(arrty)(context, builder, args[0])
+        idx = context.cast(builder, args[1], ity, types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [i8p, _READ, _KEEP_IN_ALL_LEVELS, _DATA])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 if config.DISABLE_JIT:  # pure-Python debugging runs: a prefetch is only a hint
 
     def prefetch_row(arr, row):  # type: ignore[no-redef]
+        return None
+
+    def prefetch_item(arr, i):  # type: ignore[no-redef]
         return None

@@ -7,7 +7,9 @@ turns what each kernel touched into an :class:`~graphrep.ann.delta.EdgeDelta`.
 Every method that changes the graph returns the delta(s) of that change.
 Applying the deltas of index A, in order, to an empty index B (same ``dim``,
 ``metric`` and ``R``) gives ``B.digest() == A.digest()`` and the same search
-results, and B computes no distance to do it.
+results, and B computes no distance to do it. A replica that receives the
+deltas as bytes hands a batch of them to :meth:`VamanaIndex.apply_bytes`,
+which decodes and applies them in one kernel call.
 
 Two ways past the log, for replicas the deltas can't help: a whole snapshot
 (:meth:`VamanaIndex.to_bytes` / :meth:`VamanaIndex.from_bytes`), and
@@ -30,7 +32,7 @@ import os
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,7 +42,7 @@ import numpy as np
 from graphrep.ann import kernels as K
 from graphrep.ann import records as REC
 from graphrep.ann import replay as RP
-from graphrep.ann.delta import KIND_NONE, EdgeDelta
+from graphrep.ann.delta import KIND_NONE, DeltaBatch, EdgeDelta, corrupt_at, float32s, joined
 from graphrep.ann.idmap import IdMap
 from graphrep.ann.records import RecordSet
 from graphrep.errors import (
@@ -535,6 +537,55 @@ class VamanaIndex:
         if error is not None:
             raise error
 
+    def apply_bytes(self, data: Sequence[bytes | bytearray | memoryview]) -> DeltaBatch:
+        """Apply deltas given as their wire bytes (:meth:`EdgeDelta.to_bytes`), in order,
+        without building :class:`EdgeDelta` objects: one kernel call decodes them all and
+        applies them. Returns the decoded :class:`~graphrep.ann.delta.DeltaBatch` (for
+        bookkeeping: which delta inserted or deleted which id).
+
+        Every delta's bytes, dimension and ``seq`` are checked before anything changes:
+        damaged bytes raise :class:`CorruptDelta`, a wrong dimension
+        :class:`DimensionMismatch`, a gap or repeat in ``seq`` :class:`DeltaOutOfOrder`,
+        and the index is unchanged. A delta that does not fit the index's state raises
+        :class:`DeltaError` as in :meth:`apply`: the deltas before it stay applied.
+        """
+        if not isinstance(data, (list, tuple)):
+            raise DeltaError(f"apply_bytes takes a list of bytes, not {type(data).__name__}")
+        buf, starts = joined(data)
+        while True:
+            s = self._scratch(self.L)
+            state = self._state()
+            (outcome, a, b, c, v, hdr, off, ids, flags, kinds, counts, values, vec,
+             removed) = RP.apply_wire(
+                buf, starts, self.dim, self._seq, self._idmap.count, self._idmap.keys,
+                self._idmap.vals, self._g, self.R, s.mark, s.mstate, self._free, state,
+            )
+            if outcome != RP.WIRE_ROOM:
+                break
+            self._reserve(int(a))  # then decode and check again: nothing has changed
+        if outcome == RP.WIRE_CORRUPT:
+            raise corrupt_at(int(a), int(b), int(v), starts)
+        batch = DeltaBatch(hdr, off, ids, flags, kinds, counts, values, float32s(vec), removed)
+        if outcome == RP.WIRE_DIM:
+            k = int(a)
+            raise DimensionMismatch(
+                f"delta seq {int(batch.seq[k])} is for dimension {int(batch.dim[k])} but this "
+                f"index has dim={self.dim}; apply it to a replica created with the same dim"
+            )
+        if outcome == RP.WIRE_SEQ:
+            k = int(a)
+            raise self._out_of_order(int(batch.seq[k]), self._seq + k)
+        self._applied(state, off, int(a), int(b), int(c), int(v), batch.delta)
+        return batch
+
+    @staticmethod
+    def _out_of_order(seq: int, expect_seq: int) -> DeltaOutOfOrder:
+        return DeltaOutOfOrder(
+            f"delta seq {seq} arrived but this index expects seq {expect_seq}; "
+            + ("it was already applied" if seq < expect_seq else
+               f"deltas {expect_seq}..{seq - 1} are missing: fetch and apply them first")
+        )
+
     def _precheck(self, d: object, expect_seq: int) -> GraphrepError | None:
         """What is wrong with ``d`` that its type, seq and shapes show, or None.
         (Array contents are checked for the whole run at once in ``_apply_run``.)"""
@@ -546,11 +597,7 @@ class VamanaIndex:
                 "apply it to a replica created with the same dim"
             )
         if d.seq != expect_seq:
-            return DeltaOutOfOrder(
-                f"delta seq {d.seq} arrived but this index expects seq {expect_seq}; "
-                + ("it was already applied" if d.seq < expect_seq else
-                   f"deltas {expect_seq}..{d.seq - 1} are missing: fetch and apply them first")
-            )
+            return self._out_of_order(d.seq, expect_seq)
         n = d.ids.shape[0]
         v = d.vectors
         if not (d.ids.ndim == 1 and d.flags.shape == (n,) and d.kinds.shape == (n,)
@@ -576,14 +623,23 @@ class VamanaIndex:
         entries = np.array([d.entry for d in deltas], dtype=np.int64)
         self._reserve(int(off[-1, 2]))
         s = self._scratch(self.L)
-        state = np.array([self._n_slots, self._n_free, self._n_live, self._n_deleted,
-                          self._entry], dtype=np.int64)
+        state = self._state()
         done, code, rec, val = RP.apply_batch(
             ids, flags, kinds, counts, values, vectors, removed, entries, off,
             self._idmap.keys, self._idmap.vals, self._g, self.R, s.mark, s.mstate, self._free,
             state,
         )
-        done = int(done)
+        self._applied(state, off, int(done), int(code), int(rec), int(val), deltas.__getitem__)
+
+    def _state(self) -> np.ndarray:
+        """The allocator and counts as the apply kernels take them (``RP.ST_*``)."""
+        return np.array([self._n_slots, self._n_free, self._n_live, self._n_deleted,
+                         self._entry], dtype=np.int64)
+
+    def _applied(self, state: np.ndarray, off: np.ndarray, done: int, code: int, rec: int,
+                 val: int, delta_at: Callable[[int], EdgeDelta]) -> None:
+        """Take in what an apply kernel did: ``done`` deltas applied, then ``code`` (with
+        the record and value it names) for the one after them, ``delta_at(done)``."""
         self._n_slots, self._n_free, self._n_live, self._n_deleted, self._entry = state.tolist()
         self._idmap.count += int(off[done, 2] - off[done, 3])
         self._seq += done
@@ -591,7 +647,7 @@ class VamanaIndex:
         self.last_op = {"op": "apply", "distance_computations": 0, "nodes_visited": 0,
                         "deltas": done, "records": int(off[done, 0])}
         if code != RP.OK:
-            raise _delta_error(deltas[done], int(code), int(rec), int(val))
+            raise _delta_error(delta_at(done), code, rec, val)
 
     # ------------------------------------------------------------------ search
     def search(self, queries: Any, k: int = 10, L: int | None = None

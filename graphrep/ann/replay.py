@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from graphrep.ann.delta import KIND_DIFF, KIND_FULL, KIND_NONE
+from graphrep.ann._prefetch import prefetch_item, prefetch_row
+from graphrep.ann.delta import KIND_DIFF, KIND_FULL, KIND_NONE, _decode_kernel
 from graphrep.ann.idmap import _bucket, insert, lookup, remove
 from graphrep.ann.kernels import DELETED, FREE, LIVE, _next_epoch
 
@@ -158,6 +159,62 @@ def _neighbour_code(s, me):
     return OK
 
 
+# a diff of at most this many ids is checked by scanning the list it changes (its lines
+# are read anyway) instead of stamping every neighbour in ``mark``: for the common
+# record that only gains the new node that saves a cache miss per neighbour when the
+# index is cold (as it is on a follower between batches)
+_SCAN_DIFF = 4
+
+
+@njit(inline="always")
+def _in_slots(a, lo, hi, s):
+    for t in range(lo, hi):
+        if a[t] == s:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _in_list(g_nbrs, me, d, s):
+    for t in range(d):
+        if g_nbrs[me, t] == s:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _check_small_diff(i, me, vp, nr, na, values, R, tkeys, tvals, new_ids, new_slots, nkeys,
+                      nvals, g_nbrs, g_deg, val_slot):
+    """The checks :func:`validate_delta` makes of a diff record, with the same outcome,
+    by scanning its list: returns (code, offending value, position after its values)."""
+    d = g_deg[me]
+    r0 = vp
+    for j in range(nr):
+        v = values[vp]
+        s = lookup(tkeys, tvals, v)
+        val_slot[vp] = s
+        vp += 1
+        # in the list, and not removed by this diff already
+        if s < 0 or not _in_list(g_nbrs, me, d, s) or _in_slots(val_slot, r0, r0 + j, s):
+            return DIFF_REMOVES_ABSENT, v, vp
+    a0 = vp
+    for j in range(na):
+        v = values[vp]
+        s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
+        val_slot[vp] = s
+        vp += 1
+        code = _neighbour_code(s, me)
+        if code != OK:
+            return code, v, vp
+        # present: in the list and not removed by this diff, or added by it already
+        if (_in_list(g_nbrs, me, d, s) and not _in_slots(val_slot, r0, r0 + nr, s)) or \
+                _in_slots(val_slot, a0, a0 + j, s):
+            return DIFF_ADDS_PRESENT, v, vp
+    if d - nr + na > R:
+        return LIST_TOO_LONG, np.int64(d - nr + na), vp
+    return OK, np.int64(0), vp
+
+
 @njit(cache=True)
 def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                    tkeys, tvals, g_nbrs, g_deg, g_flags, R, mark, mstate, size_after,
@@ -172,6 +229,17 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
     """
     n = ids.shape[0]
     n_new = new_slots.shape[0]
+    # the id-table buckets of every id named, requested at once so that the misses
+    # overlap instead of coming one after another in the checks below
+    mask = tkeys.shape[0] - 1
+    for i in range(n):
+        b = _bucket(ids[i], mask)
+        prefetch_item(tkeys, b)
+        prefetch_item(tvals, b)
+    for i in range(values.shape[0]):
+        b = _bucket(values[i], mask)
+        prefetch_item(tkeys, b)
+        prefetch_item(tvals, b)
     for i in range(n):
         if ids[i] < 0:
             return BAD_ID, i, ids[i]
@@ -194,6 +262,11 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
             return RECORD_ID_REPEATED, i, ids[i]
         mark[s] = ep
         rec_slot[i] = s
+        if i >= n_new:  # what the next loop and apply_delta read of this node
+            prefetch_item(g_deg, s)
+            prefetch_item(g_flags, s)
+            if kinds[i] != KIND_NONE:
+                prefetch_row(g_nbrs, s)
         if flags[i] != LIVE and flags[i] != DELETED:
             return BAD_FLAGS, i, np.int64(flags[i])
     vp = 0
@@ -220,6 +293,12 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 if mark[s] == ep:
                     return NEIGHBOUR_REPEATED, i, v
                 mark[s] = ep
+        elif k == KIND_DIFF and counts[i, 0] + counts[i, 1] <= _SCAN_DIFF:
+            code, v, vp = _check_small_diff(i, me, vp, counts[i, 0], counts[i, 1], values, R,
+                                            tkeys, tvals, new_ids, new_slots, nkeys, nvals,
+                                            g_nbrs, g_deg, val_slot)
+            if code != OK:
+                return code, i, v
         elif k == KIND_DIFF:
             for t in range(g_deg[me]):
                 mark[g_nbrs[me, t]] = ep
@@ -279,6 +358,8 @@ def apply_delta(ids, flags, kinds, counts, vectors, removed, new_slots, rec_slot
     """
     n = ids.shape[0]
     n_new = new_slots.shape[0]
+    for t in range(val_slot.shape[0]):  # in-degree counters updated below
+        prefetch_item(g.indeg, val_slot[t])
     d_live = 0
     d_del = 0
     for i in range(n_new):
@@ -481,3 +562,53 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, of
             state[ST_N_FREE] += 1
         state[ST_ENTRY] = lookup(tkeys, tvals, entries[d]) if entries[d] >= 0 else -1
     return nd, OK, -1, np.int64(0)
+
+
+# apply_wire outcomes: what the other four numbers of its result mean
+WIRE_APPLIED = 0  # (deltas applied, code, record, value), as apply_batch returns them
+WIRE_CORRUPT = 1  # (damaged delta, why (see graphrep.ann.delta), -1, value)
+WIRE_DIM = 2  # (delta of another dimension, 0, -1, 0)
+WIRE_SEQ = 3  # (delta whose seq is not the next, 0, -1, 0)
+WIRE_ROOM = 4  # (new nodes the index must first make room for, 0, -1, 0)
+
+
+@njit(cache=True)
+def apply_wire(buf, starts, dim, seq0, id_count, tkeys, tvals, g, R, mark, mstate, free,
+               state):
+    """Decode the deltas ``buf[starts[k]:starts[k + 1]]`` and apply them, in one call.
+
+    Nothing changes unless every delta's bytes are sound, every delta is for
+    ``dim`` and delta ``k`` has seq ``seq0 + k``, and the index has room for
+    the new nodes (``free`` is as long as the slot capacity, ``id_count``
+    ids fill the id table); then :func:`apply_batch` applies them. Returns
+    (outcome, four numbers: see ``WIRE_*``) and the decoded arrays as
+    :func:`~graphrep.ann.delta._decode_kernel` returns them.
+    """
+    bad, why, val, hdr, off, ids, flags, kinds, counts, values, vec, removed = _decode_kernel(
+        buf, starts)
+    nd = starts.shape[0] - 1
+    outcome = WIRE_APPLIED
+    a, b, c, v = np.int64(0), np.int64(0), np.int64(-1), np.int64(0)
+    if bad >= 0:
+        outcome, a, b, v = WIRE_CORRUPT, np.int64(bad), np.int64(why), np.int64(val)
+    else:
+        for k in range(nd):
+            if hdr[1, k] != dim:
+                outcome, a = WIRE_DIM, np.int64(k)
+                break
+            if hdr[2, k] != seq0 + k:
+                outcome, a = WIRE_SEQ, np.int64(k)
+                break
+    if outcome == WIRE_APPLIED:
+        n_new = off[nd, 2]
+        if (state[ST_N_SLOTS] + max(0, n_new - state[ST_N_FREE]) > free.shape[0]
+                or 2 * (id_count + n_new) > tkeys.shape[0]):
+            outcome, a = WIRE_ROOM, n_new
+    if outcome == WIRE_APPLIED:
+        vectors = vec.view(np.float32).reshape((off[nd, 2], dim))
+        done, code, rec, value = apply_batch(
+            ids, flags, kinds, counts, values, vectors, removed, hdr[3], off, tkeys, tvals, g, R,
+            mark, mstate, free, state,
+        )
+        a, b, c, v = np.int64(done), np.int64(code), np.int64(rec), np.int64(value)
+    return (outcome, a, b, c, v, hdr, off, ids, flags, kinds, counts, values, vec, removed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -426,6 +427,154 @@ def test_apply_of_something_else(primary) -> None:
     assert_rejected(replica, DeltaError, replica.apply, "not a delta")
     assert_rejected(replica, DeltaError, replica.apply, log[0].to_bytes())
     assert_rejected(replica, DeltaError, replica.apply, [object()])
+
+
+# --------------------------------------------------------------------------- deltas as bytes
+
+
+def wire(log: list[EdgeDelta]) -> list[bytes]:
+    return [d.to_bytes() for d in log]
+
+
+def test_apply_bytes_is_apply(primary) -> None:
+    p, log = primary
+    a, b = VamanaIndex(DIM, R=5, L=16), VamanaIndex(DIM, R=5, L=16)
+    b.apply_bytes([])  # nothing to do
+    for lo, hi in ((0, 1), (1, 5), (5, 6), (6, len(log))):
+        a.apply(log[lo:hi])
+        batch = b.apply_bytes(wire(log[lo:hi]))
+        assert len(batch) == hi - lo and batch.ops() == [d.op for d in log[lo:hi]]
+        assert [batch.delta(k) for k in range(len(batch))] == log[lo:hi]
+        assert b.digest() == a.digest() and b.seq == a.seq == hi
+        assert b.stats() == a.stats()
+    assert b.digest() == p.digest() and b.stats()["distance_computations"] == 0
+
+
+def test_apply_bytes_takes_any_bytes_like(primary) -> None:
+    p, log = primary
+    b = VamanaIndex(DIM, R=5, L=16)
+    raw = wire(log)
+    b.apply_bytes((bytearray(raw[0]), memoryview(raw[1]), *raw[2:]))
+    assert b.digest() == p.digest()
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2])
+@pytest.mark.parametrize("damage", ["flip", "cut", "empty", "version"])
+def test_apply_bytes_checks_every_delta_before_changing_anything(primary, bad, damage) -> None:
+    """Damage in any delta of a batch, even the last, and the index is left as it was
+    (no delta of the batch is applied)."""
+    _, log = primary
+    replica = VamanaIndex(DIM, R=5, L=16)
+    replica.apply(log[0])
+    raw = wire(log[1:4])
+    b = bytearray(raw[bad])
+    if damage == "flip":
+        b[len(b) // 2] ^= 0x10
+    elif damage == "cut":
+        b = b[:-5]
+    elif damage == "empty":
+        b = bytearray()
+    else:  # a version this build does not read, with a valid CRC
+        b[4] = 1
+        b[-4:] = zlib.crc32(bytes(b[:-4])).to_bytes(4, "little")
+    raw[bad] = bytes(b)
+    err = assert_rejected(replica, CorruptDelta, replica.apply_bytes, raw)
+    assert f"delta {bad} of 3" in str(err)
+    if damage == "version":
+        assert "unknown format version 1" in str(err)
+    replica.apply_bytes(wire(log[1:]))  # the sound bytes still apply
+
+
+def test_apply_bytes_checks_seq_and_dim_of_the_whole_batch_first(primary, data) -> None:
+    p, log = primary
+    replica = VamanaIndex(DIM, R=5, L=16)
+    replica.apply_bytes(wire(log[:2]))
+    assert_rejected(replica, DeltaOutOfOrder, replica.apply_bytes, wire([log[2], log[4]]))
+    assert_rejected(replica, DeltaOutOfOrder, replica.apply_bytes, wire([log[1], log[2]]))
+    assert_rejected(replica, DeltaOutOfOrder, replica.apply_bytes, wire(log[3:5]))
+    foreign = VamanaIndex(DIM - 2, R=5, L=16)
+    flog = foreign.build(data[:5, : DIM - 2])
+    flog += [foreign.insert(i, data[i, : DIM - 2]) for i in range(5, 8)]
+    assert flog[3].seq == replica.seq + 1
+    assert_rejected(replica, DimensionMismatch, replica.apply_bytes, wire([log[2], flog[3]]))
+    assert_rejected(replica, DeltaError, replica.apply_bytes, log[2].to_bytes())  # not a list
+    replica.apply_bytes(wire(log[2:]))
+    assert replica.digest() == p.digest()
+
+
+def test_apply_bytes_stops_at_a_delta_that_does_not_fit(primary, data) -> None:
+    """Like apply with a list: the deltas before a misfit stay applied, the misfit
+    changes nothing."""
+    p, log = primary
+    replica = VamanaIndex(DIM, R=5, L=16)
+    replica.apply_bytes(wire(log[:2]))
+    other = VamanaIndex(DIM, R=5, L=16)
+    olog = other.build(data[:30], ids=np.arange(1000, 1030))
+    olog += [other.insert(5000 + i, data[60 + i]) for i in range(3)]
+    assert olog[3].seq == replica.seq + 1
+    with pytest.raises(DeltaError) as info:
+        replica.apply_bytes(wire([log[2], olog[3]]))
+    assert "seq 3" in str(info.value)
+    ref = VamanaIndex(DIM, R=5, L=16)
+    ref.apply(log[:3])
+    assert replica.seq == 3 and replica.digest() == ref.digest()
+    assert replica.graph_problems() == []
+    assert_rejected(replica, DeltaError, replica.apply_bytes, wire([olog[3]]))
+    replica.apply_bytes(wire(log[3:]))
+    assert replica.digest() == p.digest()
+
+
+def _diff(replica: VamanaIndex, node: int, removed: list[int], added: list[int]) -> EdgeDelta:
+    """A delta at the replica's next seq whose one record is a diff of ``node``'s list."""
+    return EdgeDelta(
+        seq=replica.seq, op="repair", dim=DIM, entry=replica.entry_id,
+        ids=np.array([node], np.int64), flags=np.ones(1, np.uint8),
+        kinds=np.array([2], np.uint8), counts=np.array([[len(removed), len(added)]], np.int32),
+        values=np.array(sorted(removed) + sorted(added), np.int64),
+        vectors=np.zeros((0, DIM), np.float32), removed=np.zeros(0, np.int64),
+    )
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("case", ["remove-absent", "remove-twice", "add-present", "add-twice",
+                                  "add-self", "add-unknown", "too-long"])
+def test_diff_records_that_do_not_fit_the_list(data, case, padded) -> None:
+    """A diff is checked against the list it changes, whether it names a few ids
+    (checked by scanning the list) or many (by stamping it): same verdicts."""
+    replica = VamanaIndex(DIM, R=8, L=16)
+    replica.build(data[:60])
+    node = next(i for i in range(60) if len(replica.neighbors(i)) >= 7)
+    lst = sorted(replica.neighbors(node).tolist())
+    other = next(i for i in range(60) if i != node and i not in lst)
+    removed, added = {
+        "remove-absent": ([other], []),
+        "remove-twice": ([lst[0], lst[0]], []),
+        "add-present": ([], [lst[0]]),
+        "add-twice": ([], [other, other]),
+        "add-self": ([], [node]),
+        "add-unknown": ([], [10**6]),
+        "too-long": ([], [i for i in range(60) if i != node and i not in lst][:9 - len(lst)]),
+    }[case]
+    if padded:  # four more sound removals: more ids than the scanning check takes
+        if case == "too-long":
+            removed = lst[:3]
+            added = [i for i in range(60) if i != node and i not in lst][:12 - len(lst)]
+        else:
+            removed = removed + lst[3:7]
+    want = {"remove-absent": "removes", "remove-twice": "removes", "add-present": "adds",
+            "add-twice": "adds", "add-self": "to itself", "add-unknown": "doesn't hold",
+            "too-long": "more than R"}[case]
+    d = _diff(replica, node, removed, added)
+    err = assert_rejected(replica, DeltaError, replica.apply, d)
+    assert want in str(err)
+    err = assert_rejected(replica, DeltaError, replica.apply_bytes, [d.to_bytes()])
+    assert want in str(err)
+    # removing a neighbour and adding it back is sound
+    ok = _diff(replica, node, [lst[0]] + (lst[3:7] if padded else []), [lst[0]])
+    replica.apply_bytes([ok.to_bytes()])
+    assert replica.graph_problems() == []
+    assert sorted(replica.neighbors(node).tolist()) == (
+        sorted(set(lst) - set(lst[3:7])) if padded else lst)
 
 
 # --------------------------------------------------------------------------- files

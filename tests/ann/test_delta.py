@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.datasets import gmm_dataset
-from graphrep.errors import CorruptDelta, GraphrepError
+from graphrep.ann.delta import _crc32, decode_many
+from graphrep.errors import CorruptDelta, DeltaError, GraphrepError
 from tests.conftest import scaled_examples
 
 KIND_NONE, KIND_FULL, KIND_DIFF = 0, 1, 2
@@ -187,6 +188,8 @@ def raw_deltas(draw) -> EdgeDelta:
     n_new = draw(st.integers(0, n))
     kinds, counts, values = [], [], []
     ident = st.integers(0, 2**62 - 1)
+    if n and draw(st.booleans()):  # lists that hold the first record's id, and close ids
+        ident = st.one_of(st.just(ids[0]), st.integers(max(ids[0] - 40, 0), ids[0] + 40))
     for i in range(n):
         k = KIND_FULL if i < n_new else draw(st.sampled_from([KIND_NONE, KIND_FULL, KIND_DIFF]))
         kinds.append(k)
@@ -239,11 +242,28 @@ def test_from_bytes_rejects_garbage_with_corrupt_delta(data: bytes) -> None:
         EdgeDelta.from_bytes(data)
 
 
-_HEADER = struct.Struct("<4sBBHIQqIIII")
+def varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def header(version: int, op: int, dim: int, seq: int, entry: int, n: int, n_new: int,
+           n_removed: int, n_values: int) -> bytes:
+    """A version 2 header (see graphrep.ann.delta)."""
+    return b"GRD1" + bytes([version, op]) + b"".join(
+        varint(v) for v in (dim, seq, entry + 1, n, n_new, n_removed, n_values))
+
+
+def sealed(raw: bytes) -> bytes:
+    return raw + struct.pack("<I", zlib.crc32(raw))
 
 
 @given(
-    version=st.sampled_from([1, 1, 1, 0, 2]),
+    version=st.sampled_from([2, 2, 2, 1, 3]),
     op=st.integers(0, 7),
     dim=st.integers(0, 5),
     n=st.integers(0, 6),
@@ -251,21 +271,93 @@ _HEADER = struct.Struct("<4sBBHIQqIIII")
     n_removed=st.integers(0, 4),
     n_values=st.integers(0, 10),
     body=st.binary(max_size=120),
+    tags=st.lists(st.integers(0, 255), max_size=6),
 )
 @settings(max_examples=scaled_examples(3.0))
 def test_from_bytes_of_a_checksummed_random_body_never_crashes(
-    version, op, dim, n, n_new, n_removed, n_values, body
+    version, op, dim, n, n_new, n_removed, n_values, body, tags
 ) -> None:
     """Bytes that pass the CRC but hold an arbitrary body: the decoder either returns
-    a delta or raises CorruptDelta, never anything else."""
-    raw = _HEADER.pack(b"GRD1", version, op, 0, dim, 0, -1, n, n_new, n_removed, n_values) + body
-    raw += struct.pack("<I", zlib.crc32(raw))
-    try:
-        d = EdgeDelta.from_bytes(raw)
-    except CorruptDelta:
-        return
-    assert d.n_records == n and d.n_new == n_new and d.dim == dim
-    assert EdgeDelta.from_bytes(d.to_bytes()) == d
+    a delta or raises CorruptDelta, never anything else; what it returns encodes
+    back to a delta equal to it."""
+    ids = b"".join(varint(2 * i) for i in range(len(tags)))  # record ids 0, 1, 2...
+    for raw_body in (body, ids + bytes(tags) + body):
+        raw = sealed(header(version, op, dim, 0, -1, n, n_new, n_removed, n_values) + raw_body)
+        try:
+            d = EdgeDelta.from_bytes(raw)
+        except CorruptDelta:
+            continue
+        assert d.n_records == n and d.n_new == n_new and d.dim == dim
+        assert EdgeDelta.from_bytes(d.to_bytes()) == d
+
+
+def test_version_1_bytes_are_refused_by_name() -> None:
+    """Version 1 (a fixed 44-byte header) is no longer read: the error says which
+    version arrived and which one this build reads."""
+    v1_header = struct.Struct("<4sBBHIQqIIII").pack(b"GRD1", 1, 1, 0, 4, 0, -1, 0, 0, 0, 0)
+    with pytest.raises(CorruptDelta, match="unknown format version 1; this build reads "
+                                           "version 2 only"):
+        EdgeDelta.from_bytes(sealed(v1_header))
+    with pytest.raises(CorruptDelta, match="unknown format version 9"):
+        EdgeDelta.from_bytes(sealed(header(9, 1, 4, 0, -1, 0, 0, 0, 0)))
+
+
+def test_a_list_that_gains_the_new_node_costs_its_tag_byte_only() -> None:
+    """Wire layout of a small insert delta, byte for byte: the records that gain a
+    link to the new node (the first record) write no id for it."""
+    new = 100_000
+    d = EdgeDelta(
+        seq=0, op="insert", dim=4, entry=new, ids=np.array([new, 5, 6], np.int64),
+        flags=np.ones(3, np.uint8), kinds=np.array([KIND_FULL, KIND_DIFF, KIND_DIFF], np.uint8),
+        counts=np.array([[2, 0], [0, 1], [0, 1]], np.int32),
+        values=np.array([1, 2, new, new], np.int64), vectors=np.ones((1, 4), np.float32),
+        removed=np.zeros(0, np.int64),
+    )
+    b = d.to_bytes()
+    head = header(2, 1, 4, 0, new, 3, 1, 0, 4)
+    ids = varint(2 * new) + varint(2 * (new - 5) - 1) + varint(2)  # zigzag differences
+    tags = bytes([0x21, 0x0A, 0x0A])  # full of 2; diff adding the first id, nothing written
+    lists = varint(1) + varint(1)  # the new node's list [1, 2]
+    assert b == sealed(head + ids + tags + lists + np.ones(4, "<f4").tobytes())
+    assert d.size_by_part() == {"vector": 16, "edges": 2, "metadata": len(b) - 18,
+                                "total": len(b)}
+    assert EdgeDelta.from_bytes(b) == d
+
+
+@pytest.mark.parametrize("change", ["flags", "kind", "counts", "unsorted", "negative", "entry"])
+def test_to_bytes_refuses_what_the_format_cannot_carry(change) -> None:
+    _, log, _ = history(n_build=30, n_insert=2)
+    d = log[1]
+    full = int(np.flatnonzero(d.kinds == KIND_FULL)[0])
+    start = int(d.counts[:full].sum())
+    values = d.values.copy()
+    field = {
+        "flags": {"flags": np.full_like(d.flags, 3)},
+        "kind": {"kinds": np.full_like(d.kinds, 3)},
+        "counts": {"counts": d.counts + 1},
+        "unsorted": {"values": np.concatenate([values[:start], values[start:][::-1]])},
+        "negative": {"values": np.where(np.arange(values.size) == start, -1, values)},
+        "entry": {"entry": -2},
+    }[change]
+    bad = dataclasses.replace(d, **field, _wire=[])
+    with pytest.raises(DeltaError, match="cannot encode"):
+        bad.to_bytes()
+
+
+@given(data=st.binary(max_size=300), cut=st.integers(0, 300))
+@settings(max_examples=scaled_examples(1.0))
+def test_crc_is_zlibs(data: bytes, cut: int) -> None:
+    buf = np.frombuffer(data, np.uint8)
+    cut = min(cut, len(data))
+    assert _crc32(buf, cut, len(data)) == zlib.crc32(data[cut:])
+
+
+def test_decode_many_is_from_bytes_of_each() -> None:
+    _, log, _ = history()
+    batch = decode_many([d.to_bytes() for d in log])
+    assert len(batch) == len(log) and batch.ops() == [d.op for d in log]
+    assert [batch.delta(k) for k in range(len(log))] == log
+    assert len(decode_many([])) == 0
 
 
 @given(pos=st.data(), xor=st.integers(1, 255))
@@ -282,16 +374,23 @@ def test_mutated_bytes_with_a_fixed_crc_never_break_a_replica(pos, xor) -> None:
     raw[i] ^= xor
     raw += struct.pack("<I", zlib.crc32(bytes(raw)))
     before = (replica.digest(), len(replica), replica.seq)
+    twin = VamanaIndex(4, R=4, L=10)  # the same, fed the bytes directly
+    twin.apply_bytes([x.to_bytes() for x in log])
     try:
         bad = EdgeDelta.from_bytes(bytes(raw))
         replica.apply(bad)
-    except GraphrepError:
+    except GraphrepError as exc:
         assert (replica.digest(), len(replica), replica.seq) == before
         assert replica.graph_problems() == []
+        with pytest.raises(type(exc)):
+            twin.apply_bytes([bytes(raw)])
+        assert (twin.digest(), len(twin), twin.seq) == before
         return
     assert replica.graph_problems() == []
     assert replica.stats()["max_degree"] <= replica.R
     assert len(replica) == len(replica.ids())
+    twin.apply_bytes([bytes(raw)])
+    assert twin.digest() == replica.digest()
 
 
 @functools.cache
