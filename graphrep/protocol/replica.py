@@ -139,6 +139,9 @@ class ReplicaConfig:
     then reports ``Busy`` for its inserts and applies, so that lag includes CPU time."""
     cpu_ns_per_entry: int = 0
     """CPU cost model: virtual ns a follower spends applying one log entry."""
+    verify_snapshots: bool = True
+    """Under ``leader``: before persisting a snapshot, check the index against one
+    rebuilt from the previous snapshot and the log (see ``_check_against_log``)."""
     sync: str = "always"
     """When appended log records are made durable: ``always`` syncs every append before
     anything that depends on it is sent; ``tick`` (group commit) syncs once per tick, so
@@ -214,6 +217,7 @@ class Replica:
         self.timeout = 0
         self.ticks = 0
         self.tree: tuple[int, MerkleTree] | None = None
+        self.compare_due: set[str] = set()  # followers owed an anti-entropy comparison
         self.errors = 0  # messages rejected as malformed / unsupported
         self.rebuilds = 0
         self._work = 0  # distance computations spent applying the log, not yet reported
@@ -544,6 +548,8 @@ class Replica:
                 self.progress_at[src] = now
             self.next[src] = max(self.next[src], self.match[src])
             self._advance_commit(out)
+            if self.compare_due:
+                self._compare_if_due(src, out)
         elif self.match[src] <= m.end < self.next[src]:
             # a gap or conflict: resend from there. A reply below what the follower has
             # already acknowledged, or at or beyond what was sent, is stale (a duplicate
@@ -706,6 +712,8 @@ class Replica:
                 return
             keep = self.config.log_keep
         end = self.commit
+        if self.config.policy == "leader" and self.config.verify_snapshots:
+            self._check_against_log(out)
         term = self.term_at(end - 1) or 0
         self.snap = (end, term, self.index.to_bytes())
         out.append(DurableWrite("snapshot", self.snap))
@@ -717,6 +725,24 @@ class Replica:
                 self.snap_offset[p] = 0
         self._sync(out)
         out.append(Metric("snapshots", 1.0))
+
+    def _check_against_log(self, out: list) -> None:
+        """Before persisting the index as a snapshot, rebuild the same state from the
+        previous snapshot and the log and compare digests: an index damaged in memory
+        (behind the protocol's back) is replaced, never persisted. Costs one apply per
+        entry of the snapshot window; ``verify_snapshots=False`` skips it."""
+        index, applied = self.index, self.applied
+        self.index = VamanaIndex.from_bytes(self.snap[2]) if self.snap else self.config.index()
+        self.applied = self.snap_end
+        try:
+            self._apply_to(self.commit)
+            fresh: VamanaIndex | None = self.index
+        except GraphrepError:
+            fresh = None
+        self.index, self.applied = index, applied
+        if fresh is not None and fresh.digest() != index.digest():
+            self.index, self.tree = fresh, None
+            out.append(Metric("index_damage_repaired", 1.0))
 
     def _compact(self, start: int, out: list) -> None:
         if start <= self.log_start:
@@ -832,6 +858,16 @@ class Replica:
             if self.match[p] == self.end:
                 self._send(out, p, TreeRoot(self.config.shard, self.term, self.end, tree.root,
                                             self.index.entry_id))
+        # a follower not caught up yet is compared as soon as it is (see _on_append_reply)
+        self.compare_due = {p for p in self.peers if self.match[p] != self.end}
+
+    def _compare_if_due(self, peer: str, out: list) -> None:
+        if peer in self.compare_due and self.match[peer] == self.end == self.commit \
+                == self.applied:
+            self.compare_due.discard(peer)
+            self.tree = None
+            self._send(out, peer, TreeRoot(self.config.shard, self.term, self.end,
+                                           self._my_tree().root, self.index.entry_id))
 
     def _on_tree_root(self, now: int, src: str, m: TreeRoot, out: list) -> None:
         self._catch_up(out)
@@ -899,6 +935,7 @@ class Replica:
 
     def _become_follower(self) -> None:
         self.early.clear()
+        self.compare_due = set()
         if self.role == LEADER:
             self.pending = []  # clients retry; their writes may or may not survive
         self.role = FOLLOWER
@@ -952,6 +989,11 @@ class Replica:
     def _become_leader(self, now: int, out: list) -> None:
         self.role = LEADER
         self.leader = self.name
+        if self.config.policy == "leader":
+            # every delta and every repair is computed against the leader's index:
+            # derive it from the durable snapshot and log, not from memory that may
+            # have been damaged while following (costs applies, no distance computation)
+            self._rebuild(count=False)
         self._apply_to(self.end)  # the leader's index reflects its whole log
         for p in self.peers:
             self.next[p] = self.end

@@ -41,6 +41,8 @@ class PolicySpec:
       built-in replica).
     * ``converges``: replicas end with equal digests and identical search results.
     * ``recall_eps``: a replica's recall@10 may trail a single writer's by this much.
+    * ``repairs_damage``: it finds and repairs a graph damaged behind its back
+      (anti-entropy); the ``corrupt`` step is a no-op for a policy that does not claim to.
     """
 
     name: str
@@ -48,6 +50,7 @@ class PolicySpec:
     config: Mapping[str, Any] = field(default_factory=dict)
     converges: bool = True
     recall_eps: float = 0.05
+    repairs_damage: bool = True
     description: str = ""
 
 
@@ -83,6 +86,7 @@ register_policy(PolicySpec(
     description="the leader ships edge deltas; followers apply them"))
 register_policy(PolicySpec(
     "replay", config={"policy": "replay"}, converges=False, recall_eps=0.1,
+    repairs_damage=False,
     description="every replica runs every insert (vector databases today): drift is "
                 "measured, not promised away"))
 register_policy(PolicySpec(

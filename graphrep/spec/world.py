@@ -419,7 +419,7 @@ class SpecWorld:
         """Change one neighbour of one record of a follower's graph behind the protocol's
         back (a bit flip, a bad disk): the graph stays valid, only different."""
         r = self.replica(node, shard)
-        if r is None or r.role == LEADER:
+        if r is None or r.role == LEADER or not self.policy.repairs_damage:
             return
         ids = r.index.ids()
         if len(ids) < 3:

@@ -35,3 +35,27 @@ def test_fuzz_snapshot_seed_63_deposed_leader_claimed_a_snapshot_it_did_not_hold
     result = fuzz_seed(63, "snapshot", 200, "mixed")
     assert result.ok, result.detail
     assert fuzz_seed(16, "leader", 200, "mixed").ok  # the same cause, under leader
+
+
+def test_fuzz_leader_seeds_where_a_damaged_replica_became_leader():
+    """Seeds 18 and 100: a follower's graph was damaged behind the protocol's back
+    (seed 100: and persisted in its own snapshot); it became leader and its deltas were
+    diffs against the damage, which the other replicas could not apply (a process
+    error). Fixed: a new leader rebuilds its index from its durable snapshot and log,
+    and a snapshot is checked against the log before it is persisted. Seed 242: the
+    end-of-run anti-entropy round reached only the followers that were caught up at
+    that moment; a follower is now compared as soon as it catches up."""
+    from graphrep.spec.fuzz import fuzz_seed
+
+    for seed in (18, 100, 242):
+        result = fuzz_seed(seed, "leader", 200, "mixed")
+        assert result.ok, (seed, result.detail)
+
+
+def test_replay_is_not_given_damage_it_does_not_claim_to_repair():
+    """Seed 135: ``replay`` has no graph anti-entropy (vector databases compare objects),
+    so a corrupted list stayed and left a node unreachable. The ``corrupt`` step now
+    applies only to policies registered with ``repairs_damage``."""
+    from graphrep.spec.fuzz import fuzz_seed
+
+    assert fuzz_seed(135, "replay", 200, "mixed").ok
