@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "if every one is caught")
     m.add_argument("--only", default=None, help="comma-separated mutant names")
     m.add_argument("--examples", type=int, default=None,
-                   help="examples per mutant (default: twice the profile's, 100 under ci)")
+                   help="examples per mutant (default: 4x the profile's, 200 under ci)")
     m.add_argument("--steps", type=int, default=50, help="steps per example at most")
     m.add_argument("--profile", default="ci", help="Hypothesis profile: ci, dev, nightly")
     m.add_argument("--json", action="store_true", help="print only the JSON summary")

@@ -35,7 +35,7 @@ NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
 _WORKLOAD = {"insert": 6, "delete": 2, "search": 3, "advance": 3}
 _FAULTS = {
     "partitions": {"partition": 1, "one_way": 1, "region_split": 1, "isolate_leader": 1,
-                   "heal": 3},
+                   "split_brain": 1, "heal": 3},
     "crashes": {"crash": 1, "kill_leader": 1, "restart": 3},
     "loss": {"drop": 2, "duplicate": 1, "delay": 1, "hold_message": 1, "hold": 1,
              "release": 3},
@@ -94,6 +94,8 @@ def draw_steps(seed: int, steps: int, nemesis: str = "mixed",
             return Step(kind)
         if kind in ("isolate_leader", "kill_leader", "anti_entropy"):
             return Step(kind, shard=shard)
+        if kind == "split_brain":
+            return Step(kind, shard=shard, count=int(rng.integers(1, 5)))
         if kind in ("crash", "restart"):
             return Step(kind, node=node)
         if kind in ("drop", "duplicate", "delay", "hold_message"):

@@ -149,6 +149,11 @@ class SpecMachine(RuleBasedStateMachine):
             self._do("isolate_leader", shard=data.draw(st.sampled_from(self._shards),
                                                        label="shard"))
 
+    @rule(shard=st.sampled_from(_shards), count=st.integers(1, 4))
+    def split_brain(self, shard: int, count: int) -> None:
+        """A failover with writes on both sides (see ``SpecWorld._do_split_brain``)."""
+        self._do("split_brain", shard=shard, count=count)
+
     @rule()
     def heal(self) -> None:
         self._do("heal")

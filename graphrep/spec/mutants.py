@@ -200,13 +200,14 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
 def run_mutant(name: str, max_examples: int | None = None, steps: int = 50,
                policy: str = "leader") -> dict[str, Any]:
     """Run the specification against one mutant; a JSON-able report. The budget is
-    twice the loaded profile's ``max_examples`` (100 under ``ci``) unless given."""
+    four times the loaded profile's ``max_examples`` (200 under ``ci``) unless given:
+    a bug that needs a failover with writes on both sides takes 60-90 examples."""
     from hypothesis import settings
 
     from graphrep.spec.machine import run_spec
 
     m = MUTANTS[name]
-    budget = max_examples or 2 * settings.default.max_examples
+    budget = max_examples or 4 * settings.default.max_examples
     report = run_spec(policy, replica=m.replica, placer=m.placer, max_examples=budget,
                       steps=steps)
     return {"mutant": name, "description": m.description, "caught": not report.passed,

@@ -104,7 +104,7 @@ class WorldConfig:
 
 
 STEP_KINDS = ("insert", "delete", "search", "partition", "one_way", "region_split",
-              "isolate_leader", "heal", "crash", "restart", "kill_leader", "drop",
+              "isolate_leader", "split_brain", "heal", "crash", "restart", "kill_leader", "drop",
               "duplicate", "delay", "hold_message", "hold", "release", "advance",
               "anti_entropy", "corrupt")
 
@@ -362,6 +362,23 @@ class SpecWorld:
         if leader is not None:
             others = [n for n in self.sim.nodes if n != leader and n != CLIENT]
             self.sim.partition([[leader], others])
+
+    def _do_split_brain(self, shard: int, count: int) -> None:
+        """Jepsen's classic: cut the shard's leader off from every other node (the client
+        still reaches it) and write to it at ``one``; let the others elect a leader and
+        write there at ``majority``; heal. The deposed leader's writes must give way."""
+        old = self.leader_of(shard)
+        if old is None:
+            return
+        replicas = self.placement[shard].replicas
+        self.sim.partition([[old], [n for n in self.sim.nodes if n not in (old, CLIENT)]])
+        self._do_insert(shard, replicas.index(old), "one", count)
+        self.sim.run_until(self.sim.now + 400 * MS)
+        new = self.leader_of(shard)
+        if new is not None and new != old:
+            self._do_insert(shard, replicas.index(new), "majority", count)
+            self.sim.run_until(self.sim.now + 20 * MS)
+        self.sim.heal()
 
     def _do_crash(self, node: str) -> None:
         self.sim.crash(node)
