@@ -623,22 +623,17 @@ class Replica:
         if end <= self.applied:
             return
         before = self.index.distance_computations
-        deltas: list[EdgeDelta] = []
+        blobs: list[bytes] = []  # delta bytes not applied yet, and their log positions
+        where: list[int] = []
         for pos in range(self.applied, end):
             _, kind, body = self.log[pos - self.log_start]
             if kind == DELTA:
-                d = EdgeDelta.from_bytes(body)
-                deltas.append(d)
-                if d.op == "insert" and d.n_new:
-                    self.id_pos[int(d.ids[0])] = pos
-                elif d.op == "delete":
-                    for i, f in zip(d.ids.tolist(), d.flags.tolist(), strict=True):
-                        if f == 2:
-                            self.deleted_pos.setdefault(i, pos)
+                blobs.append(body)
+                where.append(pos)
             elif kind == OP:
-                if deltas:
-                    self.index.apply(deltas)
-                    deltas = []
+                if blobs:
+                    self._apply_deltas(blobs, where)
+                    blobs, where = [], []
                 op, id_, vec = msgpack.unpackb(body)
                 if op == "insert":
                     self.index.insert(id_, np.frombuffer(vec, dtype="<f4"))
@@ -646,10 +641,25 @@ class Replica:
                 else:
                     self.index.delete(id_)
                     self.deleted_pos[id_] = pos
-        if deltas:
-            self.index.apply(deltas)
+        if blobs:
+            self._apply_deltas(blobs, where)
         self.applied = end
         self._work += self.index.distance_computations - before
+
+    def _apply_deltas(self, blobs: list[bytes], where: list[int]) -> None:
+        """Apply the deltas ``blobs`` (at log positions ``where``) straight from their
+        bytes, decoded and applied by one kernel call, then note which position
+        inserted or deleted each id."""
+        batch = self.index.apply_bytes(blobs)
+        off = batch.off.tolist()
+        for k, (op, pos) in enumerate(zip(batch.ops(), where, strict=True)):
+            if op == "insert" and off[k + 1][2] > off[k][2]:
+                self.id_pos[int(batch.ids[off[k][0]])] = pos
+            elif op == "delete":
+                d: EdgeDelta = batch.delta(k)
+                for i, f in zip(d.ids.tolist(), d.flags.tolist(), strict=True):
+                    if f == 2:
+                        self.deleted_pos.setdefault(i, pos)
 
     def _replay_bulk(self, end: int) -> None:
         """A ``replay`` replica recovering builds its index in bulk from the vectors in
