@@ -17,6 +17,13 @@ _I32 = ir.IntType(32)
 _READ, _KEEP_IN_ALL_LEVELS, _DATA = (ir.Constant(_I32, v) for v in (0, 3, 1))
 
 
+def _prefetch_target(builder: ir.IRBuilder, ptr: ir.Value) -> tuple[ir.Value, ir.Function]:
+    """``ptr`` as an i8 pointer, and the ``llvm.prefetch`` function to call on it."""
+    i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+    fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32])
+    return i8p, cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+
+
 @intrinsic
 def prefetch_row(typingctx, arr, row):
     """Prefetch the cache lines of ``arr[row, :]`` (a 2-d C array) for reading."""
@@ -28,9 +35,7 @@ def prefetch_row(typingctx, arr, row):
         zero = context.get_constant(types.intp, 0)
         r = context.cast(builder, args[1], rowty, types.intp)
         ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [r, zero])
-        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        i8p, fn = _prefetch_target(builder, ptr)
         itemsize = context.get_abi_sizeof(context.get_data_type(arrty.dtype))
         ncols = builder.extract_value(ary.shape, 1)
         nbytes = builder.mul(ncols, context.get_constant(types.intp, itemsize))
@@ -40,8 +45,6 @@ def prefetch_row(typingctx, arr, row):
         return context.get_dummy_value()
 
     return sig, codegen
-
-
 
 
 @intrinsic
@@ -54,9 +57,7 @@ def prefetch_item(typingctx, arr, i):
         ary = context.make_array(arrty)(context, builder, args[0])
         idx = context.cast(builder, args[1], ity, types.intp)
         ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
-        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        i8p, fn = _prefetch_target(builder, ptr)
         builder.call(fn, [i8p, _READ, _KEEP_IN_ALL_LEVELS, _DATA])
         return context.get_dummy_value()
 

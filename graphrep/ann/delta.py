@@ -671,18 +671,26 @@ def _get_part(buf, pos, end, m, values, vp, hold, first):
     return pos
 
 
-@njit(cache=True)
-def _decode_body(buf, pos, end, n, n_removed, n_values, ids, flags, kinds, counts, values,
-                 removed):
-    """One delta's body buf[pos:end] into the arrays; returns (why, value), why -1 if sound."""
+@njit(inline="always")
+def _get_id_run(buf, pos, end, n, out):
+    """Read ``n`` ids written as zigzag varints of successive differences into out[:n].
+    Returns the new pos (-1 if malformed)."""
     prev = np.int64(0)
     for i in range(n):
         u, pos = _get_varint(buf, pos, end)
         if pos < 0:
-            return _W_BODY, 0
+            return -1
         prev = prev + _unzigzag(u)
-        ids[i] = prev
-    if pos + n > end:
+        out[i] = prev
+    return pos
+
+
+@njit(cache=True)
+def _decode_body(buf, pos, end, n, n_removed, n_values, ids, flags, kinds, counts, values,
+                 removed):
+    """One delta's body buf[pos:end] into the arrays; returns (why, value), why -1 if sound."""
+    pos = _get_id_run(buf, pos, end, n, ids)
+    if pos < 0 or pos + n > end:
         return _W_BODY, 0
     tags = pos
     pos += n
@@ -754,13 +762,9 @@ def _decode_body(buf, pos, end, n, n_removed, n_values, ids, flags, kinds, count
             vp += a + b
         if pos < 0:
             return _W_VALUE, 0
-    prev = np.int64(0)
-    for i in range(n_removed):
-        u, pos = _get_varint(buf, pos, end)
-        if pos < 0:
-            return _W_BODY, 0
-        prev = prev + _unzigzag(u)
-        removed[i] = prev
+    pos = _get_id_run(buf, pos, end, n_removed, removed)
+    if pos < 0:
+        return _W_BODY, 0
     if pos != end:
         return _W_TRAILING, 0
     return -1, 0

@@ -22,7 +22,7 @@ import numpy as np
 
 from graphrep.errors import PlacementError, ProtocolError, UnknownShard
 from graphrep.protocol.messages import decode
-from graphrep.protocol.replica import Replica, ReplicaConfig
+from graphrep.protocol.replica import Replica, ReplicaConfig, protocol_error_effects
 from graphrep.sansio import CancelTimer, DurableWrite, Metric, SetTimer
 
 __all__ = ["ShardHost"]
@@ -90,6 +90,5 @@ class ShardHost:
                                    f"shards {sorted(self.replicas)}")
         except ProtocolError as exc:
             self.errors += 1
-            return [Metric("protocol_errors", 1.0),
-                    Metric(f"protocol_error:{type(exc).__name__}", 1.0)]
+            return protocol_error_effects(exc)
         return self._wrap(msg.shard, replica.on_decoded(now, src, msg))

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -297,8 +297,7 @@ class Replica:
                                     f"{self.config.shard}")
         except ProtocolError as exc:
             self.errors += 1
-            return [Metric("protocol_errors", 1.0),
-                    Metric(f"protocol_error:{type(exc).__name__}", 1.0)]
+            return protocol_error_effects(exc)
         return self.on_decoded(now, src, msg)
 
     def on_decoded(self, now: int, src: str, msg: Any) -> list:
@@ -559,11 +558,15 @@ class Replica:
             return
         self._send_append(src, out)
 
+    def _durable_ends(self) -> list[int]:
+        """How far each replica (this leader included) holds the log durably, highest
+        first."""
+        return sorted([self._durable_end()] + [self.match[p] for p in self.peers],
+                      reverse=True)
+
     def _quorum_end(self) -> int:
         """The log end a majority (this leader included) holds durably."""
-        ends = sorted([self._durable_end()] + [self.match[p] for p in self.peers],
-                      reverse=True)
-        return ends[self.majority - 1]
+        return self._durable_ends()[self.majority - 1]
 
     def _advance_commit(self, out: list) -> None:
         candidate = self._quorum_end()
@@ -1043,6 +1046,24 @@ class Replica:
     }
     """Message type -> handler method name (looked up on the instance, so a subclass
     overrides a handler by overriding the method)."""
+
+
+def shard_settled(replicas: Sequence[Replica | None]) -> bool:
+    """Whether a shard's replicas are quiet and agree on their log: all up, exactly one
+    leader, and every replica has stored, committed and applied the leader's whole log."""
+    if any(r is None for r in replicas):
+        return False
+    leaders = [r for r in replicas if r is not None and r.role == LEADER]
+    if len(leaders) != 1:
+        return False
+    end = leaders[0].end
+    return all(r is not None and r.end == end and r.commit == end and r.applied == end
+               for r in replicas)
+
+
+def protocol_error_effects(exc: ProtocolError) -> list:
+    """What a node returns for a message it refuses: counted, by kind; nothing else."""
+    return [Metric("protocol_errors", 1.0), Metric(f"protocol_error:{type(exc).__name__}", 1.0)]
 
 
 def wal_record(entry: Entry) -> tuple[int, int, bytes, int]:

@@ -54,7 +54,7 @@ from graphrep.errors import InvalidArgument
 from graphrep.protocol.messages import ClientSearch, ClientWrite, SearchReply, WriteReply
 from graphrep.protocol.messages import decode as decode_message
 from graphrep.protocol.messages import encode as encode_message
-from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig
+from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig, shard_settled
 from graphrep.sansio import BaseProcess, Send, SetTimer
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.nemesis import Fault, apply_schedule, draw_schedule
@@ -583,14 +583,7 @@ class TimedReplica(Replica):
 
 
 def _settled(sim: Simulation, names: list[str], client: Client) -> bool:
-    if not client.done:
-        return False
-    reps = [sim.process(n) for n in names]
-    leaders = [r for r in reps if r is not None and r.role == LEADER]
-    if len(leaders) != 1 or any(r is None for r in reps):
-        return False
-    end = leaders[0].end
-    return all(r.end == end and r.commit == end and r.applied == end for r in reps)
+    return client.done and shard_settled([sim.process(n) for n in names])
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

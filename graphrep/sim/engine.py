@@ -303,20 +303,28 @@ class Simulation:
         if stash is not None:
             stash.append(ev)
             return 0, _NOT_RUN
-        if node.busy_until:
-            if node.busy_until > t:  # still working on an earlier callback: it waits in
-                key = next(self._counter)  # the node's queue (a crash loses it)
-                node.deferred.add(key)
-                heappush(self._heap, (node.busy_until, key, *ev[2:]))
-                return 0, _NOT_RUN
-            node.busy_until = 0
-            node.set_state(node.state)
+        if node.busy_until and self._wait_until_free(node, ev, t):
+            return 0, _NOT_RUN
         if self._record:
             self._record((t, "deliver", src, node.name, payload, size))
         try:
             return 1, node.on_message(node.local(t) if node.skewed else t, src, payload, size)
         except Exception as exc:
             raise self._fail(f"process raised {exc!r}", ev) from exc
+
+    def _wait_until_free(self, node: Node, ev: tuple, t: int) -> bool:
+        """A node that reported ``Busy`` until after ``t``: put the event back for when it
+        is free and say so (a message waits in its queue, which a crash loses). Else end
+        the busy spell and say the event can run."""
+        if node.busy_until > t:
+            key = next(self._counter)
+            if ev[2] == _DELIVER:
+                node.deferred.add(key)
+            heappush(self._heap, (node.busy_until, key, *ev[2:]))
+            return True
+        node.busy_until = 0
+        node.set_state(node.state)
+        return False
 
     def _fire_timer(self, ev: tuple, t: int) -> Any:
         node, name, token, period = ev[3], ev[4], ev[5], ev[6]
@@ -326,12 +334,8 @@ class Simulation:
         if node.state is PAUSED:
             node.held.append(ev)
             return _NOT_RUN
-        if node.busy_until:
-            if node.busy_until > t:
-                heappush(self._heap, (node.busy_until, next(self._counter), *ev[2:]))
-                return _NOT_RUN
-            node.busy_until = 0
-            node.set_state(node.state)
+        if node.busy_until and self._wait_until_free(node, ev, t):
+            return _NOT_RUN
         if period:
             heappush(self._heap, (t + period, next(self._counter), _TIMER, node, name, token,
                                   period))
@@ -504,9 +508,10 @@ class Simulation:
         node.unsynced.clear()
         node.busy_until = 0
         if node.deferred:  # received, not handled yet: lost with the process
-            waiting = [ev for ev in self._heap if ev[2] == _DELIVER and ev[1] in node.deferred]
-            self._heap[:] = [ev for ev in self._heap
-                             if not (ev[2] == _DELIVER and ev[1] in node.deferred)]
+            waiting, kept = [], []
+            for ev in self._heap:
+                (waiting if ev[2] == _DELIVER and ev[1] in node.deferred else kept).append(ev)
+            self._heap[:] = kept
             heapify(self._heap)
             for ev in sorted(waiting, key=lambda e: (e[0], e[1])):
                 self._in_flight -= 1
@@ -650,11 +655,8 @@ class Simulation:
         if node.state is not UP:
             raise InvalidSchedule(f"node {src!r} is {node.state}: it cannot send",
                                   event="send", time_ns=self.now, seed=self.seed)
-        route = node.links.get(dst)
-        if route is None:
-            target = self._nodes[dst]
-            link = self.network.link(src, node.region, dst, target.region)
-            route = node.links[dst] = Route(link, target)
+        route = node.links.get(dst) or self._route(
+            node, (dst, payload, size), (self.now, 0, _CALL, self.send, None, None, None))
         delay = next(route.delays)
         route.messages += 1
         route.bytes += size

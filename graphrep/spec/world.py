@@ -58,7 +58,13 @@ from graphrep.protocol.messages import (
     encode,
 )
 from graphrep.protocol.placement import ShardPlacement, place
-from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig, wal_entry
+from graphrep.protocol.replica import (
+    LEADER,
+    Replica,
+    ReplicaConfig,
+    shard_settled,
+    wal_entry,
+)
 from graphrep.sansio import BaseProcess, Send
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
@@ -306,9 +312,13 @@ class SpecWorld:
         """Send a client request to the ``replica``-th replica of the message's shard (a
         client addresses only the shard's replicas: anything else would itself carry the
         shard's data out of its regions)."""
-        replicas = self.placement[msg.shard].replicas
+        self.sim.send(CLIENT, self._register(msg, replica), encode(msg))
+
+    def _register(self, msg: Any, replica: int) -> str:
+        """Note a client request (for its reply) and say which node it goes to."""
         self.client.requests[msg.req] = [msg, 0]
-        self.sim.send(CLIENT, replicas[replica % len(replicas)], encode(msg))
+        replicas = self.placement[msg.shard].replicas
+        return replicas[replica % len(replicas)]
 
     def _req(self) -> int:
         self.next_req += 1
@@ -371,7 +381,7 @@ class SpecWorld:
         if old is None:
             return
         replicas = self.placement[shard].replicas
-        self.sim.partition([[old], [n for n in self.sim.nodes if n not in (old, CLIENT)]])
+        self._do_isolate_leader(shard)
         self._do_insert(shard, replicas.index(old), "one", count)
         self.sim.run_until(self.sim.now + 400 * MS)
         new = self.leader_of(shard)
@@ -476,12 +486,11 @@ class SpecWorld:
 
     def _read_after_write(self, write: ClientWrite, replica: int) -> Send:
         """The client's search for a vector it just wrote, with the new token."""
-        replicas = self.placement[write.shard].replicas
         msg = ClientSearch(write.shard, self._req(), write.vector, 5, self.token[write.shard])
-        self.client.requests[msg.req] = [msg, 0]
+        to = self._register(msg, replica)
         self.searches["sent"] += 1
         data = encode(msg)
-        return Send(replicas[replica % len(replicas)], data, len(data))
+        return Send(to, data, len(data))
 
     def _durable_at(self, node: str, ack: Ack) -> bool:
         disk = self.sim.disk(node)
@@ -597,17 +606,8 @@ class SpecWorld:
         return self._settled()
 
     def _settled(self) -> bool:
-        for shard in self.placement:
-            reps = [r for _, r in self.replicas(shard)]
-            if any(r is None for r in reps):
-                return False
-            leaders = [r for r in reps if r.role == LEADER]
-            if len(leaders) != 1:
-                return False
-            end = leaders[0].end
-            if not all(r.end == end and r.commit == end and r.applied == end for r in reps):
-                return False
-        return True
+        return all(shard_settled([r for _, r in self.replicas(shard)])
+                   for shard in self.placement)
 
     def finish(self) -> dict[str, Any]:
         """Settle, then check the end-state invariants; returns a summary."""
