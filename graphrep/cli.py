@@ -113,7 +113,8 @@ def _sim(args: argparse.Namespace) -> int:
                         dataset=args.dataset, searches=args.searches,
                         read_preference=args.read_preference, sync=args.sync,
                         cpu_ns_per_distance=args.cpu_ns_per_distance,
-                        cpu_ns_per_entry=args.cpu_ns_per_entry)
+                        cpu_ns_per_entry=args.cpu_ns_per_entry,
+                        max_inflight=args.max_inflight)
     s = run_cluster(cfg)
     ok = s["converged"] and s["lost_writes"] == 0 and s["read_your_writes_violations"] == 0
     if args.json:
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vector dimension (default 16; fmnist: 784, the only value it takes)")
     c.add_argument("--sync", default="always", help="when replicas sync their log: always "
                    "(every append) or tick (group commit; acknowledgements wait for it)")
+    c.add_argument("--max-inflight", type=int, default=0, help="Append messages with "
+                   "entries a leader keeps in flight per follower; entries beyond wait and "
+                   "leave together (0: no limit, one message per write)")
     c.add_argument("--cpu-ns-per-distance", type=int, default=0, help="CPU cost model: "
                    "virtual ns per distance computation, so that lag includes CPU time "
                    "(0: off)")

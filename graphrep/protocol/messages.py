@@ -236,6 +236,19 @@ _SCHEMA: dict[int, tuple[type, tuple]] = {
 }
 _CODE = {cls: code for code, (cls, _) in _SCHEMA.items()}
 
+# The fast check of a well-formed message, per type code: the exact type of every field
+# (a check that accepts ints but not bools wants ``int``), where the ints are (each must
+# be below 2**63: msgpack also decodes uint64) and which fields need a deep check (lists).
+_EXACT = {_int: int, _str: str, _bytes: bytes, _bool: bool, _entries: list,
+          _bytes_list: list, _int_list: list}
+_FAST: dict[int, tuple[tuple[type, ...], tuple[int, ...], tuple[tuple[int, Any], ...]]] = {
+    code: (tuple(_EXACT[c] for c in checks),
+           tuple(i for i, c in enumerate(checks) if c is _int),
+           tuple((i, c) for i, c in enumerate(checks) if _EXACT[c] is list))
+    for code, (_, checks) in _SCHEMA.items()
+}
+_I64_END = 2**63
+
 
 def encode(msg: NamedTuple) -> bytes:
     """The canonical bytes of ``msg``."""
@@ -271,9 +284,13 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> NamedTuple:
     fields = obj[2:]
     if len(fields) != len(checks):
         raise MalformedMessage(f"{cls.__name__} needs {len(checks)} fields, got {len(fields)}")
-    for name, value, check in zip(cls._fields, fields, checks, strict=True):
-        if not check(value):
-            raise MalformedMessage(f"{cls.__name__}.{name} has a bad value {value!r:.60}")
+    types, ints, deep = _FAST[code]
+    if (tuple(map(type, fields)) != types or any(fields[i] >= _I64_END for i in ints)
+            or not all(check(fields[i]) for i, check in deep)):
+        # something is wrong: find the first bad field, for the error message
+        for name, value, check in zip(cls._fields, fields, checks, strict=True):
+            if not check(value):
+                raise MalformedMessage(f"{cls.__name__}.{name} has a bad value {value!r:.60}")
     if cls is Append:
         fields[5] = [tuple(e) for e in fields[5]]
     return cls(*fields)

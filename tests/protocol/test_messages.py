@@ -57,6 +57,16 @@ def test_equal_messages_give_equal_bytes_and_different_ones_differ():
     (msgpack.packb([1, 5, 0, 1, "r0", 0, 0, [[1, 7, b""]], 0]), MalformedMessage, "entries"),
     (msgpack.packb([1, 1, 0, 1, "insert", 1.5, b"", "one"]), MalformedMessage, "ClientWrite.id"),
     (b"", MalformedMessage, "undecodable"),
+    # each well typed but for one field (the fast check must send them to the slow one)
+    (msgpack.packb([1, 6, 0, 2**63, True, 5]), MalformedMessage, "AppendReply.term"),
+    (msgpack.packb([1, 6, 0, 1, True, 2**64 - 1]), MalformedMessage, "AppendReply.end"),
+    (msgpack.packb([1, 6, 0, True, True, 5]), MalformedMessage, "AppendReply.term"),
+    (msgpack.packb([1, 6, 0, 1, 1, 5]), MalformedMessage, "AppendReply.ok"),
+    (msgpack.packb([1, 5, 0, 1, "r0", 0, 0, [[1, 0, b""], [2**63, 0, b""]], 0]),
+     MalformedMessage, "Append.entries"),
+    (msgpack.packb([1, 12, 0, 1, 2, [b"a", 3]]), MalformedMessage, "TreeLeaves.leaves"),
+    (msgpack.packb([1, 13, 0, 1, 2, [1, -2**63, 2**63], b"", 0, 0]), MalformedMessage,
+     "Repair.leaves"),
 ])
 def test_bad_frames_raise_a_specific_protocol_error(data, error, match):
     with pytest.raises(error, match=match):

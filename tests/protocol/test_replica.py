@@ -336,3 +336,65 @@ def test_records_behind_a_damaged_one_do_not_come_back_after_a_rewrite():
     assert b.log == [(1, NOOP, b""), (2, NOOP, b"")]
     again = replica("b", disk)
     assert again.log == b.log  # not [..., (2,..), (1,..), (1,..)]: terms out of order
+
+
+# ---------------------------------------------------------------- flow control
+
+CAPPED = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, max_inflight=1)
+
+
+def appends_to(effects: list, peer: str) -> list[Append]:
+    return [m for to, m in sent(effects) if to == peer and isinstance(m, Append)]
+
+
+def test_without_a_cap_every_write_leaves_in_its_own_append():
+    a, _ = elected(CFG)
+    out: list = []
+    for i in range(1, 5):
+        out += a.on_message(400 * MS + i, "client", write(i), 0)
+    assert [len(m.entries) for m in appends_to(out, "b")] == [1, 1, 1, 1]
+
+
+def test_at_the_cap_new_entries_wait_and_leave_together_on_the_next_acknowledgement():
+    a, first = elected(CAPPED)
+    # the election's no-op is in flight to b: the writes wait
+    assert [len(m.entries) for m in appends_to(first, "b")] == [1]
+    out: list = []
+    for i in range(1, 5):
+        out += a.on_message(400 * MS + i, "client", write(i), 0)
+    assert appends_to(out, "b") == [] and a.end == 5
+    # b acknowledges the no-op: the four writes leave in one message
+    out = a.on_message(401 * MS, "b", encode(AppendReply(0, 1, True, 1)), 0)
+    (m,) = appends_to(out, "b")
+    assert (m.prev_end, len(m.entries)) == (1, 4) and a.inflight["b"] == [5]
+    # an acknowledgement of part of it releases nothing more; of all of it, the cap
+    a.on_message(401 * MS + 1, "client", write(5), 0)
+    assert appends_to(a.on_message(402 * MS, "b", encode(AppendReply(0, 1, True, 3)), 0),
+                      "b") == []
+    (m,) = appends_to(a.on_message(403 * MS, "b", encode(AppendReply(0, 1, True, 5)), 0), "b")
+    assert (m.prev_end, len(m.entries)) == (5, 1)
+
+
+def test_a_capped_leader_resends_after_a_stall_when_an_acknowledgement_is_lost():
+    a, _ = elected(CAPPED)
+    a.on_message(400 * MS + 1, "client", write(1), 0)
+    assert a.inflight["b"] == [1]  # the no-op's Append; its reply never comes
+    heartbeat = appends_to(a.on_timer(410 * MS, "tick"), "b")
+    assert [m.entries for m in heartbeat] == [[]]  # at the cap: a heartbeat carries none
+    (m,) = appends_to(a.on_timer(400 * MS + a.config.retransmit_ns, "tick"), "b")
+    assert (m.prev_end, len(m.entries)) == (0, 2) and a.inflight["b"] == [2]
+
+
+def test_a_rejected_append_clears_the_flight_and_resends_from_the_followers_end():
+    a, _ = elected(CAPPED)
+    for i in range(1, 4):
+        a.on_message(400 * MS + i, "client", write(i), 0)
+    # b says it holds nothing (it lost the no-op's Append): resend everything at once
+    (m,) = appends_to(a.on_message(401 * MS, "b", encode(AppendReply(0, 1, False, 0)), 0), "b")
+    assert (m.prev_end, len(m.entries)) == (0, 4) and a.inflight["b"] == [4]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", None, True])
+def test_a_bad_inflight_cap_is_a_protocol_error(bad):
+    with pytest.raises(ProtocolError, match=r"max_inflight must be an int >= 0"):
+        ReplicaConfig(replicas=("a",), dim=4, max_inflight=bad)
