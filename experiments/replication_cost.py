@@ -13,8 +13,8 @@ nemeses (``none`` and ``partitions``), once per policy:
 
 Per run: bytes per insert by part (replica-to-replica traffic only), replica distance
 computations and replica CPU seconds per insert (time spent applying the log on every
-replica, summed), replication lag percentiles, top-10 agreement across replicas, and
-whether the replicas converged with no acknowledged write lost.
+replica, summed), replication lag and write latency percentiles, top-10 agreement across
+replicas, and whether the replicas converged with no acknowledged write lost.
 
 Overhead of the simulator plus the protocol, two ways:
 
@@ -34,13 +34,15 @@ are outside both.
 Targets (issue 4): replica CPU per insert <= 2% of replay's; bytes per insert <= 2x
 replay's; simulator + protocol overhead <= 25% over the bare inserts.
 
-Results go to ``experiments/results/replication_cost.json`` and ``.png``; the last
-line of output is one JSON object with the figures and the leader/replay ratios.
+Results go to ``experiments/results/replication_cost.json`` and ``.png`` (with
+``--max-inflight N``, ``replication_cost_inflightN``); the last line of output is one
+JSON object with the figures and the leader/replay ratios.
 
 Usage::
 
     python experiments/replication_cost.py                 # 100k initial, 20k inserts
     python experiments/replication_cost.py --quick         # 5k initial, 1k inserts
+    python experiments/replication_cost.py --max-inflight 1   # with flow control
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--apply-batch", type=int, default=32,
                    help="followers apply committed entries in batches of this many (and at "
                    "every 10 ms tick): one kernel call for many deltas")
+    p.add_argument("--max-inflight", type=int, default=0,
+                   help="flow control: Append messages in flight per follower (0: no "
+                   "limit, the protocol's default); results go to replication_cost_"
+                   "inflight<N>.json/.png")
     p.add_argument("--quick", action="store_true", help="5k initial, 1k inserts, d=64")
     args = p.parse_args(argv)
     if args.quick:
@@ -86,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     base = dict(nodes=3, writes=args.writes, deletes=0, dim=args.dim, initial=args.initial,
                 queries=args.queries, seed=args.seed, R=args.R, L=args.L, concern="majority",
                 write_interval_ns=1_000_000, max_outstanding=64, snapshot_every=0,
-                apply_batch=args.apply_batch, snapshot_ticks=500)
+                apply_batch=args.apply_batch, snapshot_ticks=500,
+                max_inflight=args.max_inflight)
 
     # the common starting index, built once
     probe = ClusterConfig(**base)
@@ -134,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     round(s["replica_distance_computations_per_insert"], 1),
                 "replica_cpu_us_per_insert": round(1e6 * apply_cpu / inserts, 1),
                 "lag_ms": {k: round(v, 2) for k, v in s["lag_ms"].items()},
+                "write_latency_ms": {k: round(v, 2) for k, v in s["write_latency_ms"].items()},
                 "topk_agreement": s["topk_agreement"],
                 "recall_at_10": s["recall_at_10"],
                 "cpu_s": {"total": round(total_cpu, 2), "apply": round(apply_cpu, 2),
@@ -165,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "workload": {"initial": args.initial, "writes": args.writes, "dim": args.dim,
                      "R": args.R, "L": args.L, "replicas": 3, "concern": "majority",
-                     "seed": args.seed, "apply_batch": args.apply_batch},
+                     "seed": args.seed, "apply_batch": args.apply_batch,
+                     "max_inflight": args.max_inflight},
         "build_s": round(build_s, 1),
         "bare_insert_us": round(1e6 * bare_cpu / args.writes, 1),
         "bare_distance_computations_per_insert": round(bare_dist / args.writes, 1),
@@ -178,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "replication_cost.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(runs, RESULTS / "replication_cost.png")
+    name = "replication_cost" + (f"_inflight{args.max_inflight}" if args.max_inflight else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(runs, RESULTS / f"{name}.png")
     print(json.dumps(result))
     return 0
 

@@ -114,7 +114,8 @@ def _sim(args: argparse.Namespace) -> int:
                         read_preference=args.read_preference, sync=args.sync,
                         cpu_ns_per_distance=args.cpu_ns_per_distance,
                         cpu_ns_per_entry=args.cpu_ns_per_entry,
-                        max_inflight=args.max_inflight)
+                        max_inflight=args.max_inflight, shards=args.shards,
+                        replication=args.replication)
     s = run_cluster(cfg)
     ok = s["converged"] and s["lost_writes"] == 0 and s["read_your_writes_violations"] == 0
     if args.json:
@@ -253,7 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--policy", default="leader",
                    help="leader (edge deltas), replay (every replica inserts) or snapshot "
                    "(the leader ships its whole index periodically)")
-    c.add_argument("--nodes", type=int, default=3, help="replicas of the shard")
+    c.add_argument("--nodes", type=int, default=3, help="nodes (replicas of the shard, "
+                   "when there is one)")
+    c.add_argument("--shards", type=int, default=1, help="shards: id i lives in shard "
+                   "i %% shards; every node hosts one replica per shard placed on it")
+    c.add_argument("--replication", type=int, default=0,
+                   help="replicas per shard (0: every node holds every shard)")
     c.add_argument("--writes", type=int, default=500, help="inserts")
     c.add_argument("--deletes", type=int, default=50, help="deletes of inserted ids")
     c.add_argument("--dim", type=int, default=None,

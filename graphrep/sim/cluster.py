@@ -38,8 +38,10 @@ cube) or ``fmnist`` (Fashion-MNIST, 784 dimensions: ``dim`` must be 784; the fir
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -51,9 +53,11 @@ from graphrep.ann.datasets import (
     uniform_dataset,
 )
 from graphrep.errors import InvalidArgument
+from graphrep.protocol.host import ShardHost
 from graphrep.protocol.messages import ClientSearch, ClientWrite, SearchReply, WriteReply
 from graphrep.protocol.messages import decode as decode_message
 from graphrep.protocol.messages import encode as encode_message
+from graphrep.protocol.placement import place
 from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig, shard_settled
 from graphrep.sansio import BaseProcess, Send, SetTimer
 from graphrep.sim.engine import SimConfig, Simulation
@@ -121,8 +125,15 @@ class ClusterConfig:
     """Client searches spread over the write phase (see the module docstring)."""
     read_preference: str = "leader"
     """Where searches go: ``leader``, ``nearest`` or ``any``."""
+    shards: int = 1
+    """Shards of the index: id ``i`` lives in shard ``i % shards``. With more than one,
+    every node is a :class:`~graphrep.protocol.host.ShardHost` holding one replica (and
+    one index) per shard placed on it."""
+    replication: int = 0
+    """Replicas per shard, placed by :func:`~graphrep.protocol.placement.place` (0: every
+    node holds every shard)."""
     replica_regions: tuple[str, ...] = ()
-    """Region of each replica r0, r1, ... (empty: all in ``local``)."""
+    """Region of each node r0, r1, ... (empty: all in ``local``)."""
     client_region: str = "local"
     region_latency: tuple[tuple[str, str, LatencyModel], ...] = ()
     """``(region, region, model)`` latencies between regions; other pairs use ``latency``."""
@@ -147,6 +158,17 @@ class ClusterConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise InvalidArgument(f"{name} must be an int >= 0, got {v!r}")
+        if not (isinstance(self.shards, int) and 1 <= self.shards <= 64):
+            raise InvalidArgument(f"shards must be an int in [1, 64], got {self.shards!r}")
+        if not (isinstance(self.replication, int) and 0 <= self.replication <= self.nodes):
+            raise InvalidArgument(f"replication must be an int in [0, nodes={self.nodes}] "
+                                  f"(0: every node holds every shard), got "
+                                  f"{self.replication!r}")
+        if self.searches and self.sharded:
+            raise InvalidArgument("client searches (searches > 0) run on one shard only: a "
+                                  "sharded search needs a scatter-gather client, which this "
+                                  "runner does not have; the summary's recall and agreement "
+                                  "cover every shard without it")
         if self.deletes > self.writes:
             raise InvalidArgument(f"deletes ({self.deletes}) cannot exceed writes "
                                   f"({self.writes}): only written ids are deleted")
@@ -183,6 +205,11 @@ class ClusterConfig:
                                       f"LatencyModel), got {t!r}")
 
     @property
+    def sharded(self) -> bool:
+        """Whether nodes host shards (ShardHost) rather than being one shard's replicas."""
+        return self.shards > 1 or self.replication not in (0, self.nodes)
+
+    @property
     def write_phase_ns(self) -> int:
         """Virtual time of the write phase: writes and faults; then faults are undone."""
         return self.write_interval_ns * (self.writes + self.deletes + 10) + 500 * MS
@@ -190,6 +217,50 @@ class ClusterConfig:
     def region(self, replica: int) -> str:
         """The region of replica ``r{replica}``."""
         return self.replica_regions[replica] if self.replica_regions else "local"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which node holds a replica of which shard.
+
+    ``shards`` maps shard -> its replicas' node names. Unsharded (``sharded`` False),
+    the nodes are the one shard's replicas themselves; sharded, each node is a
+    :class:`~graphrep.protocol.host.ShardHost` and a replica is ``host.replicas[shard]``.
+    """
+
+    names: tuple[str, ...]
+    shards: Mapping[int, tuple[str, ...]]
+    sharded: bool
+
+    @classmethod
+    def of(cls, cfg: ClusterConfig) -> Layout:
+        names = tuple(f"r{i}" for i in range(cfg.nodes))
+        if not cfg.sharded:
+            return cls(names, {0: names}, False)
+        regions = {n: cfg.region(i) for i, n in enumerate(names)}
+        everywhere = tuple(sorted(set(regions.values())))
+        placed = place(regions, {s: everywhere for s in range(cfg.shards)},
+                       cfg.replication or cfg.nodes)
+        return cls(names, {p.shard: p.replicas for p in placed}, True)
+
+    def slots(self) -> list[tuple[str, int]]:
+        """Every (node, shard) replica, by shard, then node."""
+        return [(n, s) for s in sorted(self.shards) for n in self.shards[s]]
+
+    def replica(self, sim: Simulation, node: str, shard: int) -> Replica | None:
+        """The live replica of ``shard`` on ``node`` (None while the node is down)."""
+        p = sim.process(node)
+        if p is None or not self.sharded:
+            return p
+        return p.replicas.get(shard)
+
+    def label(self, node: str, shard: int) -> str:
+        """A replica's name in the summary: the node, or ``node@shard`` when sharded."""
+        return f"{node}@{shard}" if self.sharded else node
+
+    def metric(self, name: str, shard: int) -> str:
+        """The name a replica's metric has in the run (a ShardHost appends ``@shard``)."""
+        return f"{name}@{shard}" if self.sharded else name
 
 
 class Client(BaseProcess):
@@ -202,13 +273,16 @@ class Client(BaseProcess):
     module docstring); ``queries`` are their vectors and ``rng`` draws the replica of
     each search under read preference ``any``."""
 
-    def __init__(self, cfg: ClusterConfig, replicas: list[str], vectors: np.ndarray,
-                 delete_order: np.ndarray, queries: np.ndarray | None = None,
+    def __init__(self, cfg: ClusterConfig, shards: Mapping[int, Sequence[str]],
+                 vectors: np.ndarray, delete_order: np.ndarray,
+                 queries: np.ndarray | None = None,
                  rng: np.random.Generator | None = None) -> None:
         self.cfg = cfg
-        self.replicas = replicas
+        # per shard: its replicas, and the one the client believes leads it
+        self.shard_replicas = {s: list(r) for s, r in shards.items()}
+        self.targets = {s: r[0] for s, r in self.shard_replicas.items()}
+        self.replicas = self.shard_replicas[0]  # where searches go (one shard only)
         self.vectors = vectors
-        self.target = replicas[0]
         self.plan: list[tuple[str, int]] = self._plan(delete_order)
         self.next_op = 0
         # req -> [op, id, sent_at, first_sent, attempt]
@@ -219,7 +293,7 @@ class Client(BaseProcess):
         # searches
         self.queries = queries
         self.rng = rng
-        self.nearest = _nearest(cfg, replicas)
+        self.nearest = _nearest(cfg, self.replicas)
         self.session = 0  # read-your-writes token: highest acknowledged position + 1
         # search number -> [attempt, token, first_sent]
         self.searching: dict[int, list[int]] = {}
@@ -256,17 +330,22 @@ class Client(BaseProcess):
             out.append(SetTimer("search", self.search_interval_ns))
         return out
 
+    def shard_of(self, id_: int) -> int:
+        return id_ % self.cfg.shards
+
     def _send(self, req: int, now: int) -> Send:
-        """(Re)send a write. The wire request id carries the attempt number, so that a
-        redirect answering an older attempt (duplicated or late) starts no new chain."""
+        """(Re)send a write to its shard's believed leader. The wire request id carries
+        the attempt number, so that a redirect answering an older attempt (duplicated or
+        late) starts no new chain."""
         entry = self.outstanding[req]
         op, id_ = entry[:2]
         entry[2] = now
         entry[4] += 1
         vec = self.vectors[id_].astype("<f4").tobytes() if op == "insert" else b""
         wire = (req << 16) | (entry[4] & 0xFFFF)
-        data = encode_message(ClientWrite(0, wire, op, id_, vec, self.cfg.concern))
-        return Send(self.target, data, len(data))
+        shard = self.shard_of(id_)
+        data = encode_message(ClientWrite(shard, wire, op, id_, vec, self.cfg.concern))
+        return Send(self.targets[shard], data, len(data))
 
     def on_timer(self, now: int, name: Hashable) -> list:
         out: list = []
@@ -288,12 +367,15 @@ class Client(BaseProcess):
         else:
             for req in sorted(self.outstanding):
                 if now - self.outstanding[req][2] >= self.cfg.client_timeout_ns:
-                    self.target = self._after(self.target)
+                    shard = self.shard_of(self.outstanding[req][1])
+                    self.targets[shard] = self._after(shard, self.targets[shard])
                     out.append(self._send(req, now))
         return out
 
-    def _after(self, name: str) -> str:
-        return self.replicas[(self.replicas.index(name) + 1) % len(self.replicas)]
+    def _after(self, shard: int, name: str) -> str:
+        """The replica of ``shard`` after ``name``, in ring order."""
+        ring = self.shard_replicas[shard]
+        return ring[(ring.index(name) + 1) % len(ring)] if name in ring else ring[0]
 
     def _search(self, now: int) -> Send:
         """Send the next search where the read preference says."""
@@ -302,7 +384,7 @@ class Client(BaseProcess):
         self.searching[no] = [0, self.session, now]
         pref = self.cfg.read_preference
         if pref == "leader":
-            to = self.target
+            to = self.targets[0]
         elif pref == "nearest":
             to = self.nearest
         else:
@@ -329,7 +411,7 @@ class Client(BaseProcess):
             if entry[0] == 0:  # retry once, at the leader
                 entry[0] = 1
                 counts["retried"] += 1
-                to = msg.leader if msg.leader in self.replicas else self.target
+                to = msg.leader if msg.leader in self.replicas else self.targets[0]
                 return [self._send_search(no, to)]
             del self.searching[no]
             return []
@@ -359,11 +441,14 @@ class Client(BaseProcess):
         if entry is None:
             return []  # a duplicate reply
         req = msg.req >> 16
+        shard = self.shard_of(entry[1])
         if msg.status == "ok":
             del self.outstanding[req]
-            self.session = max(self.session, msg.seq + 1)
-            self.acked.append({"op": entry[0], "id": entry[1], "term": msg.term,
-                               "seq": msg.seq, "latency_ns": now - entry[3], "at": now})
+            if shard == 0:  # the token of searches, which go to shard 0
+                self.session = max(self.session, msg.seq + 1)
+            self.acked.append({"op": entry[0], "id": entry[1], "shard": shard,
+                               "term": msg.term, "seq": msg.seq,
+                               "latency_ns": now - entry[3], "at": now})
             if entry[0] == "insert":
                 self.acked_inserts.add(entry[1])
             return []
@@ -373,7 +458,8 @@ class Client(BaseProcess):
             return []
         if (msg.req & 0xFFFF) != (entry[4] & 0xFFFF):
             return []  # answers an older attempt
-        self.target = msg.leader if msg.leader in self.replicas else self._after(src)
+        ring = self.shard_replicas[shard]
+        self.targets[shard] = msg.leader if msg.leader in ring else self._after(shard, src)
         if not msg.leader:
             return []  # no leader known yet: the retry timer tries again
         return [self._send(req, now)]
@@ -436,12 +522,14 @@ def _schedule(cfg: ClusterConfig, sim: Simulation, names: list[str], start: int,
     return sorted(faults, key=lambda f: f.time_ns)
 
 
-def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> int:
-    """Crash whoever leads every 300 ms of the write phase; restart it 200 ms later.
-    Returns how many kills were scheduled."""
-    def kill(s: Simulation) -> None:
-        for n in names:
-            p = s.process(n)
+def _leader_kills(sim: Simulation, layout: Layout, start: int, end: int) -> int:
+    """Every 300 ms of the write phase crash the node that leads a shard (the shards
+    take turns); restart it 200 ms later. Returns how many kills were scheduled."""
+    shards = sorted(layout.shards)
+
+    def kill(s: Simulation, shard: int) -> None:
+        for n in layout.shards[shard]:
+            p = layout.replica(s, n, shard)
             if p is not None and p.role == LEADER:
                 s.crash(n)
                 s.at(s.now + 200 * MS, lambda s2, n=n: s2.restart(n))
@@ -450,7 +538,7 @@ def _leader_kills(sim: Simulation, names: list[str], start: int, end: int) -> in
     t = start + 300 * MS
     kills = 0
     while t < end:
-        sim.at(t, kill)
+        sim.at(t, partial(kill, shard=shards[kills % len(shards)]))
         t += 300 * MS
         kills += 1
     return kills
@@ -469,16 +557,21 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     anti-entropy gets its turn.
 
     With ``cfg.initial`` > 0 every replica starts from the same index of ``initial``
-    vectors (ids 0..initial-1), given as a bootstrap snapshot at log position 0, and
-    the workload inserts the next ``writes`` ids. ``bootstrap`` passes that index's
-    bytes (``VamanaIndex.to_bytes``) when the caller has built it already (the
-    benchmark reuses one across runs); otherwise it is built here.
+    vectors (ids 0..initial-1; sharded, the shard's share of them), given as a bootstrap
+    snapshot at log position 0, and the workload inserts the next ``writes`` ids.
+    ``bootstrap`` passes that index's bytes (``VamanaIndex.to_bytes``) when the caller
+    has built it already (the benchmark reuses one across runs; unsharded runs only);
+    otherwise it is built here.
 
     The summary times, per replica, its callbacks as a whole (``cpu_s``), its
     replication work (``apply_cpu_s``) and, as leader, its own inserts and deletes
     (``op_cpu_s``).
     """
-    names = [f"r{i}" for i in range(cfg.nodes)]
+    layout = Layout.of(cfg)
+    names = list(layout.names)
+    if bootstrap is not None and layout.sharded:
+        raise InvalidArgument("bootstrap holds one index; a sharded run builds one per "
+                              "shard itself: leave bootstrap out")
     n_base = cfg.initial + cfg.writes
     vectors, queries = _dataset(cfg, n_base)
     vectors = np.ascontiguousarray(vectors[:n_base], dtype=np.float32)
@@ -491,32 +584,50 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
                          snapshot_ticks=cfg.snapshot_ticks,
                          cpu_ns_per_distance=cfg.cpu_ns_per_distance,
                          cpu_ns_per_entry=cfg.cpu_ns_per_entry, sync=cfg.sync)
+    shard_cfgs = {s: replace(rcfg, replicas=reps, shard=s) for s, reps in layout.shards.items()}
     net = _network(cfg)
     sim = Simulation(cfg.seed, SimConfig(network=net))
     restarts = {n: 0 for n in names}
     base: dict[Hashable, Any] = {}
-    if cfg.initial:
+    if cfg.initial and not layout.sharded:
         if bootstrap is None:
             index = rcfg.index()
             index.build(vectors[: cfg.initial], np.arange(cfg.initial))
             bootstrap = index.to_bytes()
         base = {"snapshot": (0, 0, bootstrap)}
+    elif cfg.initial:
+        for s in layout.shards:
+            ids = np.arange(s, cfg.initial, cfg.shards)
+            index = rcfg.index()
+            index.build(vectors[ids], ids)
+            base[(s, "snapshot")] = (0, 0, index.to_bytes())
     cpu = {n: 0.0 for n in names}
     apply_cpu = {n: 0.0 for n in names}
     op_cpu = {n: 0.0 for n in names}
 
-    def replica_factory(name: str, disk: Mapping[Hashable, Any]) -> Replica:
+    def timed_replica(name: str, disk: Mapping[Hashable, Any], config: ReplicaConfig,
+                      rng: np.random.Generator) -> Replica:
+        return TimedReplica(name, disk, config, rng, cpu, apply_cpu, op_cpu)
+
+    def replica_factory(name: str, disk: Mapping[Hashable, Any]) -> Replica | ShardHost:
         restarts[name] += 1
         t0 = time.process_time()
-        r = TimedReplica(name, {**base, **disk}, rcfg,
-                         sim.rng(f"replica:{name}:{restarts[name]}"), cpu, apply_cpu, op_cpu)
+        r: Replica | ShardHost
+        if layout.sharded:
+            held = [shard_cfgs[s] for s, reps in layout.shards.items() if name in reps]
+            r = ShardHost(name, {**base, **disk}, held,
+                          lambda s: sim.rng(f"replica:{name}:{s}:{restarts[name]}"),
+                          replica=timed_replica)
+        else:
+            r = timed_replica(name, {**base, **disk}, rcfg,
+                              sim.rng(f"replica:{name}:{restarts[name]}"))
         cpu[name] += time.process_time() - t0
         return r
 
     for i, n in enumerate(names):
         sim.add_node(n, replica_factory, region=cfg.region(i))
     delete_order = sim.rng("workload").permutation(max(cfg.writes, 1))
-    client = Client(cfg, names, vectors, delete_order, queries,
+    client = Client(cfg, layout.shards, vectors, delete_order, queries,
                     sim.rng("reads") if cfg.searches and cfg.read_preference == "any" else None)
     sim.add_node("client", lambda n, d: client, region=cfg.client_region)
 
@@ -526,7 +637,7 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
         apply_schedule(sim, list(schedule))
         n_faults = len(schedule)
     elif cfg.nemesis == "leader-kill":
-        n_faults = _leader_kills(sim, names, fault_start, write_end)
+        n_faults = _leader_kills(sim, layout, fault_start, write_end)
     else:
         drawn = _schedule(cfg, sim, names, fault_start, write_end)
         apply_schedule(sim, drawn)
@@ -543,14 +654,14 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
         sim.resume(n)
         sim.restart(n)
     deadline = heal_at + cfg.settle_ns
-    sim.run_until(lambda s: s.now >= deadline or _settled(s, names, client))
-    converged_at = sim.now if _settled(sim, names, client) else None
+    sim.run_until(lambda s: s.now >= deadline or _settled(s, layout, client))
+    converged_at = sim.now if _settled(sim, layout, client) else None
     sim_cpu = time.process_time() - t_run
     if min_settle_ns and sim.now < heal_at + min_settle_ns:
         sim.run_until(heal_at + min_settle_ns)
-        if not _settled(sim, names, client):
+        if not _settled(sim, layout, client):
             converged_at = None
-    summary = _summary(cfg, sim, names, client, vectors, queries, heal_at, converged_at)
+    summary = _summary(cfg, sim, layout, client, vectors, queries, heal_at, converged_at)
     summary["faults"] = n_faults
     summary["cpu_s"] = {n: round(v, 3) for n, v in cpu.items()}
     summary["apply_cpu_s"] = {n: round(v, 3) for n, v in apply_cpu.items()}
@@ -594,8 +705,10 @@ class TimedReplica(Replica):
     _execute = _timed(Replica._execute, "op_cpu")
 
 
-def _settled(sim: Simulation, names: list[str], client: Client) -> bool:
-    return client.done and shard_settled([sim.process(n) for n in names])
+def _settled(sim: Simulation, layout: Layout, client: Client) -> bool:
+    return client.done and all(
+        shard_settled([layout.replica(sim, n, s) for n in reps])
+        for s, reps in layout.shards.items())
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -605,33 +718,36 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)}
 
 
-def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Client,
+def _summary(cfg: ClusterConfig, sim: Simulation, layout: Layout, client: Client,
              vectors: np.ndarray, queries: np.ndarray, heal_at: int,
              converged_at: int | None) -> dict[str, Any]:
-    reps = {n: sim.process(n) for n in names}
-    digests = {n: (r.index.digest().hex()[:16] if r is not None else None)
-               for n, r in reps.items()}
-    converged = converged_at is not None and len(set(digests.values())) == 1
-    # lost writes: acknowledged, but not in effect on some replica
+    reps = {(n, s): layout.replica(sim, n, s) for n, s in layout.slots()}
+    digests = {layout.label(n, s): (r.index.digest().hex()[:16] if r is not None else None)
+               for (n, s), r in reps.items()}
+    converged = converged_at is not None and all(
+        len({digests[layout.label(n, s)] for n in layout.shards[s]}) == 1
+        for s in layout.shards)
+    # lost writes: acknowledged, but not in effect on some replica of the write's shard
     lost = []
     deleted = {a["id"] for a in client.acked if a["op"] == "delete"}
     for a in client.acked:
-        for n, r in reps.items():
+        for n in layout.shards[a["shard"]]:
+            r = reps[(n, a["shard"])]
             if r is None:
                 continue
             present = a["id"] in r.index and not r.index.is_deleted(a["id"])
             if (a["op"] == "insert" and a["id"] not in deleted and not present) or \
                     (a["op"] == "delete" and present):
-                lost.append({"replica": n, **a})
+                lost.append({"replica": layout.label(n, a["shard"]), **a})
     inserts = sum(1 for a in client.acked if a["op"] == "insert")
     # replication traffic: bytes between replicas, by part
-    replica_set = set(names)
+    replica_set = set(layout.names)
     repl_bytes = sum(row["bytes"] for row in sim.link_stats()
                      if row["src"] in replica_set and row["dst"] in replica_set)
     metrics = sim.metric_columns()
     vec_b = _metric_sum(metrics, "entry_bytes_vector")
     edge_b = _metric_sum(metrics, "entry_bytes_edges")
-    followers = max(cfg.nodes - 1, 0)
+    followers = max(len(layout.shards[0]) - 1, 0)
     per = max(inserts, 1)
     # entries counted once per follower (a retransmission counts as metadata); snapshot
     # chunks and anti-entropy repairs as sent
@@ -640,24 +756,9 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
              "repair": _metric_sum(metrics, "repair_bytes") / per}
     parts["metadata"] = max(repl_bytes / per - sum(parts.values()), 0.0)
     parts["total"] = repl_bytes / per
-    # search quality on every replica, against exact ground truth of the live set
-    recall: dict[str, float] = {}
-    agreement = 0.0
-    some = next((r for r in reps.values() if r is not None and len(r.index)), None)
-    if some is not None and len(queries):
-        live = some.index.ids()
-        gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
-        results = {}
-        for n, r in reps.items():
-            ids, _ = r.index.search(queries, k=10, L=cfg.search_L or cfg.L)
-            results[n] = ids
-            recall[n] = float(np.mean([len(set(ids[i].tolist()) & set(gt[i].tolist())) / 10
-                                       for i in range(len(queries))]))
-        first = results[names[0]]
-        agreement = float(np.mean([all(np.array_equal(results[n][i], first[i]) for n in names)
-                                   for i in range(len(queries))]))
+    recall, agreement, merged = _search_quality(cfg, layout, reps, vectors, queries)
     dist = _metric_sum(metrics, "replica_distance_computations")
-    return {
+    summary = {
         "policy": cfg.policy, "seed": cfg.seed, "nemesis": cfg.nemesis,
         "converged": converged, "digests": digests,
         "acked_writes": len(client.acked), "failed_writes": len(client.errors),
@@ -666,12 +767,12 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
         "bytes_per_insert": parts,
         "replica_distance_computations_per_insert": dist / per,
         "write_latency_ms": _percentiles([a["latency_ns"] / MS for a in client.acked]),
-        "lag_ms": _lag(sim, names),
+        "lag_ms": _lag(sim, layout),
         "converge_ms_after_heal": (converged_at - heal_at) / MS if converged_at else None,
         "recall_at_10": recall, "topk_agreement": agreement,
         **client.search_summary(),
-        "protocol_errors": int(sum(1 for k in metrics["name"] if k == "protocol_errors")),
-        "elections": int(sum(1 for k in metrics["name"] if k == "leader_elected")),
+        "protocol_errors": int(_metric_count(metrics, "protocol_errors")),
+        "elections": int(_metric_count(metrics, "leader_elected")),
         **{name: _metric_sum(metrics, name) for name in (
             "snapshots", "snapshot_installs", "snapshot_bytes", "anti_entropy_mismatches",
             "repaired_records", "repair_bytes", "apply_failures", "repair_failures")},
@@ -679,31 +780,94 @@ def _summary(cfg: ClusterConfig, sim: Simulation, names: list[str], client: Clie
         "delivered": sim.delivered, "dropped": sim.dropped,
         "trace_hash": sim.trace.hash(), "config": _jsonable(asdict(cfg)),
     }
+    if layout.sharded:
+        summary["shards"] = {str(s): list(r) for s, r in layout.shards.items()}
+        summary["recall_at_10_merged"] = merged
+    return summary
+
+
+def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str, int], Any],
+                    vectors: np.ndarray, queries: np.ndarray,
+                    ) -> tuple[dict[str, float], float, float | None]:
+    """Recall@10 of every replica against exact ground truth of its shard's live set;
+    the share of (shard, query) pairs on which all of a shard's replicas return the
+    same top 10; and, sharded, the recall of a scatter-gather search (every shard's
+    first live replica searched, results merged by distance) against the whole set."""
+    recall: dict[str, float] = {}
+    same: list[bool] = []
+    gathered: list[tuple[np.ndarray, np.ndarray]] = []
+    all_live: list[np.ndarray] = []
+    if not len(queries):
+        return recall, 0.0, None
+    for s in sorted(layout.shards):
+        up = [(n, reps[(n, s)]) for n in layout.shards[s] if reps[(n, s)] is not None]
+        some = next((r for _, r in up if len(r.index)), None)
+        if some is None:
+            continue
+        live = some.index.ids()
+        all_live.append(live)
+        gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
+        results = {}
+        for n, r in up:
+            ids, dists = r.index.search(queries, k=10, L=cfg.search_L or cfg.L)
+            results[n] = ids
+            if len(gathered) < len(all_live):
+                gathered.append((ids, dists))
+            recall[layout.label(n, s)] = _recall(ids, gt)
+        first = results[up[0][0]]
+        same += [all(np.array_equal(ids[i], first[i]) for ids in results.values())
+                 for i in range(len(queries))]
+    agreement = float(np.mean(same)) if same else 0.0
+    merged = None
+    if layout.sharded and all_live:
+        live = np.concatenate(all_live)
+        gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
+        ids = np.concatenate([g[0] for g in gathered], axis=1)
+        dists = np.concatenate([g[1] for g in gathered], axis=1)
+        order = np.argsort(dists, axis=1, kind="stable")[:, :10]
+        merged = _recall(np.take_along_axis(ids, order, axis=1), gt)
+    return recall, agreement, merged
+
+
+def _recall(ids: np.ndarray, gt: np.ndarray) -> float:
+    return float(np.mean([len(set(ids[i].tolist()) & set(gt[i].tolist())) / 10
+                          for i in range(len(gt))]))
+
+
+def _metric_count(metrics: dict[str, list], name: str) -> float:
+    """How many ``name`` metrics (a shard's ``name@shard`` included) the run emitted."""
+    return float(sum(1 for k in metrics["name"] if k == name or k.startswith(name + "@")))
 
 
 def _metric_sum(metrics: dict[str, list], name: str) -> float:
+    """The sum of the ``name`` metrics (a shard's ``name@shard`` included)."""
     return float(sum(v for k, v in zip(metrics["name"], metrics["value"], strict=True)
-                     if k == name))
+                     if k == name or k.startswith(name + "@")))
 
 
-def _lag(sim: Simulation, names: list[str]) -> dict[str, float]:
+def _lag(sim: Simulation, layout: Layout) -> dict[str, float]:
     """Replication lag: for each acknowledged write, from the leader's append (the
     client's ack time for ``one``, else the write's ack) to each follower applying it.
-    Measured from the ``applied`` metric the replicas emit."""
-    appended: dict[int, int] = {}
-    applied: dict[str, list[tuple[int, int]]] = {n: [] for n in names}
-    for t, node, name, value in sim.metrics:
-        if name == "appended":
-            appended.setdefault(int(value), t)
-        elif name == "applied" and node in applied:
-            applied[node].append((t, int(value)))
+    Measured from the ``appended`` and ``applied`` metrics the replicas emit (per shard:
+    positions are a shard's own)."""
     lags = []
-    for pos, t0 in appended.items():
-        for n in names:
-            for t, end in applied[n]:
-                if end > pos and t >= t0:
-                    lags.append((t - t0) / MS)
-                    break
+    for s, reps in layout.shards.items():
+        appended: dict[int, int] = {}
+        applied: dict[str, list[tuple[int, int]]] = {n: [] for n in reps}
+        name_appended, name_applied = layout.metric("appended", s), layout.metric("applied", s)
+        for t, node, name, value in sim.metrics:
+            if name == name_appended:
+                appended.setdefault(int(value), t)
+            elif name == name_applied and node in applied:
+                applied[node].append((t, int(value)))
+        times = {n: [t for t, _ in applied[n]] for n in reps}  # metrics come in time order
+        for pos, t0 in appended.items():
+            for n in reps:
+                seen = applied[n]
+                for i in range(bisect_left(times[n], t0), len(seen)):
+                    if seen[i][1] > pos:
+                        lags.append((seen[i][0] - t0) / MS)
+                        break
     return _percentiles(lags)
 
 
