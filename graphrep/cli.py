@@ -122,8 +122,13 @@ def _sim(args: argparse.Namespace) -> int:
         print(json.dumps(s))
         return 0 if ok else 1
     b = s["bytes_per_insert"]
-    print(f"policy {s['policy']}, {cfg.nodes} replicas, seed {s['seed']}, nemesis "
+    shape = (f"{cfg.nodes} nodes, {cfg.shards} shard(s) of {len(s['shards']['0'])} "
+             f"replicas" if cfg.sharded else f"{cfg.nodes} replicas")
+    print(f"policy {s['policy']}, {shape}, seed {s['seed']}, nemesis "
           f"{s['nemesis']} ({s['faults']} faults), concern {cfg.concern}")
+    if cfg.sharded:
+        print("placement           " + "; ".join(
+            f"shard {k}: {', '.join(v)}" for k, v in s["shards"].items()))
     print(f"converged           {s['converged']} (after heal: {s['converge_ms_after_heal']} ms)")
     print(f"writes              {s['acked_writes']} acknowledged, {s['lost_writes']} lost, "
           f"{s['failed_writes']} refused, {s['unacked_writes']} unacknowledged")
@@ -137,6 +142,9 @@ def _sim(args: argparse.Namespace) -> int:
           f"p99 {lag['p99']:.1f}")
     recall = ", ".join(f"{n} {r:.3f}" for n, r in s["recall_at_10"].items())
     print(f"recall@10           {recall}; top-10 agreement {s['topk_agreement']:.3f}")
+    if cfg.sharded:
+        print(f"scatter-gather      recall@10 {s['recall_at_10_merged']:.3f} (each shard's "
+              "first replica, merged by distance)")
     print(f"elections           {s['elections']}; protocol errors {s['protocol_errors']}")
     if cfg.searches:
         q, sl = s["searches"], s["search_latency_ms"]

@@ -45,3 +45,18 @@ def test_sim_refuses_a_bad_read_preference_or_dataset(capsys):
     assert "unknown dataset" in capsys.readouterr().err
     assert main(["sim", "--dataset", "fmnist", "--dim", "32"]) == 2
     assert "784" in capsys.readouterr().err
+
+
+def test_sim_runs_a_sharded_cluster_and_flow_control(capsys):
+    args = ["sim", "--nodes", "4", "--shards", "3", "--replication", "3", "--writes", "60",
+            "--deletes", "6", "--queries", "10", "--seed", "2", "--max-inflight", "1"]
+    assert main([*args, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["converged"] and s["lost_writes"] == 0 and s["acked_writes"] == 66
+    assert s["config"]["shards"] == 3 and s["config"]["max_inflight"] == 1
+    assert sorted(s["shards"]) == ["0", "1", "2"] and len(s["digests"]) == 9
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 nodes, 3 shard(s) of 3 replicas" in out and "placement           shard 0:" in out
+    assert main(["sim", "--shards", "2", "--searches", "5"]) == 2
+    assert "scatter-gather" in capsys.readouterr().err

@@ -470,10 +470,11 @@ class Replica:
 
     def _send_append(self, peer: str, out: list, heartbeat: bool = False) -> None:
         nxt = self.next[peer]
+        inflight = self.inflight[peer]
         if nxt < self.log_start or peer in self.snapshot_due:
+            inflight.clear()  # the snapshot supersedes the Appends in flight
             self._send_snapshot_chunk(peer, out)
             return
-        inflight = self.inflight[peer]
         if self.config.max_inflight and len(inflight) >= self.config.max_inflight:
             stop = nxt  # full: what is new waits for an acknowledgement
         else:

@@ -30,6 +30,18 @@ sent to a crashed or cut-off replica stays ``unanswered``. The checker counts an
 reply whose applied position is below the token it carried as a read-your-writes
 violation (zero for a correct replica).
 
+Shards (``shards`` > 1, or ``replication`` below ``nodes``): id ``i`` lives in shard
+``i % shards``; :func:`~graphrep.protocol.placement.place` puts ``replication`` replicas
+of each shard on the nodes, and every node runs a
+:class:`~graphrep.protocol.host.ShardHost` holding one replica (and one index) per shard
+placed on it. The client sends each write to the replica it believes leads the write's
+shard and follows that shard's redirects. The checker looks at each shard on its own:
+``digests`` and ``recall_at_10`` are keyed ``node@shard``, ``converged`` means each
+shard's replicas agree, a lost write is looked for on its own shard's replicas, and
+``recall_at_10_merged`` is the recall of a scatter-gather search (each shard's first
+replica searched, results merged by distance) against the whole data set. Client
+searches (``searches``) need an unsharded run: the client has no scatter-gather path.
+
 Data (``dataset``): ``gmm`` (a Gaussian mixture, the default), ``uniform`` (the unit
 cube) or ``fmnist`` (Fashion-MNIST, 784 dimensions: ``dim`` must be 784; the first
 ``initial + writes`` training images and the first ``queries`` test images).
