@@ -221,6 +221,7 @@ class Replica:
         self.incoming: tuple[int, int, int, bytearray] | None = None  # snapshot being received
         self.early: dict[int, Append] = {}  # appends that arrived before a gap, by prev_end
         self.snapshot_due: set[str] = set()  # followers owed the latest full snapshot
+        self.snapshot_wanted = False  # under ``snapshot``: a periodic snapshot is due
         self.votes: set[str] = set()
         self.pending: list[tuple[int, str, int, str]] = []  # (pos, client, req, concern)
         self.heard_at = 0
@@ -738,14 +739,25 @@ class Replica:
     # ------------------------------------------------------------------ snapshots
 
     def _maybe_snapshot(self, out: list) -> None:
-        if self.applied != self.commit or self.commit <= self.snap_end:
-            return  # a leader ahead of its commit holds uncommitted state: not a snapshot
         if self.config.policy == "snapshot":
-            # the baseline: the leader ships its whole index every snapshot_ticks
-            if self.role != LEADER or self.ticks % self.config.snapshot_ticks:
+            # the baseline: the leader ships its whole index every snapshot_ticks, at the
+            # first tick from then on at which its index holds committed entries only
+            if self.role != LEADER:
                 return
+            if self.ticks % self.config.snapshot_ticks == 0:
+                self.snapshot_wanted = True
+            if not self.snapshot_wanted:
+                return
+            if self.commit <= self.snap_end:
+                self.snapshot_wanted = False  # nothing new since the last one
+                return
+            if self.applied != self.commit:
+                return  # uncommitted state in the index: try again at the next tick
+            self.snapshot_wanted = False
             keep = 0  # every follower then needs the snapshot
         else:
+            if self.applied != self.commit or self.commit <= self.snap_end:
+                return  # a leader ahead of its commit holds uncommitted state: not a snapshot
             every = self.config.snapshot_every
             if not every or self.commit - self.snap_end < every:
                 return

@@ -398,3 +398,22 @@ def test_a_rejected_append_clears_the_flight_and_resends_from_the_followers_end(
 def test_a_bad_inflight_cap_is_a_protocol_error(bad):
     with pytest.raises(ProtocolError, match=r"max_inflight must be an int >= 0"):
         ReplicaConfig(replicas=("a",), dim=4, max_inflight=bad)
+
+
+def test_the_snapshot_baseline_takes_a_due_snapshot_at_the_first_tick_all_is_committed():
+    from graphrep.sansio import Metric
+
+    cfg = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, policy="snapshot",
+                        snapshot_ticks=4)
+    a, _ = elected(cfg)
+    a.on_message(400 * MS + 1, "b", encode(AppendReply(0, 1, True, 1)), 0)  # the no-op
+    a.on_message(401 * MS, "client", write(1, "majority"), 0)
+    assert a.commit == 1 < a.end == 2
+    snaps = [Metric("snapshots", 1.0)]
+    ticks = [a.on_timer((410 + 10 * i) * MS, "tick") for i in range(3)]  # ticks 2, 3, 4
+    assert a.ticks == 4 and not any(e in t for t in ticks for e in snaps)  # due, not taken
+    a.on_message(441 * MS, "b", encode(AppendReply(0, 1, True, 2)), 0)
+    assert a.commit == 2
+    assert Metric("snapshots", 1.0) in a.on_timer(450 * MS, "tick")  # tick 5: taken now
+    assert a.snap[0] == 2 and a.snapshot_due == {"b", "c"}
+    assert Metric("snapshots", 1.0) not in a.on_timer(460 * MS, "tick")  # once
