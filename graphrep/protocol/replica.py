@@ -481,15 +481,24 @@ class Replica:
         else:
             stop = min(self.end, nxt + self.config.max_batch,
                        self.match[peer] + self.config.window)
-        if stop <= nxt and not heartbeat:
+        if stop <= nxt:
+            if heartbeat:
+                # anchored at what the follower has acknowledged, not at ``next``: with
+                # entries still in flight (or overtaken by this message) a heartbeat at
+                # ``next`` would look like a gap, and the reply would rewind ``next``
+                # and resend them all. A follower that lost acknowledged entries (a
+                # damaged disk) still reports the gap.
+                at = self.match[peer] if self.match[peer] >= self.log_start else nxt
+                self._send(out, peer, Append(self.config.shard, self.term, self.name, at,
+                                             self.term_at(at - 1) or 0, [], self.commit))
             return
-        if stop > nxt and self.config.max_inflight:
+        if self.config.max_inflight:
             inflight.append(stop)
-        entries = self.log[nxt - self.log_start : stop - self.log_start] if stop > nxt else []
+        entries = self.log[nxt - self.log_start : stop - self.log_start]
         prev_term = self.term_at(nxt - 1)
         self._send(out, peer, Append(self.config.shard, self.term, self.name, nxt,
                                      prev_term or 0, list(entries), self.commit))
-        self.next[peer] = max(nxt, stop)
+        self.next[peer] = stop
 
     def _hear_leader(self, now: int, src: str, term: int, out: list) -> bool:
         """A leader's Append or Snapshot: False if its term is stale (the caller refuses
@@ -547,8 +556,12 @@ class Replica:
             pos += 1
         end = m.prev_end + len(m.entries)
         self._verify(end)
-        if m.commit > self.commit and min(m.commit, end) > self.commit:
-            self.commit = min(m.commit, end)
+        # commit up to what this leader has confirmed of our log (a heartbeat, anchored
+        # at our last acknowledgement, confirms no more than that; earlier appends may
+        # have confirmed more)
+        known = self.verified[1]
+        if m.commit > self.commit and min(m.commit, known) > self.commit:
+            self.commit = min(m.commit, known)
             out.append(DurableWrite("commit", self.commit))
             if self.config.sync == "always":
                 self._sync(out)
@@ -611,6 +624,7 @@ class Replica:
         for p in range(pos, self.end):
             out.append(DurableWrite(("log", p), None))
         del self.log[pos - self.log_start :]
+        self.verified = (self.verified[0], min(self.verified[1], pos))
         self.synced_end = min(self.synced_end, pos)
         if self.applied > pos:
             self._rebuild()

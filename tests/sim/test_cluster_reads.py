@@ -19,7 +19,8 @@ SMALL = {"writes": 60, "deletes": 6, "queries": 10, "seed": 3, "searches": 40}
 
 
 def _without_cpu(s: dict) -> dict:
-    return {k: v for k, v in s.items() if k not in ("cpu_s", "apply_cpu_s", "sim_cpu_s")}
+    return {k: v for k, v in s.items()
+            if k not in ("cpu_s", "apply_cpu_s", "op_cpu_s", "sim_cpu_s")}
 
 
 @pytest.mark.parametrize("pref", ["leader", "nearest", "any"])
