@@ -417,3 +417,21 @@ def test_the_snapshot_baseline_takes_a_due_snapshot_at_the_first_tick_all_is_com
     assert Metric("snapshots", 1.0) in a.on_timer(450 * MS, "tick")  # tick 5: taken now
     assert a.snap[0] == 2 and a.snapshot_due == {"b", "c"}
     assert Metric("snapshots", 1.0) not in a.on_timer(460 * MS, "tick")  # once
+
+
+def test_a_heartbeat_is_anchored_at_the_acknowledged_end_so_entries_in_flight_stay_put():
+    a, _ = elected(CFG)
+    a.on_message(400 * MS + 1, "b", encode(AppendReply(0, 1, True, 1)), 0)  # b holds the no-op
+    for i in range(1, 4):
+        a.on_message(400 * MS + 1 + i, "client", write(i), 0)
+    assert (a.match["b"], a.next["b"]) == (1, 4)  # three entries in flight to b
+    (hb,) = appends_to(a.on_timer(410 * MS, "tick"), "b")
+    assert (hb.prev_end, hb.prev_term, hb.entries) == (1, 1, [])  # not at next (4)
+    # b, which holds the no-op only so far, answers it as a match, not as a gap
+    b = Replica("b", {}, CFG, np.random.default_rng(0))
+    b.on_start(0)
+    b.on_message(400 * MS, "a", encode(Append(0, 1, "a", 0, 0, [(1, NOOP, b"")], 0)), 0)
+    (reply,) = [m for _, m in sent(b.on_message(411 * MS, "a", encode(hb), 0))]
+    assert reply == AppendReply(0, 1, True, 1)
+    out = a.on_message(412 * MS, "b", encode(reply), 0)
+    assert appends_to(out, "b") == [] and a.next["b"] == 4  # nothing rewound or resent
