@@ -47,7 +47,14 @@ behind the protocol's back, shipping only the differing records.
 
 Timers are periodic ticks (a follower checks how long it has not heard from a leader;
 a leader sends heartbeats, retransmits and runs anti-entropy): the simulator's
-``quiesce`` ignores periodic timers, so a quiet cluster is recognisable.
+``quiesce`` ignores periodic timers, so a quiet cluster is recognisable. A heartbeat is
+an Append without entries anchored at what the follower has acknowledged, so entries
+still in flight do not look like a gap; what is lost is resent when a follower has made
+no progress for ``retransmit_ns``.
+
+Flow control (``max_inflight`` > 0): at most that many Appends with entries are in
+flight to a follower; entries appended meanwhile leave together in the message that the
+next acknowledgement releases.
 """
 
 from __future__ import annotations
