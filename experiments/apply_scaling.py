@@ -146,6 +146,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax2.set_xscale("log")
     ax2.set_xlabel("index size (vectors)")
     ax2.set_ylabel("apply / insert (%)")
+    ax2.set_ylim(bottom=0)
     ax2.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
