@@ -159,6 +159,16 @@ def _neighbour_code(s, me):
     return OK
 
 
+@njit(inline="always")
+def _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids, new_slots, nkeys, nvals):
+    """Resolve the list value ``values[vp]`` (an id) to its slot, noted in ``val_slot``:
+    returns (the id, its slot, why it can't be a neighbour of ``me`` or OK)."""
+    v = values[vp]
+    s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
+    val_slot[vp] = s
+    return v, s, _neighbour_code(s, me)
+
+
 # a diff of at most this many ids is checked by scanning the list it changes (its lines
 # are read anyway) instead of stamping every neighbour in ``mark``: for the common
 # record that only gains the new node that saves a cache miss per neighbour when the
@@ -199,11 +209,9 @@ def _check_small_diff(i, me, vp, nr, na, values, R, tkeys, tvals, new_ids, new_s
             return DIFF_REMOVES_ABSENT, v, vp
     a0 = vp
     for j in range(na):
-        v = values[vp]
-        s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
-        val_slot[vp] = s
+        v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
+                                     new_slots, nkeys, nvals)
         vp += 1
-        code = _neighbour_code(s, me)
         if code != OK:
             return code, v, vp
         # present: in the list and not removed by this diff, or added by it already
@@ -283,11 +291,9 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
             if m > R:
                 return LIST_TOO_LONG, i, np.int64(m)
             for _ in range(m):
-                v = values[vp]
-                s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
-                val_slot[vp] = s
+                v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
+                                             new_slots, nkeys, nvals)
                 vp += 1
-                code = _neighbour_code(s, me)
                 if code != OK:
                     return code, i, v
                 if mark[s] == ep:
@@ -313,11 +319,9 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 mark[s] = -1  # removed: may not be removed twice
                 m -= 1
             for _ in range(counts[i, 1]):
-                v = values[vp]
-                s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
-                val_slot[vp] = s
+                v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
+                                             new_slots, nkeys, nvals)
                 vp += 1
-                code = _neighbour_code(s, me)
                 if code != OK:
                     return code, i, v
                 if mark[s] == ep:

@@ -807,7 +807,7 @@ def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str,
     first live replica searched, results merged by distance) against the whole set."""
     recall: dict[str, float] = {}
     same: list[bool] = []
-    gathered: list[tuple[np.ndarray, np.ndarray]] = []
+    gathered: list[tuple[np.ndarray, np.ndarray]] = []  # each shard's first replica
     all_live: list[np.ndarray] = []
     if not len(queries):
         return recall, 0.0, None
@@ -819,15 +819,12 @@ def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str,
         live = some.index.ids()
         all_live.append(live)
         gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
-        results = {}
-        for n, r in up:
-            ids, dists = r.index.search(queries, k=10, L=cfg.search_L or cfg.L)
-            results[n] = ids
-            if len(gathered) < len(all_live):
-                gathered.append((ids, dists))
+        results = [r.index.search(queries, k=10, L=cfg.search_L or cfg.L) for _, r in up]
+        gathered.append(results[0])
+        for (n, _), (ids, _) in zip(up, results, strict=True):
             recall[layout.label(n, s)] = _recall(ids, gt)
-        first = results[up[0][0]]
-        same += [all(np.array_equal(ids[i], first[i]) for ids in results.values())
+        first = results[0][0]
+        same += [all(np.array_equal(ids[i], first[i]) for ids, _ in results)
                  for i in range(len(queries))]
     agreement = float(np.mean(same)) if same else 0.0
     merged = None
@@ -862,20 +859,21 @@ def _lag(sim: Simulation, layout: Layout) -> dict[str, float]:
     client's ack time for ``one``, else the write's ack) to each follower applying it.
     Measured from the ``appended`` and ``applied`` metrics the replicas emit (per shard:
     positions are a shard's own)."""
+    appended: dict[int, dict[int, int]] = {s: {} for s in layout.shards}
+    applied = {s: {n: [] for n in reps} for s, reps in layout.shards.items()}
+    names = {layout.metric(k, s): (k, s) for s in layout.shards for k in ("appended", "applied")}
+    for t, node, name, value in sim.metrics:  # in time order
+        kind, s = names.get(name, ("", -1))
+        if kind == "appended":
+            appended[s].setdefault(int(value), t)
+        elif kind == "applied" and node in applied[s]:
+            applied[s][node].append((t, int(value)))
     lags = []
     for s, reps in layout.shards.items():
-        appended: dict[int, int] = {}
-        applied: dict[str, list[tuple[int, int]]] = {n: [] for n in reps}
-        name_appended, name_applied = layout.metric("appended", s), layout.metric("applied", s)
-        for t, node, name, value in sim.metrics:
-            if name == name_appended:
-                appended.setdefault(int(value), t)
-            elif name == name_applied and node in applied:
-                applied[node].append((t, int(value)))
-        times = {n: [t for t, _ in applied[n]] for n in reps}  # metrics come in time order
-        for pos, t0 in appended.items():
+        times = {n: [t for t, _ in applied[s][n]] for n in reps}
+        for pos, t0 in appended[s].items():
             for n in reps:
-                seen = applied[n]
+                seen = applied[s][n]
                 for i in range(bisect_left(times[n], t0), len(seen)):
                     if seen[i][1] > pos:
                         lags.append((seen[i][0] - t0) / MS)

@@ -14,7 +14,7 @@ from graphrep.protocol.messages import (
     encode,
 )
 from graphrep.protocol.replica import FOLLOWER, LEADER, Replica, ReplicaConfig
-from graphrep.sansio import DurableWrite, Send, Sync
+from graphrep.sansio import DurableWrite, Metric, Send, Sync
 
 CFG = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16)
 
@@ -401,8 +401,6 @@ def test_a_bad_inflight_cap_is_a_protocol_error(bad):
 
 
 def test_the_snapshot_baseline_takes_a_due_snapshot_at_the_first_tick_all_is_committed():
-    from graphrep.sansio import Metric
-
     cfg = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, policy="snapshot",
                         snapshot_ticks=4)
     a, _ = elected(cfg)
