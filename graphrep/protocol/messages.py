@@ -8,9 +8,11 @@ Arrays, never maps, so that equal messages give equal bytes (canonical: the trac
 and byte counts depend on it). Vectors travel as raw little-endian float32 bytes and
 edge deltas as their own compact format (``EdgeDelta.to_bytes``), both as msgpack
 ``bin``. Decoding checks the version, the type code, the number of fields and every
-field's type, and refuses frames over ``max_bytes``: a malformed or hostile message
-raises a :class:`~graphrep.errors.ProtocolError` subclass and never reaches the
-replica's state.
+field's exact type (a msgpack boolean or float is never taken for an int), refuses
+frames over ``max_bytes``, and accepts only canonical frames: the bytes ``encode``
+gives for the message decoded, so that each message has exactly one encoding. A
+malformed, non-canonical or hostile message raises a
+:class:`~graphrep.errors.ProtocolError` subclass and never reaches the replica's state.
 
 Log entries are ``(term, kind, body)``: kind ``DELTA`` carries an edge delta's bytes,
 kind ``NOOP`` (empty body) is what a new leader appends to commit its predecessors'
@@ -189,33 +191,36 @@ class Repair(NamedTuple):
 
 
 def _entries(v: Any) -> bool:
-    return isinstance(v, list) and all(
-        isinstance(e, list) and len(e) == 3 and _int(e[0]) and e[1] in (DELTA, NOOP, OP)
-        and isinstance(e[2], bytes) for e in v)
+    return type(v) is list and all(
+        type(e) is list and len(e) == 3 and _int(e[0]) and type(e[1]) is int
+        and e[1] in (DELTA, NOOP, OP) and type(e[2]) is bytes for e in v)
 
 
 def _bytes_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, bytes) for x in v)
+    return type(v) is list and all(type(x) is bytes for x in v)
 
 
 def _int_list(v: Any) -> bool:
-    return isinstance(v, list) and all(_int(x) for x in v)
+    return type(v) is list and all(_int(x) for x in v)
 
 
+# Exact types throughout (``type(v) is int``, never ``isinstance``): msgpack decodes a
+# boolean as ``bool``, an int subclass, and ``1.0 == 1``, so an isinstance or equality
+# check would let ``True`` or ``1.0`` stand for ``1`` and one message have two encodings.
 def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+    return type(v) is int and -(2**63) <= v < 2**63
 
 
 def _str(v: Any) -> bool:
-    return isinstance(v, str)
+    return type(v) is str
 
 
 def _bytes(v: Any) -> bool:
-    return isinstance(v, bytes)
+    return type(v) is bytes
 
 
 def _bool(v: Any) -> bool:
-    return isinstance(v, bool)
+    return type(v) is bool
 
 
 # type code -> (class, field checks); codes are part of the wire format: never reuse one
@@ -259,27 +264,34 @@ def encode(msg: NamedTuple) -> bytes:
 
 
 def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> NamedTuple:
-    """Parse and type-check one message; raise a ``ProtocolError`` subclass if it is bad."""
+    """Parse and type-check one message; raise a ``ProtocolError`` subclass if it is bad.
+
+    Only canonical frames are accepted: the bytes must be exactly what :func:`encode`
+    gives for the message they decode to (no ``True`` or ``1.0`` for an int, no number,
+    string, bytes or array in a wider msgpack format than it needs)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedMessage(f"a message must be bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise OversizedMessage(f"message of {len(data)} bytes exceeds the limit of "
                                f"{max_bytes}; batch fewer entries per message")
+    data = bytes(data)
     try:
-        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True,
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True,
                               max_bin_len=max_bytes, max_str_len=1 << 20,
                               max_array_len=1 << 24, max_map_len=0)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise MalformedMessage(f"undecodable message ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, list) or len(obj) < 2:
+    if type(obj) is not list or len(obj) < 2:
         raise MalformedMessage("a message is an array [version, type, fields...]")
     version, code = obj[0], obj[1]
+    if type(version) is not int:
+        raise MalformedMessage(f"the protocol version must be an int, got {version!r:.60}")
     if version != PROTOCOL_VERSION:
         raise UnsupportedVersion(f"peer speaks protocol version {version!r}; this replica "
                                  f"speaks {PROTOCOL_VERSION}: upgrade the older side")
     schema = _SCHEMA.get(code) if _int(code) else None
     if schema is None:
-        raise MalformedMessage(f"unknown message type {code!r}")
+        raise MalformedMessage(f"unknown message type {code!r:.60}")
     cls, checks = schema
     fields = obj[2:]
     if len(fields) != len(checks):
@@ -291,6 +303,10 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> NamedTuple:
         for name, value, check in zip(cls._fields, fields, checks, strict=True):
             if not check(value):
                 raise MalformedMessage(f"{cls.__name__}.{name} has a bad value {value!r:.60}")
+    if msgpack.packb(obj, use_bin_type=True) != data:
+        raise MalformedMessage(f"{cls.__name__} is not in canonical form: a number, string, "
+                               f"bytes or array is encoded in a wider msgpack format than "
+                               f"it needs (encode() gives one encoding per message)")
     if cls is Append:
         fields[5] = [tuple(e) for e in fields[5]]
     return cls(*fields)
