@@ -130,8 +130,10 @@ def _sim(args: argparse.Namespace) -> int:
         print("placement           " + "; ".join(
             f"shard {k}: {', '.join(v)}" for k, v in s["shards"].items()))
     print(f"converged           {s['converged']} (after heal: {s['converge_ms_after_heal']} ms)")
-    print(f"writes              {s['acked_writes']} acknowledged, {s['lost_writes']} lost, "
-          f"{s['failed_writes']} refused, {s['unacked_writes']} unacknowledged")
+    missing = (f" (missing {s['lost_write_replicas']} replica copies)"
+               if s["lost_write_replicas"] else "")
+    print(f"writes              {s['acked_writes']} acknowledged, {s['lost_writes']} lost"
+          f"{missing}, {s['failed_writes']} refused, {s['unacked_writes']} unacknowledged")
     print(f"bytes per insert    {b['total']:.0f} (vector {b['vector']:.0f}, edges "
           f"{b['edges']:.0f}, metadata {b['metadata']:.0f}, snapshot {b['snapshot']:.0f}, "
           f"repair {b['repair']:.0f})")

@@ -739,18 +739,7 @@ def _summary(cfg: ClusterConfig, sim: Simulation, layout: Layout, client: Client
     converged = converged_at is not None and all(
         len({digests[layout.label(n, s)] for n in layout.shards[s]}) == 1
         for s in layout.shards)
-    # lost writes: acknowledged, but not in effect on some replica of the write's shard
-    lost = []
-    deleted = {a["id"] for a in client.acked if a["op"] == "delete"}
-    for a in client.acked:
-        for n in layout.shards[a["shard"]]:
-            r = reps[(n, a["shard"])]
-            if r is None:
-                continue
-            present = a["id"] in r.index and not r.index.is_deleted(a["id"])
-            if (a["op"] == "insert" and a["id"] not in deleted and not present) or \
-                    (a["op"] == "delete" and present):
-                lost.append({"replica": layout.label(n, a["shard"]), **a})
+    lost_writes, lost = _lost_writes(client.acked, layout, reps)
     inserts = sum(1 for a in client.acked if a["op"] == "insert")
     # replication traffic: bytes between replicas, by part
     replica_set = set(layout.names)
@@ -775,7 +764,8 @@ def _summary(cfg: ClusterConfig, sim: Simulation, layout: Layout, client: Client
         "converged": converged, "digests": digests,
         "acked_writes": len(client.acked), "failed_writes": len(client.errors),
         "unacked_writes": len(client.outstanding) + len(client.plan) - client.next_op,
-        "lost_writes": len(lost), "lost_examples": lost[:5],
+        "lost_writes": lost_writes, "lost_write_replicas": len(lost),
+        "lost_examples": lost[:5],
         "bytes_per_insert": parts,
         "replica_distance_computations_per_insert": dist / per,
         "write_latency_ms": _percentiles([a["latency_ns"] / MS for a in client.acked]),
@@ -796,6 +786,30 @@ def _summary(cfg: ClusterConfig, sim: Simulation, layout: Layout, client: Client
         summary["shards"] = {str(s): list(r) for s, r in layout.shards.items()}
         summary["recall_at_10_merged"] = merged
     return summary
+
+
+def _lost_writes(acked: Sequence[Mapping[str, Any]], layout: Layout,
+                 reps: Mapping[tuple[str, int], Any]) -> tuple[int, list[dict[str, Any]]]:
+    """Acknowledged writes not in effect on some live replica of the write's shard (an
+    insert absent, unless a later acknowledged delete removed it; a delete's id still
+    present): how many distinct writes, and every (write, replica) pair missing, as the
+    write's record plus ``replica`` (one write may be missing from several replicas)."""
+    pairs: list[dict[str, Any]] = []
+    writes = 0
+    deleted = {a["id"] for a in acked if a["op"] == "delete"}
+    for a in acked:
+        missing = 0
+        for n in layout.shards[a["shard"]]:
+            r = reps[(n, a["shard"])]
+            if r is None:
+                continue
+            present = a["id"] in r.index and not r.index.is_deleted(a["id"])
+            if (a["op"] == "insert" and a["id"] not in deleted and not present) or \
+                    (a["op"] == "delete" and present):
+                pairs.append({"replica": layout.label(n, a["shard"]), **a})
+                missing += 1
+        writes += missing > 0
+    return writes, pairs
 
 
 def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str, int], Any],
