@@ -1,12 +1,89 @@
-"""The ``graphrep`` command line (argparse: one subcommand per job)."""
+"""The ``graphrep`` command line (argparse: one subcommand per job).
+
+Every numeric option has an allowed range, declared once where the option is added
+(``type=BoundedInt(lo, hi)``); an option that names one of a few things has
+``choices``. A value out of range, not an integer or not a choice is refused before
+anything runs, on one line naming the option and what it allows (``graphrep sim: error:
+argument --writes: must be an integer in [0, 1000000], got '1e9'``), exit status 2.
+Constraints between options (``--deletes`` at most ``--writes``, say) are checked right
+after parsing and refused the same way, naming both. An error graphrep raises while
+running (any :class:`~graphrep.errors.GraphrepError`) is printed as one line
+``graphrep: error: ...``, exit status 2; an interrupt (Ctrl-C) exits with 130.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
 
-from graphrep.errors import GraphrepError, InvalidArgument
+from graphrep.errors import GraphrepError
+
+SEED_MAX = 2**63 - 1
+"""Seeds are any integer in [0, SEED_MAX] (the index and the random streams take them)."""
+SIM_FLOATS_MAX = 2**30
+"""``graphrep sim``: ``--writes`` x ``--dim`` x ``--nodes`` at most (about 4 GiB of float32
+vectors held by the replicas; the run's other state per write comes on top of it)."""
+DEMO_FLOATS_MAX = 2**28
+"""``graphrep demo``: (``--n`` + ``--inserts``) x ``--dim`` at most (1 GiB per float32
+copy of the data; the demo keeps a few). Equal to ``graphrep.demo.MAX_FLOATS``."""
+SEARCH_K = 10
+"""The k of recall@k in ``demo`` and ``sim``: that many vectors must stay live."""
+FMNIST_DIM, FMNIST_BASE, FMNIST_QUERIES = 784, 60_000, 10_000
+
+# the choices of options; the tests check them against the library's own lists
+SIM_POLICIES = ("leader", "replay", "snapshot")
+SIM_NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed")
+SIM_CONCERNS = ("one", "majority", "all")
+SIM_READ_PREFERENCES = ("leader", "nearest", "any")
+SIM_DATASETS = ("gmm", "uniform", "fmnist")
+SIM_SYNC = ("always", "tick")
+EXAMPLE_NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
+EXAMPLE_BUGS = {"broadcast": ("ack-before-sync", "no-retransmit"),
+                "counter": ("merge-sum", "memory-only")}
+FUZZ_POLICIES = ("leader", "replay", "snapshot")
+FUZZ_NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
+PROFILES = ("ci", "dev", "nightly")
+
+
+@dataclass(frozen=True)
+class BoundedInt:
+    """An argparse ``type``: an integer in ``[lo, hi]``. Anything else is refused with
+    the range, which argparse prints after the option's name."""
+
+    lo: int
+    hi: int
+
+    def __call__(self, text: str) -> int:
+        try:
+            value: int | None = int(text)
+        except ValueError:  # not an integer (or more than Python's 4300 digits)
+            value = None
+        if value is None or not self.lo <= value <= self.hi:
+            shown = text if len(text) <= 24 else text[:20] + "..."
+            raise argparse.ArgumentTypeError(
+                f"must be an integer in [{self.lo}, {self.hi}], got {shown!r}")
+        return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: ``prog: error: message``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(see {self.prog} --help)\n")
+
+
+def _int_arg(p: argparse.ArgumentParser, flag: str, lo: int, hi: int, default: int | None,
+             help: str = "") -> None:
+    """Add the integer option ``flag`` allowing ``[lo, hi]``; its help says so."""
+    allowed = f"an integer in [{lo}, {hi}]" + ("" if default is None else
+                                                "; default %(default)s")
+    p.add_argument(flag, type=BoundedInt(lo, hi), default=default, metavar="N",
+                   help=f"{help} ({allowed})" if help else allowed)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -25,14 +102,17 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"graph               {s['live']} live, max degree {s['max_degree']}, "
           f"{s['unreachable']} unreachable")
     print(f"build               {s['build_s']:.2f} s")
-    print(f"insert              {s['insert_us']:.0f} us/point, "
-          f"{s['insert_distance_computations']} distance computations")
-    print(f"apply (batched)     {s['apply_us_per_insert']:.1f} us/insert "
-          f"({s['insert_over_apply']:.0f}x cheaper), "
-          f"{s['replica_distance_computations']} distance computations in all")
-    b = s["bytes_per_insert"]
-    print(f"bytes per insert    {b['total']} (vector {b['vector']}, edges {b['edges']}, "
-          f"metadata {b['metadata']})")
+    if s["inserted"]:
+        print(f"insert              {s['insert_us']:.0f} us/point, "
+              f"{s['insert_distance_computations']} distance computations")
+        print(f"apply (batched)     {s['apply_us_per_insert']:.1f} us/insert "
+              f"({s['insert_over_apply']:.0f}x cheaper), "
+              f"{s['replica_distance_computations']} distance computations in all")
+        b = s["bytes_per_insert"]
+        print(f"bytes per insert    {b['total']} (vector {b['vector']}, edges {b['edges']}, "
+              f"metadata {b['metadata']})")
+    else:
+        print("insert              none (--inserts 0)")
     print(f"plot                {s['plot']}")
     return 0 if s["digests_equal"] else 1
 
@@ -46,12 +126,7 @@ def _sim_example(args: argparse.Namespace) -> int:
     from graphrep.sim.examples.counter import simulate_counter
     from graphrep.sim.examples.harness import MS
 
-    example = _SIM_EXAMPLES.get(args.example)
-    if example is None:
-        raise InvalidArgument(f"unknown example {args.example!r}; choose one of "
-                              f"{', '.join(_SIM_EXAMPLES)}")
-    if args.duration_ms < 1:
-        raise InvalidArgument(f"--duration-ms must be >= 1, got {args.duration_ms}")
+    example = _SIM_EXAMPLES[args.example]
     simulate = simulate_broadcast if example == "broadcast" else simulate_counter
     bug = args.bug.replace("-", "_") if args.bug else None
     run = simulate(nodes=args.nodes, seed=args.seed, nemesis=args.nemesis, bug=bug,
@@ -142,10 +217,13 @@ def _sim(args: argparse.Namespace) -> int:
     lag = s["lag_ms"]
     print(f"lag                 p50 {lag['p50']:.1f} ms, p95 {lag['p95']:.1f}, "
           f"p99 {lag['p99']:.1f}")
-    recall = ", ".join(f"{n} {r:.3f}" for n, r in s["recall_at_10"].items())
+    unmeasured = "none measured (no query, or no live vector)"
+    recall = ", ".join(f"{n} {r:.3f}" for n, r in s["recall_at_10"].items()) or unmeasured
     print(f"recall@10           {recall}; top-10 agreement {s['topk_agreement']:.3f}")
     if cfg.sharded:
-        print(f"scatter-gather      recall@10 {s['recall_at_10_merged']:.3f} (each shard's "
+        merged = s["recall_at_10_merged"]
+        print(f"scatter-gather      recall@10 "
+              f"{unmeasured if merged is None else format(merged, '.3f')} (each shard's "
               "first replica, merged by distance)")
     print(f"elections           {s['elections']}; protocol errors {s['protocol_errors']}")
     if cfg.searches:
@@ -179,8 +257,6 @@ def _fuzz(args: argparse.Namespace) -> int:
                           "detail": r.detail, "failed_at_step": r.failed_at_step,
                           "acks": r.acks}))
         return 0 if r.ok else 1
-    if args.seeds < 1:
-        raise InvalidArgument(f"--seeds must be >= 1, got {args.seeds}")
 
     def bar(results, total):  # a progress bar on stderr, unless --json
         if args.json:
@@ -207,9 +283,6 @@ def _mutants(args: argparse.Namespace) -> int:
 
     load(args.profile)
     names = args.only.split(",") if args.only else list(MUTANTS)
-    unknown = [n for n in names if n not in MUTANTS]
-    if unknown:
-        raise InvalidArgument(f"unknown mutant(s) {unknown}; choose from {list(MUTANTS)}")
     reports = []
     for name in names:
         r = run_mutant(name, max_examples=args.examples, steps=args.steps)
@@ -227,113 +300,216 @@ def _mutants(args: argparse.Namespace) -> int:
     return 0 if caught == len(reports) else 1
 
 
+# ---------------------------------------------------------------------- constraints between
+# options, checked after parsing (each names the options involved)
+
+def _check_demo(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    total = a.n + a.inserts
+    if total < SEARCH_K:
+        p.error(f"argument --n: --n {a.n} + --inserts {a.inserts} is {total} vectors, fewer "
+                f"than the {SEARCH_K} recall@{SEARCH_K} needs")
+    if a.deletes > total - SEARCH_K:
+        p.error(f"argument --deletes: at most --n + --inserts - {SEARCH_K} = "
+                f"{total - SEARCH_K} ({SEARCH_K} vectors must stay live for "
+                f"recall@{SEARCH_K}), got {a.deletes}")
+    if (a.n + a.inserts) * a.dim > DEMO_FLOATS_MAX:
+        p.error(f"argument --dim: (--n + --inserts) x --dim = ({a.n} + {a.inserts}) x "
+                f"{a.dim} = {(a.n + a.inserts) * a.dim} floats, more than the demo's "
+                f"{DEMO_FLOATS_MAX} (1 GiB per copy of the data): lower one of them")
+
+
+def _check_sim_example(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    example = _SIM_EXAMPLES[a.example]
+    if a.bug is not None and a.bug not in EXAMPLE_BUGS[example]:
+        p.error(f"argument --bug: {a.bug} is not a bug of the {a.example} example; it takes "
+                f"{' or '.join(EXAMPLE_BUGS[example])}")
+
+
+def _check_sim(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    if a.replication > a.nodes:
+        p.error(f"argument --replication: at most --nodes ({a.nodes}) replicas per shard, "
+                f"got {a.replication}")
+    if a.deletes > a.writes:
+        p.error(f"argument --deletes: at most --writes ({a.writes}): only written ids are "
+                f"deleted, got {a.deletes}")
+    sharded = a.shards > 1 or a.replication not in (0, a.nodes)
+    live = a.writes - a.deletes
+    if a.queries and not sharded and 0 < live < SEARCH_K:
+        p.error(f"argument --deletes: --writes {a.writes} - --deletes {a.deletes} leaves "
+                f"{live} live vectors, fewer than the {SEARCH_K} recall@{SEARCH_K} needs: "
+                f"write more, delete fewer, or pass --queries 0")
+    if a.searches and not a.queries:
+        p.error("argument --searches: searches use the run's query vectors; set --queries "
+                "to 1 or more")
+    if a.searches and sharded:
+        p.error("argument --searches: client searches run on one shard only (no "
+                "scatter-gather client); leave out --searches with --shards or "
+                "--replication (the summary's recall covers every shard without them)")
+    if a.dataset == "fmnist":
+        if a.dim is not None and a.dim != FMNIST_DIM:
+            p.error(f"argument --dim: --dataset fmnist has {FMNIST_DIM} dimensions, got "
+                    f"{a.dim}: leave --dim out")
+        if a.writes > FMNIST_BASE:
+            p.error(f"argument --writes: --dataset fmnist has {FMNIST_BASE} base vectors, got "
+                    f"{a.writes}")
+        if a.queries > FMNIST_QUERIES:
+            p.error(f"argument --queries: --dataset fmnist has {FMNIST_QUERIES} query "
+                    f"vectors, got {a.queries}")
+    dim = a.dim if a.dim is not None else FMNIST_DIM if a.dataset == "fmnist" else 16
+    if a.writes * dim * a.nodes > SIM_FLOATS_MAX:
+        p.error(f"argument --writes: --writes x --dim x --nodes = {a.writes} x {dim} x "
+                f"{a.nodes} = {a.writes * dim * a.nodes} floats, more than "
+                f"{SIM_FLOATS_MAX} (about 4 GiB of vectors held by the replicas): lower "
+                f"one of them")
+
+
+def _check_fuzz(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    if a.start + a.seeds - 1 > SEED_MAX:
+        p.error(f"argument --seeds: --start {a.start} + --seeds {a.seeds} runs past the "
+                f"last seed {SEED_MAX}")
+
+
+def _check_mutants(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    if a.only is None:
+        return
+    from graphrep.spec.mutants import MUTANTS
+
+    unknown = [n for n in a.only.split(",") if n not in MUTANTS]
+    if unknown:
+        p.error(f"argument --only: unknown mutant(s) {', '.join(map(repr, unknown))}; "
+                f"choose from {', '.join(MUTANTS)}")
+
+
+def _with_check(p: argparse.ArgumentParser,
+                check: Callable[[argparse.ArgumentParser, argparse.Namespace], None],
+                ) -> Callable[[argparse.Namespace], None]:
+    return lambda args: check(p, args)
+
+
+# ---------------------------------------------------------------------- the parser
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graphrep", description=__doc__)
+    """The whole command line; every option's allowed values are declared here."""
+    p = _Parser(prog="graphrep", description="Replicate graph ANN indexes by their edge "
+                "deltas: a demo, a simulated cluster, its specification. Each command's "
+                "--help lists its options and the values each allows.")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="build, mutate and replicate an index; print a summary and "
                        "write a recall/QPS plot")
-    d.add_argument("--n", type=int, default=10_000, help="vectors in the initial build")
-    d.add_argument("--dim", type=int, default=64)
-    d.add_argument("--inserts", type=int, default=2_000)
-    d.add_argument("--deletes", type=int, default=1_000)
-    d.add_argument("--queries", type=int, default=500)
-    d.add_argument("--seed", type=int, default=7)
+    _int_arg(d, "--n", 1, 1_000_000, 10_000, "vectors in the initial build")
+    _int_arg(d, "--dim", 1, 4096, 64, "vector dimension")
+    _int_arg(d, "--inserts", 0, 1_000_000, 2_000, "vectors inserted one at a time")
+    _int_arg(d, "--deletes", 0, 1_000_000, 1_000, "vectors deleted (at least 10 stay live)")
+    _int_arg(d, "--queries", 1, 100_000, 500, "queries for recall and QPS")
+    _int_arg(d, "--seed", 0, SEED_MAX, 7)
     d.add_argument("--out", default="results/demo", help="folder for the plot and summary")
     d.add_argument("--json", action="store_true", help="print only the JSON summary")
-    d.set_defaults(func=_demo)
+    d.set_defaults(func=_demo, check=_with_check(d, _check_demo))
+
     e = sub.add_parser("sim-example", help="run an example protocol in the simulator under "
                        "faults and check it (exit 0 if valid, 1 if not)")
-    e.add_argument("example", help="gossip (alias broadcast): gossip broadcast of distinct "
-                   "values; counter: a grow-only counter CRDT")
-    e.add_argument("--nodes", type=int, default=5, help="server nodes (>= 2)")
-    e.add_argument("--seed", type=int, default=7)
-    e.add_argument("--nemesis", default="mixed",
-                   help="none, partitions, crashes, loss or mixed (default: mixed)")
-    e.add_argument("--bug", default=None, help="run a planted bug instead of the correct "
-                   "protocol: ack-before-sync or no-retransmit (gossip), merge-sum or "
-                   "memory-only (counter)")
-    e.add_argument("--duration-ms", type=int, default=1_000,
-                   help="virtual ms of workload and faults, before the repair and settle")
+    e.add_argument("example", choices=tuple(_SIM_EXAMPLES),
+                   help="gossip (alias broadcast): gossip broadcast of distinct values; "
+                   "counter: a grow-only counter CRDT")
+    _int_arg(e, "--nodes", 2, 50, 5, "server nodes")
+    _int_arg(e, "--seed", 0, SEED_MAX, 7)
+    e.add_argument("--nemesis", default="mixed", choices=EXAMPLE_NEMESES,
+                   help="the faults (default: mixed)")
+    e.add_argument("--bug", default=None, choices=sum(EXAMPLE_BUGS.values(), ()),
+                   help="run a planted bug instead of the correct protocol: ack-before-sync "
+                   "or no-retransmit (gossip), merge-sum or memory-only (counter)")
+    _int_arg(e, "--duration-ms", 1, 60_000, 1_000,
+             "virtual ms of workload and faults, before the repair and settle")
     e.add_argument("--plot", metavar="DIR", default=None,
                    help="write a message sequence chart and a fault timeline (SVG) to DIR")
     e.add_argument("--json", action="store_true", help="print only the JSON summary")
-    e.set_defaults(func=_sim_example)
+    e.set_defaults(func=_sim_example, check=_with_check(e, _check_sim_example))
+
     c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
                        "summary (exit 0 if converged with no lost write and no "
                        "read-your-writes violation)")
-    c.add_argument("--policy", default="leader",
+    c.add_argument("--policy", default="leader", choices=SIM_POLICIES,
                    help="leader (edge deltas), replay (every replica inserts) or snapshot "
                    "(the leader ships its whole index periodically)")
-    c.add_argument("--nodes", type=int, default=3, help="nodes (replicas of the shard, "
-                   "when there is one)")
-    c.add_argument("--shards", type=int, default=1, help="shards: id i lives in shard "
-                   "i %% shards; every node hosts one replica per shard placed on it")
-    c.add_argument("--replication", type=int, default=0,
-                   help="replicas per shard (0: every node holds every shard)")
-    c.add_argument("--writes", type=int, default=500, help="inserts")
-    c.add_argument("--deletes", type=int, default=50, help="deletes of inserted ids")
-    c.add_argument("--dim", type=int, default=None,
-                   help="vector dimension (default 16; fmnist: 784, the only value it takes)")
-    c.add_argument("--sync", default="always", help="when replicas sync their log: always "
-                   "(every append) or tick (group commit; acknowledgements wait for it)")
-    c.add_argument("--max-inflight", type=int, default=0, help="Append messages with "
-                   "entries a leader keeps in flight per follower; entries beyond wait and "
-                   "leave together (0: no limit, one message per write)")
-    c.add_argument("--cpu-ns-per-distance", type=int, default=0, help="CPU cost model: "
-                   "virtual ns per distance computation, so that lag includes CPU time "
-                   "(0: off)")
-    c.add_argument("--cpu-ns-per-entry", type=int, default=0,
-                   help="CPU cost model: virtual ns a follower spends applying a log entry")
-    c.add_argument("--dataset", default="gmm",
+    _int_arg(c, "--nodes", 1, 15, 3, "nodes (replicas of the shard, when there is one)")
+    _int_arg(c, "--shards", 1, 64, 1, "shards: id i lives in shard i %% shards; every node "
+             "hosts one replica per shard placed on it")
+    _int_arg(c, "--replication", 0, 15, 0,
+             "replicas per shard, at most --nodes (0: every node holds every shard)")
+    _int_arg(c, "--writes", 0, 1_000_000, 500, "inserts")
+    _int_arg(c, "--deletes", 0, 1_000_000, 50, "deletes of inserted ids, at most --writes")
+    _int_arg(c, "--dim", 1, 4096, None,
+             "vector dimension (default 16; fmnist: 784, the only value it takes)")
+    c.add_argument("--sync", default="always", choices=SIM_SYNC,
+                   help="when replicas sync their log: always (every append) or tick (group "
+                   "commit; acknowledgements wait for it)")
+    _int_arg(c, "--max-inflight", 0, 10_000, 0, "Append messages with entries a leader "
+             "keeps in flight per follower; entries beyond wait and leave together (0: no "
+             "limit, one message per write)")
+    _int_arg(c, "--cpu-ns-per-distance", 0, 1_000_000, 0, "CPU cost model: virtual ns per "
+             "distance computation, so that lag includes CPU time (0: off)")
+    _int_arg(c, "--cpu-ns-per-entry", 0, 10_000_000, 0,
+             "CPU cost model: virtual ns a follower spends applying a log entry")
+    c.add_argument("--dataset", default="gmm", choices=SIM_DATASETS,
                    help="gmm (Gaussian mixture, default), uniform, or fmnist (Fashion-MNIST: "
                    "apt-get install dataset-fashion-mnist)")
-    c.add_argument("--queries", type=int, default=100,
-                   help="queries for recall/agreement (searches cycle through them)")
-    c.add_argument("--concern", default="majority", help="write concern: one, majority, all")
-    c.add_argument("--nemesis", default="none",
-                   help="none, partitions, crashes, loss, leader-kill or mixed")
-    c.add_argument("--seed", type=int, default=7)
-    c.add_argument("--searches", type=int, default=0,
-                   help="client searches spread over the write phase, each carrying a "
-                   "read-your-writes session token (default 0)")
-    c.add_argument("--read-preference", default="leader",
+    _int_arg(c, "--queries", 0, 100_000, 100,
+             "queries for recall/agreement (searches cycle through them)")
+    c.add_argument("--concern", default="majority", choices=SIM_CONCERNS,
+                   help="write concern")
+    c.add_argument("--nemesis", default="none", choices=SIM_NEMESES, help="the faults")
+    _int_arg(c, "--seed", 0, SEED_MAX, 7)
+    _int_arg(c, "--searches", 0, 1_000_000, 0, "client searches spread over the write "
+             "phase, each carrying a read-your-writes session token")
+    c.add_argument("--read-preference", default="leader", choices=SIM_READ_PREFERENCES,
                    help="where searches go: leader, nearest (lowest configured latency) or "
                    "any (a seeded random replica)")
     c.add_argument("--json", action="store_true", help="print only the JSON summary")
-    c.set_defaults(func=_sim)
+    c.set_defaults(func=_sim, check=_with_check(c, _check_sim))
+
     f = sub.add_parser("fuzz", help="fuzz the protocol: long seeded runs with random faults, "
                        "every invariant checked (exit 0 if all held)")
-    f.add_argument("--policy", default="leader", help="a registered policy: leader, replay, "
-                   "snapshot")
-    f.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
-    f.add_argument("--start", type=int, default=0, help="the first seed")
-    f.add_argument("--seed", type=int, default=None,
-                   help="replay this one seed and print its steps")
-    f.add_argument("--steps", type=int, default=200, help="steps per seed")
-    f.add_argument("--nemesis", default="mixed",
-                   help="none, partitions, crashes, loss or mixed (default: mixed)")
-    f.add_argument("--jobs", type=int, default=1, help="processes")
+    f.add_argument("--policy", default="leader", choices=FUZZ_POLICIES,
+                   help="a registered policy")
+    _int_arg(f, "--seeds", 1, 1_000_000, 100, "how many seeds to run")
+    _int_arg(f, "--start", 0, SEED_MAX, 0, "the first seed")
+    _int_arg(f, "--seed", 0, SEED_MAX, None, "replay this one seed and print its steps")
+    _int_arg(f, "--steps", 1, 100_000, 200, "steps per seed")
+    f.add_argument("--nemesis", default="mixed", choices=FUZZ_NEMESES,
+                   help="the faults (default: mixed)")
+    _int_arg(f, "--jobs", 1, 64, 1, "processes")
     f.add_argument("--json", action="store_true", help="print only the JSON summary")
-    f.set_defaults(func=_fuzz)
+    f.set_defaults(func=_fuzz, check=_with_check(f, _check_fuzz))
+
     m = sub.add_parser("mutants", help="run the specification against planted bugs; exit 0 "
                        "if every one is caught")
     m.add_argument("--only", default=None, help="comma-separated mutant names")
-    m.add_argument("--examples", type=int, default=None,
-                   help="examples per mutant (default: 4x the profile's, 200 under ci)")
-    m.add_argument("--steps", type=int, default=50, help="steps per example at most")
-    m.add_argument("--profile", default="ci", help="Hypothesis profile: ci, dev, nightly")
+    _int_arg(m, "--examples", 1, 100_000, None,
+             "examples per mutant (default: 4x the profile's, 200 under ci)")
+    _int_arg(m, "--steps", 1, 1_000, 50, "steps per example at most")
+    m.add_argument("--profile", default="ci", choices=PROFILES, help="Hypothesis profile")
     m.add_argument("--json", action="store_true", help="print only the JSON summary")
-    m.set_defaults(func=_mutants)
+    m.set_defaults(func=_mutants, check=_with_check(m, _check_mutants))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status. Every error is one line on stderr:
+    a refused argument (argparse's ``prog: error: ...``, status 2), a ``GraphrepError``
+    while running (``graphrep: error: ...``, status 2) or an interrupt (status 130)."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        args.check(args)
         return int(args.func(args))
-    except GraphrepError as e:
-        print(f"graphrep: {type(e).__name__}: {e}", file=sys.stderr)
+    except SystemExit as exc:  # argparse: --help (0) or a refused argument (2), printed
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    except GraphrepError as exc:
+        print(f"graphrep: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("graphrep: error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

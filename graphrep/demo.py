@@ -19,12 +19,49 @@ import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.datasets import gmm_dataset, ground_truth, recall_at_k
+from graphrep.errors import InvalidArgument
+
+SEARCH_K = 10
+"""The k of the demo's recall@k: at least this many vectors must stay live."""
+MAX_N = 1_000_000
+MAX_DIM = 4096
+MAX_QUERIES = 100_000
+MAX_FLOATS = 2**28
+"""(n + n_insert) * dim at most: 1 GiB per float32 copy of the data set; the demo keeps
+a few (the data, both indexes, the deltas' wire bytes)."""
+MAX_SEED = 2**63 - 1
+
+
+def check_demo_args(*, n: int, dim: int, n_insert: int, n_delete: int, nq: int,
+                    seed: int) -> None:
+    """Raise :class:`~graphrep.errors.InvalidArgument` unless the demo can run with these
+    sizes: each in its range, and ``n + n_insert - n_delete >= SEARCH_K``."""
+    for name, v, lo, hi in (("n", n, 1, MAX_N), ("dim", dim, 1, MAX_DIM),
+                            ("n_insert", n_insert, 0, MAX_N), ("n_delete", n_delete, 0, MAX_N),
+                            ("nq", nq, 1, MAX_QUERIES), ("seed", seed, 0, MAX_SEED)):
+        if type(v) is not int or not lo <= v <= hi:
+            raise InvalidArgument(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
+    if n + n_insert - n_delete < SEARCH_K:
+        raise InvalidArgument(f"n + n_insert - n_delete = {n} + {n_insert} - {n_delete} "
+                              f"leaves {n + n_insert - n_delete} live vectors; recall@"
+                              f"{SEARCH_K} needs at least {SEARCH_K}: delete fewer")
+    if (n + n_insert) * dim > MAX_FLOATS:
+        raise InvalidArgument(f"(n + n_insert) * dim = {(n + n_insert) * dim} floats is more "
+                              f"than the demo's limit of {MAX_FLOATS} (1 GiB per copy of "
+                              f"the data): fewer vectors or fewer dimensions")
 
 
 def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: int = 1_000,
              nq: int = 500, seed: int = 7, out: str | Path = "results/demo",
              progress: bool = True) -> dict[str, Any]:
-    """Run the demo and return its summary (also written as JSON next to the plot)."""
+    """Run the demo and return its summary (also written as JSON next to the plot).
+
+    ``n_insert`` may be 0: the per-insert fields of the summary (``insert_us``,
+    ``apply_us_per_insert``, ``insert_over_apply``, ``bytes_per_insert``) are then None.
+    At least ``SEARCH_K`` (10) vectors must stay live, since recall@10 is measured on
+    them; an argument out of range raises :class:`~graphrep.errors.InvalidArgument`
+    before anything runs."""
+    check_demo_args(n=n, dim=dim, n_insert=n_insert, n_delete=n_delete, nq=nq, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
@@ -44,7 +81,7 @@ def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: in
     for i in range(n, n + n_insert):
         log.append(primary.insert(i, base[i]))
     t_insert = time.perf_counter() - t0
-    insert_deltas = log[-n_insert:]
+    insert_deltas = log[len(log) - n_insert :]
 
     victims = np.sort(rng.choice(n + n_insert, size=n_delete, replace=False))
     say(f"delete {n_delete} and consolidate...")
@@ -70,7 +107,7 @@ def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: in
     replica_work = replica.stats()["distance_computations"]  # before any search
 
     live = primary.ids()
-    truth, _ = ground_truth(base[live], queries, 10)
+    truth, _ = ground_truth(base[live], queries, SEARCH_K)
     truth = live[truth]
     curves: dict[str, list[tuple[float, float]]] = {"primary": [], "replica": []}
     threads = numba.get_num_threads()
@@ -80,19 +117,19 @@ def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: in
             best = float("inf")
             for _ in range(3):  # best of three: the machine is shared
                 t0 = time.perf_counter()
-                found, _ = idx.search(queries, k=10, L=L)
+                found, _ = idx.search(queries, k=SEARCH_K, L=L)
                 best = min(best, time.perf_counter() - t0)
-            curves[name].append((recall_at_k(found, truth, 10), nq / best))
+            curves[name].append((recall_at_k(found, truth, SEARCH_K), nq / best))
     numba.set_num_threads(threads)
-    found_p, _ = primary.search(queries, k=10)
-    found_r, _ = replica.search(queries, k=10)
+    found_p, _ = primary.search(queries, k=SEARCH_K)
+    found_r, _ = replica.search(queries, k=SEARCH_K)
     stats = primary.stats()
-    parts = {k: int(np.mean([d.size_by_part()[k] for d in insert_deltas]))
-             for k in ("vector", "edges", "metadata", "total")}
+    parts = ({k: int(np.mean([d.size_by_part()[k] for d in insert_deltas]))
+              for k in ("vector", "edges", "metadata", "total")} if n_insert else None)
     summary = {
         "n": n, "dim": dim, "inserted": n_insert, "deleted": n_delete, "live": len(primary),
-        "recall_at_10": round(recall_at_k(found_p, truth, 10), 4),
-        "replica_recall_at_10": round(recall_at_k(found_r, truth, 10), 4),
+        "recall_at_10": round(recall_at_k(found_p, truth, SEARCH_K), 4),
+        "replica_recall_at_10": round(recall_at_k(found_r, truth, SEARCH_K), 4),
         "digests_equal": primary.digest() == replica.digest(),
         "identical_results": bool(np.array_equal(found_p, found_r)),
         "digest": primary.digest().hex()[:16],
@@ -100,9 +137,10 @@ def run_demo(n: int = 10_000, dim: int = 64, n_insert: int = 2_000, n_delete: in
         "unreachable": stats["unreachable"],
         "max_degree": stats["max_degree"],
         "build_s": round(t_build, 3),
-        "insert_us": round(t_insert / n_insert * 1e6, 1),
-        "apply_us_per_insert": round(t_apply_inserts / n_insert * 1e6, 1),
-        "insert_over_apply": round(t_insert / max(t_apply_inserts, 1e-9), 1),
+        "insert_us": round(t_insert / n_insert * 1e6, 1) if n_insert else None,
+        "apply_us_per_insert": round(t_apply_inserts / n_insert * 1e6, 1) if n_insert else None,
+        "insert_over_apply": (round(t_insert / max(t_apply_inserts, 1e-9), 1) if n_insert
+                              else None),
         "consolidate_s": round(t_consolidate, 3),
         "replay_s": round(t_replay, 3),
         "bytes_per_insert": parts,

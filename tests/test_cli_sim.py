@@ -22,7 +22,7 @@ def test_sim_prints_the_summary_the_experiments_depend_on(capsys):
 
 def test_sim_refuses_an_unknown_nemesis(capsys):
     assert main(["sim", "--nemesis", "meteor"]) == 2
-    assert "unknown nemesis" in capsys.readouterr().err
+    assert "argument --nemesis: invalid choice: 'meteor'" in capsys.readouterr().err
 
 
 def test_sim_searches_with_a_read_preference(capsys):
@@ -40,11 +40,11 @@ def test_sim_searches_with_a_read_preference(capsys):
 
 def test_sim_refuses_a_bad_read_preference_or_dataset(capsys):
     assert main(["sim", "--searches", "5", "--read-preference", "closest"]) == 2
-    assert "unknown read preference" in capsys.readouterr().err
+    assert "argument --read-preference: invalid choice: 'closest'" in capsys.readouterr().err
     assert main(["sim", "--dataset", "sift"]) == 2
-    assert "unknown dataset" in capsys.readouterr().err
+    assert "argument --dataset: invalid choice: 'sift'" in capsys.readouterr().err
     assert main(["sim", "--dataset", "fmnist", "--dim", "32"]) == 2
-    assert "784" in capsys.readouterr().err
+    assert "argument --dim: --dataset fmnist has 784 dimensions" in capsys.readouterr().err
 
 
 def test_sim_runs_a_sharded_cluster_and_flow_control(capsys):
@@ -59,4 +59,4 @@ def test_sim_runs_a_sharded_cluster_and_flow_control(capsys):
     out = capsys.readouterr().out
     assert "4 nodes, 3 shard(s) of 3 replicas" in out and "placement           shard 0:" in out
     assert main(["sim", "--shards", "2", "--searches", "5"]) == 2
-    assert "scatter-gather" in capsys.readouterr().err
+    assert "argument --searches:" in (err := capsys.readouterr().err) and "scatter-gather" in err

@@ -31,6 +31,7 @@ from graphrep.spec.world import CONCERNS, SpecWorld, Step, WorldConfig
 __all__ = ["NEMESES", "FuzzResult", "draw_steps", "fuzz", "fuzz_seed", "reproduce_command"]
 
 NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
+MAX_SEED = 2**63 - 1
 
 _WORKLOAD = {"insert": 6, "delete": 2, "search": 3, "advance": 3}
 _FAULTS = {
@@ -54,9 +55,24 @@ def _weights(nemesis: str) -> dict[str, int]:
     return w
 
 
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) \
+            or not 0 <= seed <= MAX_SEED:
+        raise InvalidArgument(f"a fuzz seed must be an int in [0, {MAX_SEED}], got {seed!r}")
+    return int(seed)
+
+
+def _check_steps(steps: Any) -> None:
+    if type(steps) is not int or steps < 1:
+        raise InvalidArgument(f"steps must be an int >= 1 (the first step of a program is "
+                              f"an advance), got {steps!r}")
+
+
 def draw_steps(seed: int, steps: int, nemesis: str = "mixed",
                config: WorldConfig | None = None) -> tuple[WorldConfig, list[Step]]:
     """The world config and the program of ``steps`` steps that ``seed`` stands for."""
+    seed = _check_seed(seed)
+    _check_steps(steps)
     cfg = config if config is not None else WorldConfig()
     rng = np.random.default_rng([seed, 7])
     cfg = replace(cfg, seed=seed, sync=("always", "tick")[int(rng.integers(2))])
@@ -157,11 +173,10 @@ def fuzz(seeds: range | list[int], policy: str = "leader", steps: int = 200,
     the result iterator (a tqdm bar, say)."""
     get_policy(policy)
     _weights(nemesis)
-    if not isinstance(jobs, int) or jobs < 1:
+    if type(jobs) is not int or jobs < 1:
         raise InvalidArgument(f"jobs must be an int >= 1, got {jobs!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise InvalidArgument(f"steps must be an int >= 1, got {steps!r}")
-    seeds = list(seeds)
+    _check_steps(steps)
+    seeds = [_check_seed(s) for s in seeds]
     t0 = time.perf_counter()
     work = [(s, policy, steps, nemesis, replica) for s in seeds]
     if jobs == 1:

@@ -20,6 +20,7 @@ import numpy as np
 
 from graphrep.ann import EdgeDelta
 from graphrep.ann.delta import KIND_DIFF
+from graphrep.errors import InvalidArgument
 from graphrep.protocol.messages import DELTA, Append
 from graphrep.protocol.placement import ShardPlacement
 from graphrep.protocol.replica import Replica
@@ -204,7 +205,14 @@ def run_mutant(name: str, max_examples: int | None = None, steps: int = 50,
 
     from graphrep.spec.machine import run_spec
 
-    m = MUTANTS[name]
+    m = MUTANTS.get(name)
+    if m is None:
+        raise InvalidArgument(f"unknown mutant {name!r}; choose from {', '.join(MUTANTS)}")
+    if max_examples is not None and (type(max_examples) is not int or max_examples < 1):
+        raise InvalidArgument(f"max_examples must be an int >= 1 (or None: four times the "
+                              f"profile's), got {max_examples!r}")
+    if type(steps) is not int or steps < 1:
+        raise InvalidArgument(f"steps must be an int >= 1, got {steps!r}")
     budget = max_examples or 4 * settings.default.max_examples
     report = run_spec(policy, replica=m.replica, placer=m.placer, max_examples=budget,
                       steps=steps)
