@@ -77,6 +77,12 @@ MAX_VALUES = 1 << 31
 FLAG_LIVE = 1
 FLAG_DELETED = 2
 
+# each array of an EdgeDelta, and the dtype the kernels (encoder and apply) read it as
+ARRAY_DTYPES = {"ids": np.dtype(np.int64), "flags": np.dtype(np.uint8),
+                "kinds": np.dtype(np.uint8), "counts": np.dtype(np.int32),
+                "values": np.dtype(np.int64), "vectors": np.dtype(np.float32),
+                "removed": np.dtype(np.int64)}
+
 
 class NodeRecord(NamedTuple):
     """One node's change, for reading a delta (the arrays are the real storage)."""
@@ -185,6 +191,37 @@ class EdgeDelta:
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> EdgeDelta:
         """Parse bytes made by :meth:`to_bytes`; raises :class:`CorruptDelta` on any damage."""
         return decode_many([data]).delta(0)
+
+
+def array_problem(d: EdgeDelta) -> str | None:
+    """What keeps the kernels from reading ``d``'s arrays as the delta they describe, or
+    None: every field a numpy array, shapes that agree (n records, (n, 2) counts,
+    at most n vectors of ``d.dim`` floats, 1-d values and removed ids), and every
+    integer array exactly representable in its kernel dtype (:data:`ARRAY_DTYPES`),
+    so that no cast changes a value (flags 257 are not flags 1)."""
+    arrays = {name: getattr(d, name) for name in ARRAY_DTYPES}
+    if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+        return "its array fields must be numpy arrays"
+    n = d.ids.shape[0]
+    v = d.vectors
+    if not (d.ids.ndim == 1 and d.flags.shape == (n,) and d.kinds.shape == (n,)
+            and d.counts.shape == (n, 2) and v.ndim == 2 and v.shape[1] == d.dim
+            and v.shape[0] <= n and d.values.ndim == 1 and d.removed.ndim == 1):
+        return "inconsistent array shapes"
+    for name, a in arrays.items():
+        want = ARRAY_DTYPES[name]
+        if a.dtype == want:
+            continue
+        if want.kind == "f":
+            if a.dtype.kind not in "fiu":
+                return f"{name} has dtype {a.dtype}, not a number type"
+            continue
+        if a.dtype.kind not in "iu":
+            return f"{name} has dtype {a.dtype}, not integers"
+        lim = np.iinfo(want)
+        if a.size and (int(a.min()) < lim.min or int(a.max()) > lim.max):
+            return f"{name} holds values outside the range of {want}"
+    return None
 
 
 # --------------------------------------------------------------------------- batches
@@ -526,12 +563,18 @@ def _encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, value
 
 
 def _encode(d: EdgeDelta) -> tuple[bytes, dict[str, int]]:
+    problem = array_problem(d)
+    if problem is not None:
+        raise DeltaError(f"cannot encode delta seq {d.seq}: {problem}")
+    if not isinstance(d.op, str) or d.op not in _OP_CODE:
+        raise DeltaError(f"cannot encode delta seq {d.seq}: unknown op {d.op!r} (one of {OPS})")
     n = d.n_records
     n_values = int(d.values.shape[0])
-    if not (d.n_new <= n and d.vectors.ndim == 2 and d.vectors.shape[1] == d.dim
+    if not (all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+                for x in (d.dim, d.seq, d.entry))
             and 0 < d.dim <= MAX_DIM and 0 <= d.seq < 2**63 and -1 <= d.entry < 2**63):
-        raise DeltaError(f"cannot encode delta seq {d.seq}: its dim, seq, entry or vector "
-                         "shape is out of range")
+        raise DeltaError(f"cannot encode delta seq {d.seq}: its dim, seq or entry is not an "
+                         "integer in range")
     vec = np.ascontiguousarray(d.vectors, dtype="<f4").reshape(-1).view(np.uint8)
     n_removed = int(d.removed.shape[0])
     buf = np.empty(80 + 21 * n + 10 * (n_values + n_removed) + vec.shape[0], dtype=np.uint8)

@@ -19,6 +19,8 @@ import numpy as np
 from numba import njit
 
 EMPTY = np.int64(-1)
+# the largest id the index accepts (ids are in [0, 2**62)): every id is a valid key
+MAX_ID = (1 << 62) - 1
 _GOLDEN = np.uint64(11400714819323198485)
 
 

@@ -38,12 +38,22 @@ from typing import Any, BinaryIO
 
 import numba
 import numpy as np
+from numpy.lib import format as npformat
 
 from graphrep.ann import kernels as K
 from graphrep.ann import records as REC
 from graphrep.ann import replay as RP
-from graphrep.ann.delta import KIND_NONE, DeltaBatch, EdgeDelta, corrupt_at, float32s, joined
-from graphrep.ann.idmap import IdMap
+from graphrep.ann.delta import (
+    ARRAY_DTYPES,
+    KIND_NONE,
+    DeltaBatch,
+    EdgeDelta,
+    array_problem,
+    corrupt_at,
+    float32s,
+    joined,
+)
+from graphrep.ann.idmap import MAX_ID, IdMap
 from graphrep.ann.records import RecordSet
 from graphrep.errors import (
     CorruptIndexFile,
@@ -61,11 +71,8 @@ from graphrep.errors import (
 )
 
 METRICS = ("l2", "cosine", "ip")
-MAX_ID = (1 << 62) - 1
 SAVE_FORMAT = 1
 _OPS = ("build", "insert", "delete", "consolidate", "repair", "search", "apply")
-
-_DELTA_DTYPES = (np.int64, np.uint8, np.uint8, np.int32, np.int64, np.float32, np.int64)
 
 # up to this many live nodes every insert ends with a reachability BFS
 _BFS_EVERY_INSERT_UP_TO = 1024
@@ -113,9 +120,9 @@ class VamanaIndex:
         _check_int(capacity, "capacity", 1, 1 << 31)
         if metric not in METRICS:
             raise InvalidArgument(f"metric must be one of {METRICS}, got {metric!r}")
-        if not (isinstance(alpha, (int, float)) and np.isfinite(alpha) and alpha >= 1.0):
+        if not (_is_real(alpha) and alpha >= 1.0):
             raise InvalidArgument(f"alpha must be a finite number >= 1.0, got {alpha!r}")
-        if not (isinstance(build_slack, (int, float)) and 1.0 <= build_slack <= 4.0):
+        if not (_is_real(build_slack) and 1.0 <= build_slack <= 4.0):
             raise InvalidArgument(f"build_slack must be in [1, 4], got {build_slack!r}")
         self.dim = int(dim)
         self.metric = metric
@@ -241,14 +248,15 @@ class VamanaIndex:
         _check_finite(arr, what)
         arr = np.array(arr, dtype=np.float32, order="C", copy=True if copy else None)
         if self.metric == "cosine":
-            norms = np.linalg.norm(arr, axis=1)
-            zero = np.flatnonzero(norms == 0)
-            if zero.size:
+            _normalise_rows(arr, what)
+        else:
+            big = int(RP.first_too_large(arr))
+            if big >= 0:
                 raise InvalidVector(
-                    f"{what}: row {int(zero[0])} is the zero vector, which has no cosine "
-                    "distance; drop it or use metric='l2'"
+                    f"{what}: row {big} has a squared norm above 2**125 (about 4.3e37), beyond "
+                    "which float32 distances between vectors overflow; scale the vectors "
+                    "down (or use metric='cosine')"
                 )
-            arr /= norms[:, None]
         return arr
 
     def _one_vector(self, x: Any, what: str) -> np.ndarray:
@@ -513,8 +521,19 @@ class VamanaIndex:
         Each delta is checked completely before anything changes: a delta
         for another dimension raises :class:`DimensionMismatch`, one whose
         ``seq`` is not the next expected raises :class:`DeltaOutOfOrder`,
-        one that doesn't fit this index's state raises :class:`DeltaError`.
-        With a list, the deltas before the failing one stay applied. A list
+        one that doesn't fit this index's state raises :class:`DeltaError`
+        (:class:`DuplicateId` when a new node's id is stored here already).
+        Fitting means the index keeps its invariants after the delta (the
+        full list is in :mod:`graphrep.ann.replay`): ids unique and in
+        [0, 2**62), new ids not stored yet, no record for a freed id; every
+        neighbour a node that exists afterwards, no self loop or repeated
+        edge, degree <= R; every freed id stored, deleted, named once and
+        linked to by no list afterwards, so no edge dangles; an entry point
+        that exists afterwards; new vectors finite, squared norm <= 2**125.
+
+        With a list, the deltas are checked and applied one after another,
+        each against the state the ones before it left; the deltas before
+        the failing one stay applied, the failing one changes nothing. A list
         is applied by one kernel call, which is how a replica should consume
         a batch of deltas.
         """
@@ -546,8 +565,10 @@ class VamanaIndex:
         Every delta's bytes, dimension and ``seq`` are checked before anything changes:
         damaged bytes raise :class:`CorruptDelta`, a wrong dimension
         :class:`DimensionMismatch`, a gap or repeat in ``seq`` :class:`DeltaOutOfOrder`,
-        and the index is unchanged. A delta that does not fit the index's state raises
-        :class:`DeltaError` as in :meth:`apply`: the deltas before it stay applied.
+        and the index is unchanged. Then each delta is checked against the state the
+        ones before it left, with the same invariants as :meth:`apply`, and applied; one
+        that does not fit raises :class:`DeltaError` as in :meth:`apply`: the deltas
+        before it stay applied, it changes nothing.
         """
         if not isinstance(data, (list, tuple)):
             raise DeltaError(f"apply_bytes takes a list of bytes, not {type(data).__name__}")
@@ -598,24 +619,24 @@ class VamanaIndex:
             )
         if d.seq != expect_seq:
             return self._out_of_order(d.seq, expect_seq)
-        n = d.ids.shape[0]
-        v = d.vectors
-        if not (d.ids.ndim == 1 and d.flags.shape == (n,) and d.kinds.shape == (n,)
-                and d.counts.shape == (n, 2) and v.ndim == 2 and v.shape[1] == self.dim
-                and v.shape[0] <= n and d.values.ndim == 1 and d.removed.ndim == 1):
-            return _malformed(d, "inconsistent array shapes")
+        problem = array_problem(d)
+        if problem is not None:
+            return _malformed(d, problem)
+        if isinstance(d.entry, bool) or not isinstance(d.entry, (int, np.integer)) \
+                or not -1 <= int(d.entry) <= MAX_ID:
+            return _malformed(d, f"entry {d.entry!r} is not -1 or an id in [0, 2**62)")
         return None
 
     def _apply_run(self, deltas: list[EdgeDelta]) -> None:
         """Apply shape-checked deltas with one kernel call, which checks their contents;
         raise for the first that doesn't fit (the ones before it stay applied)."""
-        names = ("ids", "flags", "kinds", "counts", "values", "vectors", "removed")
         if len(deltas) == 1:
-            parts = [getattr(deltas[0], name) for name in names]
+            parts = [getattr(deltas[0], name) for name in ARRAY_DTYPES]
         else:
-            parts = [np.concatenate([getattr(d, name) for d in deltas]) for name in names]
+            parts = [np.concatenate([getattr(d, name) for d in deltas]) for name in ARRAY_DTYPES]
         ids, flags, kinds, counts, values, vectors, removed = (
-            np.ascontiguousarray(a, dtype=t) for a, t in zip(parts, _DELTA_DTYPES, strict=True))
+            np.ascontiguousarray(a, dtype=t)
+            for a, t in zip(parts, ARRAY_DTYPES.values(), strict=True))
         off = np.zeros((len(deltas) + 1, 4), dtype=np.int64)
         off[1:] = [(d.ids.shape[0], d.values.shape[0], d.vectors.shape[0], d.removed.shape[0])
                    for d in deltas]
@@ -860,7 +881,7 @@ class VamanaIndex:
         Cost: O((records + drops) * R), no distance computation.
         """
         if seq is not None:
-            _check_int(seq, "seq", 0, 2**62)
+            _check_int(seq, "seq", 0, _MAX_SEQ)
         rs = REC.as_record_set(records)
         if rs.dim != self.dim:
             raise DimensionMismatch(
@@ -901,6 +922,10 @@ class VamanaIndex:
         if not np.isfinite(rs.vectors).all():
             raise bad(f"id {int(ids[np.argwhere(~np.isfinite(rs.vectors))[0][0]])}'s vector "
                       "holds NaN or inf")
+        big = int(RP.first_too_large(np.ascontiguousarray(rs.vectors, dtype=np.float32)))
+        if big >= 0:
+            raise bad(f"id {int(ids[big])}'s vector has a squared norm above 2**125, beyond "
+                      "which float32 distances overflow")
         owner = np.repeat(np.arange(n), counts)
         if (nb == ids[owner]).any():
             raise bad(f"id {int(nb[nb == ids[owner]][0])} lists itself as a neighbour")
@@ -1097,91 +1122,92 @@ class VamanaIndex:
 
     @classmethod
     def _read_snapshot(cls, source: Path | BinaryIO, name: str, kind: str) -> VamanaIndex:
-        """The index in ``source``; ``name`` and ``kind`` say in error messages what it was."""
+        """The index in ``source``; ``name`` and ``kind`` say in error messages what it was.
+
+        Everything is checked before the index is allocated, and no array is read
+        before its size is known to be what the archive holds: the archive's array
+        members must be stored uncompressed (as :meth:`save` writes them) with sound
+        CRC-32s; each ``.npy`` header's dtype and shape must be what the metadata
+        announces and account for its member's size exactly; the metadata's fields
+        must all be there, of their types and in range (:func:`_check_snapshot_meta`);
+        the arrays must hold an index that keeps every invariant a delta keeps
+        (:func:`_check_snapshot_graph`). Anything else raises :class:`CorruptIndexFile`.
+        """
         try:
-            # every member's CRC-32 first: numpy parses a member's header before zipfile
-            # checks its CRC, and a damaged header fails in ways that say nothing useful
             with zipfile.ZipFile(source) as zf:
-                bad = zf.testzip()
-            if bad is not None:
-                raise ValueError(f"member {bad} fails its CRC-32 check")
-            if isinstance(source, io.IOBase):
-                source.seek(0)
-            z = np.load(source, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array, not an archive of arrays")
-            with z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                arrays = {k: z[k] for k in ("vecs", "nbrs", "deg", "flags", "ext")}
-        except (OSError, ValueError, KeyError, TypeError, SyntaxError, tokenize.TokenError,
-                zipfile.BadZipFile, UnicodeDecodeError, EOFError, NotImplementedError,
-                zlib.error) as e:
+                members = _snapshot_members(zf)
+                try:
+                    meta = json.loads(bytes(_read_npy(zf, members["meta"], "meta")).decode())
+                except RecursionError:
+                    raise ValueError("its metadata is nested too deeply to be an index's "
+                                     "metadata") from None
+                if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
+                    raise _ForeignFormat(meta.get("format") if isinstance(meta, dict) else "?")
+                try:
+                    shapes = _check_snapshot_meta(meta)
+                except (InvalidArgument, KeyError, TypeError, ValueError, OverflowError) as e:
+                    raise _Inconsistent(f"its metadata is invalid: {e}") from e
+                arrays = {k: _read_npy(zf, members[k], k, shp) for k, shp in shapes.items()}
+        except _ForeignFormat as e:
+            raise CorruptIndexFile(
+                f"{name} has format {e.args[0]}; this graphrep reads format {SAVE_FORMAT}"
+            ) from None
+        except _Inconsistent as e:
+            raise CorruptIndexFile(f"{name} holds an inconsistent index: {e}") from e
+        except (OSError, ValueError, KeyError, TypeError, SyntaxError, RecursionError,
+                tokenize.TokenError, zipfile.BadZipFile, UnicodeDecodeError, EOFError,
+                NotImplementedError, RuntimeError, OverflowError, zlib.error) as e:
             raise CorruptIndexFile(
                 f"{name} is not a readable {kind}: {e}; it was damaged or not written by "
                 "VamanaIndex.save/to_bytes"
             ) from e
-        if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
-            raise CorruptIndexFile(
-                f"{name} has format {meta.get('format') if isinstance(meta, dict) else '?'}; "
-                f"this graphrep reads format {SAVE_FORMAT}"
-            )
         try:
-            _check_snapshot_shapes(meta, arrays)
+            _check_snapshot_graph(meta, arrays)
             idx = cls(meta["dim"], meta["metric"], meta["R"], meta["L"], meta["alpha"],
                       build_slack=meta["build_slack"], seed=meta["seed"],
-                      capacity=max(1, int(meta["n_slots"])))
-            idx._restore(meta, arrays)
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
-                InvalidArgument) as e:
+                      capacity=max(1, meta["n_slots"]))
+        except (ValueError, InvalidArgument) as e:
             raise CorruptIndexFile(f"{name} holds an inconsistent index: {e}") from e
+        idx._restore(meta, arrays)
         return idx
 
     def _restore(self, meta: dict, a: dict[str, np.ndarray]) -> None:
-        n = int(meta["n_slots"])
-        shapes = {"vecs": (n, self.dim), "nbrs": (n, self.R), "deg": (n,), "flags": (n,),
-                  "ext": (n,)}
-        for k, shp in shapes.items():
-            if a[k].shape != shp:
-                raise ValueError(f"array {k} has shape {a[k].shape}, expected {shp}")
+        """Take in a snapshot's metadata and arrays, which :meth:`_read_snapshot` checked."""
+        n = meta["n_slots"]
         g = self._g
         g.vecs[:n] = a["vecs"]
-        g.nbrs[:n] = a["nbrs"]
         g.deg[:n] = a["deg"]
+        valid = np.arange(self.R)[None, :] < g.deg[:n][:, None]
+        g.nbrs[:n] = np.where(valid, a["nbrs"], -1)  # past a list's end: -1, as kept in memory
         g.flags[:n] = a["flags"]
         g.ext[:n] = a["ext"]
         used = g.flags[:n] != K.FREE
-        if (g.flags[:n] > K.DELETED).any() or (g.deg[:n] < 0).any() or (g.deg[:n] > self.R).any():
-            raise ValueError("flags or degrees out of range")
-        valid = np.arange(self.R)[None, :] < g.deg[:n][:, None]
-        targets = g.nbrs[:n][valid]
-        if targets.size and ((targets < 0) | (targets >= n)).any():
-            raise ValueError("an edge points outside the stored slots")
-        if targets.size and (g.flags[targets] == K.FREE).any():
-            raise ValueError("an edge points at a free slot")
-        if (g.ext[:n][used] < 0).any() or np.unique(g.ext[:n][used]).size != int(used.sum()):
-            raise ValueError("ids are negative or repeated")
-        g.indeg[:n] = np.bincount(targets, minlength=n)[:n] if n else 0
+        g.indeg[:n] = np.bincount(g.nbrs[:n][valid], minlength=n)[:n] if n else 0
         self._n_slots = n
         free = np.asarray(meta["free"], dtype=np.int64)
-        if free.ndim != 1 or (free.size and (free.min() < 0 or free.max() >= n
-                                             or used[free].any())):
-            raise ValueError("free-slot list names a used or unknown slot")
         self._free[: free.size] = free
         self._n_free = int(free.size)
         self._n_live = int((g.flags[:n] == K.LIVE).sum())
         self._n_deleted = int((g.flags[:n] == K.DELETED).sum())
-        self._entry = int(meta["entry"])
-        if self._used and not (0 <= self._entry < n and used[self._entry]):
-            raise ValueError("entry point is not a stored node")
-        self._seq = int(meta["seq"])
+        self._entry = meta["entry"]
+        self._seq = meta["seq"]
         self._idmap.put_many(g.ext[:n][used], np.flatnonzero(used).astype(np.int32))
-        for op, v in meta.get("totals", {}).items():
-            if op in self._totals:
-                self._totals[op].update({k: int(x) for k, x in v.items()})
+        for op, v in meta["totals"].items():
+            self._totals[op].update(v)
         self._counters[:] = np.asarray(meta["counters"], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _is_real(v: Any) -> bool:
+    """``v`` is a finite Python or NumPy number, not a bool (and not an int beyond float)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return bool(np.isfinite(float(v)))
+    except OverflowError:
+        return False
 
 
 def _check_int(v: Any, name: str, lo: int, hi: int) -> None:
@@ -1191,18 +1217,190 @@ def _check_int(v: Any, name: str, lo: int, hi: int) -> None:
         raise InvalidArgument(f"{name} must be in [{lo}, {hi}], got {int(v)}")
 
 
-def _check_snapshot_shapes(meta: dict, a: dict[str, np.ndarray]) -> None:
-    """The arrays of a snapshot have the shapes its metadata announces. Checked before
-    the index is allocated, so that foreign metadata can't make it allocate more than
-    the snapshot's own arrays take."""
+class _ForeignFormat(Exception):
+    """A snapshot's metadata names another format version (``args[0]``)."""
+
+
+class _Inconsistent(Exception):
+    """A snapshot is readable but does not hold a valid index (the message says why)."""
+
+
+# the members of a snapshot and the dtype of each (the metadata is JSON as uint8)
+_SNAPSHOT_DTYPES = {"meta": np.uint8, "vecs": np.float32, "nbrs": np.int32, "deg": np.int32,
+                    "flags": np.uint8, "ext": np.int64}
+_SNAPSHOT_META = ("format", "dim", "metric", "R", "L", "alpha", "build_slack", "seed",
+                  "n_slots", "entry", "seq", "free", "totals", "counters")
+_TOTAL_KEYS = ("calls", "distance_computations", "nodes_visited")
+# the largest seq an index takes from a snapshot or a repair
+_MAX_SEQ = 2**62
+_MAX_COUNT = 2**63 - 1
+
+
+def _snapshot_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive members of a snapshot's arrays, each checked to be stored uncompressed
+    (as ``np.savez`` writes them: the data is then as large as the member's bytes in the
+    archive) and to pass its CRC-32 (before numpy parses a header that may be damaged)."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        key = info.filename.removesuffix(".npy")
+        if info.filename.endswith(".npy") and key in _SNAPSHOT_DTYPES:
+            members[key] = info
+    for key in _SNAPSHOT_DTYPES:
+        info = members.get(key)
+        if info is None:
+            raise ValueError(f"it has no member {key}.npy")
+        if info.flag_bits & 0x1:
+            raise ValueError(f"member {key}.npy is encrypted")
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise ValueError(f"member {key}.npy is compressed; VamanaIndex.save stores its "
+                             "arrays uncompressed")
+        with zf.open(info) as f:  # zipfile checks the CRC-32 at the end of the data
+            while f.read(1 << 20):
+                pass
+    return members
+
+
+def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str,
+              shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The array ``key`` in the ``.npy`` member ``info``: its header is checked (dtype
+    ``_SNAPSHOT_DTYPES[key]`` in either byte order, C order, ``shape`` or any 1-d shape
+    when None, data exactly the rest of the member) before its data is read."""
+    want = np.dtype(_SNAPSHOT_DTYPES[key])
+    with zf.open(info) as f:
+        version = npformat.read_magic(f)
+        if version == (1, 0):
+            got, fortran, dtype = npformat.read_array_header_1_0(f)
+        elif version == (2, 0):
+            got, fortran, dtype = npformat.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"array {key} has .npy format version {version}")
+        if dtype.newbyteorder("=") != want or dtype.hasobject:
+            raise ValueError(f"array {key} has dtype {dtype}, not {want}")
+        if fortran:
+            raise ValueError(f"array {key} is stored in Fortran order")
+        if (shape is None and len(got) != 1) or (shape is not None and got != shape):
+            raise ValueError(f"array {key} has shape {got}, expected "
+                             f"{shape if shape is not None else 'a 1-d shape'}")
+        nbytes = want.itemsize
+        for m in got:
+            nbytes *= m
+        if info.file_size - f.tell() != nbytes:
+            raise ValueError(f"array {key}'s header announces {nbytes} bytes of data, its "
+                             f"member holds {info.file_size - f.tell()}")
+        data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"array {key} is truncated")
+    arr = np.frombuffer(data, dtype=dtype).reshape(got)
+    return arr if dtype == want else arr.astype(want)
+
+
+def _check_snapshot_meta(meta: dict) -> dict[str, tuple[int, ...]]:
+    """Check every field of a snapshot's metadata (its type and range, as the index's
+    constructor and state take them); return the shape each array must have."""
+    missing = [k for k in _SNAPSHOT_META if k not in meta]
+    if missing:
+        raise ValueError(f"it lacks {', '.join(missing)}")
     _check_int(meta["dim"], "dim", 1, 1 << 16)
     _check_int(meta["R"], "R", 2, 4096)
+    _check_int(meta["L"], "L", 1, 1 << 20)
+    _check_int(meta["seed"], "seed", 0, 2**63 - 1)
     _check_int(meta["n_slots"], "n_slots", 0, 1 << 31)
-    n, dim, R = int(meta["n_slots"]), int(meta["dim"]), int(meta["R"])
-    shapes = {"vecs": (n, dim), "nbrs": (n, R), "deg": (n,), "flags": (n,), "ext": (n,)}
-    for k, shp in shapes.items():
-        if a[k].shape != shp:
-            raise ValueError(f"array {k} has shape {a[k].shape}, expected {shp}")
+    n, dim, R = meta["n_slots"], meta["dim"], meta["R"]
+    _check_int(meta["entry"], "entry", -1, n - 1)
+    _check_int(meta["seq"], "seq", 0, _MAX_SEQ)
+    if not isinstance(meta["metric"], str) or meta["metric"] not in METRICS:
+        raise ValueError(f"metric {meta['metric']!r} is not one of {METRICS}")
+    for key, lo, hi in (("alpha", 1.0, float("inf")), ("build_slack", 1.0, 4.0)):
+        v = meta[key]
+        if not (_is_real(v) and lo <= v <= hi):
+            raise ValueError(f"{key} {v!r} is not a finite number in [{lo}, {hi}]")
+    free = meta["free"]
+    if not isinstance(free, list) or len(free) > n:
+        raise ValueError("free is not a list of at most n_slots slots")
+    for s in free:
+        _check_int(s, "a free slot", 0, n - 1)
+    totals = meta["totals"]
+    if not isinstance(totals, dict):
+        raise ValueError("totals is not an object")
+    for op, t in totals.items():
+        if op not in _OPS or not isinstance(t, dict) or not set(t) <= set(_TOTAL_KEYS):
+            raise ValueError(f"totals holds {op!r}: {t!r}, not an operation's counters")
+        for k, v in t.items():
+            _check_int(v, f"totals {op} {k}", 0, _MAX_COUNT)
+    counters = meta["counters"]
+    if not isinstance(counters, list) or len(counters) != K.N_COUNTERS:
+        raise ValueError(f"counters is not a list of {K.N_COUNTERS} counts")
+    for v in counters:
+        _check_int(v, "a counter", 0, _MAX_COUNT)
+    return {"vecs": (n, dim), "nbrs": (n, R), "deg": (n,), "flags": (n,), "ext": (n,)}
+
+
+def _check_snapshot_graph(meta: dict, a: dict[str, np.ndarray]) -> None:
+    """The arrays of a snapshot (shapes checked) hold an index that keeps every invariant
+    a delta keeps (:mod:`graphrep.ann.replay`): flags free, live or deleted; degrees in
+    [0, R], none for a free slot; every edge to a stored node, none to itself, none
+    twice; ids unique and in [0, 2**62); vectors of stored nodes finite with squared
+    norm <= 2**125; the free list each free slot exactly once; an entry point that is
+    a stored node (-1 when there is none)."""
+    n, R = meta["n_slots"], meta["R"]
+    flags, deg, nbrs, ext = a["flags"], a["deg"], a["nbrs"], a["ext"]
+
+    def first(mask: np.ndarray) -> int:
+        return int(np.flatnonzero(mask)[0])
+
+    if (flags > K.DELETED).any():
+        i = first(flags > K.DELETED)
+        raise ValueError(f"slot {i} has flags {int(flags[i])}, not 0 (free), 1 (live) or "
+                         "2 (deleted)")
+    used = flags != K.FREE
+    if ((deg < 0) | (deg > R)).any():
+        i = first((deg < 0) | (deg > R))
+        raise ValueError(f"slot {i} has degree {int(deg[i])}, outside [0, R={R}]")
+    if (deg[~used] != 0).any():
+        raise ValueError(f"free slot {first(~used & (deg != 0))} has edges")
+    valid = np.arange(R)[None, :] < deg[:, None]
+    targets = nbrs[valid]
+    owner = np.repeat(np.arange(n), deg)
+    out = (targets < 0) | (targets >= n)
+    if out.any():
+        j = first(out)
+        raise ValueError(f"slot {int(owner[j])} has an edge to slot {int(targets[j])}, "
+                         "outside the stored slots")
+    to_free = ~used[targets]
+    if to_free.any():
+        j = first(to_free)
+        raise ValueError(f"slot {int(owner[j])} has an edge to free slot {int(targets[j])}")
+    if (targets == owner).any():
+        raise ValueError(f"slot {int(owner[first(targets == owner)])} has an edge to itself")
+    srt = np.sort(np.where(valid, nbrs, -1), axis=1)
+    rep = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+    if rep.any():
+        raise ValueError(f"slot {first(rep.any(axis=1))} has the same edge twice")
+    ids = ext[used]
+    if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
+        raise ValueError(f"id {int(ids[(ids < 0) | (ids > MAX_ID)][0])} is outside [0, 2**62)")
+    if np.unique(ids).size != ids.size:
+        raise ValueError("an id is stored in two slots")
+    vecs = np.ascontiguousarray(a["vecs"][used])
+    if not np.isfinite(vecs).all():
+        raise ValueError(f"the vector of id {int(ids[first(~np.isfinite(vecs).all(axis=1))])} "
+                         "holds NaN or inf")
+    big = int(RP.first_too_large(vecs))
+    if big >= 0:
+        raise ValueError(f"the vector of id {int(ids[big])} has a squared norm above 2**125")
+    free = np.asarray(meta["free"], dtype=np.int64)
+    if used[free].any():
+        raise ValueError(f"the free list names slot {int(free[used[free]][0])}, which is in "
+                         "use")
+    if np.unique(free).size != free.size:
+        raise ValueError("the free list names a slot twice")
+    if free.size != n - int(used.sum()):
+        raise ValueError("the free list does not name every free slot")
+    entry = meta["entry"]
+    if ids.size and not (entry >= 0 and used[entry]):
+        raise ValueError(f"entry point {entry} is not a stored node")
+    if not ids.size and entry != -1:
+        raise ValueError(f"entry point {entry} in an index that stores no node")
 
 
 def _as_float_array(x: Any, what: str) -> np.ndarray:
@@ -1229,6 +1427,39 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
             if big.any():
                 row = int(np.argwhere(big)[0][0])
                 raise InvalidVector(f"{what}: row {row} overflows float32")
+
+
+# below this float32 norm a row's sum of squares was subnormal (or zero): bits were lost
+_TINY_NORM = np.float32(np.sqrt(np.finfo(np.float32).tiny))
+
+
+def _normalise_rows(arr: np.ndarray, what: str) -> None:
+    """Scale every row of the float32 batch ``arr`` to unit length, in place.
+
+    A row whose float32 norm is a normal finite number is divided by it in float32.
+    A row whose sum of squares overflows float32 (``[3e38, 3e38, 0]``) or underflows
+    it (``[1e-30, 0, 0]``) is divided by its largest magnitude and then by its norm,
+    both in float64, where neither can happen. Only the zero vector is refused.
+    """
+    with np.errstate(over="ignore", under="ignore"):  # the rows they hit are redone
+        norms = np.linalg.norm(arr, axis=1)
+    odd = ~((norms >= _TINY_NORM) & np.isfinite(norms))
+    if not odd.any():
+        arr /= norms[:, None]
+        return
+    rows = np.flatnonzero(odd)
+    sub = arr[rows].astype(np.float64)
+    top = np.abs(sub).max(axis=1)
+    if (top == 0).any():
+        raise InvalidVector(
+            f"{what}: row {int(rows[top == 0][0])} is the zero vector, which has no cosine "
+            "distance; drop it or use metric='l2'"
+        )
+    sub /= top[:, None]
+    sub /= np.linalg.norm(sub, axis=1)[:, None]
+    norms[rows] = 1
+    arr /= norms[:, None]
+    arr[rows] = sub
 
 
 def _as_id(x: Any, what: str) -> int:
@@ -1286,9 +1517,18 @@ _DELTA_MESSAGES = {
     RP.ENTRY_UNKNOWN: "its entry point {v} is not a node here",
     RP.BAD_KIND: "record {i} has unknown list kind {v}",
     RP.NEW_WITHOUT_LIST: "new node {v} comes without its full list",
-    RP.BAD_ID: "record {i} has negative id {v}",
+    RP.BAD_ID: "record {i} has id {v}, outside [0, 2**62)",
     RP.BAD_COUNTS: "its list lengths don't add up to its values ({v})",
     RP.NONFINITE_VECTOR: "new node {i}'s vector is not finite",
+    RP.REMOVED_REPEATED: "it frees id {v} twice",
+    RP.REMOVED_HAS_RECORD: "record {i} rewrites id {v}, which the same delta frees",
+    RP.REMOVED_STILL_LINKED: "it frees id {v}, but a list it does not rewrite still links "
+                             "to it (the edge would dangle)",
+    RP.NEIGHBOUR_REMOVED: "record {i} links to id {v}, which the same delta frees",
+    RP.KIND_COUNTS: "record {i}'s list lengths do not fit its kind {v} (none: no values, "
+                    "full: no added part)",
+    RP.VECTOR_TOO_LARGE: "new node {v}'s vector has a squared norm above 2**125, beyond "
+                         "which float32 distances overflow",
 }
 
 

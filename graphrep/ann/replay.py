@@ -1,8 +1,41 @@
 """Kernels that turn a mutation's touched lists into delta records, and that
 check and apply another index's delta without a single distance computation.
 
-Kept apart from :mod:`graphrep.ann.kernels` because nothing here looks at a
-vector: this is bookkeeping of ids, slots and lists.
+Kept apart from :mod:`graphrep.ann.kernels` because nothing here compares
+vectors: this is bookkeeping of ids, slots and lists.
+
+What a delta must keep true. :func:`validate_delta`, with the per-delta checks
+at the top of :func:`apply_batch`, checks all of the following against the
+index's current state before :func:`apply_delta` changes anything, so that a
+delta no mutation could have produced (a bit flip behind a recomputed CRC, a
+buggy leader) is refused whole instead of corrupting a replica:
+
+* Records: every id is in [0, ``MAX_ID``] and has one record at most; a new
+  node's id is not stored here, an existing record's id is; flags are live or
+  deleted; the kind is none, full or diff, with lengths that fit the kind
+  (none: no values; full: no "added" part) and add up to the values; a new
+  node comes with its full list and a finite vector whose squared norm is at
+  most ``MAX_SQUARED_NORM``.
+* Lists after the delta: every neighbour exists afterwards (stored and not
+  freed by this delta, or new in it), is not the node itself and appears
+  once; a list holds at most R; a diff removes only ids in the list and adds
+  only ids not in it (or removed by the same diff).
+* Freed nodes (``removed``): each is stored here and deleted, is named once,
+  has no record in the delta (it is freed, not rewritten), and no edge points
+  to it afterwards. The last is checked with the tracked in-degrees: the
+  node's in-degree, less the edges to it in the lists this delta replaces or
+  frees, must be zero (a diff's kept part and every new list must not name
+  it) -- O(records + removed + the lengths of those lists), no graph scan.
+* The entry point exists afterwards (it is not freed by the delta), or is -1
+  when the index is empty afterwards.
+
+So after any delta the graph holds no dangling edge, no self loop, no
+repeated edge and no list longer than R, ids are unique and in range, every
+freed slot is freed once, and the in-degree counters match the lists.
+
+A batch (:func:`apply_batch`, :func:`apply_wire`) is checked and applied
+delta by delta: delta k + 1 is checked against the state delta k left. The
+first delta that fails changes nothing; the deltas before it stay applied.
 """
 
 from __future__ import annotations
@@ -12,7 +45,7 @@ from numba import njit
 
 from graphrep.ann._prefetch import prefetch_item, prefetch_row
 from graphrep.ann.delta import KIND_DIFF, KIND_FULL, KIND_NONE, _decode_kernel
-from graphrep.ann.idmap import _bucket, insert, lookup, remove
+from graphrep.ann.idmap import MAX_ID, _bucket, insert, lookup, remove
 from graphrep.ann.kernels import DELETED, FREE, LIVE, _next_epoch
 
 # validation outcomes (code, record index, offending value) -> errors in index.py
@@ -35,6 +68,39 @@ NEW_WITHOUT_LIST = 15
 BAD_ID = 16
 BAD_COUNTS = 17
 NONFINITE_VECTOR = 18
+REMOVED_REPEATED = 19
+REMOVED_HAS_RECORD = 20
+REMOVED_STILL_LINKED = 21
+NEIGHBOUR_REMOVED = 22
+KIND_COUNTS = 23
+VECTOR_TOO_LARGE = 24
+
+# the largest squared L2 norm a stored vector (or query) may have: with both at most
+# this, every squared distance (<= 2|a|^2 + 2|b|^2) and inner product the kernels
+# compute in float32 stays finite, rounding included
+MAX_SQUARED_NORM = 2.0**125
+
+
+@njit(inline="always")
+def _squared_norm(vectors, i):
+    """Squared L2 norm of row ``i``, summed in float64 in index order (exact enough
+    that no float32 input overflows it, and the same wherever it is computed)."""
+    sq = 0.0
+    for t in range(vectors.shape[1]):
+        x = np.float64(vectors[i, t])
+        sq += x * x
+    return sq
+
+
+@njit(cache=True)
+def first_too_large(vectors):
+    """The first row of the 2-d float32 ``vectors`` whose squared norm is above
+    ``MAX_SQUARED_NORM`` (the check :func:`apply_batch` makes of a delta's new
+    vectors), or -1."""
+    for i in range(vectors.shape[0]):
+        if _squared_norm(vectors, i) > MAX_SQUARED_NORM:
+            return i
+    return -1
 
 
 @njit(inline="always")
@@ -111,19 +177,25 @@ def make_records(slots, n_rec, n_new, old_idx, old, old_deg, nbrs, deg, ext, mar
 
 @njit(cache=True)
 def _local_set(new_ids, new_slots):
+    """A hash table (keys, values, as :mod:`graphrep.ann.idmap` reads them) of
+    ``new_ids[i] -> new_slots[i]`` (keys >= 0), and the index of the first key
+    that repeats an earlier one (-1 if none does; the later value wins)."""
     size = 16
     while size < 2 * new_ids.shape[0] + 2:
         size *= 2
     keys = np.full(size, -1, dtype=np.int64)
     vals = np.full(size, -1, dtype=np.int32)
     mask = size - 1
+    dup = -1
     for i in range(new_ids.shape[0]):
         b = _bucket(new_ids[i], mask)
         while keys[b] != -1 and keys[b] != new_ids[i]:
             b = (b + 1) & mask
+        if keys[b] == new_ids[i] and dup < 0:
+            dup = i
         keys[b] = new_ids[i]
         vals[b] = new_slots[i]
-    return keys, vals
+    return keys, vals, dup
 
 
 # up to this many new nodes a delta's new ids are searched linearly, not hashed
@@ -223,11 +295,98 @@ def _check_small_diff(i, me, vp, nr, na, values, R, tkeys, tvals, new_ids, new_s
     return OK, np.int64(0), vp
 
 
+@njit(inline="always")
+def _removed_index(c, rem_slot, rkeys, rvals):
+    """Position in ``rem_slot`` of the freed slot ``c`` (known to be one)."""
+    if rem_slot.shape[0] <= _FEW_NEW:
+        for i in range(rem_slot.shape[0]):
+            if rem_slot[i] == c:
+                return i
+        return -1
+    return lookup(rkeys, rvals, c)
+
+
+@njit(cache=True)
+def _check_removed(ids, kinds, counts, values, removed, n_new, tkeys, tvals, g_nbrs, g_deg,
+                   g_flags, g_indeg, mark, mstate, rec_slot, val_slot, rem_slot):
+    """The checks of a delta's freed ids (module docstring), after its records were
+    resolved (``rec_slot``, ``val_slot``): returns ``(code, index, value)``.
+
+    Each freed slot is stamped in ``mark``; its in-degree then loses the edges to it
+    from the old lists of full records, from the removed parts of diffs and from the
+    freed nodes' own lists, and must end at zero. A list value (full, or added by a
+    diff) that is a freed slot is an edge to it that would dangle.
+    """
+    n = ids.shape[0]
+    n_rem = removed.shape[0]
+    ep = _next_epoch(mark, mstate)
+    for i in range(n_rem):
+        s = lookup(tkeys, tvals, removed[i])
+        rem_slot[i] = s
+        if s < 0:
+            return REMOVED_UNKNOWN, i, removed[i]
+        if g_flags[s] != DELETED:
+            return REMOVED_NOT_DELETED, i, removed[i]
+        if mark[s] == ep:
+            return REMOVED_REPEATED, i, removed[i]
+        mark[s] = ep
+    for i in range(n_new, n):
+        if mark[rec_slot[i]] == ep:
+            return REMOVED_HAS_RECORD, i, ids[i]
+    if n_rem > _FEW_NEW:
+        rkeys, rvals, _ = _local_set(rem_slot.astype(np.int64),
+                                     np.arange(n_rem).astype(np.int32))
+    else:
+        rkeys = np.full(1, -1, dtype=np.int64)
+        rvals = np.full(1, -1, dtype=np.int32)
+    left = np.empty(n_rem, dtype=np.int64)
+    for i in range(n_rem):
+        left[i] = g_indeg[rem_slot[i]]
+    vp = 0
+    for i in range(n):
+        k = kinds[i]
+        me = rec_slot[i]
+        if k == KIND_FULL:
+            m = counts[i, 0]
+            for t in range(vp, vp + m):
+                if mark[val_slot[t]] == ep:
+                    return NEIGHBOUR_REMOVED, i, values[t]
+            if i >= n_new:  # the old list goes
+                for t in range(g_deg[me]):
+                    c = g_nbrs[me, t]
+                    if mark[c] == ep:
+                        left[_removed_index(c, rem_slot, rkeys, rvals)] -= 1
+            vp += m
+        elif k == KIND_DIFF:
+            nr = counts[i, 0]
+            na = counts[i, 1]
+            for t in range(vp, vp + nr):
+                c = val_slot[t]
+                if mark[c] == ep:
+                    left[_removed_index(c, rem_slot, rkeys, rvals)] -= 1
+            for t in range(vp + nr, vp + nr + na):
+                if mark[val_slot[t]] == ep:
+                    return NEIGHBOUR_REMOVED, i, values[t]
+            vp += nr + na
+    for i in range(n_rem):  # the freed nodes' own lists go too
+        s = rem_slot[i]
+        for t in range(g_deg[s]):
+            c = g_nbrs[s, t]
+            if mark[c] == ep:
+                left[_removed_index(c, rem_slot, rkeys, rvals)] -= 1
+    for i in range(n_rem):
+        if left[i] != 0:
+            return REMOVED_STILL_LINKED, i, removed[i]
+    return OK, -1, np.int64(0)
+
+
 @njit(cache=True)
 def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
-                   tkeys, tvals, g_nbrs, g_deg, g_flags, R, mark, mstate, size_after,
+                   tkeys, tvals, g_nbrs, g_deg, g_flags, g_indeg, R, mark, mstate, size_after,
                    rec_slot, val_slot, rem_slot):
-    """Check a delta against this index without changing it.
+    """Check a delta against this index without changing it: every invariant of
+    the module docstring except the ones :func:`apply_batch` checks first (list
+    lengths against the values, the kinds' lengths, the vectors).
 
     Returns ``(code, record index, value)``; code 0 means it applies cleanly.
     ``new_slots`` are the slots the new records will take; ``mark`` is a
@@ -249,17 +408,24 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
         prefetch_item(tkeys, b)
         prefetch_item(tvals, b)
     for i in range(n):
-        if ids[i] < 0:
+        if ids[i] < 0 or ids[i] > MAX_ID:
             return BAD_ID, i, ids[i]
     for i in range(n_new):
         if lookup(tkeys, tvals, ids[i]) >= 0:
             return NEW_ID_EXISTS, i, ids[i]
     new_ids = ids[:n_new]
+    # new ids unique (their slots differ, so the stamps below can't tell)
     if n_new > _FEW_NEW:
-        nkeys, nvals = _local_set(new_ids, new_slots)
+        nkeys, nvals, dup = _local_set(new_ids, new_slots)
+        if dup >= 0:
+            return RECORD_ID_REPEATED, dup, ids[dup]
     else:
         nkeys = np.full(1, -1, dtype=np.int64)
         nvals = np.full(1, -1, dtype=np.int32)
+        for i in range(1, n_new):
+            for j in range(i):
+                if ids[j] == ids[i]:
+                    return RECORD_ID_REPEATED, i, ids[i]
     # record ids unique: stamp their slots
     ep = _next_epoch(mark, mstate)
     for i in range(n):
@@ -332,13 +498,12 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                 return LIST_TOO_LONG, i, np.int64(m)
         else:
             return BAD_KIND, i, np.int64(k)
-    for i in range(removed.shape[0]):
-        s = lookup(tkeys, tvals, removed[i])
-        rem_slot[i] = s
-        if s < 0:
-            return REMOVED_UNKNOWN, i, removed[i]
-        if g_flags[s] != DELETED:
-            return REMOVED_NOT_DELETED, i, removed[i]
+    if removed.shape[0] > 0:
+        code, i, v = _check_removed(ids, kinds, counts, values, removed, n_new, tkeys, tvals,
+                                    g_nbrs, g_deg, g_flags, g_indeg, mark, mstate, rec_slot,
+                                    val_slot, rem_slot)
+        if code != OK:
+            return code, i, v
     if entry >= 0:
         s = _resolve(entry, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
         if s < 0:
@@ -491,6 +656,8 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, of
                 tkeys, tvals, g, R, mark, mstate, free, state):
     """Validate and apply a run of deltas (concatenated arrays plus offsets), in order.
 
+    Delta by delta: each is checked completely (the module docstring's
+    invariants) against the state the deltas before it left, then applied.
     Stops at the first delta that does not fit; the deltas before it stay
     applied, the failing one changes nothing. Slots come from the free stack
     ``free[:state[ST_N_FREE]]`` (last in, first out) and then from
@@ -519,18 +686,24 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, of
         m0 = rem_off[d]
         m1 = rem_off[d + 1]
         n_new = n1 - n0
-        # list lengths must add up to the values, and vectors must be finite
+        # list lengths must fit the kinds and add up to the values, and vectors must be
+        # finite and of a norm whose distances stay finite
         total = np.int64(0)
         for i in range(r0, r1):
             if counts[i, 0] < 0 or counts[i, 1] < 0:
                 return d, BAD_COUNTS, i - r0, np.int64(min(counts[i, 0], counts[i, 1]))
-            total += counts[i, 0] + counts[i, 1]
+            if (kinds[i] == KIND_NONE and counts[i, 0] + counts[i, 1] != 0) or \
+                    (kinds[i] == KIND_FULL and counts[i, 1] != 0):
+                return d, KIND_COUNTS, i - r0, np.int64(kinds[i])
+            total += np.int64(counts[i, 0]) + np.int64(counts[i, 1])
         if total != v1 - v0:
             return d, BAD_COUNTS, -1, total
         for i in range(n0, n1):
             for t in range(vectors.shape[1]):
                 if not np.isfinite(vectors[i, t]):
                     return d, NONFINITE_VECTOR, i - n0, np.int64(t)
+            if _squared_norm(vectors, i) > MAX_SQUARED_NORM:
+                return d, VECTOR_TOO_LARGE, i - n0, ids[r0 + i - n0]
         n_free = state[ST_N_FREE]
         take = min(n_new, n_free)
         new_slots = new_slots_all[n0:n1]
@@ -544,8 +717,8 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, of
         freed = freed_all[m0:m1]
         code, rec, val = validate_delta(
             ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1], values[v0:v1],
-            removed[m0:m1], entries[d], new_slots, tkeys, tvals, g.nbrs, g.deg, g.flags, R,
-            mark, mstate, size_after, rec_slot, val_slot, freed,
+            removed[m0:m1], entries[d], new_slots, tkeys, tvals, g.nbrs, g.deg, g.flags,
+            g.indeg, R, mark, mstate, size_after, rec_slot, val_slot, freed,
         )
         if code != OK:
             return d, code, rec, val

@@ -7,6 +7,7 @@ vectors, search results; and the index still works afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 import zlib
@@ -162,6 +163,56 @@ def test_wrong_shapes(idx, data) -> None:
     assert_rejected(empty, InvalidVector, empty.build, np.zeros((0, DIM)))  # nothing
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("scale", [1e19, 3e38])
+def test_vectors_whose_distances_overflow_float32(data, metric, scale) -> None:
+    """A finite vector whose squared norm is beyond float32 made ip searches return
+    -inf and NaN distances (and l2 ones inf): insert, build and search refuse it."""
+    idx = VamanaIndex(DIM, metric, R=5, L=16)
+    idx.build(data[:40])
+    v = np.full(DIM, scale)
+    for bad in (v, v.astype(np.float32), np.r_[scale, np.zeros(DIM - 1)]):
+        err = assert_rejected(idx, InvalidVector, idx.insert, 500, bad)
+        assert "squared norm" in str(err)
+        assert_rejected(idx, InvalidVector, idx.search, bad, k=3)
+    batch = data[:5].copy()
+    batch[3] = v
+    assert_rejected(idx, InvalidVector, idx.search, batch, k=3)
+    empty = VamanaIndex(DIM, metric, R=5, L=16)
+    assert_rejected(empty, InvalidVector, empty.build, batch)
+    # the largest accepted vectors give finite distances
+    edge = np.full(DIM, 2.0**62 / np.sqrt(DIM), np.float32)
+    idx.insert(500, edge)
+    idx.insert(501, -edge)
+    _, dists = idx.search(np.stack([edge, -edge, data[0]]), k=10)
+    assert np.isfinite(dists).all()
+    assert idx.graph_problems() == []
+
+
+def test_cosine_vectors_whose_norm_overflows_or_underflows_float32(data) -> None:
+    """[3e38, 3e38, 0...] was stored as the zero vector (its float32 norm is inf), and
+    [1e-30, 0...] refused as the zero vector (its squares underflow): both are
+    normalised in float64 now."""
+    cos = VamanaIndex(DIM, "cosine", R=5, L=16)
+    cos.build(data[:20])
+    huge = np.r_[3e38, 3e38, np.zeros(DIM - 2)].astype(np.float32)
+    tiny = np.r_[1e-30, np.zeros(DIM - 1)].astype(np.float32)
+    cos.insert(500, huge)
+    cos.insert(501, tiny)
+    half = np.float32(np.sqrt(0.5))
+    assert np.array_equal(cos.vector(500), np.r_[half, half, np.zeros(DIM - 2, np.float32)])
+    assert np.array_equal(cos.vector(501), np.r_[1, np.zeros(DIM - 1)].astype(np.float32))
+    ids, dists = cos.search(huge * 0.5, k=1)
+    assert ids[0] == 500 and abs(dists[0]) < 1e-6
+    ids, _ = cos.search(tiny, k=1)
+    assert ids[0] == 501
+    both = VamanaIndex(DIM, "cosine", R=5, L=16)
+    both.build(np.stack([huge, tiny, data[0]]))
+    assert np.array_equal(both.vector(0), cos.vector(500))
+    assert np.array_equal(both.vector(2), cos.vector(0))  # ordinary rows as before
+    assert cos.graph_problems() == [] and both.graph_problems() == []
+
+
 def test_cosine_zero_vector(data) -> None:
     cos = VamanaIndex(DIM, "cosine", R=5, L=16)
     assert_rejected(cos, InvalidVector, cos.build, np.zeros((3, DIM)))
@@ -287,7 +338,8 @@ def test_build_on_a_non_empty_index(idx, data) -> None:
         {"R": 1}, {"R": 0}, {"R": -4}, {"R": 8.0},
         {"L": 0}, {"L": -1}, {"L": 10.5},
         {"alpha": 0.99}, {"alpha": -1.0}, {"alpha": float("nan")}, {"alpha": float("inf")},
-        {"alpha": "1.2"}, {"alpha": None},
+        {"alpha": "1.2"}, {"alpha": None}, {"alpha": 10**400},
+        {"alpha": True}, {"build_slack": 10**400},
         {"metric": "hamming"}, {"metric": "L2"}, {"metric": None},
         {"build_slack": 0.5}, {"build_slack": 5.0}, {"build_slack": float("nan")},
         {"seed": -1}, {"seed": 1.5}, {"seed": None},
@@ -649,3 +701,14 @@ def test_load_inconsistent_files(tmp_path, idx) -> None:
     with pytest.raises(CorruptIndexFile):
         VamanaIndex.load(tmp_path / "hollow.npz")
     assert VamanaIndex.load(good).digest() == idx.digest()
+
+
+def test_repair_records_whose_vectors_overflow_distances(idx) -> None:
+    """overwrite_records stores vectors bit for bit: one whose squared norm is beyond
+    what float32 distances hold is refused like a delta's."""
+    rs = idx.export_records([0, 1])
+    vectors = rs.vectors.copy()
+    vectors[1] = 1e19
+    rs = dataclasses.replace(rs, vectors=vectors)
+    err = assert_rejected(idx, DeltaError, idx.overwrite_records, rs)
+    assert "squared norm" in str(err)

@@ -344,6 +344,30 @@ def test_to_bytes_refuses_what_the_format_cannot_carry(change) -> None:
         bad.to_bytes()
 
 
+@pytest.mark.parametrize("change", ["short flags", "long kinds", "counts 1-d", "vectors 1-d",
+                                    "flags 257", "ids as floats", "a list", "op", "seq 1.5"])
+def test_to_bytes_refuses_arrays_the_kernel_would_misread(change) -> None:
+    """The encoder reads the arrays in a kernel, without bounds checks and after a cast
+    to its dtypes: arrays of other lengths, or values a cast would change, are refused
+    before it runs (they were read past their end, or encoded as another delta)."""
+    _, log, _ = history(n_build=30, n_insert=2)
+    d = log[1]
+    field = {
+        "short flags": {"flags": d.flags[:-1]},
+        "long kinds": {"kinds": np.append(d.kinds, d.kinds[:1])},
+        "counts 1-d": {"counts": d.counts[:, 0].copy()},
+        "vectors 1-d": {"vectors": d.vectors.reshape(-1)},
+        "flags 257": {"flags": d.flags.astype(np.int64) + 256},
+        "ids as floats": {"ids": d.ids.astype(np.float64)},
+        "a list": {"values": d.values.tolist()},
+        "op": {"op": "upsert"},
+        "seq 1.5": {"seq": 1.5},
+    }[change]
+    bad = dataclasses.replace(d, **field, _wire=[])
+    with pytest.raises(DeltaError, match="cannot encode"):
+        bad.to_bytes()
+
+
 @given(data=st.binary(max_size=300), cut=st.integers(0, 300))
 @settings(max_examples=scaled_examples(1.0))
 def test_crc_is_zlibs(data: bytes, cut: int) -> None:
