@@ -138,9 +138,9 @@ class RecordSet:
     * ``neighbours`` (counts.sum(),) int64: the neighbour ids (external ids, not
       slots), each list ascending, concatenated in record order.
 
-    The constructor coerces dtypes and checks that the shapes agree (raising
-    :class:`InvalidArgument`); whether the records fit an index is checked by
-    the index that takes them.
+    The constructor coerces dtypes (refusing integers the cast would change) and
+    checks that the shapes agree (raising :class:`InvalidArgument`); whether the
+    records fit an index is checked by the index that takes them.
     """
 
     dim: int
@@ -164,6 +164,11 @@ class RecordSet:
             if arr.dtype.kind not in ("f" if name == "vectors" else "iu"):
                 raise InvalidArgument(f"RecordSet {name} has dtype {arr.dtype}; pass "
                                       f"{np.dtype(dtype).name} values")
+            if name != "vectors" and arr.dtype != dtype and arr.size:
+                lim = np.iinfo(dtype)  # the cast must not change a value (flags 257 -> 1)
+                if int(arr.min()) < lim.min or int(arr.max()) > lim.max:
+                    raise InvalidArgument(f"RecordSet {name} holds values outside the range "
+                                          f"of {np.dtype(dtype).name}")
             # a copy: a RecordSet is a value, and the caller may reuse its arrays
             arrays[name] = np.array(arr, dtype=dtype, order="C", copy=True)
         n = arrays["ids"].shape[0] if arrays["ids"].ndim == 1 else -1

@@ -17,6 +17,7 @@ import pytest
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.datasets import gmm_dataset
+from graphrep.ann.records import RecordSet
 from graphrep.errors import (
     CorruptDelta,
     CorruptIndexFile,
@@ -712,3 +713,17 @@ def test_repair_records_whose_vectors_overflow_distances(idx) -> None:
     rs = dataclasses.replace(rs, vectors=vectors)
     err = assert_rejected(idx, DeltaError, idx.overwrite_records, rs)
     assert "squared norm" in str(err)
+
+
+@pytest.mark.parametrize("field", ["flags", "counts", "ids"])
+def test_record_set_values_a_cast_would_change(idx, field) -> None:
+    """RecordSet stores flags as uint8, counts as int32 and ids as int64: a value the
+    cast would change (flags 257 read as 1) is refused, not silently changed."""
+    rs = idx.export_records([0, 1])
+    arrays = {"flags": rs.flags.astype(np.int64), "counts": rs.counts.astype(np.int64),
+              "ids": rs.ids.astype(np.uint64)}
+    arrays[field][0] += {"flags": 256, "counts": 2**32, "ids": 2**63}[field]
+    kw = {"dim": rs.dim, "ids": rs.ids, "flags": rs.flags, "vectors": rs.vectors,
+          "counts": rs.counts, "neighbours": rs.neighbours, field: arrays[field]}
+    with pytest.raises(InvalidArgument, match="outside the range"):
+        RecordSet(**kw)
