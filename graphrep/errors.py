@@ -110,6 +110,11 @@ class OversizedMessage(ProtocolError):
     """A message is larger than the configured frame limit: raise the limit or batch less."""
 
 
+class DamagedEntry(ProtocolError):
+    """A log entry's body is not what its kind promises (a delta whose checksum fails, an
+    operation that does not decode): the entry is refused and the leader sends it again."""
+
+
 class UnknownShard(ProtocolError):
     """A message for a shard this node does not host (a misrouted or hostile message)."""
 

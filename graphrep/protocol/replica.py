@@ -59,8 +59,6 @@ next acknowledgement releases.
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -69,8 +67,10 @@ import msgpack
 import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
+from graphrep.ann.delta import DeltaBatch, decode_many
 from graphrep.ann.records import RecordSet
-from graphrep.errors import GraphrepError, ProtocolError
+from graphrep.errors import DamagedEntry, GraphrepError, ProtocolError
+from graphrep.protocol.entries import check_entry, wal_entry, wal_record
 from graphrep.protocol.merkle import MerkleTree, ids_in_leaves
 from graphrep.protocol.messages import (
     DELTA,
@@ -95,14 +95,14 @@ from graphrep.protocol.messages import (
 )
 from graphrep.sansio import Busy, DurableWrite, Metric, Send, SetTimer, Sync
 
-__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig"]
+__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig",
+           "wal_entry", "wal_record"]
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
 POLICIES = ("leader", "replay", "snapshot")
 SYNC_POLICIES = ("always", "tick")
 CONCERNS = ("one", "majority", "all")
 MS = 1_000_000
-_WAL_HEAD = struct.Struct("<qB")
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,11 @@ class Replica:
         self.wal_damaged = 0  # records whose checksum failed at recovery (the log ends there)
         while (record := disk.get(("log", self.log_start + len(self.log)))) is not None:
             entry = wal_entry(record)
+            if entry is not None:
+                try:
+                    check_entry(entry, config.dim)
+                except ProtocolError:
+                    entry = None
             if entry is None:
                 self.wal_damaged += 1
                 break
@@ -218,19 +223,23 @@ class Replica:
         self.index = config.index()
         self.applied = 0  # log entries reflected in the index
         self._busy_ns = 0  # modelled CPU time of this callback (cpu_ns_per_*), not reported
-        self.id_pos: dict[int, int] = {}  # id -> log position of its insert
-        self.deleted_pos: dict[int, int] = {}  # id -> log position of its delete
+        # id -> log position of its insert / delete; for a write that came in a snapshot,
+        # the snapshot's last position (its prefix holds the write: see _entry_holding)
+        self.id_pos: dict[int, int] = {}
+        self.deleted_pos: dict[int, int] = {}
         self.next: dict[str, int] = {}
         self.match: dict[str, int] = {}
         self.progress_at: dict[str, int] = {}
         self.snap_offset: dict[str, int] = {}
         self.inflight: dict[str, list[int]] = {}  # ends of unacknowledged Appends, sent order
+        self.below_match: dict[str, int] = {}  # gap reports below match in a row
         self.incoming: tuple[int, int, int, bytearray] | None = None  # snapshot being received
         self.early: dict[int, Append] = {}  # appends that arrived before a gap, by prev_end
         self.snapshot_due: set[str] = set()  # followers owed the latest full snapshot
         self.snapshot_wanted = False  # under ``snapshot``: a periodic snapshot is due
         self.votes: set[str] = set()
-        self.pending: list[tuple[int, str, int, str]] = []  # (pos, client, req, concern)
+        self.pending: list[tuple[int, int, str, int, str]] = []  # (pos, term, client, req,
+        # concern): writes waiting for their concern
         self.heard_at = 0
         self.timeout = 0
         self.ticks = 0
@@ -239,6 +248,9 @@ class Replica:
         self.errors = 0  # messages rejected as malformed / unsupported
         self.rebuilds = 0
         self._work = 0  # distance computations spent applying the log, not yet reported
+        # effects that repair what recovery found damaged (erase records, lower the
+        # commit position): emitted by on_start, or by the callback that found the damage
+        self._disk_fixes: list = []
         self._rebuild(count=False)
 
     # ------------------------------------------------------------------ log positions
@@ -271,6 +283,7 @@ class Replica:
         self.heard_at = now
         self.timeout = self._draw_timeout()
         out: list = [SetTimer("tick", self.config.tick_ns, periodic=True)]
+        self._fix_disk(out)
         self._report_work(out)
         return out
 
@@ -323,7 +336,11 @@ class Replica:
         """Handle a message already decoded and checked to be for this shard (a host of
         several shards decodes once and hands each message to its shard's replica)."""
         out: list = []
-        getattr(self, self._handlers[type(msg)])(now, src, msg, out)
+        try:
+            getattr(self, self._handlers[type(msg)])(now, src, msg, out)
+        except ProtocolError as exc:  # refused before the handler changed anything
+            self.errors += 1
+            return protocol_error_effects(exc)
         self._report_work(out)
         return out
 
@@ -351,7 +368,8 @@ class Replica:
             return
         known = (self.id_pos if m.op == "insert" else self.deleted_pos).get(m.id)
         if known is not None:  # a retry of a write that is already in the log
-            self._ack_when_ready(out, known, src, m.req, m.concern)
+            term, pos = self._entry_holding(known)
+            self._ack_when_ready(out, term, pos, src, m.req, m.concern)
             return
         try:
             delta = self._execute(m.op, m.id, m.vector)
@@ -373,7 +391,9 @@ class Replica:
         self.applied = self.end
         (self.id_pos if m.op == "insert" else self.deleted_pos)[m.id] = pos
         out.append(Metric("appended", float(pos)))
-        self._ack_when_ready(out, pos, src, m.req, m.concern)
+        if not self.peers:  # a shard of one: its own durable copy is the majority
+            self._advance_commit(out)
+        self._ack_when_ready(out, self.term, pos, src, m.req, m.concern)
         for p in self.peers:
             self._send_append(p, out)
 
@@ -399,19 +419,33 @@ class Replica:
         self._send(out, src, SearchReply(self.config.shard, m.req, status, ids, self.applied,
                                          self.leader))
 
-    def _reply(self, out: list, client: str, req: int, status: str, pos: int = -1,
-               error: str = "") -> None:
-        term = self.term_at(pos) if pos >= 0 else self.term
+    def _reply(self, out: list, client: str, req: int, status: str, term: int | None = None,
+               pos: int = -1, error: str = "") -> None:
+        """A client's write reply. An ``ok`` names the (term, position) of a log entry
+        whose prefix holds the write (see ``_entry_holding``); other replies name this
+        replica's term and position -1."""
         self._send(out, client, WriteReply(
-            self.config.shard, req, status, term if term is not None else self.term, pos,
+            self.config.shard, req, status, self.term if term is None else term, pos,
             self.leader if status == "not_leader" else self.name, error))
 
-    def _ack_when_ready(self, out: list, pos: int, client: str, req: int,
+    def _entry_holding(self, pos: int) -> tuple[int, int]:
+        """The (term, position) an acknowledgement of the write at log position ``pos``
+        names: that entry itself while the log holds it, else (compacted away, or the
+        write came in a snapshot) the snapshot's last entry, whose prefix holds the write.
+        Either way a pair every replica that stores the entry holds, never a guess."""
+        term = self.term_at(pos)
+        if term is not None or self.snap is None:
+            return (term or 0), pos  # (compaction follows a snapshot: never None here)
+        return self.snap[1], self.snap[0] - 1
+
+    def _ack_when_ready(self, out: list, term: int, pos: int, client: str, req: int,
                         concern: str) -> None:
+        """Acknowledge the write held by entry (term, pos) once ``concern`` holds for it;
+        the term is recorded now, so a reply sent after compaction still names it."""
         if self._satisfied(pos, concern):
-            self._reply(out, client, req, "ok", pos)
+            self._reply(out, client, req, "ok", term, pos)
         else:
-            self.pending.append((pos, client, req, concern))
+            self.pending.append((pos, term, client, req, concern))
 
     def _satisfied(self, pos: int, concern: str) -> bool:
         if concern == "one":
@@ -423,11 +457,11 @@ class Replica:
 
     def _flush_pending(self, out: list) -> None:
         keep = []
-        for pos, client, req, concern in self.pending:
+        for pos, term, client, req, concern in self.pending:
             if self._satisfied(pos, concern):
-                self._reply(out, client, req, "ok", pos)
+                self._reply(out, client, req, "ok", term, pos)
             else:
-                keep.append((pos, client, req, concern))
+                keep.append((pos, term, client, req, concern))
         self.pending = keep
 
     # ------------------------------------------------------------------ log replication
@@ -527,7 +561,33 @@ class Replica:
             return False
         return self.role == LEADER and term == self.term and src in self.match
 
+    def _check_append(self, m: Append) -> None:
+        """Refuse (raise a ``ProtocolError``) an Append that no correct leader sends, before
+        anything changes: an entry whose body is damaged (``check_entry``), entry terms
+        that decrease or exceed the leader's, or an entry that contradicts one this
+        replica knows is committed. The leader's retransmission sends the entries again."""
+        if m.prev_end < 0 or m.commit < 0:
+            raise ProtocolError(f"Append from {m.leader} names log position {m.prev_end} and "
+                                f"commit {m.commit}: positions are never negative")
+        last = m.prev_term
+        for entry in m.entries:
+            check_entry(entry, self.config.dim)
+            if not last <= entry[0] <= m.term:
+                raise DamagedEntry(f"Append of term {m.term} carries an entry of term "
+                                   f"{entry[0]} after one of term {last}: entry terms never "
+                                   "decrease and never exceed the leader's")
+            last = entry[0]
+        if m.prev_end > self.end or self.term_at(m.prev_end - 1) not in (None, m.prev_term):
+            return  # a gap or a conflict at prev_end: answered without touching the log
+        stop = min(self.commit, self.end, m.prev_end + len(m.entries))
+        for pos in range(max(m.prev_end, self.log_start), stop):
+            if self.term_at(pos) != m.entries[pos - m.prev_end][0]:
+                raise ProtocolError(f"Append from {m.leader} (term {m.term}) contradicts "
+                                    f"committed entry {pos}: refused")
+
     def _on_append(self, now: int, src: str, m: Append, out: list) -> None:
+        if m.term >= self.term:
+            self._check_append(m)
         if not self._hear_leader(now, src, m.term, out):
             self._send(out, src, AppendReply(self.config.shard, self.term, False, -1))
             return
@@ -579,12 +639,23 @@ class Replica:
                                          min(end, self._durable_end())))
         held = self.early.pop(self.end, None)
         if held is not None and held.term == self.term:
-            self._on_append(now, src, held, out)  # the gap it waited on is filled
+            try:  # the gap it waited on is filled
+                self._check_append(held)
+            except ProtocolError as exc:
+                self.errors += 1
+                out.extend(protocol_error_effects(exc))
+                return
+            self._on_append(now, src, held, out)
 
     def _on_append_reply(self, now: int, src: str, m: AppendReply, out: list) -> None:
         if not self._from_follower(src, m.term, out):
             return
+        if m.ok and m.end > self.end:
+            raise ProtocolError(f"{src} acknowledges log position {m.end} but this leader's "
+                                f"log ends at {self.end}: refused")
         inflight = self.inflight[src]
+        regressed = not m.ok and 0 <= m.end < self.match[src]
+        self.below_match[src] = self.below_match.get(src, 0) + 1 if regressed else 0
         if m.ok:
             if m.end > self.match[src]:
                 self.match[src] = m.end
@@ -601,6 +672,15 @@ class Replica:
             # or a reordered delivery) and rewinding for it would resend for nothing.
             self.next[src] = m.end
             inflight.clear()
+        elif regressed and self.below_match[src] >= 2:
+            # the follower lost entries it had acknowledged (it cut a damaged entry, or a
+            # disk lost its tail): two gap reports below ``match`` with no acknowledgement
+            # between them (one could be a stale, reordered reply) make the leader believe
+            # it and resend from the follower's end (a snapshot if compacted)
+            self.match[src] = self.next[src] = m.end
+            self.below_match[src] = 0
+            inflight.clear()
+            out.append(Metric("follower_regressions", 1.0))
         else:
             return
         self._send_append(src, out)
@@ -635,73 +715,143 @@ class Replica:
         self.synced_end = min(self.synced_end, pos)
         if self.applied > pos:
             self._rebuild()
+            self._fix_disk(out)
 
     # ------------------------------------------------------------------ applying
 
-    def _rebuild(self, count: bool = True) -> None:
-        """The index from the snapshot and the committed log (at start, and after a
-        deposed leader's applied entries were overwritten)."""
+    def _rebuild(self, count: bool = True, end: int | None = None) -> None:
+        """The index from the snapshot and the committed log, up to ``end`` if given (at
+        start, and after a deposed leader's applied entries were overwritten or an index
+        refused an entry). Never raises: a snapshot that does not load is dropped with
+        the log that builds on it, and an entry the rebuilt index refuses is damaged, so
+        the log is cut there (``_cut_log``); the leader sends the rest again."""
         if count:
             self.rebuilds += 1
         self.id_pos.clear()
         self.deleted_pos.clear()
+        self.index = self.config.index()
+        self.applied = 0
         if self.snap is not None:
-            self.index = VamanaIndex.from_bytes(self.snap[2])
-            self.applied = self.snap[0]
-            self._note_snapshot_ids(self.snap[0])
-        else:
-            self.index = self.config.index()
-            self.applied = 0
+            try:
+                self.index = VamanaIndex.from_bytes(self.snap[2])
+            except GraphrepError:
+                self._lose_snapshot()
+            else:
+                self.applied = self.snap[0]
+                self._note_snapshot_ids(self.snap[0])
         if self.config.policy == "snapshot" and self.role != LEADER:
             return  # its index is whatever snapshot it was last sent
-        target = min(self.commit, self.end)
+        target = min(self.commit, self.end) if end is None else min(end, self.end)
         if self.config.policy == "replay" and target > self.applied:
             self._replay_bulk(target)
-        self._apply_to(target)
+        try:
+            self._apply_to(target)
+        except GraphrepError:
+            self._cut_log(self.applied)
+
+    def _lose_snapshot(self) -> None:
+        """The durable snapshot does not load (a damaged disk): start over as an empty
+        replica (term and vote kept) that the leader sends a snapshot."""
+        first = self.log_start
+        for q in range(first, self.end):
+            self._disk_fixes.append(DurableWrite(("log", q), None))
+        self.snap, self.log, self.log_start, self.start_term = None, [], 0, 0
+        self.commit = self.synced_end = 0
+        self.verified = (-1, 0)
+        self._disk_fixes += [DurableWrite("snapshot", None), DurableWrite("log_start", 0),
+                             DurableWrite("start_term", 0), DurableWrite("commit", 0),
+                             Metric("damaged_snapshots", 1.0)]
+
+    def _cut_log(self, pos: int) -> None:
+        """The entry at ``pos`` does not apply to the state the snapshot and the entries
+        before it give: it is damaged. Treat it as a torn log tail: erase it and what
+        follows, move the commit position back to it, and let the leader send them again
+        (it does so once this follower reports the gap; see ``_on_append_reply``)."""
+        for q in range(pos, self.end):
+            self._disk_fixes.append(DurableWrite(("log", q), None))
+        del self.log[max(pos - self.log_start, 0):]
+        self.synced_end = min(self.synced_end, pos)
+        self.verified = (self.verified[0], min(self.verified[1], pos))
+        if self.commit > pos:
+            self.commit = pos
+            self._disk_fixes.append(DurableWrite("commit", pos))
+        self._disk_fixes.append(Metric("damaged_entries", 1.0))
+
+    def _fix_disk(self, out: list) -> None:
+        """Emit what ``_lose_snapshot`` and ``_cut_log`` decided."""
+        if self._disk_fixes:
+            out.extend(self._disk_fixes)
+            self._disk_fixes = []
 
     def _note_snapshot_ids(self, end: int) -> None:
-        ids = self.index.ids(include_deleted=True)
+        """Every id in a snapshot ending at ``end`` was inserted, and the tombstones
+        deleted, somewhere in its prefix: note ``end - 1`` for them (a retry is then
+        acknowledged as the snapshot's last entry; see ``_entry_holding``)."""
+        every = self.index.ids(include_deleted=True).tolist()
+        self.id_pos.update(dict.fromkeys(every, end - 1))
         live = set(self.index.ids().tolist())
-        for i in ids.tolist():
-            if i in live:
-                self.id_pos[i] = end - 1
-            else:
-                self.deleted_pos[i] = end - 1
+        self.deleted_pos.update(dict.fromkeys([i for i in every if i not in live], end - 1))
 
     def _apply_to(self, end: int) -> None:
-        """Apply log entries [applied, end) to the index: deltas in one kernel call;
-        under ``replay``, operations by running them."""
+        """Apply log entries [applied, end) to the index: runs of deltas in one kernel
+        call each; under ``replay``, operations by running them. If the index refuses an
+        entry, ``applied`` is that entry's position (everything before it is applied and
+        noted) and the error propagates."""
         if end <= self.applied:
             return
         before = self.index.distance_computations
         blobs: list[bytes] = []  # delta bytes not applied yet, and their log positions
         where: list[int] = []
-        for pos in range(self.applied, end):
-            _, kind, body = self.log[pos - self.log_start]
-            if kind == DELTA:
-                blobs.append(body)
-                where.append(pos)
-            elif kind == OP:
+        try:
+            for pos in range(self.applied, end):
+                _, kind, body = self.log[pos - self.log_start]
+                if kind == DELTA:
+                    blobs.append(body)
+                    where.append(pos)
+                    continue
                 if blobs:
                     self._apply_deltas(blobs, where)
                     blobs, where = [], []
-                op, id_, vec = msgpack.unpackb(body)
-                if op == "insert":
-                    self.index.insert(id_, np.frombuffer(vec, dtype="<f4"))
-                    self.id_pos[id_] = pos
-                else:
-                    self.index.delete(id_)
-                    self.deleted_pos[id_] = pos
-        if blobs:
-            self._apply_deltas(blobs, where)
-        self.applied = end
-        self._work += self.index.distance_computations - before
+                if kind == OP:
+                    self.applied = pos
+                    self._apply_op(body, pos)
+            if blobs:
+                self._apply_deltas(blobs, where)
+            self.applied = end
+        finally:
+            self._work += self.index.distance_computations - before
+
+    def _apply_op(self, body: bytes, pos: int) -> None:
+        """Run a ``replay`` entry's operation (its body was checked on arrival)."""
+        op, id_, vec = msgpack.unpackb(body)
+        if op == "insert":
+            self.index.insert(id_, np.frombuffer(vec, dtype="<f4"))
+            self.id_pos[id_] = pos
+        else:
+            self.index.delete(id_)
+            self.deleted_pos[id_] = pos
 
     def _apply_deltas(self, blobs: list[bytes], where: list[int]) -> None:
         """Apply the deltas ``blobs`` (at log positions ``where``) straight from their
         bytes, decoded and applied by one kernel call, then note which position
-        inserted or deleted each id."""
-        batch = self.index.apply_bytes(blobs)
+        inserted or deleted each id. If one is refused, the ones before it stay applied
+        (and noted), ``applied`` is its position and the error propagates."""
+        seq0 = self.index.seq
+        try:
+            batch = self.index.apply_bytes(blobs)
+        except GraphrepError:
+            # some checks cover the whole batch before anything changes, so the delta
+            # at fault may lie past the applied prefix: go on one at a time to find it
+            done = self.index.seq - seq0
+            if done:
+                self._note_deltas(decode_many(blobs[:done]), where[:done])
+            for k in range(done, len(blobs)):
+                self.applied = where[k]
+                self._note_deltas(self.index.apply_bytes([blobs[k]]), [where[k]])
+            return
+        self._note_deltas(batch, where)
+
+    def _note_deltas(self, batch: DeltaBatch, where: list[int]) -> None:
         off = batch.off.tolist()
         for k, (op, pos) in enumerate(zip(batch.ops(), where, strict=True)):
             if op == "insert" and off[k + 1][2] > off[k][2]:
@@ -715,8 +865,14 @@ class Replica:
     def _replay_bulk(self, end: int) -> None:
         """A ``replay`` replica recovering builds its index in bulk from the vectors in
         its log, as a vector database re-indexes a segment after a restart: the graph it
-        gets is a different graph from the one sequential inserts gave the others."""
+        gets is a different graph from the one sequential inserts gave the others. If the
+        build refuses the vectors, the entries are applied one by one instead (which
+        finds the entry at fault)."""
+        if self.snap is not None:
+            return
         live: dict[int, bytes] = {}
+        ins: dict[int, int] = {}
+        dels: dict[int, int] = {}
         for pos in range(max(self.applied, self.log_start), end):
             _, kind, body = self.log[pos - self.log_start]
             if kind != OP:
@@ -724,17 +880,24 @@ class Replica:
             op, id_, vec = msgpack.unpackb(body)
             if op == "insert":
                 live[id_] = vec
-                self.id_pos[id_] = pos
+                ins[id_] = pos
             else:
                 live.pop(id_, None)
-                self.deleted_pos[id_] = pos
-        if self.snap is None and len(live) > 1:
-            ids = sorted(live)
-            X = np.stack([np.frombuffer(live[i], dtype="<f4") for i in ids])
-            self.index = self.config.index()
-            self.index.build(X, ids)
-            self.applied = end
-            self._work += self.index.distance_computations
+                dels[id_] = pos
+        if len(live) <= 1:
+            return
+        ids = sorted(live)
+        X = np.stack([np.frombuffer(live[i], dtype="<f4") for i in ids])
+        index = self.config.index()
+        try:
+            index.build(X, ids)
+        except GraphrepError:
+            return
+        self.index = index
+        self.id_pos.update(ins)
+        self.deleted_pos.update(dels)
+        self.applied = end
+        self._work += self.index.distance_computations
 
     def _catch_up(self, out: list) -> None:
         """Apply every committed entry not applied yet (a follower's read path).
@@ -755,7 +918,8 @@ class Replica:
             self._apply_to(end)
         except GraphrepError:
             out.append(Metric("apply_failures", 1.0))
-            self._rebuild()
+            self._rebuild(end=end)
+            self._fix_disk(out)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -985,6 +1149,7 @@ class Replica:
         except GraphrepError:
             out.append(Metric("repair_failures", 1.0))
             self._rebuild()
+            self._fix_disk(out)
             return
         self.tree = None
         out.append(Metric("repaired_records", float(len(records.ids) + len(drop))))
@@ -1066,13 +1231,18 @@ class Replica:
             # derive it from the durable snapshot and log, not from memory that may
             # have been damaged while following (costs applies, no distance computation)
             self._rebuild(count=False)
-        self._apply_to(self.end)  # the leader's index reflects its whole log
+        try:
+            self._apply_to(self.end)  # the leader's index reflects its whole log
+        except GraphrepError:
+            self._cut_log(self.applied)  # an uncommitted entry that does not apply
+        self._fix_disk(out)
         for p in self.peers:
             self.next[p] = self.end
             self.match[p] = 0
             self.progress_at[p] = now
             self.snap_offset[p] = 0
             self.inflight[p] = []
+            self.below_match[p] = 0
         self._append_local((self.term, NOOP, b""), out)
         self.applied = self.end
         out.append(Metric("leader_elected", float(self.term)))
@@ -1124,26 +1294,3 @@ def shard_settled(replicas: Sequence[Replica | None]) -> bool:
 def protocol_error_effects(exc: ProtocolError) -> list:
     """What a node returns for a message it refuses: counted, by kind; nothing else."""
     return [Metric("protocol_errors", 1.0), Metric(f"protocol_error:{type(exc).__name__}", 1.0)]
-
-
-def wal_record(entry: Entry) -> tuple[int, int, bytes, int]:
-    """A log entry as written to disk: ``(term, kind, body, crc32)``."""
-    term, kind, body = entry
-    return (term, kind, body, _wal_crc(term, kind, body))
-
-
-def wal_entry(record: Any) -> Entry | None:
-    """The entry of a disk record, or None if the record is damaged (bad shape or
-    checksum): recovery keeps the log up to the first damaged record."""
-    if not (isinstance(record, tuple) and len(record) == 4):
-        return None
-    term, kind, body, crc = record
-    if not (isinstance(term, int) and isinstance(kind, int) and isinstance(body, bytes)):
-        return None
-    if crc != _wal_crc(term, kind, body):
-        return None
-    return (term, kind, body)
-
-
-def _wal_crc(term: int, kind: int, body: bytes) -> int:
-    return zlib.crc32(body, zlib.crc32(_WAL_HEAD.pack(term, kind)))

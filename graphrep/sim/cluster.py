@@ -777,7 +777,8 @@ def _summary(cfg: ClusterConfig, sim: Simulation, layout: Layout, client: Client
         "elections": int(_metric_count(metrics, "leader_elected")),
         **{name: _metric_sum(metrics, name) for name in (
             "snapshots", "snapshot_installs", "snapshot_bytes", "anti_entropy_mismatches",
-            "repaired_records", "repair_bytes", "apply_failures", "repair_failures")},
+            "repaired_records", "repair_bytes", "apply_failures", "repair_failures",
+            "damaged_entries", "damaged_snapshots", "follower_regressions")},
         "virtual_duration_ms": sim.now / MS, "events": sim.events_processed,
         "delivered": sim.delivered, "dropped": sim.dropped,
         "trace_hash": sim.trace.hash(), "config": _jsonable(asdict(cfg)),

@@ -59,3 +59,14 @@ def test_replay_is_not_given_damage_it_does_not_claim_to_repair():
     from graphrep.spec.fuzz import fuzz_seed
 
     assert fuzz_seed(135, "replay", 200, "mixed").ok
+
+
+def test_fuzz_seed_50041_a_retry_of_a_compacted_write_named_a_term_no_replica_held():
+    """A delete of an id already deleted (term 1, position 17) reached a leader of term 9
+    whose log had been compacted past 17; taken for a retry, it was acknowledged as
+    (term 9, position 17), a pair no replica held (durability). Fixed: an acknowledgement
+    of a write covered by a snapshot names the snapshot's last entry."""
+    from graphrep.spec.fuzz import fuzz_seed
+
+    result = fuzz_seed(50041, "leader", 200, "mixed")
+    assert result.ok, result.detail
