@@ -758,7 +758,10 @@ class VamanaIndex:
 
     def graph_problems(self) -> list[str]:
         """Violations of the graph invariants (empty when healthy): degree <= R, no edge to
-        a free slot or to itself, no duplicate edge, in-degrees consistent."""
+        a free slot or to itself, no duplicate edge, in-degrees consistent, an entry point;
+        and of the bookkeeping around them: ids unique, in range and all in the id table,
+        live and deleted counts that match the flags, and a free list that names every
+        free slot once."""
         g = self._g
         n = self._n_slots
         out: list[str] = []
@@ -784,6 +787,20 @@ class VamanaIndex:
             out.append("in-degree counters disagree with the lists")
         if self._used and (self._entry < 0 or g.flags[self._entry] == K.FREE):
             out.append("no valid entry point")
+        ids = g.ext[used]
+        if ids.size and (ids.min() < 0 or ids.max() > MAX_ID or np.unique(ids).size != ids.size):
+            out.append("an id is out of range or stored twice")
+        if self._idmap.count != used.size or not np.array_equal(self._idmap.get_many(ids), used):
+            out.append("the id table disagrees with the stored ids")
+        flags = g.flags[:n]
+        if (self._n_live, self._n_deleted) != (int((flags == K.LIVE).sum()),
+                                               int((flags == K.DELETED).sum())):
+            out.append("live and deleted counts disagree with the flags")
+        free = self._free[: self._n_free]
+        if np.unique(free).size != free.size or free.size != n - used.size or \
+                (free.size and ((free < 0) | (free >= n)).any()) or \
+                (free.size and (flags[np.clip(free, 0, max(n - 1, 0))] != K.FREE).any()):
+            out.append("the free list does not name every free slot exactly once")
         return out
 
     @property

@@ -387,10 +387,13 @@ def test_decode_many_is_from_bytes_of_each() -> None:
 @given(pos=st.data(), xor=st.integers(1, 255))
 @settings(max_examples=scaled_examples(2.0))
 def test_mutated_bytes_with_a_fixed_crc_never_break_a_replica(pos, xor) -> None:
-    """Change one byte of a real insert delta and recompute its CRC (a bug upstream,
-    not line noise): the replica either rejects it with a GraphrepError and stays
-    unchanged, or applies it and is still a healthy graph."""
-    log, d = _replica_log()
+    """Change one byte of a real insert or consolidate delta and recompute its CRC (a
+    bug upstream, not line noise): the replica either rejects it with a GraphrepError
+    and stays unchanged, or applies it and is still a healthy index (whose own
+    snapshot loads back). Semantic changes (arrays changed, then encoded) are in
+    tests/ann/test_delta_invariants.py."""
+    which = pos.draw(st.sampled_from(["insert", "consolidate"]), label="delta")
+    log, d = _replica_log(which)
     replica = VamanaIndex(4, R=4, L=10)
     replica.apply(log)
     raw = bytearray(d.to_bytes()[:-4])
@@ -413,17 +416,22 @@ def test_mutated_bytes_with_a_fixed_crc_never_break_a_replica(pos, xor) -> None:
     assert replica.graph_problems() == []
     assert replica.stats()["max_degree"] <= replica.R
     assert len(replica) == len(replica.ids())
+    assert VamanaIndex.from_bytes(replica.to_bytes()).digest() == replica.digest()
     twin.apply_bytes([bytes(raw)])
     assert twin.digest() == replica.digest()
 
 
 @functools.cache
-def _replica_log() -> tuple[list[EdgeDelta], EdgeDelta]:
-    """A build delta for a replica, and the primary's next (insert) delta."""
+def _replica_log(which: str = "insert") -> tuple[list[EdgeDelta], EdgeDelta]:
+    """The deltas a replica applies first, and the primary's next delta: an insert
+    after a build, or a consolidate after a build and some deletes."""
     base, _ = gmm_dataset(41, 1, 4, n_clusters=3, seed=2)
     primary = VamanaIndex(4, R=4, L=10)
     log = primary.build(base[:40])
-    return log, primary.insert(40, base[40])
+    if which == "insert":
+        return log, primary.insert(40, base[40])
+    log += [primary.delete(i) for i in (3, 8, 20, 21)]
+    return log, primary.consolidate()[0]
 
 
 def test_every_single_byte_flip_and_truncation_is_detected() -> None:

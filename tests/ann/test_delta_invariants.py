@@ -438,3 +438,35 @@ def test_semantically_mutated_deltas_never_break_a_replica(case) -> None:
             assert twin.digest() == replica.digest()
     if error is None:
         healthy(replica, _history()[1][58])
+
+
+# --------------------------------------------------------------------------- the oracle
+
+
+def test_graph_problems_notices_the_bookkeeping_a_bad_delta_broke() -> None:
+    """The damage the refused deltas used to do, made by hand: graph_problems names it
+    (it used to see a consistent graph and say nothing)."""
+    replica, c = at("consolidate")
+    replica.apply(c)
+    assert replica.graph_problems() == []
+    free = int(replica._free[0])
+
+    def broken(change) -> list[str]:
+        r = VamanaIndex.from_bytes(replica.to_bytes())
+        change(r)
+        return r.graph_problems()
+
+    def twice_free(r):
+        r._free[r._n_free] = free
+        r._n_free += 1
+
+    def counts(r):
+        r._n_deleted -= 1
+
+    def same_id(r):
+        a, b = r._idmap.get(0), r._idmap.get(1)
+        r._g.ext[b] = r._g.ext[a]
+
+    assert any("free list" in p for p in broken(twice_free))
+    assert any("counts" in p for p in broken(counts))
+    assert any("stored twice" in p for p in broken(same_id))
