@@ -1332,10 +1332,10 @@ def _check_snapshot_meta(meta: dict) -> dict[str, tuple[int, ...]]:
         if not (_is_real(v) and lo <= v <= hi):
             raise ValueError(f"{key} {v!r} is not a finite number in [{lo}, {hi}]")
     free = meta["free"]
-    if not isinstance(free, list) or len(free) > n:
-        raise ValueError("free is not a list of at most n_slots slots")
-    for s in free:
-        _check_int(s, "a free slot", 0, n - 1)
+    if not isinstance(free, list) or len(free) > n or not all(type(s) is int for s in free):
+        raise ValueError("free is not a list of at most n_slots slot numbers")
+    if free and not (min(free) >= 0 and max(free) < n):
+        raise ValueError(f"the free list names a slot outside [0, {n})")
     totals = meta["totals"]
     if not isinstance(totals, dict):
         raise ValueError("totals is not an object")
