@@ -1539,8 +1539,9 @@ _DELTA_MESSAGES = {
     RP.NONFINITE_VECTOR: "new node {i}'s vector is not finite",
     RP.REMOVED_REPEATED: "it frees id {v} twice",
     RP.REMOVED_HAS_RECORD: "record {i} rewrites id {v}, which the same delta frees",
-    RP.REMOVED_STILL_LINKED: "it frees id {v}, but a list it does not rewrite still links "
-                             "to it (the edge would dangle)",
+    RP.REMOVED_STILL_LINKED: "it frees id {v}, but a list still links to it after the delta "
+                             "(the edge would dangle; every list that links to it must be "
+                             "rewritten without it)",
     RP.NEIGHBOUR_REMOVED: "record {i} links to id {v}, which the same delta frees",
     RP.KIND_COUNTS: "record {i}'s list lengths do not fit its kind {v} (none: no values, "
                     "full: no added part)",
