@@ -333,11 +333,6 @@ def _check_sim(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error(f"argument --deletes: at most --writes ({a.writes}): only written ids are "
                 f"deleted, got {a.deletes}")
     sharded = a.shards > 1 or a.replication not in (0, a.nodes)
-    live = a.writes - a.deletes
-    if a.queries and not sharded and 0 < live < SEARCH_K:
-        p.error(f"argument --deletes: --writes {a.writes} - --deletes {a.deletes} leaves "
-                f"{live} live vectors, fewer than the {SEARCH_K} recall@{SEARCH_K} needs: "
-                f"write more, delete fewer, or pass --queries 0")
     if a.searches and not a.queries:
         p.error("argument --searches: searches use the run's query vectors; set --queries "
                 "to 1 or more")

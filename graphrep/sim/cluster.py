@@ -816,7 +816,8 @@ def _lost_writes(acked: Sequence[Mapping[str, Any]], layout: Layout,
 def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str, int], Any],
                     vectors: np.ndarray, queries: np.ndarray,
                     ) -> tuple[dict[str, float], float, float | None]:
-    """Recall@10 of every replica against exact ground truth of its shard's live set;
+    """Recall@10 of every replica against exact ground truth of its shard's live set
+    (recall@n for a shard with n < 10 live vectors);
     the share of (shard, query) pairs on which all of a shard's replicas return the
     same top 10; and, sharded, the recall of a scatter-gather search (every shard's
     first live replica searched, results merged by distance) against the whole set."""
@@ -833,7 +834,7 @@ def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str,
             continue
         live = some.index.ids()
         all_live.append(live)
-        gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
+        gt, _ = ground_truth(vectors[live], queries, min(10, len(live)), ids=live)
         results = [r.index.search(queries, k=10, L=cfg.search_L or cfg.L) for _, r in up]
         gathered.append(results[0])
         for (n, _), (ids, _) in zip(up, results, strict=True):
@@ -845,7 +846,7 @@ def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str,
     merged = None
     if layout.sharded and all_live:
         live = np.concatenate(all_live)
-        gt, _ = ground_truth(vectors[live], queries, 10, ids=live)
+        gt, _ = ground_truth(vectors[live], queries, min(10, len(live)), ids=live)
         ids = np.concatenate([g[0] for g in gathered], axis=1)
         dists = np.concatenate([g[1] for g in gathered], axis=1)
         order = np.argsort(dists, axis=1, kind="stable")[:, :10]
@@ -854,7 +855,10 @@ def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str,
 
 
 def _recall(ids: np.ndarray, gt: np.ndarray) -> float:
-    return float(np.mean([len(set(ids[i].tolist()) & set(gt[i].tolist())) / 10
+    """Recall@k of ``ids`` against the exact ``gt`` (k = its width: 10, or the number of
+    live vectors where a shard holds fewer)."""
+    k = gt.shape[1]
+    return float(np.mean([len(set(ids[i, :k].tolist()) & set(gt[i].tolist())) / k
                           for i in range(len(gt))]))
 
 

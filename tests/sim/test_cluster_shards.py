@@ -123,3 +123,13 @@ def test_a_bootstrap_index_is_refused_for_a_sharded_run():
     with pytest.raises(InvalidArgument, match="builds one per shard"):
         run_cluster(ClusterConfig(nodes=3, shards=2, writes=10, deletes=0, initial=20),
                     bootstrap=b"not used")
+
+
+def test_a_shard_with_fewer_than_ten_live_vectors_is_measured_at_recall_at_n():
+    """20 writes over 3 shards leave 6-7 live vectors a shard: recall is recall@n of
+    that shard (it raised "k=10 is larger than the base set" after the whole run)."""
+    cfg = ClusterConfig(nodes=3, shards=3, writes=20, deletes=2, queries=5, seed=1)
+    s = run_cluster(cfg)
+    assert s["converged"] and s["lost_writes"] == 0
+    assert len(s["recall_at_10"]) == 9 and min(s["recall_at_10"].values()) == 1.0
+    assert s["recall_at_10_merged"] == 1.0
