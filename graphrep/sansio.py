@@ -62,7 +62,11 @@ __all__ = [
     "Send",
     "SetTimer",
     "Sync",
+    "Work",
 ]
+
+MS = 1_000_000
+"""Nanoseconds in a millisecond: times in this interface are integer nanoseconds."""
 
 
 class Send(NamedTuple):
@@ -113,13 +117,25 @@ class Busy(NamedTuple):
     ns: int
 
 
+class Work(NamedTuple):
+    """Work the callback did, counted in the process's own units: ``distances`` (vector
+    distance computations) and ``entries`` (log entries applied). The process reads no
+    clock and knows no cost: a driver decides what work costs. The simulator turns it
+    into modelled CPU time like ``Busy`` (``SimConfig.cpu_ns_per_distance`` and
+    ``cpu_ns_per_entry``; free by default); a live runtime exports it as metrics."""
+
+    distances: int = 0
+    entries: int = 0
+
+
 class Log(NamedTuple):
     """Record a line of text for debugging; collected by the driver, not part of the trace."""
 
     text: str
 
 
-Effect: TypeAlias = Send | SetTimer | CancelTimer | DurableWrite | Sync | Metric | Log | Busy
+Effect: TypeAlias = (Send | SetTimer | CancelTimer | DurableWrite | Sync | Metric | Log | Busy
+                     | Work)
 Effects: TypeAlias = "list[Effect] | None"
 
 

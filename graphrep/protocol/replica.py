@@ -93,7 +93,7 @@ from graphrep.protocol.messages import (
     decode,
     encode,
 )
-from graphrep.sansio import Busy, DurableWrite, Metric, Send, SetTimer, Sync
+from graphrep.sansio import DurableWrite, Metric, Send, SetTimer, Sync, Work
 
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig",
            "wal_entry", "wal_record"]
@@ -147,11 +147,6 @@ class ReplicaConfig:
     tree_leaves: int = 256
     search_L: int = 64
     index_seed: int = 0
-    cpu_ns_per_distance: int = 0
-    """CPU cost model (0: off): virtual ns one distance computation costs. The replica
-    then reports ``Busy`` for its inserts and applies, so that lag includes CPU time."""
-    cpu_ns_per_entry: int = 0
-    """CPU cost model: virtual ns a follower spends applying one log entry."""
     verify_snapshots: bool = True
     """Under ``leader``: before persisting a snapshot, check the index against one
     rebuilt from the previous snapshot and the log (see ``_check_against_log``)."""
@@ -222,7 +217,8 @@ class Replica:
         self.leader: str = ""
         self.index = config.index()
         self.applied = 0  # log entries reflected in the index
-        self._busy_ns = 0  # modelled CPU time of this callback (cpu_ns_per_*), not reported
+        self._op_distances = 0  # distance computations of the leader's own writes, and
+        self._entries_applied = 0  # a follower's applied entries, not reported yet (Work)
         # id -> log position of its insert / delete; for a write that came in a snapshot,
         # the snapshot's last position (its prefix holds the write: see _entry_holding)
         self.id_pos: dict[int, int] = {}
@@ -345,16 +341,15 @@ class Replica:
         return out
 
     def _report_work(self, out: list) -> None:
-        """Distance computations spent applying the log (replica CPU: zero under
-        ``leader``, every insert's search under ``replay``), as a metric that survives
-        crashes."""
+        """The work this callback did, as a ``Work`` effect (a driver decides what it
+        costs), and the distance computations spent applying the log (replica CPU: zero
+        under ``leader``, every insert's search under ``replay``) as a metric that
+        survives crashes."""
         if self._work:
             out.append(Metric("replica_distance_computations", float(self._work)))
-            self._busy_ns += self._work * self.config.cpu_ns_per_distance
-            self._work = 0
-        if self._busy_ns:
-            out.append(Busy(self._busy_ns))
-            self._busy_ns = 0
+        if self._work or self._op_distances or self._entries_applied:
+            out.append(Work(self._work + self._op_distances, self._entries_applied))
+            self._work = self._op_distances = self._entries_applied = 0
 
     # ------------------------------------------------------------------ clients
 
@@ -376,8 +371,7 @@ class Replica:
         except GraphrepError as exc:
             self._reply(out, src, m.req, "error", error=f"{type(exc).__name__}: {exc}")
             return
-        self._busy_ns += (self.index.last_op["distance_computations"]
-                          * self.config.cpu_ns_per_distance)
+        self._op_distances += self.index.last_op["distance_computations"]
         if self.config.policy != "leader":
             body = msgpack.packb([m.op, m.id, m.vector], use_bin_type=True)
             entry: Entry = (self.term, OP, body)
@@ -908,7 +902,7 @@ class Replica:
         if self.role != LEADER and self.applied < self.commit:
             before = self.applied
             self._apply_safely(self.commit, out)
-            self._busy_ns += max(self.applied - before, 0) * self.config.cpu_ns_per_entry
+            self._entries_applied += max(self.applied - before, 0)
             out.append(Metric("applied", float(self.applied)))
 
     def _apply_safely(self, end: int, out: list) -> None:

@@ -127,7 +127,8 @@ class ClusterConfig:
     dataset: str = "gmm"
     """``gmm``, ``uniform`` or ``fmnist`` (see the module docstring)."""
     cpu_ns_per_distance: int = 0
-    """CPU cost model (0: off; see ``ReplicaConfig``): virtual ns per distance
+    """CPU cost model (0: off; the ``Work`` effects the replicas report, priced by the
+    simulator: ``SimConfig.cpu_ns_per_distance``): virtual ns per distance
     computation, so that lag includes the CPU time of inserts and of replay's re-runs."""
     cpu_ns_per_entry: int = 0
     """CPU cost model: virtual ns a follower spends applying one log entry."""
@@ -593,12 +594,12 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
                          snapshot_every=cfg.snapshot_every, log_keep=cfg.log_keep,
                          apply_batch=cfg.apply_batch, max_inflight=cfg.max_inflight,
                          anti_entropy_ticks=cfg.anti_entropy_ticks,
-                         snapshot_ticks=cfg.snapshot_ticks,
-                         cpu_ns_per_distance=cfg.cpu_ns_per_distance,
-                         cpu_ns_per_entry=cfg.cpu_ns_per_entry, sync=cfg.sync)
+                         snapshot_ticks=cfg.snapshot_ticks, sync=cfg.sync)
     shard_cfgs = {s: replace(rcfg, replicas=reps, shard=s) for s, reps in layout.shards.items()}
     net = _network(cfg)
-    sim = Simulation(cfg.seed, SimConfig(network=net))
+    sim = Simulation(cfg.seed, SimConfig(network=net,
+                                         cpu_ns_per_distance=cfg.cpu_ns_per_distance,
+                                         cpu_ns_per_entry=cfg.cpu_ns_per_entry))
     restarts = {n: 0 for n in names}
     base: dict[Hashable, Any] = {}
     if cfg.initial and not layout.sharded:

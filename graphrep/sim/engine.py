@@ -40,6 +40,7 @@ from graphrep.sansio import (
     ProcessFactory,
     SetTimer,
     Sync,
+    Work,
 )
 from graphrep.sim import _loop as _pure
 from graphrep.sim.network import Network, NetworkConfig
@@ -122,10 +123,16 @@ class SimConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     trace: bool = True
     sample_ns: int = 0
+    cpu_ns_per_distance: int = 0
+    """Virtual CPU time a ``Work`` effect's distance computation costs (0: free)."""
+    cpu_ns_per_entry: int = 0
+    """Virtual CPU time a ``Work`` effect's applied log entry costs (0: free)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sample_ns, int) or self.sample_ns < 0:
-            raise InvalidArgument(f"sample_ns must be an int >= 0, got {self.sample_ns!r}")
+        for name in ("sample_ns", "cpu_ns_per_distance", "cpu_ns_per_entry"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}")
 
 
 class Simulation:
@@ -445,11 +452,19 @@ class Simulation:
             self.metrics.append((now, node.name, e.name, e.value))
         elif cls is Log:
             self.logs.append((now, node.name, e.text))
-        elif cls is Busy:
-            if type(e.ns) is not int or e.ns < 0:
-                raise self._fail(f"malformed effect {e!r}: ns must be an int >= 0", ev)
-            if e.ns:
-                node.busy_until = max(node.busy_until, now) + e.ns
+        elif cls is Busy or cls is Work:
+            if cls is Work:
+                if type(e.distances) is not int or type(e.entries) is not int \
+                        or e.distances < 0 or e.entries < 0:
+                    raise self._fail(f"malformed effect {e!r}: counts must be ints >= 0", ev)
+                ns = (e.distances * self.config.cpu_ns_per_distance
+                      + e.entries * self.config.cpu_ns_per_entry)
+            else:
+                ns = e.ns
+                if type(ns) is not int or ns < 0:
+                    raise self._fail(f"malformed effect {e!r}: ns must be an int >= 0", ev)
+            if ns:
+                node.busy_until = max(node.busy_until, now) + ns
                 node.set_state(node.state)
         elif cls is tuple:
             raise self._fail(f"malformed effect {e!r}: a plain tuple stands for a Send only "

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from graphrep.errors import SimulationError
-from graphrep.sansio import BaseProcess, Busy, Send, SetTimer
+from graphrep.errors import InvalidArgument, SimulationError
+from graphrep.sansio import BaseProcess, Busy, Send, SetTimer, Work
 from graphrep.sim.cluster import ClusterConfig, run_cluster
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
@@ -105,3 +105,27 @@ def test_bad_cost_model_or_sync_settings_are_refused(bad):
 
     with pytest.raises(InvalidArgument):
         ClusterConfig(**bad)
+
+
+def test_work_is_priced_by_the_simulation_config():
+    """A ``Work`` effect costs what ``SimConfig`` says: free by default, and then the node
+    is busy for distances x ns_per_distance + entries x ns_per_entry."""
+    class Timed(BaseProcess):
+        def __init__(self) -> None:
+            self.handled: list[int] = []
+
+        def on_start(self, now: int) -> list:
+            return [SetTimer("a", 1), SetTimer("b", 2)]
+
+        def on_timer(self, now: int, name) -> list:
+            self.handled.append(now)
+            return [Work(distances=3, entries=2)] if name == "a" else []
+
+    for cfg, b_at in ((SimConfig(), 2), (SimConfig(cpu_ns_per_distance=10,
+                                                   cpu_ns_per_entry=100), 1 + 230)):
+        sim = Simulation(0, cfg)
+        sim.add_node("n", lambda name, disk: Timed())
+        sim.run_until(1_000)
+        assert sim.process("n").handled == [1, b_at]
+    with pytest.raises(InvalidArgument):
+        SimConfig(cpu_ns_per_entry=-1)
