@@ -66,7 +66,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing graphrep
 
 from bench_common import search_sweep  # noqa: E402  (experiments/ is on sys.path)
 
-from graphrep.ann.datasets import (  # noqa: E402
+from graphrep.datasets import (  # noqa: E402
     gaussian_mixture,
     gmm_dataset,
     ground_truth,

@@ -1,27 +1,29 @@
 """What the benchmark and its reference runner share: timing and the recall/QPS sweep.
 
-Pure numpy on purpose: ``ann_refs.py`` imports it from the reference venv
-(numpy 1.25, no graphrep), ``ann_bench.py`` from graphrep's own.
+``ann_refs.py`` imports it from the reference venv (numpy 1.25, graphrep not
+installed), ``ann_bench.py`` from graphrep's own. Recall is
+:func:`graphrep.datasets.recall_at_k`, imported from this checkout: that module
+needs nothing but numpy and :mod:`graphrep.errors`, so the reference venv can
+import it too.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the reference venv does not have graphrep installed
+    sys.path.insert(0, str(REPO))
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Same definition as graphrep.ann.datasets.recall_at_k (kept here: no graphrep import)."""
-    f = np.sort(np.asarray(found)[:, :k].astype(np.int64), axis=1)
-    t = np.asarray(truth)[:, :k].astype(np.int64)
-    valid = f >= 0
-    if f.shape[1] > 1:
-        valid[:, 1:] &= f[:, 1:] != f[:, :-1]
-    hits = (f[:, :, None] == t[:, None, :]).any(axis=2) & valid
-    return float(hits.sum(axis=1).mean() / k)
+from graphrep.datasets import recall_at_k  # noqa: E402
+
+__all__ = ["best_time", "recall_at_k", "search_sweep"]
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 import one_thread  # noqa: E402,F401  (pins BLAS/numba threads before numpy work)
 
 from graphrep.ann import VamanaIndex  # noqa: E402
-from graphrep.ann.datasets import gmm_dataset  # noqa: E402
+from graphrep.datasets import gmm_dataset  # noqa: E402
 from graphrep.protocol.replica import ReplicaConfig  # noqa: E402
 from graphrep.sim.cluster import ClusterConfig, run_cluster  # noqa: E402
 

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
-from graphrep.ann.datasets import gmm_dataset, ground_truth, recall_at_k
+from graphrep.datasets import gmm_dataset, ground_truth, recall_at_k
 from graphrep.errors import InvalidArgument
 
 SEARCH_K = 10

@@ -58,10 +58,11 @@ from typing import Any
 
 import numpy as np
 
-from graphrep.ann.datasets import (
+from graphrep.datasets import (
     gmm_dataset,
     ground_truth,
     load_fashion_mnist,
+    recall_at_k,
     uniform_dataset,
 )
 from graphrep.errors import InvalidArgument
@@ -839,7 +840,7 @@ def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str,
         results = [r.index.search(queries, k=10, L=cfg.search_L or cfg.L) for _, r in up]
         gathered.append(results[0])
         for (n, _), (ids, _) in zip(up, results, strict=True):
-            recall[layout.label(n, s)] = _recall(ids, gt)
+            recall[layout.label(n, s)] = recall_at_k(ids, gt, gt.shape[1])
         first = results[0][0]
         same += [all(np.array_equal(ids[i], first[i]) for ids, _ in results)
                  for i in range(len(queries))]
@@ -851,16 +852,8 @@ def _search_quality(cfg: ClusterConfig, layout: Layout, reps: Mapping[tuple[str,
         ids = np.concatenate([g[0] for g in gathered], axis=1)
         dists = np.concatenate([g[1] for g in gathered], axis=1)
         order = np.argsort(dists, axis=1, kind="stable")[:, :10]
-        merged = _recall(np.take_along_axis(ids, order, axis=1), gt)
+        merged = recall_at_k(np.take_along_axis(ids, order, axis=1), gt, gt.shape[1])
     return recall, agreement, merged
-
-
-def _recall(ids: np.ndarray, gt: np.ndarray) -> float:
-    """Recall@k of ``ids`` against the exact ``gt`` (k = its width: 10, or the number of
-    live vectors where a shard holds fewer)."""
-    k = gt.shape[1]
-    return float(np.mean([len(set(ids[i, :k].tolist()) & set(gt[i].tolist())) / k
-                          for i in range(len(gt))]))
 
 
 def _metric_count(metrics: dict[str, list], name: str) -> float:

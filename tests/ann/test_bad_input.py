@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from graphrep.ann import EdgeDelta, VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
 from graphrep.ann.records import RecordSet
+from graphrep.datasets import gmm_dataset
 from graphrep.errors import (
     CorruptDelta,
     CorruptIndexFile,

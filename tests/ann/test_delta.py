@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphrep.ann import EdgeDelta, VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
 from graphrep.ann.delta import _crc32, decode_many
+from graphrep.datasets import gmm_dataset
 from graphrep.errors import CorruptDelta, DeltaError, GraphrepError
 from tests.conftest import scaled_examples
 

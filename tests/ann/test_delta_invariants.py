@@ -22,7 +22,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from graphrep.ann import EdgeDelta, VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
+from graphrep.datasets import gmm_dataset
 from graphrep.errors import DeltaError, GraphrepError
 from tests.conftest import scaled_examples
 

@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import given, settings
 
 from graphrep.ann import VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
+from graphrep.datasets import gmm_dataset
 from tests.ann.test_properties import Scenario, run_scenario, scenarios
 from tests.conftest import scaled_examples
 
@@ -29,7 +29,7 @@ WORKLOAD = textwrap.dedent(
     import hashlib
     import numpy as np
     from graphrep.ann import VamanaIndex
-    from graphrep.ann.datasets import gmm_dataset
+    from graphrep.datasets import gmm_dataset
 
     def run():
         out = {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from graphrep.ann import EdgeDelta, VamanaIndex
-from graphrep.ann.datasets import gmm_dataset, ground_truth, recall_at_k
+from graphrep.datasets import gmm_dataset, ground_truth, recall_at_k
 
 # --------------------------------------------------------------------------- helpers
 

@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 )
 
 from graphrep.ann import EdgeDelta, VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
+from graphrep.datasets import gmm_dataset
 from tests.conftest import scaled_examples
 
 METRICS = ("l2", "cosine", "ip")

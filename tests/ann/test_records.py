@@ -23,9 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphrep.ann import VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
 from graphrep.ann.kernels import DELETED, LIVE
 from graphrep.ann.records import RecordSet
+from graphrep.datasets import gmm_dataset
 from graphrep.errors import (
     CorruptDelta,
     DeltaError,
@@ -208,7 +208,7 @@ def test_record_hashes_are_the_same_in_another_process() -> None:
         import hashlib
         import numpy as np
         from graphrep.ann import VamanaIndex
-        from graphrep.ann.datasets import gmm_dataset
+        from graphrep.datasets import gmm_dataset
         base, _ = gmm_dataset(200, 1, 8, n_clusters=5, seed=4)
         idx = VamanaIndex(8, "cosine", R=6, L=16)
         idx.build(base[:150], ids=np.arange(150)[::-1] * 7)

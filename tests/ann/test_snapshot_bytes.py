@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphrep.ann import VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
 from graphrep.ann.records import RecordSet
+from graphrep.datasets import gmm_dataset
 from graphrep.errors import CorruptIndexFile, InvalidArgument
 from tests.conftest import scaled_examples
 

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graphrep.ann import VamanaIndex
-from graphrep.ann.datasets import gmm_dataset
 from graphrep.ann.records import RecordSet
+from graphrep.datasets import gmm_dataset
 from graphrep.errors import InvalidArgument, InvalidId
 from graphrep.protocol.merkle import (
     DIGEST_SIZE,

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from graphrep.ann.datasets import load_fashion_mnist
+from graphrep.datasets import load_fashion_mnist
 from graphrep.errors import DatasetUnavailable, InvalidArgument
 from graphrep.protocol.replica import Replica
 from graphrep.sim import cluster

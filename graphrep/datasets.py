@@ -353,6 +353,13 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
     ``found`` rows may be shorter than ``k`` or padded with ``-1`` (an index
     that returned fewer results); ``-1`` and repeated ids never count as hits.
     1-d inputs are treated as a single query. Returns a float in ``[0, 1]``.
+
+    The one recall of the project: the benchmarks, the demo and the simulated
+    cluster all call it. The cluster measures a shard holding fewer than ten live
+    vectors at recall@n, passing ``k = truth.shape[1]`` (its ground truth's width).
+    It averages each query's share ``hits / k`` (dividing the mean hit count by
+    ``k`` instead can differ in the last bit, and the cluster's pinned summaries
+    are computed this way).
     """
     k = _check_count("k", k, minimum=1)
     f = np.asarray(found)
@@ -375,7 +382,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
     if f.shape[1] > 1:
         valid[:, 1:] &= f[:, 1:] != f[:, :-1]
     hits = (f[:, :, None] == t[:, None, :]).any(axis=2) & valid
-    return float(hits.sum(axis=1).mean() / k)
+    return float(np.mean(hits.sum(axis=1) / k))
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST

@@ -1,4 +1,4 @@
-"""Tests for graphrep.ann.datasets: synthetic data, exact ground truth, recall, Fashion-MNIST."""
+"""Tests for graphrep.datasets: synthetic data, exact ground truth, recall, Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from graphrep.ann import datasets
-from graphrep.ann.datasets import (
+from graphrep import datasets
+from graphrep.datasets import (
     FASHION_MNIST_ENV,
     fashion_mnist_dirs,
     gaussian_mixture,
@@ -270,6 +270,19 @@ def test_recall_at_k():
     assert recall_at_k(np.array([[-1, -1]]), np.array([[-1, 0]]), k=2) == 0.0
     # fewer results than k
     assert recall_at_k(np.array([[1]]), np.array([[1, 2]]), k=2) == 0.5
+
+
+@settings(max_examples=50)
+@given(seed=st.integers(0, 2**32 - 1), nq=st.integers(1, 60), k=st.integers(1, 10))
+def test_recall_is_the_mean_of_each_querys_share_bit_for_bit(seed, nq, k):
+    """The cluster's and the specification's recall@n (n < 10 live vectors) average
+    each query's ``hits / k`` over a set intersection; recall_at_k gives the same float."""
+    rng = np.random.default_rng(seed)
+    truth = np.stack([rng.permutation(k + 5)[:k] for _ in range(nq)])
+    found = rng.integers(-1, k + 5, (nq, 10))
+    shares = [len(set(found[i, :k].tolist()) & set(truth[i].tolist())) / k
+              for i in range(nq)]
+    assert recall_at_k(found, truth, k) == float(np.mean(shares))
 
 
 def test_recall_invalid():
