@@ -69,7 +69,7 @@ import numpy as np
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.delta import DeltaBatch, decode_many
 from graphrep.ann.records import RecordSet
-from graphrep.errors import DamagedEntry, GraphrepError, ProtocolError
+from graphrep.errors import DamagedEntry, GraphrepError, InvalidVector, ProtocolError
 from graphrep.protocol.entries import check_entry, wal_entry, wal_record
 from graphrep.protocol.merkle import MerkleTree, ids_in_leaves
 from graphrep.protocol.messages import (
@@ -395,7 +395,7 @@ class Replica:
         """Run a client's insert or delete on the leader's index (its own method so that a
         measurement can tell the index's work from the protocol's)."""
         if op == "insert":
-            return self.index.insert(id_, np.frombuffer(vector, dtype="<f4"))
+            return self.index.insert(id_, vector_of(vector, self.config.dim))
         return self.index.delete(id_)
 
     def _on_search(self, now: int, src: str, m: ClientSearch, out: list) -> None:
@@ -405,7 +405,7 @@ class Replica:
             status = "stale"
         elif len(self.index):
             try:
-                q = np.frombuffer(m.vector, dtype="<f4")
+                q = vector_of(m.vector, self.config.dim)
                 found, _ = self.index.search(q, k=m.k, L=max(self.config.search_L, m.k))
                 ids = np.asarray(found, dtype="<i8").tobytes()
             except GraphrepError as exc:
@@ -1288,3 +1288,12 @@ def shard_settled(replicas: Sequence[Replica | None]) -> bool:
 def protocol_error_effects(exc: ProtocolError) -> list:
     """What a node returns for a message it refuses: counted, by kind; nothing else."""
     return [Metric("protocol_errors", 1.0), Metric(f"protocol_error:{type(exc).__name__}", 1.0)]
+
+
+def vector_of(data: bytes, dim: int) -> np.ndarray:
+    """The float32 vector a message carries; raises :class:`InvalidVector` unless it is
+    exactly ``dim`` little-endian float32 (4 * ``dim`` bytes)."""
+    if len(data) != 4 * dim:
+        raise InvalidVector(f"a vector of this shard is {dim} float32 ({4 * dim} bytes), "
+                            f"got {len(data)} bytes")
+    return np.frombuffer(data, dtype="<f4")
