@@ -60,12 +60,11 @@ sys.path.insert(0, str(ROOT))
 import one_thread  # noqa: E402,F401  (pins BLAS/numba threads before numpy work)
 
 from graphrep.ann import VamanaIndex  # noqa: E402
+from graphrep.cluster import ClusterConfig, run_cluster  # noqa: E402
 from graphrep.datasets import gmm_dataset  # noqa: E402
-from graphrep.protocol.replica import ReplicaConfig  # noqa: E402
-from graphrep.sim.cluster import ClusterConfig, run_cluster  # noqa: E402
+from graphrep.protocol.replica import POLICIES  # noqa: E402
 
 RESULTS = ROOT / "results"
-POLICIES = ("leader", "replay", "snapshot")
 NEMESES = ("none", "partitions")
 
 
@@ -90,15 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.initial, args.writes, args.dim, args.R, args.L = 5_000, 1_000, 64, 32, 64
     base = dict(nodes=3, writes=args.writes, deletes=0, dim=args.dim, initial=args.initial,
-                queries=args.queries, seed=args.seed, R=args.R, L=args.L, concern="majority",
-                write_interval_ns=1_000_000, max_outstanding=64, snapshot_every=0,
-                apply_batch=args.apply_batch, snapshot_ticks=500,
-                max_inflight=args.max_inflight)
+                queries=args.queries, seed=args.seed, concern="majority",
+                write_interval_ns=1_000_000, max_outstanding=64)
+    replica = dict(R=args.R, L=args.L, snapshot_every=0, apply_batch=args.apply_batch,
+                   snapshot_ticks=500, max_inflight=args.max_inflight)
 
     # the common starting index, built once
-    probe = ClusterConfig(**base)
-    rcfg = ReplicaConfig(replicas=("r0",), dim=args.dim, R=args.R, L=args.L,
-                         index_seed=args.seed)
+    probe = ClusterConfig(**base, replica=replica)
+    rcfg = probe.replica_config(("r0",))
     n_base = args.initial + args.writes
     X, _ = gmm_dataset(n_base, 1, args.dim, n_clusters=16 if n_base < 20_000 else 100,
                        seed=args.seed)
@@ -126,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict] = {}
     for nemesis in NEMESES:
         for policy in POLICIES:
-            cfg = ClusterConfig(policy=policy, nemesis=nemesis, **base)
+            cfg = ClusterConfig(nemesis=nemesis, **base, replica={**replica, "policy": policy})
             t0 = time.process_time()
             s = run_cluster(cfg, bootstrap=bootstrap)
             total_cpu = time.process_time() - t0

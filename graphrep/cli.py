@@ -18,9 +18,12 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from graphrep.errors import GraphrepError
+
+if TYPE_CHECKING:
+    from graphrep.cluster import ClusterConfig
 
 SEED_MAX = 2**63 - 1
 """Seeds are any integer in [0, SEED_MAX] (the index and the random streams take them)."""
@@ -31,19 +34,12 @@ DEMO_FLOATS_MAX = 2**28
 """``graphrep demo``: (``--n`` + ``--inserts``) x ``--dim`` at most (1 GiB per float32
 copy of the data; the demo keeps a few). Equal to ``graphrep.demo.MAX_FLOATS``."""
 SEARCH_K = 10
-"""The k of recall@k in ``demo`` and ``sim``: that many vectors must stay live."""
-FMNIST_DIM, FMNIST_BASE, FMNIST_QUERIES = 784, 60_000, 10_000
+"""The k of recall@k in ``demo``: that many vectors must stay live."""
 
-# the choices of options; the tests check them against the library's own lists
-SIM_POLICIES = ("leader", "replay", "snapshot")
-SIM_NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed")
-SIM_CONCERNS = ("one", "majority", "all")
-SIM_READ_PREFERENCES = ("leader", "nearest", "any")
-SIM_DATASETS = ("gmm", "uniform", "fmnist")
-SIM_SYNC = ("always", "tick")
-EXAMPLE_NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
-EXAMPLE_BUGS = {"broadcast": ("ack-before-sync", "no-retransmit"),
-                "counter": ("merge-sum", "memory-only")}
+# The choices of ``sim`` and ``sim-example`` options, and their defaults, come from the
+# library (graphrep.cluster, graphrep.protocol.replica, graphrep.sim.examples) when the
+# parser is built; those of the other commands are listed here, and the tests check
+# them against the library's own lists.
 FUZZ_POLICIES = ("leader", "replay", "snapshot")
 FUZZ_NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
 PROFILES = ("ci", "dev", "nightly")
@@ -120,11 +116,19 @@ def _demo(args: argparse.Namespace) -> int:
 _SIM_EXAMPLES = {"gossip": "broadcast", "broadcast": "broadcast", "counter": "counter"}
 
 
+def _example_bugs() -> dict[str, tuple[str, ...]]:
+    """The planted bugs of each example, as the command line spells them."""
+    from graphrep.sim.examples import broadcast, counter
+
+    return {name: tuple(b.replace("_", "-") for b in module.BUGS)
+            for name, module in (("broadcast", broadcast), ("counter", counter))}
+
+
 def _sim_example(args: argparse.Namespace) -> int:
     """Run an example protocol under a nemesis; exit 0 if its checker says valid, else 1."""
+    from graphrep.sansio import MS
     from graphrep.sim.examples.broadcast import simulate_broadcast
     from graphrep.sim.examples.counter import simulate_counter
-    from graphrep.sim.examples.harness import MS
 
     example = _SIM_EXAMPLES[args.example]
     simulate = simulate_broadcast if example == "broadcast" else simulate_counter
@@ -178,63 +182,38 @@ def _sim_example(args: argparse.Namespace) -> int:
     return code
 
 
-def _sim(args: argparse.Namespace) -> int:
-    from graphrep.sim.cluster import FMNIST_DIM, ClusterConfig, run_cluster
+def _sim_config(args: argparse.Namespace) -> ClusterConfig:
+    """The ``ClusterConfig`` of a ``graphrep sim`` command line."""
+    from graphrep.cluster import ClusterConfig
 
-    dim = args.dim if args.dim is not None else FMNIST_DIM if args.dataset == "fmnist" else 16
-    cfg = ClusterConfig(policy=args.policy, nodes=args.nodes, writes=args.writes,
-                        deletes=args.deletes, dim=dim, queries=args.queries,
-                        concern=args.concern, seed=args.seed, nemesis=args.nemesis,
-                        dataset=args.dataset, searches=args.searches,
-                        read_preference=args.read_preference, sync=args.sync,
-                        cpu_ns_per_distance=args.cpu_ns_per_distance,
-                        cpu_ns_per_entry=args.cpu_ns_per_entry,
-                        max_inflight=args.max_inflight, shards=args.shards,
-                        replication=args.replication)
+    return ClusterConfig(nodes=args.nodes, writes=args.writes, deletes=args.deletes,
+                         dim=_sim_dim(args), queries=args.queries, concern=args.concern,
+                         seed=args.seed, nemesis=args.nemesis, dataset=args.dataset,
+                         searches=args.searches, read_preference=args.read_preference,
+                         cpu_ns_per_distance=args.cpu_ns_per_distance,
+                         cpu_ns_per_entry=args.cpu_ns_per_entry, shards=args.shards,
+                         replication=args.replication,
+                         replica={"policy": args.policy, "sync": args.sync,
+                                  "max_inflight": args.max_inflight})
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from graphrep.cluster import render, run_cluster
+
+    cfg = _sim_config(args)
     s = run_cluster(cfg)
     ok = s["converged"] and s["lost_writes"] == 0 and s["read_your_writes_violations"] == 0
-    if args.json:
-        print(json.dumps(s))
-        return 0 if ok else 1
-    b = s["bytes_per_insert"]
-    shape = (f"{cfg.nodes} nodes, {cfg.shards} shard(s) of {len(s['shards']['0'])} "
-             f"replicas" if cfg.sharded else f"{cfg.nodes} replicas")
-    print(f"policy {s['policy']}, {shape}, seed {s['seed']}, nemesis "
-          f"{s['nemesis']} ({s['faults']} faults), concern {cfg.concern}")
-    if cfg.sharded:
-        print("placement           " + "; ".join(
-            f"shard {k}: {', '.join(v)}" for k, v in s["shards"].items()))
-    print(f"converged           {s['converged']} (after heal: {s['converge_ms_after_heal']} ms)")
-    missing = (f" (missing {s['lost_write_replicas']} replica copies)"
-               if s["lost_write_replicas"] else "")
-    print(f"writes              {s['acked_writes']} acknowledged, {s['lost_writes']} lost"
-          f"{missing}, {s['failed_writes']} refused, {s['unacked_writes']} unacknowledged")
-    print(f"bytes per insert    {b['total']:.0f} (vector {b['vector']:.0f}, edges "
-          f"{b['edges']:.0f}, metadata {b['metadata']:.0f}, snapshot {b['snapshot']:.0f}, "
-          f"repair {b['repair']:.0f})")
-    print(f"replica distance computations per insert "
-          f"{s['replica_distance_computations_per_insert']:.1f}")
-    lag = s["lag_ms"]
-    print(f"lag                 p50 {lag['p50']:.1f} ms, p95 {lag['p95']:.1f}, "
-          f"p99 {lag['p99']:.1f}")
-    unmeasured = "none measured (no query, or no live vector)"
-    recall = ", ".join(f"{n} {r:.3f}" for n, r in s["recall_at_10"].items()) or unmeasured
-    print(f"recall@10           {recall}; top-10 agreement {s['topk_agreement']:.3f}")
-    if cfg.sharded:
-        merged = s["recall_at_10_merged"]
-        print(f"scatter-gather      recall@10 "
-              f"{unmeasured if merged is None else format(merged, '.3f')} (each shard's "
-              "first replica, merged by distance)")
-    print(f"elections           {s['elections']}; protocol errors {s['protocol_errors']}")
-    if cfg.searches:
-        q, sl = s["searches"], s["search_latency_ms"]
-        print(f"searches            {q['sent']} to {cfg.read_preference}: {q['ok']} ok, "
-              f"{q['stale']} stale ({q['retried']} retried at the leader), {q['errors']} "
-              f"errors, {q['unanswered']} unanswered; read-your-writes violations "
-              f"{s['read_your_writes_violations']}; latency p50 {sl['p50']:.1f} ms, "
-              f"p99 {sl['p99']:.1f}")
-    print(f"trace hash          {s['trace_hash']}")
+    print(json.dumps(s) if args.json else render(s, cfg))
     return 0 if ok else 1
+
+
+def _sim_dim(args: argparse.Namespace) -> int:
+    """``--dim``, or its default: the cluster's, or the only one ``--dataset fmnist`` takes."""
+    from graphrep.cluster.config import FMNIST_DIM, ClusterConfig
+
+    if args.dim is not None:
+        return int(args.dim)
+    return FMNIST_DIM if args.dataset == "fmnist" else ClusterConfig().dim
 
 
 def _fuzz(args: argparse.Namespace) -> int:
@@ -319,13 +298,15 @@ def _check_demo(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 
 def _check_sim_example(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
-    example = _SIM_EXAMPLES[a.example]
-    if a.bug is not None and a.bug not in EXAMPLE_BUGS[example]:
+    bugs = _example_bugs()[_SIM_EXAMPLES[a.example]]
+    if a.bug is not None and a.bug not in bugs:
         p.error(f"argument --bug: {a.bug} is not a bug of the {a.example} example; it takes "
-                f"{' or '.join(EXAMPLE_BUGS[example])}")
+                f"{' or '.join(bugs)}")
 
 
 def _check_sim(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    from graphrep.cluster.config import FMNIST_BASE, FMNIST_DIM, FMNIST_QUERIES
+
     if a.replication > a.nodes:
         p.error(f"argument --replication: at most --nodes ({a.nodes}) replicas per shard, "
                 f"got {a.replication}")
@@ -350,7 +331,7 @@ def _check_sim(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         if a.queries > FMNIST_QUERIES:
             p.error(f"argument --queries: --dataset fmnist has {FMNIST_QUERIES} query "
                     f"vectors, got {a.queries}")
-    dim = a.dim if a.dim is not None else FMNIST_DIM if a.dataset == "fmnist" else 16
+    dim = _sim_dim(a)
     if a.writes * dim * a.nodes > SIM_FLOATS_MAX:
         p.error(f"argument --writes: --writes x --dim x --nodes = {a.writes} x {dim} x "
                 f"{a.nodes} = {a.writes * dim * a.nodes} floats, more than "
@@ -383,6 +364,95 @@ def _with_check(p: argparse.ArgumentParser,
 
 # ---------------------------------------------------------------------- the parser
 
+def _choice_arg(p: argparse.ArgumentParser, flag: str, choices: tuple[str, ...],
+                default: str | None, help: str) -> None:
+    """Add the option ``flag`` taking one of ``choices``; its help names the default."""
+    p.add_argument(flag, default=default, choices=choices,
+                   help=help if default is None else f"{help} (default: %(default)s)")
+
+
+def _add_sim_example(sub: argparse._SubParsersAction) -> None:
+    from graphrep.sim.examples.harness import MAX_NODES, NEMESES
+
+    e = sub.add_parser("sim-example", help="run an example protocol in the simulator under "
+                       "faults and check it (exit 0 if valid, 1 if not)")
+    e.add_argument("example", choices=tuple(_SIM_EXAMPLES),
+                   help="gossip (alias broadcast): gossip broadcast of distinct values; "
+                   "counter: a grow-only counter CRDT")
+    _int_arg(e, "--nodes", 2, MAX_NODES, 5, "server nodes")
+    _int_arg(e, "--seed", 0, SEED_MAX, 7)
+    _choice_arg(e, "--nemesis", NEMESES, "mixed", "the faults")
+    bugs = _example_bugs()
+    _choice_arg(e, "--bug", sum(bugs.values(), ()), None,
+                "run a planted bug instead of the correct protocol: " + ", ".join(
+                    f"{' or '.join(b)} ({'gossip' if name == 'broadcast' else name})"
+                    for name, b in bugs.items()))
+    _int_arg(e, "--duration-ms", 1, 60_000, 1_000,
+             "virtual ms of workload and faults, before the repair and settle")
+    e.add_argument("--plot", metavar="DIR", default=None,
+                   help="write a message sequence chart and a fault timeline (SVG) to DIR")
+    e.add_argument("--json", action="store_true", help="print only the JSON summary")
+    e.set_defaults(func=_sim_example, check=_with_check(e, _check_sim_example))
+
+
+def _add_sim(sub: argparse._SubParsersAction) -> None:
+    """``graphrep sim``: its choices and defaults are graphrep.cluster's and the
+    protocol's own (a ``ClusterConfig()`` and its replica settings)."""
+    from graphrep.cluster.config import (
+        DATASETS,
+        FMNIST_DIM,
+        NEMESES,
+        READ_PREFERENCES,
+        ClusterConfig,
+    )
+    from graphrep.protocol.replica import CONCERNS, POLICIES, SYNC_POLICIES
+
+    default = ClusterConfig()
+    c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
+                       "summary (exit 0 if converged with no lost write and no "
+                       "read-your-writes violation)")
+    _choice_arg(c, "--policy", POLICIES, default.policy,
+                "leader (edge deltas), replay (every replica inserts) or snapshot (the "
+                "leader ships its whole index periodically)")
+    _int_arg(c, "--nodes", 1, 15, default.nodes,
+             "nodes (replicas of the shard, when there is one)")
+    _int_arg(c, "--shards", 1, 64, default.shards, "shards: id i lives in shard i %% "
+             "shards; every node hosts one replica per shard placed on it")
+    _int_arg(c, "--replication", 0, 15, default.replication,
+             "replicas per shard, at most --nodes (0: every node holds every shard)")
+    _int_arg(c, "--writes", 0, 1_000_000, default.writes, "inserts")
+    _int_arg(c, "--deletes", 0, 1_000_000, default.deletes,
+             "deletes of inserted ids, at most --writes")
+    _int_arg(c, "--dim", 1, 4096, None, f"vector dimension (default {default.dim}; fmnist: "
+             f"{FMNIST_DIM}, the only value it takes)")
+    _choice_arg(c, "--sync", SYNC_POLICIES, default.setting("sync"),
+                "when replicas sync their log: always (every append) or tick (group commit; "
+                "acknowledgements wait for it)")
+    _int_arg(c, "--max-inflight", 0, 10_000, default.setting("max_inflight"),
+             "Append messages with entries a leader keeps in flight per follower; entries "
+             "beyond wait and leave together (0: no limit, one message per write)")
+    _int_arg(c, "--cpu-ns-per-distance", 0, 1_000_000, default.cpu_ns_per_distance,
+             "CPU cost model: virtual ns per distance computation, so that lag includes "
+             "CPU time (0: off)")
+    _int_arg(c, "--cpu-ns-per-entry", 0, 10_000_000, default.cpu_ns_per_entry,
+             "CPU cost model: virtual ns a follower spends applying a log entry")
+    _choice_arg(c, "--dataset", DATASETS, default.dataset,
+                "gmm (Gaussian mixture), uniform, or fmnist (Fashion-MNIST: apt-get install "
+                "dataset-fashion-mnist)")
+    _int_arg(c, "--queries", 0, 100_000, default.queries,
+             "queries for recall/agreement (searches cycle through them)")
+    _choice_arg(c, "--concern", CONCERNS, default.concern, "write concern")
+    _choice_arg(c, "--nemesis", NEMESES, default.nemesis, "the faults")
+    _int_arg(c, "--seed", 0, SEED_MAX, default.seed)
+    _int_arg(c, "--searches", 0, 1_000_000, default.searches, "client searches spread over "
+             "the write phase, each carrying a read-your-writes session token")
+    _choice_arg(c, "--read-preference", READ_PREFERENCES, default.read_preference,
+                "where searches go: leader, nearest (lowest configured latency) or any (a "
+                "seeded random replica)")
+    c.add_argument("--json", action="store_true", help="print only the JSON summary")
+    c.set_defaults(func=_sim, check=_with_check(c, _check_sim))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; every option's allowed values are declared here."""
     p = _Parser(prog="graphrep", description="Replicate graph ANN indexes by their edge "
@@ -401,77 +471,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print only the JSON summary")
     d.set_defaults(func=_demo, check=_with_check(d, _check_demo))
 
-    e = sub.add_parser("sim-example", help="run an example protocol in the simulator under "
-                       "faults and check it (exit 0 if valid, 1 if not)")
-    e.add_argument("example", choices=tuple(_SIM_EXAMPLES),
-                   help="gossip (alias broadcast): gossip broadcast of distinct values; "
-                   "counter: a grow-only counter CRDT")
-    _int_arg(e, "--nodes", 2, 50, 5, "server nodes")
-    _int_arg(e, "--seed", 0, SEED_MAX, 7)
-    e.add_argument("--nemesis", default="mixed", choices=EXAMPLE_NEMESES,
-                   help="the faults (default: mixed)")
-    e.add_argument("--bug", default=None, choices=sum(EXAMPLE_BUGS.values(), ()),
-                   help="run a planted bug instead of the correct protocol: ack-before-sync "
-                   "or no-retransmit (gossip), merge-sum or memory-only (counter)")
-    _int_arg(e, "--duration-ms", 1, 60_000, 1_000,
-             "virtual ms of workload and faults, before the repair and settle")
-    e.add_argument("--plot", metavar="DIR", default=None,
-                   help="write a message sequence chart and a fault timeline (SVG) to DIR")
-    e.add_argument("--json", action="store_true", help="print only the JSON summary")
-    e.set_defaults(func=_sim_example, check=_with_check(e, _check_sim_example))
-
-    c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
-                       "summary (exit 0 if converged with no lost write and no "
-                       "read-your-writes violation)")
-    c.add_argument("--policy", default="leader", choices=SIM_POLICIES,
-                   help="leader (edge deltas), replay (every replica inserts) or snapshot "
-                   "(the leader ships its whole index periodically)")
-    _int_arg(c, "--nodes", 1, 15, 3, "nodes (replicas of the shard, when there is one)")
-    _int_arg(c, "--shards", 1, 64, 1, "shards: id i lives in shard i %% shards; every node "
-             "hosts one replica per shard placed on it")
-    _int_arg(c, "--replication", 0, 15, 0,
-             "replicas per shard, at most --nodes (0: every node holds every shard)")
-    _int_arg(c, "--writes", 0, 1_000_000, 500, "inserts")
-    _int_arg(c, "--deletes", 0, 1_000_000, 50, "deletes of inserted ids, at most --writes")
-    _int_arg(c, "--dim", 1, 4096, None,
-             "vector dimension (default 16; fmnist: 784, the only value it takes)")
-    c.add_argument("--sync", default="always", choices=SIM_SYNC,
-                   help="when replicas sync their log: always (every append) or tick (group "
-                   "commit; acknowledgements wait for it)")
-    _int_arg(c, "--max-inflight", 0, 10_000, 0, "Append messages with entries a leader "
-             "keeps in flight per follower; entries beyond wait and leave together (0: no "
-             "limit, one message per write)")
-    _int_arg(c, "--cpu-ns-per-distance", 0, 1_000_000, 0, "CPU cost model: virtual ns per "
-             "distance computation, so that lag includes CPU time (0: off)")
-    _int_arg(c, "--cpu-ns-per-entry", 0, 10_000_000, 0,
-             "CPU cost model: virtual ns a follower spends applying a log entry")
-    c.add_argument("--dataset", default="gmm", choices=SIM_DATASETS,
-                   help="gmm (Gaussian mixture, default), uniform, or fmnist (Fashion-MNIST: "
-                   "apt-get install dataset-fashion-mnist)")
-    _int_arg(c, "--queries", 0, 100_000, 100,
-             "queries for recall/agreement (searches cycle through them)")
-    c.add_argument("--concern", default="majority", choices=SIM_CONCERNS,
-                   help="write concern")
-    c.add_argument("--nemesis", default="none", choices=SIM_NEMESES, help="the faults")
-    _int_arg(c, "--seed", 0, SEED_MAX, 7)
-    _int_arg(c, "--searches", 0, 1_000_000, 0, "client searches spread over the write "
-             "phase, each carrying a read-your-writes session token")
-    c.add_argument("--read-preference", default="leader", choices=SIM_READ_PREFERENCES,
-                   help="where searches go: leader, nearest (lowest configured latency) or "
-                   "any (a seeded random replica)")
-    c.add_argument("--json", action="store_true", help="print only the JSON summary")
-    c.set_defaults(func=_sim, check=_with_check(c, _check_sim))
+    _add_sim_example(sub)
+    _add_sim(sub)
 
     f = sub.add_parser("fuzz", help="fuzz the protocol: long seeded runs with random faults, "
                        "every invariant checked (exit 0 if all held)")
-    f.add_argument("--policy", default="leader", choices=FUZZ_POLICIES,
-                   help="a registered policy")
+    _choice_arg(f, "--policy", FUZZ_POLICIES, "leader", "a registered policy")
     _int_arg(f, "--seeds", 1, 1_000_000, 100, "how many seeds to run")
     _int_arg(f, "--start", 0, SEED_MAX, 0, "the first seed")
     _int_arg(f, "--seed", 0, SEED_MAX, None, "replay this one seed and print its steps")
     _int_arg(f, "--steps", 1, 100_000, 200, "steps per seed")
-    f.add_argument("--nemesis", default="mixed", choices=FUZZ_NEMESES,
-                   help="the faults (default: mixed)")
+    _choice_arg(f, "--nemesis", FUZZ_NEMESES, "mixed", "the faults")
     _int_arg(f, "--jobs", 1, 64, 1, "processes")
     f.add_argument("--json", action="store_true", help="print only the JSON summary")
     f.set_defaults(func=_fuzz, check=_with_check(f, _check_fuzz))
@@ -482,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     _int_arg(m, "--examples", 1, 100_000, None,
              "examples per mutant (default: 4x the profile's, 200 under ci)")
     _int_arg(m, "--steps", 1, 1_000, 50, "steps per example at most")
-    m.add_argument("--profile", default="ci", choices=PROFILES, help="Hypothesis profile")
+    _choice_arg(m, "--profile", PROFILES, "ci", "Hypothesis profile")
     m.add_argument("--json", action="store_true", help="print only the JSON summary")
     m.set_defaults(func=_mutants, check=_with_check(m, _check_mutants))
     return p

@@ -221,24 +221,33 @@ def test_mutants_run_with_the_smallest_budget(capsys):
 # ---------------------------------------------------------------------- the same as the library
 
 def test_choices_and_limits_match_the_library():
+    """``sim`` and ``sim-example`` take their choices and defaults from the library
+    itself; the other commands list theirs, checked here."""
     from graphrep import demo
-    from graphrep.sim import cluster
+    from graphrep.cluster import DATASETS, NEMESES, READ_PREFERENCES, ClusterConfig
+    from graphrep.protocol.replica import CONCERNS, POLICIES, SYNC_POLICIES
     from graphrep.sim.examples import broadcast, counter, harness
     from graphrep.spec import fuzz, profiles
     from graphrep.spec.registry import policy_names
 
     ranges = {(c, _flag(a)): (a.type.lo, a.type.hi) for c, a in _options()
               if isinstance(a.type, BoundedInt)}
-    assert cli.SIM_POLICIES == cluster.POLICIES and cli.SIM_NEMESES == cluster.NEMESES
-    assert cli.SIM_CONCERNS == cluster.CONCERNS and cli.SIM_DATASETS == cluster.DATASETS
-    assert cli.SIM_READ_PREFERENCES == cluster.READ_PREFERENCES
-    assert (cli.FMNIST_DIM, cli.FMNIST_BASE, cli.FMNIST_QUERIES) == (
-        cluster.FMNIST_DIM, cluster.FMNIST_BASE, cluster.FMNIST_QUERIES)
-    assert cli.SEARCH_K == cluster.SEARCH_K == demo.SEARCH_K
-    assert cli.EXAMPLE_NEMESES == harness.NEMESES
+    sim = {_flag(a): a for a in _commands()["sim"]._actions}
+    assert sim["--policy"].choices == POLICIES and sim["--concern"].choices == CONCERNS
+    assert sim["--sync"].choices == SYNC_POLICIES and sim["--nemesis"].choices == NEMESES
+    assert sim["--dataset"].choices == DATASETS
+    assert sim["--read-preference"].choices == READ_PREFERENCES
+    default = ClusterConfig()
+    args = build_parser().parse_args(["sim"])
+    assert cli._sim_config(args) == default  # every default is the library's own
+    assert (sim["--policy"].default, sim["--max-inflight"].default) == (
+        default.policy, default.setting("max_inflight"))
+    example = {_flag(a): a for a in _commands()["sim-example"]._actions}
+    assert example["--nemesis"].choices == harness.NEMESES
+    assert set(example["--bug"].choices) == {
+        b.replace("_", "-") for b in (*broadcast.BUGS, *counter.BUGS)}
     assert ranges[("sim-example", "--nodes")] == (2, harness.MAX_NODES)
-    for example, module in (("broadcast", broadcast), ("counter", counter)):
-        assert tuple(b.replace("-", "_") for b in cli.EXAMPLE_BUGS[example]) == module.BUGS
+    assert cli.SEARCH_K == demo.SEARCH_K
     assert cli.FUZZ_NEMESES == fuzz.NEMESES
     assert tuple(policy_names()) == cli.FUZZ_POLICIES
     assert cli.SEED_MAX == fuzz.MAX_SEED == demo.MAX_SEED
@@ -251,13 +260,15 @@ def test_choices_and_limits_match_the_library():
 
 
 def test_the_largest_values_the_command_line_allows_are_valid_cluster_configs():
-    from graphrep.sim.cluster import ClusterConfig
-
-    largest = {"nodes": 15, "writes": 1_000_000, "deletes": 1_000_000, "dim": 4096,
-               "queries": 100_000, "seed": SEED_MAX, "max_inflight": 10_000,
-               "cpu_ns_per_distance": 1_000_000, "cpu_ns_per_entry": 10_000_000}
-    ClusterConfig(**largest, searches=1_000_000)  # searches: unsharded runs only
-    ClusterConfig(**largest, shards=64, replication=15)
+    sim = [a for c, a in _options() if c == "sim" and isinstance(a.type, BoundedInt)]
+    largest = [x for a in sim for x in (a.option_strings[0], str(a.type.hi))]
+    parser = build_parser()
+    # searches run on unsharded clusters only; every other option at its largest at once
+    for drop in ("--searches", "--shards"):
+        argv = ["sim", *largest]
+        i = argv.index(drop)
+        args = parser.parse_args(argv[:i] + argv[i + 2:])
+        cli._sim_config(args)
 
 
 # ---------------------------------------------------------------------- the library checks

@@ -53,7 +53,7 @@ def test_sim_runs_a_sharded_cluster_and_flow_control(capsys):
     assert main([*args, "--json"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert s["converged"] and s["lost_writes"] == 0 and s["acked_writes"] == 66
-    assert s["config"]["shards"] == 3 and s["config"]["max_inflight"] == 1
+    assert s["config"]["shards"] == 3 and s["config"]["replica"]["max_inflight"] == 1
     assert sorted(s["shards"]) == ["0", "1", "2"] and len(s["digests"]) == 9
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -77,6 +77,16 @@ class LatencyModel:
     def lognormal(cls, median_ns: int, sigma: float, jitter_ns: int = 0) -> LatencyModel:
         return cls("lognormal", mean_ns=median_ns, sigma=sigma, jitter_ns=jitter_ns)
 
+    def expected_ns(self) -> float:
+        """The mean one-way delay in ns (jitter included)."""
+        if self.kind == "uniform":
+            base = (self.low_ns + self.high_ns) / 2
+        elif self.kind == "lognormal":
+            base = self.mean_ns * float(np.exp(self.sigma ** 2 / 2))
+        else:
+            base = float(self.mean_ns)
+        return base + self.jitter_ns / 2
+
     def draw(self, gen: np.random.Generator, n: int) -> list[int]:
         """``n`` delays in ns, as Python ints."""
         if self.kind == "constant":

@@ -9,12 +9,9 @@ from typing import Any
 import pytest
 
 from graphrep.errors import InvalidArgument, SimulationError
-from graphrep.sansio import BaseProcess, Busy, Send, SetTimer, Work
-from graphrep.sim.cluster import ClusterConfig, run_cluster
+from graphrep.sansio import MS, BaseProcess, Busy, Send, SetTimer, Work
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
-
-MS = 1_000_000
 
 
 class Worker(BaseProcess):
@@ -82,29 +79,6 @@ def test_a_malformed_busy_fails_the_run_with_a_clear_error():
     sim.add_node("b", lambda n, d: Bad())
     with pytest.raises(SimulationError, match="ns must be an int >= 0"):
         sim.run_until(MS)
-
-
-def test_cpu_model_makes_replays_followers_lag_behind_the_leaders():
-    """With CPU costs in virtual time, every replay follower re-runs each insert and
-    falls behind; leader followers only apply deltas."""
-    common = dict(writes=300, deletes=0, dim=32, seed=3, cpu_ns_per_distance=5000,
-                  cpu_ns_per_entry=20_000)
-    leader = run_cluster(ClusterConfig(policy="leader", **common))
-    replay = run_cluster(ClusterConfig(policy="replay", **common))
-    assert leader["converged"] and replay["lost_writes"] == 0
-    assert replay["lag_ms"]["p95"] > 1.3 * leader["lag_ms"]["p95"]
-    off = run_cluster(ClusterConfig(policy="replay", **{**common, "cpu_ns_per_distance": 0,
-                                                        "cpu_ns_per_entry": 0}))
-    assert off["lag_ms"]["p95"] < replay["lag_ms"]["p95"]
-
-
-@pytest.mark.parametrize("bad", [{"sync": "sometimes"}, {"cpu_ns_per_distance": -1},
-                                 {"cpu_ns_per_entry": 1.5}])
-def test_bad_cost_model_or_sync_settings_are_refused(bad):
-    from graphrep.errors import InvalidArgument
-
-    with pytest.raises(InvalidArgument):
-        ClusterConfig(**bad)
 
 
 def test_work_is_priced_by_the_simulation_config():

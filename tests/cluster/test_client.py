@@ -1,5 +1,5 @@
 """Client searches in the simulated cluster: read preferences, session tokens
-(read-your-writes) and the checker that counts violations; the dataset choice."""
+(read-your-writes) and the checker that counts violations."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from typing import ClassVar
 
 import pytest
 
-from graphrep.datasets import load_fashion_mnist
-from graphrep.errors import DatasetUnavailable, InvalidArgument
+from graphrep.cluster import ClusterConfig, run_cluster, runner
+from graphrep.cluster.client import nearest
 from graphrep.protocol.replica import Replica
-from graphrep.sim import cluster
-from graphrep.sim.cluster import ClusterConfig, _nearest, run_cluster
+from graphrep.sansio import MS
 from graphrep.sim.network import LatencyModel
 
-MS = 1_000_000
 SMALL = {"writes": 60, "deletes": 6, "queries": 10, "seed": 3, "searches": 40}
 
 
@@ -37,7 +35,7 @@ def test_every_read_preference_answers_with_no_read_your_writes_violation(pref, 
         assert q["stale"] > 0  # followers lag: the session token really is checked
 
 
-class _Recording(cluster.TimedReplica):
+class _Recording(runner.TimedReplica):
     """Counts the searches each replica receives (class-level, reset per test)."""
 
     received: ClassVar[dict[str, int]] = {}
@@ -52,19 +50,19 @@ def test_nearest_goes_to_the_replica_with_the_lowest_configured_latency(monkeypa
                "region_latency": (("east", "west", LatencyModel.constant(20 * MS)),
                                   ("east", "east", LatencyModel.constant(1 * MS)))}
     cfg = ClusterConfig(read_preference="nearest", **regions, **SMALL)
-    assert _nearest(cfg, ["r0", "r1", "r2"]) == "r2"
+    assert nearest(cfg, ["r0", "r1", "r2"]) == "r2"
     monkeypatch.setattr(_Recording, "received", {})
-    monkeypatch.setattr(cluster, "TimedReplica", _Recording)
+    monkeypatch.setattr(runner, "TimedReplica", _Recording)
     s = run_cluster(cfg)
     got = _Recording.received
     assert got.get("r2", 0) >= 40 and s["read_your_writes_violations"] == 0
     assert got.get("r0", 0) + got.get("r1", 0) <= s["searches"]["retried"]  # at the leader
     # one region, equal latencies: the client's home replica r{seed % nodes}
-    assert _nearest(ClusterConfig(**SMALL), ["r0", "r1", "r2"]) == "r0"
-    assert _nearest(ClusterConfig(**{**SMALL, "seed": 7}), ["r0", "r1", "r2"]) == "r1"
+    assert nearest(ClusterConfig(**SMALL), ["r0", "r1", "r2"]) == "r0"
+    assert nearest(ClusterConfig(**{**SMALL, "seed": 7}), ["r0", "r1", "r2"]) == "r1"
 
 
-class _IgnoresMinSeq(cluster.TimedReplica):
+class _IgnoresMinSeq(runner.TimedReplica):
     """A broken replica: answers ``ok`` from whatever it has applied, session or not."""
 
     def _on_search(self, now, src, m, out):
@@ -73,7 +71,7 @@ class _IgnoresMinSeq(cluster.TimedReplica):
 
 @pytest.mark.parametrize("pref", ["nearest", "any"])
 def test_the_checker_catches_a_replica_that_ignores_the_session_token(monkeypatch, pref):
-    monkeypatch.setattr(cluster, "TimedReplica", _IgnoresMinSeq)
+    monkeypatch.setattr(runner, "TimedReplica", _IgnoresMinSeq)
     s = run_cluster(ClusterConfig(read_preference=pref, concern="one", **SMALL))
     assert s["read_your_writes_violations"] > 0
     assert s["searches"]["stale"] == 0  # it never says stale: it answers behind instead
@@ -86,30 +84,3 @@ def test_any_is_deterministic():
     other = run_cluster(ClusterConfig(read_preference="leader", concern="one",
                                       nemesis="mixed", **SMALL))
     assert other["trace_hash"] != one["trace_hash"]
-
-
-def test_bad_read_preference_dataset_and_dim_are_refused():
-    for kwargs, match in (({"read_preference": "closest"}, "read preference.*nearest"),
-                          ({"dataset": "sift"}, "unknown dataset.*fmnist"),
-                          ({"dataset": "fmnist", "dim": 32}, "784"),
-                          ({"searches": 5, "queries": 0}, "queries >= 1"),
-                          ({"searches": -1}, "searches"),
-                          ({"replica_regions": ("a",)}, "one per replica")):
-        with pytest.raises(InvalidArgument, match=match):
-            ClusterConfig(**kwargs)
-
-
-def test_uniform_dataset_runs():
-    s = run_cluster(ClusterConfig(dataset="uniform", writes=60, deletes=6, queries=10, seed=3))
-    assert s["converged"] and s["lost_writes"] == 0 and s["topk_agreement"] == 1.0
-
-
-def test_fmnist_dataset_runs():
-    try:
-        load_fashion_mnist()
-    except DatasetUnavailable as exc:
-        pytest.skip(f"Fashion-MNIST is not installed: {exc}")
-    s = run_cluster(ClusterConfig(dataset="fmnist", dim=784, writes=60, deletes=6, queries=10,
-                                  seed=3, searches=10))
-    assert s["converged"] and s["lost_writes"] == 0 and s["topk_agreement"] == 1.0
-    assert s["searches"]["ok"] == 10 and s["read_your_writes_violations"] == 0

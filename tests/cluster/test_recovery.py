@@ -8,14 +8,13 @@ import dataclasses
 
 import numpy as np
 
+from graphrep.cluster import ClusterConfig, run_cluster
 from graphrep.protocol.replica import FOLLOWER
-from graphrep.sim.cluster import ClusterConfig, run_cluster
+from graphrep.sansio import MS
 from graphrep.sim.engine import Simulation
 from graphrep.sim.nemesis import Fault
 
-from .test_cluster import check_invariants
-
-MS = 1_000_000
+from .test_runner import check_invariants
 
 
 def a_follower(sim: Simulation) -> str:
@@ -24,8 +23,8 @@ def a_follower(sim: Simulation) -> str:
 
 
 def test_a_follower_behind_the_truncated_log_catches_up_by_snapshot():
-    cfg = ClusterConfig(writes=300, deletes=20, seed=4, queries=30, snapshot_every=50,
-                        log_keep=10)
+    cfg = ClusterConfig(writes=300, deletes=20, seed=4, queries=30,
+                        replica={"snapshot_every": 50, "log_keep": 10})
     cut = [Fault(300 * MS, "partition", groups=(("r0", "r1"), ("r2",))),
            Fault(900 * MS, "heal")]
     s = run_cluster(cfg, schedule=cut)
@@ -51,7 +50,7 @@ def test_anti_entropy_finds_and_repairs_a_corrupted_replica():
     check_invariants(s)
     assert s["anti_entropy_mismatches"] >= 1 and 0 < s["repaired_records"] < 20
     # the same corruption with anti-entropy off stays: the convergence check catches it
-    off = run_cluster(dataclasses.replace(cfg, anti_entropy_ticks=0),
+    off = run_cluster(cfg.with_replica(anti_entropy_ticks=0),
                       actions=[(end_of_writes, corrupt)], min_settle_ns=3_000 * MS)
     assert len(set(off["digests"].values())) == 2 and not off["converged"]
 
@@ -77,8 +76,8 @@ def test_a_replica_rolled_back_behind_the_protocols_back_recovers():
 def test_replay_drifts_where_edge_deltas_do_not():
     crash = [Fault(800 * MS, "crash", node="r2"), Fault(900 * MS, "restart", node="r2")]
     common = dict(writes=300, deletes=20, seed=9, queries=100, search_L=12)
-    leader = run_cluster(ClusterConfig(policy="leader", **common), schedule=crash)
-    replay = run_cluster(ClusterConfig(policy="replay", **common), schedule=crash)
+    leader = run_cluster(ClusterConfig(**common, replica={"policy": "leader"}), schedule=crash)
+    replay = run_cluster(ClusterConfig(**common, replica={"policy": "replay"}), schedule=crash)
     check_invariants(leader)
     assert replay["lost_writes"] == 0 and replay["acked_writes"] == leader["acked_writes"]
     assert len(set(replay["digests"].values())) > 1  # the rebuilt replica has another graph
@@ -89,7 +88,7 @@ def test_replay_drifts_where_edge_deltas_do_not():
 
 def test_the_snapshot_baseline_ships_whole_indexes_and_converges():
     common = dict(writes=200, deletes=10, seed=5, queries=30, nemesis="crashes")
-    snap = run_cluster(ClusterConfig(policy="snapshot", **common))
+    snap = run_cluster(ClusterConfig(**common, replica={"policy": "snapshot"}))
     check_invariants(snap)
     assert snap["snapshot_installs"] >= 2 and snap["snapshot_bytes"] > 0
     assert snap["replica_distance_computations_per_insert"] == 0
