@@ -21,11 +21,10 @@ from collections.abc import Callable, Sequence
 from hypothesis import Phase, find, settings
 from hypothesis import strategies as st
 
+from graphrep.sansio import MS
 from graphrep.sim.examples.harness import fault_to_json
 from graphrep.sim.nemesis import Fault
 from graphrep.sim.strategies import schedules
-
-MS = 1_000_000
 
 # the classic nemesis: crashes, pauses, partitions, loss and duplication
 CLASSIC = ("crash", "restart", "pause", "resume", "partition", "partition_one_way", "heal",

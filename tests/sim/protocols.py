@@ -11,9 +11,7 @@ from typing import Any
 
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
-from graphrep.sim.process import BaseProcess, DurableWrite, Send, SetTimer, Sync
-
-MS = 1_000_000
+from graphrep.sim.process import MS, BaseProcess, DurableWrite, Send, SetTimer, Sync
 
 
 class Gossip(BaseProcess):

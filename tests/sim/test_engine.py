@@ -10,6 +10,7 @@ from graphrep.errors import GraphrepError, InvalidSchedule, SimulationError
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
 from graphrep.sim.process import (
+    MS,
     BaseProcess,
     CancelTimer,
     DurableWrite,
@@ -19,8 +20,6 @@ from graphrep.sim.process import (
     SetTimer,
     Sync,
 )
-
-MS = 1_000_000
 
 
 class Scripted(BaseProcess):

@@ -10,9 +10,7 @@ import pytest
 from graphrep.errors import GraphrepError, InvalidArgument, InvalidSchedule
 from graphrep.sim.engine import InFlight, SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
-from graphrep.sim.process import BaseProcess, Send
-
-MS = 1_000_000
+from graphrep.sim.process import MS, BaseProcess, Send
 
 
 class Recorder(BaseProcess):

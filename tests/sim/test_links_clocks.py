@@ -7,9 +7,7 @@ import pytest
 from graphrep.errors import InvalidArgument, InvalidSchedule
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
-from graphrep.sim.process import BaseProcess, Send, SetTimer
-
-MS = 1_000_000
+from graphrep.sim.process import MS, BaseProcess, Send, SetTimer
 
 
 class Sink(BaseProcess):

@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 
 from graphrep.errors import InvalidArgument
-from graphrep.sansio import BaseProcess, DurableWrite, Effects, Send, SetTimer, Sync
+from graphrep.sansio import MS, BaseProcess, DurableWrite, Effects, Send, SetTimer, Sync
 from graphrep.sim.examples.harness import (
-    MS,
     ExampleRun,
     Op,
     PlannedOp,

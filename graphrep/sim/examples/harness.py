@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 
 from graphrep.errors import InvalidArgument
-from graphrep.sansio import BaseProcess, CancelTimer, Effects, Process, Send, SetTimer
+from graphrep.sansio import MS, BaseProcess, CancelTimer, Effects, Process, Send, SetTimer
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.nemesis import Fault, apply_schedule, draw_schedule, validate_schedule
 from graphrep.sim.network import LatencyModel, NetworkConfig
 
 __all__ = [
     "CLIENT",
-    "MS",
     "NEMESES",
     "Client",
     "ExampleRun",
@@ -54,7 +53,6 @@ __all__ = [
     "run_scenario",
 ]
 
-MS = 1_000_000
 CLIENT = "c0"
 NEMESES: tuple[str, ...] = ("none", "partitions", "crashes", "loss", "mixed")
 MAX_NODES = 50
