@@ -28,24 +28,23 @@ Planted bugs (``bug=``), for tests that must see Hypothesis find and shrink a fa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from graphrep.errors import InvalidArgument
-from graphrep.sansio import MS, BaseProcess, DurableWrite, Effects, Send, SetTimer, Sync
+from graphrep.sansio import DurableWrite, Effects, Send, Sync
 from graphrep.sim.examples.harness import (
-    ExampleRun,
+    Example,
+    GossipNode,
     Op,
     PlannedOp,
     body_size,
     exponential_plan,
-    run_scenario,
 )
-from graphrep.sim.nemesis import Fault
 
 __all__ = [
+    "BROADCAST",
     "BUGS",
     "BroadcastNode",
     "broadcast_factory",
@@ -55,37 +54,23 @@ __all__ = [
     "simulate_broadcast",
 ]
 
-BUGS: tuple[str, ...] = ("ack_before_sync", "no_retransmit")
-GOSSIP_NS = 20 * MS
 READ_FRACTION = 0.25
 FLUSH_TICKS = 5  # ack_before_sync: ticks per group commit
 
 
-def _check_bug(bug: str | None) -> None:
-    if bug is not None and bug not in BUGS:
-        raise InvalidArgument(f"unknown broadcast bug {bug!r}; choose one of "
-                              f"{', '.join(BUGS)} (or None for the correct protocol)")
-
-
-class BroadcastNode(BaseProcess):
+class BroadcastNode(GossipNode):
     """One broadcast server (see the module docstring for the protocol and its bugs)."""
 
-    def __init__(self, name: str, disk: Mapping[Hashable, Any], peers: Sequence[str], *,
-                 bug: str | None = None, gossip_ns: int = GOSSIP_NS) -> None:
-        _check_bug(bug)
-        self.name = name
-        self.bug = bug
-        self.gossip_ns = gossip_ns
-        self.peers = [p for p in peers if p != name]
+    EXAMPLE = "broadcast"
+    BUGS = ("ack_before_sync", "no_retransmit")
+
+    def restore(self, disk: Mapping[Hashable, Any]) -> None:
         self.values: set[int] = set(disk.get("values", ()))
         # volatile: what each peer confirmed (or sent us); lost on a crash, rebuilt by resending
         self.peer_has: dict[str, set[int]] = {p: set() for p in self.peers}
         self.outbox: list[int] = []  # no_retransmit: values to flood once
         self.unsynced = False  # ack_before_sync: buffered writes await the group commit
         self.ticks = 0
-
-    def on_start(self, now: int) -> Effects:
-        return [SetTimer("gossip", self.gossip_ns, periodic=True)]
 
     def _learn(self, values: Sequence[int]) -> list:
         """Add ``values``; the effects that make them durable (per the bug) come back."""
@@ -143,18 +128,6 @@ class BroadcastNode(BaseProcess):
                 body = {"type": "gossip", "messages": tuple(sorted(missing))}
                 effects.append(Send(p, body, body_size(body)))
         return effects
-
-
-def broadcast_factory(nodes: Sequence[str], *, bug: str | None = None,
-                      gossip_ns: int = GOSSIP_NS) -> Callable[[str, Mapping], BroadcastNode]:
-    """A factory for ``Simulation.add_node``: every node gossips with all the others."""
-    _check_bug(bug)
-    peers = list(nodes)
-
-    def build(name: str, disk: Mapping[Hashable, Any]) -> BroadcastNode:
-        return BroadcastNode(name, disk, peers, bug=bug, gossip_ns=gossip_ns)
-
-    return build
 
 
 def broadcast_plan(rng: np.random.Generator, names: list[str],
@@ -228,31 +201,8 @@ def check_broadcast(ops: Sequence[Op], nodes: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def simulate_broadcast(nodes: int = 5, seed: int = 7, *, nemesis: str = "none",
-                       schedule: Sequence[Fault] | None = None, bug: str | None = None,
-                       duration_ns: int = 1_000 * MS, settle_ns: int = 500 * MS,
-                       gossip_ns: int = GOSSIP_NS, trace: bool = True) -> ExampleRun:
-    """Run one broadcast scenario and keep the simulation (for plots and inspection).
-
-    ``schedule`` (faults on nodes ``n0..``) replaces the named ``nemesis``; give one or
-    the other. Faults are all undone before the settle phase; see
-    :mod:`graphrep.sim.examples.harness` for the phases. ``trace=False`` skips the trace
-    (and its hash) for speed.
-    """
-    _check_bug(bug)
-    return run_scenario(
-        example="broadcast",
-        make_factory=lambda names: broadcast_factory(names, bug=bug, gossip_ns=gossip_ns),
-        make_plan=broadcast_plan, check=check_broadcast, nodes=nodes, seed=seed,
-        nemesis=nemesis, schedule=schedule, bug=bug, duration_ns=duration_ns,
-        settle_ns=settle_ns, trace=trace)
-
-
-def run_broadcast(nodes: int = 5, seed: int = 7, *, nemesis: str = "none",
-                  schedule: Sequence[Fault] | None = None, bug: str | None = None,
-                  duration_ns: int = 1_000 * MS, settle_ns: int = 500 * MS,
-                  gossip_ns: int = GOSSIP_NS, trace: bool = True) -> dict[str, Any]:
-    """Run one broadcast scenario; its JSON-able summary (``valid``, ``checker``, hash...)."""
-    return simulate_broadcast(nodes, seed, nemesis=nemesis, schedule=schedule, bug=bug,
-                              duration_ns=duration_ns, settle_ns=settle_ns,
-                              gossip_ns=gossip_ns, trace=trace).summary
+BROADCAST = Example(BroadcastNode, broadcast_plan, check_broadcast)
+BUGS = BroadcastNode.BUGS
+broadcast_factory = BroadcastNode.factory
+simulate_broadcast = BROADCAST.simulate
+run_broadcast = BROADCAST.run

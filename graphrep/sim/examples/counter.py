@@ -30,25 +30,24 @@ Planted bugs (``bug=``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from graphrep.errors import InvalidArgument
-from graphrep.sansio import MS, BaseProcess, DurableWrite, Effects, Send, SetTimer, Sync
+from graphrep.sansio import DurableWrite, Effects, Send, Sync
 from graphrep.sim.examples.harness import (
-    ExampleRun,
+    Example,
+    GossipNode,
     Op,
     PlannedOp,
     body_size,
     exponential_plan,
-    run_scenario,
 )
-from graphrep.sim.nemesis import Fault
 
 __all__ = [
     "BUGS",
+    "COUNTER",
     "CounterNode",
     "check_counter",
     "counter_factory",
@@ -57,16 +56,8 @@ __all__ = [
     "simulate_counter",
 ]
 
-BUGS: tuple[str, ...] = ("merge_sum", "memory_only")
-GOSSIP_NS = 20 * MS
 READ_FRACTION = 0.2
 MAX_DELTA = 5
-
-
-def _check_bug(bug: str | None) -> None:
-    if bug is not None and bug not in BUGS:
-        raise InvalidArgument(f"unknown counter bug {bug!r}; choose one of "
-                              f"{', '.join(BUGS)} (or None for the correct protocol)")
 
 
 def _dominates(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
@@ -74,16 +65,13 @@ def _dominates(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
     return all(a.get(k, 0) >= v for k, v in b.items())
 
 
-class CounterNode(BaseProcess):
+class CounterNode(GossipNode):
     """One G-counter server (see the module docstring for the protocol and its bugs)."""
 
-    def __init__(self, name: str, disk: Mapping[Hashable, Any], peers: Sequence[str], *,
-                 bug: str | None = None, gossip_ns: int = GOSSIP_NS) -> None:
-        _check_bug(bug)
-        self.name = name
-        self.bug = bug
-        self.gossip_ns = gossip_ns
-        self.peers = [p for p in peers if p != name]
+    EXAMPLE = "counter"
+    BUGS = ("merge_sum", "memory_only")
+
+    def restore(self, disk: Mapping[Hashable, Any]) -> None:
         self.counts: dict[str, int] = dict(disk.get("counts", ()))
         self.applied: set[tuple[str, int]] = set(disk.get("applied", ()))
         self.known: dict[str, dict[str, int]] = {}  # volatile: last state heard from a peer
@@ -92,9 +80,6 @@ class CounterNode(BaseProcess):
     def value(self) -> int:
         """The counter's value as this node sees it."""
         return sum(self.counts.values())
-
-    def on_start(self, now: int) -> Effects:
-        return [SetTimer("gossip", self.gossip_ns, periodic=True)]
 
     def _persist(self, applied: bool) -> list:
         if self.bug == "memory_only":
@@ -141,18 +126,6 @@ class CounterNode(BaseProcess):
         size = body_size(body) + 8 * len(self.counts)  # a slot is a name and a count
         return [Send(p, body, size) for p in self.peers
                 if p not in self.known or not _dominates(self.known[p], self.counts)]
-
-
-def counter_factory(nodes: Sequence[str], *, bug: str | None = None,
-                    gossip_ns: int = GOSSIP_NS) -> Callable[[str, Mapping], CounterNode]:
-    """A factory for ``Simulation.add_node``: every node gossips with all the others."""
-    _check_bug(bug)
-    peers = list(nodes)
-
-    def build(name: str, disk: Mapping[Hashable, Any]) -> CounterNode:
-        return CounterNode(name, disk, peers, bug=bug, gossip_ns=gossip_ns)
-
-    return build
 
 
 def counter_plan(rng: np.random.Generator, names: list[str],
@@ -212,31 +185,8 @@ def check_counter(ops: Sequence[Op], nodes: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def simulate_counter(nodes: int = 5, seed: int = 7, *, nemesis: str = "none",
-                     schedule: Sequence[Fault] | None = None, bug: str | None = None,
-                     duration_ns: int = 1_000 * MS, settle_ns: int = 500 * MS,
-                     gossip_ns: int = GOSSIP_NS, trace: bool = True) -> ExampleRun:
-    """Run one counter scenario and keep the simulation (for plots and inspection).
-
-    ``schedule`` (faults on nodes ``n0..``) replaces the named ``nemesis``; give one or
-    the other. Faults are all undone before the settle phase; see
-    :mod:`graphrep.sim.examples.harness` for the phases. ``trace=False`` skips the trace
-    (and its hash) for speed.
-    """
-    _check_bug(bug)
-    return run_scenario(
-        example="counter",
-        make_factory=lambda names: counter_factory(names, bug=bug, gossip_ns=gossip_ns),
-        make_plan=counter_plan, check=check_counter, nodes=nodes, seed=seed,
-        nemesis=nemesis, schedule=schedule, bug=bug, duration_ns=duration_ns,
-        settle_ns=settle_ns, trace=trace)
-
-
-def run_counter(nodes: int = 5, seed: int = 7, *, nemesis: str = "none",
-                schedule: Sequence[Fault] | None = None, bug: str | None = None,
-                duration_ns: int = 1_000 * MS, settle_ns: int = 500 * MS,
-                gossip_ns: int = GOSSIP_NS, trace: bool = True) -> dict[str, Any]:
-    """Run one counter scenario; its JSON-able summary (``valid``, ``checker``, hash...)."""
-    return simulate_counter(nodes, seed, nemesis=nemesis, schedule=schedule, bug=bug,
-                            duration_ns=duration_ns, settle_ns=settle_ns,
-                            gossip_ns=gossip_ns, trace=trace).summary
+COUNTER = Example(CounterNode, counter_plan, check_counter)
+BUGS = CounterNode.BUGS
+counter_factory = CounterNode.factory
+simulate_counter = COUNTER.simulate
+run_counter = COUNTER.run

@@ -1,4 +1,6 @@
-"""What the example protocols share: a client workload, named nemeses and the run loop.
+"""What the example protocols share: a client workload, named nemeses, the run loop, and
+the skeleton of a gossiping server (:class:`GossipNode`) with its runner
+(:class:`Example`), so that an example module holds only its protocol, plan and checker.
 
 A run has four phases, all on the virtual clock:
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -40,9 +42,12 @@ from graphrep.sim.network import LatencyModel, NetworkConfig
 
 __all__ = [
     "CLIENT",
+    "GOSSIP_NS",
     "NEMESES",
     "Client",
+    "Example",
     "ExampleRun",
+    "GossipNode",
     "Op",
     "PlannedOp",
     "body_size",
@@ -58,6 +63,8 @@ NEMESES: tuple[str, ...] = ("none", "partitions", "crashes", "loss", "mixed")
 MAX_NODES = 50
 OP_TIMEOUT_NS = 100 * MS
 READ_RETRY_NS = 50 * MS
+GOSSIP_NS = 20 * MS
+"""How often an example server gossips with its peers, by default."""
 
 # request field that carries an operation's argument, by operation (Maelstrom's names)
 _ARG_FIELD = {"broadcast": "message", "add": "delta"}
@@ -389,3 +396,93 @@ def exponential_plan(rng: np.random.Generator, names: Sequence[str], duration_ns
         f, arg = draw_op(rng, len(plan))
         plan.append((t, f, node, arg))
 
+
+# ---------------------------------------------------------------------------- examples
+
+
+class GossipNode(BaseProcess):
+    """What every example server shares: its name, its peers (every other server), the
+    planted bug it runs (one of the class's ``BUGS``, or None for the correct protocol)
+    and a periodic ``gossip`` timer every ``gossip_ns``. A subclass names its example
+    (``EXAMPLE``) and bugs, builds its state from the synced disk (:meth:`restore`), and
+    handles messages and the timer."""
+
+    EXAMPLE: ClassVar[str] = ""
+    BUGS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, disk: Mapping[Hashable, Any], peers: Sequence[str], *,
+                 bug: str | None = None, gossip_ns: int = GOSSIP_NS) -> None:
+        self.check_bug(bug)
+        self.name = name
+        self.bug = bug
+        self.gossip_ns = gossip_ns
+        self.peers = [p for p in peers if p != name]
+        self.restore(disk)
+
+    def restore(self, disk: Mapping[Hashable, Any]) -> None:
+        """Build the node's state from ``disk`` (what it synced before a crash; ``{}``
+        the first time): durable state from it, volatile state anew."""
+
+    @classmethod
+    def check_bug(cls, bug: str | None) -> None:
+        """Refuse a bug this example does not plant."""
+        if bug is not None and bug not in cls.BUGS:
+            raise InvalidArgument(f"unknown {cls.EXAMPLE} bug {bug!r}; choose one of "
+                                  f"{', '.join(cls.BUGS)} (or None for the correct protocol)")
+
+    @classmethod
+    def factory(cls, nodes: Sequence[str], *, bug: str | None = None,
+                gossip_ns: int = GOSSIP_NS) -> Callable[[str, Mapping], GossipNode]:
+        """A factory for ``Simulation.add_node``: every node gossips with all the others."""
+        cls.check_bug(bug)
+        peers = list(nodes)
+
+        def build(name: str, disk: Mapping[Hashable, Any]) -> GossipNode:
+            return cls(name, disk, peers, bug=bug, gossip_ns=gossip_ns)
+
+        return build
+
+    def on_start(self, now: int) -> Effects:
+        return [SetTimer("gossip", self.gossip_ns, periodic=True)]
+
+
+@dataclass(frozen=True)
+class Example:
+    """An example protocol: its server class, the client's plan and the checker, and the
+    runs :func:`run_scenario` makes of them."""
+
+    node: type[GossipNode]
+    plan: Callable[[np.random.Generator, list[str], int], list[PlannedOp]]
+    check: Callable[[Sequence[Op], Sequence[str]], dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.node.EXAMPLE
+
+    def simulate(self, nodes: int = 5, seed: int = 7, *, nemesis: str = "none",
+                 schedule: Sequence[Fault] | None = None, bug: str | None = None,
+                 duration_ns: int = 1_000 * MS, settle_ns: int = 500 * MS,
+                 gossip_ns: int = GOSSIP_NS, trace: bool = True) -> ExampleRun:
+        """Run one scenario and keep the simulation (for plots and inspection).
+
+        ``schedule`` (faults on nodes ``n0..``) replaces the named ``nemesis``; give one
+        or the other. Faults are all undone before the settle phase (see this module's
+        docstring for the phases). ``trace=False`` skips the trace (and its hash) for
+        speed.
+        """
+        self.node.check_bug(bug)
+        return run_scenario(
+            example=self.name,
+            make_factory=lambda names: self.node.factory(names, bug=bug, gossip_ns=gossip_ns),
+            make_plan=self.plan, check=self.check, nodes=nodes, seed=seed, nemesis=nemesis,
+            schedule=schedule, bug=bug, duration_ns=duration_ns, settle_ns=settle_ns,
+            trace=trace)
+
+    def run(self, nodes: int = 5, seed: int = 7, *, nemesis: str = "none",
+            schedule: Sequence[Fault] | None = None, bug: str | None = None,
+            duration_ns: int = 1_000 * MS, settle_ns: int = 500 * MS,
+            gossip_ns: int = GOSSIP_NS, trace: bool = True) -> dict[str, Any]:
+        """Run one scenario; its JSON-able summary (``valid``, ``checker``, hash...)."""
+        return self.simulate(nodes, seed, nemesis=nemesis, schedule=schedule, bug=bug,
+                             duration_ns=duration_ns, settle_ns=settle_ns,
+                             gossip_ns=gossip_ns, trace=trace).summary
