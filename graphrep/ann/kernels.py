@@ -48,6 +48,12 @@ MAXC = 750
 _INF = np.float32(np.inf)
 _EPOCH_LIMIT = 2**31 - 4
 
+# copies of one vector are linked into a tree (see _link_copy): a full node
+# takes this many children before a new copy goes a level down, and a new copy
+# goes at most this many levels down
+_COPY_CHILDREN = 2
+_COPY_DESCENT = 64
+
 Graph = namedtuple("Graph", "vecs nbrs deg flags ext indeg")
 Scratch = namedtuple(
     "Scratch", "vis vstate bid bd bexp expanded expd cand cd pc pd occl pbuf mark mstate nb"
@@ -514,19 +520,216 @@ def count_unreachable(entry, g, n_slots, mark, mstate, queue):
     return c
 
 
+@njit(inline="always")
+def _set_edge(j, a, x, g, entry, ch, orph, norph):
+    """Replace j's ``a``-th neighbour by ``x`` (not in j's list), keeping in-degrees;
+    a live node other than the entry point whose in-degree falls to zero is
+    appended to ``orph``. Returns the orphan count."""
+    _touch(j, g, ch)
+    c = g.nbrs[j, a]
+    g.indeg[c] -= 1
+    if g.indeg[c] == 0 and g.flags[c] == LIVE and c != entry and norph < orph.shape[0]:
+        orph[norph] = c
+        norph += 1
+    g.nbrs[j, a] = x
+    g.indeg[x] += 1
+    return norph
+
+
+@njit(inline="always")
+def _mix64(x):
+    """SplitMix64's finaliser: a bijection on uint64 that spreads every bit."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 @njit(cache=True, fastmath=True)
-def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries):
+def _farthest(j, g, counters):
+    """The position in j's (non-empty) list of its farthest neighbour by (distance, id)."""
+    f = 0
+    fd = _l2_slots(g.vecs, j, g.nbrs[j, 0])
+    for b in range(1, g.deg[j]):
+        x = g.nbrs[j, b]
+        d = _l2_slots(g.vecs, j, x)
+        if d > fd or (d == fd and g.ext[x] > g.ext[g.nbrs[j, f]]):
+            f = b
+            fd = d
+    counters[0] += g.deg[j]
+    return f
+
+
+@njit(cache=True, fastmath=True)
+def _splice(u, v, a, g, entry, R, ch, counters, orph, norph):
+    """Put ``u`` between v and its ``a``-th neighbour c: v -> u -> c instead of v -> c.
+
+    u gets the edge u -> c appended, or in place of u's own farthest neighbour
+    (by (distance, id)) when u's list is full. Every path that used v -> c now
+    runs through u, so a caller that knows no reachable node links to u
+    knows that nothing reachable loses its path. Returns the orphan count.
+    """
+    c = g.nbrs[v, a]
+    if not _contains(g, u, c):
+        du = g.deg[u]
+        if du < R:
+            _append_edge(u, c, g, ch)
+        else:
+            norph = _set_edge(u, _farthest(u, g, counters), c, g, entry, ch, orph, norph)
+    return _set_edge(v, a, u, g, entry, ch, orph, norph)
+
+
+@njit(cache=True, fastmath=True)
+def _dropped(v, n, m, any_drop, g, s, counters):
+    """A neighbour of v that RobustPrune of v's list plus one node dropped, as a
+    position in v's list (candidates ``s.cand[:n]`` with their distances to v in
+    ``s.cd``, kept ``s.pbuf[:m]``); -1 if there is none to report.
+
+    The dropped neighbour of largest id that is an exact copy of a kept one;
+    if there is none and ``any_drop`` is set, the farthest dropped neighbour
+    by (distance, id). Only pairs at equal distance from v are compared, so
+    lists without exact copies cost no distance computation here.
+    """
+    ep = _next_epoch(s.mark, s.mstate)
+    for t in range(m):
+        s.mark[s.pbuf[t]] = ep
+    best = -1
+    far = -1
+    nd = 0
+    for i in range(n):
+        c = s.cand[i]
+        if s.mark[c] == ep:
+            continue
+        if far < 0 or s.cd[i] > s.cd[far] or (
+            s.cd[i] == s.cd[far] and g.ext[c] > g.ext[s.cand[far]]
+        ):
+            far = i
+        if best >= 0 and g.ext[c] < g.ext[best]:
+            continue
+        for j in range(n):
+            k = s.cand[j]
+            if s.mark[k] != ep or s.cd[j] != s.cd[i]:
+                continue
+            nd += 1
+            if _l2_slots(g.vecs, c, k) == 0.0:
+                best = c
+                break
+    counters[0] += nd
+    if best < 0 and any_drop and far >= 0:
+        best = s.cand[far]
+    if best < 0:
+        return -1
+    for a in range(g.deg[v]):
+        if g.nbrs[v, a] == best:
+            return a
+    return -1
+
+
+@njit(cache=True, fastmath=True)
+def _link_copy(u, w, g, entry, R, ch, counters, orph, norph):
+    """Link ``u``, which no reachable node links to, from a node under ``w``, a
+    reachable exact copy of u.
+
+    RobustPrune occludes every candidate at distance 0 from one it kept, so
+    of many copies of a vector a list keeps one, and no prune takes u where
+    a copy of u is already kept. Copies are linked into a tree of copies
+    instead: starting at v = w,
+
+    * if v has room, v -> u is appended;
+    * if v is full and lists fewer than ``_COPY_CHILDREN`` copies of larger
+      id than its own (its children), u is spliced in place of v's farthest
+      neighbour that is not a copy (:func:`_splice`);
+    * otherwise v steps down to one of its live children, the one whose
+      hash of (id, u's id, depth) is largest, and tries again.
+
+    After ``_COPY_DESCENT`` steps, or at a node with no live child, u is
+    spliced in place of that node's copy of largest id (or its farthest
+    neighbour). Each child has a larger id than its parent, so the walk
+    ends; the hash spreads the copies over the subtrees, so the tree stays
+    shallow and a search among copies (ordered by id at equal distance)
+    never has to follow a long path of falling ids. Only edges out of
+    reachable nodes are redirected through u, and only u's own list loses
+    an edge, so nothing reachable becomes unreachable and u becomes
+    reachable. Returns the orphan count.
+    """
+    ext = g.ext
+    h = _mix64(np.uint64(ext[u]) + np.uint64(0x9E3779B97F4A7C15))
+    v = w
+    for step in range(_COPY_DESCENT):
+        dv = g.deg[v]
+        if dv < R:
+            _append_edge(v, u, g, ch)
+            return norph
+        kids = 0
+        kid = -1
+        kkey = np.uint64(0)
+        top = -1
+        far = -1
+        fard = np.float32(0.0)
+        for a in range(dv):
+            c = g.nbrs[v, a]
+            d = _l2_slots(g.vecs, v, c)
+            if d == 0.0:
+                if top < 0 or ext[c] > ext[g.nbrs[v, top]]:
+                    top = a
+                if ext[c] > ext[v]:
+                    kids += 1
+                    if g.flags[c] == LIVE:
+                        key = _mix64(np.uint64(ext[c]) ^ h)
+                        if kid < 0 or key > kkey:
+                            kid = c
+                            kkey = key
+            elif far < 0 or d > fard or (d == fard and ext[c] > ext[g.nbrs[v, far]]):
+                far = a
+                fard = d
+        counters[0] += dv
+        if kids < _COPY_CHILDREN and far >= 0:
+            return _splice(u, v, far, g, entry, R, ch, counters, orph, norph)
+        if kid < 0 or step == _COPY_DESCENT - 1:
+            return _splice(u, v, top if top >= 0 else far, g, entry, R, ch, counters, orph,
+                           norph)
+        v = kid
+        h = _mix64(h)
+    return norph
+
+
+@njit(cache=True, fastmath=True)
+def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries, safe):
     """Give ``u`` an in-edge from a nearby node that the entry point reaches.
 
     Searches for u's vector from the entry point with beam ``L`` (the beam
-    holds reachable nodes only) and walks the beam in order: the first live
-    v with room takes the edge v -> u; a full v takes it if RobustPrune of
-    v's list plus u keeps u (tried on the first ``max_tries`` full lists).
-    Exact duplicates occlude each other in RobustPrune, so u may be kept by
-    none: then the nearest live v swaps u in for its neighbour of highest
-    in-degree, among those with in-degree >= 2, which stay linked.
+    holds reachable nodes only). If the beam holds a live exact copy of u
+    (distance 0; copies come first in the beam's (distance, id) order), the
+    first one takes u by :func:`_link_copy`, which never takes away an edge a
+    reachable node's path needs. Otherwise it walks the beam in order: the
+    first live v with room takes the edge v -> u; a full v takes it if
+    RobustPrune of v's list plus u keeps u (tried on the first ``max_tries``
+    full lists), and v's list becomes the pruned one, unless the prune drops
+    an exact copy of a neighbour it keeps: such a copy may have no other
+    in-edge from a reachable node, so u is spliced in its place instead
+    (v -> u -> copy, :func:`_splice`). If no prune keeps u, the nearest live
+    v swaps u in for its neighbour of highest in-degree, among those with
+    in-degree >= 2; if no beam node has such a neighbour, u is spliced in
+    front of the nearest live node's farthest neighbour.
+
+    A pruned list or a swap can drop the only reachable in-edge of another
+    node. With ``safe`` set neither happens: a prune that keeps u splices u
+    in front of a neighbour it drops (v's list is otherwise unchanged), and
+    the swap is skipped for the splice. Then every edit only adds paths:
+    nothing reachable becomes unreachable, and u becomes reachable.
+
+    ``u`` must be unreachable (the callers repair orphans and nodes a BFS did
+    not reach): the splices take edges only out of u's own list.
     """
     size, _ = beam_search(g.vecs[u], entry, g, L, METRIC_L2, s, counters)
+    for t in range(size):
+        if s.bd[t] != 0.0:
+            break
+        v = s.bid[t]
+        if v == u or g.flags[v] != LIVE:
+            continue
+        if _contains(g, v, u):
+            return norph
+        return _link_copy(u, v, g, entry, R, ch, counters, orph, norph)
     tries = 0
     first = -1
     for t in range(size):
@@ -545,6 +748,9 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
             m = _prune_list_with(v, u, g, R, alpha, s, counters)
             for a in range(m):
                 if s.pbuf[a] == u:
+                    c = _dropped(v, g.deg[v] + 1, m, safe, g, s, counters)
+                    if c >= 0:
+                        return _splice(u, v, c, g, entry, R, ch, counters, orph, norph)
                     return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
     if first < 0:  # nothing live in reach: link from the entry point itself
         if entry == u or _contains(g, entry, u):
@@ -554,7 +760,7 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
             return norph
         first = entry
     # swap u in for a neighbour that keeps another in-edge
-    for t in range(size + 1):
+    for t in range(size + 1 if not safe else 0):
         v = s.bid[t] if t < size else first
         if v == u or (t < size and g.flags[v] != LIVE):
             continue
@@ -577,7 +783,11 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
         s.pbuf[m] = u
         m += 1
         return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
-    return norph
+    # no swap: put u on the path to first's farthest neighbour
+    if first == u or g.deg[first] == 0:
+        return norph
+    return _splice(u, first, _farthest(first, g, counters), g, entry, R, ch, counters, orph,
+                   norph)
 
 
 @njit(cache=True)
@@ -590,7 +800,8 @@ def repair_orphans(g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
         i += 1
         if g.flags[u] == LIVE and g.indeg[u] == 0 and u != entry:
             budget -= 1
-            norph = repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries)
+            norph = repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries,
+                                False)
     return i
 
 
@@ -601,14 +812,18 @@ def repair_unreachable(g, entry, n_slots, L, R, alpha, s, ch, counters, orph, qu
     A round: BFS from the entry point; then each unreachable live node, in
     id order, that is still unreached gets an in-edge (:func:`repair_node`)
     and what it reaches is marked. Re-prunes during a repair can cut other
-    nodes off, so rounds repeat until a BFS finds none (at most
-    ``max_rounds``; the caller reports what is left).
+    nodes off, so rounds repeat until a BFS finds none. A round that starts
+    with no fewer unreachable nodes than the round before (exact duplicates
+    can make repairs cut each other off forever), and the last of
+    ``max_rounds``, repair in ``safe`` mode, whose edits only add paths: such
+    a round links every node it finds unreachable, so none is left after it.
     """
     if entry < 0:
         return 0
     repairs = 0
     reach = np.zeros(n_slots, dtype=np.bool_)
-    for _ in range(max_rounds):
+    last_bad = n_slots + 1
+    for rnd in range(max_rounds):
         reach[:] = False
         _mark_from(entry, g, reach, queue)
         n_bad = 0
@@ -617,6 +832,8 @@ def repair_unreachable(g, entry, n_slots, L, R, alpha, s, ch, counters, orph, qu
                 n_bad += 1
         if n_bad == 0:
             return repairs
+        safe = n_bad >= last_bad or rnd == max_rounds - 1
+        last_bad = n_bad
         bad = np.empty(n_bad, dtype=np.int32)
         c = 0
         for u in range(n_slots):
@@ -629,7 +846,7 @@ def repair_unreachable(g, entry, n_slots, L, R, alpha, s, ch, counters, orph, qu
             if reach[u]:
                 continue
             # orphans this repair creates are found by the next round's BFS
-            repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, 0, 8)
+            repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, 0, 8, safe)
             repairs += 1
             _mark_from(u, g, reach, queue)
     return repairs
