@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from graphrep.errors import InvalidArgument, InvariantViolation
+from graphrep.protocol.replica import CONCERNS
 from graphrep.spec.registry import ReplicaClass, get_policy
-from graphrep.spec.world import CONCERNS, SpecWorld, Step, WorldConfig
+from graphrep.spec.steps import Step
+from graphrep.spec.world import SpecWorld, WorldConfig
 
 __all__ = ["NEMESES", "FuzzResult", "draw_steps", "fuzz", "fuzz_seed", "reproduce_command"]
 
@@ -153,8 +155,8 @@ def fuzz_seed(seed: int, policy: str = "leader", steps: int = 200, nemesis: str 
         world.finish()
     except InvariantViolation as exc:
         return FuzzResult(seed, False, exc.invariant, str(exc)[:400], len(world.steps),
-                          len(world.steps), len(world.acks))
-    return FuzzResult(seed, True, None, "", None, len(world.steps), len(world.acks))
+                          len(world.steps), len(world.client.acks))
+    return FuzzResult(seed, True, None, "", None, len(world.steps), len(world.client.acks))
 
 
 def reproduce_command(policy: str, nemesis: str, steps: int, seed: int) -> str:

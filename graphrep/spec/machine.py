@@ -5,8 +5,10 @@ the steps of :class:`~graphrep.spec.world.SpecWorld`: writes and searches at a c
 replica with a chosen write concern; partitions (groups, one-way, by region) and heal;
 crash, restart and leader kills; a message in flight dropped, duplicated, delayed or
 its link held (Hypothesis picks which message); time passing; anti-entropy; a replica's
-graph corrupted behind the protocol's back. Every step checks the run-time invariants
-and the teardown checks the end state (see :mod:`graphrep.spec.world`).
+graph corrupted behind the protocol's back. The run-time invariants are the machine's
+``@invariant`` methods, which Hypothesis checks after every step; each calls the check
+of :mod:`graphrep.spec.invariants` that the fuzzer and :func:`~graphrep.spec.world.replay`
+run too. The teardown checks the end state.
 
 Run it as a test with ``spec_machine("leader").TestCase`` (tests/spec does so for every
 registered policy), or with :func:`run_spec`, which also reports how many examples ran
@@ -22,6 +24,7 @@ a ``@reproduce_failure`` blob.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, cast
 
@@ -30,14 +33,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
+    invariant,
     precondition,
     rule,
     run_state_machine_as_test,
 )
 
 from graphrep.errors import InvalidArgument, InvariantViolation
+from graphrep.protocol.replica import CONCERNS
+from graphrep.spec import invariants
 from graphrep.spec.registry import ReplicaClass
-from graphrep.spec.world import CONCERNS, Placer, SpecWorld, Step, WorldConfig, replay
+from graphrep.spec.steps import Step
+from graphrep.spec.world import Placer, SpecWorld, WorldConfig, replay
 
 __all__ = ["SpecMachine", "SpecReport", "run_spec", "shrink_steps", "spec_machine"]
 
@@ -78,10 +85,20 @@ class SpecMachine(RuleBasedStateMachine):
     _shards = tuple(s for s, _ in WorldConfig().shards)
 
     def _do(self, kind: str, **args: Any) -> None:
+        """Run one step; the ``@invariant`` methods check the world afterwards."""
         if self.world is None:
             return
         try:
-            self.world.do(Step(kind, **args))
+            self.world.act(Step(kind, **args))
+        except InvariantViolation as exc:  # no_process_error
+            self._failed(exc)
+            raise
+
+    def _check(self, check: Callable[[SpecWorld], None]) -> None:
+        if self.world is None:
+            return
+        try:
+            check(self.world)
         except InvariantViolation as exc:
             self._failed(exc)
             raise
@@ -151,7 +168,7 @@ class SpecMachine(RuleBasedStateMachine):
 
     @rule(shard=st.sampled_from(_shards), count=st.integers(1, 4))
     def split_brain(self, shard: int, count: int) -> None:
-        """A failover with writes on both sides (see ``SpecWorld._do_split_brain``)."""
+        """A failover with writes on both sides (see ``StepActions.split_brain``)."""
         self._do("split_brain", shard=shard, count=count)
 
     @rule()
@@ -202,7 +219,39 @@ class SpecMachine(RuleBasedStateMachine):
     def corrupt(self, shard: int, node: str, pick: int) -> None:
         self._do("corrupt", shard=shard, node=node, pick=pick)
 
+    # the run-time invariants (Hypothesis calls them by name, the order of
+    # invariants.RUN_TIME)
+
+    @invariant()
+    def committed_entries_agree(self) -> None:
+        self._check(invariants.committed_entries_agree)
+
+    @invariant()
+    def durability(self) -> None:
+        self._check(invariants.durability)
+
+    @invariant()
+    def graph_health(self) -> None:
+        self._check(invariants.graph_health)
+
+    @invariant()
+    def one_leader_per_term(self) -> None:
+        self._check(invariants.one_leader_per_term)
+
+    @invariant()
+    def read_your_writes(self) -> None:
+        self._check(invariants.read_your_writes)
+
+    @invariant()
+    def residency(self) -> None:
+        self._check(invariants.residency)
+
+    @invariant()
+    def term_never_decreases(self) -> None:
+        self._check(invariants.term_never_decreases)
+
     def teardown(self) -> None:
+        """The end state (``SpecWorld.finish``: heal, quiesce, check)."""
         if self.world is None:
             return
         try:

@@ -221,4 +221,4 @@ def run_mutant(name: str, max_examples: int | None = None, steps: int = 50,
             "examples": report.examples, "shrunk_steps": [repr(s) for s in report.steps],
             "steps_json": [s.to_json() for s in report.steps],
             "detail": report.detail, "seed": report.config.get("seed"),
-            "sync": report.config.get("sync")}
+            "sync": report.config.get("replica_settings", {}).get("sync")}

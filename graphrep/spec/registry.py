@@ -6,7 +6,8 @@ class (the sans-IO process of one shard's replica: ``cls(name, disk, config, rng
 with the attributes a :class:`~graphrep.protocol.replica.Replica` has) plus what it
 promises. Promises matter: ``replay`` (today's vector databases) does not promise that
 replicas converge to the same graph, so the specification measures its drift instead of
-failing on it, exactly as DESIGN.md's invariants say.
+failing on it: it skips the ``convergence`` and ``identical_results`` invariants for a
+policy registered with ``converges=False`` and bounds its recall instead.
 
 A researcher adding a policy writes::
 
@@ -26,7 +27,7 @@ import numpy as np
 from graphrep.errors import InvalidArgument
 from graphrep.protocol.replica import Replica, ReplicaConfig
 
-__all__ = ["PolicySpec", "get_policy", "policy_names", "register_policy"]
+__all__ = ["PolicySpec", "get_policy", "policy_names", "register_policy", "unregister_policy"]
 
 ReplicaClass = Callable[[str, Mapping[Hashable, Any], ReplicaConfig, np.random.Generator],
                         Replica]
@@ -66,6 +67,12 @@ def register_policy(spec: PolicySpec, replace: bool = False) -> PolicySpec:
                               "replace=True to overwrite it")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister_policy(name: str) -> PolicySpec:
+    """Remove a registered policy (one tried out for a while); returns it."""
+    get_policy(name)  # raises for an unknown policy
+    return _REGISTRY.pop(name)
 
 
 def policy_names() -> list[str]:

@@ -9,8 +9,8 @@ import pytest
 
 from graphrep.cli import main
 from graphrep.errors import InvariantViolation
+from graphrep.spec import Step, WorldConfig, replay
 from graphrep.spec.mutants import MUTANTS, run_mutant
-from graphrep.spec.world import Step, WorldConfig, replay
 
 
 def test_there_are_at_least_eight_mutants_with_descriptions():

@@ -1,4 +1,4 @@
-"""The spec world: steps as data, determinism, and invariants that can fail.
+"""The spec world: steps as data, the config, determinism, and invariants that can fail.
 
 The planted bugs (test_mutants.py) show most invariants failing; here the others are
 broken by hand: a graph over its degree bound, two leaders in one term, an
@@ -11,14 +11,24 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
 from graphrep.errors import InvalidArgument, InvariantViolation
-from graphrep.spec import PolicySpec, SpecWorld, Step, WorldConfig, register_policy
+from graphrep.protocol.replica import ReplicaConfig
+from graphrep.spec import (
+    STEP_KINDS,
+    PolicySpec,
+    SpecWorld,
+    Step,
+    WorldConfig,
+    policy_names,
+    register_policy,
+    unregister_policy,
+)
+from graphrep.spec.invariants import RUN_TIME
 from graphrep.spec.machine import spec_machine
-from graphrep.spec.registry import _REGISTRY
 
 WRITES = [Step("advance", ms=300),
           Step("insert", shard=0, replica=0, concern="majority", count=6, read=1),
@@ -43,6 +53,46 @@ def test_steps_print_readably_and_round_trip_through_json():
         Step("meteor")
     with pytest.raises(InvalidArgument, match="a step is"):
         Step.from_json(["insert"])
+
+
+def test_every_step_kind_has_a_handler():
+    w = SpecWorld(WorldConfig(seed=4))
+    assert tuple(w.actions.table) == STEP_KINDS
+    assert all(h.__name__ == kind for kind, h in w.actions.table.items())
+
+
+def test_the_config_holds_replica_settings_once():
+    cfg = WorldConfig(seed=50, sync="tick", R=6)
+    assert (cfg.sync, cfg.R, cfg.L, cfg.dim) == ("tick", 6, 16, 4)
+    assert replace(cfg, sync="always").replica_settings == {**cfg.replica_settings,
+                                                            "sync": "always"}
+    assert WorldConfig(**json.loads(json.dumps(asdict(cfg)))) == cfg
+    w = SpecWorld(cfg)
+    for shard, placement in w.placement.items():
+        rc = w.replica_configs[shard]
+        assert (rc.replicas, rc.shard, rc.sync, rc.R, rc.L, rc.search_L, rc.index_seed,
+                rc.policy) == (placement.replicas, shard, "tick", 6, 16, 16, 50, "leader")
+        assert rc.alpha == ReplicaConfig.alpha  # not a world setting: ReplicaConfig's default
+    with pytest.raises(InvalidArgument, match="neither a WorldConfig field nor"):
+        WorldConfig(speed=3)
+    with pytest.raises(InvalidArgument, match="the world sets the replicas' shard"):
+        WorldConfig(shard=1)
+    with pytest.raises(InvalidArgument, match="unknown sync policy"):
+        WorldConfig(sync="sometimes")
+    with pytest.raises(AttributeError):
+        _ = cfg.speed
+
+
+def test_the_machine_checks_what_the_world_checks_in_the_same_order():
+    """Hypothesis calls a machine's @invariant methods in the order of their names: the
+    world checks in that order too, so both report the same invariant first (and a
+    failure the machine found replays to the same invariant, see test_mutants.py)."""
+    names = [check.__name__ for check in RUN_TIME]
+    assert names == sorted(names)
+    machine = spec_machine("leader")()
+    machine.world = _world()
+    for name in names:
+        getattr(machine, name)()  # a clean world passes each
 
 
 def test_a_clean_run_passes_every_invariant_and_reports_recall():
@@ -101,7 +151,7 @@ def test_two_leaders_elected_in_one_term_are_caught():
 def test_an_acknowledged_write_removed_everywhere_is_a_lost_write():
     w = _world()
     w.settle()
-    ack = next(a for a in w.acks if a.op == "insert" and a.id not in w.delete_sent)
+    ack = next(a for a in w.client.acks if a.op == "insert" and a.id not in w.client.delete_sent)
     for _, r in w.replicas(ack.shard):
         r.index.delete(ack.id)  # the same damage on every replica: digests stay equal
     with pytest.raises(InvariantViolation) as exc:
@@ -120,7 +170,7 @@ def test_the_recall_bound_can_fail():
             w.finish()
         assert exc.value.invariant == "recall"
     finally:
-        _REGISTRY.pop("impossible-recall")
+        unregister_policy("impossible-recall")
 
 
 def test_a_registered_policy_gets_the_machine_and_names_are_unique():
@@ -131,6 +181,7 @@ def test_a_registered_policy_gets_the_machine_and_names_are_unique():
         with pytest.raises(InvalidArgument, match="registered already"):
             register_policy(PolicySpec("leader-tick"))
     finally:
-        _REGISTRY.pop("leader-tick")
+        unregister_policy("leader-tick")
+    assert "leader-tick" not in policy_names()
     with pytest.raises(InvalidArgument, match="unknown policy"):
         WorldConfig(policy="leader-tick")
