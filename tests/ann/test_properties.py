@@ -1,6 +1,6 @@
 """Hypothesis properties of VamanaIndex and its edge deltas.
 
-The specification (DESIGN.md, "ann" and "Invariants"):
+The properties an index and its deltas must have:
 
 * graph health after every operation: out-degree <= R, no edge to an unknown
   id, no self loop or repeated edge, in-degrees consistent; after
