@@ -1220,10 +1220,11 @@ class Replica:
     def _become_leader(self, now: int, out: list) -> None:
         self.role = LEADER
         self.leader = self.name
-        if self.config.policy == "leader":
-            # every delta and every repair is computed against the leader's index:
-            # derive it from the durable snapshot and log, not from memory that may
-            # have been damaged while following (costs applies, no distance computation)
+        if self.config.policy != "replay":
+            # every delta, snapshot and repair is computed from the leader's index:
+            # derive it from the durable snapshot and log, not from memory that may have
+            # been damaged while following (under ``leader`` it costs applies, no
+            # distance computation; under ``snapshot`` the same inserts as before)
             self._rebuild(count=False)
         try:
             self._apply_to(self.end)  # the leader's index reflects its whole log

@@ -70,3 +70,14 @@ def test_fuzz_seed_50041_a_retry_of_a_compacted_write_named_a_term_no_replica_he
 
     result = fuzz_seed(50041, "leader", 200, "mixed")
     assert result.ok, result.detail
+
+
+def test_fuzz_snapshot_seed_300430_a_damaged_follower_elected_shipped_its_damage():
+    """Under ``snapshot`` a follower's graph was damaged behind the protocol's back (one
+    list changed, leaving a node without in-edges); it became leader and shipped the
+    damaged index as its snapshot to every replica (reachability). Fixed: as under
+    ``leader``, a new leader rebuilds its index from its durable snapshot and log."""
+    from graphrep.spec.fuzz import fuzz_seed
+
+    result = fuzz_seed(300430, "snapshot", 200, "mixed")
+    assert result.ok, result.detail
