@@ -11,8 +11,21 @@ What that asks of the code: every value the loop touches per event is typed prec
 (``int`` counters and times become machine integers when compiled), and the records
 read per event, :class:`Node` and :class:`Route`, are classes of this module, which
 mypyc turns into C structs (an attribute read is a field load instead of a dictionary
-or descriptor lookup). The :class:`~graphrep.sim.engine.Simulation` itself stays plain
-Python: the loop reads its fields once per run and calls its methods only on slow paths.
+or descriptor lookup).
+
+The loop and the engine talk through one object, a
+:class:`~graphrep.sim.engine.LoopHost` (plain Python): :func:`run` reads its state once
+per run (``heap``, ``counter``, ``record``, ``network``, ``now``, ``in_flight``,
+``next_sample``, ``failure``), keeps the counters in locals, and calls its methods only
+on slow paths (``deliver_slow``, ``fire_timer``, ``start``, ``call``, ``apply``,
+``route``, ``faults``, ``fail``, ``take_samples``), after writing ``now`` and
+``in_flight`` back; at its end it writes ``now``, ``in_flight``, ``events`` and
+``delivered`` back. Nothing else of the engine is visible here.
+
+An event is a plain 7-tuple on the heap, the cheapest thing Python builds, orders and
+takes apart; its fields are named by the constants below (``ev[SRC]``, never ``ev[4]``).
+The hot loop builds deliveries as tuple literals and takes an event apart with one
+unpacking in field order.
 """
 
 from __future__ import annotations
@@ -26,19 +39,45 @@ from graphrep.sansio import Send
 from graphrep.sim.network import Link, Network
 
 if TYPE_CHECKING:
-    from graphrep.sim.engine import Simulation
+    from graphrep.sim.engine import LoopHost
 
-# event kinds (small ints: compared with ``==`` in the hot loop). Heap entries:
-#   (time, seq, DELIVER, dst node, src name, payload, size)
-#   (time, token, TIMER, node, timer name, token, period or 0)
-#   (time, seq, START, node, incarnation, None, None)
-#   (time, seq, CALL, action, None, None, None)
-# All have seven fields, so the hot loop takes one apart with a single unpacking.
 # ``Final`` lets mypyc inline these instead of reading the module's globals per event.
+# The kinds of event (small ints: compared with ``==`` in the hot loop):
 DELIVER: Final = 0
+"""A message arriving: ``(AT, SEQ, DELIVER, destination Node, SRC, PAYLOAD, SIZE)``."""
 TIMER: Final = 1
+"""A timer firing: ``(AT, TOKEN, TIMER, Node, TIMER_NAME, TOKEN, PERIOD)``; the token
+is also its sequence number, and a timer whose token its node no longer holds is
+skipped (cancelled, replaced or lost in a crash)."""
 START: Final = 2
+"""A node's ``on_start``: ``(AT, SEQ, START, Node, INCARNATION, None, None)``."""
 CALL: Final = 3
+"""A call scheduled with ``Simulation.at``: ``(AT, SEQ, CALL, action, None, None, None)``."""
+# The fields of an event, by position. Every event has seven, so that the hot loop takes
+# one apart with a single unpacking; the heap orders events by (AT, SEQ) alone, SEQ being
+# unique, so a comparison never looks past it.
+AT: Final = 0
+"""Virtual time (ns) at which it happens."""
+SEQ: Final = 1
+"""Insertion counter: events at the same time run in the order they were scheduled."""
+KIND: Final = 2
+"""DELIVER, TIMER, START or CALL."""
+TARGET: Final = 3
+"""The :class:`Node` it happens to (the action, for CALL)."""
+SRC: Final = 4
+"""DELIVER: the sender's name."""
+PAYLOAD: Final = 5
+"""DELIVER: the message."""
+SIZE: Final = 6
+"""DELIVER: its size in bytes."""
+TIMER_NAME: Final = 4
+"""TIMER: the name the process gave the timer."""
+TOKEN: Final = 5
+"""TIMER: the token its node holds while the timer is live."""
+PERIOD: Final = 6
+"""TIMER: its period in ns (0: one-shot)."""
+INCARNATION: Final = 4
+"""START: the node's incarnation the start belongs to (a crash makes it stale)."""
 UP: Final = "up"
 PAUSED: Final = "paused"
 DOWN: Final = "down"
@@ -126,19 +165,19 @@ def _caused(error: SimulationError, cause: Exception) -> SimulationError:
     return error
 
 
-def run(sim: Simulation, until: int | None, max_events: int | None,
-        pred: Callable[[Simulation], bool] | None) -> bool:
+def run(host: LoopHost, until: int | None, max_events: int | None,
+        pred: Callable[[Any], bool] | None) -> bool:
     """The event loop (see ``Simulation.run_until``); returns whether the target was reached.
 
     Its common case, a delivery to an UP node with no partition or hold anywhere and
-    fault-free sends, runs inline with every counter in a local; anything else takes a
-    method call (``_deliver_slow``, ``_route``, ``_faults``, ``_apply``). The locals are
-    written back to ``sim`` before anything outside the loop can look at them: a
-    scheduled call, the predicate, an error, the return.
+    fault-free sends, runs inline with every counter in a local; anything else calls a
+    method of ``host`` (see the module docstring). The locals are written back to
+    ``host`` before anything outside the loop can look at them: a slow path, a scheduled
+    call, the predicate (called with ``host.sim``), an error, the return.
     """
-    if sim._failure is not None:
-        raise sim._failure
-    heap: list[Event] = sim._heap
+    if host.failure is not None:
+        raise host.failure
+    heap: list[Event] = host.heap
     # Builtins and globals bound to locals: neither variant looks them up per event
     # (compiled, a call of the builtin ``next`` would otherwise fetch it from the
     # builtins module every time).
@@ -146,23 +185,24 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
     push = heappush
     take = next
     send_type = Send
-    record: Callable[[tuple], None] | None = sim._record
-    network = sim.network
+    sim = host.sim
+    record: Callable[[tuple], None] | None = host.record
+    network = host.network
     blocked: set[tuple[str, str]] = network.blocked  # never reassigned (cleared in place)
     held: dict[tuple[str, str], list[Event]] = network.held
     faulty: bool = network.faulty
     # ``next(it)`` beats calling ``it.__next__``; Any, not int: the sequence number goes
     # into the heap entry as the object it is (no unboxing and boxing again, compiled)
-    counter: Iterator[Any] = sim._counter
+    counter: Iterator[Any] = host.counter
     budget = -1 if max_events is None else max_events
     limit: int = until if until is not None else FOREVER
     small_limit = min(limit, SMALL)
-    next_sample: int = sim._next_sample
+    next_sample: int = host.next_sample
     small_sample = min(next_sample, SMALL)
     processed = 0
     delivered = 0
-    in_flight: int = sim._in_flight
-    t: int = sim.now
+    in_flight: int = host.in_flight
+    t: int = host.now
     reached = False
     ran_out = False  # no event left before the time limit (not: the budget)
     try:
@@ -183,9 +223,9 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
             t = at
             kind: int = kind_
             if t >= small_sample and t >= next_sample:
-                sim._in_flight = in_flight
-                sim._take_samples(t, processed, delivered)
-                next_sample = sim._next_sample
+                host.in_flight = in_flight
+                host.take_samples(t, processed, delivered)
+                next_sample = host.next_sample
                 small_sample = min(next_sample, SMALL)
             effects: Any
             if kind == DELIVER:
@@ -198,46 +238,35 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
                     try:
                         effects = node.on_message(when, src, payload, size)
                     except Exception as exc:
-                        sim.now = t
-                        raise _caused(sim._fail(f"process raised {exc!r}", ev), exc) from exc
+                        host.now = t
+                        raise _caused(host.fail(f"process raised {exc!r}", ev), exc) from exc
                 else:
-                    sim.now = t
-                    left, effects = sim._deliver_slow(ev, t)
+                    host.now = t
+                    left, effects = host.deliver_slow(ev, t)
                     if left:
                         in_flight -= 1
                         delivered += left == 1
                     if effects is NOT_RUN:
                         continue
-            elif kind == TIMER:
+            elif kind != CALL:  # TIMER or START
                 node = target
-                sim.now = t
-                effects = sim._fire_timer(ev, t)
-                if effects is NOT_RUN:
-                    continue
-            elif kind == START:
-                node = target
-                sim.now = t
-                effects = sim._start(ev, t)
+                host.now = t
+                effects = host.fire_timer(ev, t) if kind == TIMER else host.start(ev, t)
                 if effects is NOT_RUN:
                     continue
             else:
-                sim.now = t
-                sim._in_flight = in_flight
-                try:
-                    target(sim)  # a scheduled call: the action
-                except SimulationError as exc:
-                    sim._failure = exc
-                    exc.trace = sim.trace
-                    raise
-                in_flight = sim._in_flight
+                host.now = t
+                host.in_flight = in_flight
+                host.call(target)
+                in_flight = host.in_flight
                 faulty = network.faulty
                 effects = None
             processed += 1
             if effects:
                 if type(effects) is not list:
                     if type(effects) is not tuple:
-                        sim.now = t
-                        raise sim._fail(
+                        host.now = t
+                        raise host.fail(
                             f"process returned {type(effects).__name__}, not a list", ev)
                     effects = list(effects)
                 todo: list[Any] = effects  # typed: compiled, a list is walked by index
@@ -245,15 +274,15 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
                 for e in todo:
                     cls = type(e)
                     if (cls is not tuple or len(e) != 3) and cls is not send_type:
-                        sim.now = t
-                        sim._apply(node, e, ev)
+                        host.now = t
+                        host.apply(node, e, ev)
                         continue
                     send: tuple[Any, Any, Any] = e
                     to, payload, size = send
                     route = links.get(to)
                     if route is None or type(size) is not int or size < 0:
-                        sim.now = t
-                        route = sim._route(node, e, ev)
+                        host.now = t
+                        route = host.route(node, e, ev)
                     nbytes: int = size
                     # drawn even if the message is lost: loss must not shift later delays
                     delay: int = take(route.delays)
@@ -264,25 +293,26 @@ def run(sim: Simulation, until: int | None, max_events: int | None,
                     if record is not None:
                         record((t, "send", node.name, to, payload, size))
                     if faulty:
-                        sim.now = t
-                        in_flight += sim._faults(node, route, payload, nbytes, delay)
+                        host.now = t
+                        in_flight += host.faults(node, route, payload, nbytes, delay)
                         continue
+                    # the event's fields: AT, SEQ, KIND, TARGET, SRC, PAYLOAD, SIZE
                     push(heap, (t + delay, take(counter), DELIVER, route.target, node.name,
                                 payload, size))
                     in_flight += 1
             if pred is not None:
-                sim.now = t
-                sim._in_flight = in_flight
+                host.now = t
+                host.in_flight = in_flight
                 if pred(sim):
                     reached = True
                     break
     finally:
-        sim._in_flight = in_flight
-        sim.events_processed += processed
-        sim.delivered += delivered
-        sim.now = t
-    if ran_out and until is not None and until > sim.now:
-        if sim._next_sample <= until:
-            sim._take_samples(until, 0, 0)
-        sim.now = until  # nothing happens until then: time still passes
+        host.in_flight = in_flight
+        host.events += processed
+        host.delivered += delivered
+        host.now = t
+    if ran_out and until is not None and until > host.now:
+        if host.next_sample <= until:
+            host.take_samples(until, 0, 0)
+        host.now = until  # nothing happens until then: time still passes
     return reached

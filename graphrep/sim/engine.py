@@ -2,16 +2,26 @@
 
 Why its own loop rather than SimPy or trio: the loop is the simulator's cost per
 message, and a plain ``heapq`` of tuples ``(time, counter, kind, ...)`` is the cheapest
-thing Python offers (see ANCHORS.md). The insertion counter breaks ties, so two events
-at the same nanosecond run in the order they were scheduled and tuples never compare
-past their second field. Cancelled timers are not removed from the heap: the node's
-timer table holds each live timer's token, and a popped timer whose token is not there
-any more is skipped.
+thing Python offers (``experiments/sim_bench.py`` measures it against SimPy and a bare
+heap). The insertion counter breaks ties, so two events at the same nanosecond run in
+the order they were scheduled and tuples never compare past their second field.
+Cancelled timers are not removed from the heap: the node's timer table holds each live
+timer's token, and a popped timer whose token is not there any more is skipped.
 
 A node is UP, PAUSED (events addressed to it are held, in order, until ``resume``) or
 DOWN (messages to it are dropped; its timers are gone; its disk keeps only what was
 synced). Faults are methods called between ``run_until`` calls, or scheduled at a
 virtual time with :meth:`Simulation.at`.
+
+Two parts: the loop itself (:mod:`graphrep.sim._loop`, optionally compiled) and this
+module. They share one object, a :class:`LoopHost`: the state the loop runs on (the
+heap, the clock, the counters, the trace's append) and the slow paths it calls (a
+delivery it cannot take inline, a timer, a start, a scheduled call, an effect other
+than a send, a new route, a faulty send, an error). :class:`Simulation` is the public
+face of a run: it owns a host, and its fault and inspection methods work on the host's
+state. The events on the heap are 7-tuples whose fields are named by ``_loop``'s
+constants (``AT``, ``SEQ``, ``KIND``, ``TARGET`` and, by kind, ``SRC``/``PAYLOAD``/
+``SIZE``, ``TIMER_NAME``/``TOKEN``/``PERIOD`` or ``INCARNATION``).
 """
 
 from __future__ import annotations
@@ -43,6 +53,19 @@ from graphrep.sansio import (
     Work,
 )
 from graphrep.sim import _loop as _pure
+from graphrep.sim._loop import (
+    AT,
+    INCARNATION,
+    KIND,
+    PAYLOAD,
+    PERIOD,
+    SEQ,
+    SIZE,
+    SRC,
+    TARGET,
+    TIMER_NAME,
+    TOKEN,
+)
 from graphrep.sim.network import Network, NetworkConfig
 from graphrep.sim.rng import RandomStreams
 from graphrep.sim.trace import Trace
@@ -135,6 +158,292 @@ class SimConfig:
                 raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}")
 
 
+class LoopHost:
+    """The state a simulation's event loop runs on, and the slow paths it calls.
+
+    This is the whole interface between :func:`graphrep.sim._loop.run` and the engine
+    (see the module docstring). The loop reads the state once per run, keeps ``now``,
+    ``in_flight``, ``events`` and ``delivered`` in locals and writes them back before
+    it calls any method here; the methods are the loop's slow paths. The
+    :class:`Simulation` that owns the host (``sim``) is the public face: its fault and
+    inspection methods work on this same state.
+
+    State: ``heap`` (the events, see the field constants of ``_loop``), ``counter`` (the
+    events' sequence numbers), ``now``, ``in_flight`` (messages sent and not yet
+    delivered or dropped), ``oneshot`` (one-shot timers pending), ``starts`` (START
+    events not yet run), ``events``/``delivered``/``dropped`` (running totals),
+    ``next_sample`` (the next sampling instant), ``record`` (the trace's append, or None
+    when tracing is off), ``failure`` (the error that stopped the run, raised again by
+    any later run), and the simulation's ``nodes``, ``network``, ``config``,
+    ``metrics`` and ``logs``.
+    """
+
+    __slots__ = ("config", "counter", "delivered", "dropped", "events", "failure", "heap",
+                 "in_flight", "logs", "metrics", "network", "next_sample", "nodes", "now",
+                 "oneshot", "record", "samples", "seed", "sim", "starts", "trace")
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.seed = sim.seed
+        self.config = sim.config
+        self.network = sim.network
+        self.trace = sim.trace
+        self.record: Callable[[tuple], None] | None = (
+            sim.trace.append if sim.config.trace else None)
+        self.nodes: dict[str, Node] = {}
+        self.heap: list[tuple] = []
+        self.counter = itertools.count()
+        self.now = 0
+        self.in_flight = 0
+        self.oneshot = 0
+        self.starts = 0  # START events not yet run: a booting node is not quiet
+        self.events = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.failure: SimulationError | None = None
+        self.next_sample = sim.config.sample_ns or _FOREVER
+        self.samples: dict[str, list[int]] = {
+            "time_ns": [], "in_flight": [], "events": [], "delivered": [], "dropped": []}
+        self.metrics: list[tuple[int, str, str, float]] = []
+        self.logs: list[tuple[int, str, str]] = []
+
+    # ------------------------------------------------------------------ the loop's slow paths
+
+    def take_samples(self, t: int, processed: int, delivered: int) -> None:
+        """Record the state at every sampling instant up to (and including) ``t``; the
+        counters of the running loop (not yet written back) are passed in."""
+        cols = self.samples
+        step = self.config.sample_ns
+        at = self.next_sample
+        while at <= t:
+            cols["time_ns"].append(at)
+            cols["in_flight"].append(self.in_flight)
+            cols["events"].append(self.events + processed)
+            cols["delivered"].append(self.delivered + delivered)
+            cols["dropped"].append(self.dropped)
+            at += step
+        self.next_sample = at
+
+    def deliver_slow(self, ev: tuple, t: int) -> tuple[int, Any]:
+        """A delivery to a node that is not UP or has a skewed clock, or while some link
+        is cut or held. Returns (how the message left the network: 0 still in it, 1
+        delivered, 2 dropped; the effects, or ``_NOT_RUN``)."""
+        node, src, payload, size = ev[TARGET], ev[SRC], ev[PAYLOAD], ev[SIZE]
+        if node.deferred:
+            node.deferred.discard(ev[SEQ])
+        if node.state is not UP:
+            if node.state is PAUSED:
+                node.held.append(ev)
+                return 0, _NOT_RUN
+            self.drop(t, src, node.name, payload, "down")
+            return 2, _NOT_RUN
+        link = (src, node.name)
+        if link in self.network.blocked:
+            self.drop(t, src, node.name, payload, "partition")
+            return 2, _NOT_RUN
+        stash = self.network.held.get(link)
+        if stash is not None:
+            stash.append(ev)
+            return 0, _NOT_RUN
+        if node.busy_until and self._wait_until_free(node, ev, t):
+            return 0, _NOT_RUN
+        if self.record:
+            self.record((t, "deliver", src, node.name, payload, size))
+        try:
+            return 1, node.on_message(node.local(t) if node.skewed else t, src, payload, size)
+        except Exception as exc:
+            raise self.fail(f"process raised {exc!r}", ev) from exc
+
+    def fire_timer(self, ev: tuple, t: int) -> Any:
+        """A TIMER event: the process's ``on_timer`` effects, or ``_NOT_RUN`` if the timer
+        is gone or must wait (a paused or busy node)."""
+        node, name, token, period = ev[TARGET], ev[TIMER_NAME], ev[TOKEN], ev[PERIOD]
+        entry = node.timers.get(name)
+        if entry is None or entry[0] != token:
+            return _NOT_RUN  # cancelled, replaced, or lost in a crash
+        if node.state is PAUSED:
+            node.held.append(ev)
+            return _NOT_RUN
+        if node.busy_until and self._wait_until_free(node, ev, t):
+            return _NOT_RUN
+        if period:
+            self.push(t + period, _TIMER, node, name, token, period)
+        else:
+            del node.timers[name]
+            self.oneshot -= 1
+        if self.record:
+            self.record((t, "timer", node.name, None, None, name))
+        try:
+            return node.process.on_timer(node.local(t) if node.skewed else t, name)
+        except Exception as exc:
+            raise self.fail(f"process raised {exc!r}", ev) from exc
+
+    def start(self, ev: tuple, t: int) -> Any:
+        """A START event: the process's ``on_start`` effects, or ``_NOT_RUN`` if the node
+        crashed since (a stale incarnation) or is paused."""
+        node = ev[TARGET]
+        if node.state is PAUSED and node.incarnation == ev[INCARNATION]:
+            node.held.append(ev)
+            return _NOT_RUN
+        self.starts -= 1
+        if node.incarnation != ev[INCARNATION] or node.state is DOWN:
+            return _NOT_RUN
+        try:
+            return node.process.on_start(node.local(t) if node.skewed else t)
+        except Exception as exc:
+            raise self.fail(f"process raised {exc!r}", ev) from exc
+
+    def call(self, action: Callable[[Simulation], None]) -> None:
+        """A CALL event: ``action(sim)``. A ``SimulationError`` it raises stops the run
+        (and every later one), with the trace attached."""
+        try:
+            action(self.sim)
+        except SimulationError as exc:
+            self.failure = exc
+            exc.trace = self.trace
+            raise
+
+    def route(self, node: Node, e: Any, ev: tuple) -> Route:
+        """Check a Send the hot loop could not take as is; the route, created on first use."""
+        to, _, size = e
+        if not isinstance(to, str) or to not in self.nodes:
+            raise self.fail(f"malformed effect {e!r}: unknown node {to!r}", ev)
+        if size.__class__ is not int or size < 0:
+            raise self.fail(f"malformed effect {e!r}: size must be an int >= 0", ev)
+        route = node.links.get(to)
+        if route is None:
+            dst = self.nodes[to]
+            link = self.network.link(node.name, node.region, to, dst.region)
+            route = node.links[to] = Route(link, dst)
+        return route
+
+    def faults(self, node: Node, route: Route, payload: Any, size: int, delay: int) -> int:
+        """Loss, duplication and reordering of one send (the delay already drawn); puts
+        the message (and its duplicate) on the heap; returns how many went in flight."""
+        net = self.network
+        link = route.link
+        now = self.now
+        extra = 0
+        if net.reorder and link.reorder_coin() < net.reorder:
+            extra = link.reorder_delay()  # drawn before loss: loss must not shift it
+        lost = link.coin() < net.loss
+        duplicated = link.coin() < net.duplicate  # always drawn: keeps the coin stream aligned
+        record = self.record
+        if lost:
+            self.drop(now, node.name, link.dst, payload, "loss")
+            return 0
+        if extra and record:
+            record((now, "reorder", node.name, link.dst, payload, extra))
+        self.push(now + delay + extra, _DELIVER, route.target, node.name, payload, size)
+        if not duplicated:
+            return 1
+        if record:
+            record((now, "duplicate", node.name, link.dst, payload, None))
+        wait = _queue_delay(link, now, size) if link.bps else 0
+        self.push(now + wait + link.dup_delay(), _DELIVER, route.target, node.name, payload,
+                  size)
+        return 2
+
+    def apply(self, node: Node, e: Any, ev: tuple) -> None:
+        """Apply one effect other than Send (those are handled inline in the loop)."""
+        now = self.now
+        cls = type(e)
+        if cls is SetTimer:
+            delay = e.delay_ns
+            if type(delay) is not int or delay < 0 or (e.periodic and delay == 0):
+                raise self.fail(f"malformed effect {e!r}: delay must be an int >= 0 "
+                                "(> 0 if periodic)", ev)
+            try:
+                hash(e.name)
+            except TypeError:
+                raise self.fail(f"malformed effect {e!r}: timer name must be hashable",
+                                ev) from None
+            if node.skewed:
+                delay = node.global_delay(delay)
+            old = node.timers.get(e.name)
+            if old is not None and not old[1]:
+                self.oneshot -= 1
+            token = next(self.counter)
+            node.timers[e.name] = (token, bool(e.periodic))
+            if not e.periodic:
+                self.oneshot += 1
+            heappush(self.heap, (now + delay, token, _TIMER, node, e.name, token,
+                                 delay if e.periodic else 0))
+        elif cls is CancelTimer:
+            old = node.timers.pop(e.name, None)
+            if old is not None and not old[1]:
+                self.oneshot -= 1
+        elif cls is DurableWrite:
+            node.unsynced[e.key] = e.value
+        elif cls is Sync:
+            node.disk.update(node.unsynced)
+            node.unsynced.clear()
+        elif cls is Metric:
+            self.metrics.append((now, node.name, e.name, e.value))
+        elif cls is Log:
+            self.logs.append((now, node.name, e.text))
+        elif cls is Busy or cls is Work:
+            if cls is Work:
+                if type(e.distances) is not int or type(e.entries) is not int \
+                        or e.distances < 0 or e.entries < 0:
+                    raise self.fail(f"malformed effect {e!r}: counts must be ints >= 0", ev)
+                ns = (e.distances * self.config.cpu_ns_per_distance
+                      + e.entries * self.config.cpu_ns_per_entry)
+            else:
+                ns = e.ns
+                if type(ns) is not int or ns < 0:
+                    raise self.fail(f"malformed effect {e!r}: ns must be an int >= 0", ev)
+            if ns:
+                node.busy_until = max(node.busy_until, now) + ns
+                node.set_state(node.state)
+        elif cls is tuple:
+            raise self.fail(f"malformed effect {e!r}: a plain tuple stands for a Send only "
+                            "as (to, payload, size), three items", ev)
+        else:
+            raise self.fail(f"malformed effect {e!r}: not an effect type", ev)
+
+    def fail(self, detail: str, ev: tuple) -> SimulationError:
+        """Build (and remember) the error that stops the run; the trace stays attached."""
+        exc = SimulationError(detail, event=_describe(ev), time_ns=self.now, seed=self.seed)
+        exc.trace = self.trace
+        self.failure = exc
+        return exc
+
+    # ------------------------------------------------------------------ for the engine
+
+    def push(self, at: int, kind: int, target: Any, a: Any = None, b: Any = None,
+             c: Any = None) -> int:
+        """Schedule an event ``(at, seq, kind, target, a, b, c)`` with the next sequence
+        number; returns that number."""
+        seq = next(self.counter)
+        heappush(self.heap, (at, seq, kind, target, a, b, c))
+        return seq
+
+    def requeue(self, ev: tuple, at: int) -> int:
+        """Schedule ``ev`` again at ``at``, after every event already there; returns its
+        new sequence number."""
+        return self.push(at, ev[KIND], ev[TARGET], ev[4], ev[5], ev[6])
+
+    def drop(self, t: int, src: str, dst: str, payload: Any, why: str) -> None:
+        """Count (and trace) a message lost at ``t``."""
+        self.dropped += 1
+        if self.record:
+            self.record((t, "drop", src, dst, payload, why))
+
+    def _wait_until_free(self, node: Node, ev: tuple, t: int) -> bool:
+        """A node that reported ``Busy`` until after ``t``: put the event back for when it
+        is free and say so (a message waits in its queue, which a crash loses). Else end
+        the busy spell and say the event can run."""
+        if node.busy_until > t:
+            key = self.requeue(ev, node.busy_until)
+            if ev[KIND] == _DELIVER:
+                node.deferred.add(key)
+            return True
+        node.busy_until = 0
+        node.set_state(node.state)
+        return False
+
+
 class Simulation:
     """A deterministic run: ``Simulation(seed, config)``, ``add_node``, then ``run_until``."""
 
@@ -143,24 +452,32 @@ class Simulation:
         self.config = config if config is not None else SimConfig()
         self.streams = RandomStreams(seed)
         self.network = Network(self.config.network, self.streams)
-        self.now = 0
         self.trace = Trace()
-        self.metrics: list[tuple[int, str, str, float]] = []
-        self.logs: list[tuple[int, str, str]] = []
-        self.events_processed = 0
-        self.delivered = 0
-        self.dropped = 0
-        self._nodes: dict[str, Node] = {}
-        self._heap: list[tuple] = []
-        self._counter = itertools.count()
-        self._in_flight = 0
-        self._oneshot = 0
-        self._starts = 0  # START events not yet run: a booting node is not quiet
-        self._failure: SimulationError | None = None
-        self._record = self.trace.append if self.config.trace else None
-        self._next_sample = self.config.sample_ns or _FOREVER
-        self._samples: dict[str, list[int]] = {
-            "time_ns": [], "in_flight": [], "events": [], "delivered": [], "dropped": []}
+        self._host = LoopHost(self)
+        self.metrics = self._host.metrics
+        """``(time_ns, node, name, value)`` of every ``Metric`` effect, in order."""
+        self.logs = self._host.logs
+        """``(time_ns, node, text)`` of every ``Log`` effect, in order."""
+
+    @property
+    def now(self) -> int:
+        """The virtual time in ns."""
+        return self._host.now
+
+    @property
+    def events_processed(self) -> int:
+        """Events run so far (deliveries, timers, starts, scheduled calls)."""
+        return self._host.events
+
+    @property
+    def delivered(self) -> int:
+        """Messages delivered so far."""
+        return self._host.delivered
+
+    @property
+    def dropped(self) -> int:
+        """Messages lost so far (loss, partitions, down nodes, a nemesis)."""
+        return self._host.dropped
 
     # ------------------------------------------------------------------ nodes
 
@@ -168,18 +485,18 @@ class Simulation:
         """Add a node; its process is built from an empty disk and started at ``now``."""
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"node name must be a non-empty str, got {name!r}")
-        if name in self._nodes:
+        if name in self._host.nodes:
             raise InvalidArgument(f"node {name!r} already exists")
         if not isinstance(region, str) or not region:
             raise InvalidArgument(f"region must be a non-empty str, got {region!r}")
         node = Node(name, factory, region)
-        self._nodes[name] = node
+        self._host.nodes[name] = node
         self._boot(node, "start")
 
     @property
     def nodes(self) -> list[str]:
         """Node names in the order they were added."""
-        return list(self._nodes)
+        return list(self._host.nodes)
 
     def region(self, name: str) -> str:
         """The region a node was added in."""
@@ -204,12 +521,12 @@ class Simulation:
     @property
     def in_flight(self) -> int:
         """Messages sent and not yet delivered or dropped (held ones included)."""
-        return self._in_flight
+        return self._host.in_flight
 
     @property
     def pending_oneshot_timers(self) -> int:
         """One-shot timers set and not yet fired or cancelled."""
-        return self._oneshot
+        return self._host.oneshot
 
     # ------------------------------------------------------------------ running
 
@@ -237,8 +554,10 @@ class Simulation:
         ``max_time`` (absolute; the clock is then at ``max_time``) or after ``max_events``;
         returns whether it got quiet.
         """
+        host = self._host
+
         def quiet(sim: Simulation) -> bool:
-            return sim._in_flight == 0 and sim._oneshot == 0 and sim._starts == 0
+            return host.in_flight == 0 and host.oneshot == 0 and host.starts == 0
 
         if quiet(self):
             return True
@@ -250,257 +569,46 @@ class Simulation:
         if not isinstance(time_ns, int) or time_ns < self.now:
             raise InvalidSchedule(f"cannot schedule at {time_ns!r}: not an int >= now",
                                   event="at", time_ns=self.now, seed=self.seed)
-        heappush(self._heap, (time_ns, next(self._counter), _CALL, action, None, None, None))
+        self._host.push(time_ns, _CALL, action)
 
     def _run(self, until: int | None, max_events: int | None,
              pred: Callable[[Simulation], bool] | None) -> bool:
         """The event loop: :func:`graphrep.sim._loop.run`, compiled if it was built."""
-        return _impl.run(self, until, max_events, pred)
-
-    def _take_samples(self, t: int, processed: int, delivered: int) -> None:
-        """Record the state at every sampling instant up to (and including) ``t``; the
-        counters of the running loop (not yet written back) are passed in."""
-        cols = self._samples
-        step = self.config.sample_ns
-        at = self._next_sample
-        while at <= t:
-            cols["time_ns"].append(at)
-            cols["in_flight"].append(self._in_flight)
-            cols["events"].append(self.events_processed + processed)
-            cols["delivered"].append(self.delivered + delivered)
-            cols["dropped"].append(self.dropped)
-            at += step
-        self._next_sample = at
+        return _impl.run(self._host, until, max_events, pred)
 
     def samples(self) -> dict[str, list[int]]:
         """Columns sampled every ``SimConfig.sample_ns``: ``time_ns``, ``in_flight`` and
         running totals of ``events``, ``delivered`` and ``dropped`` (empty if off)."""
-        return {k: list(v) for k, v in self._samples.items()}
+        return {k: list(v) for k, v in self._host.samples.items()}
 
     def metric_columns(self) -> dict[str, list[Any]]:
         """The processes' ``Metric`` records as columns: time_ns, node, name, value."""
         return {"time_ns": [m[0] for m in self.metrics], "node": [m[1] for m in self.metrics],
                 "name": [m[2] for m in self.metrics], "value": [m[3] for m in self.metrics]}
 
-    # ------------------------------------------------------------------ slow paths
-
-    def _drop(self, t: int, src: str, dst: str, payload: Any, why: str) -> None:
-        self.dropped += 1
-        if self._record:
-            self._record((t, "drop", src, dst, payload, why))
-
-    def _deliver_slow(self, ev: tuple, t: int) -> tuple[int, Any]:
-        """A delivery to a node that is not UP or has a skewed clock, or while some link
-        is cut or held. Returns (how the message left the network: 0 still in it, 1
-        delivered, 2 dropped; the effects, or ``_NOT_RUN``)."""
-        node, src, payload, size = ev[3], ev[4], ev[5], ev[6]
-        if node.deferred:
-            node.deferred.discard(ev[1])
-        if node.state is not UP:
-            if node.state is PAUSED:
-                node.held.append(ev)
-                return 0, _NOT_RUN
-            self._drop(t, src, node.name, payload, "down")
-            return 2, _NOT_RUN
-        link = (src, node.name)
-        if link in self.network.blocked:
-            self._drop(t, src, node.name, payload, "partition")
-            return 2, _NOT_RUN
-        stash = self.network.held.get(link)
-        if stash is not None:
-            stash.append(ev)
-            return 0, _NOT_RUN
-        if node.busy_until and self._wait_until_free(node, ev, t):
-            return 0, _NOT_RUN
-        if self._record:
-            self._record((t, "deliver", src, node.name, payload, size))
-        try:
-            return 1, node.on_message(node.local(t) if node.skewed else t, src, payload, size)
-        except Exception as exc:
-            raise self._fail(f"process raised {exc!r}", ev) from exc
-
-    def _wait_until_free(self, node: Node, ev: tuple, t: int) -> bool:
-        """A node that reported ``Busy`` until after ``t``: put the event back for when it
-        is free and say so (a message waits in its queue, which a crash loses). Else end
-        the busy spell and say the event can run."""
-        if node.busy_until > t:
-            key = next(self._counter)
-            if ev[2] == _DELIVER:
-                node.deferred.add(key)
-            heappush(self._heap, (node.busy_until, key, *ev[2:]))
-            return True
-        node.busy_until = 0
-        node.set_state(node.state)
-        return False
-
-    def _fire_timer(self, ev: tuple, t: int) -> Any:
-        node, name, token, period = ev[3], ev[4], ev[5], ev[6]
-        entry = node.timers.get(name)
-        if entry is None or entry[0] != token:
-            return _NOT_RUN  # cancelled, replaced, or lost in a crash
-        if node.state is PAUSED:
-            node.held.append(ev)
-            return _NOT_RUN
-        if node.busy_until and self._wait_until_free(node, ev, t):
-            return _NOT_RUN
-        if period:
-            heappush(self._heap, (t + period, next(self._counter), _TIMER, node, name, token,
-                                  period))
-        else:
-            del node.timers[name]
-            self._oneshot -= 1
-        if self._record:
-            self._record((t, "timer", node.name, None, None, name))
-        try:
-            return node.process.on_timer(node.local(t) if node.skewed else t, name)
-        except Exception as exc:
-            raise self._fail(f"process raised {exc!r}", ev) from exc
-
-    def _start(self, ev: tuple, t: int) -> Any:
-        node = ev[3]
-        if node.state is PAUSED and node.incarnation == ev[4]:
-            node.held.append(ev)
-            return _NOT_RUN
-        self._starts -= 1
-        if node.incarnation != ev[4] or node.state is DOWN:
-            return _NOT_RUN
-        try:
-            return node.process.on_start(node.local(t) if node.skewed else t)
-        except Exception as exc:
-            raise self._fail(f"process raised {exc!r}", ev) from exc
-
-    # ------------------------------------------------------------------ effects
-
-    def _route(self, node: Node, e: Any, ev: tuple) -> Route:
-        """Check a Send the hot loop could not take as is; the route, created on first use."""
-        to, _, size = e
-        if not isinstance(to, str) or to not in self._nodes:
-            raise self._fail(f"malformed effect {e!r}: unknown node {to!r}", ev)
-        if size.__class__ is not int or size < 0:
-            raise self._fail(f"malformed effect {e!r}: size must be an int >= 0", ev)
-        route = node.links.get(to)
-        if route is None:
-            dst = self._nodes[to]
-            link = self.network.link(node.name, node.region, to, dst.region)
-            route = node.links[to] = Route(link, dst)
-        return route
-
-    def _faults(self, node: Node, route: Route, payload: Any, size: int, delay: int) -> int:
-        """Loss, duplication and reordering of one send (the delay already drawn); puts
-        the message (and its duplicate) on the heap; returns how many went in flight."""
-        net = self.network
-        link = route.link
-        now = self.now
-        extra = 0
-        if net.reorder and link.reorder_coin() < net.reorder:
-            extra = link.reorder_delay()  # drawn before loss: loss must not shift it
-        lost = link.coin() < net.loss
-        duplicated = link.coin() < net.duplicate  # always drawn: keeps the coin stream aligned
-        record = self._record
-        if lost:
-            self._drop(now, node.name, link.dst, payload, "loss")
-            return 0
-        if extra and record:
-            record((now, "reorder", node.name, link.dst, payload, extra))
-        heappush(self._heap, (now + delay + extra, next(self._counter), _DELIVER, route.target,
-                              node.name, payload, size))
-        if not duplicated:
-            return 1
-        if record:
-            record((now, "duplicate", node.name, link.dst, payload, None))
-        wait = _queue_delay(link, now, size) if link.bps else 0
-        heappush(self._heap, (now + wait + link.dup_delay(), next(self._counter), _DELIVER,
-                              route.target, node.name, payload, size))
-        return 2
-
-    def _apply(self, node: Node, e: Any, ev: tuple) -> None:
-        """Apply one effect other than Send (those are handled inline in the loop)."""
-        now = self.now
-        heap = self._heap
-        cls = type(e)
-        if cls is SetTimer:
-            delay = e.delay_ns
-            if type(delay) is not int or delay < 0 or (e.periodic and delay == 0):
-                raise self._fail(f"malformed effect {e!r}: delay must be an int >= 0 "
-                                 "(> 0 if periodic)", ev)
-            try:
-                hash(e.name)
-            except TypeError:
-                raise self._fail(f"malformed effect {e!r}: timer name must be hashable",
-                                 ev) from None
-            if node.skewed:
-                delay = node.global_delay(delay)
-            old = node.timers.get(e.name)
-            if old is not None and not old[1]:
-                self._oneshot -= 1
-            token = next(self._counter)
-            node.timers[e.name] = (token, bool(e.periodic))
-            if not e.periodic:
-                self._oneshot += 1
-            heappush(heap, (now + delay, token, _TIMER, node, e.name, token,
-                            delay if e.periodic else 0))
-        elif cls is CancelTimer:
-            old = node.timers.pop(e.name, None)
-            if old is not None and not old[1]:
-                self._oneshot -= 1
-        elif cls is DurableWrite:
-            node.unsynced[e.key] = e.value
-        elif cls is Sync:
-            node.disk.update(node.unsynced)
-            node.unsynced.clear()
-        elif cls is Metric:
-            self.metrics.append((now, node.name, e.name, e.value))
-        elif cls is Log:
-            self.logs.append((now, node.name, e.text))
-        elif cls is Busy or cls is Work:
-            if cls is Work:
-                if type(e.distances) is not int or type(e.entries) is not int \
-                        or e.distances < 0 or e.entries < 0:
-                    raise self._fail(f"malformed effect {e!r}: counts must be ints >= 0", ev)
-                ns = (e.distances * self.config.cpu_ns_per_distance
-                      + e.entries * self.config.cpu_ns_per_entry)
-            else:
-                ns = e.ns
-                if type(ns) is not int or ns < 0:
-                    raise self._fail(f"malformed effect {e!r}: ns must be an int >= 0", ev)
-            if ns:
-                node.busy_until = max(node.busy_until, now) + ns
-                node.set_state(node.state)
-        elif cls is tuple:
-            raise self._fail(f"malformed effect {e!r}: a plain tuple stands for a Send only "
-                             "as (to, payload, size), three items", ev)
-        else:
-            raise self._fail(f"malformed effect {e!r}: not an effect type", ev)
-
-    def _fail(self, detail: str, ev: tuple) -> SimulationError:
-        """Build (and remember) the error that stops the run; the trace stays attached."""
-        exc = SimulationError(detail, event=_describe(ev), time_ns=self.now, seed=self.seed)
-        exc.trace = self.trace
-        self._failure = exc
-        return exc
-
     # ------------------------------------------------------------------ faults
 
     def _node(self, name: str, what: str) -> Node:
-        node = self._nodes.get(name)
+        node = self._host.nodes.get(name)
         if node is None:
             raise InvalidSchedule(f"unknown node {name!r}", event=what, time_ns=self.now,
                                   seed=self.seed)
         return node
 
     def _boot(self, node: Node, kind: str) -> None:
+        host = self._host
         node.incarnation += 1
-        start = (self.now, next(self._counter), _START, node, node.incarnation, None, None)
+        start = (host.now, next(host.counter), _START, node, node.incarnation, None, None)
         try:
             node.process = node.factory(node.name, dict(node.disk))
             node.on_message = node.process.on_message
         except Exception as exc:
-            raise self._fail(f"factory raised {exc!r}", start) from exc
+            raise host.fail(f"factory raised {exc!r}", start) from exc
         node.set_state(UP)
-        if self._record:
-            self._record((self.now, kind, node.name, None, None, node.incarnation))
-        heappush(self._heap, start)
-        self._starts += 1
+        if host.record:
+            host.record((host.now, kind, node.name, None, None, node.incarnation))
+        heappush(host.heap, start)
+        host.starts += 1
 
     def crash(self, name: str) -> None:
         """Lose the node's volatile state, timers, held events and unsynced writes.
@@ -511,33 +619,34 @@ class Simulation:
         node = self._node(name, "crash")
         if node.state is DOWN:
             return
+        host = self._host
         for ev in node.held:
-            if ev[2] == _DELIVER:
-                self._in_flight -= 1
-                self._drop(self.now, ev[4], name, ev[5], "down")
-            elif ev[2] == _START:
-                self._starts -= 1
+            if ev[KIND] == _DELIVER:
+                host.in_flight -= 1
+                host.drop(host.now, ev[SRC], name, ev[PAYLOAD], "down")
+            elif ev[KIND] == _START:
+                host.starts -= 1
         node.held.clear()
-        self._oneshot -= sum(1 for _, periodic in node.timers.values() if not periodic)
+        host.oneshot -= sum(1 for _, periodic in node.timers.values() if not periodic)
         node.timers.clear()
         node.unsynced.clear()
         node.busy_until = 0
         if node.deferred:  # received, not handled yet: lost with the process
             waiting, kept = [], []
-            for ev in self._heap:
-                (waiting if ev[2] == _DELIVER and ev[1] in node.deferred else kept).append(ev)
-            self._heap[:] = kept
-            heapify(self._heap)
-            for ev in sorted(waiting, key=lambda e: (e[0], e[1])):
-                self._in_flight -= 1
-                self._drop(self.now, ev[4], name, ev[5], "down")
+            for ev in host.heap:
+                (waiting if ev[KIND] == _DELIVER and ev[SEQ] in node.deferred
+                 else kept).append(ev)
+            host.heap[:] = kept
+            heapify(host.heap)
+            for ev in sorted(waiting, key=lambda e: (e[AT], e[SEQ])):
+                host.in_flight -= 1
+                host.drop(host.now, ev[SRC], name, ev[PAYLOAD], "down")
             node.deferred.clear()
         node.process = None
         node.on_message = None
         node.set_state(DOWN)
         node.incarnation += 1
-        if self._record:
-            self._record((self.now, "crash", name, None, None, None))
+        self._record("crash", name)
 
     def restart(self, name: str) -> None:
         """Rebuild a down node's process from its synced disk and start it (no-op if not down)."""
@@ -551,8 +660,7 @@ class Simulation:
         node = self._node(name, "pause")
         if node.state is UP:
             node.set_state(PAUSED)
-            if self._record:
-                self._record((self.now, "pause", name, None, None, None))
+            self._record("pause", name)
 
     def resume(self, name: str) -> None:
         """Run what a paused node missed, in the original order, starting now."""
@@ -560,10 +668,9 @@ class Simulation:
         if node.state is not PAUSED:
             return
         node.set_state(UP)
-        if self._record:
-            self._record((self.now, "resume", name, None, None, None))
+        self._record("resume", name)
         for ev in node.held:  # a held timer keeps its token: the timer table still names it
-            heappush(self._heap, (self.now, next(self._counter), *ev[2:]))
+            self._host.requeue(ev, self.now)
         node.held.clear()
 
     def partition(self, groups: list[list[str]]) -> None:
@@ -582,9 +689,7 @@ class Simulation:
                     for x in a:
                         for y in b:
                             blocked.add((x, y))
-        if self._record:
-            self._record((self.now, "partition", None, None, None,
-                          ["groups", [sorted(g) for g in names]]))
+        self._record("partition", detail=["groups", [sorted(g) for g in names]])
 
     def partition_one_way(self, sources: list[str], destinations: list[str]) -> None:
         """Drop messages from any of ``sources`` to any of ``destinations`` (not back)."""
@@ -594,15 +699,13 @@ class Simulation:
             for y in dsts:
                 if x != y:
                     self.network.blocked.add((x, y))
-        if self._record:
-            self._record((self.now, "partition", None, None, None,
-                          ["one-way", sorted(srcs), sorted(dsts)]))
+        self._record("partition", detail=["one-way", sorted(srcs), sorted(dsts)])
 
     def partition_regions(self, groups: list[list[str]]) -> None:
         """:meth:`partition` with groups of regions: each node goes with its region's group."""
         by_region = {r: i for i, g in enumerate(groups) for r in g}
         node_groups: list[list[str]] = [[] for _ in groups]
-        for node in self._nodes.values():
+        for node in self._host.nodes.values():
             i = by_region.get(node.region)
             if i is not None:
                 node_groups[i].append(node.name)
@@ -611,16 +714,14 @@ class Simulation:
     def heal(self) -> None:
         """Remove every partition."""
         self.network.blocked.clear()
-        if self._record:
-            self._record((self.now, "heal", None, None, None, None))
+        self._record("heal")
 
     def hold(self, src: str, dst: str) -> None:
         """Hold the link ``src -> dst``: messages arriving on it wait until :meth:`release`."""
         self._node(src, "hold")
         self._node(dst, "hold")
         self.network.held.setdefault((src, dst), [])
-        if self._record:
-            self._record((self.now, "hold", src, dst, None, None))
+        self._record("hold", src, dst)
 
     def release(self, src: str, dst: str) -> None:
         """Deliver what a held link kept, in arrival order, from now on (no-op if not held)."""
@@ -629,10 +730,15 @@ class Simulation:
         stash = self.network.held.pop((src, dst), None)
         if stash is None:
             return
-        if self._record:
-            self._record((self.now, "release", src, dst, None, len(stash)))
+        self._record("release", src, dst, detail=len(stash))
         for ev in stash:
-            heappush(self._heap, (self.now, next(self._counter), *ev[2:]))
+            self._host.requeue(ev, self.now)
+
+    def _record(self, kind: str, src: str | None = None, dst: str | None = None,
+                payload: Any = None, detail: Any = None) -> None:
+        """Trace a fault or another change made from outside the processes, at ``now``."""
+        if self._host.record:
+            self._host.record((self.now, kind, src, dst, payload, detail))
 
     # ------------------------------------------------------------------ one message
 
@@ -640,18 +746,22 @@ class Simulation:
         """The messages on their way (not those held by a paused node or a held link),
         in delivery order: for a nemesis that picks one message to drop, duplicate or
         delay (a stateful test lets Hypothesis pick which). O(messages) per call."""
-        found = [InFlight(ev[1], ev[0], ev[4], ev[3].name, ev[6], ev[5])
-                 for ev in self._heap if ev[2] == _DELIVER]
+        found = [InFlight(ev[SEQ], ev[AT], ev[SRC], ev[TARGET].name, ev[SIZE], ev[PAYLOAD])
+                 for ev in self._host.heap if ev[KIND] == _DELIVER]
         found.sort(key=lambda m: (m.deliver_at, m.key))
         return found
 
-    def _take_message(self, key: int, what: str) -> tuple:
-        for i, ev in enumerate(self._heap):
-            if ev[2] == _DELIVER and ev[1] == key:
-                last = self._heap.pop()
-                if i < len(self._heap):
-                    self._heap[i] = last
-                    heapify(self._heap)
+    def _in_flight_message(self, key: int, what: str, take: bool) -> tuple:
+        """The DELIVER event of in-flight message ``key`` (taken off the heap if
+        ``take``); an error naming ``what`` if there is none."""
+        heap = self._host.heap
+        for i, ev in enumerate(heap):
+            if ev[KIND] == _DELIVER and ev[SEQ] == key:
+                if take:
+                    last = heap.pop()
+                    if i < len(heap):
+                        heap[i] = last
+                        heapify(heap)
                 return ev
         raise InvalidSchedule(f"no message with key {key!r} is in flight (it was delivered "
                               "or dropped already); pick one from messages_in_flight()",
@@ -670,21 +780,20 @@ class Simulation:
         if node.state is not UP:
             raise InvalidSchedule(f"node {src!r} is {node.state}: it cannot send",
                                   event="send", time_ns=self.now, seed=self.seed)
-        route = node.links.get(dst) or self._route(
+        host = self._host
+        route = node.links.get(dst) or host.route(
             node, (dst, payload, size), (self.now, 0, _CALL, self.send, None, None, None))
         delay = next(route.delays)
         route.messages += 1
         route.bytes += size
         if route.bps:
             delay += _queue_delay(route.link, self.now, size)
-        if self._record:
-            self._record((self.now, "send", src, dst, payload, size))
+        self._record("send", src, dst, payload, size)
         if self.network.faulty:
-            self._in_flight += self._faults(node, route, payload, size, delay)
+            host.in_flight += host.faults(node, route, payload, size, delay)
             return
-        heappush(self._heap, (self.now + delay, next(self._counter), _DELIVER, route.target,
-                              src, payload, size))
-        self._in_flight += 1
+        host.push(self.now + delay, _DELIVER, route.target, src, payload, size)
+        host.in_flight += 1
 
     def set_timer(self, name: str, timer: Hashable, delay_ns: int = 0) -> None:
         """Set a one-shot timer on a node from outside, as if its process had returned
@@ -700,39 +809,33 @@ class Simulation:
             hash(timer)
         except TypeError:
             raise InvalidArgument(f"a timer name must be hashable, got {timer!r}") from None
-        self._apply(node, SetTimer(timer, delay_ns), (self.now, 0, _CALL, self.set_timer,
-                                                      None, None, None))
+        self._host.apply(node, SetTimer(timer, delay_ns),
+                         (self.now, 0, _CALL, self.set_timer, None, None, None))
 
     def drop_message(self, key: int) -> None:
         """Lose one in-flight message (``key`` from :meth:`messages_in_flight`)."""
-        ev = self._take_message(key, "drop_message")
-        self._in_flight -= 1
-        self._drop(self.now, ev[4], ev[3].name, ev[5], "nemesis")
+        ev = self._in_flight_message(key, "drop_message", take=True)
+        self._host.in_flight -= 1
+        self._host.drop(self.now, ev[SRC], ev[TARGET].name, ev[PAYLOAD], "nemesis")
 
     def delay_message(self, key: int, delay_ns: int) -> None:
         """Deliver one in-flight message ``delay_ns`` later than it would have arrived."""
-        if not isinstance(delay_ns, int) or delay_ns < 0:
-            raise InvalidSchedule(f"delay must be an int >= 0, got {delay_ns!r}",
-                                  event="delay_message", time_ns=self.now, seed=self.seed)
-        ev = self._take_message(key, "delay_message")
-        heappush(self._heap, (ev[0] + delay_ns, next(self._counter), *ev[2:]))
-        if self._record:
-            self._record((self.now, "delay", ev[4], ev[3].name, ev[5], delay_ns))
+        self._again(key, delay_ns, "delay_message", "delay", take=True)
 
     def duplicate_message(self, key: int, delay_ns: int = 0) -> None:
         """Deliver one in-flight message twice: again ``delay_ns`` after its arrival."""
+        self._again(key, delay_ns, "duplicate_message", "duplicate", take=False)
+        self._host.in_flight += 1
+
+    def _again(self, key: int, delay_ns: int, what: str, kind: str, take: bool) -> None:
+        """Schedule in-flight message ``key`` again, ``delay_ns`` after its arrival time,
+        taking the original off the heap if ``take`` (a delay) or not (a duplicate)."""
         if not isinstance(delay_ns, int) or delay_ns < 0:
             raise InvalidSchedule(f"delay must be an int >= 0, got {delay_ns!r}",
-                                  event="duplicate_message", time_ns=self.now,
-                                  seed=self.seed)
-        ev = next((e for e in self._heap if e[2] == _DELIVER and e[1] == key), None)
-        if ev is None:
-            self._take_message(key, "duplicate_message")  # raises the error
-            return
-        heappush(self._heap, (ev[0] + delay_ns, next(self._counter), *ev[2:]))
-        self._in_flight += 1
-        if self._record:
-            self._record((self.now, "duplicate", ev[4], ev[3].name, ev[5], delay_ns))
+                                  event=what, time_ns=self.now, seed=self.seed)
+        ev = self._in_flight_message(key, what, take)
+        self._host.requeue(ev, ev[AT] + delay_ns)
+        self._record(kind, ev[SRC], ev[TARGET].name, ev[PAYLOAD], delay_ns)
 
     def set_clock(self, name: str, offset_ns: int = 0, drift_ppm: int = 0) -> None:
         """Skew a node's clock: it reads ``now + offset_ns + now * drift_ppm / 1e6``.
@@ -751,14 +854,13 @@ class Simulation:
         node.drift_ppm = drift_ppm
         node.skewed = bool(offset_ns or drift_ppm)
         node.set_state(node.state)
-        if self._record:
-            self._record((self.now, "clock", name, None, None, [offset_ns, drift_ppm]))
+        self._record("clock", name, detail=[offset_ns, drift_ppm])
 
     def link_stats(self) -> list[dict[str, Any]]:
         """Messages and bytes sent per directed link (sorted), as columns for experiments."""
         rows = [{"src": node.name, "dst": dst, "messages": route.messages,
                  "bytes": route.bytes}
-                for node in self._nodes.values() for dst, route in node.links.items()]
+                for node in self._host.nodes.values() for dst, route in node.links.items()]
         return sorted(rows, key=lambda r: (r["src"], r["dst"]))
 
     def set_network_faults(self, *, loss: float | None = None, duplicate: float | None = None,
@@ -769,24 +871,20 @@ class Simulation:
         except InvalidArgument as exc:
             raise InvalidSchedule(str(exc), event="set_network_faults", time_ns=self.now,
                                   seed=self.seed) from None
-        if self._record:
-            net = self.network
-            self._record((self.now, "network", None, None, None,
-                          [net.loss, net.duplicate, net.reorder]))
+        net = self.network
+        self._record("network", detail=[net.loss, net.duplicate, net.reorder])
 
 
 def _describe(ev: tuple) -> str:
     """A short human description of a heap entry, for error messages."""
-    kind = ev[2]
+    kind = ev[KIND]
     if kind == _DELIVER:
-        text = repr(ev[5])
+        text = repr(ev[PAYLOAD])
         if len(text) > 80:
             text = text[:77] + "..."
-        return f"deliver {ev[4]}->{ev[3].name} payload={text}"
+        return f"deliver {ev[SRC]}->{ev[TARGET].name} payload={text}"
     if kind == _TIMER:
-        return f"timer {ev[4]!r} on {ev[3].name}"
+        return f"timer {ev[TIMER_NAME]!r} on {ev[TARGET].name}"
     if kind == _START:
-        return f"start {ev[3].name} (incarnation {ev[4]})"
-    return f"scheduled call {getattr(ev[3], '__qualname__', ev[3])!r}"
-
-
+        return f"start {ev[TARGET].name} (incarnation {ev[INCARNATION]})"
+    return f"scheduled call {getattr(ev[TARGET], '__qualname__', ev[TARGET])!r}"
