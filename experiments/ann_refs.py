@@ -206,8 +206,9 @@ class Diskann(Ref):
     def prepare_search(self, L: int) -> None:
         import diskannpy
 
-        # Each query clears a scratch buffer sized by initial_search_complexity:
-        # size it to the L being measured (see ANCHORS.md), so reload per L.
+        # Each query clears a scratch buffer sized by initial_search_complexity, so a
+        # buffer sized for a larger L slows every query down: size it to the L being
+        # measured, reloading per L.
         self.index = diskannpy.StaticMemoryIndex(
             index_directory=str(self.dir),
             num_threads=1,
@@ -227,7 +228,7 @@ class Diskann(Ref):
         import diskannpy
 
         # concurrent_consolidation=True drops edges to the frozen start point
-        # on insert (ANCHORS.md), so keep it off.
+        # on insert, so keep it off.
         self.dyn = diskannpy.DynamicMemoryIndex(
             distance_metric=self._metric,
             vector_dtype=np.float32,

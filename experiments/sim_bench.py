@@ -1,14 +1,14 @@
 """How fast is graphrep.sim's event loop? The same workload on it, on SimPy and on bare heapq.
 
 Why: the simulator is its own event loop rather than SimPy (or trio under a mock clock)
-because the loop is the cost of every simulated message (ANCHORS.md, "The simulator's
-speed"). This script checks that the choice pays: issue 3 asks for at least 1.7x SimPy's
-callback style and 9x its idiomatic process style, with a bare heapq loop as the ceiling.
+because the loop is the cost of every simulated message. This script checks that the
+choice pays: issue 3 asks for at least 1.7x SimPy's callback style and 9x its idiomatic
+process style, with a bare heapq loop as the ceiling.
 
-The workload (ANCHORS.md): 5 nodes, 10 messages in flight per node; every delivery sends
-one message on to a random peer (one of the *other* nodes) with exponential latency of
-mean 10 ms; count deliveries per wall-clock second until ``--deliveries`` (default
-1,000,000) have happened. Engines:
+The workload: 5 nodes, 10 messages in flight per node; every delivery sends one message
+on to a random peer (one of the *other* nodes) with exponential latency of mean 10 ms;
+count deliveries per wall-clock second until ``--deliveries`` (default 1,000,000) have
+happened. Engines:
 
 - ``graphrep``: ``graphrep.sim.engine.Simulation`` with tracing off, one sans-IO
   process per node, returning its send as a plain ``(to, payload, size)`` tuple (the
