@@ -64,7 +64,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing graphrep
     sys.path.insert(0, str(REPO))
 
-from bench_common import search_sweep  # noqa: E402  (experiments/ is on sys.path)
+from bench_common import (  # noqa: E402  (experiments/ is on sys.path)
+    INDEX_OPTIONS,
+    SWEEP_OPTIONS,
+    add_options,
+    forward,
+    run_info,
+    search_sweep,
+)
 
 from graphrep.datasets import (  # noqa: E402
     gaussian_mixture,
@@ -230,16 +237,8 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     log(f"graphrep: warm-up {time.perf_counter() - t0:.1f} s")
 
     result: dict[str, Any] = {
-        "lib": "graphrep",
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "numba_threads": numba.get_num_threads(),
-        "python": platform.python_version(),
-        "n": n,
-        "nq": int(queries.shape[0]),
-        "dim": dim,
-        "k": k,
-        "threads": 1,
+        "lib": "graphrep", **run_info(n, int(queries.shape[0]), dim, k),
+        "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
         "params": {"R": args.R, "L": args.L, "alpha": args.alpha},
     }
 
@@ -352,13 +351,7 @@ def run_ref(lib: str, py: Path, work: Path, args: argparse.Namespace) -> dict[st
         "--k", str(args.k),
         "--sweep", ",".join(str(v) for v in args.sweep),
         "--repeats", str(args.repeats),
-        "--stop-recall", str(args.stop_recall),
-        "--insert-frac", str(args.insert_frac),
-        "--R", str(args.R),
-        "--L", str(args.L),
-        "--alpha", str(args.alpha),
-        "--M", str(args.M),
-        "--efc", str(args.efc),
+        *forward(args, SWEEP_OPTIONS + INDEX_OPTIONS),
     ]  # fmt: skip
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -464,14 +457,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metric", default="l2", choices=("l2",), help="metric (both sets are l2)")
     p.add_argument("--sweep", default=None, help="comma list of search L / ef values")
     p.add_argument("--repeats", type=int, default=None, help="timings take the best of this many")
-    p.add_argument("--stop-recall", type=float, default=0.999, help="stop the sweep here")
-    p.add_argument("--insert-frac", type=float, default=0.1, help="fraction inserted one by one")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--R", type=int, default=64)
-    p.add_argument("--L", type=int, default=100)
-    p.add_argument("--alpha", type=float, default=1.2)
-    p.add_argument("--M", type=int, default=32)
-    p.add_argument("--efc", type=int, default=200)
+    add_options(p, SWEEP_OPTIONS + INDEX_OPTIONS)
     p.add_argument("--ref-venv", default=None, help="reference venv (default <repo>/.venv-ref)")
     p.add_argument("--ref-base-python", default=None, help="python that creates the ref venv")
     args = p.parse_args(argv)

@@ -25,7 +25,6 @@ import one_thread  # noqa: F401  (first: one thread for every library)
 # isort: split
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -33,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_common import recall_at_k, search_sweep
+from bench_common import (
+    INDEX_OPTIONS,
+    SWEEP_OPTIONS,
+    add_options,
+    recall_at_k,
+    run_info,
+    search_sweep,
+)
 
 LIBS = ("hnswlib", "faiss", "diskannpy")
 
@@ -265,17 +271,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     k = args.k
     n, dim = base.shape
     ref = REFS[args.lib](args, dim)
-    result: dict[str, Any] = {
-        "lib": ref.name,
-        "version": ref.version(),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "n": n,
-        "nq": int(queries.shape[0]),
-        "dim": dim,
-        "k": k,
-        "threads": 1,
-    }
+    result: dict[str, Any] = {"lib": ref.name, "version": ref.version(),
+                              **run_info(n, int(queries.shape[0]), dim, k)}
     if ref.name == "diskannpy":
         result["params"] = {"R": args.R, "L": args.L, "alpha": args.alpha}
     else:
@@ -328,13 +325,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--sweep", type=lambda s: [int(v) for v in s.split(",")], required=True)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--stop-recall", type=float, default=0.999)
-    p.add_argument("--insert-frac", type=float, default=0.1)
-    p.add_argument("--R", type=int, default=64)
-    p.add_argument("--L", type=int, default=100)
-    p.add_argument("--alpha", type=float, default=1.2)
-    p.add_argument("--M", type=int, default=32)
-    p.add_argument("--efc", type=int, default=200)
+    add_options(p, SWEEP_OPTIONS + INDEX_OPTIONS)
     return p.parse_args(argv)
 
 

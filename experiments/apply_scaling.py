@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import one_thread  # noqa: E402,F401  (pins BLAS/numba threads before numpy work)
+from bench_common import GRAPH_OPTIONS, add_options  # noqa: E402
 
 from graphrep.ann import EdgeDelta, VamanaIndex  # noqa: E402
 from graphrep.datasets import gmm_dataset  # noqa: E402
@@ -50,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     p.add_argument("--inserts", type=int, default=2_000)
     p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--R", type=int, default=64)
-    p.add_argument("--L", type=int, default=100)
+    add_options(p, GRAPH_OPTIONS)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=7)

@@ -1,4 +1,5 @@
-"""What the benchmark and its reference runner share: timing and the recall/QPS sweep.
+"""What the benchmarks share: timing, the recall/QPS sweep, the index options and the
+fields that say what ran.
 
 ``ann_refs.py`` imports it from the reference venv (numpy 1.25, graphrep not
 installed), ``ann_bench.py`` from graphrep's own. Recall is
@@ -9,9 +10,11 @@ import it too.
 
 from __future__ import annotations
 
+import argparse
+import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,46 @@ if str(REPO) not in sys.path:  # the reference venv does not have graphrep insta
 
 from graphrep.datasets import recall_at_k  # noqa: E402
 
-__all__ = ["best_time", "recall_at_k", "search_sweep"]
+__all__ = ["GRAPH_OPTIONS", "INDEX_OPTIONS", "SWEEP_OPTIONS", "add_options", "best_time",
+           "forward", "recall_at_k", "run_info", "search_sweep"]
+
+Option = tuple[str, type, float, str]
+"""``(flag, type, default, help)`` of a command-line option."""
+
+GRAPH_OPTIONS: tuple[Option, ...] = (
+    ("--R", int, 64, "graph degree (graphrep, DiskANN)"),
+    ("--L", int, 100, "build beam width (graphrep, DiskANN)"),
+)
+INDEX_OPTIONS: tuple[Option, ...] = (
+    *GRAPH_OPTIONS,
+    ("--alpha", float, 1.2, "prune factor (graphrep, DiskANN)"),
+    ("--M", int, 32, "graph degree (HNSW: hnswlib, faiss)"),
+    ("--efc", int, 200, "build beam width (HNSW)"),
+)
+"""How every library builds its index; ``ann_bench.py`` passes them on to ``ann_refs.py``."""
+SWEEP_OPTIONS: tuple[Option, ...] = (
+    ("--stop-recall", float, 0.999, "stop the sweep once both recalls reach this"),
+    ("--insert-frac", float, 0.1, "fraction of the base inserted one point at a time"),
+)
+
+
+def add_options(p: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Add ``options`` to ``p``."""
+    for flag, kind, default, help_text in options:
+        p.add_argument(flag, type=kind, default=default, help=f"{help_text} (default "
+                       f"{default})")
+
+
+def forward(args: argparse.Namespace, options: Sequence[Option]) -> list[str]:
+    """``options`` as parsed into ``args``, as command-line words for another script."""
+    return [word for flag, *_ in options
+            for word in (flag, str(getattr(args, flag[2:].replace("-", "_"))))]
+
+
+def run_info(n: int, nq: int, dim: int, k: int) -> dict[str, Any]:
+    """What every result file records about a run: versions, sizes, one thread."""
+    return {"numpy": np.__version__, "python": platform.python_version(), "n": n, "nq": nq,
+            "dim": dim, "k": k, "threads": 1}
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:

@@ -58,6 +58,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import one_thread  # noqa: E402,F401  (pins BLAS/numba threads before numpy work)
+from bench_common import GRAPH_OPTIONS, add_options  # noqa: E402
 
 from graphrep.ann import VamanaIndex  # noqa: E402
 from graphrep.cluster import ClusterConfig, run_cluster  # noqa: E402
@@ -73,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--initial", type=int, default=100_000)
     p.add_argument("--writes", type=int, default=20_000)
     p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--R", type=int, default=64)
-    p.add_argument("--L", type=int, default=100)
+    add_options(p, GRAPH_OPTIONS)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--apply-batch", type=int, default=32,
