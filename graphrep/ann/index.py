@@ -40,9 +40,7 @@ import numba
 import numpy as np
 from numpy.lib import format as npformat
 
-from graphrep.ann import kernels as K
-from graphrep.ann import records as REC
-from graphrep.ann import replay as RP
+from graphrep.ann import delta_check
 from graphrep.ann.delta import (
     ARRAY_DTYPES,
     KIND_NONE,
@@ -53,8 +51,40 @@ from graphrep.ann.delta import (
     float32s,
     joined,
 )
+from graphrep.ann.delta_apply import (
+    WIRE_CORRUPT,
+    WIRE_DIM,
+    WIRE_ROOM,
+    WIRE_SEQ,
+    apply_batch,
+    apply_wire,
+)
+from graphrep.ann.delta_check import first_too_large
+from graphrep.ann.delta_emit import changed_records, make_records
 from graphrep.ann.idmap import MAX_ID, IdMap
-from graphrep.ann.records import RecordSet
+from graphrep.ann.kernels import (
+    DELETED,
+    FREE,
+    LIVE,
+    METRIC_IP,
+    METRIC_L2,
+    N_COUNTERS,
+    Changes,
+    Graph,
+    Scratch,
+    begin_changes,
+    build_graph,
+    consolidate_lists,
+    count_unreachable,
+    insert_node,
+    make_changes,
+    make_scratch,
+    release_deleted,
+    repair_unreachable,
+    search_parallel,
+    search_serial,
+)
+from graphrep.ann.records import RecordSet, as_record_set, node_hashes
 from graphrep.errors import (
     CorruptIndexFile,
     DeltaError,
@@ -146,11 +176,11 @@ class VamanaIndex:
         self._entry = -1  # entry point slot
         self._seq = 0  # deltas emitted or applied so far
         self._idmap = IdMap(capacity)
-        self._counters = np.zeros(K.N_COUNTERS, dtype=np.int64)
+        self._counters = np.zeros(N_COUNTERS, dtype=np.int64)
         self._totals = {op: {"calls": 0, "distance_computations": 0, "nodes_visited": 0}
                         for op in _OPS}
         self.last_op: dict[str, Any] = {}
-        self._scratch_by_L: dict[int, K.Scratch] = {}
+        self._scratch_by_L: dict[int, Scratch] = {}
         self._orph = np.empty(max(64, 8 * self.R), dtype=np.int32)
         self._grow(capacity)
 
@@ -172,13 +202,13 @@ class VamanaIndex:
             flags[:old] = g.flags
             ext[:old] = g.ext
             indeg[:old] = g.indeg
-        self._g = K.Graph(vecs, nbrs, deg, flags, ext, indeg)
+        self._g = Graph(vecs, nbrs, deg, flags, ext, indeg)
         free = np.empty(cap, dtype=np.int32)
         free[: self._n_free] = self._free[: self._n_free]
         self._free = free
         self._cap = cap
         self._scratch_by_L = {}
-        self._changes = K.make_changes(cap, 4 * self.R + 64, self.R)
+        self._changes = make_changes(cap, 4 * self.R + 64, self.R)
         self._queue = np.empty(cap, dtype=np.int32)
 
     def _reserve(self, n_more: int) -> None:
@@ -187,10 +217,10 @@ class VamanaIndex:
             self._grow(max(need, 2 * self._cap))
         self._idmap.reserve(n_more)
 
-    def _scratch(self, L: int) -> K.Scratch:
+    def _scratch(self, L: int) -> Scratch:
         s = self._scratch_by_L.get(L)
         if s is None:
-            s = K.make_scratch(self._cap, L, self.R)
+            s = make_scratch(self._cap, L, self.R)
             self._scratch_by_L[L] = s
         return s
 
@@ -250,7 +280,7 @@ class VamanaIndex:
         if self.metric == "cosine":
             _normalise_rows(arr, what)
         else:
-            big = int(RP.first_too_large(arr))
+            big = int(first_too_large(arr))
             if big >= 0:
                 raise InvalidVector(
                     f"{what}: row {big} has a squared norm above 2**125 (about 4.3e37), beyond "
@@ -319,7 +349,7 @@ class VamanaIndex:
         slots = self._take_slots(n)  # 0..n-1 on an empty index
         g = self._g
         g.vecs[slots] = X
-        g.flags[slots] = K.LIVE
+        g.flags[slots] = LIVE
         g.ext[slots] = id_arr
         g.deg[slots] = 0
         g.indeg[slots] = 0
@@ -327,16 +357,16 @@ class VamanaIndex:
         self._n_live = n
         self._entry = int(slots[_medoid(X, id_arr)])
         ch = self._changes
-        K.begin_changes(ch)
+        begin_changes(ch)
         if n > 1:
             limit = max(self.R, round(self.build_slack * self.R))
             wide = np.full((self._cap, limit), -1, dtype=np.int32)
-            gw = K.Graph(g.vecs, wide, g.deg, g.flags, g.ext, g.indeg)
+            gw = Graph(g.vecs, wide, g.deg, g.flags, g.ext, g.indeg)
             order = np.random.default_rng(self.seed).permutation(n).astype(np.int32)
-            sw = K.make_scratch(self._cap, self.L, limit)
-            chw = K.make_changes(self._cap, 0, limit)
-            K.begin_changes(chw)
-            K.build_graph(gw, order, self._entry, self.L, self.R, limit, self.alpha, sw, chw,
+            sw = make_scratch(self._cap, self.L, limit)
+            chw = make_changes(self._cap, 0, limit)
+            begin_changes(chw)
+            build_graph(gw, order, self._entry, self.L, self.R, limit, self.alpha, sw, chw,
                           self._counters, self._orph)
             g.nbrs[:, :] = wide[:, : self.R]
             self._repair_all(ch)
@@ -358,20 +388,20 @@ class VamanaIndex:
         (slot,) = self._take_slots(1)
         g = self._g
         g.vecs[slot] = v
-        g.flags[slot] = K.LIVE
+        g.flags[slot] = LIVE
         g.ext[slot] = i
         g.deg[slot] = 0
         g.indeg[slot] = 0
         self._idmap.put(i, int(slot))
         self._n_live += 1
         ch = self._changes
-        K.begin_changes(ch)
+        begin_changes(ch)
         if self._entry < 0:  # the first node: it becomes the entry point, no edges
             self._entry = int(slot)
             delta = self._delta_for(np.array([slot], dtype=np.int32), op="insert")
             self._account("insert", before, orphans_repaired=0)
             return delta
-        orphans = int(K.insert_node(slot, g, self._entry, self.L, self.R, self.R,
+        orphans = int(insert_node(slot, g, self._entry, self.L, self.R, self.R,
                                     self._overflow_target, self.alpha,
                                     self._scratch(self._repair_L), ch, self._counters,
                                     self._orph, self._repair_L))
@@ -393,15 +423,15 @@ class VamanaIndex:
         until :meth:`consolidate` removes it."""
         slot = self._slot_of(id, "delete")
         g = self._g
-        if g.flags[slot] == K.DELETED:
+        if g.flags[slot] == DELETED:
             raise UnknownId(f"delete: id {int(g.ext[slot])} is already deleted")
         before = self._start()
-        g.flags[slot] = K.DELETED
+        g.flags[slot] = DELETED
         self._n_live -= 1
         self._n_deleted += 1
         delta = self._make_delta(
             "delete", ids=np.array([g.ext[slot]], dtype=np.int64),
-            flags=np.array([K.DELETED], dtype=np.uint8),
+            flags=np.array([DELETED], dtype=np.uint8),
             kinds=np.array([KIND_NONE], dtype=np.uint8), counts=np.zeros((1, 2), np.int32),
             values=np.zeros(0, np.int64), vectors=np.zeros((0, self.dim), np.float32),
         )
@@ -415,15 +445,15 @@ class VamanaIndex:
             return []
         before = self._start()
         g = self._g
-        ch = K.make_changes(self._cap, self._n_live + 16, self.R)
-        K.begin_changes(ch)
+        ch = make_changes(self._cap, self._n_live + 16, self.R)
+        begin_changes(ch)
         s = self._scratch(self.L)
-        n_lists = int(K.consolidate_lists(g, self._n_slots, self._entry, self.R, self.alpha, s,
+        n_lists = int(consolidate_lists(g, self._n_slots, self._entry, self.R, self.alpha, s,
                                           ch, self._counters))
-        if g.flags[self._entry] == K.DELETED:
+        if g.flags[self._entry] == DELETED:
             self._entry = self._nearest_live(self._entry)
         freed = np.empty(self._n_deleted, dtype=np.int32)
-        n_freed = int(K.release_deleted(g, self._n_slots, freed))
+        n_freed = int(release_deleted(g, self._n_slots, freed))
         freed = freed[:n_freed]
         removed = np.sort(g.ext[freed])
         for rid in removed:
@@ -444,21 +474,21 @@ class VamanaIndex:
             return []
         before = self._start()
         ch = self._changes
-        K.begin_changes(ch)
+        begin_changes(ch)
         repairs = self._repair_all(ch)
         delta = self._delta_from_changes("repair")
         self._account("repair", before, repairs=repairs)
         return [delta]
 
-    def _repair_all(self, ch: K.Changes) -> int:
-        return int(K.repair_unreachable(self._g, self._entry, self._n_slots, self._repair_L,
+    def _repair_all(self, ch: Changes) -> int:
+        return int(repair_unreachable(self._g, self._entry, self._n_slots, self._repair_L,
                                         self.R, self.alpha, self._scratch(self._repair_L), ch,
                                         self._counters, self._orph, self._queue, 16))
 
     def _nearest_live(self, slot: int) -> int:
         """The live slot nearest to ``slot``'s vector (ties by id); -1 if none is live."""
         g = self._g
-        live = np.flatnonzero(g.flags[: self._n_slots] == K.LIVE)
+        live = np.flatnonzero(g.flags[: self._n_slots] == LIVE)
         if live.size == 0:
             return -1
         diff = g.vecs[live].astype(np.float64) - g.vecs[slot].astype(np.float64)
@@ -467,7 +497,7 @@ class VamanaIndex:
 
     # ------------------------------------------------------------------ deltas out
     def _delta_from_changes(self, op: str, new_slot: int = -1,
-                            changes: K.Changes | None = None,
+                            changes: Changes | None = None,
                             removed: np.ndarray | None = None) -> EdgeDelta:
         """The delta of the lists ``changes`` recorded; ``new_slot`` is the node created."""
         ch = self._changes if changes is None else changes
@@ -478,7 +508,7 @@ class VamanaIndex:
         counts = np.empty((c, 2), dtype=np.int32)
         values = np.empty(2 * self.R * c + 1, dtype=np.int64)
         s = self._scratch(self.L)
-        n_new, nv = RP.changed_records(ch.slots, c, ch.old.shape[0], new_slot, ch.old,
+        n_new, nv = changed_records(ch.slots, c, ch.old.shape[0], new_slot, ch.old,
                                        ch.old_deg, g.nbrs, g.deg, g.ext, s.mark, s.mstate,
                                        slots, kinds, counts, values)
         return self._make_delta(
@@ -496,7 +526,7 @@ class VamanaIndex:
         values = np.empty(int(g.deg[slots].sum()) + 1, dtype=np.int64)
         s = self._scratch(self.L)
         no_old = np.full(n, -1, dtype=np.int32)
-        nv = RP.make_records(slots, n, n, no_old, self._changes.old, self._changes.old_deg,
+        nv = make_records(slots, n, n, no_old, self._changes.old, self._changes.old_deg,
                              g.nbrs, g.deg, g.ext, s.mark, s.mstate, kinds, counts, values)
         return self._make_delta(
             op, ids=g.ext[slots], flags=g.flags[slots], kinds=kinds, counts=counts,
@@ -524,7 +554,7 @@ class VamanaIndex:
         one that doesn't fit this index's state raises :class:`DeltaError`
         (:class:`DuplicateId` when a new node's id is stored here already).
         Fitting means the index keeps its invariants after the delta (the
-        full list is in :mod:`graphrep.ann.replay`): ids unique and in
+        full list is in :mod:`graphrep.ann.delta_check`): ids unique and in
         [0, 2**62), new ids not stored yet, no record for a freed id; every
         neighbour a node that exists afterwards, no self loop or repeated
         edge, degree <= R; every freed id stored, deleted, named once and
@@ -577,23 +607,23 @@ class VamanaIndex:
             s = self._scratch(self.L)
             state = self._state()
             (outcome, a, b, c, v, hdr, off, ids, flags, kinds, counts, values, vec,
-             removed) = RP.apply_wire(
+             removed) = apply_wire(
                 buf, starts, self.dim, self._seq, self._idmap.count, self._idmap.keys,
                 self._idmap.vals, self._g, self.R, s.mark, s.mstate, self._free, state,
             )
-            if outcome != RP.WIRE_ROOM:
+            if outcome != WIRE_ROOM:
                 break
             self._reserve(int(a))  # then decode and check again: nothing has changed
-        if outcome == RP.WIRE_CORRUPT:
+        if outcome == WIRE_CORRUPT:
             raise corrupt_at(int(a), int(b), int(v), starts)
         batch = DeltaBatch(hdr, off, ids, flags, kinds, counts, values, float32s(vec), removed)
-        if outcome == RP.WIRE_DIM:
+        if outcome == WIRE_DIM:
             k = int(a)
             raise DimensionMismatch(
                 f"delta seq {int(batch.seq[k])} is for dimension {int(batch.dim[k])} but this "
                 f"index has dim={self.dim}; apply it to a replica created with the same dim"
             )
-        if outcome == RP.WIRE_SEQ:
+        if outcome == WIRE_SEQ:
             k = int(a)
             raise self._out_of_order(int(batch.seq[k]), self._seq + k)
         self._applied(state, off, int(a), int(b), int(c), int(v), batch.delta)
@@ -645,7 +675,7 @@ class VamanaIndex:
         self._reserve(int(off[-1, 2]))
         s = self._scratch(self.L)
         state = self._state()
-        done, code, rec, val = RP.apply_batch(
+        done, code, rec, val = apply_batch(
             ids, flags, kinds, counts, values, vectors, removed, entries, off,
             self._idmap.keys, self._idmap.vals, self._g, self.R, s.mark, s.mstate, self._free,
             state,
@@ -653,7 +683,8 @@ class VamanaIndex:
         self._applied(state, off, int(done), int(code), int(rec), int(val), deltas.__getitem__)
 
     def _state(self) -> np.ndarray:
-        """The allocator and counts as the apply kernels take them (``RP.ST_*``)."""
+        """The allocator and counts as the apply kernels take them
+        (:mod:`graphrep.ann.delta_apply`'s ``ST_*``)."""
         return np.array([self._n_slots, self._n_free, self._n_live, self._n_deleted,
                          self._entry], dtype=np.int64)
 
@@ -667,7 +698,7 @@ class VamanaIndex:
         self._totals["apply"]["calls"] += done
         self.last_op = {"op": "apply", "distance_computations": 0, "nodes_visited": 0,
                         "deltas": done, "records": int(off[done, 0])}
-        if code != RP.OK:
+        if code != delta_check.OK:
             raise _delta_error(delta_at(done), code, rec, val)
 
     # ------------------------------------------------------------------ search
@@ -691,7 +722,7 @@ class VamanaIndex:
         if self._n_live == 0:
             raise EmptyIndex("search on an empty index: insert or build vectors first")
         beam = max(k, self.L if L is None else L)
-        metric = K.METRIC_IP if self.metric == "ip" else K.METRIC_L2
+        metric = METRIC_IP if self.metric == "ip" else METRIC_L2
         nq = Q.shape[0]
         ids = np.empty((nq, k), dtype=np.int64)
         dists = np.empty((nq, k), dtype=np.float32)
@@ -699,10 +730,10 @@ class VamanaIndex:
         # (asking numba for its thread count costs microseconds: only for big batches)
         threads = numba.get_num_threads() if nq >= 2 * _PARALLEL_MIN_PER_THREAD else 1
         if threads > 1 and nq >= threads * _PARALLEL_MIN_PER_THREAD:
-            K.search_parallel(Q, self._entry, self._g, beam, k, metric, threads, self.R,
+            search_parallel(Q, self._entry, self._g, beam, k, metric, threads, self.R,
                               self._counters, ids, dists)
         else:
-            K.search_serial(Q, self._entry, self._g, beam, k, metric, self._scratch(beam),
+            search_serial(Q, self._entry, self._g, beam, k, metric, self._scratch(beam),
                             self._counters, ids, dists)
         if self.metric == "cosine":
             dists *= 0.5  # |a - b|^2 = 2 - 2 cos for unit vectors
@@ -721,7 +752,7 @@ class VamanaIndex:
         except InvalidId:
             return False
         slot = self._idmap.get(i)
-        return slot >= 0 and self._g.flags[slot] == K.LIVE
+        return slot >= 0 and self._g.flags[slot] == LIVE
 
     @property
     def seq(self) -> int:
@@ -735,11 +766,11 @@ class VamanaIndex:
     def ids(self, include_deleted: bool = False) -> np.ndarray:
         """Ids in the index, sorted (live only unless ``include_deleted``)."""
         f = self._g.flags[: self._n_slots]
-        mask = (f != K.FREE) if include_deleted else (f == K.LIVE)
+        mask = (f != FREE) if include_deleted else (f == LIVE)
         return np.sort(self._g.ext[: self._n_slots][mask])
 
     def is_deleted(self, id_: Any) -> bool:
-        return bool(self._g.flags[self._slot_of(id_, "is_deleted")] == K.DELETED)
+        return bool(self._g.flags[self._slot_of(id_, "is_deleted")] == DELETED)
 
     def vector(self, id_: Any) -> np.ndarray:
         """The stored vector (normalised for cosine)."""
@@ -753,7 +784,7 @@ class VamanaIndex:
     def unreachable_count(self) -> int:
         """Live nodes that a search from the entry point can never reach."""
         s = self._scratch(self.L)
-        return int(K.count_unreachable(self._entry, self._g, self._n_slots, s.mark, s.mstate,
+        return int(count_unreachable(self._entry, self._g, self._n_slots, s.mark, s.mstate,
                                        self._queue))
 
     def graph_problems(self) -> list[str]:
@@ -765,18 +796,18 @@ class VamanaIndex:
         g = self._g
         n = self._n_slots
         out: list[str] = []
-        used = np.flatnonzero(g.flags[:n] != K.FREE)
+        used = np.flatnonzero(g.flags[:n] != FREE)
         if (g.deg[:n] > self.R).any():
             out.append(f"{int((g.deg[:n] > self.R).sum())} lists longer than R={self.R}")
-        if (g.deg[:n][g.flags[:n] == K.FREE] != 0).any():
+        if (g.deg[:n][g.flags[:n] == FREE] != 0).any():
             out.append("a free slot has edges")
         nb = g.nbrs[used]
         valid = np.arange(self.R)[None, :] < g.deg[used][:, None]
         targets = nb[valid]
         if targets.size and ((targets < 0) | (targets >= n)).any():
             out.append("an edge points outside the used slots")
-        elif targets.size and (g.flags[targets] == K.FREE).any():
-            out.append(f"{int((g.flags[targets] == K.FREE).sum())} edges to unknown (freed) ids")
+        elif targets.size and (g.flags[targets] == FREE).any():
+            out.append(f"{int((g.flags[targets] == FREE).sum())} edges to unknown (freed) ids")
         if (nb == used[:, None])[valid].any():
             out.append("a self loop")
         srt = np.sort(np.where(valid, nb, -1), axis=1)
@@ -785,7 +816,7 @@ class VamanaIndex:
         indeg = np.bincount(targets[(targets >= 0) & (targets < n)], minlength=n) if n else []
         if n and not np.array_equal(indeg[:n], g.indeg[:n]):
             out.append("in-degree counters disagree with the lists")
-        if self._used and (self._entry < 0 or g.flags[self._entry] == K.FREE):
+        if self._used and (self._entry < 0 or g.flags[self._entry] == FREE):
             out.append("no valid entry point")
         ids = g.ext[used]
         if ids.size and (ids.min() < 0 or ids.max() > MAX_ID or np.unique(ids).size != ids.size):
@@ -793,13 +824,13 @@ class VamanaIndex:
         if self._idmap.count != used.size or not np.array_equal(self._idmap.get_many(ids), used):
             out.append("the id table disagrees with the stored ids")
         flags = g.flags[:n]
-        if (self._n_live, self._n_deleted) != (int((flags == K.LIVE).sum()),
-                                               int((flags == K.DELETED).sum())):
+        if (self._n_live, self._n_deleted) != (int((flags == LIVE).sum()),
+                                               int((flags == DELETED).sum())):
             out.append("live and deleted counts disagree with the flags")
         free = self._free[: self._n_free]
         if np.unique(free).size != free.size or free.size != n - used.size or \
                 (free.size and ((free < 0) | (free >= n)).any()) or \
-                (free.size and (flags[np.clip(free, 0, max(n - 1, 0))] != K.FREE).any()):
+                (free.size and (flags[np.clip(free, 0, max(n - 1, 0))] != FREE).any()):
             out.append("the free list does not name every free slot exactly once")
         return out
 
@@ -814,8 +845,8 @@ class VamanaIndex:
         nodes, and the per-operation counters of distance computations and visits."""
         g = self._g
         n = self._n_slots
-        used = g.flags[:n] != K.FREE
-        live = g.flags[:n] == K.LIVE
+        used = g.flags[:n] != FREE
+        live = g.flags[:n] == LIVE
         deg = g.deg[:n][used]
         indeg = g.indeg[:n][live]
         return {
@@ -848,10 +879,10 @@ class VamanaIndex:
         """
         g = self._g
         n = self._n_slots
-        slots = np.flatnonzero(g.flags[:n] != K.FREE).astype(np.int32)
+        slots = np.flatnonzero(g.flags[:n] != FREE).astype(np.int32)
         slots = slots[np.argsort(g.ext[slots], kind="stable")]
         hashes = np.empty(slots.shape[0], dtype=np.uint64)
-        REC.node_hashes(slots, g.vecs.view(np.uint32), g.nbrs, g.deg, g.flags, g.ext, hashes)
+        node_hashes(slots, g.vecs.view(np.uint32), g.nbrs, g.deg, g.flags, g.ext, hashes)
         return g.ext[slots].copy(), hashes
 
     def export_records(self, ids: Any) -> RecordSet:
@@ -899,7 +930,7 @@ class VamanaIndex:
         """
         if seq is not None:
             _check_int(seq, "seq", 0, _MAX_SEQ)
-        rs = REC.as_record_set(records)
+        rs = as_record_set(records)
         if rs.dim != self.dim:
             raise DimensionMismatch(
                 f"overwrite_records: the records have dimension {rs.dim} but this index has "
@@ -928,8 +959,8 @@ class VamanaIndex:
         uniq, reps = np.unique(ids, return_counts=True)
         if (reps > 1).any():
             raise bad(f"id {int(uniq[reps > 1][0])} has two records")
-        if n and not np.isin(rs.flags, (K.LIVE, K.DELETED)).all():
-            i = int(np.flatnonzero(~np.isin(rs.flags, (K.LIVE, K.DELETED)))[0])
+        if n and not np.isin(rs.flags, (LIVE, DELETED)).all():
+            i = int(np.flatnonzero(~np.isin(rs.flags, (LIVE, DELETED)))[0])
             raise bad(f"record {i} (id {int(ids[i])}) has flags {int(rs.flags[i])}, neither "
                       "live (1) nor deleted (2)")
         if n and (counts > self.R).any():
@@ -939,7 +970,7 @@ class VamanaIndex:
         if not np.isfinite(rs.vectors).all():
             raise bad(f"id {int(ids[np.argwhere(~np.isfinite(rs.vectors))[0][0]])}'s vector "
                       "holds NaN or inf")
-        big = int(RP.first_too_large(np.ascontiguousarray(rs.vectors, dtype=np.float32)))
+        big = int(first_too_large(np.ascontiguousarray(rs.vectors, dtype=np.float32)))
         if big >= 0:
             raise bad(f"id {int(ids[big])}'s vector has a squared norm above 2**125, beyond "
                       "which float32 distances overflow")
@@ -1029,11 +1060,11 @@ class VamanaIndex:
         np.subtract.at(g.indeg, g.nbrs[old][valid], 1)
         g.nbrs[old] = -1
         g.deg[old] = 0
-        self._n_live -= int((g.flags[old] == K.LIVE).sum())
-        self._n_deleted -= int((g.flags[old] == K.DELETED).sum())
+        self._n_live -= int((g.flags[old] == LIVE).sum())
+        self._n_deleted -= int((g.flags[old] == DELETED).sum())
         for i in g.ext[drop_slots].tolist():
             self._idmap.discard(int(i))
-        g.flags[drop_slots] = K.FREE
+        g.flags[drop_slots] = FREE
         g.ext[drop_slots] = -1
         g.vecs[drop_slots] = 0
         self._push_free(drop_slots)
@@ -1046,8 +1077,8 @@ class VamanaIndex:
         # every record's flags, vector and list
         g.flags[slots] = rs.flags
         g.vecs[slots] = rs.vectors
-        self._n_live += int((rs.flags == K.LIVE).sum())
-        self._n_deleted += int((rs.flags == K.DELETED).sum())
+        self._n_live += int((rs.flags == LIVE).sum())
+        self._n_deleted += int((rs.flags == DELETED).sum())
         owner = np.repeat(np.arange(len(rs)), rs.counts)
         pos = np.arange(owner.size) - rs.offsets[owner]
         targets = self._idmap.get_many(rs.neighbours)
@@ -1066,7 +1097,7 @@ class VamanaIndex:
         layout, capacity, growth history and the in-memory order of lists."""
         g = self._g
         n = self._n_slots
-        slots = np.flatnonzero(g.flags[:n] != K.FREE)
+        slots = np.flatnonzero(g.flags[:n] != FREE)
         slots = slots[np.argsort(g.ext[slots], kind="stable")]
         h = hashlib.blake2b(digest_size=32)
         h.update(json.dumps({"format": "graphrep.vamana/1", "dim": self.dim,
@@ -1198,14 +1229,14 @@ class VamanaIndex:
         g.nbrs[:n] = np.where(valid, a["nbrs"], -1)  # past a list's end: -1, as kept in memory
         g.flags[:n] = a["flags"]
         g.ext[:n] = a["ext"]
-        used = g.flags[:n] != K.FREE
+        used = g.flags[:n] != FREE
         g.indeg[:n] = np.bincount(g.nbrs[:n][valid], minlength=n)[:n] if n else 0
         self._n_slots = n
         free = np.asarray(meta["free"], dtype=np.int64)
         self._free[: free.size] = free
         self._n_free = int(free.size)
-        self._n_live = int((g.flags[:n] == K.LIVE).sum())
-        self._n_deleted = int((g.flags[:n] == K.DELETED).sum())
+        self._n_live = int((g.flags[:n] == LIVE).sum())
+        self._n_deleted = int((g.flags[:n] == DELETED).sum())
         self._entry = meta["entry"]
         self._seq = meta["seq"]
         self._idmap.put_many(g.ext[:n][used], np.flatnonzero(used).astype(np.int32))
@@ -1345,8 +1376,8 @@ def _check_snapshot_meta(meta: dict) -> dict[str, tuple[int, ...]]:
         for k, v in t.items():
             _check_int(v, f"totals {op} {k}", 0, _MAX_COUNT)
     counters = meta["counters"]
-    if not isinstance(counters, list) or len(counters) != K.N_COUNTERS:
-        raise ValueError(f"counters is not a list of {K.N_COUNTERS} counts")
+    if not isinstance(counters, list) or len(counters) != N_COUNTERS:
+        raise ValueError(f"counters is not a list of {N_COUNTERS} counts")
     for v in counters:
         _check_int(v, "a counter", 0, _MAX_COUNT)
     return {"vecs": (n, dim), "nbrs": (n, R), "deg": (n,), "flags": (n,), "ext": (n,)}
@@ -1354,7 +1385,7 @@ def _check_snapshot_meta(meta: dict) -> dict[str, tuple[int, ...]]:
 
 def _check_snapshot_graph(meta: dict, a: dict[str, np.ndarray]) -> None:
     """The arrays of a snapshot (shapes checked) hold an index that keeps every invariant
-    a delta keeps (:mod:`graphrep.ann.replay`): flags free, live or deleted; degrees in
+    a delta keeps (:mod:`graphrep.ann.delta_check`): flags free, live or deleted; degrees in
     [0, R], none for a free slot; every edge to a stored node, none to itself, none
     twice; ids unique and in [0, 2**62); vectors of stored nodes finite with squared
     norm <= 2**125; the free list each free slot exactly once; an entry point that is
@@ -1365,11 +1396,11 @@ def _check_snapshot_graph(meta: dict, a: dict[str, np.ndarray]) -> None:
     def first(mask: np.ndarray) -> int:
         return int(np.flatnonzero(mask)[0])
 
-    if (flags > K.DELETED).any():
-        i = first(flags > K.DELETED)
+    if (flags > DELETED).any():
+        i = first(flags > DELETED)
         raise ValueError(f"slot {i} has flags {int(flags[i])}, not 0 (free), 1 (live) or "
                          "2 (deleted)")
-    used = flags != K.FREE
+    used = flags != FREE
     if ((deg < 0) | (deg > R)).any():
         i = first((deg < 0) | (deg > R))
         raise ValueError(f"slot {i} has degree {int(deg[i])}, outside [0, R={R}]")
@@ -1402,7 +1433,7 @@ def _check_snapshot_graph(meta: dict, a: dict[str, np.ndarray]) -> None:
     if not np.isfinite(vecs).all():
         raise ValueError(f"the vector of id {int(ids[first(~np.isfinite(vecs).all(axis=1))])} "
                          "holds NaN or inf")
-    big = int(RP.first_too_large(vecs))
+    big = int(first_too_large(vecs))
     if big >= 0:
         raise ValueError(f"the vector of id {int(ids[big])} has a squared norm above 2**125")
     free = np.asarray(meta["free"], dtype=np.int64)
@@ -1519,33 +1550,33 @@ def _medoid(X: np.ndarray, ids: np.ndarray) -> int:
 
 
 _DELTA_MESSAGES = {
-    RP.NEW_ID_EXISTS: "new node id {v} already exists here",
-    RP.RECORD_ID_REPEATED: "id {v} has two records",
-    RP.RECORD_ID_UNKNOWN: "record for id {v}, which this index doesn't hold",
-    RP.BAD_FLAGS: "record {i} has invalid flags {v}",
-    RP.LIST_TOO_LONG: "record {i}'s list would have {v} neighbours, more than R",
-    RP.NEIGHBOUR_UNKNOWN: "record {i} names neighbour {v}, which this index doesn't hold",
-    RP.SELF_LOOP: "record {i} links id {v} to itself",
-    RP.NEIGHBOUR_REPEATED: "record {i} names neighbour {v} twice",
-    RP.DIFF_REMOVES_ABSENT: "record {i}'s diff removes {v}, which is not in its list here",
-    RP.DIFF_ADDS_PRESENT: "record {i}'s diff adds {v}, which is already in its list here",
-    RP.REMOVED_UNKNOWN: "it frees id {v}, which this index doesn't hold",
-    RP.REMOVED_NOT_DELETED: "it frees id {v}, which is not deleted here",
-    RP.ENTRY_UNKNOWN: "its entry point {v} is not a node here",
-    RP.BAD_KIND: "record {i} has unknown list kind {v}",
-    RP.NEW_WITHOUT_LIST: "new node {v} comes without its full list",
-    RP.BAD_ID: "record {i} has id {v}, outside [0, 2**62)",
-    RP.BAD_COUNTS: "its list lengths don't add up to its values ({v})",
-    RP.NONFINITE_VECTOR: "new node {i}'s vector is not finite",
-    RP.REMOVED_REPEATED: "it frees id {v} twice",
-    RP.REMOVED_HAS_RECORD: "record {i} rewrites id {v}, which the same delta frees",
-    RP.REMOVED_STILL_LINKED: "it frees id {v}, but a list still links to it after the delta "
-                             "(the edge would dangle; every list that links to it must be "
-                             "rewritten without it)",
-    RP.NEIGHBOUR_REMOVED: "record {i} links to id {v}, which the same delta frees",
-    RP.KIND_COUNTS: "record {i}'s list lengths do not fit its kind {v} (none: no values, "
+    delta_check.NEW_ID_EXISTS: "new node id {v} already exists here",
+    delta_check.RECORD_ID_REPEATED: "id {v} has two records",
+    delta_check.RECORD_ID_UNKNOWN: "record for id {v}, which this index doesn't hold",
+    delta_check.BAD_FLAGS: "record {i} has invalid flags {v}",
+    delta_check.LIST_TOO_LONG: "record {i}'s list would have {v} neighbours, more than R",
+    delta_check.NEIGHBOUR_UNKNOWN: "record {i} names neighbour {v}, which this index doesn't hold",
+    delta_check.SELF_LOOP: "record {i} links id {v} to itself",
+    delta_check.NEIGHBOUR_REPEATED: "record {i} names neighbour {v} twice",
+    delta_check.DIFF_REMOVES_ABSENT: "record {i}'s diff removes {v}, which is not in its list here",
+    delta_check.DIFF_ADDS_PRESENT: "record {i}'s diff adds {v}, which is already in its list here",
+    delta_check.REMOVED_UNKNOWN: "it frees id {v}, which this index doesn't hold",
+    delta_check.REMOVED_NOT_DELETED: "it frees id {v}, which is not deleted here",
+    delta_check.ENTRY_UNKNOWN: "its entry point {v} is not a node here",
+    delta_check.BAD_KIND: "record {i} has unknown list kind {v}",
+    delta_check.NEW_WITHOUT_LIST: "new node {v} comes without its full list",
+    delta_check.BAD_ID: "record {i} has id {v}, outside [0, 2**62)",
+    delta_check.BAD_COUNTS: "its list lengths don't add up to its values ({v})",
+    delta_check.NONFINITE_VECTOR: "new node {i}'s vector is not finite",
+    delta_check.REMOVED_REPEATED: "it frees id {v} twice",
+    delta_check.REMOVED_HAS_RECORD: "record {i} rewrites id {v}, which the same delta frees",
+    delta_check.REMOVED_STILL_LINKED: "it frees id {v}, but a list still links to it after "
+                                      "the delta (the edge would dangle; every list that "
+                                      "links to it must be rewritten without it)",
+    delta_check.NEIGHBOUR_REMOVED: "record {i} links to id {v}, which the same delta frees",
+    delta_check.KIND_COUNTS: "record {i}'s list lengths do not fit its kind {v} (none: no values, "
                     "full: no added part)",
-    RP.VECTOR_TOO_LARGE: "new node {v}'s vector has a squared norm above 2**125, beyond "
+    delta_check.VECTOR_TOO_LARGE: "new node {v}'s vector has a squared norm above 2**125, beyond "
                          "which float32 distances overflow",
 }
 
@@ -1557,7 +1588,7 @@ def _malformed(d: EdgeDelta, what: str) -> DeltaError:
 
 def _delta_error(d: EdgeDelta, code: int, rec: int, val: int) -> DeltaError:
     what = _DELTA_MESSAGES.get(code, "unknown validation failure {v}").format(i=rec, v=val)
-    cls = DuplicateId if code == RP.NEW_ID_EXISTS else DeltaError
+    cls = DuplicateId if code == delta_check.NEW_ID_EXISTS else DeltaError
     msg = (f"delta seq {d.seq} ({d.op}) does not fit this index: {what}; the index is "
            "unchanged. A replica that diverged needs a snapshot or anti-entropy repair")
     return cls(msg)

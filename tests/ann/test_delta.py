@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphrep.ann import EdgeDelta, VamanaIndex
-from graphrep.ann.delta import _crc32, decode_many
+from graphrep.ann.delta import decode_many
+from graphrep.ann.delta_wire import crc32
 from graphrep.datasets import gmm_dataset
 from graphrep.errors import CorruptDelta, DeltaError, GraphrepError
 from tests.conftest import scaled_examples
@@ -373,7 +374,7 @@ def test_to_bytes_refuses_arrays_the_kernel_would_misread(change) -> None:
 def test_crc_is_zlibs(data: bytes, cut: int) -> None:
     buf = np.frombuffer(data, np.uint8)
     cut = min(cut, len(data))
-    assert _crc32(buf, cut, len(data)) == zlib.crc32(data[cut:])
+    assert crc32(buf, cut, len(data)) == zlib.crc32(data[cut:])
 
 
 def test_decode_many_is_from_bytes_of_each() -> None:

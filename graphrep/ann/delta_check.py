@@ -1,12 +1,13 @@
-"""Kernels that turn a mutation's touched lists into delta records, and that
-check and apply another index's delta without a single distance computation.
+"""Kernels that check another index's delta against this index's state, changing nothing.
 
 Kept apart from :mod:`graphrep.ann.kernels` because nothing here compares
-vectors: this is bookkeeping of ids, slots and lists.
+vectors: this is bookkeeping of ids, slots and lists. :mod:`graphrep.ann.delta_apply`
+applies a delta once these checks have passed.
 
 What a delta must keep true. :func:`validate_delta`, with the per-delta checks
-at the top of :func:`apply_batch`, checks all of the following against the
-index's current state before :func:`apply_delta` changes anything, so that a
+at the top of :func:`~graphrep.ann.delta_apply.apply_batch`, checks all of the
+following against the index's current state before
+:func:`~graphrep.ann.delta_apply.apply_delta` changes anything, so that a
 delta no mutation could have produced (a bit flip behind a recomputed CRC, a
 buggy leader) is refused whole instead of corrupting a replica:
 
@@ -33,7 +34,8 @@ So after any delta the graph holds no dangling edge, no self loop, no
 repeated edge and no list longer than R, ids are unique and in range, every
 freed slot is freed once, and the in-degree counters match the lists.
 
-A batch (:func:`apply_batch`, :func:`apply_wire`) is checked and applied
+A batch (:func:`~graphrep.ann.delta_apply.apply_batch`,
+:func:`~graphrep.ann.delta_apply.apply_wire`) is checked and applied
 delta by delta: delta k + 1 is checked against the state delta k left. The
 first delta that fails changes nothing; the deltas before it stay applied.
 """
@@ -44,11 +46,11 @@ import numpy as np
 from numba import njit
 
 from graphrep.ann._prefetch import prefetch_item, prefetch_row
-from graphrep.ann.delta import KIND_DIFF, KIND_FULL, KIND_NONE, _decode_kernel
-from graphrep.ann.idmap import MAX_ID, _bucket, insert, lookup, remove
-from graphrep.ann.kernels import DELETED, FREE, LIVE, _next_epoch
+from graphrep.ann.delta_wire import KIND_DIFF, KIND_FULL, KIND_NONE
+from graphrep.ann.idmap import MAX_ID, _bucket, lookup
+from graphrep.ann.kernels import DELETED, LIVE, _next_epoch
 
-# validation outcomes (code, record index, offending value) -> errors in index.py
+# validation outcomes (code, record index, offending value) -> errors in graphrep.ann.delta_apply
 OK = 0
 NEW_ID_EXISTS = 1
 RECORD_ID_REPEATED = 2
@@ -82,7 +84,7 @@ MAX_SQUARED_NORM = 2.0**125
 
 
 @njit(inline="always")
-def _squared_norm(vectors, i):
+def squared_norm(vectors, i):
     """Squared L2 norm of row ``i``, summed in float64 in index order (exact enough
     that no float32 input overflows it, and the same wherever it is computed)."""
     sq = 0.0
@@ -95,84 +97,13 @@ def _squared_norm(vectors, i):
 @njit(cache=True)
 def first_too_large(vectors):
     """The first row of the 2-d float32 ``vectors`` whose squared norm is above
-    ``MAX_SQUARED_NORM`` (the check :func:`apply_batch` makes of a delta's new
-    vectors), or -1."""
+    ``MAX_SQUARED_NORM`` (the check :func:`~graphrep.ann.delta_apply.apply_batch`
+    makes of a delta's new vectors), or -1."""
     for i in range(vectors.shape[0]):
-        if _squared_norm(vectors, i) > MAX_SQUARED_NORM:
+        if squared_norm(vectors, i) > MAX_SQUARED_NORM:
             return i
     return -1
 
-
-@njit(inline="always")
-def _sort_small(a, lo, hi):
-    """Insertion sort of a[lo:hi] (lists here are short: at most R)."""
-    for i in range(lo + 1, hi):
-        x = a[i]
-        j = i - 1
-        while j >= lo and a[j] > x:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = x
-
-
-@njit(cache=True)
-def make_records(slots, n_rec, n_new, old_idx, old, old_deg, nbrs, deg, ext, mark, mstate,
-                 kinds, counts, values):
-    """Fill kinds/counts/values for the records at ``slots[:n_rec]``.
-
-    New nodes (the first ``n_new``) and records without a kept pre-image get
-    their full list; the others get a diff when removed + added is shorter
-    than the full list. Lists and diff parts are written sorted by id.
-    Returns the number of values written.
-    """
-    vp = 0
-    for i in range(n_rec):
-        j = slots[i]
-        d = deg[j]
-        oi = old_idx[i]
-        if i >= n_new and oi >= 0:
-            od = old_deg[oi]
-            ep = _next_epoch(mark, mstate)
-            for t in range(d):
-                mark[nbrs[j, t]] = ep
-            nr = 0
-            for t in range(od):
-                c = old[oi, t]
-                if mark[c] == ep:
-                    mark[c] = -1  # in both lists
-                else:
-                    values[vp + nr] = ext[c]
-                    nr += 1
-            na = 0
-            for t in range(d):
-                c = nbrs[j, t]
-                if mark[c] == ep:
-                    values[vp + nr + na] = ext[c]
-                    na += 1
-            if nr + na == 0:
-                kinds[i] = KIND_NONE
-                counts[i, 0] = 0
-                counts[i, 1] = 0
-                continue
-            if nr + na < d:
-                kinds[i] = KIND_DIFF
-                counts[i, 0] = nr
-                counts[i, 1] = na
-                _sort_small(values, vp, vp + nr)
-                _sort_small(values, vp + nr, vp + nr + na)
-                vp += nr + na
-                continue
-        kinds[i] = KIND_FULL
-        counts[i, 0] = d
-        counts[i, 1] = 0
-        for t in range(d):
-            values[vp + t] = ext[nbrs[j, t]]
-        if d > 64:
-            values[vp : vp + d].sort()
-        else:
-            _sort_small(values, vp, vp + d)
-        vp += d
-    return vp
 
 
 @njit(cache=True)
@@ -239,6 +170,25 @@ def _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids, new_slots, 
     s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
     val_slot[vp] = s
     return v, s, _neighbour_code(s, me)
+
+
+@njit(inline="always")
+def _take_stamped(m, repeated, values, vp, me, val_slot, mark, ep, tkeys, tvals, new_ids,
+                  new_slots, nkeys, nvals):
+    """Take the ``m`` list values from ``values[vp]`` as neighbours of ``me`` (see
+    :func:`_take_neighbour`), stamping each slot ``ep`` in ``mark``; a slot stamped
+    already is refused with the code ``repeated``. Returns (code, offending id, the
+    position after the values taken)."""
+    for _ in range(m):
+        v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
+                                     new_slots, nkeys, nvals)
+        vp += 1
+        if code != OK:
+            return code, v, vp
+        if mark[s] == ep:
+            return repeated, v, vp
+        mark[s] = ep
+    return OK, np.int64(0), vp
 
 
 # a diff of at most this many ids is checked by scanning the list it changes (its lines
@@ -385,14 +335,15 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                    tkeys, tvals, g_nbrs, g_deg, g_flags, g_indeg, R, mark, mstate, size_after,
                    rec_slot, val_slot, rem_slot):
     """Check a delta against this index without changing it: every invariant of
-    the module docstring except the ones :func:`apply_batch` checks first (list
-    lengths against the values, the kinds' lengths, the vectors).
+    the module docstring except the ones :func:`~graphrep.ann.delta_apply.apply_batch`
+    checks first (list lengths against the values, the kinds' lengths, the vectors).
 
     Returns ``(code, record index, value)``; code 0 means it applies cleanly.
     ``new_slots`` are the slots the new records will take; ``mark`` is a
     stamp array at least as long as the largest slot. The slots that ids,
     list values and removed ids resolve to are written to ``rec_slot``,
-    ``val_slot`` and ``rem_slot`` for :func:`apply_delta`.
+    ``val_slot`` and ``rem_slot`` for
+    :func:`~graphrep.ann.delta_apply.apply_delta`.
     """
     n = ids.shape[0]
     n_new = new_slots.shape[0]
@@ -456,15 +407,10 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
             m = counts[i, 0]
             if m > R:
                 return LIST_TOO_LONG, i, np.int64(m)
-            for _ in range(m):
-                v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
-                                             new_slots, nkeys, nvals)
-                vp += 1
-                if code != OK:
-                    return code, i, v
-                if mark[s] == ep:
-                    return NEIGHBOUR_REPEATED, i, v
-                mark[s] = ep
+            code, v, vp = _take_stamped(m, NEIGHBOUR_REPEATED, values, vp, me, val_slot, mark,
+                                        ep, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
+            if code != OK:
+                return code, i, v
         elif k == KIND_DIFF and counts[i, 0] + counts[i, 1] <= _SCAN_DIFF:
             code, v, vp = _check_small_diff(i, me, vp, counts[i, 0], counts[i, 1], values, R,
                                             tkeys, tvals, new_ids, new_slots, nkeys, nvals,
@@ -484,16 +430,12 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
                     return DIFF_REMOVES_ABSENT, i, v
                 mark[s] = -1  # removed: may not be removed twice
                 m -= 1
-            for _ in range(counts[i, 1]):
-                v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
-                                             new_slots, nkeys, nvals)
-                vp += 1
-                if code != OK:
-                    return code, i, v
-                if mark[s] == ep:
-                    return DIFF_ADDS_PRESENT, i, v
-                mark[s] = ep
-                m += 1
+            code, v, vp = _take_stamped(counts[i, 1], DIFF_ADDS_PRESENT, values, vp, me,
+                                        val_slot, mark, ep, tkeys, tvals, new_ids, new_slots,
+                                        nkeys, nvals)
+            if code != OK:
+                return code, i, v
+            m += counts[i, 1]
             if m > R:
                 return LIST_TOO_LONG, i, np.int64(m)
         else:
@@ -514,278 +456,3 @@ def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
     elif size_after > 0:
         return ENTRY_UNKNOWN, -1, entry
     return OK, -1, np.int64(0)
-
-
-@njit(cache=True)
-def apply_delta(ids, flags, kinds, counts, vectors, removed, new_slots, rec_slot, val_slot,
-                rem_slot, tkeys, tvals, g, mark, mstate):
-    """Apply a delta that :func:`validate_delta` accepted, using the slots it resolved.
-
-    Returns (change in live count, change in deleted count). New ids enter
-    the id table and removed ids leave it here; the caller accounts the
-    table's size and the freed slots (``rem_slot``).
-    """
-    n = ids.shape[0]
-    n_new = new_slots.shape[0]
-    for t in range(val_slot.shape[0]):  # in-degree counters updated below
-        prefetch_item(g.indeg, val_slot[t])
-    d_live = 0
-    d_del = 0
-    for i in range(n_new):
-        s = new_slots[i]
-        insert(tkeys, tvals, ids[i], np.int32(s))
-        for t in range(g.vecs.shape[1]):
-            g.vecs[s, t] = vectors[i, t]
-        g.ext[s] = ids[i]
-        g.deg[s] = 0
-        g.indeg[s] = 0
-        g.flags[s] = flags[i]
-        if flags[i] == LIVE:
-            d_live += 1
-        else:
-            d_del += 1
-    vp = 0
-    for i in range(n):
-        me = rec_slot[i]
-        if i >= n_new and g.flags[me] != flags[i]:
-            if g.flags[me] == LIVE:
-                d_live -= 1
-            else:
-                d_del -= 1
-            if flags[i] == LIVE:
-                d_live += 1
-            else:
-                d_del += 1
-            g.flags[me] = flags[i]
-        k = kinds[i]
-        if k == KIND_FULL:
-            for t in range(g.deg[me]):
-                g.indeg[g.nbrs[me, t]] -= 1
-            m = counts[i, 0]
-            for t in range(m):
-                s = val_slot[vp]
-                vp += 1
-                g.nbrs[me, t] = s
-                g.indeg[s] += 1
-            for t in range(m, g.deg[me]):
-                g.nbrs[me, t] = -1
-            g.deg[me] = m
-        elif k == KIND_DIFF:
-            nr = counts[i, 0]
-            if nr > 0:
-                # stamp the removed slots, then compact the list in one pass
-                ep = _next_epoch(mark, mstate)
-                for _ in range(nr):
-                    s = val_slot[vp]
-                    vp += 1
-                    mark[s] = ep
-                    g.indeg[s] -= 1
-                d = g.deg[me]
-                w = 0
-                for t in range(d):
-                    c = g.nbrs[me, t]
-                    if mark[c] != ep:
-                        g.nbrs[me, w] = c
-                        w += 1
-                for t in range(w, d):
-                    g.nbrs[me, t] = -1
-                g.deg[me] = w
-            for _ in range(counts[i, 1]):
-                s = val_slot[vp]
-                vp += 1
-                g.nbrs[me, g.deg[me]] = s
-                g.deg[me] += 1
-                g.indeg[s] += 1
-    for i in range(removed.shape[0]):
-        s = rem_slot[i]
-        for t in range(g.deg[s]):
-            g.indeg[g.nbrs[s, t]] -= 1
-            g.nbrs[s, t] = -1
-        g.deg[s] = 0
-        g.flags[s] = FREE
-        d_del -= 1
-        remove(tkeys, tvals, removed[i])
-    return d_live, d_del
-
-
-@njit(cache=True)
-def changed_records(touched, n, old_cap, new_slot, old, old_deg, nbrs, deg, ext, mark, mstate,
-                    out_slots, kinds, counts, values):
-    """Records of an operation's change log in canonical order, in one call.
-
-    ``touched[:n]`` are the slots in the order they were first touched (the
-    pre-image of touch ``c`` is ``old[c]`` when ``c < old_cap``);
-    ``new_slot`` (or -1) is the node the operation created, which goes
-    first; the others follow in id order. Returns (records with a new node,
-    values written); ``out_slots[:n]`` receives the ordered slots.
-    """
-    order = np.argsort(ext[touched[:n]])
-    old_idx = np.empty(n, dtype=np.int32)
-    r = 0
-    n_new = 0
-    if new_slot >= 0:
-        for t in range(n):
-            if touched[t] == new_slot:
-                out_slots[0] = new_slot
-                old_idx[0] = -1
-                r = 1
-                n_new = 1
-                break
-    for a in range(n):
-        t = order[a]
-        if touched[t] == new_slot:
-            continue
-        out_slots[r] = touched[t]
-        old_idx[r] = t if t < old_cap else -1
-        r += 1
-    nv = make_records(out_slots, n, n_new, old_idx, old, old_deg, nbrs, deg, ext, mark, mstate,
-                      kinds, counts, values)
-    return n_new, nv
-
-
-# state vector shared by apply_batch and the index: where the allocator and counts stand
-ST_N_SLOTS = 0
-ST_N_FREE = 1
-ST_LIVE = 2
-ST_DELETED = 3
-ST_ENTRY = 4
-
-
-@njit(cache=True)
-def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, off,
-                tkeys, tvals, g, R, mark, mstate, free, state):
-    """Validate and apply a run of deltas (concatenated arrays plus offsets), in order.
-
-    Delta by delta: each is checked completely (the module docstring's
-    invariants) against the state the deltas before it left, then applied.
-    Stops at the first delta that does not fit; the deltas before it stay
-    applied, the failing one changes nothing. Slots come from the free stack
-    ``free[:state[ST_N_FREE]]`` (last in, first out) and then from
-    ``state[ST_N_SLOTS]``, as the index allocates them. Returns
-    ``(deltas applied, code, record, value)`` of the first failure, or
-    ``(n, OK, -1, 0)``. ``off[d]`` holds where delta d starts in the records,
-    values, vectors and removed ids (``off[nd]`` is the end of each).
-    """
-    nd = entries.shape[0]
-    rec_off = off[:, 0]
-    val_off = off[:, 1]
-    vec_off = off[:, 2]
-    rem_off = off[:, 3]
-    # work buffers for the whole run, sliced per delta
-    rec_slot_all = np.empty(rec_off[nd], dtype=np.int32)
-    val_slot_all = np.empty(val_off[nd], dtype=np.int32)
-    freed_all = np.empty(rem_off[nd], dtype=np.int32)
-    new_slots_all = np.empty(vec_off[nd], dtype=np.int32)
-    for d in range(nd):
-        r0 = rec_off[d]
-        r1 = rec_off[d + 1]
-        v0 = val_off[d]
-        v1 = val_off[d + 1]
-        n0 = vec_off[d]
-        n1 = vec_off[d + 1]
-        m0 = rem_off[d]
-        m1 = rem_off[d + 1]
-        n_new = n1 - n0
-        # list lengths must fit the kinds and add up to the values, and vectors must be
-        # finite and of a norm whose distances stay finite
-        total = np.int64(0)
-        for i in range(r0, r1):
-            if counts[i, 0] < 0 or counts[i, 1] < 0:
-                return d, BAD_COUNTS, i - r0, np.int64(min(counts[i, 0], counts[i, 1]))
-            if (kinds[i] == KIND_NONE and counts[i, 0] + counts[i, 1] != 0) or \
-                    (kinds[i] == KIND_FULL and counts[i, 1] != 0):
-                return d, KIND_COUNTS, i - r0, np.int64(kinds[i])
-            total += np.int64(counts[i, 0]) + np.int64(counts[i, 1])
-        if total != v1 - v0:
-            return d, BAD_COUNTS, -1, total
-        for i in range(n0, n1):
-            for t in range(vectors.shape[1]):
-                if not np.isfinite(vectors[i, t]):
-                    return d, NONFINITE_VECTOR, i - n0, np.int64(t)
-            if _squared_norm(vectors, i) > MAX_SQUARED_NORM:
-                return d, VECTOR_TOO_LARGE, i - n0, ids[r0 + i - n0]
-        n_free = state[ST_N_FREE]
-        take = min(n_new, n_free)
-        new_slots = new_slots_all[n0:n1]
-        for i in range(take):
-            new_slots[i] = free[n_free - 1 - i]
-        for i in range(n_new - take):
-            new_slots[take + i] = state[ST_N_SLOTS] + i
-        size_after = state[ST_LIVE] + state[ST_DELETED] + n_new - (m1 - m0)
-        rec_slot = rec_slot_all[r0:r1]
-        val_slot = val_slot_all[v0:v1]
-        freed = freed_all[m0:m1]
-        code, rec, val = validate_delta(
-            ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1], values[v0:v1],
-            removed[m0:m1], entries[d], new_slots, tkeys, tvals, g.nbrs, g.deg, g.flags,
-            g.indeg, R, mark, mstate, size_after, rec_slot, val_slot, freed,
-        )
-        if code != OK:
-            return d, code, rec, val
-        d_live, d_del = apply_delta(
-            ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1], vectors[n0:n1],
-            removed[m0:m1], new_slots, rec_slot, val_slot, freed, tkeys, tvals, g, mark, mstate,
-        )
-        state[ST_N_FREE] = n_free - take
-        state[ST_N_SLOTS] += n_new - take
-        state[ST_LIVE] += d_live
-        state[ST_DELETED] += d_del
-        # freed slots go on the stack highest first, so the lowest is reused first
-        freed.sort()
-        for i in range(freed.shape[0]):
-            s = freed[freed.shape[0] - 1 - i]
-            g.ext[s] = -1
-            free[state[ST_N_FREE]] = s
-            state[ST_N_FREE] += 1
-        state[ST_ENTRY] = lookup(tkeys, tvals, entries[d]) if entries[d] >= 0 else -1
-    return nd, OK, -1, np.int64(0)
-
-
-# apply_wire outcomes: what the other four numbers of its result mean
-WIRE_APPLIED = 0  # (deltas applied, code, record, value), as apply_batch returns them
-WIRE_CORRUPT = 1  # (damaged delta, why (see graphrep.ann.delta), -1, value)
-WIRE_DIM = 2  # (delta of another dimension, 0, -1, 0)
-WIRE_SEQ = 3  # (delta whose seq is not the next, 0, -1, 0)
-WIRE_ROOM = 4  # (new nodes the index must first make room for, 0, -1, 0)
-
-
-@njit(cache=True)
-def apply_wire(buf, starts, dim, seq0, id_count, tkeys, tvals, g, R, mark, mstate, free,
-               state):
-    """Decode the deltas ``buf[starts[k]:starts[k + 1]]`` and apply them, in one call.
-
-    Nothing changes unless every delta's bytes are sound, every delta is for
-    ``dim`` and delta ``k`` has seq ``seq0 + k``, and the index has room for
-    the new nodes (``free`` is as long as the slot capacity, ``id_count``
-    ids fill the id table); then :func:`apply_batch` applies them. Returns
-    (outcome, four numbers: see ``WIRE_*``) and the decoded arrays as
-    :func:`~graphrep.ann.delta._decode_kernel` returns them.
-    """
-    bad, why, val, hdr, off, ids, flags, kinds, counts, values, vec, removed = _decode_kernel(
-        buf, starts)
-    nd = starts.shape[0] - 1
-    outcome = WIRE_APPLIED
-    a, b, c, v = np.int64(0), np.int64(0), np.int64(-1), np.int64(0)
-    if bad >= 0:
-        outcome, a, b, v = WIRE_CORRUPT, np.int64(bad), np.int64(why), np.int64(val)
-    else:
-        for k in range(nd):
-            if hdr[1, k] != dim:
-                outcome, a = WIRE_DIM, np.int64(k)
-                break
-            if hdr[2, k] != seq0 + k:
-                outcome, a = WIRE_SEQ, np.int64(k)
-                break
-    if outcome == WIRE_APPLIED:
-        n_new = off[nd, 2]
-        if (state[ST_N_SLOTS] + max(0, n_new - state[ST_N_FREE]) > free.shape[0]
-                or 2 * (id_count + n_new) > tkeys.shape[0]):
-            outcome, a = WIRE_ROOM, n_new
-    if outcome == WIRE_APPLIED:
-        vectors = vec.view(np.float32).reshape((off[nd, 2], dim))
-        done, code, rec, value = apply_batch(
-            ids, flags, kinds, counts, values, vectors, removed, hdr[3], off, tkeys, tvals, g, R,
-            mark, mstate, free, state,
-        )
-        a, b, c, v = np.int64(done), np.int64(code), np.int64(rec), np.int64(value)
-    return (outcome, a, b, c, v, hdr, off, ids, flags, kinds, counts, values, vec, removed)
