@@ -118,10 +118,11 @@ _SIM_EXAMPLES = {"gossip": "broadcast", "broadcast": "broadcast", "counter": "co
 
 def _example_bugs() -> dict[str, tuple[str, ...]]:
     """The planted bugs of each example, as the command line spells them."""
-    from graphrep.sim.examples import broadcast, counter
+    from graphrep.sim.examples.broadcast import BROADCAST
+    from graphrep.sim.examples.counter import COUNTER
 
-    return {name: tuple(b.replace("_", "-") for b in module.BUGS)
-            for name, module in (("broadcast", broadcast), ("counter", counter))}
+    return {example.name: tuple(b.replace("_", "-") for b in example.node.BUGS)
+            for example in (BROADCAST, COUNTER)}
 
 
 def _sim_example(args: argparse.Namespace) -> int:
@@ -411,44 +412,48 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
                        "summary (exit 0 if converged with no lost write and no "
                        "read-your-writes violation)")
-    _choice_arg(c, "--policy", POLICIES, default.policy,
-                "leader (edge deltas), replay (every replica inserts) or snapshot (the "
-                "leader ships its whole index periodically)")
-    _int_arg(c, "--nodes", 1, 15, default.nodes,
-             "nodes (replicas of the shard, when there is one)")
-    _int_arg(c, "--shards", 1, 64, default.shards, "shards: id i lives in shard i %% "
-             "shards; every node hosts one replica per shard placed on it")
-    _int_arg(c, "--replication", 0, 15, default.replication,
-             "replicas per shard, at most --nodes (0: every node holds every shard)")
-    _int_arg(c, "--writes", 0, 1_000_000, default.writes, "inserts")
-    _int_arg(c, "--deletes", 0, 1_000_000, default.deletes,
-             "deletes of inserted ids, at most --writes")
+
+    def option(flag: str, allowed: tuple, help_text: str = "") -> None:
+        """``flag`` takes one of ``allowed``, or an integer in ``allowed = (lo, hi)``; its
+        default is that of the ClusterConfig field, or replica setting, of its name."""
+        name = flag[2:].replace("-", "_")
+        value = getattr(default, name) if hasattr(default, name) else default.setting(name)
+        if isinstance(allowed[0], str):
+            _choice_arg(c, flag, allowed, value, help_text)
+        else:
+            _int_arg(c, flag, *allowed, value, help_text)
+
+    option("--policy", POLICIES, "leader (edge deltas), replay (every replica inserts) or "
+           "snapshot (the leader ships its whole index periodically)")
+    option("--nodes", (1, 15), "nodes (replicas of the shard, when there is one)")
+    option("--shards", (1, 64), "shards: id i lives in shard i %% shards; every node hosts "
+           "one replica per shard placed on it")
+    option("--replication", (0, 15), "replicas per shard, at most --nodes (0: every node "
+           "holds every shard)")
+    option("--writes", (0, 1_000_000), "inserts")
+    option("--deletes", (0, 1_000_000), "deletes of inserted ids, at most --writes")
     _int_arg(c, "--dim", 1, 4096, None, f"vector dimension (default {default.dim}; fmnist: "
              f"{FMNIST_DIM}, the only value it takes)")
-    _choice_arg(c, "--sync", SYNC_POLICIES, default.setting("sync"),
-                "when replicas sync their log: always (every append) or tick (group commit; "
-                "acknowledgements wait for it)")
-    _int_arg(c, "--max-inflight", 0, 10_000, default.setting("max_inflight"),
-             "Append messages with entries a leader keeps in flight per follower; entries "
-             "beyond wait and leave together (0: no limit, one message per write)")
-    _int_arg(c, "--cpu-ns-per-distance", 0, 1_000_000, default.cpu_ns_per_distance,
-             "CPU cost model: virtual ns per distance computation, so that lag includes "
-             "CPU time (0: off)")
-    _int_arg(c, "--cpu-ns-per-entry", 0, 10_000_000, default.cpu_ns_per_entry,
-             "CPU cost model: virtual ns a follower spends applying a log entry")
-    _choice_arg(c, "--dataset", DATASETS, default.dataset,
-                "gmm (Gaussian mixture), uniform, or fmnist (Fashion-MNIST: apt-get install "
-                "dataset-fashion-mnist)")
-    _int_arg(c, "--queries", 0, 100_000, default.queries,
-             "queries for recall/agreement (searches cycle through them)")
-    _choice_arg(c, "--concern", CONCERNS, default.concern, "write concern")
-    _choice_arg(c, "--nemesis", NEMESES, default.nemesis, "the faults")
-    _int_arg(c, "--seed", 0, SEED_MAX, default.seed)
-    _int_arg(c, "--searches", 0, 1_000_000, default.searches, "client searches spread over "
-             "the write phase, each carrying a read-your-writes session token")
-    _choice_arg(c, "--read-preference", READ_PREFERENCES, default.read_preference,
-                "where searches go: leader, nearest (lowest configured latency) or any (a "
-                "seeded random replica)")
+    option("--sync", SYNC_POLICIES, "when replicas sync their log: always (every append) or "
+           "tick (group commit; acknowledgements wait for it)")
+    option("--max-inflight", (0, 10_000), "Append messages with entries a leader keeps in "
+           "flight per follower; entries beyond wait and leave together (0: no limit, one "
+           "message per write)")
+    option("--cpu-ns-per-distance", (0, 1_000_000), "CPU cost model: virtual ns per distance "
+           "computation, so that lag includes CPU time (0: off)")
+    option("--cpu-ns-per-entry", (0, 10_000_000), "CPU cost model: virtual ns a follower "
+           "spends applying a log entry")
+    option("--dataset", DATASETS, "gmm (Gaussian mixture), uniform, or fmnist "
+           "(Fashion-MNIST: apt-get install dataset-fashion-mnist)")
+    option("--queries", (0, 100_000), "queries for recall/agreement (searches cycle through "
+           "them)")
+    option("--concern", CONCERNS, "write concern")
+    option("--nemesis", NEMESES, "the faults")
+    option("--seed", (0, SEED_MAX))
+    option("--searches", (0, 1_000_000), "client searches spread over the write phase, each "
+           "carrying a read-your-writes session token")
+    option("--read-preference", READ_PREFERENCES, "where searches go: leader, nearest "
+           "(lowest configured latency) or any (a seeded random replica)")
     c.add_argument("--json", action="store_true", help="print only the JSON summary")
     c.set_defaults(func=_sim, check=_with_check(c, _check_sim))
 

@@ -226,7 +226,9 @@ def test_choices_and_limits_match_the_library():
     from graphrep import demo
     from graphrep.cluster import DATASETS, NEMESES, READ_PREFERENCES, ClusterConfig
     from graphrep.protocol.replica import CONCERNS, POLICIES, SYNC_POLICIES
-    from graphrep.sim.examples import broadcast, counter, harness
+    from graphrep.sim.examples import harness
+    from graphrep.sim.examples.broadcast import BroadcastNode
+    from graphrep.sim.examples.counter import CounterNode
     from graphrep.spec import fuzz, profiles
     from graphrep.spec.registry import policy_names
 
@@ -245,7 +247,7 @@ def test_choices_and_limits_match_the_library():
     example = {_flag(a): a for a in _commands()["sim-example"]._actions}
     assert example["--nemesis"].choices == harness.NEMESES
     assert set(example["--bug"].choices) == {
-        b.replace("_", "-") for b in (*broadcast.BUGS, *counter.BUGS)}
+        b.replace("_", "-") for b in (*BroadcastNode.BUGS, *CounterNode.BUGS)}
     assert ranges[("sim-example", "--nodes")] == (2, harness.MAX_NODES)
     assert cli.SEARCH_K == demo.SEARCH_K
     assert cli.FUZZ_NEMESES == fuzz.NEMESES

@@ -1,4 +1,5 @@
-"""What the example-protocol tests share: schedules on a millisecond grid and ``find``.
+"""What the example-protocol tests share: short runs, schedules on a millisecond grid,
+``find``, and history entries written by hand.
 
 Why a grid: Hypothesis draws an integer from a wide range with a strong bias towards
 small magnitudes, so fault times drawn in nanoseconds over a 300 ms run land almost all
@@ -22,13 +23,31 @@ from hypothesis import Phase, find, settings
 from hypothesis import strategies as st
 
 from graphrep.sansio import MS
-from graphrep.sim.examples.harness import fault_to_json
+from graphrep.sim.examples.harness import Example, Op, fault_to_json
 from graphrep.sim.nemesis import Fault
 from graphrep.sim.strategies import schedules
+
+NODES = ["n0", "n1", "n2"]
+DURATION_MS = 300
+SETTLE_NS = 200 * MS
 
 # the classic nemesis: crashes, pauses, partitions, loss and duplication
 CLASSIC = ("crash", "restart", "pause", "resume", "partition", "partition_one_way", "heal",
            "loss", "duplicate")
+
+
+def short_run(example: Example, schedule: Sequence[Fault], *, bug: str | None = None,
+              seed: int = 1, trace: bool = False) -> dict:
+    """The summary of a run of ``example`` on :data:`NODES` for ``DURATION_MS`` under
+    ``schedule`` (untraced unless ``trace``)."""
+    return example.run(len(NODES), seed, schedule=schedule, bug=bug,
+                       duration_ns=DURATION_MS * MS, settle_ns=SETTLE_NS, trace=trace)
+
+
+def op(i: int, f: str, node: str, arg: object, invoke: int, complete: int | None = None,
+       result: dict | None = None, final: bool = False) -> Op:
+    """A client history entry, as a checker sees it."""
+    return Op(i, f, node, arg, invoke, final=final, complete_ns=complete, result=result)
 
 
 def _at(f: Fault, time_ns: int) -> Fault:
@@ -42,6 +61,13 @@ def ms_schedules(nodes: Sequence[str], max_ms: int, **kwargs) -> st.SearchStrate
     """:func:`graphrep.sim.strategies.schedules` drawn in ms, times scaled to ns."""
     return schedules(nodes, max_ms, **kwargs).map(
         lambda fs: [_at(f, f.time_ns * MS) for f in fs])
+
+
+def shrunk_failure(example: Example, bug: str) -> list[Fault]:
+    """The shrunk classic-fault schedule (at most 8 faults) on which Hypothesis finds
+    ``example`` running ``bug`` invalid in a :func:`short_run`."""
+    return minimal_failure(ms_schedules(NODES, DURATION_MS, max_faults=8, kinds=CLASSIC),
+                           lambda s: not short_run(example, s, bug=bug)["valid"])
 
 
 def minimal_failure(strategy: st.SearchStrategy[list[Fault]],

@@ -1,5 +1,6 @@
-"""What both examples share: named nemeses, the repair, the client, bad input, and
-reproducibility across processes."""
+"""What both examples share: correctness under generated faults and every named nemesis,
+the repair, the client, bad input, and reproducibility (same seed, same summary and
+trace hash; in fresh processes too)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,98 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from graphrep.errors import InvalidArgument, InvalidSchedule
-from graphrep.sim.examples.broadcast import BroadcastNode, run_broadcast, simulate_broadcast
-from graphrep.sim.examples.counter import CounterNode, run_counter, simulate_counter
+from graphrep.sim.examples.broadcast import (
+    BROADCAST,
+    BroadcastNode,
+    run_broadcast,
+    simulate_broadcast,
+)
+from graphrep.sim.examples.counter import COUNTER, CounterNode, run_counter, simulate_counter
 from graphrep.sim.examples.harness import (
     CLIENT,
     NEMESES,
+    Example,
     draw_nemesis,
     fault_to_json,
     repair_faults,
 )
 from graphrep.sim.nemesis import Fault, validate_schedule
+from graphrep.sim.strategies import ALL_KINDS
+from tests.conftest import scaled_examples
 
-from .example_support import MS
+from .example_support import (
+    CLASSIC,
+    DURATION_MS,
+    MS,
+    NODES,
+    SETTLE_NS,
+    ms_schedules,
+    short_run,
+    show,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["n0", "n1", "n2", "n3"]
+EXAMPLES = [pytest.param(BROADCAST, id="broadcast"), pytest.param(COUNTER, id="counter")]
+
+
+def did_work(example: Example, checker: dict) -> bool:
+    """Whether a run's history shows the workload happened: broadcasts sent and every
+    node read, or adds made and every final read agreeing."""
+    if example is BROADCAST:
+        return checker["attempted"] > 0 and checker["reads"] >= len(NODES)
+    return checker["adds"] > 0 and len(set(checker["final_reads"].values())) == 1
+
+
+# ------------------------------------------------------------------ the correct protocols
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+@settings(max_examples=scaled_examples(2.0))  # 100 under ci and dev (about 1 s)
+@given(seed=st.integers(0, 2**16),
+       schedule=ms_schedules(NODES, DURATION_MS, max_faults=10, kinds=CLASSIC, max_p=0.9))
+def test_a_correct_example_is_valid_under_classic_faults(example, seed, schedule):
+    s = short_run(example, schedule, seed=seed)
+    assert s["valid"], (show(schedule), s["checker"])
+    assert did_work(example, s["checker"]), s["checker"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+@settings(max_examples=scaled_examples(1.0))
+@given(seed=st.integers(0, 2**16),
+       schedule=ms_schedules(NODES, DURATION_MS, max_faults=10, kinds=ALL_KINDS))
+def test_a_correct_example_is_valid_under_every_fault_kind(example, seed, schedule):
+    """Holds, clock skew and reordering too: the repair undoes them all."""
+    s = short_run(example, schedule, seed=seed)
+    assert s["valid"], (show(schedule), s["checker"])
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_a_correct_example_is_valid_under_every_named_nemesis(example):
+    for nemesis in NEMESES:
+        s = example.run(4, 3, nemesis=nemesis, duration_ns=400 * MS, settle_ns=SETTLE_NS,
+                        trace=False)
+        assert s["valid"], (nemesis, s["checker"])
+        assert (s["faults"] > 0) == (nemesis != "none")
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_same_seed_same_summary_and_trace_hash(example):
+    one = example.run(4, 11, nemesis="mixed", duration_ns=400 * MS)
+    two = example.run(4, 11, nemesis="mixed", duration_ns=400 * MS)
+    assert one == two and len(one["trace_hash"]) == 64
+    other = example.run(4, 12, nemesis="mixed", duration_ns=400 * MS)
+    assert other["trace_hash"] != one["trace_hash"]
+    untraced = example.run(4, 11, nemesis="mixed", duration_ns=400 * MS, trace=False)
+    assert untraced["trace_hash"] is None
+    assert {**untraced, "trace_hash": one["trace_hash"]} == one  # tracing changes nothing
+
+
+# ------------------------------------------------------------------ the harness
 
 
 @pytest.mark.parametrize("name", NEMESES)

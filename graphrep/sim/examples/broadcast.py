@@ -29,30 +29,18 @@ Planted bugs (``bug=``), for tests that must see Hypothesis find and shrink a fa
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from graphrep.sansio import DurableWrite, Effects, Send, Sync
-from graphrep.sim.examples.harness import (
-    Example,
-    GossipNode,
-    Op,
-    PlannedOp,
-    body_size,
-    exponential_plan,
-)
+from graphrep.sim.examples.harness import Example, GossipNode, body_size, exponential_plan
 
-__all__ = [
-    "BROADCAST",
-    "BUGS",
-    "BroadcastNode",
-    "broadcast_factory",
-    "broadcast_plan",
-    "check_broadcast",
-    "run_broadcast",
-    "simulate_broadcast",
-]
+if TYPE_CHECKING:
+    from graphrep.sim.examples.harness import Op, PlannedOp
+
+__all__ = ["BROADCAST", "BroadcastNode", "broadcast_plan", "check_broadcast", "run_broadcast",
+           "simulate_broadcast"]
 
 READ_FRACTION = 0.25
 FLUSH_TICKS = 5  # ack_before_sync: ticks per group commit
@@ -202,7 +190,5 @@ def check_broadcast(ops: Sequence[Op], nodes: Sequence[str]) -> dict[str, Any]:
 
 
 BROADCAST = Example(BroadcastNode, broadcast_plan, check_broadcast)
-BUGS = BroadcastNode.BUGS
-broadcast_factory = BroadcastNode.factory
 simulate_broadcast = BROADCAST.simulate
 run_broadcast = BROADCAST.run

@@ -31,30 +31,18 @@ Planted bugs (``bug=``):
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from graphrep.sansio import DurableWrite, Effects, Send, Sync
-from graphrep.sim.examples.harness import (
-    Example,
-    GossipNode,
-    Op,
-    PlannedOp,
-    body_size,
-    exponential_plan,
-)
+from graphrep.sim.examples.harness import Example, GossipNode, body_size, exponential_plan
 
-__all__ = [
-    "BUGS",
-    "COUNTER",
-    "CounterNode",
-    "check_counter",
-    "counter_factory",
-    "counter_plan",
-    "run_counter",
-    "simulate_counter",
-]
+if TYPE_CHECKING:
+    from graphrep.sim.examples.harness import Op, PlannedOp
+
+__all__ = ["COUNTER", "CounterNode", "check_counter", "counter_plan", "run_counter",
+           "simulate_counter"]
 
 READ_FRACTION = 0.2
 MAX_DELTA = 5
@@ -186,7 +174,5 @@ def check_counter(ops: Sequence[Op], nodes: Sequence[str]) -> dict[str, Any]:
 
 
 COUNTER = Example(CounterNode, counter_plan, check_counter)
-BUGS = CounterNode.BUGS
-counter_factory = CounterNode.factory
 simulate_counter = COUNTER.simulate
 run_counter = COUNTER.run
