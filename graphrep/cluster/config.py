@@ -65,24 +65,38 @@ class ClusterConfig:
     """
 
     nodes: int = 3
+    """Nodes ``r0, r1, ...``: the replicas of the one shard, or hosts of shards."""
     writes: int = 500
+    """Inserts the client makes (ids ``initial`` on)."""
     deletes: int = 50
+    """Deletes of inserted ids, spread among the inserts (at most ``writes``)."""
     dim: int = 16
+    """Vector dimension."""
     initial: int = 0
+    """Vectors every replica starts with, as a bootstrap snapshot (see ``run_cluster``)."""
     queries: int = 100
+    """Query vectors of the recall and agreement checks (and of the client's searches)."""
     concern: str = "majority"
     """The client's write concern: ``one``, ``majority`` or ``all``."""
     seed: int = 7
+    """Decides the data, the index and every random stream of the run."""
     nemesis: str = "none"
+    """The faults of the write phase: one of :data:`NEMESES`."""
     write_interval_ns: int = 2 * MS
+    """Virtual time between two of the client's writes."""
     max_outstanding: int = 16
+    """Writes the client keeps sent and unacknowledged, at most."""
     client_timeout_ns: int = 200 * MS
+    """Time without a reply after which the client sends a write again, to the next
+    replica."""
     latency: LatencyModel = field(default_factory=lambda: LatencyModel.exponential(2 * MS))
+    """One-way delay of every link (region pairs in ``region_latency`` aside)."""
     duplicate: float = 0.0
     """Probability that the network delivers a message twice (throughout the run)."""
     reorder: float = 0.0
     """Probability that a message is held back so that later ones overtake it."""
     settle_ns: int = 60_000 * MS
+    """How long after the heal the run may take to settle."""
     search_L: int = 0
     """Beam width of the recall and agreement queries (0: the replicas' ``L``)."""
     dataset: str = "gmm"

@@ -35,6 +35,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from heapq import heapify, heappush
 from importlib.machinery import EXTENSION_SUFFIXES
+from operator import attrgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -459,25 +460,17 @@ class Simulation:
         self.logs = self._host.logs
         """``(time_ns, node, text)`` of every ``Log`` effect, in order."""
 
-    @property
-    def now(self) -> int:
-        """The virtual time in ns."""
-        return self._host.now
-
-    @property
-    def events_processed(self) -> int:
-        """Events run so far (deliveries, timers, starts, scheduled calls)."""
-        return self._host.events
-
-    @property
-    def delivered(self) -> int:
-        """Messages delivered so far."""
-        return self._host.delivered
-
-    @property
-    def dropped(self) -> int:
-        """Messages lost so far (loss, partitions, down nodes, a nemesis)."""
-        return self._host.dropped
+    # the run's clock and counters, read-only: its LoopHost's
+    now = property(attrgetter("_host.now"), doc="The virtual time in ns.")
+    events_processed = property(attrgetter("_host.events"), doc="Events run so far "
+                                "(deliveries, timers, starts, scheduled calls).")
+    delivered = property(attrgetter("_host.delivered"), doc="Messages delivered so far.")
+    dropped = property(attrgetter("_host.dropped"), doc="Messages lost so far (loss, "
+                       "partitions, down nodes, a nemesis).")
+    in_flight = property(attrgetter("_host.in_flight"), doc="Messages sent and not yet "
+                         "delivered or dropped (held ones included).")
+    pending_oneshot_timers = property(attrgetter("_host.oneshot"), doc="One-shot timers "
+                                      "set and not yet fired or cancelled.")
 
     # ------------------------------------------------------------------ nodes
 
@@ -517,16 +510,6 @@ class Simulation:
     def rng(self, component: str):
         """The random stream of a component (a workload, a nemesis) by name."""
         return self.streams.generator(component)
-
-    @property
-    def in_flight(self) -> int:
-        """Messages sent and not yet delivered or dropped (held ones included)."""
-        return self._host.in_flight
-
-    @property
-    def pending_oneshot_timers(self) -> int:
-        """One-shot timers set and not yet fired or cancelled."""
-        return self._host.oneshot
 
     # ------------------------------------------------------------------ running
 
