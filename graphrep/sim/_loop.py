@@ -42,42 +42,31 @@ if TYPE_CHECKING:
     from graphrep.sim.engine import LoopHost
 
 # ``Final`` lets mypyc inline these instead of reading the module's globals per event.
-# The kinds of event (small ints: compared with ``==`` in the hot loop):
+#
+# An event (a heap entry) is a 7-tuple; its fields, by position:
+#   AT      virtual time (ns) at which it happens
+#   SEQ     insertion counter: events at the same time run in the order they were
+#           scheduled; it is unique, so the heap never compares past it
+#   KIND    DELIVER, TIMER, START or CALL (small ints, compared with ``==``)
+#   TARGET  the Node it happens to (the action, for CALL)
+# and three more, by kind:
+#   DELIVER (a message arriving)   SRC (the sender's name), PAYLOAD, SIZE (bytes)
+#   TIMER (a timer firing)         TIMER_NAME, TOKEN (the token its node holds while
+#                                  the timer is live; also its SEQ), PERIOD (ns; 0:
+#                                  one-shot). A timer whose token its node no longer
+#                                  holds (cancelled, replaced, lost in a crash) is skipped.
+#   START (a node's on_start)      INCARNATION (a crash since makes it stale), None, None
+#   CALL (``Simulation.at``)       None, None, None
+AT, SEQ, KIND, TARGET = 0, 1, 2, 3
+SRC, PAYLOAD, SIZE = 4, 5, 6  # DELIVER
+TIMER_NAME, TOKEN, PERIOD = 4, 5, 6  # TIMER
+INCARNATION = 4  # START
+# (the loop itself takes an event apart by unpacking; the slow paths read these)
 DELIVER: Final = 0
-"""A message arriving: ``(AT, SEQ, DELIVER, destination Node, SRC, PAYLOAD, SIZE)``."""
 TIMER: Final = 1
-"""A timer firing: ``(AT, TOKEN, TIMER, Node, TIMER_NAME, TOKEN, PERIOD)``; the token
-is also its sequence number, and a timer whose token its node no longer holds is
-skipped (cancelled, replaced or lost in a crash)."""
 START: Final = 2
-"""A node's ``on_start``: ``(AT, SEQ, START, Node, INCARNATION, None, None)``."""
 CALL: Final = 3
-"""A call scheduled with ``Simulation.at``: ``(AT, SEQ, CALL, action, None, None, None)``."""
-# The fields of an event, by position. Every event has seven, so that the hot loop takes
-# one apart with a single unpacking; the heap orders events by (AT, SEQ) alone, SEQ being
-# unique, so a comparison never looks past it.
-AT: Final = 0
-"""Virtual time (ns) at which it happens."""
-SEQ: Final = 1
-"""Insertion counter: events at the same time run in the order they were scheduled."""
-KIND: Final = 2
-"""DELIVER, TIMER, START or CALL."""
-TARGET: Final = 3
-"""The :class:`Node` it happens to (the action, for CALL)."""
-SRC: Final = 4
-"""DELIVER: the sender's name."""
-PAYLOAD: Final = 5
-"""DELIVER: the message."""
-SIZE: Final = 6
-"""DELIVER: its size in bytes."""
-TIMER_NAME: Final = 4
-"""TIMER: the name the process gave the timer."""
-TOKEN: Final = 5
-"""TIMER: the token its node holds while the timer is live."""
-PERIOD: Final = 6
-"""TIMER: its period in ns (0: one-shot)."""
-INCARNATION: Final = 4
-"""START: the node's incarnation the start belongs to (a crash makes it stale)."""
+NOT_RUN: Any = object()  # a slow path's "no callback ran" (None means "ran, no effects")
 UP: Final = "up"
 PAUSED: Final = "paused"
 DOWN: Final = "down"
@@ -88,7 +77,6 @@ benchmark's ``run_until(2**62)``) goes through a slow generic path, so the loop 
 times with its limits clipped to SMALL first, and with the exact limit only if that
 says stop (never for times below 2**62 ns, about 146 years)."""
 queue_delay = Network.queue_delay
-NOT_RUN: Any = object()  # a slow path's "no callback ran" (None means "ran, no effects")
 
 Event = tuple[Any, Any, Any, Any, Any, Any, Any]
 """A heap entry. Typed Any, not int, in its first fields: compiled, the loop converts

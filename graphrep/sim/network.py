@@ -63,18 +63,22 @@ class LatencyModel:
 
     @classmethod
     def constant(cls, ns: int, jitter_ns: int = 0) -> LatencyModel:
+        """Always ``ns`` (plus the jitter)."""
         return cls("constant", mean_ns=ns, jitter_ns=jitter_ns)
 
     @classmethod
-    def uniform(cls, low_ns: int, high_ns: int, jitter_ns: int = 0) -> LatencyModel:
-        return cls("uniform", low_ns=low_ns, high_ns=high_ns, jitter_ns=jitter_ns)
-
-    @classmethod
     def exponential(cls, mean_ns: int, jitter_ns: int = 0) -> LatencyModel:
+        """Exponentially distributed with mean ``mean_ns`` (plus the jitter)."""
         return cls("exponential", mean_ns=mean_ns, jitter_ns=jitter_ns)
 
     @classmethod
+    def uniform(cls, low_ns: int, high_ns: int, jitter_ns: int = 0) -> LatencyModel:
+        """Uniform in ``[low_ns, high_ns]`` (plus the jitter)."""
+        return cls("uniform", low_ns=low_ns, high_ns=high_ns, jitter_ns=jitter_ns)
+
+    @classmethod
     def lognormal(cls, median_ns: int, sigma: float, jitter_ns: int = 0) -> LatencyModel:
+        """Log-normal with median ``median_ns`` and shape ``sigma`` (plus the jitter)."""
         return cls("lognormal", mean_ns=median_ns, sigma=sigma, jitter_ns=jitter_ns)
 
     def expected_ns(self) -> float:
