@@ -8,6 +8,8 @@ waits the same way on id-table buckets, lists and in-degree counters scattered
 over the index: ``prefetch_item`` asks for the line of one element.
 """
 
+from typing import Any
+
 from llvmlite import ir
 from numba import config, types
 from numba.core import cgutils
@@ -17,11 +19,17 @@ _I32 = ir.IntType(32)
 _READ, _KEEP_IN_ALL_LEVELS, _DATA = (ir.Constant(_I32, v) for v in (0, 3, 1))
 
 
-def _prefetch_target(builder: ir.IRBuilder, ptr: ir.Value) -> tuple[ir.Value, ir.Function]:
-    """``ptr`` as an i8 pointer, and the ``llvm.prefetch`` function to call on it."""
+def _prefetch_target(context, builder, signature, args) -> tuple[Any, ir.Value, ir.Function]:
+    """For a call ``(arr, i)``: the array, an i8 pointer to ``arr[i]`` (to ``arr[i, 0]``
+    for a 2-d array) and the ``llvm.prefetch`` function to call on it."""
+    arrty, ity = signature.args
+    ary = context.make_array(arrty)(context, builder, args[0])
+    i = context.cast(builder, args[1], ity, types.intp)
+    at = [i] + [context.get_constant(types.intp, 0)] * (arrty.ndim - 1)
+    ptr = cgutils.get_item_pointer(context, builder, arrty, ary, at)
     i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
     fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32])
-    return i8p, cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+    return ary, i8p, cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
 
 
 @intrinsic
@@ -30,15 +38,11 @@ def prefetch_row(typingctx, arr, row):
     sig = types.void(arr, row)
 
     def codegen(context, builder, signature, args):
-        arrty, rowty = signature.args
-        ary = context.make_array(arrty)(context, builder, args[0])
-        zero = context.get_constant(types.intp, 0)
-        r = context.cast(builder, args[1], rowty, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [r, zero])
-        i8p, fn = _prefetch_target(builder, ptr)
-        itemsize = context.get_abi_sizeof(context.get_data_type(arrty.dtype))
+        ary, i8p, fn = _prefetch_target(context, builder, signature, args)
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
         ncols = builder.extract_value(ary.shape, 1)
         nbytes = builder.mul(ncols, context.get_constant(types.intp, itemsize))
+        zero = context.get_constant(types.intp, 0)
         line = context.get_constant(types.intp, 64)
         with cgutils.for_range_slice(builder, zero, nbytes, line) as (off, _):
             builder.call(fn, [builder.gep(i8p, [off]), _READ, _KEEP_IN_ALL_LEVELS, _DATA])
@@ -53,11 +57,7 @@ def prefetch_item(typingctx, arr, i):
     sig = types.void(arr, i)
 
     def codegen(context, builder, signature, args):
-        arrty, ity = signature.args
-        ary = context.make_array(arrty)(context, builder, args[0])
-        idx = context.cast(builder, args[1], ity, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
-        i8p, fn = _prefetch_target(builder, ptr)
+        _, i8p, fn = _prefetch_target(context, builder, signature, args)
         builder.call(fn, [i8p, _READ, _KEEP_IN_ALL_LEVELS, _DATA])
         return context.get_dummy_value()
 

@@ -30,10 +30,9 @@ def _bucket(key, mask):
     return np.int64((h >> np.uint64(32)) & np.uint64(mask))
 
 
-@njit(cache=True)
-def lookup(keys, vals, key):
-    """Slot of ``key``, or -1 if absent."""
-    mask = keys.shape[0] - 1
+@njit(inline="always")
+def _probe(keys, vals, key, mask):
+    """Slot of ``key`` in the table of size ``mask + 1``, or -1 if absent."""
     b = _bucket(key, mask)
     while True:
         k = keys[b]
@@ -45,22 +44,17 @@ def lookup(keys, vals, key):
 
 
 @njit(cache=True)
+def lookup(keys, vals, key):
+    """Slot of ``key``, or -1 if absent."""
+    return _probe(keys, vals, key, keys.shape[0] - 1)
+
+
+@njit(cache=True)
 def lookup_many(keys, vals, query, out):
     """Vectorised :func:`lookup`: ``out[i] = slot of query[i]`` or -1."""
     mask = keys.shape[0] - 1
     for i in range(query.shape[0]):
-        key = query[i]
-        b = _bucket(key, mask)
-        r = -1
-        while True:
-            k = keys[b]
-            if k == key:
-                r = vals[b]
-                break
-            if k == EMPTY:
-                break
-            b = (b + 1) & mask
-        out[i] = r
+        out[i] = _probe(keys, vals, query[i], mask)
 
 
 @njit(cache=True)

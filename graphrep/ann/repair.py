@@ -42,17 +42,22 @@ def export_records(index: VamanaIndex, ids: Any) -> RecordSet:
     """The records of the distinct ``ids``, ascending, each list sorted by id."""
     want = id_list(ids, "export_records ids")
     uniq = np.unique(want)
-    slots = index._idmap.get_many(uniq)
-    if (slots < 0).any():
-        raise UnknownId(
-            f"export_records: id {int(uniq[slots < 0][0])} is not stored in this index "
-            "(never inserted, or freed by consolidate); export ids from this index's "
-            "record_hashes()"
-        )
+    slots = _stored(index, uniq, "export_records: id {} is not stored in this index (never "
+                    "inserted, or freed by consolidate); export ids from this index's "
+                    "record_hashes()")
     g = index._g
     ext_nb, valid = sorted_neighbour_ids(index, slots)
     return RecordSet(index.dim, uniq, g.flags[slots], g.vecs[slots], g.deg[slots],
                      ext_nb[valid])
+
+
+def _stored(index: VamanaIndex, ids: np.ndarray, unknown: str) -> np.ndarray:
+    """The slots of ``ids``; :class:`UnknownId` with the message ``unknown`` (``{}``: the
+    first id not stored) if one is not stored in ``index``."""
+    slots = index._idmap.get_many(ids)
+    if (slots < 0).any():
+        raise UnknownId(unknown.format(int(ids[slots < 0][0])))
+    return slots
 
 
 def overwrite_records(index: VamanaIndex, records: RecordSet, drop_ids: Any = (),
@@ -121,13 +126,9 @@ def _plan(index: VamanaIndex, rs: RecordSet, drop: np.ndarray, entry_id: int | N
     d_uniq, d_reps = np.unique(drop, return_counts=True)
     if (d_reps > 1).any():
         raise bad(f"drop id {int(d_uniq[d_reps > 1][0])} is listed twice")
-    drop_slots = index._idmap.get_many(drop)
-    if (drop_slots < 0).any():
-        raise UnknownId(
-            f"overwrite_records: drop id {int(drop[drop_slots < 0][0])} is not stored in "
-            "this index; the index is unchanged. Compare record_hashes() again and "
-            "drop only ids this index holds"
-        )
+    drop_slots = _stored(index, drop, "overwrite_records: drop id {} is not stored in this "
+                         "index; the index is unchanged. Compare record_hashes() again and "
+                         "drop only ids this index holds")
     both = np.intersect1d(uniq, d_uniq)
     if both.size:
         raise bad(f"id {int(both[0])} is both overwritten and dropped")

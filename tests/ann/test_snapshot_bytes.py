@@ -472,6 +472,17 @@ def usable(copy: VamanaIndex, base: np.ndarray) -> None:
     assert twin.digest() == copy.digest()
 
 
+def refused_or_usable(data: bytes, base: np.ndarray) -> None:
+    """The snapshot ``data`` is refused with a CorruptIndexFile that says so, or loads as
+    an index that is :func:`usable`."""
+    try:
+        copy = VamanaIndex.from_bytes(data)
+    except CorruptIndexFile as e:
+        assert "snapshot" in str(e)
+        return
+    usable(copy, base)
+
+
 @given(field=st.sampled_from(["dim", "metric", "R", "L", "alpha", "build_slack", "seed",
                               "n_slots", "entry", "seq", "free", "totals", "counters"]),
        value=_WEIRD, data=st.data())
@@ -487,12 +498,7 @@ def test_any_metadata_value_is_refused_or_harmless(field, value, data) -> None:
                           label="free")
     elif field == "seq" and data.draw(st.booleans(), label="a large seq"):
         value = data.draw(st.integers(2**62 - 2, 2**64), label="seq")
-    try:
-        copy = VamanaIndex.from_bytes(_with_meta(good, **{field: value}))
-    except CorruptIndexFile as e:
-        assert "snapshot" in str(e)
-        return
-    usable(copy, base)
+    refused_or_usable(_with_meta(good, **{field: value}), base)
 
 
 @given(name=st.sampled_from(["vecs", "nbrs", "deg", "flags", "ext"]), pos=st.data(),
@@ -513,12 +519,7 @@ def test_any_array_value_is_refused_or_harmless(name, pos, value) -> None:
         flat[i] = pos.draw(st.sampled_from([*arr[row].tolist(), row]), label="slot")
     else:
         flat[i] = np.array(value).astype(arr.dtype)
-    try:
-        copy = VamanaIndex.from_bytes(_with_arrays(good, **{name: arr}))
-    except CorruptIndexFile as e:
-        assert "snapshot" in str(e)
-        return
-    usable(copy, base)
+    refused_or_usable(_with_arrays(good, **{name: arr}), base)
 
 
 @functools.cache
