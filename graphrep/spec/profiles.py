@@ -20,7 +20,7 @@ import os
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-__all__ = ["PROFILES", "load", "register"]
+__all__ = ["PROFILES", "load", "register", "scaled_examples"]
 
 PROFILES = ("ci", "dev", "nightly")
 _SLOW_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -47,3 +47,12 @@ def load(name: str | None = None) -> str:
         "ci" if os.environ.get("CI") else "dev")
     settings.load_profile(chosen)
     return chosen
+
+
+def scaled_examples(fraction: float, minimum: int = 5) -> int:
+    """``fraction`` of the loaded profile's ``max_examples`` (at least ``minimum``).
+
+    For properties whose single example is expensive: under ``dev``/``ci`` they
+    run a handful of examples, under ``nightly`` proportionally many more.
+    """
+    return max(minimum, int(settings.default.max_examples * fraction))

@@ -17,7 +17,7 @@ from graphrep.ann.delta import decode_many
 from graphrep.ann.delta_wire import crc32
 from graphrep.datasets import gmm_dataset
 from graphrep.errors import CorruptDelta, DeltaError, GraphrepError
-from tests.conftest import scaled_examples
+from graphrep.spec.profiles import scaled_examples
 
 KIND_NONE, KIND_FULL, KIND_DIFF = 0, 1, 2
 OPS = ("build", "insert", "delete", "consolidate", "repair")

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.datasets import gmm_dataset
 from graphrep.errors import DeltaError, GraphrepError
-from tests.conftest import scaled_examples
+from graphrep.spec.profiles import scaled_examples
 
 DIM = 4
 R = 4

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 
 from graphrep.ann import VamanaIndex
 from graphrep.datasets import gmm_dataset
+from graphrep.spec.profiles import scaled_examples
 from tests.ann.test_properties import Scenario, run_scenario, scenarios
-from tests.conftest import scaled_examples
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

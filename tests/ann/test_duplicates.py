@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.records import RecordSet
 from graphrep.datasets import gaussian_mixture, ground_truth
-from tests.conftest import scaled_examples
+from graphrep.spec.profiles import scaled_examples
 
 
 def assert_all_reachable(idx: VamanaIndex) -> None:

@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.datasets import gmm_dataset
-from tests.conftest import scaled_examples
+from graphrep.spec.profiles import scaled_examples
 
 METRICS = ("l2", "cosine", "ip")
 

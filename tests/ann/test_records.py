@@ -35,6 +35,7 @@ from graphrep.errors import (
     InvalidId,
     UnknownId,
 )
+from graphrep.spec.profiles import scaled_examples
 from tests.ann.test_properties import (
     Scenario,
     assert_replica_equal,
@@ -44,7 +45,6 @@ from tests.ann.test_properties import (
     scenarios,
     vector_st,
 )
-from tests.conftest import scaled_examples
 
 DIM = 8
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

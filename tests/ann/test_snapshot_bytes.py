@@ -22,7 +22,7 @@ from graphrep.ann import VamanaIndex
 from graphrep.ann.records import RecordSet
 from graphrep.datasets import gmm_dataset
 from graphrep.errors import CorruptIndexFile, InvalidArgument
-from tests.conftest import scaled_examples
+from graphrep.spec.profiles import scaled_examples
 
 DIM = 8
 
