@@ -151,6 +151,36 @@ class NetworkConfig:
             model = self.regions.get((b, a), self.default)
         return model
 
+    @classmethod
+    def from_graph(cls, graph: Any, **options: Any) -> NetworkConfig:
+        """A config whose region pairs are the edges of a networkx graph.
+
+        Nodes are regions (str). Each edge ``(a, b)`` carries the pair's one-way latency
+        in its attribute ``latency``: a number of milliseconds (a constant delay, rounded
+        to the ns) or a :class:`LatencyModel`. A self loop is the latency inside a region.
+        An undirected edge holds both ways; a directed edge ``a -> b`` holds for the
+        other way too unless ``b -> a`` has an edge of its own (as :meth:`latency` looks
+        pairs up). Pairs without an edge use ``default``; ``options`` are the other
+        fields (``default``, ``loss``...). Every pair gets the model it would get from
+        ``regions={(a, b): model, ...}``, so a run is the same given either way.
+        """
+        if "regions" in options:
+            raise InvalidArgument("from_graph takes the regions from the graph's edges")
+        regions: dict[tuple[str, str], LatencyModel] = {}
+        for a, b, value in graph.edges(data="latency"):
+            if not (isinstance(a, str) and isinstance(b, str)):
+                raise InvalidArgument(f"regions are named by str, got the edge {(a, b)!r}")
+            if isinstance(value, LatencyModel):
+                model = value
+            elif isinstance(value, int | float | np.integer | np.floating) and \
+                    not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+                model = LatencyModel.constant(round(float(value) * 1_000_000))
+            else:
+                raise InvalidArgument(f"edge ({a!r}, {b!r}) needs a latency: a number of ms "
+                                      f">= 0 or a LatencyModel, got {value!r}")
+            regions[(a, b) if graph.is_directed() else (min(a, b), max(a, b))] = model
+        return cls(regions=dict(sorted(regions.items())), **options)
+
 
 def _values(draw: Callable[[], list]) -> Iterator[Any]:
     """An endless iterator over the values of the batches ``draw()`` returns.
