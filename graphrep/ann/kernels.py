@@ -21,6 +21,11 @@ replica may apply a list as a diff and store it in another order.
 Distances: squared L2 for the graph (as DiskANN, hnswlib and faiss), and
 ``-dot`` for inner-product search. Graph construction always uses L2
 (for "cosine" on normalised vectors, L2 is monotone in the cosine distance).
+
+This module is the package's largest (about 1,000 lines) on purpose: its
+kernels are tight Numba code that call each other (search, prune, insert,
+consolidation and repair share the beam, the prune and the change log), and
+Numba compiles and inlines a call chain best within one module.
 """
 
 from __future__ import annotations
