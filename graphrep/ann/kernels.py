@@ -25,7 +25,8 @@ Distances: squared L2 for the graph (as DiskANN, hnswlib and faiss), and
 This module is the package's largest (about 1,000 lines) on purpose: its
 kernels are tight Numba code that call each other (search, prune, insert,
 consolidation and repair share the beam, the prune and the change log), and
-Numba compiles and inlines a call chain best within one module.
+Numba's on-disk cache (``cache=True``) notices a change to a kernel's own
+file but not to a callee in another file, so a call chain stays in one file.
 """
 
 from __future__ import annotations
