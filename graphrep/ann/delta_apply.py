@@ -1,61 +1,467 @@
-"""Kernels that apply deltas another index made, without a single distance computation.
+"""Kernels that check another index's deltas against this index and apply them,
+without a single distance computation.
 
-Each delta is checked first (:func:`graphrep.ann.delta_check.validate_delta`,
-with the per-delta checks at the top of :func:`apply_batch`; the invariants a
-delta must keep are listed in :mod:`graphrep.ann.delta_check`), then applied
-(:func:`apply_delta`). :func:`apply_batch` does both for a run of deltas given
-as arrays, :func:`apply_wire` for deltas given as their wire bytes.
+Kept apart from :mod:`graphrep.ann.kernels` because nothing here compares
+vectors: this is bookkeeping of ids, slots and lists. :func:`validate_delta`
+checks a delta and changes nothing, :func:`apply_delta` applies one it
+accepted, :func:`apply_batch` does both for a run of deltas given as arrays
+and :func:`apply_wire` for deltas given as their wire bytes. The index's side
+(type and seq checks, errors) is :mod:`graphrep.ann.delta_intake`.
 
-:func:`apply` and :func:`apply_bytes` are the index's side
-(:meth:`VamanaIndex.apply <graphrep.ann.VamanaIndex.apply>` and
-:meth:`~graphrep.ann.VamanaIndex.apply_bytes` call them): they check what
-the kernels can't (types, shapes, seq), hand the index's arrays to the
-kernels, take in the counts the kernels changed and turn a kernel's refusal
-code into the error that names it.
+The checking and the applying kernels stay in one file of about 700 lines:
+:func:`apply_batch` calls :func:`validate_delta`, and Numba's on-disk cache
+(``cache=True``) notices a change to a kernel's own file but not to a callee
+in another file.
+
+What a delta must keep true. :func:`validate_delta`, with the per-delta checks
+at the top of :func:`apply_batch`, checks all of the following against the
+index's current state before :func:`apply_delta` changes anything, so that a
+delta no mutation could have produced (a bit flip behind a recomputed CRC, a
+buggy leader) is refused whole instead of corrupting a replica:
+
+* Records: every id is in [0, ``MAX_ID``] and has one record at most; a new
+  node's id is not stored here, an existing record's id is; flags are live or
+  deleted; the kind is none, full or diff, with lengths that fit the kind
+  (none: no values; full: no "added" part) and add up to the values; a new
+  node comes with its full list and a finite vector whose squared norm is at
+  most ``MAX_SQUARED_NORM``.
+* Lists after the delta: every neighbour exists afterwards (stored and not
+  freed by this delta, or new in it), is not the node itself and appears
+  once; a list holds at most R; a diff removes only ids in the list and adds
+  only ids not in it (or removed by the same diff).
+* Freed nodes (``removed``): each is stored here and deleted, is named once,
+  has no record in the delta (it is freed, not rewritten), and no edge points
+  to it afterwards. The last is checked with the tracked in-degrees: the
+  node's in-degree, less the edges to it in the lists this delta replaces or
+  frees, must be zero (a diff's kept part and every new list must not name
+  it) -- O(records + removed + the lengths of those lists), no graph scan.
+* The entry point exists afterwards (it is not freed by the delta), or is -1
+  when the index is empty afterwards.
+
+So after any delta the graph holds no dangling edge, no self loop, no
+repeated edge and no list longer than R, ids are unique and in range, every
+freed slot is freed once, and the in-degree counters match the lists.
+
+A batch (:func:`apply_batch`, :func:`apply_wire`) is checked and applied
+delta by delta: delta k + 1 is checked against the state delta k left. The
+first delta that fails changes nothing; the deltas before it stay applied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
-
 import numpy as np
 from numba import njit
 
-from graphrep.ann import delta_check
-from graphrep.ann._prefetch import prefetch_item
-from graphrep.ann.delta import (
-    ARRAY_DTYPES,
-    DeltaBatch,
-    EdgeDelta,
-    array_problem,
-    corrupt_at,
-    float32s,
-    joined,
-)
-from graphrep.ann.delta_check import (
-    BAD_COUNTS,
-    KIND_COUNTS,
-    MAX_SQUARED_NORM,
-    NONFINITE_VECTOR,
-    OK,
-    VECTOR_TOO_LARGE,
-    squared_norm,
-    validate_delta,
-)
+from graphrep.ann._prefetch import prefetch_item, prefetch_row
 from graphrep.ann.delta_wire import KIND_DIFF, KIND_FULL, KIND_NONE, decode_kernel
-from graphrep.ann.idmap import MAX_ID, insert, lookup, remove
-from graphrep.ann.kernels import FREE, LIVE, _next_epoch
-from graphrep.errors import (
-    DeltaError,
-    DeltaOutOfOrder,
-    DimensionMismatch,
-    DuplicateId,
-    GraphrepError,
-)
+from graphrep.ann.idmap import MAX_ID, _bucket, insert, lookup, remove
+from graphrep.ann.kernels import DELETED, FREE, LIVE, _next_epoch
 
-if TYPE_CHECKING:
-    from graphrep.ann.index import VamanaIndex
+# validation outcomes (code, record index, offending value) -> errors in delta_intake.py
+OK = 0
+NEW_ID_EXISTS = 1
+RECORD_ID_REPEATED = 2
+RECORD_ID_UNKNOWN = 3
+BAD_FLAGS = 4
+LIST_TOO_LONG = 5
+NEIGHBOUR_UNKNOWN = 6
+SELF_LOOP = 7
+NEIGHBOUR_REPEATED = 8
+DIFF_REMOVES_ABSENT = 9
+DIFF_ADDS_PRESENT = 10
+REMOVED_UNKNOWN = 11
+REMOVED_NOT_DELETED = 12
+ENTRY_UNKNOWN = 13
+BAD_KIND = 14
+NEW_WITHOUT_LIST = 15
+BAD_ID = 16
+BAD_COUNTS = 17
+NONFINITE_VECTOR = 18
+REMOVED_REPEATED = 19
+REMOVED_HAS_RECORD = 20
+REMOVED_STILL_LINKED = 21
+NEIGHBOUR_REMOVED = 22
+KIND_COUNTS = 23
+VECTOR_TOO_LARGE = 24
+
+# the largest squared L2 norm a stored vector (or query) may have: with both at most
+# this, every squared distance (<= 2|a|^2 + 2|b|^2) and inner product the kernels
+# compute in float32 stays finite, rounding included
+MAX_SQUARED_NORM = 2.0**125
+
+
+@njit(inline="always")
+def squared_norm(vectors, i):
+    """Squared L2 norm of row ``i``, summed in float64 in index order (exact enough
+    that no float32 input overflows it, and the same wherever it is computed)."""
+    sq = 0.0
+    for t in range(vectors.shape[1]):
+        x = np.float64(vectors[i, t])
+        sq += x * x
+    return sq
+
+
+@njit(cache=True)
+def first_too_large(vectors):
+    """The first row of the 2-d float32 ``vectors`` whose squared norm is above
+    ``MAX_SQUARED_NORM`` (the check :func:`apply_batch` makes of a delta's new
+    vectors), or -1."""
+    for i in range(vectors.shape[0]):
+        if squared_norm(vectors, i) > MAX_SQUARED_NORM:
+            return i
+    return -1
+
+
+
+@njit(cache=True)
+def _local_set(new_ids, new_slots):
+    """A hash table (keys, values, as :mod:`graphrep.ann.idmap` reads them) of
+    ``new_ids[i] -> new_slots[i]`` (keys >= 0), and the index of the first key
+    that repeats an earlier one (-1 if none does; the later value wins)."""
+    size = 16
+    while size < 2 * new_ids.shape[0] + 2:
+        size *= 2
+    keys = np.full(size, -1, dtype=np.int64)
+    vals = np.full(size, -1, dtype=np.int32)
+    mask = size - 1
+    dup = -1
+    for i in range(new_ids.shape[0]):
+        b = _bucket(new_ids[i], mask)
+        while keys[b] != -1 and keys[b] != new_ids[i]:
+            b = (b + 1) & mask
+        if keys[b] == new_ids[i] and dup < 0:
+            dup = i
+        keys[b] = new_ids[i]
+        vals[b] = new_slots[i]
+    return keys, vals, dup
+
+
+# up to this many new nodes a delta's new ids are searched linearly, not hashed
+_FEW_NEW = 8
+
+
+@njit(inline="always")
+def _new_slot(v, new_ids, new_slots, nkeys, nvals):
+    """Slot of ``v`` among the delta's new nodes, or -1."""
+    if new_ids.shape[0] <= _FEW_NEW:
+        for i in range(new_ids.shape[0]):
+            if new_ids[i] == v:
+                return new_slots[i]
+        return -1
+    return lookup(nkeys, nvals, v)
+
+
+@njit(inline="always")
+def _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals):
+    s = _new_slot(v, new_ids, new_slots, nkeys, nvals)
+    if s >= 0:
+        return s
+    return lookup(tkeys, tvals, v)
+
+
+@njit(inline="always")
+def _neighbour_code(s, me):
+    """Why slot ``s`` can't be a neighbour of ``me`` (OK if it can)."""
+    if s < 0:
+        return NEIGHBOUR_UNKNOWN
+    if s == me:
+        return SELF_LOOP
+    return OK
+
+
+@njit(inline="always")
+def _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids, new_slots, nkeys, nvals):
+    """Resolve the list value ``values[vp]`` (an id) to its slot, noted in ``val_slot``:
+    returns (the id, its slot, why it can't be a neighbour of ``me`` or OK)."""
+    v = values[vp]
+    s = _resolve(v, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
+    val_slot[vp] = s
+    return v, s, _neighbour_code(s, me)
+
+
+@njit(inline="always")
+def _take_stamped(m, repeated, values, vp, me, val_slot, mark, ep, tkeys, tvals, new_ids,
+                  new_slots, nkeys, nvals):
+    """Take the ``m`` list values from ``values[vp]`` as neighbours of ``me`` (see
+    :func:`_take_neighbour`), stamping each slot ``ep`` in ``mark``; a slot stamped
+    already is refused with the code ``repeated``. Returns (code, offending id, the
+    position after the values taken)."""
+    for _ in range(m):
+        v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
+                                     new_slots, nkeys, nvals)
+        vp += 1
+        if code != OK:
+            return code, v, vp
+        if mark[s] == ep:
+            return repeated, v, vp
+        mark[s] = ep
+    return OK, np.int64(0), vp
+
+
+# a diff of at most this many ids is checked by scanning the list it changes (its lines
+# are read anyway) instead of stamping every neighbour in ``mark``: for the common
+# record that only gains the new node that saves a cache miss per neighbour when the
+# index is cold (as it is on a follower between batches)
+_SCAN_DIFF = 4
+
+
+@njit(inline="always")
+def _in_slots(a, lo, hi, s):
+    for t in range(lo, hi):
+        if a[t] == s:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _in_list(g_nbrs, me, d, s):
+    for t in range(d):
+        if g_nbrs[me, t] == s:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _check_small_diff(i, me, vp, nr, na, values, R, tkeys, tvals, new_ids, new_slots, nkeys,
+                      nvals, g_nbrs, g_deg, val_slot):
+    """The checks :func:`validate_delta` makes of a diff record, with the same outcome,
+    by scanning its list: returns (code, offending value, position after its values)."""
+    d = g_deg[me]
+    r0 = vp
+    for j in range(nr):
+        v = values[vp]
+        s = lookup(tkeys, tvals, v)
+        val_slot[vp] = s
+        vp += 1
+        # in the list, and not removed by this diff already
+        if s < 0 or not _in_list(g_nbrs, me, d, s) or _in_slots(val_slot, r0, r0 + j, s):
+            return DIFF_REMOVES_ABSENT, v, vp
+    a0 = vp
+    for j in range(na):
+        v, s, code = _take_neighbour(values, vp, me, val_slot, tkeys, tvals, new_ids,
+                                     new_slots, nkeys, nvals)
+        vp += 1
+        if code != OK:
+            return code, v, vp
+        # present: in the list and not removed by this diff, or added by it already
+        if (_in_list(g_nbrs, me, d, s) and not _in_slots(val_slot, r0, r0 + nr, s)) or \
+                _in_slots(val_slot, a0, a0 + j, s):
+            return DIFF_ADDS_PRESENT, v, vp
+    if d - nr + na > R:
+        return LIST_TOO_LONG, np.int64(d - nr + na), vp
+    return OK, np.int64(0), vp
+
+
+@njit(inline="always")
+def _removed_index(c, rem_slot, rkeys, rvals):
+    """Position in ``rem_slot`` of the freed slot ``c`` (known to be one)."""
+    if rem_slot.shape[0] <= _FEW_NEW:
+        for i in range(rem_slot.shape[0]):
+            if rem_slot[i] == c:
+                return i
+        return -1
+    return lookup(rkeys, rvals, c)
+
+
+@njit(cache=True)
+def _check_removed(ids, kinds, counts, values, removed, n_new, tkeys, tvals, g_nbrs, g_deg,
+                   g_flags, g_indeg, mark, mstate, rec_slot, val_slot, rem_slot):
+    """The checks of a delta's freed ids (module docstring), after its records were
+    resolved (``rec_slot``, ``val_slot``): returns ``(code, index, value)``.
+
+    Each freed slot is stamped in ``mark``; its in-degree then loses the edges to it
+    from the old lists of full records, from the removed parts of diffs and from the
+    freed nodes' own lists, and must end at zero. A list value (full, or added by a
+    diff) that is a freed slot is an edge to it that would dangle.
+    """
+    n = ids.shape[0]
+    n_rem = removed.shape[0]
+    ep = _next_epoch(mark, mstate)
+    for i in range(n_rem):
+        s = lookup(tkeys, tvals, removed[i])
+        rem_slot[i] = s
+        if s < 0:
+            return REMOVED_UNKNOWN, i, removed[i]
+        if g_flags[s] != DELETED:
+            return REMOVED_NOT_DELETED, i, removed[i]
+        if mark[s] == ep:
+            return REMOVED_REPEATED, i, removed[i]
+        mark[s] = ep
+    for i in range(n_new, n):
+        if mark[rec_slot[i]] == ep:
+            return REMOVED_HAS_RECORD, i, ids[i]
+    if n_rem > _FEW_NEW:
+        rkeys, rvals, _ = _local_set(rem_slot.astype(np.int64),
+                                     np.arange(n_rem).astype(np.int32))
+    else:
+        rkeys = np.full(1, -1, dtype=np.int64)
+        rvals = np.full(1, -1, dtype=np.int32)
+    left = np.empty(n_rem, dtype=np.int64)
+    for i in range(n_rem):
+        left[i] = g_indeg[rem_slot[i]]
+    vp = 0
+    for i in range(n):
+        k = kinds[i]
+        me = rec_slot[i]
+        if k == KIND_FULL:
+            m = counts[i, 0]
+            for t in range(vp, vp + m):
+                if mark[val_slot[t]] == ep:
+                    return NEIGHBOUR_REMOVED, i, values[t]
+            if i >= n_new:  # the old list goes
+                for t in range(g_deg[me]):
+                    c = g_nbrs[me, t]
+                    if mark[c] == ep:
+                        left[_removed_index(c, rem_slot, rkeys, rvals)] -= 1
+            vp += m
+        elif k == KIND_DIFF:
+            nr = counts[i, 0]
+            na = counts[i, 1]
+            for t in range(vp, vp + nr):
+                c = val_slot[t]
+                if mark[c] == ep:
+                    left[_removed_index(c, rem_slot, rkeys, rvals)] -= 1
+            for t in range(vp + nr, vp + nr + na):
+                if mark[val_slot[t]] == ep:
+                    return NEIGHBOUR_REMOVED, i, values[t]
+            vp += nr + na
+    for i in range(n_rem):  # the freed nodes' own lists go too
+        s = rem_slot[i]
+        for t in range(g_deg[s]):
+            c = g_nbrs[s, t]
+            if mark[c] == ep:
+                left[_removed_index(c, rem_slot, rkeys, rvals)] -= 1
+    for i in range(n_rem):
+        if left[i] != 0:
+            return REMOVED_STILL_LINKED, i, removed[i]
+    return OK, -1, np.int64(0)
+
+
+@njit(cache=True)
+def validate_delta(ids, flags, kinds, counts, values, removed, entry, new_slots,
+                   tkeys, tvals, g_nbrs, g_deg, g_flags, g_indeg, R, mark, mstate, size_after,
+                   rec_slot, val_slot, rem_slot):
+    """Check a delta against this index without changing it: every invariant of
+    the module docstring except the ones :func:`apply_batch` checks first (list
+    lengths against the values, the kinds' lengths, the vectors).
+
+    Returns ``(code, record index, value)``; code 0 means it applies cleanly.
+    ``new_slots`` are the slots the new records will take; ``mark`` is a
+    stamp array at least as long as the largest slot. The slots that ids,
+    list values and removed ids resolve to are written to ``rec_slot``,
+    ``val_slot`` and ``rem_slot`` for :func:`apply_delta`.
+    """
+    n = ids.shape[0]
+    n_new = new_slots.shape[0]
+    # the id-table buckets of every id named, requested at once so that the misses
+    # overlap instead of coming one after another in the checks below
+    mask = tkeys.shape[0] - 1
+    for i in range(n):
+        b = _bucket(ids[i], mask)
+        prefetch_item(tkeys, b)
+        prefetch_item(tvals, b)
+    for i in range(values.shape[0]):
+        b = _bucket(values[i], mask)
+        prefetch_item(tkeys, b)
+        prefetch_item(tvals, b)
+    for i in range(n):
+        if ids[i] < 0 or ids[i] > MAX_ID:
+            return BAD_ID, i, ids[i]
+    for i in range(n_new):
+        if lookup(tkeys, tvals, ids[i]) >= 0:
+            return NEW_ID_EXISTS, i, ids[i]
+    new_ids = ids[:n_new]
+    # new ids unique (their slots differ, so the stamps below can't tell)
+    if n_new > _FEW_NEW:
+        nkeys, nvals, dup = _local_set(new_ids, new_slots)
+        if dup >= 0:
+            return RECORD_ID_REPEATED, dup, ids[dup]
+    else:
+        nkeys = np.full(1, -1, dtype=np.int64)
+        nvals = np.full(1, -1, dtype=np.int32)
+        for i in range(1, n_new):
+            for j in range(i):
+                if ids[j] == ids[i]:
+                    return RECORD_ID_REPEATED, i, ids[i]
+    # record ids unique: stamp their slots
+    ep = _next_epoch(mark, mstate)
+    for i in range(n):
+        s = new_slots[i] if i < n_new else lookup(tkeys, tvals, ids[i])
+        if s < 0:
+            return RECORD_ID_UNKNOWN, i, ids[i]
+        if mark[s] == ep:
+            return RECORD_ID_REPEATED, i, ids[i]
+        mark[s] = ep
+        rec_slot[i] = s
+        if i >= n_new:  # what the next loop and apply_delta read of this node
+            prefetch_item(g_deg, s)
+            prefetch_item(g_flags, s)
+            if kinds[i] != KIND_NONE:
+                prefetch_row(g_nbrs, s)
+        if flags[i] != LIVE and flags[i] != DELETED:
+            return BAD_FLAGS, i, np.int64(flags[i])
+    vp = 0
+    for i in range(n):
+        k = kinds[i]
+        me = rec_slot[i]
+        if i < n_new and k != KIND_FULL:
+            return NEW_WITHOUT_LIST, i, ids[i]
+        ep = _next_epoch(mark, mstate)
+        if k == KIND_NONE:
+            continue
+        if k == KIND_FULL:
+            m = counts[i, 0]
+            if m > R:
+                return LIST_TOO_LONG, i, np.int64(m)
+            code, v, vp = _take_stamped(m, NEIGHBOUR_REPEATED, values, vp, me, val_slot, mark,
+                                        ep, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
+            if code != OK:
+                return code, i, v
+        elif k == KIND_DIFF and counts[i, 0] + counts[i, 1] <= _SCAN_DIFF:
+            code, v, vp = _check_small_diff(i, me, vp, counts[i, 0], counts[i, 1], values, R,
+                                            tkeys, tvals, new_ids, new_slots, nkeys, nvals,
+                                            g_nbrs, g_deg, val_slot)
+            if code != OK:
+                return code, i, v
+        elif k == KIND_DIFF:
+            for t in range(g_deg[me]):
+                mark[g_nbrs[me, t]] = ep
+            m = g_deg[me]
+            for _ in range(counts[i, 0]):
+                v = values[vp]
+                s = lookup(tkeys, tvals, v)
+                val_slot[vp] = s
+                vp += 1
+                if s < 0 or mark[s] != ep:
+                    return DIFF_REMOVES_ABSENT, i, v
+                mark[s] = -1  # removed: may not be removed twice
+                m -= 1
+            code, v, vp = _take_stamped(counts[i, 1], DIFF_ADDS_PRESENT, values, vp, me,
+                                        val_slot, mark, ep, tkeys, tvals, new_ids, new_slots,
+                                        nkeys, nvals)
+            if code != OK:
+                return code, i, v
+            m += counts[i, 1]
+            if m > R:
+                return LIST_TOO_LONG, i, np.int64(m)
+        else:
+            return BAD_KIND, i, np.int64(k)
+    if removed.shape[0] > 0:
+        code, i, v = _check_removed(ids, kinds, counts, values, removed, n_new, tkeys, tvals,
+                                    g_nbrs, g_deg, g_flags, g_indeg, mark, mstate, rec_slot,
+                                    val_slot, rem_slot)
+        if code != OK:
+            return code, i, v
+    if entry >= 0:
+        s = _resolve(entry, tkeys, tvals, new_ids, new_slots, nkeys, nvals)
+        if s < 0:
+            return ENTRY_UNKNOWN, -1, entry
+        for i in range(removed.shape[0]):
+            if removed[i] == entry:
+                return ENTRY_UNKNOWN, -1, entry
+    elif size_after > 0:
+        return ENTRY_UNKNOWN, -1, entry
+    return OK, -1, np.int64(0)
 
 
 @njit(cache=True)
@@ -164,8 +570,8 @@ def apply_batch(ids, flags, kinds, counts, values, vectors, removed, entries, of
                 tkeys, tvals, g, R, mark, mstate, free, state):
     """Validate and apply a run of deltas (concatenated arrays plus offsets), in order.
 
-    Delta by delta: each is checked completely (the invariants listed in
-    :mod:`graphrep.ann.delta_check`) against the state the deltas before it left, then applied.
+    Delta by delta: each is checked completely (the module docstring's
+    invariants) against the state the deltas before it left, then applied.
     Stops at the first delta that does not fit; the deltas before it stay
     applied, the failing one changes nothing. Slots come from the free stack
     ``free[:state[ST_N_FREE]]`` (last in, first out) and then from
@@ -297,187 +703,3 @@ def apply_wire(buf, starts, dim, seq0, id_count, tkeys, tvals, g, R, mark, mstat
         )
         a, b, c, v = np.int64(done), np.int64(code), np.int64(rec), np.int64(value)
     return (outcome, a, b, c, v, hdr, off, ids, flags, kinds, counts, values, vec, removed)
-
-
-# --------------------------------------------------------------------------- the index's side
-
-
-def apply(index: VamanaIndex, delta: EdgeDelta | Sequence[EdgeDelta]) -> None:
-    """Check and apply one delta or a list of them (:meth:`VamanaIndex.apply
-    <graphrep.ann.VamanaIndex.apply>` states the contract)."""
-    if isinstance(delta, EdgeDelta):
-        deltas = [delta]
-    elif isinstance(delta, (list, tuple)):
-        deltas = list(delta)
-    else:
-        raise DeltaError(
-            f"apply takes an EdgeDelta or a list of them, not {type(delta).__name__}"
-        )
-    first_bad, error = len(deltas), None
-    for i, d in enumerate(deltas):
-        error = _precheck(index, d, index._seq + i)
-        if error is not None:
-            first_bad = i
-            break
-    if first_bad:
-        _apply_run(index, deltas[:first_bad])
-    if error is not None:
-        raise error
-
-
-def apply_bytes(index: VamanaIndex, data: Sequence[bytes | bytearray | memoryview]
-                ) -> DeltaBatch:
-    """Decode, check and apply deltas given as wire bytes, with one kernel call
-    (:meth:`VamanaIndex.apply_bytes <graphrep.ann.VamanaIndex.apply_bytes>` states the
-    contract); grows the index first when the deltas need more room."""
-    if not isinstance(data, (list, tuple)):
-        raise DeltaError(f"apply_bytes takes a list of bytes, not {type(data).__name__}")
-    buf, starts = joined(data)
-    while True:
-        s = index._scratch(index.L)
-        state = _state(index)
-        (outcome, a, b, c, v, hdr, off, ids, flags, kinds, counts, values, vec,
-         removed) = apply_wire(
-            buf, starts, index.dim, index._seq, index._idmap.count, index._idmap.keys,
-            index._idmap.vals, index._g, index.R, s.mark, s.mstate, index._free, state,
-        )
-        if outcome != WIRE_ROOM:
-            break
-        index._reserve(int(a))  # then decode and check again: nothing has changed
-    if outcome == WIRE_CORRUPT:
-        raise corrupt_at(int(a), int(b), int(v), starts)
-    batch = DeltaBatch(hdr, off, ids, flags, kinds, counts, values, float32s(vec), removed)
-    if outcome == WIRE_DIM:
-        k = int(a)
-        raise DimensionMismatch(
-            f"delta seq {int(batch.seq[k])} is for dimension {int(batch.dim[k])} but this "
-            f"index has dim={index.dim}; apply it to a replica created with the same dim"
-        )
-    if outcome == WIRE_SEQ:
-        k = int(a)
-        raise _out_of_order(int(batch.seq[k]), index._seq + k)
-    _applied(index, state, off, int(a), int(b), int(c), int(v), batch.delta)
-    return batch
-
-
-def _out_of_order(seq: int, expect_seq: int) -> DeltaOutOfOrder:
-    """The error for delta ``seq`` arriving where ``expect_seq`` was due."""
-    return DeltaOutOfOrder(
-        f"delta seq {seq} arrived but this index expects seq {expect_seq}; "
-        + ("it was already applied" if seq < expect_seq else
-           f"deltas {expect_seq}..{seq - 1} are missing: fetch and apply them first")
-    )
-
-
-def _precheck(index: VamanaIndex, d: object, expect_seq: int) -> GraphrepError | None:
-    """What is wrong with ``d`` that its type, seq and shapes show, or None.
-    (Array contents are checked for the whole run at once in :func:`_apply_run`.)"""
-    if not isinstance(d, EdgeDelta):
-        return DeltaError(f"apply takes EdgeDelta objects, not {type(d).__name__}")
-    if d.dim != index.dim:
-        return DimensionMismatch(
-            f"delta seq {d.seq} is for dimension {d.dim} but this index has dim={index.dim}; "
-            "apply it to a replica created with the same dim"
-        )
-    if d.seq != expect_seq:
-        return _out_of_order(d.seq, expect_seq)
-    problem = array_problem(d)
-    if problem is not None:
-        return _malformed(d, problem)
-    if isinstance(d.entry, bool) or not isinstance(d.entry, (int, np.integer)) \
-            or not -1 <= int(d.entry) <= MAX_ID:
-        return _malformed(d, f"entry {d.entry!r} is not -1 or an id in [0, 2**62)")
-    return None
-
-
-def _apply_run(index: VamanaIndex, deltas: list[EdgeDelta]) -> None:
-    """Apply shape-checked deltas with one kernel call, which checks their contents;
-    raise for the first that doesn't fit (the ones before it stay applied)."""
-    if len(deltas) == 1:
-        parts = [getattr(deltas[0], name) for name in ARRAY_DTYPES]
-    else:
-        parts = [np.concatenate([getattr(d, name) for d in deltas]) for name in ARRAY_DTYPES]
-    ids, flags, kinds, counts, values, vectors, removed = (
-        np.ascontiguousarray(a, dtype=t)
-        for a, t in zip(parts, ARRAY_DTYPES.values(), strict=True))
-    off = np.zeros((len(deltas) + 1, 4), dtype=np.int64)
-    off[1:] = [(d.ids.shape[0], d.values.shape[0], d.vectors.shape[0], d.removed.shape[0])
-               for d in deltas]
-    np.cumsum(off, axis=0, out=off)
-    entries = np.array([d.entry for d in deltas], dtype=np.int64)
-    index._reserve(int(off[-1, 2]))
-    s = index._scratch(index.L)
-    state = _state(index)
-    done, code, rec, val = apply_batch(
-        ids, flags, kinds, counts, values, vectors, removed, entries, off,
-        index._idmap.keys, index._idmap.vals, index._g, index.R, s.mark, s.mstate,
-        index._free, state,
-    )
-    _applied(index, state, off, int(done), int(code), int(rec), int(val), deltas.__getitem__)
-
-
-def _state(index: VamanaIndex) -> np.ndarray:
-    """The allocator and counts as the apply kernels take them (``ST_*``)."""
-    return np.array([index._n_slots, index._n_free, index._n_live, index._n_deleted,
-                     index._entry], dtype=np.int64)
-
-
-def _applied(index: VamanaIndex, state: np.ndarray, off: np.ndarray, done: int, code: int,
-             rec: int, val: int, delta_at: Callable[[int], EdgeDelta]) -> None:
-    """Take in what an apply kernel did: ``done`` deltas applied, then ``code`` (with
-    the record and value it names) for the one after them, ``delta_at(done)``."""
-    (index._n_slots, index._n_free, index._n_live, index._n_deleted,
-     index._entry) = state.tolist()
-    index._idmap.count += int(off[done, 2] - off[done, 3])
-    index._seq += done
-    index._totals["apply"]["calls"] += done
-    index.last_op = {"op": "apply", "distance_computations": 0, "nodes_visited": 0,
-                     "deltas": done, "records": int(off[done, 0])}
-    if code != OK:
-        raise _delta_error(delta_at(done), code, rec, val)
-
-
-# what each refusal code of the checking kernels means ({i}: the record, {v}: the value)
-_DELTA_MESSAGES = {
-    delta_check.NEW_ID_EXISTS: "new node id {v} already exists here",
-    delta_check.RECORD_ID_REPEATED: "id {v} has two records",
-    delta_check.RECORD_ID_UNKNOWN: "record for id {v}, which this index doesn't hold",
-    delta_check.BAD_FLAGS: "record {i} has invalid flags {v}",
-    delta_check.LIST_TOO_LONG: "record {i}'s list would have {v} neighbours, more than R",
-    delta_check.NEIGHBOUR_UNKNOWN: "record {i} names neighbour {v}, which this index doesn't hold",
-    delta_check.SELF_LOOP: "record {i} links id {v} to itself",
-    delta_check.NEIGHBOUR_REPEATED: "record {i} names neighbour {v} twice",
-    delta_check.DIFF_REMOVES_ABSENT: "record {i}'s diff removes {v}, which is not in its list here",
-    delta_check.DIFF_ADDS_PRESENT: "record {i}'s diff adds {v}, which is already in its list here",
-    delta_check.REMOVED_UNKNOWN: "it frees id {v}, which this index doesn't hold",
-    delta_check.REMOVED_NOT_DELETED: "it frees id {v}, which is not deleted here",
-    delta_check.ENTRY_UNKNOWN: "its entry point {v} is not a node here",
-    delta_check.BAD_KIND: "record {i} has unknown list kind {v}",
-    delta_check.NEW_WITHOUT_LIST: "new node {v} comes without its full list",
-    delta_check.BAD_ID: "record {i} has id {v}, outside [0, 2**62)",
-    delta_check.BAD_COUNTS: "its list lengths don't add up to its values ({v})",
-    delta_check.NONFINITE_VECTOR: "new node {i}'s vector is not finite",
-    delta_check.REMOVED_REPEATED: "it frees id {v} twice",
-    delta_check.REMOVED_HAS_RECORD: "record {i} rewrites id {v}, which the same delta frees",
-    delta_check.REMOVED_STILL_LINKED: "it frees id {v}, but a list still links to it after "
-                                      "the delta (the edge would dangle; every list that "
-                                      "links to it must be rewritten without it)",
-    delta_check.NEIGHBOUR_REMOVED: "record {i} links to id {v}, which the same delta frees",
-    delta_check.KIND_COUNTS: "record {i}'s list lengths do not fit its kind {v} (none: no "
-                             "values, full: no added part)",
-    delta_check.VECTOR_TOO_LARGE: "new node {v}'s vector has a squared norm above 2**125, "
-                                  "beyond which float32 distances overflow",
-}
-
-
-def _malformed(d: EdgeDelta, what: str) -> DeltaError:
-    return DeltaError(f"delta seq {d.seq} ({d.op}) is malformed: {what}; the index is "
-                      "unchanged by it. Fetch the delta again from its origin")
-
-
-def _delta_error(d: EdgeDelta, code: int, rec: int, val: int) -> DeltaError:
-    what = _DELTA_MESSAGES.get(code, "unknown validation failure {v}").format(i=rec, v=val)
-    cls = DuplicateId if code == delta_check.NEW_ID_EXISTS else DeltaError
-    msg = (f"delta seq {d.seq} ({d.op}) does not fit this index: {what}; the index is "
-           "unchanged. A replica that diverged needs a snapshot or anti-entropy repair")
-    return cls(msg)

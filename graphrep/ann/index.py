@@ -22,7 +22,7 @@ emits no delta and leaves ``seq`` alone.
 The class holds the state, the mutations and search; the rest lives in
 modules of functions that take the index, which the methods here call:
 :mod:`~graphrep.ann.validation` (input checks), :mod:`~graphrep.ann.delta_emit`
-(deltas out), :mod:`~graphrep.ann.delta_apply` (deltas in),
+(deltas out), :mod:`~graphrep.ann.delta_intake` (deltas in),
 :mod:`~graphrep.ann.snapshot`, :mod:`~graphrep.ann.repair` and
 :mod:`~graphrep.ann.analysis` (invariants, statistics, a networkx view).
 This module stays at about 700 lines, 200 of them the docstrings that state
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
-from graphrep.ann import analysis, delta_apply, repair, snapshot
+from graphrep.ann import analysis, delta_intake, repair, snapshot
 from graphrep.ann.delta import KIND_NONE, DeltaBatch, EdgeDelta
 from graphrep.ann.delta_emit import delta_for, delta_from_changes, make_delta
 from graphrep.ann.idmap import IdMap
@@ -437,7 +437,7 @@ class VamanaIndex:
         one that doesn't fit this index's state raises :class:`DeltaError`
         (:class:`DuplicateId` when a new node's id is stored here already).
         Fitting means the index keeps its invariants after the delta (the
-        full list is in :mod:`graphrep.ann.delta_check`): ids unique and in
+        full list is in :mod:`graphrep.ann.delta_apply`): ids unique and in
         [0, 2**62), new ids not stored yet, no record for a freed id; every
         neighbour a node that exists afterwards, no self loop or repeated
         edge, degree <= R; every freed id stored, deleted, named once and
@@ -450,7 +450,7 @@ class VamanaIndex:
         is applied by one kernel call, which is how a replica should consume
         a batch of deltas.
         """
-        delta_apply.apply(self, delta)
+        delta_intake.apply(self, delta)
 
     def apply_bytes(self, data: Sequence[bytes | bytearray | memoryview]) -> DeltaBatch:
         """Apply deltas given as their wire bytes (:meth:`EdgeDelta.to_bytes`), in order,
@@ -466,7 +466,7 @@ class VamanaIndex:
         that does not fit raises :class:`DeltaError` as in :meth:`apply`: the deltas
         before it stay applied, it changes nothing.
         """
-        return delta_apply.apply_bytes(self, data)
+        return delta_intake.apply_bytes(self, data)
 
     # ------------------------------------------------------------------ search
     def search(self, queries: Any, k: int = 10, L: int | None = None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graphrep.ann.analysis import sorted_neighbour_ids, stored_slots
-from graphrep.ann.delta_check import first_too_large
+from graphrep.ann.delta_apply import first_too_large
 from graphrep.ann.idmap import MAX_ID
 from graphrep.ann.kernels import DELETED, FREE, LIVE
 from graphrep.ann.records import RecordSet, as_record_set, node_hashes

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 from numpy.lib import format as npformat
 
-from graphrep.ann.delta_check import first_too_large
+from graphrep.ann.delta_apply import first_too_large
 from graphrep.ann.idmap import MAX_ID
 from graphrep.ann.kernels import DELETED, FREE, LIVE, N_COUNTERS
 from graphrep.ann.validation import COUNTED_OPS, MAX_SEQ, METRICS, check_int, is_real
@@ -274,7 +274,7 @@ def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
 
 def _check_graph(meta: dict, a: dict[str, np.ndarray]) -> None:
     """The arrays of a snapshot (shapes checked) hold an index that keeps every invariant
-    a delta keeps (:mod:`graphrep.ann.delta_check`): flags free, live or deleted; degrees in
+    a delta keeps (:mod:`graphrep.ann.delta_apply`): flags free, live or deleted; degrees in
     [0, R], none for a free slot; every edge to a stored node, none to itself, none
     twice; ids unique and in [0, 2**62); vectors of stored nodes finite with squared
     norm <= 2**125; the free list each free slot exactly once; an entry point that is

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from graphrep.ann.delta_check import first_too_large
+from graphrep.ann.delta_apply import first_too_large
 from graphrep.ann.delta_wire import OPS
 from graphrep.ann.idmap import MAX_ID, IdMap
 from graphrep.errors import (

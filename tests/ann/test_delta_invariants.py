@@ -1,6 +1,6 @@
 """A delta that no mutation could produce is refused whole, by ``apply`` and ``apply_bytes``.
 
-The invariants a delta must keep (stated in :mod:`graphrep.ann.delta_check`): ids unique
+The invariants a delta must keep (stated in :mod:`graphrep.ann.delta_apply`): ids unique
 and in [0, 2**62), new ids not stored yet; every neighbour a node that exists after
 the delta, no self loop, no repeated edge, degree <= R; every freed id stored,
 deleted, named once, not rewritten by the delta and linked to by no list afterwards;
