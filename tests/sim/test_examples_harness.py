@@ -33,7 +33,7 @@ from graphrep.sim.examples.harness import (
 )
 from graphrep.sim.nemesis import Fault, validate_schedule
 from graphrep.sim.strategies import ALL_KINDS
-from tests.conftest import scaled_examples
+from graphrep.spec.profiles import scaled_examples
 
 from .example_support import (
     CLASSIC,
