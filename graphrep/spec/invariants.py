@@ -48,6 +48,7 @@ import msgpack
 import numpy as np
 
 from graphrep.ann import VamanaIndex
+from graphrep.datasets import recall_at_k
 from graphrep.errors import InvariantViolation
 from graphrep.protocol.messages import ClientSearch, SearchReply
 from graphrep.protocol.replica import Replica, ReplicaConfig, wal_entry
@@ -349,9 +350,7 @@ def recall(world: SpecWorld, shard: int, reps: Sequence[tuple[str, Replica]],
     gt = live[np.argsort(d, axis=1, kind="stable")[:, :k]]
 
     def recall_of(index: VamanaIndex) -> float:
-        found = index.search(world.queries, k=k, L=world.config.L)[0]
-        return float(np.mean([len(set(found[i].tolist()) & set(gt[i].tolist())) / k
-                              for i in range(len(gt))]))
+        return recall_at_k(index.search(world.queries, k=k, L=world.config.L)[0], gt, k)
 
     base = recall_of(single)
     out = {"single_writer": base}
