@@ -60,7 +60,6 @@ next acknowledgement releases.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgpack
@@ -70,6 +69,14 @@ from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.delta import DeltaBatch, decode_many
 from graphrep.ann.records import RecordSet
 from graphrep.errors import DamagedEntry, GraphrepError, ProtocolError
+from graphrep.protocol.config import (
+    CANDIDATE,
+    CONCERNS,
+    FOLLOWER,
+    LEADER,
+    POLICIES,
+    ReplicaConfig,
+)
 from graphrep.protocol.entries import check_entry, wal_entry, wal_record
 from graphrep.protocol.merkle import MerkleTree, ids_in_leaves
 from graphrep.protocol.messages import (
@@ -97,79 +104,6 @@ from graphrep.sansio import DurableWrite, Metric, Send, SetTimer, Sync, Work
 
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig",
            "wal_entry", "wal_record"]
-
-FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
-POLICIES = ("leader", "replay", "snapshot")
-SYNC_POLICIES = ("always", "tick")
-CONCERNS = ("one", "majority", "all")
-MS = 1_000_000
-
-
-@dataclass(frozen=True)
-class ReplicaConfig:
-    """What every replica of a shard agrees on. Times in virtual nanoseconds."""
-
-    replicas: tuple[str, ...]
-    dim: int
-    shard: int = 0
-    policy: str = "leader"
-    metric: str = "l2"
-    R: int = 32
-    L: int = 64
-    alpha: float = 1.2
-    tick_ns: int = 10 * MS
-    """Heartbeat and retransmission check period of a leader, election check of others."""
-    election_timeout_ns: tuple[int, int] = (150 * MS, 300 * MS)
-    retransmit_ns: int = 50 * MS
-    window: int = 256
-    """Entries a leader sends to a follower beyond what it has acknowledged."""
-    max_batch: int = 64
-    """Entries per Append message."""
-    max_inflight: int = 0
-    """Append messages with entries a leader keeps in flight to one follower (0: no
-    limit, one message per write). At the limit, new entries wait and leave together in
-    the message the next acknowledgement releases, as etcd's raft does with its
-    ``MaxInflightMsgs``: fewer, larger messages under load, at up to a round trip more
-    latency for the entries that waited."""
-    apply_batch: int = 1
-    """A follower applies committed entries once this many are waiting, and at every
-    tick: larger batches make one kernel call apply many deltas (cheaper per delta) at
-    the price of up to one tick of extra lag."""
-    snapshot_every: int = 2048
-    """Committed entries between snapshots (0: never snapshot or compact)."""
-    log_keep: int = 512
-    """Entries kept before the latest snapshot, for followers slightly behind."""
-    snapshot_chunk: int = 256 * 1024
-    snapshot_ticks: int = 100
-    """Under the ``snapshot`` policy: ticks between the leader's full-index snapshots."""
-    anti_entropy_ticks: int = 50
-    """Ticks between anti-entropy rounds of a quiet leader (0: off)."""
-    tree_leaves: int = 256
-    search_L: int = 64
-    index_seed: int = 0
-    verify_snapshots: bool = True
-    """Under ``leader``: before persisting a snapshot, check the index against one
-    rebuilt from the previous snapshot and the log (see ``_check_against_log``)."""
-    sync: str = "always"
-    """When appended log records are made durable: ``always`` syncs every append before
-    anything that depends on it is sent; ``tick`` (group commit) syncs once per tick, so
-    many appends share one sync, and acknowledgements (a client's ``one``, a follower's
-    reply to its leader) wait for the sync: fewer syncs, up to a tick more latency."""
-
-    def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ProtocolError(f"unknown policy {self.policy!r}; choose from {POLICIES}")
-        if type(self.max_inflight) is not int or self.max_inflight < 0:
-            raise ProtocolError(f"max_inflight must be an int >= 0 (0: no limit), got "
-                                f"{self.max_inflight!r}")
-        if self.sync not in SYNC_POLICIES:
-            raise ProtocolError(f"unknown sync policy {self.sync!r}; choose from "
-                                f"{SYNC_POLICIES}")
-
-    def index(self) -> VamanaIndex:
-        return VamanaIndex(self.dim, self.metric, R=self.R, L=self.L, alpha=self.alpha,
-                           seed=self.index_seed)
-
 
 class Replica:
     """One replica of one shard (see the module docstring). Built by the driver as
