@@ -60,7 +60,7 @@ next acknowledgement releases.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -181,6 +181,16 @@ class Replica:
         # effects that repair what recovery found damaged (erase records, lower the
         # commit position): emitted by on_start, or by the callback that found the damage
         self._disk_fixes: list = []
+        self._handlers = {
+            ClientWrite: self._on_write, ClientSearch: self._on_search,
+            Append: self._on_append, AppendReply: self._on_append_reply,
+            RequestVote: self._on_request_vote, VoteReply: self._on_vote,
+            Snapshot: self._on_snapshot, SnapshotReply: self._on_snapshot_reply,
+            TreeRoot: self._on_tree_root, TreeLeaves: self._on_tree_leaves,
+            Repair: self._on_repair, WriteReply: self._ignore, SearchReply: self._ignore,
+        }
+        """Message type -> bound handler, built once (a subclass's override of a handler
+        method is bound here)."""
         self._rebuild(count=False)
 
     # ------------------------------------------------------------------ log positions
@@ -267,7 +277,7 @@ class Replica:
         several shards decodes once and hands each message to its shard's replica)."""
         out: list = []
         try:
-            getattr(self, self._handlers[type(msg)])(now, src, msg, out)
+            self._handlers[type(msg)](now, src, msg, out)
         except ProtocolError as exc:  # refused before the handler changed anything
             self.errors += 1
             return protocol_error_effects(exc)
@@ -1186,24 +1196,6 @@ class Replica:
 
     def _ignore(self, now: int, src: str, m: Any, out: list) -> None:
         """A reply meant for a client: nothing to do."""
-
-    _handlers: ClassVar[dict[type, str]] = {
-        ClientWrite: "_on_write",
-        ClientSearch: "_on_search",
-        Append: "_on_append",
-        AppendReply: "_on_append_reply",
-        RequestVote: "_on_request_vote",
-        VoteReply: "_on_vote",
-        Snapshot: "_on_snapshot",
-        SnapshotReply: "_on_snapshot_reply",
-        TreeRoot: "_on_tree_root",
-        TreeLeaves: "_on_tree_leaves",
-        Repair: "_on_repair",
-        WriteReply: "_ignore",
-        SearchReply: "_ignore",
-    }
-    """Message type -> handler method name (looked up on the instance, so a subclass
-    overrides a handler by overriding the method)."""
 
 
 def shard_settled(replicas: Sequence[Replica | None]) -> bool:
