@@ -22,10 +22,12 @@ if TYPE_CHECKING:
         ReplicaConfig,
         SyncPolicy,
     )
+    from graphrep.protocol.hooks import ReplicaHooks
 
 _WHERE = {
     "config": ("CANDIDATE", "CONCERNS", "FOLLOWER", "LEADER", "POLICIES", "SYNC_POLICIES",
                "Concern", "Policy", "ReplicaConfig", "SyncPolicy"),
+    "hooks": ("ReplicaHooks",),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -39,6 +41,7 @@ __all__ = [
     "Concern",
     "Policy",
     "ReplicaConfig",
+    "ReplicaHooks",
     "SyncPolicy",
 ]
 

@@ -78,6 +78,7 @@ from graphrep.protocol.config import (
     ReplicaConfig,
 )
 from graphrep.protocol.entries import check_entry, wal_entry, wal_record
+from graphrep.protocol.hooks import NO_HOOKS, ReplicaHooks
 from graphrep.protocol.merkle import MerkleTree, ids_in_leaves
 from graphrep.protocol.messages import (
     DELTA,
@@ -108,12 +109,14 @@ __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaCon
 class Replica:
     """One replica of one shard (see the module docstring). Built by the driver as
     ``Replica(name, disk, config, rng)``; ``rng`` (a numpy Generator from the driver)
-    draws election timeouts, the only randomness the protocol needs."""
+    draws election timeouts, the only randomness the protocol needs. ``hooks`` measure
+    its work (:class:`~graphrep.protocol.hooks.ReplicaHooks`)."""
 
     def __init__(self, name: str, disk: Mapping[Hashable, Any], config: ReplicaConfig,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, *, hooks: ReplicaHooks | None = None) -> None:
         if name not in config.replicas:
             raise ProtocolError(f"replica {name!r} is not in the shard's set {config.replicas}")
+        self.hooks = hooks or NO_HOOKS
         self.name = name
         self.config = config
         self.peers = [r for r in config.replicas if r != name]
@@ -220,14 +223,19 @@ class Replica:
     # ------------------------------------------------------------------ sans-IO entry points
 
     def on_start(self, now: int) -> list:
-        self.heard_at = now
-        self.timeout = self._draw_timeout()
-        out: list = [SetTimer("tick", self.config.tick_ns, periodic=True)]
-        self._fix_disk(out)
-        self._report_work(out)
-        return out
+        with self.hooks.callback():
+            self.heard_at = now
+            self.timeout = self._draw_timeout()
+            out: list = [SetTimer("tick", self.config.tick_ns, periodic=True)]
+            self._fix_disk(out)
+            self._report_work(out)
+            return out
 
     def on_timer(self, now: int, name: Hashable) -> list:
+        with self.hooks.callback():
+            return self._tick(now, name)
+
+    def _tick(self, now: int, name: Hashable) -> list:
         out: list = []
         if name == "anti_entropy":  # an operator's "compare now" (a one-shot timer)
             if self.role == LEADER:
@@ -262,19 +270,24 @@ class Replica:
         return out
 
     def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
-        try:
-            msg = decode(payload)
-            if msg.shard != self.config.shard:
-                raise ProtocolError(f"message for shard {msg.shard}, this is shard "
-                                    f"{self.config.shard}")
-        except ProtocolError as exc:
-            self.errors += 1
-            return protocol_error_effects(exc)
-        return self.on_decoded(now, src, msg)
+        with self.hooks.callback():
+            try:
+                msg = decode(payload)
+                if msg.shard != self.config.shard:
+                    raise ProtocolError(f"message for shard {msg.shard}, this is shard "
+                                        f"{self.config.shard}")
+            except ProtocolError as exc:
+                self.errors += 1
+                return protocol_error_effects(exc)
+            return self._dispatch(now, src, msg)
 
     def on_decoded(self, now: int, src: str, msg: Any) -> list:
         """Handle a message already decoded and checked to be for this shard (a host of
         several shards decodes once and hands each message to its shard's replica)."""
+        with self.hooks.callback():
+            return self._dispatch(now, src, msg)
+
+    def _dispatch(self, now: int, src: str, msg: Any) -> list:
         out: list = []
         try:
             self._handlers[type(msg)](now, src, msg, out)
@@ -336,11 +349,11 @@ class Replica:
             self._send_append(p, out)
 
     def _execute(self, op: str, id_: int, vector: bytes) -> EdgeDelta:
-        """Run a client's insert or delete on the leader's index (its own method so that a
-        measurement can tell the index's work from the protocol's)."""
-        if op == "insert":
-            return self.index.insert(id_, np.frombuffer(vector, dtype="<f4"))
-        return self.index.delete(id_)
+        """Run a client's insert or delete on the leader's index, under the ``op`` hook."""
+        with self.hooks.op():
+            if op == "insert":
+                return self.index.insert(id_, np.frombuffer(vector, dtype="<f4"))
+            return self.index.delete(id_)
 
     def _on_search(self, now: int, src: str, m: ClientSearch, out: list) -> None:
         self._catch_up(out)
@@ -734,30 +747,31 @@ class Replica:
         """Apply log entries [applied, end) to the index: runs of deltas in one kernel
         call each; under ``replay``, operations by running them. If the index refuses an
         entry, ``applied`` is that entry's position (everything before it is applied and
-        noted) and the error propagates."""
-        if end <= self.applied:
-            return
-        before = self.index.distance_computations
-        blobs: list[bytes] = []  # delta bytes not applied yet, and their log positions
-        where: list[int] = []
-        try:
-            for pos in range(self.applied, end):
-                _, kind, body = self.log[pos - self.log_start]
-                if kind == DELTA:
-                    blobs.append(body)
-                    where.append(pos)
-                    continue
+        noted) and the error propagates. Under the ``apply`` hook."""
+        with self.hooks.apply():
+            if end <= self.applied:
+                return
+            before = self.index.distance_computations
+            blobs: list[bytes] = []  # delta bytes not applied yet, and their log positions
+            where: list[int] = []
+            try:
+                for pos in range(self.applied, end):
+                    _, kind, body = self.log[pos - self.log_start]
+                    if kind == DELTA:
+                        blobs.append(body)
+                        where.append(pos)
+                        continue
+                    if blobs:
+                        self._apply_deltas(blobs, where)
+                        blobs, where = [], []
+                    if kind == OP:
+                        self.applied = pos
+                        self._apply_op(body, pos)
                 if blobs:
                     self._apply_deltas(blobs, where)
-                    blobs, where = [], []
-                if kind == OP:
-                    self.applied = pos
-                    self._apply_op(body, pos)
-            if blobs:
-                self._apply_deltas(blobs, where)
-            self.applied = end
-        finally:
-            self._work += self.index.distance_computations - before
+                self.applied = end
+            finally:
+                self._work += self.index.distance_computations - before
 
     def _apply_op(self, body: bytes, pos: int) -> None:
         """Run a ``replay`` entry's operation (its body was checked on arrival)."""
@@ -805,37 +819,38 @@ class Replica:
         its log, as a vector database re-indexes a segment after a restart: the graph it
         gets is a different graph from the one sequential inserts gave the others. If the
         build refuses the vectors, the entries are applied one by one instead (which
-        finds the entry at fault)."""
-        if self.snap is not None:
-            return
-        live: dict[int, bytes] = {}
-        ins: dict[int, int] = {}
-        dels: dict[int, int] = {}
-        for pos in range(max(self.applied, self.log_start), end):
-            _, kind, body = self.log[pos - self.log_start]
-            if kind != OP:
-                continue
-            op, id_, vec = msgpack.unpackb(body)
-            if op == "insert":
-                live[id_] = vec
-                ins[id_] = pos
-            else:
-                live.pop(id_, None)
-                dels[id_] = pos
-        if len(live) <= 1:
-            return
-        ids = sorted(live)
-        X = np.stack([np.frombuffer(live[i], dtype="<f4") for i in ids])
-        index = self.config.index()
-        try:
-            index.build(X, ids)
-        except GraphrepError:
-            return
-        self.index = index
-        self.id_pos.update(ins)
-        self.deleted_pos.update(dels)
-        self.applied = end
-        self._work += self.index.distance_computations
+        finds the entry at fault). Under the ``apply`` hook."""
+        with self.hooks.apply():
+            if self.snap is not None:
+                return
+            live: dict[int, bytes] = {}
+            ins: dict[int, int] = {}
+            dels: dict[int, int] = {}
+            for pos in range(max(self.applied, self.log_start), end):
+                _, kind, body = self.log[pos - self.log_start]
+                if kind != OP:
+                    continue
+                op, id_, vec = msgpack.unpackb(body)
+                if op == "insert":
+                    live[id_] = vec
+                    ins[id_] = pos
+                else:
+                    live.pop(id_, None)
+                    dels[id_] = pos
+            if len(live) <= 1:
+                return
+            ids = sorted(live)
+            X = np.stack([np.frombuffer(live[i], dtype="<f4") for i in ids])
+            index = self.config.index()
+            try:
+                index.build(X, ids)
+            except GraphrepError:
+                return
+            self.index = index
+            self.id_pos.update(ins)
+            self.deleted_pos.update(dels)
+            self.applied = end
+            self._work += self.index.distance_computations
 
     def _catch_up(self, out: list) -> None:
         """Apply every committed entry not applied yet (a follower's read path).
@@ -958,41 +973,46 @@ class Replica:
         if m.offset == len(buf):
             buf += m.data
         if len(buf) >= m.total:
-            self._install(m.end, m.last_term, bytes(buf), out)
+            if self._install(m.end, m.last_term, bytes(buf), out):
+                self._catch_up(out)  # the committed entries after the snapshot
+                out.append(Metric("applied", float(self.applied)))
             self._verify(m.end)
             self.incoming = None
             self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, m.total))
             return
         self._send(out, src, SnapshotReply(self.config.shard, self.term, m.end, len(buf)))
 
-    def _install(self, end: int, term: int, data: bytes, out: list) -> None:
-        try:
-            index = VamanaIndex.from_bytes(data)
-        except GraphrepError:
-            out.append(Metric("bad_snapshots", 1.0))
-            return
-        self._scrub_stale(out)
-        keep_tail = end <= self.end and self.term_at(end - 1) == term
-        tail = self.log[end - self.log_start :] if keep_tail and end >= self.log_start else []
-        for p in range(self.log_start, self.end):
-            out.append(DurableWrite(("log", p), None))
-        self.log = list(tail)
-        for i, entry in enumerate(self.log):
-            out.append(DurableWrite(("log", end + i), wal_record(entry)))
-        self.log_start, self.start_term = end, term
-        self.snap = (end, term, data)
-        self.commit = max(self.commit, end)
-        self.index = index
-        self.applied = end
-        self.id_pos.clear()
-        self.deleted_pos.clear()
-        self._note_snapshot_ids(end)
-        out.extend([DurableWrite("snapshot", self.snap), DurableWrite("log_start", end),
-                    DurableWrite("start_term", term), DurableWrite("commit", self.commit),
-                    Sync(), Metric("snapshot_installs", 1.0)])
-        self.synced_end = self.end
-        self._catch_up(out)
-        out.append(Metric("applied", float(self.applied)))
+    def _install(self, end: int, term: int, data: bytes, out: list) -> bool:
+        """Replace the log and the index by a leader's snapshot, under the ``apply`` hook;
+        whether it loaded (a snapshot that does not load changes nothing)."""
+        with self.hooks.apply():
+            try:
+                index = VamanaIndex.from_bytes(data)
+            except GraphrepError:
+                out.append(Metric("bad_snapshots", 1.0))
+                return False
+            self._scrub_stale(out)
+            keep_tail = end <= self.end and self.term_at(end - 1) == term
+            tail = self.log[end - self.log_start :] if keep_tail and end >= self.log_start \
+                else []
+            for p in range(self.log_start, self.end):
+                out.append(DurableWrite(("log", p), None))
+            self.log = list(tail)
+            for i, entry in enumerate(self.log):
+                out.append(DurableWrite(("log", end + i), wal_record(entry)))
+            self.log_start, self.start_term = end, term
+            self.snap = (end, term, data)
+            self.commit = max(self.commit, end)
+            self.index = index
+            self.applied = end
+            self.id_pos.clear()
+            self.deleted_pos.clear()
+            self._note_snapshot_ids(end)
+            out.extend([DurableWrite("snapshot", self.snap), DurableWrite("log_start", end),
+                        DurableWrite("start_term", term), DurableWrite("commit", self.commit),
+                        Sync(), Metric("snapshot_installs", 1.0)])
+            self.synced_end = self.end
+            return True
 
     def _on_snapshot_reply(self, now: int, src: str, m: SnapshotReply, out: list) -> None:
         if not self._from_follower(src, m.term, out):
