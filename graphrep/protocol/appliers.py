@@ -16,9 +16,10 @@ An applier decides, for its policy:
   that came in a snapshot, the snapshot's last position: its prefix holds the write);
 * the policy's flags: whether followers apply the log (``followers_apply``), whether
   anti-entropy compares graphs (``anti_entropy``), whether a new leader rebuilds its
-  index from its durable state (``rebuild_when_elected``), whether snapshots are checked
-  against the log before they are saved (``checks_snapshots``), and the snapshot
-  schedule (``snapshot_schedule``).
+  index from its durable state (``rebuild_when_elected``), whether its index is checked
+  against the log before it is saved as a snapshot (``checks_snapshots``: see
+  :meth:`.snapshots.Snapshots.check_index`), and the snapshot schedule
+  (``snapshot_schedule``).
 
 Policies are registered by name (:func:`register_applier`, :func:`applier_class`); a new
 policy is a new applier class, not a branch in the core. An entry applies the same way
@@ -224,27 +225,6 @@ class Applier:
     def snapshot_bytes(self) -> bytes:
         """The index as a snapshot's bytes."""
         return self.index.to_bytes()
-
-    def check_against_log(self, log: Log, end: int) -> bool:
-        """Before the index is saved as a snapshot of the entries [0, end): rebuild the
-        same state from the previous snapshot and the log and compare digests. An index
-        damaged in memory (behind the protocol's back) is replaced, never persisted;
-        whether it was. Costs one apply per entry of the snapshot window
-        (``verify_snapshots=False`` skips it)."""
-        fresh = type(self)(self.config)
-        if log.snap is not None:
-            fresh.index = fresh.load(log.snap[2])
-        fresh.applied = log.snap_end
-        try:
-            fresh.apply_to(log, end)
-        except GraphrepError:
-            return False
-        finally:
-            self.work += fresh.work
-        if fresh.index.digest() == self.index.digest():
-            return False
-        self.index = fresh.index
-        return True
 
 
 def _op_entry(term: int, op: str, id_: int, vector: bytes) -> tuple[Entry, list[Metric]]:

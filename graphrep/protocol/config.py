@@ -117,7 +117,7 @@ class ReplicaConfig:
     verify_snapshots: bool = True
     """Under ``leader``: before persisting a snapshot, check the index against one
     rebuilt from the previous snapshot and the log (see
-    :meth:`~graphrep.protocol.appliers.Applier.check_against_log`)."""
+    :meth:`~graphrep.protocol.snapshots.Snapshots.check_index`)."""
     sync: str = SyncPolicy.ALWAYS.value
     """When appended log records are made durable: ``always`` syncs every append before
     anything that depends on it is sent; ``tick`` (group commit) syncs once per tick, so

@@ -30,6 +30,7 @@ from graphrep.protocol.config import LEADER
 from graphrep.sansio import DurableWrite, Metric
 
 if TYPE_CHECKING:
+    from graphrep.protocol.appliers import Applier
     from graphrep.protocol.replica import Replica
 
 __all__ = ["Recovery"]
@@ -75,6 +76,22 @@ class Recovery:
             r._apply_to(target)
         except GraphrepError:
             self.cut_log(a.applied)
+
+    def rebuilt(self, end: int) -> Applier | None:
+        """A scratch applier (of the replica's class) holding the state the snapshot and
+        the log up to ``end`` give, or None if an entry does not apply to it. The
+        replica's own index is untouched; the scratch's work counts as the replica's."""
+        r = self.r
+        fresh = type(r.applier)(r.config)
+        if r.log.snap is not None:
+            fresh.adopt(fresh.load(r.log.snap[2]), r.log.snap_end)
+        try:
+            r._apply_to(end, fresh)
+        except GraphrepError:
+            return None
+        finally:
+            r.applier.work += fresh.work
+        return fresh
 
     def lose_snapshot(self) -> None:
         """The durable snapshot does not load (a damaged disk): start over as an empty

@@ -43,6 +43,7 @@ import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.errors import GraphrepError, ProtocolError
+from graphrep.protocol.appliers import Applier
 from graphrep.protocol.config import (
     CANDIDATE,
     CONCERNS,
@@ -488,11 +489,11 @@ class Replica:
         with self.hooks.op():
             return self.applier.execute(op, id_, vector)
 
-    def _apply_to(self, end: int) -> None:
-        """Apply the log up to ``end`` (the applier's ``apply_to``), under the ``apply``
-        hook; raises what the applier raises."""
+    def _apply_to(self, end: int, applier: Applier | None = None) -> None:
+        """Apply the log up to ``end`` with ``applier`` (the replica's by default; a
+        scratch one for a check), under the ``apply`` hook; raises what it raises."""
         with self.hooks.apply():
-            self.applier.apply_to(self.log, end)
+            (applier or self.applier).apply_to(self.log, end)
 
     def _replay_bulk(self, end: int) -> None:
         """The applier's bulk re-index up to ``end`` (``replay``'s; nothing for the
