@@ -26,14 +26,20 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import msgpack
+import numpy as np
 
-from graphrep.errors import MalformedMessage, OversizedMessage, UnsupportedVersion
+from graphrep.errors import (
+    InvalidVector,
+    MalformedMessage,
+    OversizedMessage,
+    UnsupportedVersion,
+)
 
 __all__ = [
     "DELTA", "MAX_MESSAGE_BYTES", "NOOP", "OP", "PROTOCOL_VERSION", "Append", "AppendReply",
     "ClientSearch", "ClientWrite", "Entry", "Repair", "RequestVote", "SearchReply",
     "Snapshot", "SnapshotReply", "TreeLeaves", "TreeRoot", "VoteReply", "WriteReply",
-    "decode", "encode",
+    "decode", "encode", "vector_of",
 ]
 
 PROTOCOL_VERSION = 1
@@ -310,3 +316,12 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> NamedTuple:
     if cls is Append:
         fields[5] = [tuple(e) for e in fields[5]]
     return cls(*fields)
+
+
+def vector_of(data: bytes, dim: int) -> np.ndarray:
+    """The float32 vector a message carries; raises :class:`InvalidVector` unless it is
+    exactly ``dim`` little-endian float32 (4 * ``dim`` bytes)."""
+    if len(data) != 4 * dim:
+        raise InvalidVector(f"a vector of this shard is {dim} float32 ({4 * dim} bytes), "
+                            f"got {len(data)} bytes")
+    return np.frombuffer(data, dtype="<f4")

@@ -1,8 +1,29 @@
 """Planted bugs: deliberately broken variants of the protocol the specification must catch.
 
-Each :class:`Mutant` is a replica class (a subclass of
-:class:`~graphrep.protocol.replica.Replica` that breaks one rule) or a placement
-function. They exist for tests and for ``graphrep mutants``, which runs the
+Each :class:`Mutant` is a replica with one seam replaced (a collaborator class of
+:class:`~graphrep.protocol.seams.Seams` that breaks one rule, in the public method where
+that rule lives) or a placement function:
+
+==========================  ============  ==========================================
+mutant                      seam          what it replaces
+==========================  ============  ==========================================
+ack-before-sync             log           ``Log.durable_end``
+majority-one-ack-early      tracker       ``Tracker.quorum_end``
+apply-out-of-order          log           ``Log.anchor`` (gaps)
+no-conflict-check           log           ``Log.anchor`` (conflicts)
+no-retransmit               progress      ``Progress.rewind``
+accept-stale-term           terms         ``Terms.admits``
+anti-entropy-wrong-range    anti_entropy  ``AntiEntropy.differing_leaves``
+merge-repruned-lists        log           ``Log.accept`` (a follower's copy)
+snapshot-without-tail       snapshots     ``Snapshots.installed_end``
+search-ignores-token        clients       ``Clients.can_answer``
+placement-ignores-regions   (placer)      the placement function
+==========================  ============  ==========================================
+
+No mutant overrides a private method of the replica, so a refactoring of the replica
+that keeps the seams keeps every mutant armed. The replica is built as
+``Replica(name, disk, config, rng, seams=mutant.seams)`` (``Mutant.replica`` is that
+factory). They exist for tests and for ``graphrep mutants``, which runs the
 specification against each and reports whether it was caught, by which invariant, after
 how many examples, and the shrunk failing steps. No user-facing option selects them.
 
@@ -12,8 +33,9 @@ mutant here is caught (tests/spec/test_mutants.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,100 +43,96 @@ import numpy as np
 from graphrep.ann import EdgeDelta
 from graphrep.ann.delta import KIND_DIFF
 from graphrep.errors import InvalidArgument
-from graphrep.protocol.messages import DELTA, Append
+from graphrep.protocol.antientropy import AntiEntropy
+from graphrep.protocol.clients import Clients
+from graphrep.protocol.log import CONFLICT, Log
+from graphrep.protocol.messages import DELTA, Entry
 from graphrep.protocol.placement import ShardPlacement
+from graphrep.protocol.progress import Progress, Tracker
 from graphrep.protocol.replica import Replica
+from graphrep.protocol.seams import Seams
+from graphrep.protocol.snapshots import Snapshots
+from graphrep.protocol.terms import Terms
 
 __all__ = ["MUTANTS", "Mutant", "run_mutant"]
 
 
 # ---------------------------------------------------------------------- the planted bugs
 
-class AckBeforeSync(Replica):
+class AckBeforeSync(Log):
     """Counts appended log records as durable before they are synced (under
     ``sync="tick"`` a write is acknowledged, and a follower's copy counted, too early)."""
 
-    def _durable_end(self) -> int:
+    def durable_end(self) -> int:
         return self.end
 
 
-class CountMajorityEarly(Replica):
+class CountMajorityEarly(Tracker):
     """Counts a write as acknowledged by a majority one acknowledgement too early."""
 
-    def _quorum_end(self) -> int:
-        return self._durable_ends()[max(self.majority - 2, 0)]
+    def quorum_end(self, own: int) -> int:
+        return self.durable_ends(own)[max(self.majority - 2, 0)]
 
 
-class ApplyOutOfOrder(Replica):
+class ApplyOutOfOrder(Log):
     """Skips gap detection: an append that overtook a missing range is appended at the
     end of the follower's log, out of order, instead of waiting for the gap to fill."""
 
-    def _on_append(self, now: int, src: str, m: Append, out: list) -> None:
-        if m.prev_end > self.end and m.entries and m.term >= self.term:
-            m = m._replace(prev_end=self.end, prev_term=self.term_at(self.end - 1) or 0)
-        super()._on_append(now, src, m, out)
+    def anchor(self, prev_end: int, prev_term: int, count: int) -> int:
+        if prev_end > self.end and count:
+            return self.end
+        return super().anchor(prev_end, prev_term, count)
 
 
-class NoConflictCheck(Replica):
+class NoConflictCheck(Log):
     """Accepts a leader's entries without checking that the entry before them matches
     (the previous term), so a deposed leader's leftovers stay in the log."""
 
-    def _on_append(self, now: int, src: str, m: Append, out: list) -> None:
-        if m.prev_end <= self.end:
-            mine = self.term_at(m.prev_end - 1)
-            if mine is not None:
-                m = m._replace(prev_term=mine)
-        super()._on_append(now, src, m, out)
+    def anchor(self, prev_end: int, prev_term: int, count: int) -> int:
+        at = super().anchor(prev_end, prev_term, count)
+        return prev_end if at == CONFLICT else at
 
 
-class NoRetransmit(Replica):
+class NoRetransmit(Progress):
     """Never sends a log entry twice: a lost append is never repaired."""
 
-    def _send_append(self, peer: str, out: list, heartbeat: bool = False) -> None:
-        sent = getattr(self, "_sent", None)
-        if sent is None:
-            sent = self._sent = {}
-        key = (peer, self.term)
-        if peer in self.next:
-            self.next[peer] = max(self.next[peer], sent.get(key, 0))
-        super()._send_append(peer, out, heartbeat)
-        if peer in self.next:
-            sent[key] = max(sent.get(key, 0), self.next[peer])
+    __slots__ = ()
+
+    def rewind(self, to: int) -> None:
+        pass  # ``next`` never goes back
 
 
-class AcceptStaleTerm(Replica):
+class AcceptStaleTerm(Terms):
     """Follows a leader of an older term (goes back to its term) instead of refusing it:
     a deposed leader's late appends are accepted, so terms no longer fence it."""
 
-    def _hear_leader(self, now: int, src: str, term: int, out: list) -> bool:
+    def admits(self, term: int) -> bool:
         if term < self.term:
             self.term = term
             self.voted_for = None
-            self._become_follower()
-        return super()._hear_leader(now, src, term, out)
+        return True
 
 
-class AntiEntropyWrongRange(Replica):
+class AntiEntropyWrongRange(AntiEntropy):
     """Anti-entropy ships the records of the leaf next to each differing one: an
     off-by-one in the compared range, so a damaged replica is never repaired."""
 
     @staticmethod
-    def _differing_leaves(mine: list[bytes], theirs: list[bytes]) -> list[int]:
+    def differing_leaves(mine: list[bytes], theirs: list[bytes]) -> list[int]:
         n = len(mine)
         return sorted({(i + 1) % n for i, (a, b) in enumerate(zip(mine, theirs, strict=True))
                        if a != b})
 
 
-class MergeRePrunedLists(Replica):
+class MergeRePrunedLists(Log):
     """Applies a re-pruned neighbour list incrementally: a diff's added neighbours are
     merged in, but the pruned ones are kept (the leader's list replaced, not merged, is
     what makes a replica equal to it)."""
 
-    def _append_local(self, entry: Any, out: list) -> int:
-        term, kind, body = entry
-        if kind == DELTA and self.role != "leader":
-            entry = (term, kind, _keep_pruned(body))
-        return super()._append_local(entry, out)
+    def accept(self, start: int, entries: Sequence[Entry], out: list,
+               truncate: Callable[[int, list], None]) -> None:
+        kept = [(t, k, _keep_pruned(b)) if k == DELTA else (t, k, b) for t, k, b in entries]
+        super().accept(start, kept, out, truncate)
 
 
 def _keep_pruned(body: bytes) -> bytes:
@@ -137,24 +155,19 @@ def _keep_pruned(body: bytes) -> bytes:
     return changed.to_bytes()
 
 
-class SnapshotWithoutTail(Replica):
+class SnapshotWithoutTail(Snapshots):
     """After a follower installs a snapshot, the leader assumes it holds the whole log
     (it never sends the tail appended after the snapshot)."""
 
-    def _on_snapshot_reply(self, now: int, src: str, m: Any, out: list) -> None:
-        done = (self.role == "leader" and m.term == self.term and src in self.match
-                and self.snap is not None and m.end == self.snap[0]
-                and m.offset >= len(self.snap[2]))
-        if done:
-            self.match[src] = self.next[src] = self.end
-        super()._on_snapshot_reply(now, src, m, out)
+    def installed_end(self, end: int) -> int:
+        return self.r.log.end
 
 
-class SearchIgnoresToken(Replica):
+class SearchIgnoresToken(Clients):
     """Answers a search from whatever it has applied, ignoring the session token."""
 
-    def _on_search(self, now: int, src: str, m: Any, out: list) -> None:
-        super()._on_search(now, src, m._replace(min_seq=0), out)
+    def can_answer(self, min_seq: int) -> bool:
+        return True
 
 
 def placement_ignoring_regions(nodes: Mapping[str, str], shards: Mapping[int, Sequence[str]],
@@ -170,27 +183,38 @@ def placement_ignoring_regions(nodes: Mapping[str, str], shards: Mapping[int, Se
 
 @dataclass(frozen=True)
 class Mutant:
+    """A planted bug: ``seams`` (a replica with one seam replaced) and ``replica``, the
+    factory that builds it (``Replica(..., seams=seams)``); or ``placer``."""
+
     name: str
     description: str
-    replica: type[Replica] | None = None
+    replica: Callable[..., Replica] | None = None
     placer: Any = None
+    seams: Seams | None = None
 
 
-def _mutant(name: str, cls: type[Replica]) -> Mutant:
-    return Mutant(name, " ".join((cls.__doc__ or "").split()), replica=cls)
+def _mutant(name: str, **seam: type) -> Mutant:
+    """The mutant replacing one seam (``log=AckBeforeSync``, say), described by the
+    replacing class's docstring. Its factory carries the class's name, which the
+    specification names its state machine after (and derives its examples from)."""
+    ((_, cls),) = seam.items()
+    seams = Seams(**seam)
+    build = partial(Replica, seams=seams)
+    build.__name__ = cls.__name__  # type: ignore[attr-defined]
+    return Mutant(name, " ".join((cls.__doc__ or "").split()), replica=build, seams=seams)
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
-    _mutant("ack-before-sync", AckBeforeSync),
-    _mutant("majority-one-ack-early", CountMajorityEarly),
-    _mutant("apply-out-of-order", ApplyOutOfOrder),
-    _mutant("no-conflict-check", NoConflictCheck),
-    _mutant("no-retransmit", NoRetransmit),
-    _mutant("accept-stale-term", AcceptStaleTerm),
-    _mutant("anti-entropy-wrong-range", AntiEntropyWrongRange),
-    _mutant("merge-repruned-lists", MergeRePrunedLists),
-    _mutant("snapshot-without-tail", SnapshotWithoutTail),
-    _mutant("search-ignores-token", SearchIgnoresToken),
+    _mutant("ack-before-sync", log=AckBeforeSync),
+    _mutant("majority-one-ack-early", tracker=CountMajorityEarly),
+    _mutant("apply-out-of-order", log=ApplyOutOfOrder),
+    _mutant("no-conflict-check", log=NoConflictCheck),
+    _mutant("no-retransmit", progress=NoRetransmit),
+    _mutant("accept-stale-term", terms=AcceptStaleTerm),
+    _mutant("anti-entropy-wrong-range", anti_entropy=AntiEntropyWrongRange),
+    _mutant("merge-repruned-lists", log=MergeRePrunedLists),
+    _mutant("snapshot-without-tail", snapshots=SnapshotWithoutTail),
+    _mutant("search-ignores-token", clients=SearchIgnoresToken),
     Mutant("placement-ignores-regions", " ".join(
         (placement_ignoring_regions.__doc__ or "").split()), placer=placement_ignoring_regions),
 )}

@@ -37,7 +37,7 @@ def replica(name: str, cfg: ReplicaConfig = CFG, disk: dict | None = None) -> Re
 def leader(n: int, cfg: ReplicaConfig = CFG) -> Replica:
     """Replica a made leader by hand with n inserts (acknowledged at 'one')."""
     a = replica("a", cfg)
-    a._become_leader(0, [])
+    a.become_leader(0, [])
     rng = np.random.default_rng(1)
     for i in range(n):
         vec = rng.random(4, dtype=np.float32).tobytes()
@@ -60,7 +60,7 @@ def metrics(effects: list) -> dict[str, float]:
 
 
 def state(r: Replica) -> tuple:
-    return (r.term, r.voted_for, r.leader, list(r.log), r.commit, r.applied,
+    return (r.term, r.terms.voted_for, r.leader, list(r.log.entries), r.commit, r.applied,
             r.index.digest())
 
 
@@ -84,9 +84,9 @@ def test_check_entry_refuses_bodies_that_are_not_what_their_kind_promises(entry)
 
 def test_check_entry_refuses_every_single_bit_flip_of_a_delta():
     a = leader(1)
-    _, kind, body = a.log[1]
+    _, kind, body = a.log.entries[1]
     assert kind == DELTA
-    check_entry(a.log[1], 4)
+    check_entry(a.log.entries[1], 4)
     for bit in range(len(body) * 8):
         with pytest.raises(DamagedEntry):
             check_entry((1, DELTA, flip(body, bit)), 4)
@@ -99,7 +99,7 @@ def test_check_entry_refuses_every_single_bit_flip_of_a_delta():
 def test_an_append_with_a_damaged_entry_is_refused_and_changes_nothing(damage):
     cfg = REPLAY if damage.startswith("op") else CFG
     a = leader(3, cfg)
-    entries = list(a.log)
+    entries = list(a.log.entries)
     if damage == "bit_flip":
         t, k, body = entries[2]
         entries[2] = (t, k, flip(body, 77))
@@ -120,17 +120,18 @@ def test_an_append_with_a_damaged_entry_is_refused_and_changes_nothing(damage):
     assert [type(e) for e in out] == [Metric, Metric] and b.errors == 1
     assert metrics(out)["protocol_errors"] == 1
     # the leader's retransmission (the intact entries) is taken as usual
-    good = Append(0, a.term, "a", 0, 0, list(a.log), len(a.log))
+    good = Append(0, a.term, "a", 0, 0, list(a.log.entries), len(a.log.entries))
     b.on_message(2, "a", encode(good), 0)
-    assert b.log == a.log and b.applied == len(a.log)
+    assert b.log.entries == a.log.entries and b.applied == len(a.log.entries)
     assert b.index.digest() == a.index.digest()
 
 
 def test_an_append_contradicting_a_committed_entry_is_refused_not_raised():
     a = leader(2)
     b = replica("b")
-    b.on_message(0, "a", encode(Append(0, a.term, "a", 0, 0, list(a.log), len(a.log))), 0)
-    assert b.commit == len(a.log) == 3
+    log = list(a.log.entries)
+    b.on_message(0, "a", encode(Append(0, a.term, "a", 0, 0, log, len(log))), 0)
+    assert b.commit == len(a.log.entries) == 3
     before = state(b)
     # a "leader" of the next term whose entries at the committed positions 1, 2 differ
     lying = Append(0, a.term + 1, "c", 1, a.term, [(a.term + 1, NOOP, b"")] * 2, 3)
@@ -151,13 +152,13 @@ def disk_of(log: list, commit: int, term: int = 1) -> dict:
 def test_a_durable_damaged_entry_below_commit_ends_the_log_like_a_torn_tail(damage):
     cfg = CFG if damage.startswith("delta") else REPLAY
     a = leader(5, cfg)
-    log = list(a.log)
+    log = list(a.log.entries)
     t, k, body = log[3]
     log[3] = (t, k, flip(body, 9) if damage == "delta_bit_flip" else
               b"\xc1" if damage == "op_not_msgpack" else msgpack.packb([1]))
     disk = disk_of(log, commit=len(log))  # the WAL checksum is over the damaged body
     b = Replica("b", disk, cfg, np.random.default_rng(0))  # must not raise
-    assert b.log == log[:3] and b.commit == 3 and b.applied == 3 and b.wal_damaged == 1
+    assert b.log.entries == log[:3] and b.commit == 3 and b.applied == 3 and b.log.damaged == 1
     b.on_start(0)
     assert b.index.digest() == Replica("b", disk_of(log[:3], 3), cfg,
                                        np.random.default_rng(0)).index.digest()
@@ -168,11 +169,11 @@ def test_a_committed_delta_that_no_rebuilt_index_accepts_is_cut_and_nothing_rais
     follower rebuilds, finds that the entry itself is at fault, cuts its log there and
     moves its commit back: the leader sends the entries again."""
     a = leader(3)
-    log = list(a.log)
+    log = list(a.log.entries)
     log[2], log[3] = log[3], log[2]
     b = replica("b")
     out = b.on_message(1, "a", encode(Append(0, a.term, "a", 0, 0, log, len(log))), 0)
-    assert b.end == 2 and b.commit == 2 and b.applied == 2 and b.log == a.log[:2]
+    assert b.end == 2 and b.commit == 2 and b.applied == 2 and b.log.entries == a.log.entries[:2]
     m = metrics(out)
     assert m["apply_failures"] == 1 and m["damaged_entries"] == 1
     erased = {e.key for e in out if type(e) is DurableWrite and e.value is None}
@@ -187,7 +188,7 @@ def test_a_committed_delta_that_no_rebuilt_index_accepts_is_cut_and_nothing_rais
             else:
                 disk[e.key] = e.value
     again = Replica("b", disk, CFG, np.random.default_rng(0))
-    assert again.log == b.log and again.commit == 2
+    assert again.log.entries == b.log.entries and again.commit == 2
 
 
 def test_a_snapshot_that_does_not_load_leaves_an_empty_replica_not_a_crash():
@@ -195,11 +196,12 @@ def test_a_snapshot_that_does_not_load_leaves_an_empty_replica_not_a_crash():
     disk = {"term": a.term, "commit": 4, "snapshot": (4, 1, b"not an index"), "log_start": 4,
             "start_term": 1, ("log", 4): wal_record((1, NOOP, b""))}
     b = Replica("b", disk, CFG, np.random.default_rng(0))
-    assert b.snap is None and b.log == [] and b.commit == 0 and b.end == 0
+    assert b.log.snap is None and b.log.entries == [] and b.commit == 0 and b.end == 0
     out = b.on_start(0)
     assert DurableWrite("snapshot", None) in out and DurableWrite("log_start", 0) in out
     assert DurableWrite(("log", 4), None) in out
-    b.on_message(1, "a", encode(Append(0, a.term, "a", 0, 0, list(a.log), len(a.log))), 0)
+    log = list(a.log.entries)
+    b.on_message(1, "a", encode(Append(0, a.term, "a", 0, 0, log, len(log))), 0)
     assert b.index.digest() == a.index.digest()
 
 
@@ -233,14 +235,14 @@ def test_a_follower_that_lost_acknowledged_entries_gets_them_again():
                                                                   "majority")), 0)
         pump(nodes, [("a", out)], 401 * MS)
     pump(nodes, [("a", a.on_timer(402 * MS, "tick"))], 402 * MS)
-    assert a.match["b"] == a.end == b.end == b.commit == 7
+    assert a.tracker["b"].match == a.end == b.end == b.commit == 7
     # b restarts from a disk whose entry 4 is damaged (a torn tail below its commit)
-    disk = disk_of(list(b.log), commit=7, term=a.term)
-    t, k, body = b.log[4]
+    disk = disk_of(list(b.log.entries), commit=7, term=a.term)
+    t, k, body = b.log.entries[4]
     disk[("log", 4)] = wal_record((t, k, flip(body, 100)))
     b = nodes["b"] = Replica("b", disk, CFG, np.random.default_rng(0))
     pump(nodes, [("b", b.on_start(403 * MS))], 403 * MS)
-    assert b.end == 4 and a.match["b"] == 7
+    assert b.end == 4 and a.tracker["b"].match == 7
     # one gap report below match could be a stale reply; the second in a row is believed
     t_ = 404
     for t_ in range(404, 420):
@@ -249,35 +251,38 @@ def test_a_follower_that_lost_acknowledged_entries_gets_them_again():
         if b.end == a.end:
             break
     assert b.end == a.end == b.commit and b.index.digest() == a.index.digest(), t_
-    assert a.match["b"] == a.end
+    assert a.tracker["b"].match == a.end
 
 
 def test_a_single_gap_report_below_match_is_taken_for_a_stale_reply():
     a = leader(3)
-    for p in a.peers:
-        a.match[p] = a.next[p] = a.end
+    for p in a.peers:  # both followers acknowledged everything
+        a.tracker[p].acknowledged(a.end, 0)
     out = a.on_message(5, "b", encode(AppendReply(0, a.term, False, 1)), 0)
-    assert a.match["b"] == a.end and [e for e in out if type(e) is Send] == []
+    assert a.tracker["b"].match == a.end and [e for e in out if type(e) is Send] == []
     out = a.on_message(6, "b", encode(AppendReply(0, a.term, True, a.end)), 0)
     out = a.on_message(7, "b", encode(AppendReply(0, a.term, False, 1)), 0)
-    assert a.match["b"] == a.end  # an acknowledgement came between the two
+    assert a.tracker["b"].match == a.end  # an acknowledgement came between the two
     out = a.on_message(8, "b", encode(AppendReply(0, a.term, False, 1)), 0)
-    assert a.match["b"] == 1 and metrics(out)["follower_regressions"] == 1
+    assert a.tracker["b"].match == 1 and metrics(out)["follower_regressions"] == 1
     (resend,) = [decode(e.payload) for e in out if type(e) is Send]
     assert resend.prev_end == 1 and len(resend.entries) == a.end - 1
 
 
 def test_impossible_positions_are_refused_and_change_nothing():
     a = leader(2)
-    for p in a.peers:
-        a.match[p] = a.next[p] = a.end
-    before = (dict(a.match), a.commit)
+    for p in a.peers:  # both followers acknowledged everything
+        a.tracker[p].acknowledged(a.end, 0)
+    def matches() -> list[int]:
+        return [a.tracker[p].match for p in a.peers]
+
+    before = (matches(), a.commit)
     out = a.on_message(5, "b", encode(AppendReply(0, a.term, True, a.end + 100)), 0)
-    assert (dict(a.match), a.commit) == before and metrics(out)["protocol_errors"] == 1
+    assert (matches(), a.commit) == before and metrics(out)["protocol_errors"] == 1
     b = replica("b")
     b.on_message(0, "a", encode(Append(0, a.term, "a", 0, 0, [], 0)), 0)
     before_b = state(b)
-    for bad in (Append(0, a.term, "a", -1, 0, list(a.log), 0),
-                Append(0, a.term, "a", 0, 0, list(a.log), -5)):
+    for bad in (Append(0, a.term, "a", -1, 0, list(a.log.entries), 0),
+                Append(0, a.term, "a", 0, 0, list(a.log.entries), -5)):
         out = b.on_message(1, "a", encode(bad), 0)
         assert state(b) == before_b and metrics(out)["protocol_errors"] == 1

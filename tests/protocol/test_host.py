@@ -40,7 +40,7 @@ class Disk:
 
 
 def state(r: Replica) -> tuple:
-    return (r.term, r.voted_for, list(r.log), r.role, r.commit, r.ticks)
+    return (r.term, r.terms.voted_for, list(r.log.entries), r.role, r.commit, r.ticks)
 
 
 def test_each_config_gets_its_own_replica():
@@ -109,8 +109,8 @@ def test_a_restarted_host_gives_each_replica_back_its_own_durable_state():
     disk.take(h.on_timer(LATE, (1, "tick")))  # shard 1: a candidate in term 1
     disk.take(h.on_timer(2 * LATE, (1, "tick")))  # ... no votes: term 2
     solo, pair = h.replicas[0], h.replicas[1]
-    assert (solo.term, solo.log) == (1, [(1, NOOP, b"")])
-    assert (pair.term, pair.voted_for, pair.log) == (2, "a", [])
+    assert (solo.term, solo.log.entries) == (1, [(1, NOOP, b"")])
+    assert (pair.term, pair.terms.voted_for, pair.log.entries) == (2, "a", [])
     # every key on disk is (shard, key), and each shard wrote its own
     assert all(isinstance(k, tuple) and len(k) == 2 for k in disk.synced)
     assert disk.synced[(0, "term")] == 1 and disk.synced[(1, "term")] == 2
@@ -118,16 +118,16 @@ def test_a_restarted_host_gives_each_replica_back_its_own_durable_state():
 
     again = host(dict(disk.synced))  # a restart: only what was synced
     r0, r1 = again.replicas[0], again.replicas[1]
-    assert (r0.term, r0.voted_for, r0.log) == (1, "a", [(1, NOOP, b"")])
-    assert (r1.term, r1.voted_for, r1.log) == (2, "a", [])
-    assert r0.wal_damaged == r1.wal_damaged == 0
+    assert (r0.term, r0.terms.voted_for, r0.log.entries) == (1, "a", [(1, NOOP, b"")])
+    assert (r1.term, r1.terms.voted_for, r1.log.entries) == (2, "a", [])
+    assert r0.log.damaged == r1.log.damaged == 0
 
 
 def test_disk_keys_of_other_shards_or_not_namespaced_are_not_handed_out():
     disk = {"term": 9, ("log", 0): "junk", (5, "term"): 7, (1, "term"): 4, (0, "term"): 3}
     h = host(disk)
     assert h.replicas[0].term == 3 and h.replicas[1].term == 4
-    assert h.replicas[0].log == [] and h.replicas[1].log == []
+    assert h.replicas[0].log.entries == [] and h.replicas[1].log.entries == []
 
 
 def test_a_message_is_handed_to_its_shards_replica_and_the_reply_names_that_shard():

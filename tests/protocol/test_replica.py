@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from graphrep.errors import ProtocolError
+from graphrep.protocol.entries import wal_entry, wal_record
 from graphrep.protocol.messages import (
     DELTA,
+    NOOP,
     Append,
     AppendReply,
     ClientWrite,
+    VoteReply,
     WriteReply,
     decode,
     encode,
 )
 from graphrep.protocol.replica import FOLLOWER, LEADER, Replica, ReplicaConfig
-from graphrep.sansio import DurableWrite, Metric, Send, Sync
+from graphrep.sansio import MS, DurableWrite, Metric, Send, Sync
 
 CFG = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16)
 
@@ -33,7 +38,7 @@ def leader_with_writes(n: int) -> tuple[Replica, list]:
     """Replica a made leader by hand, with n inserts acknowledged at 'one'."""
     a = replica("a")
     out: list = []
-    a._become_leader(0, out)
+    a.become_leader(0, out)
     rng = np.random.default_rng(1)
     for i in range(n):
         msg = ClientWrite(0, i, "insert", i, rng.random(4, dtype=np.float32).tobytes(), "one")
@@ -46,7 +51,7 @@ def test_a_stale_term_is_refused_and_changes_nothing():
     b.on_message(0, "a", encode(Append(0, 5, "a", 0, 0, [], 0)), 0)
     assert b.term == 5 and b.leader == "a"
     out = b.on_message(1, "x", encode(Append(0, 3, "x", 0, 0, [(3, DELTA, b"late")], 0)), 0)
-    assert b.log == [] and b.leader == "a"
+    assert b.log.entries == [] and b.leader == "a"
     assert sent(out) == [("x", AppendReply(0, 5, False, -1))]
 
 
@@ -58,11 +63,12 @@ def test_a_gap_asks_for_the_missing_range():
 
 def test_an_overtaking_append_waits_for_the_gap_to_fill():
     a, _ = leader_with_writes(4)
-    first = Append(0, a.term, "a", 0, 0, list(a.log[:3]), 0)
-    second = Append(0, a.term, "a", 3, a.log[2][0], list(a.log[3:]), len(a.log))
+    log = list(a.log.entries)
+    first = Append(0, a.term, "a", 0, 0, log[:3], 0)
+    second = Append(0, a.term, "a", 3, log[2][0], log[3:], len(log))
     b = replica()
     assert sent(b.on_message(0, "a", encode(second), 0)) == []  # held, not refused
-    assert b.log == []
+    assert b.log.entries == []
     out = b.on_message(1, "a", encode(first), 0)
     assert [m for _, m in sent(out)] == [AppendReply(0, a.term, True, 3),
                                          AppendReply(0, a.term, True, 5)]
@@ -71,18 +77,19 @@ def test_an_overtaking_append_waits_for_the_gap_to_fill():
 
 def test_followers_apply_committed_deltas_and_recover_them_from_disk():
     a, out = leader_with_writes(5)
-    assert a.role == LEADER and len(a.log) == 6  # the leader's NOOP, then 5 deltas
+    assert a.role == LEADER and len(a.log.entries) == 6  # the leader's NOOP, then 5 deltas
     acks = [m for to, m in sent(out) if to == "client"]
     assert [m.status for m in acks] == ["ok"] * 5 and all(isinstance(m, WriteReply)
                                                            for m in acks)
     b = replica("b")
     disk: dict = {}
-    msg = Append(0, a.term, "a", 0, 0, list(a.log), len(a.log))
+    msg = Append(0, a.term, "a", 0, 0, list(a.log.entries), len(a.log.entries))
     effects = b.on_message(2, "a", encode(msg), 0)
     for e in effects:  # what the simulated disk would keep
         if type(e) is DurableWrite:
             disk[e.key] = e.value
-        assert type(e) is not Sync or True
+    last_write = max(i for i, e in enumerate(effects) if type(e) is DurableWrite)
+    assert any(type(e) is Sync for e in effects[last_write:])  # all of it synced
     assert b.applied == 6 and b.index.digest() == a.index.digest()
     assert sent(effects)[-1] == ("a", AppendReply(0, a.term, True, 6))
     again = replica("b", disk)  # a restart
@@ -102,23 +109,16 @@ def test_malformed_messages_are_counted_and_the_replica_keeps_working():
 
 def test_a_bad_vector_is_an_error_reply_and_changes_nothing():
     a, _ = leader_with_writes(2)
-    before = (a.index.digest(), len(a.log))
+    before = (a.index.digest(), len(a.log.entries))
     for vec in (np.full(4, np.nan, dtype=np.float32).tobytes(), b"\x00" * 12):
         out = a.on_message(3, "client", encode(ClientWrite(0, 9, "insert", 99, vec, "one")), 0)
         (reply,) = [m for _, m in sent(out)]
         assert reply.status == "error" and reply.error
-    assert (a.index.digest(), len(a.log)) == before
+    assert (a.index.digest(), len(a.log.entries)) == before
 
 
 # ---------------------------------------------------------------------- sync policy
-# (imported here, not at the top: the tests below were appended to this file)
-import pytest  # noqa: E402
 
-from graphrep.errors import ProtocolError  # noqa: E402
-from graphrep.protocol.messages import NOOP, VoteReply  # noqa: E402
-from graphrep.protocol.replica import wal_entry, wal_record  # noqa: E402
-
-MS = 1_000_000
 TICK = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, sync="tick")
 
 
@@ -128,7 +128,7 @@ def elected(cfg: ReplicaConfig) -> tuple[Replica, list]:
     a.on_start(0)
     out = a.on_timer(400 * MS, "tick")  # past the election timeout: a candidate
     out += a.on_message(400 * MS, "b", encode(VoteReply(0, 1, True)), 0)
-    assert a.role == LEADER and a.term == 1 and a.log == [(1, NOOP, b"")]
+    assert a.role == LEADER and a.term == 1 and a.log.entries == [(1, NOOP, b"")]
     return a, out
 
 
@@ -159,7 +159,7 @@ def test_sync_always_acknowledges_a_one_write_at_once_after_its_sync():
     a, _ = elected(CFG)
     out = a.on_message(401 * MS, "client", write(1), 0)
     (reply,) = client_replies(out)
-    assert reply.status == "ok" and reply.seq == 1 and a.pending == []
+    assert reply.status == "ok" and reply.seq == 1 and a.clients.pending == []
     names = kinds(out)
     assert "Sync" in names
     assert names.index("DurableWrite") < names.index("Sync") < len(names) - 1
@@ -172,9 +172,9 @@ def test_sync_tick_acknowledges_a_one_write_only_after_the_next_ticks_sync():
     a, _ = elected(TICK)
     out = a.on_message(401 * MS, "client", write(1), 0)
     assert client_replies(out) == [] and "Sync" not in kinds(out)
-    assert DurableWrite(("log", 1), wal_record(a.log[1])) in out  # buffered, not synced
+    assert DurableWrite(("log", 1), wal_record(a.log.entries[1])) in out  # buffered, not synced
     out2 = a.on_message(402 * MS, "client", write(2), 0)  # a second one shares the sync
-    assert client_replies(out2) == [] and len(a.pending) == 2
+    assert client_replies(out2) == [] and len(a.clients.pending) == 2
     tick = a.on_timer(410 * MS, "tick")
     names = kinds(tick)
     assert names.count("Sync") == 1
@@ -182,7 +182,7 @@ def test_sync_tick_acknowledges_a_one_write_only_after_the_next_ticks_sync():
     assert [(m.req, m.status, m.seq) for m in replies] == [(1, "ok", 1), (2, "ok", 2)]
     first_ack = next(i for i, e in enumerate(tick) if type(e) is Send
                      and decode(e.payload) == replies[0])
-    assert names.index("Sync") < first_ack and a.pending == []
+    assert names.index("Sync") < first_ack and a.clients.pending == []
     assert a.on_timer(420 * MS, "tick").count(Sync()) == 0  # nothing left to sync
 
 
@@ -199,7 +199,7 @@ def test_sync_tick_a_leader_counts_only_its_synced_entries_toward_commit():
 
 def test_sync_tick_a_follower_claims_only_synced_entries_until_the_tick():
     leader, _ = leader_with_writes(4)  # 5 entries of term 0
-    log = list(leader.log)
+    log = list(leader.log.entries)
     b = Replica("b", {}, TICK, np.random.default_rng(0))
     b.on_start(0)
     out = b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, log[:2], 0)), 0)
@@ -222,8 +222,8 @@ def test_sync_tick_a_follower_claims_only_synced_entries_until_the_tick():
 def test_sync_always_a_follower_claims_every_entry_at_once():
     leader, _ = leader_with_writes(4)
     b = replica("b")
-    b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, list(leader.log[:2]), 0)), 0)
-    out = b.on_message(2, "a", encode(Append(0, 1, "a", 2, 0, list(leader.log[2:]), 0)), 0)
+    b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, list(leader.log.entries[:2]), 0)), 0)
+    out = b.on_message(2, "a", encode(Append(0, 1, "a", 2, 0, list(leader.log.entries[2:]), 0)), 0)
     assert kinds(out).count("Sync") == 3  # one per appended entry
     assert sent(out) == [("a", AppendReply(0, 1, True, 5))]
 
@@ -243,13 +243,17 @@ def test_sync_tick_an_unsynced_tail_is_not_on_the_disk_a_restart_sees():
                 disk.update(buffer)
                 buffer.clear()
 
-    keep(b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, [leader.log[0]], 0)), 0))
-    assert Replica("b", dict(disk), TICK, np.random.default_rng(0)).log == []
+    def restarted() -> list:
+        return Replica("b", dict(disk), TICK, np.random.default_rng(0)).log.entries
+
+    log = list(leader.log.entries)
+    keep(b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, log[:1], 0)), 0))
+    assert restarted() == []
     keep(b.on_timer(2, "tick"))
-    keep(b.on_message(2, "a", encode(Append(0, 1, "a", 1, 0, list(leader.log[1:]), 0)), 0))
-    assert len(Replica("b", dict(disk), TICK, np.random.default_rng(0)).log) == 1
+    keep(b.on_message(2, "a", encode(Append(0, 1, "a", 1, 0, log[1:], 0)), 0))
+    assert len(restarted()) == 1
     keep(b.on_timer(3, "tick"))
-    assert Replica("b", dict(disk), TICK, np.random.default_rng(0)).log == leader.log
+    assert restarted() == log
 
 
 # ---------------------------------------------------------------------- WAL checksums
@@ -257,7 +261,7 @@ def test_sync_tick_an_unsynced_tail_is_not_on_the_disk_a_restart_sees():
 
 def test_wal_records_round_trip():
     leader, _ = leader_with_writes(2)
-    entries = [*leader.log, (7, 2, b"\x00" * 100), (2**40, 1, b"")]
+    entries = [*leader.log.entries, (7, 2, b"\x00" * 100), (2**40, 1, b"")]
     for entry in entries:
         record = wal_record(entry)
         assert type(record) is tuple and len(record) == 4 and record[:3] == tuple(entry)
@@ -295,16 +299,16 @@ def disk_of(log: list, commit: int) -> dict:
 
 def test_a_restart_keeps_the_log_up_to_the_first_damaged_record():
     leader, _ = leader_with_writes(4)  # 5 entries
-    log = list(leader.log)
+    log = list(leader.log.entries)
     intact = replica("b", disk_of(log, 5))
-    assert intact.log == log and intact.wal_damaged == 0
+    assert intact.log.entries == log and intact.log.damaged == 0
     assert intact.index.digest() == leader.index.digest()
     for damage in ("checksum", "shape"):
         disk = disk_of(log, 5)
         t, k, body, crc = disk[("log", 3)]
         disk[("log", 3)] = (t, k, body, crc + 1) if damage == "checksum" else (t, k, body)
         b = replica("b", disk)
-        assert b.log == log[:3] and b.end == 3 and b.wal_damaged == 1
+        assert b.log.entries == log[:3] and b.end == 3 and b.log.damaged == 1
         assert b.commit == 3 and b.applied == 3  # the commit is clamped to the log
         assert b.index.digest() == replica("b", disk_of(log[:3], 3)).index.digest()
         assert b.index.digest() != leader.index.digest()
@@ -312,14 +316,15 @@ def test_a_restart_keeps_the_log_up_to_the_first_damaged_record():
 
 def test_a_damaged_first_record_leaves_an_empty_log():
     leader, _ = leader_with_writes(2)
-    disk = disk_of(list(leader.log), 3)
+    disk = disk_of(list(leader.log.entries), 3)
     t, k, body, crc = disk[("log", 0)]
     disk[("log", 0)] = (t, k, body + b"x", crc)
     b = replica("b", disk)
-    assert b.log == [] and b.wal_damaged == 1 and b.commit == 0 and b.applied == 0
+    assert b.log.entries == [] and b.log.damaged == 1 and b.commit == 0 and b.applied == 0
     # it takes the log back from the leader as usual
-    out = b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, list(leader.log), 3)), 0)
-    assert b.log == leader.log and sent(out)[-1] == ("a", AppendReply(0, 1, True, 3))
+    out = b.on_message(1, "a", encode(Append(0, 1, "a", 0, 0, list(leader.log.entries), 3)), 0)
+    assert b.log.entries == leader.log.entries
+    assert sent(out)[-1] == ("a", AppendReply(0, 1, True, 3))
 
 
 def test_records_behind_a_damaged_one_do_not_come_back_after_a_rewrite():
@@ -327,15 +332,15 @@ def test_records_behind_a_damaged_one_do_not_come_back_after_a_rewrite():
     t, k, body, crc = disk[("log", 1)]
     disk[("log", 1)] = (t, k, body, crc + 1)
     b = replica("b", disk)
-    assert b.log == [(1, NOOP, b"")] and b.wal_damaged == 1
+    assert b.log.entries == [(1, NOOP, b"")] and b.log.damaged == 1
     # a leader of term 2 sends its entry for position 1; b syncs it (sync="always")
     out = b.on_message(1, "c", encode(Append(0, 2, "c", 1, 1, [(2, NOOP, b"")], 0)), 0)
     for e in out:
         if type(e) is DurableWrite:
             disk[e.key] = e.value
-    assert b.log == [(1, NOOP, b""), (2, NOOP, b"")]
+    assert b.log.entries == [(1, NOOP, b""), (2, NOOP, b"")]
     again = replica("b", disk)
-    assert again.log == b.log  # not [..., (2,..), (1,..), (1,..)]: terms out of order
+    assert again.log.entries == b.log.entries  # not [..., (2,..), (1,..), (1,..)]
 
 
 # ---------------------------------------------------------------- flow control
@@ -366,7 +371,7 @@ def test_at_the_cap_new_entries_wait_and_leave_together_on_the_next_acknowledgem
     # b acknowledges the no-op: the four writes leave in one message
     out = a.on_message(401 * MS, "b", encode(AppendReply(0, 1, True, 1)), 0)
     (m,) = appends_to(out, "b")
-    assert (m.prev_end, len(m.entries)) == (1, 4) and a.inflight["b"] == [5]
+    assert (m.prev_end, len(m.entries)) == (1, 4) and list(a.tracker["b"].inflight) == [5]
     # an acknowledgement of part of it releases nothing more; of all of it, the cap
     a.on_message(401 * MS + 1, "client", write(5), 0)
     assert appends_to(a.on_message(402 * MS, "b", encode(AppendReply(0, 1, True, 3)), 0),
@@ -378,11 +383,11 @@ def test_at_the_cap_new_entries_wait_and_leave_together_on_the_next_acknowledgem
 def test_a_capped_leader_resends_after_a_stall_when_an_acknowledgement_is_lost():
     a, _ = elected(CAPPED)
     a.on_message(400 * MS + 1, "client", write(1), 0)
-    assert a.inflight["b"] == [1]  # the no-op's Append; its reply never comes
+    assert list(a.tracker["b"].inflight) == [1]  # the no-op's Append; its reply never comes
     heartbeat = appends_to(a.on_timer(410 * MS, "tick"), "b")
     assert [m.entries for m in heartbeat] == [[]]  # at the cap: a heartbeat carries none
     (m,) = appends_to(a.on_timer(400 * MS + a.config.retransmit_ns, "tick"), "b")
-    assert (m.prev_end, len(m.entries)) == (0, 2) and a.inflight["b"] == [2]
+    assert (m.prev_end, len(m.entries)) == (0, 2) and list(a.tracker["b"].inflight) == [2]
 
 
 def test_a_rejected_append_clears_the_flight_and_resends_from_the_followers_end():
@@ -391,7 +396,7 @@ def test_a_rejected_append_clears_the_flight_and_resends_from_the_followers_end(
         a.on_message(400 * MS + i, "client", write(i), 0)
     # b says it holds nothing (it lost the no-op's Append): resend everything at once
     (m,) = appends_to(a.on_message(401 * MS, "b", encode(AppendReply(0, 1, False, 0)), 0), "b")
-    assert (m.prev_end, len(m.entries)) == (0, 4) and a.inflight["b"] == [4]
+    assert (m.prev_end, len(m.entries)) == (0, 4) and list(a.tracker["b"].inflight) == [4]
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "2", None, True])
@@ -413,7 +418,7 @@ def test_the_snapshot_baseline_takes_a_due_snapshot_at_the_first_tick_all_is_com
     a.on_message(441 * MS, "b", encode(AppendReply(0, 1, True, 2)), 0)
     assert a.commit == 2
     assert Metric("snapshots", 1.0) in a.on_timer(450 * MS, "tick")  # tick 5: taken now
-    assert a.snap[0] == 2 and a.snapshot_due == {"b", "c"}
+    assert a.log.snap[0] == 2 and a.snapshots.due == {"b", "c"}
     assert Metric("snapshots", 1.0) not in a.on_timer(460 * MS, "tick")  # once
 
 
@@ -422,7 +427,7 @@ def test_a_heartbeat_is_anchored_at_the_acknowledged_end_so_entries_in_flight_st
     a.on_message(400 * MS + 1, "b", encode(AppendReply(0, 1, True, 1)), 0)  # b holds the no-op
     for i in range(1, 4):
         a.on_message(400 * MS + 1 + i, "client", write(i), 0)
-    assert (a.match["b"], a.next["b"]) == (1, 4)  # three entries in flight to b
+    assert (a.tracker["b"].match, a.tracker["b"].next) == (1, 4)  # three entries in flight to b
     (hb,) = appends_to(a.on_timer(410 * MS, "tick"), "b")
     assert (hb.prev_end, hb.prev_term, hb.entries) == (1, 1, [])  # not at next (4)
     # b, which holds the no-op only so far, answers it as a match, not as a gap
@@ -432,4 +437,4 @@ def test_a_heartbeat_is_anchored_at_the_acknowledged_end_so_entries_in_flight_st
     (reply,) = [m for _, m in sent(b.on_message(411 * MS, "a", encode(hb), 0))]
     assert reply == AppendReply(0, 1, True, 1)
     out = a.on_message(412 * MS, "b", encode(reply), 0)
-    assert appends_to(out, "b") == [] and a.next["b"] == 4  # nothing rewound or resent
+    assert appends_to(out, "b") == [] and a.tracker["b"].next == 4  # nothing rewound or resent

@@ -80,11 +80,12 @@ def test_a_retry_of_a_compacted_write_names_the_snapshot_entry_that_holds_it():
     for i in range(1, 9):
         write(a, disk, 500 * MS, "insert", i, "majority")
     store(disk, a.on_timer(510 * MS, "tick"))  # snapshot and compact
-    assert a.snap is not None and a.log_start == a.snap[0] > 2
+    assert a.log.snap is not None and a.log_start == a.log.snap[0] > 2
     a = start(cfg, disk, 600 * MS)  # restarted: a new term
     assert a.term == 2 and a.term_at(1) is None
     for op in ("insert", "delete"):
         again = write(a, disk, 1000 * MS, op, 0, "majority", req=99)
         assert again.status == "ok"
-        assert (again.term, again.seq) == (a.snap[1], a.snap[0] - 1) == (1, a.snap[0] - 1)
+        end, term, _ = a.log.snap
+        assert (again.term, again.seq) == (term, end - 1) == (1, end - 1)
         assert a.term_at(again.seq) == again.term

@@ -1,0 +1,348 @@
+"""Appliers: what a replication policy does with the log. The consensus core
+(:class:`~graphrep.protocol.replica.Replica`) stores, replicates and commits entries
+without looking inside them; an :class:`Applier` owns the index and gives the entries
+their meaning.
+
+An applier decides, for its policy:
+
+* what a client write becomes in the log (:meth:`Applier.entry_for`): an edge delta
+  (``leader``) or the operation itself (``replay``, ``snapshot``);
+* how entries apply to the index (:meth:`Applier.apply_to`): runs of deltas are decoded
+  and applied by one kernel call each (``VamanaIndex.apply_bytes``), operations are run;
+* how the index is rebuilt from a snapshot (:meth:`Applier.load`, :meth:`Applier.adopt`)
+  and, for ``replay``, re-indexed in bulk from the log (:meth:`Applier.bulk_load`);
+* the per-id bookkeeping that makes a client's retry idempotent: ``id_pos`` and
+  ``deleted_pos`` map an id to the log position of its insert / delete (for a write
+  that came in a snapshot, the snapshot's last position: its prefix holds the write);
+* the policy's flags: whether followers apply the log (``followers_apply``), whether
+  anti-entropy compares graphs (``anti_entropy``), whether a new leader rebuilds its
+  index from its durable state (``rebuild_when_elected``), whether its index is checked
+  against the log before it is saved as a snapshot (``checks_snapshots``: see
+  :meth:`.snapshots.Snapshots.check_index`), and the snapshot schedule
+  (``snapshot_schedule``).
+
+Policies are registered by name (:func:`register_applier`, :func:`applier_class`); a new
+policy is a new applier class, not a branch in the core. An entry applies the same way
+under every policy (a delta is applied, an operation is run, a NOOP is skipped): the
+policy decides what its leader writes and when its replicas apply, not what an entry
+means.
+
+Invariants: ``applied`` is the number of log positions the index reflects (everything
+before it, nothing after it), and applying never skips: when the index refuses an entry,
+``applied`` is that entry's position, everything before it is applied and noted, and
+the error propagates.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+import msgpack
+import numpy as np
+
+from graphrep.ann import EdgeDelta, VamanaIndex
+from graphrep.ann.delta import DeltaBatch, decode_many
+from graphrep.errors import GraphrepError, InvalidArgument
+from graphrep.protocol.config import Policy, ReplicaConfig
+from graphrep.protocol.log import Log
+from graphrep.protocol.messages import DELTA, OP, Entry, vector_of
+from graphrep.sansio import Metric
+
+__all__ = ["APPLIERS", "Applier", "DeltaApplier", "ReplayApplier", "SnapshotApplier",
+           "SnapshotSchedule", "applier_class", "register_applier"]
+
+
+class SnapshotSchedule(StrEnum):
+    """When a policy's replicas snapshot their index."""
+
+    COMPACTION = "compaction"
+    """Every ``snapshot_every`` committed entries, keeping ``log_keep`` entries before it
+    for followers slightly behind; a follower that needs compacted entries is sent it."""
+    PERIODIC = "periodic"
+    """The leader, every ``snapshot_ticks`` ticks, and ships it to every follower."""
+
+
+class Applier:
+    """``Applier(config)``: an empty index of the shard's parameters, nothing applied.
+    Subclasses set :attr:`policy`, the flags, and :meth:`entry_for`."""
+
+    policy: ClassVar[str] = ""
+    followers_apply: ClassVar[bool] = True
+    anti_entropy: ClassVar[bool] = True
+    rebuild_when_elected: ClassVar[bool] = False
+    checks_snapshots: ClassVar[bool] = False
+    snapshot_schedule: ClassVar[SnapshotSchedule] = SnapshotSchedule.COMPACTION
+
+    def __init__(self, config: ReplicaConfig) -> None:
+        self.config = config
+        self.index: VamanaIndex = config.index()
+        self.applied = 0
+        self.id_pos: dict[int, int] = {}
+        self.deleted_pos: dict[int, int] = {}
+        self.work = 0
+        """Distance computations spent applying the log, not reported yet."""
+        self.op_distances = 0
+        """Distance computations of the leader's own writes, not reported yet."""
+
+    # ------------------------------------------------------------------ the leader's writes
+
+    def known(self, op: str, id_: int) -> int | None:
+        """The log position of an ``insert`` / ``delete`` of ``id_`` already written (a
+        client's retry), or None."""
+        return (self.id_pos if op == "insert" else self.deleted_pos).get(id_)
+
+    def execute(self, op: str, id_: int, vector: bytes) -> EdgeDelta:
+        """Run a client's insert or delete on the leader's own index (raises a
+        ``GraphrepError`` for a write the index refuses, which changes nothing)."""
+        if op == "insert":
+            delta = self.index.insert(id_, vector_of(vector, self.index.dim))
+        else:
+            delta = self.index.delete(id_)
+        self.op_distances += self.index.last_op["distance_computations"]
+        return delta
+
+    def entry_for(self, term: int, op: str, id_: int, vector: bytes,
+                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
+        """The log entry for a write the leader executed (``delta`` is what it changed),
+        and the metrics that describe its size."""
+        raise NotImplementedError
+
+    def executed(self, op: str, id_: int, pos: int) -> None:
+        """The leader's write, executed on its index, is logged at ``pos``."""
+        self.applied = pos + 1
+        (self.id_pos if op == "insert" else self.deleted_pos)[id_] = pos
+
+    def caught_up(self, end: int) -> None:
+        """The index reflects the log up to ``end`` already (entries with nothing to
+        apply, such as a new leader's NOOP)."""
+        self.applied = end
+
+    # ------------------------------------------------------------------ applying the log
+
+    def apply_to(self, log: Log, end: int) -> None:
+        """Apply the log entries [applied, end): runs of deltas in one kernel call each,
+        operations by running them. If the index refuses an entry, ``applied`` is that
+        entry's position (everything before it is applied and noted) and the error
+        propagates."""
+        if end <= self.applied:
+            return
+        before = self.index.distance_computations
+        blobs: list[bytes] = []  # delta bytes not applied yet, and their log positions
+        where: list[int] = []
+        try:
+            for pos in range(self.applied, end):
+                _, kind, body = log.entry(pos)
+                if kind == DELTA:
+                    blobs.append(body)
+                    where.append(pos)
+                    continue
+                if blobs:
+                    self.apply_deltas(blobs, where)
+                    blobs, where = [], []
+                if kind == OP:
+                    self.applied = pos
+                    self.apply_op(body, pos)
+            if blobs:
+                self.apply_deltas(blobs, where)
+            self.applied = end
+        finally:
+            self.work += self.index.distance_computations - before
+
+    def apply_op(self, body: bytes, pos: int) -> None:
+        """Run an ``OP`` entry's operation (its body was checked on arrival)."""
+        op, id_, vec = msgpack.unpackb(body)
+        if op == "insert":
+            self.index.insert(id_, np.frombuffer(vec, dtype="<f4"))
+            self.id_pos[id_] = pos
+        else:
+            self.index.delete(id_)
+            self.deleted_pos[id_] = pos
+
+    def apply_deltas(self, blobs: list[bytes], where: list[int]) -> None:
+        """Apply the deltas ``blobs`` (at log positions ``where``) straight from their
+        bytes, decoded and applied by one kernel call, then note which position
+        inserted or deleted each id. If one is refused, the ones before it stay applied
+        (and noted), ``applied`` is its position and the error propagates."""
+        seq0 = self.index.seq
+        try:
+            batch = self.index.apply_bytes(blobs)
+        except GraphrepError:
+            # some checks cover the whole batch before anything changes, so the delta
+            # at fault may lie past the applied prefix: go on one at a time to find it
+            done = self.index.seq - seq0
+            if done:
+                self._note_deltas(decode_many(blobs[:done]), where[:done])
+            for k in range(done, len(blobs)):
+                self.applied = where[k]
+                self._note_deltas(self.index.apply_bytes([blobs[k]]), [where[k]])
+            return
+        self._note_deltas(batch, where)
+
+    def _note_deltas(self, batch: DeltaBatch, where: list[int]) -> None:
+        off = batch.off.tolist()
+        for k, (op, pos) in enumerate(zip(batch.ops(), where, strict=True)):
+            if op == "insert" and off[k + 1][2] > off[k][2]:
+                self.id_pos[int(batch.ids[off[k][0]])] = pos
+            elif op == "delete":
+                d: EdgeDelta = batch.delta(k)
+                for i, f in zip(d.ids.tolist(), d.flags.tolist(), strict=True):
+                    if f == 2:
+                        self.deleted_pos.setdefault(i, pos)
+
+    # ------------------------------------------------------------------ rebuilding
+
+    def reset(self) -> None:
+        """An empty index, nothing applied, no ids noted."""
+        self.id_pos.clear()
+        self.deleted_pos.clear()
+        self.index = self.config.index()
+        self.applied = 0
+
+    def load(self, data: bytes) -> VamanaIndex:
+        """The index a snapshot's bytes hold (raises ``GraphrepError`` if they do not
+        load); nothing changes until :meth:`adopt`."""
+        return VamanaIndex.from_bytes(data)
+
+    def adopt(self, index: VamanaIndex, end: int) -> None:
+        """Take ``index``, the state after the log entries [0, end), as this replica's.
+        Every id in it was inserted, and every tombstone deleted, somewhere in that
+        prefix: both are noted at ``end - 1`` (a retry is then acknowledged as the
+        snapshot's last entry)."""
+        self.index = index
+        self.applied = end
+        self.id_pos.clear()
+        self.deleted_pos.clear()
+        every = index.ids(include_deleted=True).tolist()
+        self.id_pos.update(dict.fromkeys(every, end - 1))
+        live = set(index.ids().tolist())
+        self.deleted_pos.update(dict.fromkeys([i for i in every if i not in live], end - 1))
+
+    def bulk_load(self, log: Log, end: int) -> None:
+        """Build the index in bulk from the log up to ``end`` when a replica recovers
+        (if the policy does that). By default nothing: entries apply one by one."""
+
+    def snapshot_bytes(self) -> bytes:
+        """The index as a snapshot's bytes."""
+        return self.index.to_bytes()
+
+
+def _op_entry(term: int, op: str, id_: int, vector: bytes) -> tuple[Entry, list[Metric]]:
+    """The entry of a write shipped as the operation itself: msgpack ``[op, id,
+    vector]``."""
+    body = msgpack.packb([op, id_, vector], use_bin_type=True)
+    return (term, OP, body), [Metric("entry_bytes_vector", float(len(vector)))]
+
+
+APPLIERS: dict[str, type[Applier]] = {}
+"""Policy name -> its applier class (see :func:`register_applier`)."""
+
+
+def register_applier(cls: type[Applier]) -> type[Applier]:
+    """Register ``cls`` for its ``policy`` (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Applier)) or not cls.policy:
+        raise InvalidArgument(f"register an Applier subclass with a policy name, got {cls!r}")
+    APPLIERS[cls.policy] = cls
+    return cls
+
+
+def applier_class(policy: str) -> type[Applier]:
+    """The applier registered for ``policy``."""
+    try:
+        return APPLIERS[policy]
+    except KeyError:
+        raise InvalidArgument(f"no applier for policy {policy!r}; registered: "
+                              f"{', '.join(APPLIERS)}") from None
+
+
+@register_applier
+class DeltaApplier(Applier):
+    """``leader``: the leader ships the edge delta of each write; followers apply it
+    without a single distance computation, so their graphs equal the leader's.
+
+    A new leader rebuilds its index from its durable snapshot and log: every delta and
+    every repair it sends is computed against that index, so it must not carry damage
+    from memory (it costs applies, no distance computation). Snapshots are checked
+    against the log before they are saved, and anti-entropy compares graphs."""
+
+    policy = Policy.LEADER.value
+    rebuild_when_elected = True
+    checks_snapshots = True
+
+    def entry_for(self, term: int, op: str, id_: int, vector: bytes,
+                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
+        parts = delta.size_by_part()
+        return (term, DELTA, delta.to_bytes()), [
+            Metric("entry_bytes_vector", float(parts["vector"])),
+            Metric("entry_bytes_edges", float(parts["edges"]))]
+
+
+@register_applier
+class ReplayApplier(Applier):
+    """``replay`` (the baseline: what Qdrant, Weaviate and Milvus do): the log carries
+    the client operations and every replica runs each insert itself. Replicas own their
+    graphs, which drift apart: anti-entropy comparing graphs would "repair" the very
+    drift the baseline exists to measure (vector databases compare objects), so it is
+    off."""
+
+    policy = Policy.REPLAY.value
+    anti_entropy = False
+
+    def entry_for(self, term: int, op: str, id_: int, vector: bytes,
+                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
+        return _op_entry(term, op, id_, vector)
+
+    def bulk_load(self, log: Log, end: int) -> None:
+        """A replica recovering without a snapshot builds its index in bulk from the
+        vectors in its log, as a vector database re-indexes a segment after a restart:
+        the graph it gets is a different graph from the one sequential inserts gave the
+        others. If the build refuses the vectors, nothing changes (the entries are then
+        applied one by one, which finds the entry at fault)."""
+        if log.snap is not None:
+            return
+        live: dict[int, bytes] = {}
+        ins: dict[int, int] = {}
+        dels: dict[int, int] = {}
+        for pos in range(max(self.applied, log.start), end):
+            _, kind, body = log.entry(pos)
+            if kind != OP:
+                continue
+            op, id_, vec = msgpack.unpackb(body)
+            if op == "insert":
+                live[id_] = vec
+                ins[id_] = pos
+            else:
+                live.pop(id_, None)
+                dels[id_] = pos
+        if len(live) <= 1:
+            return
+        ids = sorted(live)
+        X = np.stack([np.frombuffer(live[i], dtype="<f4") for i in ids])
+        index = self.config.index()
+        try:
+            index.build(X, ids)
+        except GraphrepError:
+            return
+        self.index = index
+        self.id_pos.update(ins)
+        self.deleted_pos.update(dels)
+        self.applied = end
+        self.work += index.distance_computations
+
+
+@register_applier
+class SnapshotApplier(Applier):
+    """``snapshot`` (a baseline): the log carries the operations, only the leader runs
+    them, and every ``snapshot_ticks`` it ships its whole index; a follower's index is
+    whatever snapshot it was last sent (it stores the log, for failover, but never
+    applies it). A new leader rebuilds its index from its durable snapshot and log, so
+    that a graph damaged while following is not shipped as every replica's snapshot."""
+
+    policy = Policy.SNAPSHOT.value
+    followers_apply = False
+    rebuild_when_elected = True
+    snapshot_schedule = SnapshotSchedule.PERIODIC
+
+    def entry_for(self, term: int, op: str, id_: int, vector: bytes,
+                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
+        return _op_entry(term, op, id_, vector)

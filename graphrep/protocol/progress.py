@@ -1,0 +1,248 @@
+"""A leader's view of its followers: one :class:`Progress` per follower, the
+:class:`Inflights` window of each, and the :class:`Tracker` that holds them and counts
+the quorum (the shapes of etcd-raft's ``tracker.Progress``, ``tracker.Inflights`` and
+``tracker.ProgressTracker``).
+
+Every change to a follower's progress is a named transition, called by the replica at
+one place each:
+
+========================  =============================================================
+transition                when
+========================  =============================================================
+``Progress(end, now)``    elected: send from the leader's end, nothing acknowledged
+``sent(stop)``            an Append carried the entries up to ``stop``
+``acknowledged(end)``     the follower holds the log up to ``end``
+``refused(end)``          the follower reports a gap or conflict at ``end``: rewind to
+                          it (``RESEND``), or after two reports below ``match`` in a row
+                          believe the follower lost entries (``REGRESSED``), or ignore a
+                          stale reply (``STALE``)
+``retransmit(now)``       nothing acknowledged for ``retransmit_ns``: resend from
+                          ``match``
+``snapshot_sent()``       a snapshot chunk left: the Appends in flight are superseded
+``snapshot_progress``     the follower holds ``offset`` bytes of the snapshot
+``snapshot_installed``    the follower installed the snapshot ending at ``end``
+``snapshot_restart()``    the follower was sending for a snapshot no longer held
+``retry_snapshot(now)``   a snapshot chunk is resent after a stall
+========================  =============================================================
+
+Invariants (per follower, within one term): ``match`` only grows, except by
+``REGRESSED`` (a follower that lost acknowledged entries); ``match <= next`` except
+between ``rewind`` and the next send; the in-flight ends are increasing and above
+``match``. Only :meth:`Progress.rewind` ever lowers ``next``: a variant that must never
+resend (a planted bug) replaces that one method.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from enum import Enum
+
+__all__ = ["Inflights", "Progress", "Refusal", "Tracker"]
+
+
+class Inflights:
+    """The ends of the Appends with entries in flight to one follower, oldest first.
+
+    ``size`` 0 means no limit, and then nothing is tracked (``add`` is a no-op): with no
+    limit the window is never consulted."""
+
+    __slots__ = ("_ends", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ends: deque[int] = deque()
+
+    def add(self, end: int) -> None:
+        """An Append ending at ``end`` left (ends are added in increasing order)."""
+        if self.size:
+            self._ends.append(end)
+
+    def free_le(self, end: int) -> None:
+        """The follower acknowledged up to ``end``: the Appends ending there are done."""
+        ends = self._ends
+        while ends and ends[0] <= end:
+            ends.popleft()
+
+    def full(self) -> bool:
+        """Whether no further Append with entries may leave."""
+        return bool(self.size) and len(self._ends) >= self.size
+
+    def reset(self) -> None:
+        """Forget every Append in flight (they are resent or superseded)."""
+        self._ends.clear()
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ends)
+
+    def __repr__(self) -> str:
+        return f"Inflights({list(self._ends)}, size={self.size})"
+
+
+class Refusal(Enum):
+    """What :meth:`Progress.refused` made of a follower's gap or conflict report."""
+
+    RESEND = "resend"
+    """``next`` moved back to the reported end: send from there."""
+    REGRESSED = "regressed"
+    """The follower lost acknowledged entries: ``match`` and ``next`` moved back."""
+    STALE = "stale"
+    """A duplicate or reordered reply: nothing changed, nothing to send."""
+
+
+class Progress:
+    """``Progress(next, now, max_inflight)``: one follower, seen by the leader.
+
+    * ``next``: the position of the next entry to send.
+    * ``match``: how far the follower has acknowledged holding the log durably.
+    * ``progress_at``: when the follower last made progress (the retransmission clock).
+    * ``snap_offset``: bytes of the leader's snapshot the follower holds.
+    * ``inflight``: the Appends in flight (:class:`Inflights`).
+    * ``below_match``: gap reports below ``match`` in a row.
+    """
+
+    __slots__ = ("below_match", "inflight", "match", "next", "progress_at", "snap_offset")
+
+    def __init__(self, next: int, now: int, max_inflight: int = 0) -> None:
+        self.next = next
+        self.match = 0
+        self.progress_at = now
+        self.snap_offset = 0
+        self.inflight = Inflights(max_inflight)
+        self.below_match = 0
+
+    def __repr__(self) -> str:
+        return (f"Progress(next={self.next}, match={self.match}, "
+                f"progress_at={self.progress_at}, snap_offset={self.snap_offset}, "
+                f"inflight={list(self.inflight)}, below_match={self.below_match})")
+
+    # ------------------------------------------------------------------ queries
+
+    def stalled(self, now: int, after: int) -> bool:
+        """Whether the follower made no progress for ``after`` nanoseconds."""
+        return now - self.progress_at >= after
+
+    def paused(self) -> bool:
+        """Whether the in-flight window is full (new entries wait for an ack)."""
+        return self.inflight.full()
+
+    def heartbeat_at(self, log_start: int) -> int:
+        """Where a heartbeat is anchored: at what the follower acknowledged, not at
+        ``next``. With entries still in flight (or overtaken by the heartbeat) a heartbeat
+        at ``next`` would look like a gap, and the reply would rewind ``next`` and resend
+        them all. (``next`` if ``match`` was compacted away.)"""
+        return self.match if self.match >= log_start else self.next
+
+    # ------------------------------------------------------------------ transitions
+
+    def rewind(self, to: int) -> None:
+        """Move ``next`` back to ``to``: the entries from there are sent again. The one
+        place ``next`` is lowered."""
+        self.next = to
+
+    def sent(self, stop: int) -> None:
+        """An Append carried the entries up to ``stop``."""
+        self.inflight.add(stop)
+        self.next = stop
+
+    def acknowledged(self, end: int, now: int) -> None:
+        """The follower holds the log up to ``end`` durably."""
+        self.below_match = 0
+        if end > self.match:
+            self.match = end
+            self.progress_at = now
+        self.inflight.free_le(end)
+        self.next = max(self.next, self.match)
+
+    def refused(self, end: int) -> Refusal:
+        """The follower reports a gap or a conflict: its log can take entries from
+        ``end``. A report at or beyond what was sent, or below what it acknowledged, is
+        stale (a duplicate or a reordered delivery) and rewinding for it would resend for
+        nothing, except that two reports below ``match`` with no acknowledgement between
+        them (one could be stale) are believed: the follower lost entries it had
+        acknowledged (it cut a damaged entry, or a disk lost its tail)."""
+        regressed = 0 <= end < self.match
+        self.below_match = self.below_match + 1 if regressed else 0
+        if self.match <= end < self.next:
+            self.rewind(end)
+            self.inflight.reset()
+            return Refusal.RESEND
+        if regressed and self.below_match >= 2:
+            self.match = end
+            self.rewind(end)
+            self.below_match = 0
+            self.inflight.reset()
+            return Refusal.REGRESSED
+        return Refusal.STALE
+
+    def retransmit(self, now: int) -> None:
+        """Nothing acknowledged for a while: resend from what was acknowledged."""
+        self.rewind(self.match)
+        self.progress_at = now
+        self.inflight.reset()
+
+    def snapshot_sent(self) -> None:
+        """A snapshot chunk left: it supersedes the Appends in flight."""
+        self.inflight.reset()
+
+    def retry_snapshot(self, now: int) -> None:
+        """The last chunk seems lost: it is sent again, and waited for again."""
+        self.progress_at = now
+
+    def snapshot_progress(self, offset: int, now: int) -> None:
+        """The follower holds the first ``offset`` bytes of the snapshot."""
+        self.snap_offset = offset
+        self.progress_at = now
+
+    def snapshot_restart(self) -> None:
+        """The next chunk is the first of the current snapshot."""
+        self.snap_offset = 0
+
+    def snapshot_installed(self, end: int, now: int) -> None:
+        """The follower installed the snapshot of the entries [0, end)."""
+        self.snap_offset = 0
+        self.match = max(self.match, end)
+        self.next = max(self.next, self.match)
+        self.progress_at = now
+
+
+class Tracker:
+    """``Tracker(peers, majority, progress=Progress)``: the leader's followers and the
+    quorum rule. ``reset`` (at each election won) gives every follower a fresh
+    ``progress`` (the class); between terms the old progress stays readable.
+
+    :meth:`quorum_end` is the one place the majority is counted: a variant that counts
+    wrong (a planted bug) replaces that method."""
+
+    def __init__(self, peers: Iterable[str], majority: int,
+                 progress: type[Progress] = Progress) -> None:
+        self.peers = list(peers)
+        self.majority = majority
+        self.progress_class = progress
+        self.progress: dict[str, Progress] = {}
+
+    def reset(self, end: int, now: int, max_inflight: int) -> None:
+        """Elected: every follower starts at the leader's ``end``, nothing acknowledged."""
+        self.progress = {p: self.progress_class(end, now, max_inflight) for p in self.peers}
+
+    def __getitem__(self, peer: str) -> Progress:
+        return self.progress[peer]
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self.progress
+
+    def durable_ends(self, own: int) -> list[int]:
+        """How far each replica (the leader, which holds ``own`` durably, included) holds
+        the log durably, highest first."""
+        return sorted([own] + [self.progress[p].match for p in self.peers], reverse=True)
+
+    def quorum_end(self, own: int) -> int:
+        """The log end a majority (the leader included) holds durably."""
+        return self.durable_ends(own)[self.majority - 1]
+
+    def all_hold(self, pos: int) -> bool:
+        """Whether every follower holds the entry at ``pos`` durably."""
+        return all(self.progress[p].match > pos for p in self.peers)

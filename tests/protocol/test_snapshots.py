@@ -1,0 +1,70 @@
+"""Snapshots: the check of a leader's index against the log before it is saved."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from graphrep.ann import VamanaIndex
+from graphrep.protocol import ReplicaConfig
+from graphrep.protocol.messages import ClientWrite, encode
+from graphrep.protocol.replica import Replica
+from graphrep.sansio import Metric
+
+CFG = ReplicaConfig(replicas=("a",), dim=4, R=8, L=16, snapshot_every=4, log_keep=2)
+
+
+def solo(writes: int) -> tuple[Replica, list]:
+    """A shard of one that elected itself and took ``writes`` inserts."""
+    a = Replica("a", {}, CFG, np.random.default_rng(0))
+    a.on_start(0)
+    out = a.on_timer(400 * 10**6, "tick")
+    rng = np.random.default_rng(1)
+    for i in range(writes):
+        vec = rng.random(4, dtype=np.float32).tobytes()
+        out += a.on_message(401 * 10**6, "client",
+                            encode(ClientWrite(0, i, "insert", i, vec, "one")), 0)
+    return a, out
+
+
+def damage(index) -> None:
+    """Change one neighbour of one record behind the protocol's back."""
+    ids = index.ids()
+    victim = int(ids[0])
+    records = index.export_records([victim])
+    mine = set(records.neighbours.tolist())
+    spare = [int(i) for i in ids if int(i) != victim and int(i) not in mine]
+    nbrs = records.neighbours.copy()
+    nbrs[0] = spare[0]
+    nbrs.sort()
+    index.overwrite_records(replace(records, neighbours=nbrs))
+
+
+def test_an_intact_index_is_kept():
+    a, _ = solo(6)
+    before = a.index.digest()
+    out: list = []
+    a.snapshots.check_index(out)
+    assert out == [] and a.index.digest() == before
+
+
+def test_an_index_damaged_in_memory_is_replaced_not_saved():
+    a, _ = solo(6)
+    intact = a.index.digest()
+    damage(a.index)
+    assert a.index.digest() != intact
+    out: list = []
+    a.snapshots.check_index(out)
+    assert out == [Metric("index_damage_repaired", 1.0)] and a.index.digest() == intact
+
+
+def test_a_scheduled_snapshot_saves_the_checked_index():
+    a, _ = solo(6)  # the NOOP and six inserts, all committed: a snapshot is due
+    intact = solo(6)[0].index.digest()
+    damage(a.index)
+    out = a.on_timer(410 * 10**6, "tick")
+    names = [e.name for e in out if type(e) is Metric]
+    assert names.index("index_damage_repaired") < names.index("snapshots")
+    assert a.log.snap is not None and a.log.snap[0] == 7
+    assert VamanaIndex.from_bytes(a.log.snap[2]).digest() == a.index.digest() == intact
