@@ -23,13 +23,14 @@ from graphrep.cluster.config import ClusterConfig, Layout
 from graphrep.cluster.summary import summarize
 from graphrep.datasets import gmm_dataset, load_fashion_mnist, uniform_dataset
 from graphrep.errors import InvalidArgument
+from graphrep.protocol.hooks import ReplicaHooks
 from graphrep.protocol.host import ShardHost
 from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig, shard_settled
 from graphrep.sansio import MS
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.nemesis import Fault, apply_schedule, draw_schedule
 
-__all__ = ["ReplicaNodes", "TimedReplica", "run_cluster"]
+__all__ = ["CpuHooks", "ReplicaNodes", "TimedReplica", "run_cluster"]
 
 
 def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
@@ -180,39 +181,54 @@ def _initial_disk(cfg: ClusterConfig, layout: Layout, vectors: np.ndarray,
     return disk
 
 
-def _timed(method: Callable[..., Any], bucket: str) -> Callable[..., Any]:
-    """``method`` adding its CPU time (``time.process_time``) to ``self.<bucket>[name]``."""
-    def timed(self: TimedReplica, *args: Any) -> Any:
-        t0 = time.process_time()
-        try:
-            return method(self, *args)
-        finally:
-            getattr(self, bucket)[self.name] += time.process_time() - t0
+class _Clock:
+    """Adds the CPU time (``time.process_time``) spent inside it to ``bucket[name]``;
+    one per kind is enough because a replica never nests hooks of one kind."""
 
-    timed.__name__ = method.__name__
-    return timed
+    __slots__ = ("bucket", "name", "t0")
+
+    def __init__(self, bucket: dict[str, float], name: str) -> None:
+        self.bucket, self.name, self.t0 = bucket, name, 0.0
+
+    def __enter__(self) -> None:
+        self.t0 = time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        self.bucket[self.name] += time.process_time() - self.t0
+
+
+class CpuHooks(ReplicaHooks):
+    """Replica hooks that time a node: every callback in ``cpu``; of it, replication work
+    (applying the log, re-indexing, installing snapshots) also in ``apply_cpu``, and the
+    leader's own inserts and deletes (what a bare index would do too) in ``op_cpu``.
+    Measuring reads the clock but changes nothing in the run."""
+
+    def __init__(self, name: str, cpu: dict[str, float], apply_cpu: dict[str, float],
+                 op_cpu: dict[str, float]) -> None:
+        self._callback = _Clock(cpu, name)
+        self._apply = _Clock(apply_cpu, name)
+        self._op = _Clock(op_cpu, name)
+
+    def callback(self) -> _Clock:
+        return self._callback
+
+    def apply(self) -> _Clock:
+        return self._apply
+
+    def op(self) -> _Clock:
+        return self._op
 
 
 class TimedReplica(Replica):
-    """A replica whose callbacks' CPU time (``time.process_time``) adds up per node in
-    the dict ``cpu``; of it, the replica's replication work (applying the log,
-    installing snapshots) also in ``apply_cpu``, and the leader's inserts and deletes on
-    its own index (the work a bare index would do too) in ``op_cpu``. Measuring reads
-    the clock but changes nothing in the run."""
+    """A :class:`~graphrep.protocol.replica.Replica` built with :class:`CpuHooks` (the
+    class only fills in the hooks argument; tests subclass it to plant a broken
+    behaviour in a run)."""
 
     def __init__(self, name: str, disk: Mapping[Hashable, Any], config: ReplicaConfig,
                  rng: np.random.Generator, cpu: dict[str, float],
                  apply_cpu: dict[str, float], op_cpu: dict[str, float]) -> None:
-        self.cpu, self.apply_cpu, self.op_cpu = cpu, apply_cpu, op_cpu
-        super().__init__(name, disk, config, rng)
-
-    on_start = _timed(Replica.on_start, "cpu")
-    on_message = _timed(Replica.on_message, "cpu")
-    on_timer = _timed(Replica.on_timer, "cpu")
-    _apply_to = _timed(Replica._apply_to, "apply_cpu")
-    _replay_bulk = _timed(Replica._replay_bulk, "apply_cpu")
-    _install = _timed(Replica._install, "apply_cpu")
-    _execute = _timed(Replica._execute, "op_cpu")
+        super().__init__(name, disk, config, rng,
+                         hooks=CpuHooks(name, cpu, apply_cpu, op_cpu))
 
 
 def _dataset(cfg: ClusterConfig) -> tuple[np.ndarray, np.ndarray]:

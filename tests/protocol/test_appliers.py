@@ -93,7 +93,7 @@ def test_the_flags_of_each_policy():
     assert flags == {
         "leader": (True, True, True, True, SnapshotSchedule.COMPACTION),
         "replay": (True, False, False, False, SnapshotSchedule.COMPACTION),
-        "snapshot": (False, True, False, False, SnapshotSchedule.PERIODIC),
+        "snapshot": (False, True, True, False, SnapshotSchedule.PERIODIC),
     }
 
 

@@ -8,8 +8,19 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphrep.protocol.messages import _SCHEMA, DELTA, NOOP, OP, PROTOCOL_VERSION, encode
+from graphrep.protocol.messages import (
+    _SCHEMA,
+    DELTA,
+    NOOP,
+    OP,
+    PROTOCOL_VERSION,
+    Append,
+    AppendReply,
+    ClientWrite,
+    encode,
+)
 from graphrep.protocol.replica import Replica, ReplicaConfig
+from graphrep.sansio import Send
 
 CFG = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, snapshot_every=4, log_keep=1)
 MS = 1_000_000
@@ -40,20 +51,26 @@ def leader_follower() -> tuple[Replica, Replica]:
     """A leader (with writes, a snapshot, a compacted log) and a follower holding its log."""
     a = Replica("a", {}, CFG, np.random.default_rng(0))
     a.on_start(0)
-    a._become_leader(0, [])
+    a.become_leader(0, [])
     rng = np.random.default_rng(1)
-    from graphrep.protocol.messages import Append, ClientWrite
-
     for i in range(10):
         vec = rng.random(4, dtype=np.float32).tobytes()
         a.on_message(1, "client", encode(ClientWrite(0, i, "insert", i, vec, "one")), 0)
-    for p in a.peers:
-        a.match[p] = a.next[p] = a.end
-    a._advance_commit([])
-    a.on_timer(2 * MS, "tick")
+    for p in a.peers:  # both followers acknowledge everything: all committed
+        a.on_message(1, p, encode(AppendReply(0, a.term, True, a.end)), 0)
+    a.on_timer(2 * MS, "tick")  # a snapshot, the log compacted
+    assert a.commit == a.end and a.log_start > 0
     b = Replica("b", {}, CFG, np.random.default_rng(0))
     b.on_start(0)
-    b.on_message(3 * MS, "a", encode(Append(0, a.term, "a", 0, 0, list(a.log), a.commit)), 0)
+    b.on_message(3 * MS, "a", encode(Append(0, a.term, "a", 0, 0, [], 0)), 0)
+    for _ in range(a.log_start):  # b takes the leader's snapshot, then the log tail
+        out = a.on_message(4 * MS, "b", encode(AppendReply(0, a.term, False, 0)), 0)
+        for e in out:
+            if type(e) is Send and e.to == "b":
+                b.on_message(5 * MS, "a", e.payload, e.size)
+        if b.end == a.end:
+            break
+    assert b.end == a.end and b.index.digest() == a.index.digest()
     return a, b
 
 
