@@ -406,7 +406,7 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
         READ_PREFERENCES,
         ClusterConfig,
     )
-    from graphrep.protocol.replica import CONCERNS, POLICIES, SYNC_POLICIES
+    from graphrep.protocol.config import CONCERNS, POLICIES, SYNC_POLICIES
 
     default = ClusterConfig()
     c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "

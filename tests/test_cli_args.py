@@ -225,7 +225,7 @@ def test_choices_and_limits_match_the_library():
     itself; the other commands list theirs, checked here."""
     from graphrep import demo
     from graphrep.cluster import DATASETS, NEMESES, READ_PREFERENCES, ClusterConfig
-    from graphrep.protocol.replica import CONCERNS, POLICIES, SYNC_POLICIES
+    from graphrep.protocol.config import CONCERNS, POLICIES, SYNC_POLICIES
     from graphrep.sim.examples import harness
     from graphrep.sim.examples.broadcast import BroadcastNode
     from graphrep.sim.examples.counter import CounterNode

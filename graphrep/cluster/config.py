@@ -20,8 +20,9 @@ from types import MappingProxyType
 from typing import Any
 
 from graphrep.errors import InvalidArgument, ProtocolError
+from graphrep.protocol.config import CONCERNS, ReplicaConfig
 from graphrep.protocol.placement import place
-from graphrep.protocol.replica import CONCERNS, Replica, ReplicaConfig
+from graphrep.protocol.replica import Replica
 from graphrep.sansio import MS
 from graphrep.sim.engine import Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from graphrep.errors import InvalidArgument, InvariantViolation
-from graphrep.protocol.replica import CONCERNS
+from graphrep.protocol.config import CONCERNS
 from graphrep.spec.registry import ReplicaClass, get_policy
 from graphrep.spec.steps import Step
 from graphrep.spec.world import SpecWorld, WorldConfig

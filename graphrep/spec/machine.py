@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 )
 
 from graphrep.errors import InvalidArgument, InvariantViolation
-from graphrep.protocol.replica import CONCERNS
+from graphrep.protocol.config import CONCERNS
 from graphrep.spec import invariants
 from graphrep.spec.registry import ReplicaClass
 from graphrep.spec.steps import Step
