@@ -21,9 +21,9 @@ from graphrep.protocol.messages import (
     encode,
 )
 from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig
-from graphrep.sansio import DurableWrite, Metric, Send
+from graphrep.sansio import MS, DurableWrite, Metric, Send
+from tests.protocol.support import store
 
-MS = 1_000_000
 CFG = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16)
 REPLAY = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, policy="replay")
 
@@ -181,12 +181,7 @@ def test_a_committed_delta_that_no_rebuilt_index_accepts_is_cut_and_nothing_rais
     assert (DurableWrite("commit", 2)) in out
     # restarted from what it wrote, it is the same replica
     disk: dict = {}
-    for e in out:
-        if type(e) is DurableWrite:
-            if e.value is None:
-                disk.pop(e.key, None)
-            else:
-                disk[e.key] = e.value
+    store(disk, out)
     again = Replica("b", disk, CFG, np.random.default_rng(0))
     assert again.log.entries == b.log.entries and again.commit == 2
 

@@ -10,9 +10,8 @@ from graphrep.errors import PlacementError
 from graphrep.protocol.host import ShardHost
 from graphrep.protocol.messages import NOOP, Append, AppendReply, decode, encode
 from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig
-from graphrep.sansio import CancelTimer, DurableWrite, Metric, Send, SetTimer, Sync
+from graphrep.sansio import MS, CancelTimer, DurableWrite, Metric, Send, SetTimer, Sync
 
-MS = 1_000_000
 SOLO = ReplicaConfig(replicas=("a",), dim=4, R=8, L=16, shard=0)  # a shard of one
 PAIR = ReplicaConfig(replicas=("a", "b"), dim=4, R=8, L=16, shard=1)
 LATE = 400 * MS  # past the longest election timeout (300 ms)

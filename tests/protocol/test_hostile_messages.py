@@ -20,10 +20,9 @@ from graphrep.protocol.messages import (
     encode,
 )
 from graphrep.protocol.replica import Replica, ReplicaConfig
-from graphrep.sansio import Send
+from graphrep.sansio import MS, Send
 
 CFG = ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, snapshot_every=4, log_keep=1)
-MS = 1_000_000
 
 ints = st.one_of(st.integers(-3, 12), st.integers(-(2**63), 2**63 - 1))
 strs = st.sampled_from(["a", "b", "c", "x", "", "insert", "delete", "one", "majority", "all",

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 
 from graphrep.protocol.progress import Inflights, Progress, Refusal, Tracker
-
-MS = 1_000_000
-
+from graphrep.sansio import MS
 
 # ---------------------------------------------------------------------- Inflights
 

@@ -7,22 +7,12 @@ import pytest
 
 from graphrep.protocol.messages import ClientWrite, WriteReply, decode, encode
 from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig
-from graphrep.sansio import DurableWrite, Send
-
-MS = 1_000_000
+from graphrep.sansio import MS, Send
+from tests.protocol.support import store
 
 
 def one(**kw) -> ReplicaConfig:
     return ReplicaConfig(replicas=("a",), dim=4, R=8, L=16, **kw)
-
-
-def store(disk: dict, effects: list) -> None:
-    for e in effects:
-        if type(e) is DurableWrite:
-            if e.value is None:
-                disk.pop(e.key, None)
-            else:
-                disk[e.key] = e.value
 
 
 def start(cfg: ReplicaConfig, disk: dict, now: int) -> Replica:
