@@ -1,6 +1,6 @@
 """The sans-IO process interface: what a protocol author implements.
 
-A process is a state machine. The driver (the simulator, or later a live runtime) calls
+A process is a state machine. The driver (today the simulator, graphrep.sim) calls
 one of three methods with the current time in integer nanoseconds and gets back a list
 of *effects*, plain values describing what the process wants done. The process never
 reads a clock, opens a socket, sleeps or draws from a global random source: everything
@@ -39,7 +39,7 @@ never by value: like any tuples, ``CancelTimer("t") == Log("t")`` is true, so co
 effects in tests together with their types.
 
 This module imports nothing but the standard library: the simulator (``graphrep.sim``),
-the protocol (``graphrep.protocol``) and a live runtime all depend on it, and it on none
+the protocol (``graphrep.protocol``) and any other driver depend on it, and it on none
 of them. ``graphrep.sim.process`` re-exports it.
 """
 
@@ -122,7 +122,7 @@ class Work(NamedTuple):
     distance computations) and ``entries`` (log entries applied). The process reads no
     clock and knows no cost: a driver decides what work costs. The simulator turns it
     into modelled CPU time like ``Busy`` (``SimConfig.cpu_ns_per_distance`` and
-    ``cpu_ns_per_entry``; free by default); a live runtime exports it as metrics."""
+    ``cpu_ns_per_entry``; free by default)."""
 
     distances: int = 0
     entries: int = 0

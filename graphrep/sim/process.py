@@ -1,7 +1,7 @@
 """The sans-IO process interface, as the simulator's users know it.
 
 It lives in :mod:`graphrep.sansio` so that the protocol, which must not import the
-simulator, and the live runtime share it; this module re-exports every name of it
+simulator, shares it with the simulator; this module re-exports every name of it
 (``graphrep.sansio.__all__``, and ``MS``) unchanged.
 """
 
