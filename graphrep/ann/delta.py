@@ -39,6 +39,7 @@ from graphrep.ann.delta_wire import (
     KIND_NONE,
     MAGIC,
     MAX_DIM,
+    MIN_BYTES,
     OPS,
     WHY,
     decode_kernel,
@@ -47,6 +48,7 @@ from graphrep.ann.delta_wire import (
 from graphrep.errors import CorruptDelta, DeltaError
 
 __all__ = ["ARRAY_DTYPES", "FORMAT_VERSION", "KIND_DIFF", "KIND_FULL", "KIND_NONE", "MAGIC",
+           "MIN_BYTES",
            "OPS", "DeltaBatch", "EdgeDelta", "NodeRecord", "array_problem", "corrupt_at",
            "decode_many", "float32s", "joined"]
 

@@ -349,7 +349,8 @@ WHY = {
     _W_VALUE: "malformed or out-of-range id",
     _W_TRAILING: "body longer than its header announces",
 }
-_MIN_BYTES = len(MAGIC) + 2 + 7 + 4
+MIN_BYTES = len(MAGIC) + 2 + 7 + 4
+"""The shortest a delta's bytes can be: magic, version, op, seven varints, CRC."""
 
 
 @njit(cache=True)
@@ -357,7 +358,7 @@ def _read_header(buf, s, e, hdr, k, sizes):
     """Check one delta's CRC and header (buf[s:e]); fill ``hdr[:, k]`` (op, dim, seq,
     entry) and ``sizes`` (n, n_new, n_removed, n_values, body start, body end). Returns
     (why, value): why -1 means it is sound so far."""
-    if e - s < _MIN_BYTES:
+    if e - s < MIN_BYTES:
         return _W_SHORT, e - s
     stored = (np.int64(buf[e - 4]) | (np.int64(buf[e - 3]) << 8) | (np.int64(buf[e - 2]) << 16)
               | (np.int64(buf[e - 1]) << 24))

@@ -31,14 +31,13 @@ from typing import Any
 
 import msgpack
 
-from graphrep.ann.delta import FORMAT_VERSION, MAGIC
+from graphrep.ann.delta import FORMAT_VERSION, MAGIC, MIN_BYTES
 from graphrep.errors import DamagedEntry
 from graphrep.protocol.messages import DELTA, NOOP, OP, Entry
 
 __all__ = ["check_entry", "wal_entry", "wal_record"]
 
 _WAL_HEAD = struct.Struct("<qB")
-_DELTA_MIN = len(MAGIC) + 2 + 7 + 4  # magic, version, op, seven varints, CRC
 _OPS = ("insert", "delete")
 _TERM_END = 2**63
 
@@ -63,9 +62,9 @@ def check_entry(entry: Entry, dim: int) -> None:
 
 
 def _check_delta(term: int, body: bytes) -> None:
-    if len(body) < _DELTA_MIN:
+    if len(body) < MIN_BYTES:
         raise DamagedEntry(f"DELTA entry of term {term} is {len(body)} bytes, shorter than "
-                           f"any delta ({_DELTA_MIN})")
+                           f"any delta ({MIN_BYTES})")
     if body[: len(MAGIC)] != MAGIC or body[len(MAGIC)] != FORMAT_VERSION:
         raise DamagedEntry(f"DELTA entry of term {term} does not start with delta format "
                            f"{FORMAT_VERSION}'s header")

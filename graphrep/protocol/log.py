@@ -212,16 +212,11 @@ class Log:
         self._stale_tail = []
 
     def truncate(self, pos: int, out: list) -> None:
-        """Drop the entries from ``pos`` on (the caller checked they are not committed)."""
+        """Drop the entries from ``pos`` on, erasing their records: a deposed leader's
+        entries (the caller checked they are not committed), or a damaged entry and
+        what follows it, cut like a torn tail."""
         for p in range(pos, self.end):
             out.append(DurableWrite(("log", p), None))
-        del self.entries[pos - self.start :]
-        self.synced_end = min(self.synced_end, pos)
-
-    def cut(self, pos: int, fixes: list) -> None:
-        """Drop the entries from ``pos`` on like a torn tail (an entry there is damaged)."""
-        for q in range(pos, self.end):
-            fixes.append(DurableWrite(("log", q), None))
         del self.entries[max(pos - self.start, 0):]
         self.synced_end = min(self.synced_end, pos)
 

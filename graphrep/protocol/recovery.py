@@ -107,7 +107,7 @@ class Recovery:
         before it give: it is damaged. Erase it and what follows, and move the commit
         position back to it."""
         r = self.r
-        r.log.cut(pos, self.fixes)
+        r.log.truncate(pos, self.fixes)
         r.verified = (r.verified[0], min(r.verified[1], pos))
         if r.commit > pos:
             r.commit = pos
