@@ -130,3 +130,47 @@ class InvariantViolation(GraphrepError, AssertionError):
         super().__init__(f"{invariant}: {detail}")
         self.invariant = invariant
         self.detail = detail
+
+
+class NetError(GraphrepError):
+    """The live runtime (graphrep.net) could not do what was asked over the network."""
+
+
+class FrameError(ProtocolError):
+    """A connection sent bytes that are not a well-formed frame (a length over the limit, a
+    frame cut short, a malformed hello): that connection is closed, nothing else changes."""
+
+
+class HandshakeRefused(NetError):
+    """A peer refused the hello (another wire version, another cluster, a bad role or
+    secret), or sent one this node refuses; the message says which side and why."""
+
+
+class RequestTimeout(NetError, TimeoutError):
+    """A client call got no answer in time; the message names the call and the timeout."""
+
+
+class NoLeader(NetError):
+    """No replica of the shard accepted the write as its leader before the timeout."""
+
+
+class StoreError(GraphrepError):
+    """The durable store failed (a commit or fsync error is fatal to the node)."""
+
+
+class StoreDamaged(StoreError):
+    """The store on disk does not pass its integrity check; the message says what to do."""
+
+
+class ConfigError(GraphrepError, ValueError):
+    """A cluster file (TOML) or a command-line choice is wrong; the message names the key."""
+
+
+class ClusterError(GraphrepError):
+    """A local cluster command cannot do its job (no cluster in the directory, a port in
+    use, a node already running or not running)."""
+
+
+class WriteRefused(NetError):
+    """A replica refused a client's request (its reason is in the message: an id already
+    used, a vector the index refuses); nothing changed."""

@@ -103,14 +103,16 @@ class Clients:
         refuses."""
         r = self.r
         r.catch_up(out)
-        status, ids = "ok", b""
+        status, ids, dists = "ok", b"", b""
         if not self.can_answer(m.min_seq):
             status = "stale"
         elif len(r.index):
             try:
                 q = vector_of(m.vector, r.config.dim)
-                found, _ = r.index.search(q, k=m.k, L=max(r.config.search_L, m.k))
+                found, far = r.index.search(q, k=m.k, L=max(r.config.search_L, m.k))
                 ids = np.asarray(found, dtype="<i8").tobytes()
+                dists = np.asarray(far, dtype="<f4").tobytes()
             except GraphrepError as exc:
                 status, ids = "error", str(exc).encode()
-        r.send(out, src, SearchReply(r.config.shard, m.req, status, ids, r.applied, r.leader))
+        r.send(out, src, SearchReply(r.config.shard, m.req, status, ids, r.applied, r.leader,
+                                          dists))

@@ -84,11 +84,17 @@ class ShardHost:
     def on_message(self, now: int, src: str, payload: Any, size: int) -> list:
         try:
             msg = decode(payload)
-            replica = self.replicas.get(msg.shard)
-            if replica is None:
-                raise UnknownShard(f"message for shard {msg.shard}; node {self.name!r} hosts "
-                                   f"shards {sorted(self.replicas)}")
         except ProtocolError as exc:
             self.errors += 1
             return protocol_error_effects(exc)
+        return self.on_decoded(now, src, msg)
+
+    def on_decoded(self, now: int, src: str, msg: Any) -> list:
+        """Handle a message a driver has already decoded (``messages.decode``)."""
+        replica = self.replicas.get(msg.shard)
+        if replica is None:
+            self.errors += 1
+            return protocol_error_effects(UnknownShard(
+                f"message for shard {msg.shard}; node {self.name!r} hosts shards "
+                f"{sorted(self.replicas)}"))
         return self._wrap(msg.shard, replica.on_decoded(now, src, msg))

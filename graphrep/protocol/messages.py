@@ -87,8 +87,10 @@ class ClientSearch(NamedTuple):
 
 
 class SearchReply(NamedTuple):
-    """``ids`` as little-endian int64 bytes; ``seq``: entries applied when answering;
-    ``status``: ``ok`` or ``stale`` (behind ``min_seq``) or ``error``."""
+    """``ids`` as little-endian int64 bytes and ``dists`` their distances as little-endian
+    float32 bytes (same order); ``seq``: entries applied when answering; ``status``:
+    ``ok`` or ``stale`` (behind ``min_seq``) or ``error`` (``ids`` then holds the reason,
+    UTF-8)."""
 
     shard: int
     req: int
@@ -96,6 +98,7 @@ class SearchReply(NamedTuple):
     ids: bytes
     seq: int
     leader: str
+    dists: bytes = b""
 
 
 class Append(NamedTuple):
@@ -234,7 +237,7 @@ _SCHEMA: dict[int, tuple[type, tuple]] = {
     1: (ClientWrite, (_int, _int, _str, _int, _bytes, _str)),
     2: (WriteReply, (_int, _int, _str, _int, _int, _str, _str)),
     3: (ClientSearch, (_int, _int, _bytes, _int, _int)),
-    4: (SearchReply, (_int, _int, _str, _bytes, _int, _str)),
+    4: (SearchReply, (_int, _int, _str, _bytes, _int, _str, _bytes)),
     5: (Append, (_int, _int, _str, _int, _int, _entries, _int)),
     6: (AppendReply, (_int, _int, _bool, _int)),
     7: (RequestVote, (_int, _int, _str, _int, _int)),

@@ -1,0 +1,442 @@
+"""The client of a live cluster: :class:`Client` (trio) and :class:`SyncClient` (blocking).
+
+::
+
+    with SyncClient.from_config("DIR/cluster.toml") as c:
+        ack = c.insert(7, vector, concern="majority")   # Ack(shard, term, pos)
+        c.delete(7)
+        ids, dists = c.search(query, k=10, read_preference="leader")
+        ids, dists = c.search(query, k=10, node="n2")   # one node's answer
+        c.status()
+
+Writes go to the replica the client believes leads the id's shard (``id % shards``); a
+``not_leader`` answer names the leader, and a replica that does not answer in
+``attempt_timeout`` is skipped for the next one. A write is retried with the same
+request id until it is acknowledged or ``timeout`` passes (ids are never reused, so a
+retried write is applied once). Every call is bounded: it raises
+:class:`~graphrep.errors.RequestTimeout` or :class:`~graphrep.errors.NoLeader` naming
+what timed out, or :class:`~graphrep.errors.WriteRefused` with the replica's reason.
+
+Reads carry the session token (one past the highest position this client was
+acknowledged on the shard): a replica that has not applied that far answers ``stale``
+and the client asks another, so a client always reads its own writes.
+
+With ``history=True`` the client records every write (:attr:`Client.history`): when it
+was sent, whether it was acknowledged or failed, and the (term, position) acknowledged.
+A failed write may still be applied (its fate is unknown): only acknowledged writes are
+promised.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import trio
+
+from graphrep.ann.validation import as_float_array, as_vectors
+from graphrep.errors import (
+    FrameError,
+    GraphrepError,
+    InvalidArgument,
+    InvalidVector,
+    NoLeader,
+    ProtocolError,
+    RequestTimeout,
+    WriteRefused,
+)
+from graphrep.net.config import ClusterFile
+from graphrep.net.transport import TCPTransport, Transport
+from graphrep.net.wire import (
+    WIRE_VERSION,
+    FrameReader,
+    Hello,
+    control,
+    decode_control,
+    decode_welcome,
+    encode_hello,
+    frame,
+    is_control,
+)
+from graphrep.protocol.config import CONCERNS
+from graphrep.protocol.messages import ClientSearch, ClientWrite, decode, encode
+
+__all__ = ["READ_PREFERENCES", "Ack", "Client", "SyncClient"]
+
+READ_PREFERENCES = ("leader", "nearest", "any")
+
+
+class Ack(NamedTuple):
+    """An acknowledged write: its shard and the (term, position) of a log entry whose
+    prefix holds it."""
+
+    shard: int
+    term: int
+    pos: int
+
+
+class _Conn:
+    def __init__(self, node: str, stream: trio.abc.Stream) -> None:
+        self.node = node
+        self.stream = stream
+        self.alive = True
+
+
+class Client:
+    """A trio client (see the module docstring). Use as ``async with Client(cfg) as c``."""
+
+    def __init__(self, cluster: ClusterFile, *, name: str | None = None,
+                 timeout: float = 10.0, attempt_timeout: float = 1.0,
+                 transport: Transport | None = None, history: bool = False,
+                 seed: int | None = None) -> None:
+        self.cfg = cluster
+        self.name = name or f"client-{os.getpid()}-{random.getrandbits(32):08x}"
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self.transport = transport or TCPTransport(
+            {n: s.address for n, s in cluster.nodes.items()})
+        self.record = history
+        self.history: list[dict[str, Any]] = []
+        self.leaders: dict[int, str] = {}
+        self.session: dict[int, int] = {}
+        self.rtt: dict[str, float] = {}
+        self._rng = random.Random(seed)
+        self._req = itertools.count(1)
+        self._conns: dict[str, _Conn] = {}
+        self._locks: dict[str, trio.Lock] = {}
+        self._waiters: dict[int, list] = {}  # req -> [event, reply, node]
+        self._nursery: trio.Nursery | None = None
+        self._cm: Any = None
+
+    @classmethod
+    def from_config(cls, path: str | Path, **kwargs: Any) -> Client:
+        return cls(ClusterFile.load(path), **kwargs)
+
+    async def __aenter__(self) -> Client:
+        self._cm = trio.open_nursery()
+        self._nursery = await self._cm.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        await self.aclose()
+        assert self._cm is not None
+        return await self._cm.__aexit__(*exc)
+
+    async def aclose(self) -> None:
+        for conn in list(self._conns.values()):
+            conn.alive = False
+            await trio.aclose_forcefully(conn.stream)
+        self._conns.clear()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _conn(self, node: str) -> _Conn:
+        conn = self._conns.get(node)
+        if conn is not None and conn.alive:
+            return conn
+        lock = self._locks.setdefault(node, trio.Lock())
+        async with lock:
+            conn = self._conns.get(node)
+            if conn is not None and conn.alive:
+                return conn
+            stream = await self.transport.connect(self.name, node)
+            try:
+                await stream.send_all(frame(encode_hello(Hello(
+                    WIRE_VERSION, self.cfg.cluster, self.name, "client", b""))))
+                reader = FrameReader(stream, self.cfg.driver_config().max_frame_bytes)
+                body = await reader.next()
+                if body is None:
+                    raise FrameError(f"{node} closed the connection during the hello")
+                decode_welcome(body)
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            conn = _Conn(node, stream)
+            self._conns[node] = conn
+            assert self._nursery is not None, "use the client as `async with Client(...)`"
+            self._nursery.start_soon(self._read, conn, reader)
+            return conn
+
+    async def _read(self, conn: _Conn, reader: FrameReader) -> None:
+        try:
+            while (body := await reader.next()) is not None:
+                if is_control(body):
+                    obj = decode_control(body)
+                    req, reply = (obj[2] if len(obj) > 2 else 0), obj
+                else:
+                    msg = decode(body)
+                    req, reply = msg.req, msg
+                waiter = self._waiters.get(req)
+                if waiter is not None and waiter[2] == conn.node:
+                    waiter[1] = reply
+                    waiter[0].set()
+        except (FrameError, ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
+                OSError):
+            pass
+        finally:
+            conn.alive = False
+            if self._conns.get(conn.node) is conn:
+                del self._conns[conn.node]
+            for waiter in self._waiters.values():  # fail fast: they need not time out
+                if waiter[2] == conn.node and not waiter[0].is_set():
+                    waiter[0].set()
+            await trio.aclose_forcefully(conn.stream)
+
+    async def _ask(self, node: str, body: bytes, req: int, timeout: float) -> Any:
+        """Send ``body`` to ``node`` and wait for the reply to ``req``; None when the node
+        cannot be reached, its connection breaks, or it does not answer in time."""
+        waiter = [trio.Event(), None, node]
+        self._waiters[req] = waiter
+        started = time.perf_counter()
+        try:
+            with trio.move_on_after(timeout):
+                try:
+                    conn = await self._conn(node)
+                    await conn.stream.send_all(frame(body))
+                except (OSError, FrameError, trio.BrokenResourceError,
+                        trio.ClosedResourceError):
+                    return None
+                except GraphrepError:  # refused hello: a misconfigured cluster, say so
+                    raise
+                await waiter[0].wait()
+        finally:
+            self._waiters.pop(req, None)
+        if waiter[1] is not None:
+            rtt = time.perf_counter() - started
+            self.rtt[node] = 0.8 * self.rtt.get(node, rtt) + 0.2 * rtt
+        return waiter[1]
+
+    # ------------------------------------------------------------------ writes
+
+    def _vector(self, vector: Any) -> bytes:
+        arr = as_float_array(vector, "vector")
+        if arr.ndim != 1:
+            raise InvalidVector(f"one vector of {self.cfg.dim} floats, got shape {arr.shape}")
+        return as_vectors(arr[None, :], self.cfg.dim, self.cfg.metric, "vector")[0] \
+            .astype("<f4").tobytes()
+
+    async def insert(self, id: int, vector: Any, concern: str | None = None) -> Ack:
+        """Insert ``id`` with ``vector``; returns once ``concern`` holds."""
+        return await self._write("insert", id, self._vector(vector), concern)
+
+    async def delete(self, id: int, concern: str | None = None) -> Ack:
+        """Delete ``id``; returns once ``concern`` holds."""
+        return await self._write("delete", id, b"", concern)
+
+    async def _write(self, op: str, id_: int, vec: bytes, concern: str | None) -> Ack:
+        concern = concern or self.cfg.concern
+        if concern not in CONCERNS:
+            raise InvalidArgument(f"concern {concern!r} is not one of {CONCERNS}")
+        if (type(id_) is not int and not isinstance(id_, np.integer)) or int(id_) < 0:
+            raise InvalidArgument(f"an id is an int >= 0, got {id_!r}")
+        id_ = int(id_)
+        shard = self.cfg.shard_of(id_)
+        replicas = list(self.cfg.replicas_of(shard))
+        req = next(self._req)
+        row = {"op": op, "id": id_, "shard": shard, "concern": concern,
+               "sent": time.time(), "status": "pending", "term": -1, "pos": -1}
+        if self.record:
+            self.history.append(row)
+        body = encode(ClientWrite(shard, req, op, id_, vec, concern))
+        deadline = trio.current_time() + self.timeout
+        target = self.leaders.get(shard, replicas[0])
+        tried: list[str] = []
+        while (left := deadline - trio.current_time()) > 0:
+            tried.append(target)
+            reply = await self._ask(target, body, req, min(self.attempt_timeout, left))
+            if reply is not None and getattr(reply, "status", None) == "ok":
+                self.leaders[shard] = target
+                self.session[shard] = max(self.session.get(shard, 0), reply.seq + 1)
+                row.update(status="ok", done=time.time(), term=reply.term, pos=reply.seq)
+                return Ack(shard, reply.term, reply.seq)
+            if reply is not None and getattr(reply, "status", None) == "error":
+                row.update(status="failed", done=time.time(), error=reply.error)
+                raise WriteRefused(f"{op} of id {id_} refused by {target}: {reply.error}")
+            if (reply is not None and reply.status == "not_leader" and reply.leader
+                    and reply.leader != target and reply.leader in replicas):
+                target = reply.leader
+                continue
+            if reply is not None:  # not_leader, no leader known yet: an election is on
+                await trio.sleep(min(0.05, max(left - 0.001, 0)))
+            target = replicas[(replicas.index(target) + 1) % len(replicas)]
+        row.update(status="failed", done=time.time(), error="timeout")
+        self.leaders.pop(shard, None)
+        raise NoLeader(f"{op} of id {id_} (shard {shard}): no leader acknowledged it within "
+                       f"{self.timeout} s (asked {', '.join(tried[-6:])}); the write may "
+                       "or may not be applied")
+
+    # ------------------------------------------------------------------ searches
+
+    def _order(self, shard: int, preference: str) -> list[str]:
+        replicas = list(self.cfg.replicas_of(shard))
+        if preference == "leader":
+            first = self.leaders.get(shard, replicas[0])
+        elif preference == "nearest":
+            first = min(replicas, key=lambda n: (self.rtt.get(n, 0.0), n))
+        else:
+            first = self._rng.choice(replicas)
+        return [first] + [r for r in replicas if r != first]
+
+    async def search(self, query: Any, k: int = 10, read_preference: str = "leader",
+                     node: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest ids and their distances over every shard (merged by distance,
+        ties by id). ``node`` pins one node: only its shards, only its answer."""
+        if read_preference not in READ_PREFERENCES:
+            raise InvalidArgument(f"read_preference {read_preference!r} is not one of "
+                                  f"{READ_PREFERENCES}")
+        if type(k) is not int or not 1 <= k <= 4096:
+            raise InvalidArgument(f"k must be an int in 1..4096, got {k!r}")
+        vec = self._vector(query)
+        shards = sorted(self.cfg.shards)
+        if node is not None:
+            if node not in self.cfg.nodes:
+                raise InvalidArgument(f"node {node!r} is not in the cluster: "
+                                      f"{sorted(self.cfg.nodes)}")
+            shards = [s for s in shards if node in self.cfg.replicas_of(s)]
+        ids: list[np.ndarray] = []
+        dists: list[np.ndarray] = []
+        for shard in shards:
+            i, d = await self._search_shard(shard, vec, k, read_preference, node)
+            ids.append(i)
+            dists.append(d)
+        if not ids:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        all_ids, all_d = np.concatenate(ids), np.concatenate(dists)
+        order = np.lexsort((all_ids, all_d))[:k]
+        return all_ids[order], all_d[order]
+
+    async def _search_shard(self, shard: int, vec: bytes, k: int, preference: str,
+                            node: str | None) -> tuple[np.ndarray, np.ndarray]:
+        deadline = trio.current_time() + self.timeout
+        order = [node] if node is not None else self._order(shard, preference)
+        attempt = 0
+        last = "no answer"
+        while (left := deadline - trio.current_time()) > 0:
+            target = order[attempt % len(order)]
+            attempt += 1
+            req = next(self._req)
+            body = encode(ClientSearch(shard, req, vec, k, self.session.get(shard, 0)))
+            reply = await self._ask(target, body, req, min(self.attempt_timeout, left))
+            if reply is None:
+                last = f"{target} did not answer"
+                continue
+            if reply.status == "ok":
+                if (preference == "leader" and node is None and reply.leader
+                        and reply.leader != target and reply.leader in order):
+                    self.leaders[shard] = reply.leader  # ask the leader it names
+                    order = [reply.leader] + [r for r in order if r != reply.leader]
+                    attempt = 0
+                    continue
+                ids = np.frombuffer(reply.ids, dtype="<i8").astype(np.int64)
+                dists = np.frombuffer(reply.dists, dtype="<f4").astype(np.float32)
+                keep = ids >= 0
+                return ids[keep], dists[keep]
+            if reply.status == "error":
+                raise WriteRefused(f"search refused by {target}: "
+                                   f"{reply.ids.decode(errors='replace')}")
+            last = f"{target} is behind this client's writes (stale)"
+            await trio.sleep(0.005)
+        raise RequestTimeout(f"search on shard {shard}: no replica answered within "
+                             f"{self.timeout} s ({last})")
+
+    # ------------------------------------------------------------------ status
+
+    async def status(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Every node's answer to ``status`` (``{"up": False}`` for one that does not
+        answer): its shards' role, term, commit, applied and digest, its store."""
+        nodes: dict[str, Any] = {}
+        for node in sorted(self.cfg.nodes):
+            req = next(self._req)
+            reply = await self._ask(node, control("status", req), req, timeout)
+            if isinstance(reply, list) and reply[1] == "status":
+                nodes[node] = reply[3]
+            else:
+                nodes[node] = {"name": node, "up": False}
+        return {"cluster": self.cfg.cluster, "nodes": nodes}
+
+
+class SyncClient:
+    """A blocking :class:`Client`: the same calls, run on a trio loop in a background
+    thread. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, cluster: ClusterFile, **kwargs: Any) -> None:
+        self._client = Client(cluster, **kwargs)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._token: Any = None
+        self._stop: trio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="graphrep-client",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    @classmethod
+    def from_config(cls, path: str | Path, **kwargs: Any) -> SyncClient:
+        return cls(ClusterFile.load(path), **kwargs)
+
+    def _main(self) -> None:
+        async def body() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            self._stop = trio.Event()
+            async with self._client:
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            trio.run(body)
+        except BaseException as exc:  # surfaced to the caller of __init__
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._stop is None or not self._thread.is_alive():
+            raise GraphrepError("this client is closed")
+
+        async def call() -> Any:
+            return await fn(*args, **kwargs)
+
+        return trio.from_thread.run(call, trio_token=self._token)
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self._client.history
+
+    def insert(self, id: int, vector: Any, concern: str | None = None) -> Ack:
+        return self._call(self._client.insert, id, vector, concern)
+
+    def delete(self, id: int, concern: str | None = None) -> Ack:
+        return self._call(self._client.delete, id, concern)
+
+    def search(self, query: Any, k: int = 10, read_preference: str = "leader",
+               node: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self._call(self._client.search, query, k, read_preference, node)
+
+    def status(self, timeout: float = 2.0) -> dict[str, Any]:
+        return self._call(self._client.status, timeout)
+
+    def close(self) -> None:
+        if self._thread.is_alive() and self._stop is not None:
+            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+

@@ -1,0 +1,218 @@
+"""A live cluster, described by one TOML file.
+
+Example (``graphrep cluster up`` writes one like it)::
+
+    cluster = "graphrep-local"      # a node refuses peers and clients of another id
+    data_dir = "data"               # relative to this file; one directory per node
+    replication = 3
+    policy = "leader"
+    concern = "majority"            # the clients' default write concern
+
+    [index]
+    dim = 32
+    metric = "l2"
+    R = 32
+    L = 64
+    alpha = 1.2
+
+    [protocol]                      # optional ReplicaConfig fields; *_ms in milliseconds
+    tick_ms = 10
+    election_timeout_ms = [150, 300]
+
+    [limits]                        # optional graphrep.net.driver.DriverConfig fields
+    max_frame_bytes = 67108864
+
+    [nodes]
+    n1 = { address = "127.0.0.1:7001", region = "local" }
+    n2 = { address = "127.0.0.1:7002", region = "local" }
+    n3 = { address = "127.0.0.1:7003", region = "local" }
+
+    [shards]                        # shard -> the regions it may live in
+    0 = ["local"]
+
+Shards are numbered ``0 .. S-1``; an id belongs to shard ``id % S`` (as in the
+simulated cluster). Which nodes hold a shard is decided by
+:func:`graphrep.protocol.placement.place`, from the file alone, so every node and every
+client computes the same placement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graphrep.errors import ConfigError, PlacementError
+from graphrep.net.driver import DriverConfig
+from graphrep.net.transport import parse_address
+from graphrep.protocol.config import CONCERNS, POLICIES, ReplicaConfig
+from graphrep.protocol.placement import ShardPlacement, place
+from graphrep.sansio import MS
+
+__all__ = ["ClusterFile", "NodeSpec"]
+
+_FIXED = {"replicas", "dim", "shard", "policy", "metric", "R", "L", "alpha"}
+_PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ReplicaConfig)} - _FIXED
+_LIMITS = {"max_frame_bytes", "inputs", "peer_queue", "client_queue", "hello_timeout",
+           "idle_timeout", "frame_timeout"}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    address: str
+    region: str = "local"
+
+
+@dataclass(frozen=True)
+class ClusterFile:
+    """A parsed cluster file; :meth:`load` reads one, :meth:`dump` writes one."""
+
+    cluster: str
+    nodes: dict[str, NodeSpec]
+    shards: dict[int, tuple[str, ...]]
+    dim: int
+    data_dir: Path
+    replication: int = 3
+    policy: str = "leader"
+    concern: str = "majority"
+    metric: str = "l2"
+    R: int = 32
+    L: int = 64
+    alpha: float = 1.2
+    protocol: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise ConfigError("[nodes] is empty: a cluster needs at least one node")
+        for spec in self.nodes.values():
+            parse_address(spec.address)
+        if sorted(self.shards) != list(range(len(self.shards))):
+            raise ConfigError(f"shards are numbered 0..S-1, got {sorted(self.shards)}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy {self.policy!r} is not one of {POLICIES}")
+        if self.concern not in CONCERNS:
+            raise ConfigError(f"concern {self.concern!r} is not one of {CONCERNS}")
+        if type(self.dim) is not int or self.dim < 1:
+            raise ConfigError(f"[index] dim must be an int >= 1, got {self.dim!r}")
+        unknown = sorted(set(self.protocol) - _PROTOCOL_FIELDS)
+        if unknown:
+            raise ConfigError(f"[protocol] has unknown keys {unknown}; known: "
+                              f"{sorted(_PROTOCOL_FIELDS)} (times as *_ms)")
+        unknown = sorted(set(self.limits) - _LIMITS)
+        if unknown:
+            raise ConfigError(f"[limits] has unknown keys {unknown}; known: {sorted(_LIMITS)}")
+        try:
+            self.placement()
+            self.replica_configs(next(iter(self.nodes)))
+        except PlacementError as exc:
+            raise ConfigError(f"the cluster file's placement fails: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[protocol] or [index] has a bad value: {exc}") from None
+
+    # ------------------------------------------------------------------ reading
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterFile:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no cluster file at {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        try:
+            index = dict(raw.get("index", {}))
+            protocol = {}
+            for key, value in dict(raw.get("protocol", {})).items():
+                if key.endswith("_ms"):
+                    key = key[:-3] + "_ns"
+                    value = (tuple(int(v * MS) for v in value) if isinstance(value, list)
+                             else int(value * MS))
+                protocol[key] = value
+            nodes = {name: NodeSpec(name, str(spec["address"]), str(spec.get("region",
+                                                                              "local")))
+                     for name, spec in dict(raw["nodes"]).items()}
+            shards = {int(s): tuple(str(r) for r in regions)
+                      for s, regions in dict(raw.get("shards", {"0": ["local"]})).items()}
+            data_dir = Path(raw.get("data_dir", "data"))
+            if not data_dir.is_absolute():
+                data_dir = path.parent / data_dir
+            return cls(cluster=str(raw["cluster"]), nodes=nodes, shards=shards,
+                       dim=index.get("dim", 0), data_dir=data_dir,
+                       replication=int(raw.get("replication", min(3, len(nodes)))),
+                       policy=str(raw.get("policy", "leader")),
+                       concern=str(raw.get("concern", "majority")),
+                       metric=str(index.get("metric", "l2")), R=int(index.get("R", 32)),
+                       L=int(index.get("L", 64)), alpha=float(index.get("alpha", 1.2)),
+                       protocol=protocol, limits=dict(raw.get("limits", {})), path=path)
+        except KeyError as exc:
+            raise ConfigError(f"{path} misses the key {exc.args[0]!r}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{path} has a bad value: {exc}") from None
+
+    def dump(self, path: str | Path) -> Path:
+        """Write this cluster as a TOML file (``data_dir`` relative to it when inside)."""
+        path = Path(path)
+        try:
+            data_dir = self.data_dir.resolve().relative_to(path.parent.resolve())
+        except ValueError:
+            data_dir = self.data_dir.resolve()
+        lines = [f'cluster = "{self.cluster}"', f'data_dir = "{data_dir}"',
+                 f"replication = {self.replication}", f'policy = "{self.policy}"',
+                 f'concern = "{self.concern}"', "", "[index]", f"dim = {self.dim}",
+                 f'metric = "{self.metric}"', f"R = {self.R}", f"L = {self.L}",
+                 f"alpha = {self.alpha}", "", "[protocol]"]
+        for key, value in sorted(self.protocol.items()):
+            if key.endswith("_ns"):
+                key = key[:-3] + "_ms"
+                value = [v / MS for v in value] if isinstance(value, tuple) else value / MS
+            lines.append(f"{key} = {_toml(value)}")
+        lines += ["", "[limits]"]
+        lines += [f"{k} = {_toml(v)}" for k, v in sorted(self.limits.items())]
+        lines += ["", "[nodes]"]
+        lines += [f'{n} = {{ address = "{s.address}", region = "{s.region}" }}'
+                  for n, s in sorted(self.nodes.items())]
+        lines += ["", "[shards]"]
+        lines += [f"{s} = {_toml(list(r))}" for s, r in sorted(self.shards.items())]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    # ------------------------------------------------------------------ derived
+
+    def placement(self) -> list[ShardPlacement]:
+        return place({n: s.region for n, s in self.nodes.items()},
+                     {s: list(r) for s, r in self.shards.items()}, self.replication)
+
+    def shard_of(self, id_: int) -> int:
+        return int(id_) % len(self.shards)
+
+    def replicas_of(self, shard: int) -> tuple[str, ...]:
+        return self.placement()[shard].replicas
+
+    def replica_configs(self, node: str) -> list[ReplicaConfig]:
+        """The configs of the replicas ``node`` hosts (one per shard placed on it)."""
+        return [ReplicaConfig(replicas=p.replicas, dim=self.dim, shard=p.shard,
+                              policy=self.policy, metric=self.metric, R=self.R, L=self.L,
+                              alpha=self.alpha, **self.protocol)
+                for p in self.placement() if node in p.replicas]
+
+    def driver_config(self) -> DriverConfig:
+        return DriverConfig(**self.limits)
+
+    def node_dir(self, node: str) -> Path:
+        return self.data_dir / node
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)

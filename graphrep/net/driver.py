@@ -1,0 +1,430 @@
+"""The live driver: one sans-IO process (a ``ShardHost`` or any :mod:`graphrep.sansio`
+process) run by trio, with real time, real connections and a durable store.
+
+One serial loop per node. Every input (a message from a peer or a client, a timer
+firing, a control request) goes into one bounded memory channel; one task takes inputs
+in order, calls the process, and carries out the effects it returns in list order,
+following the rules :mod:`graphrep.sansio` states (the simulator follows the same ones):
+
+* ``Send``: to a peer, into that peer's bounded outgoing queue (:mod:`.peers`); to a
+  client connected to this node, into the client's queue. A full queue drops the
+  message and counts it (``dropped_sends``): the protocol retransmits.
+* ``DurableWrite`` buffers into the store; ``Sync`` asks the store for a commit
+  (:class:`~graphrep.net.store.SQLiteStore`: group commit, in a worker thread).
+* **A send waits for every sync requested before it.** The simulator completes a sync
+  at once; live, a commit takes about a millisecond, and the loop keeps taking inputs
+  meanwhile. A message sent after a ``Sync`` may claim what that sync makes durable (a
+  follower's acknowledgement, a client's ``ok``), and so may a message sent by a *later*
+  callback, since the process believes the sync done. So every send is held until the
+  store has finished every commit requested before it, and held sends leave in order.
+  This is where the live driver differs from the simulator: what the simulator does in
+  zero time, it does in order.
+* ``SetTimer`` replaces a timer of the same name (a new token: a firing of the old timer
+  already queued is ignored); periodic timers re-arm; ``CancelTimer`` of an unknown
+  timer does nothing.
+* ``Metric`` goes to counters (:attr:`NodeDriver.metrics`), ``Log`` to :mod:`logging`;
+  ``Busy`` and ``Work`` are not slept on (the CPU was really spent), ``Work`` is counted.
+
+Time given to the process is ``trio.current_time()`` in integer nanoseconds, so a test
+can drive a node with ``trio.testing.MockClock``. The driver is generic over its
+transport (:class:`~graphrep.net.transport.TCPTransport` for real sockets,
+:class:`~graphrep.net.testing.MemoryTransport` for tests in one process).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import trio
+
+from graphrep.errors import (
+    FrameError,
+    GraphrepError,
+    NetError,
+    ProtocolError,
+)
+from graphrep.net.peers import PeerLink
+from graphrep.net.store import SQLiteStore
+from graphrep.net.transport import Transport
+from graphrep.net.wire import (
+    MAX_FRAME_BYTES,
+    WIRE_VERSION,
+    FrameReader,
+    Welcome,
+    check_hello,
+    decode_control,
+    decode_hello,
+    encode_welcome,
+    frame,
+    is_control,
+)
+from graphrep.sansio import (
+    Busy,
+    CancelTimer,
+    DurableWrite,
+    Log,
+    Metric,
+    Send,
+    SetTimer,
+    Sync,
+    Work,
+)
+
+__all__ = ["DriverConfig", "NodeDriver"]
+
+log = logging.getLogger("graphrep.net")
+
+ControlHandler = Callable[[Any, list], Any]
+"""``handler(process, request) -> reply``: answers a client's control frame in the loop."""
+
+
+class DriverConfig:
+    """Limits of one live node. Seconds for times, counts for queues."""
+
+    def __init__(self, *, max_frame_bytes: int = MAX_FRAME_BYTES, inputs: int = 4096,
+                 peer_queue: int = 4096, client_queue: int = 4096,
+                 hello_timeout: float = 5.0, idle_timeout: float = 300.0,
+                 frame_timeout: float = 30.0, backoff: tuple[float, float] = (0.02, 1.0),
+                 auth: bytes = b"") -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.inputs = inputs
+        self.peer_queue = peer_queue
+        self.client_queue = client_queue
+        self.hello_timeout = hello_timeout
+        self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
+        self.backoff = backoff
+        self.auth = auth
+
+
+class _ClientConn:
+    """A client connected to this node: the replies the loop queues for it."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.send, self.receive = trio.open_memory_channel[bytes](size)
+
+
+class NodeDriver:
+    """``NodeDriver(name, factory, store, transport, cluster=..., peers=...)``.
+
+    ``factory(name, disk)`` builds the process from the store's durable map;
+    ``peers`` are the names of the other nodes this one sends to (the transport knows
+    where they are). With ``decode`` (``graphrep.protocol.messages.decode``), messages
+    are decoded as they arrive, a malformed one closes its connection, and the process
+    gets ``on_decoded(now, src, message)``; without, it gets ``on_message`` with the
+    bytes. ``await driver.run(task_status=...)`` runs the node until
+    cancelled or :meth:`shutdown`; it reports started once the process has started and
+    the node accepts connections.
+    """
+
+    def __init__(self, name: str, factory: Callable[[str, dict], Any], store: SQLiteStore,
+                 transport: Transport, *, cluster: str, peers: list[str] | tuple[str, ...],
+                 config: DriverConfig | None = None,
+                 control: ControlHandler | None = None,
+                 decode: Callable[[bytes, int], Any] | None = None) -> None:
+        self.name = name
+        self.factory = factory
+        self.store = store
+        self.transport = transport
+        self.cluster = cluster
+        self.config = config or DriverConfig()
+        self.control = control
+        self._decode = decode
+        self.peer_names = sorted(p for p in peers if p != name)
+        self.process: Any = None
+        self.links: dict[str, PeerLink] = {}
+        self.clients: dict[str, _ClientConn] = {}
+        self.metrics: dict[str, float] = collections.defaultdict(float)
+        self.counters: dict[str, int] = collections.defaultdict(int)
+        self._timers: dict[Hashable, tuple[int, trio.CancelScope]] = {}
+        self._timer_token = 0
+        self._held: collections.deque[tuple[int, str, bytes]] = collections.deque()
+        self._need = 0  # the commit every send from now on waits for
+        self._inputs_send, self._inputs = trio.open_memory_channel[tuple](self.config.inputs)
+        self._stopping = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._timer_nursery: trio.Nursery | None = None
+        self._held_wake = trio.Event()
+
+    # ------------------------------------------------------------------ running
+
+    @staticmethod
+    def now() -> int:
+        return int(trio.current_time() * 1e9)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        disk = self.store.load()
+        self.process = self.factory(self.name, disk)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.store.run)
+            nursery.start_soon(self._release_held)
+            for peer in self.peer_names:
+                link = PeerLink(self, peer)
+                self.links[peer] = link
+                nursery.start_soon(link.run)
+            timers = await nursery.start(self._timer_host)
+            self._timer_nursery = timers
+            self._carry_out(self.process.on_start(self.now()))
+            await nursery.start(self.transport.serve, self.name, self._serve_connection)
+            nursery.start_soon(self._loop)
+            task_status.started()
+            await self._stopping.wait()
+            # graceful: stop taking inputs, let the commit in progress finish
+            if self.store.committing is not None:
+                await self.store.wait(self.store.committing)
+            nursery.cancel_scope.cancel()
+
+    def shutdown(self) -> None:
+        """Stop: no more inputs; the commit in progress finishes; :meth:`run` returns."""
+        self._stopping.set()
+
+    async def _timer_host(self, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
+
+    async def _loop(self) -> None:
+        """The serial loop: one input at a time, effects carried out in order."""
+        async for item in self._inputs:
+            kind = item[0]
+            if kind == "msg":
+                _, src, msg, size = item
+                if self._decode is None:
+                    effects = self.process.on_message(self.now(), src, msg, size)
+                else:
+                    effects = self.process.on_decoded(self.now(), src, msg)
+            elif kind == "timer":
+                _, name, token = item
+                held = self._timers.get(name)
+                if held is None or held[0] != token:
+                    continue  # cancelled or replaced after it fired
+                effects = self.process.on_timer(self.now(), name)
+            elif kind == "ctl":
+                _, client, request = item
+                self._answer_control(client, request)
+                continue
+            else:  # pragma: no cover - the driver puts only the kinds above
+                raise NetError(f"unknown input {kind!r}")
+            self._carry_out(effects)
+
+    # ------------------------------------------------------------------ effects
+
+    def _carry_out(self, effects: Any) -> None:
+        if not effects:
+            return
+        store = self.store
+        for e in effects:
+            cls = type(e)
+            if cls is Send or (cls is tuple and len(e) == 3):
+                to, payload, _ = e
+                self._send(to, payload)
+            elif cls is DurableWrite:
+                store.put(e.key, e.value)
+            elif cls is Sync:
+                self._need = max(self._need, store.request_sync())
+            elif cls is SetTimer:
+                self._set_timer(e.name, e.delay_ns, e.periodic)
+            elif cls is CancelTimer:
+                held = self._timers.pop(e.name, None)
+                if held is not None:
+                    held[1].cancel()
+            elif cls is Metric:
+                self.metrics[e.name] += e.value
+            elif cls is Work:
+                self.counters["work_distances"] += e.distances
+                self.counters["work_entries"] += e.entries
+            elif cls is Log:
+                log.info("%s: %s", self.name, e.text)
+            elif cls is Busy:
+                pass  # real CPU was spent for real
+            else:
+                raise NetError(f"process {self.name!r} returned {e!r}, which is not an effect "
+                               "of graphrep.sansio")
+
+    def _send(self, to: str, payload: bytes) -> None:
+        if self._held or self.store.durable < self._need:
+            self._held.append((self._need, to, payload))
+            self._held_wake.set()
+            return
+        self._deliver(to, payload)
+
+    def _deliver(self, to: str, payload: bytes) -> None:
+        data = frame(payload)
+        link = self.links.get(to)
+        if link is not None:
+            if not link.offer(data):
+                self.counters["dropped_sends"] += 1
+            return
+        conn = self.clients.get(to)
+        if conn is None:
+            self.counters["sends_to_absent_client"] += 1
+            return
+        try:
+            conn.send.send_nowait(data)
+        except trio.WouldBlock:
+            self.counters["dropped_sends"] += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.counters["sends_to_absent_client"] += 1
+
+    async def _release_held(self) -> None:
+        """Sends held behind a commit leave, in order, once that commit is durable."""
+        while True:
+            while not self._held:
+                self._held_wake = trio.Event()
+                await self._held_wake.wait()
+            need = self._held[0][0]
+            await self.store.wait(need)
+            while self._held and self._held[0][0] <= self.store.durable:
+                _, to, payload = self._held.popleft()
+                self._deliver(to, payload)
+
+    def _set_timer(self, name: Hashable, delay_ns: int, periodic: bool) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old[1].cancel()
+        self._timer_token += 1
+        token = self._timer_token
+        scope = trio.CancelScope()
+        self._timers[name] = (token, scope)
+        assert self._timer_nursery is not None
+        self._timer_nursery.start_soon(self._timer, name, token, scope, delay_ns, periodic)
+
+    async def _timer(self, name: Hashable, token: int, scope: trio.CancelScope,
+                     delay_ns: int, periodic: bool) -> None:
+        with scope:
+            delay = max(delay_ns, 0) / 1e9
+            deadline = trio.current_time() + delay
+            while True:
+                await trio.sleep_until(deadline)
+                await self._inputs_send.send(("timer", name, token))
+                if not periodic:
+                    return
+                # re-arm from the scheduled time, not from now: no drift
+                deadline = max(deadline + delay, trio.current_time())
+
+    # ------------------------------------------------------------------ connections
+
+    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+        """One accepted connection: hello, then frames into the loop until it closes.
+        Whatever goes wrong closes this connection only."""
+        cfg = self.config
+        reader = FrameReader(stream, cfg.max_frame_bytes)
+        peer = "?"
+        try:
+            with trio.fail_after(cfg.hello_timeout):
+                body = await reader.next()
+            if body is None:
+                return
+            hello = decode_hello(body)
+            peer = hello.name
+            why = check_hello(hello, self.cluster, cfg.auth)
+            if not why and hello.role == "node" and hello.name not in self.links:
+                why = f"{hello.name!r} is not a node of this cluster's file"
+            await stream.send_all(frame(encode_welcome(
+                Welcome(WIRE_VERSION, not why, self.name, why))))
+            if why:
+                self.counters["refused_hellos"] += 1
+                log.warning("%s: refused a connection from %r: %s", self.name, peer, why)
+                return
+            if hello.role == "node":
+                await self._read_peer(reader, hello.name)
+            else:
+                await self._serve_client(stream, reader, hello.name)
+        except trio.TooSlowError:
+            self.counters["connection_timeouts"] += 1
+            log.info("%s: closed a silent connection from %r", self.name, peer)
+        except (FrameError, ProtocolError) as exc:
+            self.counters["frame_errors"] += 1
+            self.counters[f"frame_error:{type(exc).__name__}"] += 1
+            log.warning("%s: closed the connection from %r: %s", self.name, peer, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _next_frame(self, reader: FrameReader) -> bytes | None:
+        """The next frame, within the idle timeout (and the frame timeout once one has
+        started arriving)."""
+        cfg = self.config
+        with trio.fail_after(cfg.frame_timeout if reader.mid_frame else cfg.idle_timeout):
+            return await reader.next()
+
+    def _decoded(self, body: bytes) -> Any:
+        """A message for the process: decoded here (off the loop's turn, so a malformed
+        one closes its connection before it is queued) when the driver has a decoder."""
+        return body if self._decode is None else self._decode(body, self.config.max_frame_bytes)
+
+    async def _read_peer(self, reader: FrameReader, peer: str) -> None:
+        while (body := await self._next_frame(reader)) is not None:
+            msg = self._decoded(body)
+            await self._inputs_send.send(("msg", peer, msg, len(body)))
+
+    async def _serve_client(self, stream: trio.abc.Stream, reader: FrameReader,
+                            name: str) -> None:
+        conn = _ClientConn(name, self.config.client_queue)
+        old = self.clients.get(name)
+        if old is not None:
+            old.send.close()
+        self.clients[name] = conn
+        error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_client, stream, conn, nursery.cancel_scope)
+                try:
+                    while (body := await self._next_frame(reader)) is not None:
+                        if is_control(body):
+                            await self._inputs_send.send(("ctl", name, decode_control(body)))
+                        else:
+                            await self._inputs_send.send(
+                                ("msg", name, self._decoded(body), len(body)))
+                except (trio.TooSlowError, FrameError, ProtocolError, trio.BrokenResourceError,
+                        trio.ClosedResourceError, OSError) as exc:
+                    error = exc  # raised below, outside the nursery (no exception group)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.clients.get(name) is conn:
+                del self.clients[name]
+            conn.send.close()
+        if error is not None:
+            raise error
+
+    @staticmethod
+    async def _write_client(stream: trio.abc.Stream, conn: _ClientConn,
+                            scope: trio.CancelScope) -> None:
+        """Write a client's replies, coalesced; a failed write ends the connection."""
+        try:
+            async for data in conn.receive:
+                chunks = [data]
+                while len(chunks) < 256:
+                    try:
+                        chunks.append(conn.receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await stream.send_all(b"".join(chunks))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        scope.cancel()
+
+    def _answer_control(self, client: str, request: list) -> None:
+        from graphrep.net.wire import control
+
+        if self.control is None:
+            reply = control("error", request[2] if len(request) > 2 else 0,
+                            "this node answers no control requests")
+        else:
+            try:
+                reply = self.control(self, request)
+            except GraphrepError as exc:
+                reply = control("error", request[2] if len(request) > 2 else 0, str(exc))
+        conn = self.clients.get(client)
+        if conn is not None:
+            try:
+                conn.send.send_nowait(frame(reply))
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.counters["dropped_sends"] += 1

@@ -1,0 +1,107 @@
+"""A node's link to one peer: a bounded outgoing queue and the connection that drains it.
+
+The link dials its peer, sends the hello, and then writes whatever is queued, many
+frames per write (coalescing queued frames into one ``send_all`` is what makes many
+outstanding messages cheap). If the connection fails, the frames of the failed write are
+lost (the protocol retransmits) and the link dials again after an exponential backoff
+with jitter, so a restarted cluster does not reconnect in lockstep. ``offer`` never
+blocks the node's loop: a full queue refuses the frame and the driver counts the drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING
+
+import trio
+
+from graphrep.errors import FrameError, HandshakeRefused
+from graphrep.net.wire import WIRE_VERSION, FrameReader, Hello, decode_welcome, encode_hello, frame
+
+if TYPE_CHECKING:
+    from graphrep.net.driver import NodeDriver
+
+__all__ = ["PeerLink"]
+
+log = logging.getLogger("graphrep.net")
+
+_COALESCE_BYTES = 1 << 20
+
+
+class PeerLink:
+    """``PeerLink(driver, peer)``: the outgoing side of ``driver``'s link to ``peer``."""
+
+    def __init__(self, driver: NodeDriver, peer: str) -> None:
+        self.driver = driver
+        self.peer = peer
+        self._send, self._receive = trio.open_memory_channel[bytes](driver.config.peer_queue)
+        self.connected = False
+        self.connects = 0
+        self.failures = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self._rng = random.Random(f"{driver.name}->{peer}")
+
+    def offer(self, data: bytes) -> bool:
+        """Queue one frame; False (dropped) if the queue is full."""
+        try:
+            self._send.send_nowait(data)
+        except trio.WouldBlock:
+            return False
+        return True
+
+    async def run(self) -> None:
+        lo, hi = self.driver.config.backoff
+        delay = lo
+        while True:
+            try:
+                stream = await self.driver.transport.connect(self.driver.name, self.peer)
+            except OSError:
+                self.failures += 1
+            else:
+                try:
+                    await self._handshake(stream)
+                    self.connected = True
+                    self.connects += 1
+                    delay = lo
+                    await self._pump(stream)
+                except HandshakeRefused as exc:
+                    self.failures += 1
+                    self.driver.counters["refused_by_peer"] += 1
+                    log.error("%s: %s", self.driver.name, exc)
+                    delay = hi
+                except (FrameError, trio.TooSlowError, trio.BrokenResourceError,
+                        trio.ClosedResourceError, OSError):
+                    self.failures += 1
+                finally:
+                    self.connected = False
+                    await trio.aclose_forcefully(stream)
+            await trio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, hi)
+
+    async def _handshake(self, stream: trio.abc.Stream) -> None:
+        d = self.driver
+        hello = Hello(WIRE_VERSION, d.cluster, d.name, "node", d.config.auth)
+        await stream.send_all(frame(encode_hello(hello)))
+        with trio.fail_after(d.config.hello_timeout):
+            body = await FrameReader(stream, 1 << 16).next()
+        if body is None:
+            raise FrameError(f"{self.peer} closed the connection during the hello")
+        decode_welcome(body)
+
+    async def _pump(self, stream: trio.abc.Stream) -> None:
+        """Write queued frames, coalesced, until the connection fails (a write to a peer
+        that closed or died raises, and the link dials again)."""
+        async for data in self._receive:
+            chunks, size = [data], len(data)
+            while size < _COALESCE_BYTES:
+                try:
+                    more = self._receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                chunks.append(more)
+                size += len(more)
+            await stream.send_all(b"".join(chunks) if len(chunks) > 1 else data)
+            self.frames_sent += len(chunks)
+            self.bytes_sent += size

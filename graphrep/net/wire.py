@@ -1,0 +1,211 @@
+"""The live wire: length-prefixed frames, the hello that opens every connection, and the
+node's control frames.
+
+A frame is a 4-byte big-endian length followed by that many bytes. The length is checked
+against the connection's limit *before* anything is allocated, so a hostile length costs
+nothing but the closed connection. Frame bodies are:
+
+* the hello and its answer (the first frame each way on every connection);
+* replication and client messages: exactly the canonical encodings of
+  :mod:`graphrep.protocol.messages` (``[PROTOCOL_VERSION, type, fields...]``);
+* control frames between a client and a node (``[0, kind, ...]``): version 0 is never a
+  protocol version, so :func:`is_control` tells the two apart from the first two bytes.
+
+Hello (client or node -> node)::
+
+    ["graphrep", WIRE_VERSION, cluster id, sender name, role ("node" | "client"), auth]
+
+``auth`` is bytes, empty today: the place a shared-secret proof goes. The answer is
+``["graphrep-welcome", WIRE_VERSION, ok, node name, reason]``; a node that refuses a
+hello says why in ``reason`` and closes the connection, and the refused side raises
+:class:`~graphrep.errors.HandshakeRefused` with that reason.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, NamedTuple
+
+import msgpack
+import trio
+
+from graphrep.errors import FrameError, HandshakeRefused
+
+__all__ = [
+    "HEADER",
+    "MAX_FRAME_BYTES",
+    "ROLES",
+    "WIRE_VERSION",
+    "FrameReader",
+    "Hello",
+    "Welcome",
+    "control",
+    "decode_control",
+    "decode_hello",
+    "decode_welcome",
+    "encode_hello",
+    "encode_welcome",
+    "frame",
+    "is_control",
+]
+
+WIRE_VERSION = 1
+"""The version of the hello and framing; a peer with another one is refused."""
+MAX_FRAME_BYTES = 64 << 20
+"""Default frame limit: must exceed the largest message (snapshot chunks, batches)."""
+HEADER = struct.Struct(">I")
+ROLES = ("node", "client")
+_MAGIC = "graphrep"
+_WELCOME = "graphrep-welcome"
+_MAX_NAME = 256
+
+
+def frame(body: bytes) -> bytes:
+    """``body`` as one frame (length prefix + body)."""
+    return HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Reads frames from a trio stream.
+
+    ``await reader.next()`` returns one frame's body, or None at a clean end of stream
+    (between frames). It raises :class:`FrameError` for a length over ``max_bytes`` (before
+    reading or allocating the body) or a stream that ends inside a frame. Reading is
+    buffered: one ``receive_some`` may deliver many frames.
+    """
+
+    def __init__(self, stream: trio.abc.ReceiveStream, max_bytes: int = MAX_FRAME_BYTES
+                 ) -> None:
+        self.stream = stream
+        self.max_bytes = max_bytes
+        self._buf = bytearray()
+        self.frames = 0
+        self.bytes = 0
+
+    @property
+    def mid_frame(self) -> bool:
+        """Whether bytes of an unfinished frame are buffered."""
+        return bool(self._buf)
+
+    async def _fill(self, need: int) -> bool:
+        while len(self._buf) < need:
+            chunk = await self.stream.receive_some(max(65536, need - len(self._buf)))
+            if not chunk:
+                if self._buf:
+                    raise FrameError(f"the connection closed inside a frame ({len(self._buf)}"
+                                     f" of {need} bytes received)")
+                return False
+            self._buf += chunk
+        return True
+
+    async def next(self) -> bytes | None:
+        if not await self._fill(HEADER.size):
+            return None
+        (length,) = HEADER.unpack_from(self._buf)
+        if length > self.max_bytes:
+            raise FrameError(f"a frame of {length} bytes exceeds this connection's limit of "
+                             f"{self.max_bytes} (max_frame_bytes in the cluster file)")
+        await self._fill(HEADER.size + length)
+        body = bytes(self._buf[HEADER.size : HEADER.size + length])
+        del self._buf[: HEADER.size + length]
+        self.frames += 1
+        self.bytes += HEADER.size + length
+        return body
+
+
+class Hello(NamedTuple):
+    version: int
+    cluster: str
+    name: str
+    role: str
+    auth: bytes
+
+
+class Welcome(NamedTuple):
+    version: int
+    ok: bool
+    name: str
+    reason: str
+
+
+def encode_hello(hello: Hello) -> bytes:
+    return msgpack.packb([_MAGIC, *hello], use_bin_type=True)
+
+
+def _unpack(body: bytes, what: str, small: bool = True) -> list:
+    n = 16 if small else 1 << 16
+    try:
+        obj = msgpack.unpackb(body, raw=False, max_bin_len=4096 if small else 1 << 20,
+                              max_str_len=4096 if small else 1 << 20,
+                              max_array_len=n, max_map_len=0 if small else n)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise FrameError(f"the {what} does not decode ({type(exc).__name__}); is the peer "
+                         "a graphrep node?") from None
+    if type(obj) is not list:
+        raise FrameError(f"the {what} is not an array; is the peer a graphrep node?")
+    return obj
+
+
+def decode_hello(body: bytes) -> Hello:
+    """Parse a hello; :class:`FrameError` if it is not one (a stranger or garbage)."""
+    obj = _unpack(body, "hello")
+    if len(obj) != 6 or obj[0] != _MAGIC or type(obj[1]) is not int:
+        raise FrameError("the first frame is not a graphrep hello; is the peer a graphrep "
+                         "node or client?")
+    _, version, cluster, name, role, auth = obj
+    if not (type(cluster) is str and type(name) is str and type(role) is str
+            and type(auth) is bytes and 0 < len(name) <= _MAX_NAME):
+        raise FrameError("a hello's cluster, name, role and auth must be str, str (1-256 "
+                         "chars), str and bytes")
+    return Hello(version, cluster, name, role, auth)
+
+
+def encode_welcome(w: Welcome) -> bytes:
+    return msgpack.packb([_WELCOME, *w], use_bin_type=True)
+
+
+def decode_welcome(body: bytes) -> Welcome:
+    """Parse the answer to a hello; raise :class:`HandshakeRefused` if it refuses."""
+    obj = _unpack(body, "answer to the hello")
+    if len(obj) != 5 or obj[0] != _WELCOME or type(obj[1]) is not int:
+        raise FrameError("the answer to the hello is not a graphrep welcome")
+    w = Welcome(*obj[1:])
+    if w.version != WIRE_VERSION:
+        raise HandshakeRefused(f"node {w.name!r} speaks wire version {w.version}, this side "
+                               f"{WIRE_VERSION}: run the same graphrep version on both")
+    if not w.ok:
+        raise HandshakeRefused(f"node {w.name!r} refused the connection: {w.reason}")
+    return w
+
+
+def check_hello(hello: Hello, cluster: str, auth: bytes = b"") -> str:
+    """Why a node refuses ``hello`` ("" if it accepts it)."""
+    if hello.version != WIRE_VERSION:
+        return (f"wire version {hello.version} is not this node's {WIRE_VERSION}: run the "
+                "same graphrep version on both sides")
+    if hello.cluster != cluster:
+        return (f"cluster id {hello.cluster!r} is not this node's {cluster!r}: the peer uses "
+                "another cluster file")
+    if hello.role not in ROLES:
+        return f"role {hello.role!r} is not one of {ROLES}"
+    if hello.auth != auth:
+        return "the authentication does not match"
+    return ""
+
+
+def control(kind: str, *fields: Any) -> bytes:
+    """A control frame body (client <-> node, never replicated): ``[0, kind, fields...]``."""
+    return msgpack.packb([0, kind, *fields], use_bin_type=True)
+
+
+def is_control(body: bytes) -> bool:
+    """Whether a frame body is a control frame (a msgpack fixarray whose first item is 0)
+    rather than a protocol message (whose first item is the protocol version, >= 1)."""
+    return len(body) >= 2 and (body[0] & 0xF0) == 0x90 and body[1] == 0
+
+
+def decode_control(body: bytes) -> list:
+    obj = _unpack(body, "control frame", small=False) if len(body) <= 1 << 22 else None
+    if obj is None or len(obj) < 2 or obj[0] != 0 or type(obj[1]) is not str:
+        raise FrameError("a control frame is [0, kind, fields...]")
+    return obj
