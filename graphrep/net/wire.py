@@ -23,6 +23,7 @@ hello says why in ``reason`` and closes the connection, and the refused side rai
 
 from __future__ import annotations
 
+import hmac
 import struct
 from typing import Any, NamedTuple
 
@@ -132,12 +133,11 @@ def encode_hello(hello: Hello) -> bytes:
     return msgpack.packb([_MAGIC, *hello], use_bin_type=True)
 
 
-def _unpack(body: bytes, what: str, small: bool = True) -> list:
-    n = 16 if small else 1 << 16
+def _unpack(body: bytes, what: str) -> list:
+    """A hello or a welcome: a short array of scalars (no maps, short strings)."""
     try:
-        obj = msgpack.unpackb(body, raw=False, max_bin_len=4096 if small else 1 << 20,
-                              max_str_len=4096 if small else 1 << 20,
-                              max_array_len=n, max_map_len=0 if small else n)
+        obj = msgpack.unpackb(body, raw=False, max_bin_len=4096, max_str_len=4096,
+                              max_array_len=16, max_map_len=0)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise FrameError(f"the {what} does not decode ({type(exc).__name__}); is the peer "
                          "a graphrep node?") from None
@@ -173,6 +173,8 @@ def decode_welcome(body: bytes) -> Welcome:
     if w.version != WIRE_VERSION:
         raise HandshakeRefused(f"node {w.name!r} speaks wire version {w.version}, this side "
                                f"{WIRE_VERSION}: run the same graphrep version on both")
+    if not (type(w.ok) is bool and type(w.name) is str and type(w.reason) is str):
+        raise FrameError("a welcome's ok, name and reason must be bool, str and str")
     if not w.ok:
         raise HandshakeRefused(f"node {w.name!r} refused the connection: {w.reason}")
     return w
@@ -188,7 +190,7 @@ def check_hello(hello: Hello, cluster: str, auth: bytes = b"") -> str:
                 "another cluster file")
     if hello.role not in ROLES:
         return f"role {hello.role!r} is not one of {ROLES}"
-    if hello.auth != auth:
+    if not hmac.compare_digest(hello.auth, auth):  # in constant time: auth is a secret
         return "the authentication does not match"
     return ""
 
@@ -199,13 +201,31 @@ def control(kind: str, *fields: Any) -> bytes:
 
 
 def is_control(body: bytes) -> bool:
-    """Whether a frame body is a control frame (a msgpack fixarray whose first item is 0)
-    rather than a protocol message (whose first item is the protocol version, >= 1)."""
-    return len(body) >= 2 and (body[0] & 0xF0) == 0x90 and body[1] == 0
+    """Whether a frame body is a control frame (a msgpack array whose first item is 0)
+    rather than a protocol message (whose first item is the protocol version, >= 1).
+
+    The array header is a fixarray (up to 15 items, one byte), an array 16 (three bytes)
+    or an array 32 (five bytes): a control frame with many fields is still one."""
+    if not body:
+        return False
+    head = body[0]
+    skip = 1 if head & 0xF0 == 0x90 else 3 if head == 0xDC else 5 if head == 0xDD else 0
+    return 0 < skip < len(body) and body[skip] == 0
 
 
 def decode_control(body: bytes) -> list:
-    obj = _unpack(body, "control frame", small=False) if len(body) <= 1 << 22 else None
-    if obj is None or len(obj) < 2 or obj[0] != 0 or type(obj[1]) is not str:
+    """Parse a control frame; :class:`FrameError` unless it is ``[0, kind, fields...]``.
+
+    Its size is bounded by the frame limit alone (the reader refused anything longer):
+    a control reply can be large (``ids`` of a big shard is 8 bytes per vector)."""
+    n = len(body)
+    try:
+        obj = msgpack.unpackb(body, raw=False, max_bin_len=n, max_str_len=n,
+                              max_array_len=n, max_map_len=n // 2)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise FrameError(f"the control frame does not decode ({type(exc).__name__})"
+                         ) from None
+    if (type(obj) is not list or len(obj) < 2 or type(obj[0]) is not int or obj[0] != 0
+            or type(obj[1]) is not str):
         raise FrameError("a control frame is [0, kind, fields...]")
     return obj
