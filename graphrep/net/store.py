@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 import trio
 
-from graphrep.errors import StoreDamaged, StoreError
+from graphrep.errors import InvalidArgument, StoreDamaged, StoreError
 
 __all__ = ["SQLiteStore"]
 
@@ -41,6 +41,12 @@ log = logging.getLogger("graphrep.net.store")
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) " \
           "WITHOUT ROWID"
+
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# the SQLite result codes that mean the file itself is bad; any other error opening the
+# store (a directory in the way, no permission, a lock) is not damage and says so
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 def _pack(obj: Any) -> bytes:
@@ -55,9 +61,13 @@ class SQLiteStore:
     """``SQLiteStore(path)``: open (or create) the store file and check it.
 
     Raises :class:`StoreDamaged` if SQLite finds the file damaged or a row does not
-    decode: the node must not start from a store it cannot trust."""
+    decode: the node must not start from a store it cannot trust; :class:`StoreError` if
+    the file cannot be opened for another reason (the message says which)."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if str(synchronous).upper() not in _SYNCHRONOUS:
+            # SQLite takes an unknown level silently as NORMAL, which does not fsync commits
+            raise InvalidArgument(f"synchronous={synchronous!r} is not one of {_SYNCHRONOUS}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._buffer: dict[bytes, bytes | None] = {}
@@ -73,14 +83,27 @@ class SQLiteStore:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None,
                                        check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from None
+        try:
+            self._open(synchronous)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, synchronous: str) -> None:
+        try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: SQLite would not switch to WAL mode ({mode})")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute(_SCHEMA)
             check = self._db.execute("PRAGMA quick_check").fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise self._damaged(str(exc)) from None
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", None)  # may be an extended code
+            if code is not None and code & 0xFF in _DAMAGE_CODES:
+                raise self._damaged(str(exc)) from None
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from None
         if check != [("ok",)]:
             raise self._damaged("; ".join(str(row[0]) for row in check[:3]))
 
@@ -128,7 +151,8 @@ class SQLiteStore:
         return base + 1
 
     async def wait(self, number: int) -> None:
-        """Wait until commit ``number`` is durable."""
+        """Wait until commit ``number`` is durable; :class:`StoreError` if the store failed
+        first (a waiter already waiting is woken by the failure)."""
         while self.durable < number:
             if self.failed is not None:
                 raise StoreError(f"the store failed: {self.failed}")
@@ -136,7 +160,10 @@ class SQLiteStore:
 
     async def run(self) -> None:
         """The committer: runs requested commits one at a time until cancelled. A failed
-        commit raises :class:`StoreError` (fatal)."""
+        commit raises :class:`StoreError` (fatal), and so does calling run again after
+        one: the failed batch is gone and must not be reported durable by a later commit."""
+        if self.failed is not None:
+            raise StoreError(f"the store failed earlier ({self.failed!r}); it does not retry")
         while True:
             while self.requested <= self.durable:
                 self._wake = trio.Event()
@@ -149,6 +176,7 @@ class SQLiteStore:
                 await trio.to_thread.run_sync(self._commit, batch)
             except BaseException as exc:
                 self.failed = exc
+                self._done.set()  # wake the waiters: they raise instead of waiting forever
                 log.critical("store commit failed, the node stops: %r", exc)
                 raise StoreError(f"commit to {self.path} failed ({exc!r}); the node stops "
                                  "(a retried fsync may report success for lost data)") from exc
@@ -182,6 +210,8 @@ class SQLiteStore:
 
     def sync_now(self) -> None:
         """Commit what is buffered, blocking (for tools and shutdown, not the node loop)."""
+        if self.failed is not None:
+            raise StoreError(f"the store failed earlier ({self.failed!r}); it does not retry")
         if self._buffer:
             batch, self._buffer = self._buffer, {}
             self._commit(batch)
