@@ -83,6 +83,8 @@ def _int_arg(p: argparse.ArgumentParser, flag: str, lo: int, hi: int, default: i
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if not args.index:
+        return _live_demo(args)
     from graphrep.demo import run_demo
 
     s = run_demo(n=args.n, dim=args.dim, n_insert=args.inserts, n_delete=args.deletes,
@@ -111,6 +113,40 @@ def _demo(args: argparse.Namespace) -> int:
         print("insert              none (--inserts 0)")
     print(f"plot                {s['plot']}")
     return 0 if s["digests_equal"] else 1
+
+
+def _live_demo(args: argparse.Namespace) -> int:
+    from graphrep.net.demo import run_live_demo
+
+    s = run_live_demo(n=args.n, dim=args.dim, inserts=args.inserts, deletes=args.deletes,
+                      queries=args.queries, concurrency=args.concurrency, seed=args.seed,
+                      out=args.out, progress=not args.json)
+    ok = s["acknowledged_writes_lost"] == 0 and s["digests_equal"]
+    if args.json:
+        print(json.dumps(s))
+        return 0 if ok else 1
+    print()
+    print(f"cluster             3 node processes, up in {s['cluster_up_s']} s; base "
+          f"{s['base_vectors']} x {s['dim']} loaded in {s['base_load_s']} s "
+          f"({s['base_writes_per_s']} writes/s)")
+    print(f"writes              {s['writes_acknowledged']} acknowledged at majority, "
+          f"{s['writes_failed']} failed (timed out during failover)")
+    print(f"lost                {s['acknowledged_writes_lost']} acknowledged writes missing "
+          f"on some node")
+    print(f"failover            killed leader {s['killed']}; writes acknowledged by a new "
+          f"leader {s['time_to_new_leader_s']} s later; all converged "
+          f"{s['converged_after_restart_s']} s after its restart")
+    print(f"digests             {'equal' if s['digests_equal'] else 'DIFFERENT'}: "
+          + ", ".join(f"{n} {d}" for n, d in s["digests"].items()))
+    print("recall@10           " + ", ".join(f"{n} {r:.4f}" for n, r in
+                                              s["recall_at_10"].items()))
+    print(f"top-10 agreement    {s['top10_agreement']:.4f}")
+    print(f"write latency       p50 {s['write_latency_ms_p50']} ms, p99 "
+          f"{s['write_latency_ms_p99']} ms")
+    print(f"bytes per write     {s['replication_bytes_per_write']} (node to node, "
+          f"heartbeats included, the killed node's counters lost)")
+    print(f"plot                {s['plot']}")
+    return 0 if ok else 1
 
 
 _SIM_EXAMPLES = {"gossip": "broadcast", "broadcast": "broadcast", "counter": "counter"}
@@ -284,6 +320,16 @@ def _mutants(args: argparse.Namespace) -> int:
 # options, checked after parsing (each names the options involved)
 
 def _check_demo(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    live = not a.index
+    for name, live_default, index_default in (("dim", 32, 64), ("deletes", 200, 1000),
+                                              ("queries", 200, 500)):
+        if getattr(a, name) is None:
+            setattr(a, name, live_default if live else index_default)
+    if a.out is None:
+        a.out = "results/live-demo" if live else "results/demo"
+    if live and a.deletes > a.inserts:
+        p.error(f"argument --deletes: the live demo deletes vectors it inserts; at most "
+                f"--inserts {a.inserts}, got {a.deletes}")
     total = a.n + a.inserts
     if total < SEARCH_K:
         p.error(f"argument --n: --n {a.n} + --inserts {a.inserts} is {total} vectors, fewer "
@@ -464,15 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
                 "deltas: a demo, a simulated cluster, its specification. Each command's "
                 "--help lists its options and the values each allows.")
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="build, mutate and replicate an index; print a summary and "
-                       "write a recall/QPS plot")
-    _int_arg(d, "--n", 1, 1_000_000, 10_000, "vectors in the initial build")
-    _int_arg(d, "--dim", 1, 4096, 64, "vector dimension")
+    d = sub.add_parser("demo", help="the main job: a live 3-node cluster on this machine, "
+                       "its leader killed mid-write; print a summary and write a plot "
+                       "(--index: the index and its deltas alone)")
+    d.add_argument("--index", action="store_true", help="build, mutate and replicate one "
+                   "index in this process instead (no cluster)")
+    _int_arg(d, "--n", 1, 1_000_000, 10_000, "base vectors")
+    _int_arg(d, "--dim", 1, 4096, None, "vector dimension (default: 32 live, 64 --index)")
     _int_arg(d, "--inserts", 0, 1_000_000, 2_000, "vectors inserted one at a time")
-    _int_arg(d, "--deletes", 0, 1_000_000, 1_000, "vectors deleted (at least 10 stay live)")
-    _int_arg(d, "--queries", 1, 100_000, 500, "queries for recall and QPS")
+    _int_arg(d, "--deletes", 0, 1_000_000, None, "vectors deleted (at least 10 stay live; "
+             "default: 200 live, 1000 --index)")
+    _int_arg(d, "--queries", 1, 100_000, None, "queries for recall (default: 200 live, 500 "
+             "--index)")
+    _int_arg(d, "--concurrency", 1, 256, 8, "live: writes outstanding")
     _int_arg(d, "--seed", 0, SEED_MAX, 7)
-    d.add_argument("--out", default="results/demo", help="folder for the plot and summary")
+    d.add_argument("--out", default=None, help="folder for the plot and summary (default: "
+                   "results/live-demo, results/demo with --index)")
     d.add_argument("--json", action="store_true", help="print only the JSON summary")
     d.set_defaults(func=_demo, check=_with_check(d, _check_demo))
 
@@ -500,6 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
     _choice_arg(m, "--profile", PROFILES, "ci", "Hypothesis profile")
     m.add_argument("--json", action="store_true", help="print only the JSON summary")
     m.set_defaults(func=_mutants, check=_with_check(m, _check_mutants))
+
+    from graphrep.net.cli import add_commands
+
+    add_commands(sub, _int_arg, _choice_arg)
     return p
 
 

@@ -86,6 +86,7 @@ class _Conn:
         self.node = node
         self.stream = stream
         self.alive = True
+        self.sending = trio.StrictFIFOLock()  # one writer at a time on a stream
 
 
 class Client:
@@ -200,7 +201,8 @@ class Client:
             with trio.move_on_after(timeout):
                 try:
                     conn = await self._conn(node)
-                    await conn.stream.send_all(frame(body))
+                    async with conn.sending:
+                        await conn.stream.send_all(frame(body))
                 except (OSError, FrameError, trio.BrokenResourceError,
                         trio.ClosedResourceError):
                     return None
@@ -363,6 +365,18 @@ class Client:
         return {"cluster": self.cfg.cluster, "nodes": nodes}
 
 
+    async def ids(self, node: str, shard: int = 0, timeout: float = 5.0
+                  ) -> tuple[int, np.ndarray]:
+        """The live ids of ``shard`` on ``node`` and the log entries it has applied (for
+        checking a replica against the writes acknowledged)."""
+        req = next(self._req)
+        reply = await self._ask(node, control("ids", req, shard), req, timeout)
+        if not (isinstance(reply, list) and reply[1] == "ids"):
+            why = reply[3] if isinstance(reply, list) and len(reply) > 3 else "no answer"
+            raise RequestTimeout(f"ids of shard {shard} from {node}: {why}")
+        return int(reply[3]), np.frombuffer(reply[4], dtype="<i8").astype(np.int64)
+
+
 class SyncClient:
     """A blocking :class:`Client`: the same calls, run on a trio loop in a background
     thread. Use as a context manager, or call :meth:`close`."""
@@ -428,6 +442,10 @@ class SyncClient:
 
     def status(self, timeout: float = 2.0) -> dict[str, Any]:
         return self._call(self._client.status, timeout)
+
+    def ids(self, node: str, shard: int = 0, timeout: float = 5.0
+            ) -> tuple[int, np.ndarray]:
+        return self._call(self._client.ids, node, shard, timeout)
 
     def close(self) -> None:
         if self._thread.is_alive() and self._stop is not None:

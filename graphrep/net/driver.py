@@ -9,8 +9,11 @@ following the rules :mod:`graphrep.sansio` states (the simulator follows the sam
 * ``Send``: to a peer, into that peer's bounded outgoing queue (:mod:`.peers`); to a
   client connected to this node, into the client's queue. A full queue drops the
   message and counts it (``dropped_sends``): the protocol retransmits.
-* ``DurableWrite`` buffers into the store; ``Sync`` asks the store for a commit
-  (:class:`~graphrep.net.store.SQLiteStore`: group commit, in a worker thread).
+* ``DurableWrite`` buffers in the driver; ``Sync`` hands the buffered writes to the store
+  and asks it for a commit (:class:`~graphrep.net.store.SQLiteStore`: group commit, in a
+  worker thread). Writes reach the store only with a ``Sync``, so a commit never takes
+  writes made after the last ``Sync`` and a crash loses exactly the unsynced writes, as
+  in the simulator (the store commits whatever it buffered when the commit starts).
 * **A send waits for every sync requested before it.** The simulator completes a sync
   at once; live, a commit takes about a millisecond, and the loop keeps taking inputs
   meanwhile. A message sent after a ``Sync`` may claim what that sync makes durable (a
@@ -20,13 +23,16 @@ following the rules :mod:`graphrep.sansio` states (the simulator follows the sam
   This is where the live driver differs from the simulator: what the simulator does in
   zero time, it does in order.
 * ``SetTimer`` replaces a timer of the same name (a new token: a firing of the old timer
-  already queued is ignored); periodic timers re-arm; ``CancelTimer`` of an unknown
-  timer does nothing.
+  already queued is ignored); its delay counts from the callback that set it; periodic
+  timers re-arm; ``CancelTimer`` of an unknown timer does nothing. A delay that is not
+  an int >= 0 (> 0 if periodic) is refused like a value that is not an effect.
+* A ``Send`` to the node itself comes back through its own inputs, in order.
 * ``Metric`` goes to counters (:attr:`NodeDriver.metrics`), ``Log`` to :mod:`logging`;
   ``Busy`` and ``Work`` are not slept on (the CPU was really spent), ``Work`` is counted.
 
-Time given to the process is ``trio.current_time()`` in integer nanoseconds, so a test
-can drive a node with ``trio.testing.MockClock``. The driver is generic over its
+Time given to the process is ``trio.current_time()`` in integer nanoseconds (rounded, so
+that a ``MockClock`` at 0.3 s reads 300_000_000), so a test can drive a node with
+``trio.testing.MockClock``. The driver is generic over its
 transport (:class:`~graphrep.net.transport.TCPTransport` for real sockets,
 :class:`~graphrep.net.testing.MemoryTransport` for tests in one process).
 """
@@ -45,6 +51,7 @@ from graphrep.errors import (
     GraphrepError,
     NetError,
     ProtocolError,
+    StoreError,
 )
 from graphrep.net.peers import PeerLink
 from graphrep.net.store import SQLiteStore
@@ -140,7 +147,8 @@ class NodeDriver:
         self.clients: dict[str, _ClientConn] = {}
         self.metrics: dict[str, float] = collections.defaultdict(float)
         self.counters: dict[str, int] = collections.defaultdict(int)
-        self._timers: dict[Hashable, tuple[int, trio.CancelScope]] = {}
+        self._timers: dict[Hashable, tuple[int, trio.CancelScope, bool]] = {}
+        self._unsynced: dict[Hashable, Any] = {}  # DurableWrites since the last Sync
         self._timer_token = 0
         self._held: collections.deque[tuple[int, str, bytes]] = collections.deque()
         self._need = 0  # the commit every send from now on waits for
@@ -154,7 +162,7 @@ class NodeDriver:
 
     @staticmethod
     def now() -> int:
-        return int(trio.current_time() * 1e9)
+        return round(trio.current_time() * 1e9)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -162,7 +170,7 @@ class NodeDriver:
         self.process = self.factory(self.name, disk)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self.store.run)
+            nursery.start_soon(self._run_store)
             nursery.start_soon(self._release_held)
             for peer in self.peer_names:
                 link = PeerLink(self, peer)
@@ -179,6 +187,16 @@ class NodeDriver:
             if self.store.committing is not None:
                 await self.store.wait(self.store.committing)
             nursery.cancel_scope.cancel()
+
+    async def _run_store(self) -> None:
+        try:
+            await self.store.run()
+        except StoreError as exc:
+            # A cancellation that reaches the store as it starts a commit (this node
+            # crashed or is shutting down) is not a failed commit: let it cancel.
+            if isinstance(exc.__cause__, trio.Cancelled):
+                raise exc.__cause__ from None
+            raise
 
     def shutdown(self) -> None:
         """Stop: no more inputs; the commit in progress finishes; :meth:`run` returns."""
@@ -204,6 +222,8 @@ class NodeDriver:
                 held = self._timers.get(name)
                 if held is None or held[0] != token:
                     continue  # cancelled or replaced after it fired
+                if not held[2]:
+                    del self._timers[name]  # a one-shot timer is gone once it fired
                 effects = self.process.on_timer(self.now(), name)
             elif kind == "ctl":
                 _, client, request = item
@@ -225,8 +245,12 @@ class NodeDriver:
                 to, payload, _ = e
                 self._send(to, payload)
             elif cls is DurableWrite:
-                store.put(e.key, e.value)
+                self._unsynced[e.key] = e.value
             elif cls is Sync:
+                if self._unsynced:
+                    for key, value in self._unsynced.items():
+                        store.put(key, value)
+                    self._unsynced.clear()
                 self._need = max(self._need, store.request_sync())
             elif cls is SetTimer:
                 self._set_timer(e.name, e.delay_ns, e.periodic)
@@ -255,6 +279,9 @@ class NodeDriver:
         self._deliver(to, payload)
 
     def _deliver(self, to: str, payload: bytes) -> None:
+        if to == self.name:
+            self._to_self(payload)
+            return
         data = frame(payload)
         link = self.links.get(to)
         if link is not None:
@@ -272,6 +299,18 @@ class NodeDriver:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.counters["sends_to_absent_client"] += 1
 
+    def _to_self(self, payload: bytes) -> None:
+        """A send to this node: into its own inputs, as if it had come from a peer."""
+        try:
+            msg = self._decoded(payload)
+        except (FrameError, ProtocolError):
+            self.counters["frame_errors"] += 1
+            return
+        try:
+            self._inputs_send.send_nowait(("msg", self.name, msg, len(payload)))
+        except trio.WouldBlock:
+            self.counters["dropped_sends"] += 1
+
     async def _release_held(self) -> None:
         """Sends held behind a commit leave, in order, once that commit is durable."""
         while True:
@@ -285,21 +324,30 @@ class NodeDriver:
                 self._deliver(to, payload)
 
     def _set_timer(self, name: Hashable, delay_ns: int, periodic: bool) -> None:
+        if type(delay_ns) is not int or delay_ns < 0 or (periodic and delay_ns == 0):
+            raise NetError(f"process {self.name!r} set timer {name!r} with delay "
+                           f"{delay_ns!r}: a delay is an int >= 0 ns (> 0 if periodic)")
+        try:
+            hash(name)
+        except TypeError:
+            raise NetError(f"process {self.name!r} set a timer named {name!r}, which is not "
+                           "hashable") from None
         old = self._timers.pop(name, None)
         if old is not None:
             old[1].cancel()
         self._timer_token += 1
         token = self._timer_token
         scope = trio.CancelScope()
-        self._timers[name] = (token, scope)
+        self._timers[name] = (token, scope, bool(periodic))
         assert self._timer_nursery is not None
-        self._timer_nursery.start_soon(self._timer, name, token, scope, delay_ns, periodic)
+        # the delay counts from now (the callback's turn), not from when the task starts
+        deadline = trio.current_time() + delay_ns / 1e9
+        self._timer_nursery.start_soon(self._timer, name, token, scope, deadline,
+                                       delay_ns / 1e9, periodic)
 
     async def _timer(self, name: Hashable, token: int, scope: trio.CancelScope,
-                     delay_ns: int, periodic: bool) -> None:
+                     deadline: float, delay: float, periodic: bool) -> None:
         with scope:
-            delay = max(delay_ns, 0) / 1e9
-            deadline = trio.current_time() + delay
             while True:
                 await trio.sleep_until(deadline)
                 await self._inputs_send.send(("timer", name, token))

@@ -60,7 +60,9 @@ def status_of(driver: NodeDriver) -> dict[str, Any]:
     return {"name": driver.name, "up": True, "shards": shards,
             "store": {"commits": store.commits, "rows": store.rows_written,
                       "commit_ms_p50": pct(0.5), "commit_ms_p99": pct(0.99)},
-            "counters": dict(sorted(driver.counters.items())),
+            "counters": {**dict(sorted(driver.counters.items())),
+                         "peer_bytes_sent": sum(x.bytes_sent for x in driver.links.values()),
+                         "peer_frames_sent": sum(x.frames_sent for x in driver.links.values())},
             "links": {p: link.connected for p, link in sorted(driver.links.items())},
             "protocol_errors": host.errors}
 
@@ -70,6 +72,14 @@ def _control(driver: NodeDriver, request: list) -> bytes:
     req = request[2] if len(request) > 2 else 0
     if kind == "status":
         return control("status", req, status_of(driver))
+    if kind == "ids":  # [0, "ids", req, shard]: the shard's live ids (int64 bytes)
+        host: ShardHost = driver.process
+        shard = request[3] if len(request) > 3 else 0
+        replica = host.replicas.get(shard) if type(shard) is int else None
+        if replica is None:
+            return control("error", req, f"node {driver.name} hosts no shard {shard!r}")
+        ids = np.asarray(replica.index.ids(), dtype="<i8")
+        return control("ids", req, replica.applied, ids.tobytes())
     if kind == "ping":
         return control("pong", req)
     return control("error", req, f"unknown control request {kind!r}; this node answers "

@@ -4,7 +4,11 @@ The link dials its peer, sends the hello, and then writes whatever is queued, ma
 frames per write (coalescing queued frames into one ``send_all`` is what makes many
 outstanding messages cheap). If the connection fails, the frames of the failed write are
 lost (the protocol retransmits) and the link dials again after an exponential backoff
-with jitter, so a restarted cluster does not reconnect in lockstep. ``offer`` never
+with jitter, so a restarted cluster does not reconnect in lockstep. The peer never
+writes on this connection after its welcome, so the link also keeps a read waiting on
+it: a read that ends (the peer closed the connection, or its process died and its
+kernel did) tells the link at once, rather than when its next write fails and loses the
+frames in it; frames queued meanwhile wait in the queue for the next connection. ``offer`` never
 blocks the node's loop: a full queue refuses the frame and the driver counts the drop.
 """
 
@@ -65,7 +69,7 @@ class PeerLink:
                     self.connected = True
                     self.connects += 1
                     delay = lo
-                    await self._pump(stream)
+                    await self._serve(stream)
                 except HandshakeRefused as exc:
                     self.failures += 1
                     self.driver.counters["refused_by_peer"] += 1
@@ -89,6 +93,33 @@ class PeerLink:
         if body is None:
             raise FrameError(f"{self.peer} closed the connection during the hello")
         decode_welcome(body)
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
+        """Write queued frames until the connection fails or the peer closes it; raises
+        why (outside the nursery, so the caller sees the error itself)."""
+        failure: list[BaseException] = []
+
+        async def pump(scope: trio.CancelScope) -> None:
+            try:
+                await self._pump(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                failure.append(exc)
+            scope.cancel()
+
+        async def watch(scope: trio.CancelScope) -> None:
+            try:
+                while await stream.receive_some(65536):
+                    pass  # the peer has nothing to say on this connection
+                failure.append(trio.BrokenResourceError(f"{self.peer} closed the connection"))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                failure.append(exc)
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump, nursery.cancel_scope)
+            nursery.start_soon(watch, nursery.cancel_scope)
+        if failure:
+            raise failure[0]
 
     async def _pump(self, stream: trio.abc.Stream) -> None:
         """Write queued frames, coalesced, until the connection fails (a write to a peer

@@ -1,0 +1,358 @@
+"""A cluster of node processes on this machine, kept in one directory.
+
+``DIR/cluster.toml`` describes the cluster; each node ``NAME`` runs as its own detached
+process (``python -m graphrep.cli node --config DIR/cluster.toml --name NAME``) with
+``DIR/NAME.pid`` and ``DIR/NAME.log`` beside its data in ``DIR/data/NAME``. Nodes listen
+on 127.0.0.1 only. :func:`up`, :func:`stop`, :func:`kill`, :func:`start`, :func:`down`
+and :func:`status` are what ``graphrep cluster ...`` runs; :class:`LocalCluster` is the
+same as a context manager that takes the whole cluster down on every way out (tests and
+demos use it, so no process outlives them).
+
+Every function raises :class:`~graphrep.errors.ClusterError` with one line saying what
+is wrong when it cannot do its job (no cluster in DIR, a port in use, a node already
+running or not running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from graphrep.errors import ClusterError, GraphrepError
+from graphrep.net.config import ClusterFile, NodeSpec
+
+__all__ = ["LocalCluster", "down", "kill", "pid_of", "running", "start", "status", "stop",
+           "up", "wait_for_leaders"]
+
+CONFIG = "cluster.toml"
+
+
+def _config(directory: Path) -> ClusterFile:
+    path = Path(directory) / CONFIG
+    if not path.exists():
+        raise ClusterError(f"no cluster in {directory} (no {CONFIG}); create one with "
+                           f"`graphrep cluster up --dir {directory}`")
+    return ClusterFile.load(path)
+
+
+def pid_of(directory: Path, node: str) -> int | None:
+    """The pid of ``node`` if its process is running (a stale pid file is ignored)."""
+    path = Path(directory) / f"{node}.pid"
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+    if state == "Z" or b"node" not in cmdline or node.encode() not in cmdline:
+        return None  # a zombie, or the pid was reused by another program
+    return pid
+
+
+def running(directory: Path) -> dict[str, int]:
+    cfg = _config(directory)
+    return {n: pid for n in sorted(cfg.nodes) if (pid := pid_of(directory, n)) is not None}
+
+
+def _port_free(port: int) -> bool:
+    """Whether a node could listen on ``port`` (as it does, with SO_REUSEADDR: a port
+    whose old connections linger in TIME_WAIT after a kill is free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` ports the OS reports free now (bound to port 0, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _spawn(directory: Path, node: str) -> int:
+    directory = Path(directory)
+    log = open(directory / f"{node}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "graphrep.cli", "node", "--config",
+             str(directory / CONFIG), "--name", node],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()
+    (directory / f"{node}.pid").write_text(f"{proc.pid}\n")
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+_children: dict[int, subprocess.Popen] = {}
+"""Processes this process started: polled so that they do not linger as zombies."""
+
+
+def _reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | None = None,
+       dim: int = 32, replication: int | None = None, policy: str = "leader",
+       concern: str = "majority", protocol: dict[str, Any] | None = None,
+       wait: float = 120.0) -> ClusterFile:
+    """Write ``DIR/cluster.toml`` for ``nodes`` nodes (ports ``port, port+1, ...``, or
+    ports the OS picks), start every node, and wait until every shard has a leader."""
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / CONFIG).exists() and running(directory):
+        raise ClusterError(f"a cluster is already running in {directory} (nodes "
+                           f"{sorted(running(directory))}); `graphrep cluster down --dir "
+                           f"{directory}` first")
+    ports = list(range(port, port + nodes)) if port else _free_ports(nodes)
+    for p in ports:
+        if not _port_free(p):
+            raise ClusterError(f"port {p} on 127.0.0.1 is in use; choose another --port")
+    names = [f"n{i + 1}" for i in range(nodes)]
+    cfg = ClusterFile(
+        cluster=f"graphrep-{os.urandom(4).hex()}",
+        nodes={n: NodeSpec(n, f"127.0.0.1:{p}") for n, p in zip(names, ports, strict=True)},
+        shards={s: ("local",) for s in range(shards)}, dim=dim,
+        data_dir=directory / "data", replication=replication or min(3, nodes),
+        policy=policy, concern=concern, protocol=dict(protocol or {}))
+    cfg.dump(directory / CONFIG)
+    cfg = ClusterFile.load(directory / CONFIG)
+    try:
+        for n in names:
+            _spawn(directory, n)
+        wait_for_leaders(directory, timeout=wait)
+    except BaseException:
+        down(directory)
+        raise
+    return cfg
+
+
+def wait_for_leaders(directory: str | Path, timeout: float = 60.0,
+                     nodes: list[str] | None = None) -> dict[str, Any]:
+    """Wait until every shard has a leader that the other replicas follow (and, with
+    ``nodes``, those nodes answer); returns the last status. Raises
+    :class:`ClusterError` naming the node whose process died, or what was missing."""
+    from graphrep.net.client import SyncClient
+
+    directory = Path(directory)
+    cfg = _config(directory)
+    deadline = time.monotonic() + timeout
+    missing = "no node answered"
+    with SyncClient(cfg, timeout=2.0, attempt_timeout=0.5) as client:
+        while time.monotonic() < deadline:
+            for n in nodes or []:
+                if pid_of(directory, n) is None:
+                    raise ClusterError(f"node {n} exited; see {directory / (n + '.log')}:\n"
+                                       + _tail(directory / f"{n}.log"))
+            st = client.status(timeout=1.0)
+            missing = _leaderless(cfg, st, nodes)
+            if not missing:
+                return st
+            time.sleep(0.1)
+    raise ClusterError(f"the cluster in {directory} is not ready after {timeout:.0f} s: "
+                       f"{missing}; see the node logs in {directory}")
+
+
+def _leaderless(cfg: ClusterFile, st: dict[str, Any], nodes: list[str] | None) -> str:
+    up_nodes = {n: s for n, s in st["nodes"].items() if s.get("up")}
+    for n in nodes or sorted(cfg.nodes):
+        if n not in up_nodes:
+            return f"node {n} does not answer"
+    for p in cfg.placement():
+        leaders = {row["leader"] for n in p.replicas if n in up_nodes
+                   for row in up_nodes[n]["shards"] if row["shard"] == p.shard}
+        roles = [row["role"] for n in p.replicas if n in up_nodes
+                 for row in up_nodes[n]["shards"] if row["shard"] == p.shard]
+        if "leader" not in roles or "" in leaders or len(leaders) != 1:
+            return f"shard {p.shard} has no leader yet"
+    return ""
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _check_node(directory: Path, node: str) -> ClusterFile:
+    cfg = _config(directory)
+    if node not in cfg.nodes:
+        raise ClusterError(f"no node {node!r} in {directory / CONFIG}; nodes: "
+                           f"{sorted(cfg.nodes)}")
+    return cfg
+
+
+def stop(directory: str | Path, node: str, timeout: float = 10.0) -> None:
+    """SIGTERM ``node`` and wait for it to exit (SIGKILL after ``timeout``)."""
+    directory = Path(directory)
+    _check_node(directory, node)
+    pid = pid_of(directory, node)
+    if pid is None:
+        raise ClusterError(f"node {node} is not running")
+    _signal_and_wait(pid, signal.SIGTERM, timeout)
+    (directory / f"{node}.pid").unlink(missing_ok=True)
+
+
+def kill(directory: str | Path, node: str) -> None:
+    """SIGKILL ``node`` (no chance to finish anything)."""
+    directory = Path(directory)
+    _check_node(directory, node)
+    pid = pid_of(directory, node)
+    if pid is None:
+        raise ClusterError(f"node {node} is not running")
+    _signal_and_wait(pid, signal.SIGKILL, 5.0)
+    (directory / f"{node}.pid").unlink(missing_ok=True)
+
+
+def start(directory: str | Path, node: str, wait: float = 0.0) -> int:
+    """Start ``node`` again (from its store); with ``wait``, until it answers and its
+    shards have leaders."""
+    directory = Path(directory).resolve()
+    cfg = _check_node(directory, node)
+    if pid_of(directory, node) is not None:
+        raise ClusterError(f"node {node} is already running (pid {pid_of(directory, node)})")
+    _, port = cfg.nodes[node].address.rsplit(":", 1)
+    if not _port_free(int(port)):
+        raise ClusterError(f"port {port} of node {node} is in use")
+    pid = _spawn(directory, node)
+    if wait:
+        wait_for_leaders(directory, timeout=wait, nodes=[node])
+    return pid
+
+
+def down(directory: str | Path, timeout: float = 10.0) -> list[str]:
+    """Stop every node of the cluster in ``directory`` (SIGTERM, then SIGKILL)."""
+    directory = Path(directory)
+    stopped = []
+    pids = running(directory)
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for node, pid in pids.items():
+        _signal_and_wait(pid, signal.SIGTERM, timeout)
+        (directory / f"{node}.pid").unlink(missing_ok=True)
+        stopped.append(node)
+    _reap()
+    return stopped
+
+
+def _signal_and_wait(pid: int, sig: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap()
+        if not _alive(pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while _alive(pid):
+        _reap()
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def status(directory: str | Path) -> dict[str, Any]:
+    """Per node: up or down, pid, and its shards (role, term, commit, applied, lag in
+    entries behind the shard's leader, digest)."""
+    from graphrep.net.client import SyncClient
+
+    directory = Path(directory)
+    cfg = _config(directory)
+    with SyncClient(cfg, timeout=2.0, attempt_timeout=1.0) as client:
+        st = client.status(timeout=1.0)
+    commit = {}
+    for s in st["nodes"].values():
+        for row in s.get("shards", []):
+            if row["role"] == "leader":
+                commit[row["shard"]] = max(commit.get(row["shard"], 0), row["commit"])
+    for name, s in st["nodes"].items():
+        s["pid"] = pid_of(directory, name)
+        for row in s.get("shards", []):
+            row["lag"] = max(commit.get(row["shard"], row["applied"]) - row["applied"], 0)
+    return st
+
+
+class LocalCluster:
+    """``with LocalCluster(dir, nodes=3, ...) as cluster:``: :func:`up` on entry,
+    :func:`down` on every exit (an exception or an interrupt included)."""
+
+    def __init__(self, directory: str | Path, **kwargs: Any) -> None:
+        self.dir = Path(directory).resolve()
+        self.kwargs = kwargs
+        self.cfg: ClusterFile | None = None
+
+    def __enter__(self) -> LocalCluster:
+        self.cfg = up(self.dir, **self.kwargs)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with contextlib.suppress(GraphrepError, OSError):
+            down(self.dir)
+        # the last resort: nothing this object started may outlive it
+        for proc in list(_children.values()):
+            if proc.poll() is None and str(self.dir) in " ".join(map(str, proc.args)):
+                proc.kill()
+                proc.wait()
+        _reap()
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG
+
+    def kill(self, node: str) -> None:
+        kill(self.dir, node)
+
+    def stop(self, node: str) -> None:
+        stop(self.dir, node)
+
+    def start(self, node: str, wait: float = 60.0) -> None:
+        start(self.dir, node, wait=wait)
+
+    def status(self) -> dict[str, Any]:
+        return status(self.dir)
+
+    def leader(self, shard: int = 0) -> str | None:
+        st = status(self.dir)
+        for name, s in st["nodes"].items():
+            for row in s.get("shards", []):
+                if row["shard"] == shard and row["role"] == "leader":
+                    return name
+        return None
+
