@@ -4,7 +4,8 @@
 (``graphrep.sansio``) and the errors. The index (``graphrep.ann``) knows nothing of
 replication, simulation, the cluster scenario, the specification or the workload data;
 the protocol knows no simulator, scenario or network runtime; the cluster scenario no
-network runtime. Every ``import`` and ``from ... import`` of each module counts, at any
+network runtime, and the network runtime (``graphrep.net``) no simulator, scenario or
+specification: the simulated and the live driver share only the protocol. Every ``import`` and ``from ... import`` of each module counts, at any
 depth (a function-local import is a dependency too), relative ones resolved
 (:func:`graphrep.layers.imported`); a violation is reported with its file and line.
 """
@@ -23,9 +24,10 @@ ONLY = {"sim": ("graphrep.sansio", "graphrep.errors", "graphrep.sim")}
 
 NEVER = {
     "ann": ("graphrep.protocol", "graphrep.sim", "graphrep.cluster", "graphrep.spec",
-            "graphrep.datasets"),
+            "graphrep.datasets", "graphrep.net"),
     "protocol": ("graphrep.sim", "graphrep.cluster", "graphrep.net"),
     "cluster": ("graphrep.net",),
+    "net": ("graphrep.sim", "graphrep.cluster", "graphrep.spec"),
 }
 """Packages that must not import these (or their submodules)."""
 
