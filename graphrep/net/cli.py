@@ -37,9 +37,12 @@ def add_commands(sub: argparse._SubParsersAction, int_arg: Any, choice_arg: Any)
                          "lag, digest, up or down")
     st.add_argument("--json", action="store_true", help="print one JSON object")
     for action, text in (("stop", "SIGTERM one node"), ("kill", "SIGKILL one node"),
-                         ("start", "start one stopped node from its store")):
+                         ("start", "start one stopped node from its store; returns once it "
+                          "answers and its shards have leaders")):
         a = csub.add_parser(action, help=text)
         a.add_argument("node")
+        if action == "start":
+            int_arg(a, "--wait", 1, 3600, 60, "seconds to wait for it")
     csub.add_parser("down", help="stop every node")
     for a in csub.choices.values():
         a.add_argument("--dir", default="cluster", help="the cluster's directory "
@@ -99,7 +102,10 @@ def _cluster(args: argparse.Namespace) -> int:
         stopped = local.down(args.dir)
         print(f"stopped {', '.join(stopped) if stopped else 'nothing (no node was running)'}")
         return 0
-    getattr(local, args.action)(args.dir, args.node)
+    if args.action == "start":
+        local.start(args.dir, args.node, wait=args.wait)
+    else:
+        getattr(local, args.action)(args.dir, args.node)
     print(f"{args.action}: {args.node}")
     return 0
 
