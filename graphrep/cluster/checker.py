@@ -1,4 +1,5 @@
-"""What the checker of a cluster run measures, from the end state and the metrics.
+"""What the checker of a cluster run measures, from the end state, the metrics and the
+trace.
 
 It asserts nothing: every function returns figures, the run's summary
 (:mod:`graphrep.cluster.summary`) reports them, and the tests assert on the summary.
@@ -8,6 +9,8 @@ It asserts nothing: every function returns figures, the run's summary
   live vectors), the replicas' top-10 agreement and, sharded, a scatter-gather search's
   recall;
 * :func:`lag`: replication lag, from the ``appended`` and ``applied`` metrics;
+* :func:`entry_bytes`: the vector and edge bytes of the log entries the replicas sent
+  each other (:func:`replica_sends`, from the trace), split by the entries' own formats;
 * :func:`metric_sum`, :func:`metric_count` and :func:`percentiles`: what the summary
   adds up.
 """
@@ -15,18 +18,21 @@ It asserts nothing: every function returns figures, the run's summary
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from graphrep.cluster.config import SEARCH_K, ClusterConfig, Layout
 from graphrep.datasets import ground_truth, recall_at_k
+from graphrep.errors import InvalidArgument, ProtocolError
+from graphrep.protocol.entries import entry_parts
+from graphrep.protocol.messages import Append, decode
 from graphrep.sansio import MS
 from graphrep.sim.engine import Simulation
 
-__all__ = ["lag", "lost_writes", "metric_count", "metric_sum", "percentiles",
-           "search_quality"]
+__all__ = ["entry_bytes", "lag", "lost_writes", "metric_count", "metric_sum", "percentiles",
+           "replica_sends", "search_quality"]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -139,3 +145,55 @@ def lag(sim: Simulation, layout: Layout) -> dict[str, float]:
                         lags.append((seen[i][0] - t0) / MS)
                         break
     return percentiles(lags)
+
+
+def replica_sends(sim: Simulation, layout: Layout) -> Iterator[tuple[str, str, Any]]:
+    """Every message one replica node sent another, as ``(src, dst, payload)`` in the
+    order sent, read from the run's trace (the sends the simulator counts in
+    ``link_stats``, lost ones included). Needs a traced run (``run_cluster`` always
+    traces)."""
+    if not sim.config.trace:
+        raise InvalidArgument("the messages between replicas are read from the trace: run "
+                              "the simulation with SimConfig(trace=True)")
+    nodes = set(layout.names)
+    for record in sim.trace.records:
+        if record[1] == "send" and record[2] in nodes and record[3] in nodes:
+            yield record[2], record[3], record[4]
+
+
+def entry_bytes(sends: Iterable[tuple[str, str, Any]], layout: Layout) -> dict[str, int]:
+    """The ``vector`` and ``edges`` bytes of the log entries in the ``Append`` messages
+    ``sends`` (``(src, dst, payload)``, as :func:`replica_sends` gives them), each part as
+    :func:`~graphrep.protocol.entries.entry_parts` reads it from the entry's body.
+
+    An entry counts once for each follower of its shard (the shard's replicas but one),
+    however many times it was sent: it is named by (shard, term, log position), which
+    Raft gives to one entry only, so a retransmission, or the entries a new leader sends
+    a replica that holds them already, add nothing here (they are metadata in the
+    summary). An entry counts if it was sent at all: one that a later leader overwrote
+    counts too, as it crossed the network, and one that its leader wrote but never sent
+    (it crashed or was deposed first) does not. A message that does not decode or is
+    for a shard the layout does not have, and an entry whose body is damaged, count
+    nothing (the replicas refuse them)."""
+    seen: set[tuple[int, int, int]] = set()
+    total = {"vector": 0, "edges": 0}
+    for _, _, payload in sends:
+        try:
+            msg = decode(payload)
+        except ProtocolError:
+            continue
+        if type(msg) is not Append or msg.shard not in layout.shards:
+            continue
+        followers = len(layout.shards[msg.shard]) - 1
+        for i, entry in enumerate(msg.entries):
+            key = (msg.shard, entry[0], msg.prev_end + i)
+            if key in seen:
+                continue
+            try:
+                parts = entry_parts(entry)
+            except ProtocolError:
+                continue
+            seen.add(key)
+            total["vector"] += parts["vector"] * followers
+            total["edges"] += parts["edges"] * followers
+    return total

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from graphrep.cluster.checker import (
+    entry_bytes,
     lag,
     lost_writes,
     metric_count,
     metric_sum,
     percentiles,
+    replica_sends,
     search_quality,
 )
 from graphrep.cluster.client import Client
@@ -35,7 +37,17 @@ def summarize(cfg: ClusterConfig, sim: Simulation, layout: Layout, client: Clien
     """The summary of a finished run (see :func:`graphrep.cluster.run_cluster`):
     convergence, lost writes, bytes per insert by part, latencies and lag, recall and
     agreement, the client's searches, the replicas' counters, the simulation's totals,
-    the trace hash and ``config`` (the run's ``ClusterConfig`` as JSON-able data)."""
+    the trace hash and ``config`` (the run's ``ClusterConfig`` as JSON-able data).
+
+    ``bytes_per_insert`` divides replica-to-replica traffic by the acknowledged inserts:
+    ``total`` is every byte one replica node sent another (the simulator's link
+    counts); ``vector`` and ``edges`` are those parts of the log entries sent in
+    ``Append`` messages, read from the entries' bodies in the trace, each entry counted
+    once per follower of its shard however often it was sent
+    (:func:`~graphrep.cluster.checker.entry_bytes`); ``snapshot`` and ``repair`` are the
+    snapshot chunks and anti-entropy repairs as sent (the ``snapshot_bytes`` and
+    ``repair_bytes`` metrics); ``metadata`` is the rest of ``total``: message headers,
+    entries' own metadata, retransmissions, heartbeats, votes and replies."""
     reps = {(n, s): layout.replica(sim, n, s) for n, s in layout.slots()}
     digests = {layout.label(n, s): (r.index.digest().hex()[:16] if r is not None else None)
                for (n, s), r in reps.items()}
@@ -49,13 +61,9 @@ def summarize(cfg: ClusterConfig, sim: Simulation, layout: Layout, client: Clien
     repl_bytes = sum(row["bytes"] for row in sim.link_stats()
                      if row["src"] in replica_set and row["dst"] in replica_set)
     metrics = sim.metric_columns()
-    vec_b = metric_sum(metrics, "entry_bytes_vector")
-    edge_b = metric_sum(metrics, "entry_bytes_edges")
-    followers = max(len(layout.shards[0]) - 1, 0)
+    entries = entry_bytes(replica_sends(sim, layout), layout)
     per = max(inserts, 1)
-    # entries counted once per follower (a retransmission counts as metadata); snapshot
-    # chunks and anti-entropy repairs as sent
-    parts = {"vector": vec_b * followers / per, "edges": edge_b * followers / per,
+    parts = {"vector": entries["vector"] / per, "edges": entries["edges"] / per,
              "snapshot": metric_sum(metrics, "snapshot_bytes") / per,
              "repair": metric_sum(metrics, "repair_bytes") / per}
     parts["metadata"] = max(repl_bytes / per - sum(parts.values()), 0.0)

@@ -47,7 +47,6 @@ from graphrep.errors import GraphrepError, InvalidArgument
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import DELTA, OP, Entry, vector_of
-from graphrep.sansio import Metric
 
 __all__ = ["APPLIERS", "Applier", "DeltaApplier", "ReplayApplier", "SnapshotApplier",
            "SnapshotSchedule", "applier_class", "register_applier"]
@@ -103,9 +102,8 @@ class Applier:
         return delta
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
-        """The log entry for a write the leader executed (``delta`` is what it changed),
-        and the metrics that describe its size."""
+                  delta: EdgeDelta) -> Entry:
+        """The log entry for a write the leader executed (``delta`` is what it changed)."""
         raise NotImplementedError
 
     def executed(self, op: str, id_: int, pos: int) -> None:
@@ -227,11 +225,10 @@ class Applier:
         return self.index.to_bytes()
 
 
-def _op_entry(term: int, op: str, id_: int, vector: bytes) -> tuple[Entry, list[Metric]]:
+def _op_entry(term: int, op: str, id_: int, vector: bytes) -> Entry:
     """The entry of a write shipped as the operation itself: msgpack ``[op, id,
     vector]``."""
-    body = msgpack.packb([op, id_, vector], use_bin_type=True)
-    return (term, OP, body), [Metric("entry_bytes_vector", float(len(vector)))]
+    return (term, OP, msgpack.packb([op, id_, vector], use_bin_type=True))
 
 
 APPLIERS: dict[str, type[Applier]] = {}
@@ -270,11 +267,8 @@ class DeltaApplier(Applier):
     checks_snapshots = True
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
-        parts = delta.size_by_part()
-        return (term, DELTA, delta.to_bytes()), [
-            Metric("entry_bytes_vector", float(parts["vector"])),
-            Metric("entry_bytes_edges", float(parts["edges"]))]
+                  delta: EdgeDelta) -> Entry:
+        return (term, DELTA, delta.to_bytes())
 
 
 @register_applier
@@ -289,7 +283,7 @@ class ReplayApplier(Applier):
     anti_entropy = False
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
+                  delta: EdgeDelta) -> Entry:
         return _op_entry(term, op, id_, vector)
 
     def bulk_load(self, log: Log, end: int) -> None:
@@ -344,5 +338,5 @@ class SnapshotApplier(Applier):
     snapshot_schedule = SnapshotSchedule.PERIODIC
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> tuple[Entry, list[Metric]]:
+                  delta: EdgeDelta) -> Entry:
         return _op_entry(term, op, id_, vector)

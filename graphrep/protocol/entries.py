@@ -21,6 +21,10 @@ torn tail.
 On disk an entry is a *record* ``(term, kind, body, crc32)`` (:func:`wal_record`), the
 CRC over the term, the kind and the body; :func:`wal_entry` returns None for a record
 whose shape or checksum is wrong.
+
+:func:`entry_parts` splits an entry's body into the parts a byte count reports:
+``vector``, ``edges`` and ``metadata``. Replicas never call it: whoever counts the
+messages between them (the simulated cluster's checker) does.
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ from typing import Any
 
 import msgpack
 
-from graphrep.ann.delta import FORMAT_VERSION, MAGIC, MIN_BYTES
-from graphrep.errors import DamagedEntry
+from graphrep.ann.delta import FORMAT_VERSION, MAGIC, MIN_BYTES, EdgeDelta
+from graphrep.errors import DamagedEntry, DeltaError
 from graphrep.protocol.messages import DELTA, NOOP, OP, Entry
 
-__all__ = ["check_entry", "wal_entry", "wal_record"]
+__all__ = ["check_entry", "entry_parts", "wal_entry", "wal_record"]
 
 _WAL_HEAD = struct.Struct("<qB")
 _OPS = ("insert", "delete")
@@ -73,7 +77,9 @@ def _check_delta(term: int, body: bytes) -> None:
                            "transit or on disk")
 
 
-def _check_op(term: int, body: bytes, dim: int) -> None:
+def _check_op(term: int, body: bytes, dim: int | None) -> list:
+    """The ``[op, id, vector]`` of a sound OP body (an insert's vector ``dim`` float32;
+    any length if ``dim`` is None); raises ``DamagedEntry`` otherwise."""
     try:
         op = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several types for undecodable bytes
@@ -83,9 +89,38 @@ def _check_op(term: int, body: bytes, dim: int) -> None:
             and type(op[2]) is bytes):
         raise DamagedEntry(f"OP entry of term {term} is not [op, id, vector bytes] with op "
                            f"insert|delete: {_short(op)}")
-    if op[0] == "insert" and len(op[2]) != 4 * dim:
+    if dim is not None and op[0] == "insert" and len(op[2]) != 4 * dim:
         raise DamagedEntry(f"OP entry of term {term} inserts a {len(op[2])}-byte vector; "
                            f"this shard's vectors are {dim} float32 ({4 * dim} bytes)")
+    return op
+
+
+def entry_parts(entry: Entry) -> dict[str, int]:
+    """The bytes of ``entry``'s body by part: ``vector``, ``edges``, ``metadata`` and
+    ``total`` (the body's length). A ``DELTA`` body is parsed by the delta format
+    (:meth:`graphrep.ann.EdgeDelta.size_by_part`: the new nodes' vectors, the neighbour
+    lists, the rest); an ``OP`` body's vector is its ``vector`` (a delete's is empty) and
+    its msgpack framing, op and id are metadata; a ``NOOP`` has no body. Raises
+    :class:`~graphrep.errors.DamagedEntry` for a body that is not of its kind (a delta
+    that does not decode, or whose bytes are not the ones its decoding encodes to)."""
+    term, kind, body = entry
+    total = len(body)
+    if kind == DELTA:
+        try:
+            delta = EdgeDelta.from_bytes(body)
+        except DeltaError as exc:
+            raise DamagedEntry(f"DELTA entry of term {term} does not decode: {exc}") from None
+        if delta.to_bytes() != body:
+            raise DamagedEntry(f"DELTA entry of term {term} is not the canonical encoding of "
+                               "the delta it decodes to")
+        parts = delta.size_by_part()
+        return {"vector": parts["vector"], "edges": parts["edges"],
+                "metadata": parts["metadata"], "total": total}
+    if kind == OP:
+        vector = len(_check_op(term, body, None)[2])
+        return {"vector": vector, "edges": 0, "metadata": total - vector, "total": total}
+    check_entry(entry, 1)  # a NOOP with an empty body passes; anything else raises
+    return {"vector": 0, "edges": 0, "metadata": 0, "total": 0}
 
 
 def _short(x: Any) -> str:

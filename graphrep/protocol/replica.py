@@ -306,8 +306,7 @@ class Replica:
         except GraphrepError as exc:
             clients.reply(out, src, m.req, "error", error=f"{type(exc).__name__}: {exc}")
             return
-        entry, metrics = self.applier.entry_for(self.term, m.op, m.id, m.vector, delta)
-        out.extend(metrics)
+        entry = self.applier.entry_for(self.term, m.op, m.id, m.vector, delta)
         pos = self.log.append(entry, out)
         self.applier.executed(m.op, m.id, pos)
         out.append(Metric("appended", float(pos)))

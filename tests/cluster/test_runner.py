@@ -4,17 +4,21 @@ on small clusters, and the run is reproducible.
 Each scenario runs a 3-replica cluster through a fault schedule, undoes the faults and
 checks: convergence (equal digests, identical top-10 everywhere), no lost acknowledged
 write, no unreachable node, zero distance computations on followers, and determinism
-(the same trace hash when run again). Also: the CPU cost model, the data sets.
+(the same trace hash when run again). Also: the split of bytes per insert, the CPU cost
+model, the data sets.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from graphrep.cluster import ClusterConfig, run_cluster
+from graphrep.cluster import ClusterConfig, Layout, run_cluster
 from graphrep.datasets import load_fashion_mnist
 from graphrep.errors import DatasetUnavailable
+from graphrep.protocol.entries import entry_parts
+from graphrep.protocol.replica import LEADER
 from graphrep.sansio import MS
+from graphrep.sim.engine import Simulation
 
 
 def check_invariants(s: dict) -> None:
@@ -72,6 +76,27 @@ def test_lost_writes_counts_writes_and_lost_write_replicas_counts_missing_copies
     assert s["lost_writes"] < s["lost_write_replicas"] <= 2 * s["lost_writes"]
     examples = s["lost_examples"]
     assert examples and all(e["replica"] in s["digests"] for e in examples)
+
+
+def test_bytes_per_insert_are_split_from_the_entries_sent_and_add_up():
+    """The replicas report no entry sizes: the run's checker reads the vector and edge
+    bytes from the entries in the Append messages sent, each once per follower; the
+    parts add up to the replica traffic."""
+    cfg = ClusterConfig(writes=80, deletes=8, queries=0, seed=4)
+    sims: list[Simulation] = []
+    s = run_cluster(cfg, actions=[(0, sims.append)])
+    sim, layout = sims[0], Layout.of(cfg)
+    assert not any(name.startswith("entry_bytes") for name in sim.metric_columns()["name"])
+    b = s["bytes_per_insert"]
+    assert b["vector"] == 4 * cfg.dim * 2  # each insert's one new vector, to 2 followers
+    leader = next(r for n in layout.names
+                  if (r := layout.replica(sim, n, 0)) is not None and r.role == LEADER)
+    edges = sum(entry_parts(leader.log.entry(p))["edges"]
+                for p in range(leader.log.start, leader.log.end))
+    assert leader.log.start == 0 and edges > 0
+    assert b["edges"] == pytest.approx(edges * 2 / 80)
+    parts = b["vector"] + b["edges"] + b["metadata"] + b["snapshot"] + b["repair"]
+    assert b["metadata"] > 0 and parts == pytest.approx(b["total"])
 
 
 def test_cpu_model_makes_replays_followers_lag_behind_the_leaders():

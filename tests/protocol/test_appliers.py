@@ -23,9 +23,9 @@ from graphrep.protocol import (
     applier_class,
     register_applier,
 )
+from graphrep.protocol.entries import entry_parts
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import DELTA, NOOP, OP
-from graphrep.sansio import Metric
 
 DIM = 4
 
@@ -50,7 +50,7 @@ def leader_log(policy: str, writes: list[tuple[str, int]]) -> tuple[Applier, Log
     for op, id_ in writes:
         v = vec(id_) if op == "insert" else b""
         delta = a.execute(op, id_, v)
-        entry, _ = a.entry_for(1, op, id_, v, delta)
+        entry = a.entry_for(1, op, id_, v, delta)
         a.executed(op, id_, log.append(entry, out))
     return a, log
 
@@ -110,15 +110,23 @@ def test_the_leader_policy_logs_the_delta_and_the_others_the_operation():
         assert msgpack.unpackb(body) == ["insert", 1, vec(1)]
 
 
-def test_entry_metrics_describe_the_entrys_size():
+def test_an_entrys_parts_are_read_from_its_body():
+    # the leader's applier only writes the entry; its size by part is read back from the
+    # body (what the cluster's checker does with the entries it sees sent)
     a = DeltaApplier(config())
     delta = a.execute("insert", 1, vec(1))
-    _, metrics = a.entry_for(1, "insert", 1, vec(1), delta)
-    assert [m.name for m in metrics] == ["entry_bytes_vector", "entry_bytes_edges"]
-    assert metrics[0] == Metric("entry_bytes_vector", float(delta.size_by_part()["vector"]))
+    entry = a.entry_for(1, "insert", 1, vec(1), delta)
+    assert entry == (1, DELTA, delta.to_bytes())
+    assert entry_parts(entry) == delta.size_by_part()
     r = ReplayApplier(config("replay"))
-    _, metrics = r.entry_for(1, "insert", 1, vec(1), r.execute("insert", 1, vec(1)))
-    assert metrics == [Metric("entry_bytes_vector", float(len(vec(1))))]
+    entry = r.entry_for(1, "insert", 1, vec(1), r.execute("insert", 1, vec(1)))
+    parts = entry_parts(entry)
+    assert parts["vector"] == len(vec(1)) and parts["edges"] == 0
+    assert parts["vector"] + parts["metadata"] == parts["total"] == len(entry[2])
+    deleted = entry_parts(r.entry_for(2, "delete", 1, b"", r.execute("delete", 1, b"")))
+    assert deleted["vector"] == deleted["edges"] == 0 < deleted["metadata"]
+    assert entry_parts((3, NOOP, b"")) == dict.fromkeys(("vector", "edges", "metadata",
+                                                           "total"), 0)
 
 
 def test_known_writes_are_the_ones_executed_and_logged():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from graphrep.errors import DamagedEntry
-from graphrep.protocol.entries import check_entry, wal_record
+from graphrep.protocol.entries import check_entry, entry_parts, wal_record
 from graphrep.protocol.messages import (
     DELTA,
     NOOP,
@@ -66,7 +66,7 @@ def state(r: Replica) -> tuple:
 
 # ------------------------------------------------------------------ check_entry
 
-@pytest.mark.parametrize("entry", [
+DAMAGED = [
     (1, NOOP, b"x"),
     (1, 7, b""),
     (-1, NOOP, b""),
@@ -75,6 +75,11 @@ def state(r: Replica) -> tuple:
     (1, OP, msgpack.packb([1])),                                # not [op, id, vector]
     (1, OP, msgpack.packb(["upsert", 1, b""])),                 # unknown op
     (1, OP, msgpack.packb(["insert", True, b"\x00" * 16])),     # a bool is not an id
+]
+
+
+@pytest.mark.parametrize("entry", [
+    *DAMAGED,
     (1, OP, msgpack.packb(["insert", 1, b"\x00" * 12])),        # wrong dimension
 ])
 def test_check_entry_refuses_bodies_that_are_not_what_their_kind_promises(entry):
@@ -82,7 +87,13 @@ def test_check_entry_refuses_bodies_that_are_not_what_their_kind_promises(entry)
         check_entry(entry, 4)
 
 
-def test_check_entry_refuses_every_single_bit_flip_of_a_delta():
+@pytest.mark.parametrize("entry", DAMAGED)
+def test_entry_parts_refuses_the_same_bodies(entry):
+    with pytest.raises(DamagedEntry):
+        entry_parts(entry)
+
+
+def test_check_entry_and_entry_parts_refuse_every_single_bit_flip_of_a_delta():
     a = leader(1)
     _, kind, body = a.log.entries[1]
     assert kind == DELTA
@@ -90,6 +101,8 @@ def test_check_entry_refuses_every_single_bit_flip_of_a_delta():
     for bit in range(len(body) * 8):
         with pytest.raises(DamagedEntry):
             check_entry((1, DELTA, flip(body, bit)), 4)
+        with pytest.raises(DamagedEntry):
+            entry_parts((1, DELTA, flip(body, bit)))
 
 
 # ------------------------------------------------------------------ on arrival
