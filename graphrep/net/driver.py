@@ -381,6 +381,7 @@ class NodeDriver:
                 log.warning("%s: refused a connection from %r: %s", self.name, peer, why)
                 return
             if hello.role == "node":
+                self.links[hello.name].poke()  # it is up: our link to it need not wait
                 await self._read_peer(reader, hello.name)
             else:
                 await self._serve_client(stream, reader, hello.name)

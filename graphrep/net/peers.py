@@ -8,7 +8,10 @@ with jitter, so a restarted cluster does not reconnect in lockstep. The peer nev
 writes on this connection after its welcome, so the link also keeps a read waiting on
 it: a read that ends (the peer closed the connection, or its process died and its
 kernel did) tells the link at once, rather than when its next write fails and loses the
-frames in it; frames queued meanwhile wait in the queue for the next connection. ``offer`` never
+frames in it; frames queued meanwhile wait in the queue for the next connection. A link waiting to
+dial again dials at once when the peer connects to this node (:meth:`PeerLink.poke`): a
+restarted node is heard from its peers as soon as it is up, not a backoff later (which
+can be longer than an election timeout). ``offer`` never
 blocks the node's loop: a full queue refuses the frame and the driver counts the drop.
 """
 
@@ -46,6 +49,7 @@ class PeerLink:
         self.frames_sent = 0
         self.bytes_sent = 0
         self._rng = random.Random(f"{driver.name}->{peer}")
+        self._waiting: trio.CancelScope | None = None  # the backoff before the next dial
 
     def offer(self, data: bytes) -> bool:
         """Queue one frame; False (dropped) if the queue is full."""
@@ -54,6 +58,12 @@ class PeerLink:
         except trio.WouldBlock:
             return False
         return True
+
+    def poke(self) -> None:
+        """The peer has just connected to this node, so it is up: if this link is waiting
+        to dial it again, dial now."""
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def run(self) -> None:
         lo, hi = self.driver.config.backoff
@@ -81,8 +91,11 @@ class PeerLink:
                 finally:
                     self.connected = False
                     await trio.aclose_forcefully(stream)
-            await trio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, hi)
+            waiting = self._waiting = trio.CancelScope()
+            with waiting:
+                await trio.sleep(delay * (0.5 + self._rng.random()))
+            self._waiting = None
+            delay = lo if waiting.cancelled_caught else min(delay * 2, hi)
 
     async def _handshake(self, stream: trio.abc.Stream) -> None:
         d = self.driver
