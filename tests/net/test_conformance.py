@@ -121,8 +121,9 @@ class Scenario:
     scripts: dict[str, dict]
     """node -> its script (every node runs a :class:`Scripted`)."""
     until_ms: int
-    steps: list[tuple[int, str, str]] = field(default_factory=list)
-    """``(at_ms, "crash" | "restart", node)``, in time order."""
+    steps: list[tuple] = field(default_factory=list)
+    """``(at_ms, "crash" | "restart", node)``, in time order, or ``(at_ms, "crash", node,
+    entry)``: not before ``node`` logged ``entry`` (a real clock may be late for it)."""
     timed: bool = True
     probed: frozenset = frozenset()
     """Payloads whose receiver records what their sender had synced when they arrived."""
@@ -146,7 +147,7 @@ def run_sim(sc: Scenario, tmp_path: Path) -> Outcome:
     for node, script in sc.scripts.items():
         sim.add_node(node, lambda name, disk, s=script: Scripted(name, disk, logs, s, sc.timed,
                                                                  sim.disk, sc.probed))
-    for at, action, node in sc.steps:
+    for at, action, node, *_ in sc.steps:
         sim.at(at * MS, lambda s, a=action, n=node: getattr(s, a)(n))
     try:
         sim.run_until(sc.until_ms * MS)
@@ -244,8 +245,10 @@ async def _trio_main(sc: Scenario, tmp_path: Path, logs: dict[str, list],
         t0 = trio.current_time()
         for node in nodes.values():
             await node.start(nursery)
-        for at, action, name in sc.steps:
+        for at, action, name, *after in sc.steps:
             await trio.sleep_until(t0 + at / 1e3)
+            while after and after[0] not in logs[name]:
+                await trio.sleep(0.001)
             if action == "crash":
                 await nodes[name].crash()
             else:
@@ -407,7 +410,7 @@ def test_a_crash_loses_unsynced_writes_and_a_restart_gets_the_synced_disk(driver
                          "restart": [DurableWrite("a", None), DurableWrite("e", (5, b"x")),
                                      Sync(), DurableWrite("f", 6)]}},
                   until_ms=700, timed=False,
-                  steps=[(100, "crash", "a"), (200, "restart", "a"),
+                  steps=[(100, "crash", "a", ("timer", "late")), (200, "restart", "a"),
                          (300, "crash", "a"), (400, "restart", "a")])
     assert run(driver, sc, tmp_path).logs["a"] == [
         ("start", 1, []),
@@ -424,8 +427,8 @@ def test_a_restarted_node_talks_to_its_peers_again(driver, tmp_path):
                          ("msg", b"boot 2"): [Send("b", b"hi 2")]},
                    "b": {"start": [Send("a", b"boot 1")],
                          "restart": [Send("a", b"boot 2")]}},
-                  until_ms=3000, timed=False, steps=[(100, "crash", "b"),
-                                                     (200, "restart", "b")])
+                  until_ms=3000, timed=False,
+                  steps=[(100, "crash", "b", ("msg", "a", b"hi 1")), (200, "restart", "b")])
     logs = run(driver, sc, tmp_path).logs
     assert logs["a"][1:] == [("msg", "b", b"boot 1"), ("msg", "b", b"boot 2")]
     assert logs["b"] == [("start", 1, []), ("msg", "a", b"hi 1"),

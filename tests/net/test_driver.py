@@ -32,6 +32,7 @@ from graphrep.net.driver import NodeDriver
 from graphrep.net.node import warm_up
 from graphrep.net.testing import FaultyTransport, MemoryTransport, autojump
 from graphrep.net.transport import TCPTransport, Transport
+from graphrep.sansio import BaseProcess
 
 NAMES = ("n1", "n2", "n3")
 DIM = 8
@@ -242,3 +243,24 @@ async def test_a_restarted_node_is_dialled_at_once_and_disturbs_no_one(cfg, mock
         assert cluster.leader() == leader
         assert {d.process.replicas[0].term for d in cluster.drivers.values()} == {term}
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_crash_as_the_store_starts_a_commit_is_a_crash(tmp_path):
+    # A sync is requested (as the node's loop does for a Sync) and the node is cancelled
+    # in the same turn, so the store's committer wakes into a cancelled scope before its
+    # worker thread took the commit: that must end the node as a crash does, not as a
+    # failed commit (StoreError) would.
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    driver = NodeDriver("solo", lambda name, disk: BaseProcess(), store, MemoryTransport(),
+                        cluster="solo", peers=[])
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run)
+            await trio.testing.wait_all_tasks_blocked()
+            store.put("k", 1)
+            assert store.request_sync() == 1
+            scope.cancel()
+    assert scope.cancelled_caught
+    store.close()
+    assert SQLiteStore(tmp_path / "store.sqlite3").load() == {}
