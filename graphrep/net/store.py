@@ -174,6 +174,13 @@ class SQLiteStore:
             started = time.perf_counter()
             try:
                 await trio.to_thread.run_sync(self._commit, batch)
+            except trio.Cancelled:
+                # cancelled before the worker thread started (a running commit is never
+                # abandoned): nothing was written; the batch is buffered again, oldest first
+                batch.update(self._buffer)
+                self._buffer = batch
+                self.committing = None
+                raise
             except BaseException as exc:
                 self.failed = exc
                 self._done.set()  # wake the waiters: they raise instead of waiting forever

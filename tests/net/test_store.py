@@ -459,3 +459,26 @@ def test_a_damaged_wal_frame_silently_drops_its_commit_and_the_later_ones(tmp_pa
     assert reopen(crashed) == {("k", 0): 0, ("k", 1): 1}
     store.close()
     assert reopen(live) == {("k", i): i for i in range(3)}
+
+
+@pytest.mark.trio
+async def test_a_cancelled_committer_is_not_a_failed_commit(tmp_path):
+    """Stopping the node while a commit is about to start writes nothing and fails
+    nothing: the batch is buffered again (oldest first) and a later committer makes it
+    durable."""
+    path = tmp_path / "s.sqlite3"
+    store = SQLiteStore(path)
+    store.put("a", 1)
+    number = store.request_sync()
+    with trio.CancelScope() as scope:
+        scope.cancel()  # cancelled at the committer's first checkpoint
+        await store.run()
+    assert store.failed is None and store.committing is None and store.durable == 0
+    store.put("b", 2)
+    store.request_sync()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.run)
+        await store.wait(number)
+        nursery.cancel_scope.cancel()
+    store.close()
+    assert reopen(path) == {"a": 1, "b": 2}
