@@ -1,10 +1,10 @@
 """The event loop: integer virtual time, one heap, faults applied between events.
 
 Why its own loop rather than SimPy or trio: the loop is the simulator's cost per
-message, and a plain ``heapq`` of tuples ``(time, counter, kind, ...)`` is the cheapest
-thing Python offers (``experiments/sim_bench.py`` measures it against SimPy and a bare
-heap). The insertion counter breaks ties, so two events at the same nanosecond run in
-the order they were scheduled and tuples never compare past their second field.
+message, and a plain ``heapq`` of named tuples ordered by ``(time, counter)`` is about
+the cheapest thing Python offers (``experiments/sim_bench.py`` measures it against
+SimPy and a bare heap). The insertion counter breaks ties, so two events at the same
+nanosecond run in the order they were scheduled and events never compare past it.
 Cancelled timers are not removed from the heap: the node's timer table holds each live
 timer's token, and a popped timer whose token is not there any more is skipped.
 
@@ -19,9 +19,8 @@ heap, the clock, the counters, the trace's append) and the slow paths it calls (
 delivery it cannot take inline, a timer, a start, a scheduled call, an effect other
 than a send, a new route, a faulty send, an error). :class:`Simulation` is the public
 face of a run: it owns a host, and its fault and inspection methods work on the host's
-state. The events on the heap are 7-tuples whose fields are named by ``_loop``'s
-constants (``AT``, ``SEQ``, ``KIND``, ``TARGET`` and, by kind, ``SRC``/``PAYLOAD``/
-``SIZE``, ``TIMER_NAME``/``TOKEN``/``PERIOD`` or ``INCARNATION``).
+state. The events on the heap are :class:`~graphrep.sim._loop.Event` named tuples,
+read by field name.
 """
 
 from __future__ import annotations
@@ -54,19 +53,6 @@ from graphrep.sansio import (
     Work,
 )
 from graphrep.sim import _loop as _pure
-from graphrep.sim._loop import (
-    AT,
-    INCARNATION,
-    KIND,
-    PAYLOAD,
-    PERIOD,
-    SEQ,
-    SIZE,
-    SRC,
-    TARGET,
-    TIMER_NAME,
-    TOKEN,
-)
 from graphrep.sim.network import Network, NetworkConfig
 from graphrep.sim.rng import RandomStreams
 from graphrep.sim.trace import Trace
@@ -115,6 +101,7 @@ LOOP_VARIANT = "python" if _impl is _pure else "mypyc"
 # Everything the loop compares by identity or builds comes from the one module it runs.
 Node = _impl.Node
 Route = _impl.Route
+Event = _impl.Event
 _NOT_RUN = _impl.NOT_RUN
 _DELIVER, _TIMER, _START, _CALL = _impl.DELIVER, _impl.TIMER, _impl.START, _impl.CALL
 UP, PAUSED, DOWN = _impl.UP, _impl.PAUSED, _impl.DOWN
@@ -169,8 +156,8 @@ class LoopHost:
     :class:`Simulation` that owns the host (``sim``) is the public face: its fault and
     inspection methods work on this same state.
 
-    State: ``heap`` (the events, see the field constants of ``_loop``), ``counter`` (the
-    events' sequence numbers), ``now``, ``in_flight`` (messages sent and not yet
+    State: ``heap`` (the :class:`~graphrep.sim._loop.Event` s), ``counter`` (the events'
+    sequence numbers), ``now``, ``in_flight`` (messages sent and not yet
     delivered or dropped), ``oneshot`` (one-shot timers pending), ``starts`` (START
     events not yet run), ``events``/``delivered``/``dropped`` (running totals),
     ``next_sample`` (the next sampling instant), ``record`` (the trace's append, or None
@@ -192,7 +179,7 @@ class LoopHost:
         self.record: Callable[[tuple], None] | None = (
             sim.trace.append if sim.config.trace else None)
         self.nodes: dict[str, Node] = {}
-        self.heap: list[tuple] = []
+        self.heap: list[Event] = []
         self.counter = itertools.count()
         self.now = 0
         self.in_flight = 0
@@ -225,13 +212,13 @@ class LoopHost:
             at += step
         self.next_sample = at
 
-    def deliver_slow(self, ev: tuple, t: int) -> tuple[int, Any]:
+    def deliver_slow(self, ev: Event, t: int) -> tuple[int, Any]:
         """A delivery to a node that is not UP or has a skewed clock, or while some link
         is cut or held. Returns (how the message left the network: 0 still in it, 1
         delivered, 2 dropped; the effects, or ``_NOT_RUN``)."""
-        node, src, payload, size = ev[TARGET], ev[SRC], ev[PAYLOAD], ev[SIZE]
+        node, src, payload, size = ev.target, ev.src, ev.payload, ev.size
         if node.deferred:
-            node.deferred.discard(ev[SEQ])
+            node.deferred.discard(ev.seq)
         if node.state is not UP:
             if node.state is PAUSED:
                 node.held.append(ev)
@@ -255,10 +242,10 @@ class LoopHost:
         except Exception as exc:
             raise self.fail(f"process raised {exc!r}", ev) from exc
 
-    def fire_timer(self, ev: tuple, t: int) -> Any:
+    def fire_timer(self, ev: Event, t: int) -> Any:
         """A TIMER event: the process's ``on_timer`` effects, or ``_NOT_RUN`` if the timer
         is gone or must wait (a paused or busy node)."""
-        node, name, token, period = ev[TARGET], ev[TIMER_NAME], ev[TOKEN], ev[PERIOD]
+        node, name, token, period = ev.target, ev.timer_name, ev.token, ev.period
         entry = node.timers.get(name)
         if entry is None or entry[0] != token:
             return _NOT_RUN  # cancelled, replaced, or lost in a crash
@@ -268,7 +255,7 @@ class LoopHost:
         if node.busy_until and self._wait_until_free(node, ev, t):
             return _NOT_RUN
         if period:
-            self.push(t + period, _TIMER, node, name, token, period)
+            self.push(Event.timer(t + period, next(self.counter), node, name, token, period))
         else:
             del node.timers[name]
             self.oneshot -= 1
@@ -279,15 +266,15 @@ class LoopHost:
         except Exception as exc:
             raise self.fail(f"process raised {exc!r}", ev) from exc
 
-    def start(self, ev: tuple, t: int) -> Any:
+    def start(self, ev: Event, t: int) -> Any:
         """A START event: the process's ``on_start`` effects, or ``_NOT_RUN`` if the node
         crashed since (a stale incarnation) or is paused."""
-        node = ev[TARGET]
-        if node.state is PAUSED and node.incarnation == ev[INCARNATION]:
+        node = ev.target
+        if node.state is PAUSED and node.incarnation == ev.incarnation:
             node.held.append(ev)
             return _NOT_RUN
         self.starts -= 1
-        if node.incarnation != ev[INCARNATION] or node.state is DOWN:
+        if node.incarnation != ev.incarnation or node.state is DOWN:
             return _NOT_RUN
         try:
             return node.process.on_start(node.local(t) if node.skewed else t)
@@ -304,7 +291,7 @@ class LoopHost:
             exc.trace = self.trace
             raise
 
-    def route(self, node: Node, e: Any, ev: tuple) -> Route:
+    def route(self, node: Node, e: Any, ev: Event) -> Route:
         """Check a Send the hot loop could not take as is; the route, created on first use."""
         to, _, size = e
         if not isinstance(to, str) or to not in self.nodes:
@@ -335,17 +322,18 @@ class LoopHost:
             return 0
         if extra and record:
             record((now, "reorder", node.name, link.dst, payload, extra))
-        self.push(now + delay + extra, _DELIVER, route.target, node.name, payload, size)
+        self.push(Event(now + delay + extra, next(self.counter), _DELIVER, route.target,
+                        node.name, payload, size))
         if not duplicated:
             return 1
         if record:
             record((now, "duplicate", node.name, link.dst, payload, None))
         wait = _queue_delay(link, now, size) if link.bps else 0
-        self.push(now + wait + link.dup_delay(), _DELIVER, route.target, node.name, payload,
-                  size)
+        self.push(Event(now + wait + link.dup_delay(), next(self.counter), _DELIVER,
+                        route.target, node.name, payload, size))
         return 2
 
-    def apply(self, node: Node, e: Any, ev: tuple) -> None:
+    def apply(self, node: Node, e: Any, ev: Event) -> None:
         """Apply one effect other than Send (those are handled inline in the loop)."""
         now = self.now
         cls = type(e)
@@ -368,8 +356,8 @@ class LoopHost:
             node.timers[e.name] = (token, bool(e.periodic))
             if not e.periodic:
                 self.oneshot += 1
-            heappush(self.heap, (now + delay, token, _TIMER, node, e.name, token,
-                                 delay if e.periodic else 0))
+            self.push(Event.timer(now + delay, token, node, e.name, token,
+                                  delay if e.periodic else 0))
         elif cls is CancelTimer:
             old = node.timers.pop(e.name, None)
             if old is not None and not old[1]:
@@ -403,7 +391,7 @@ class LoopHost:
         else:
             raise self.fail(f"malformed effect {e!r}: not an effect type", ev)
 
-    def fail(self, detail: str, ev: tuple) -> SimulationError:
+    def fail(self, detail: str, ev: Event) -> SimulationError:
         """Build (and remember) the error that stops the run; the trace stays attached."""
         exc = SimulationError(detail, event=_describe(ev), time_ns=self.now, seed=self.seed)
         exc.trace = self.trace
@@ -412,18 +400,15 @@ class LoopHost:
 
     # ------------------------------------------------------------------ for the engine
 
-    def push(self, at: int, kind: int, target: Any, a: Any = None, b: Any = None,
-             c: Any = None) -> int:
-        """Schedule an event ``(at, seq, kind, target, a, b, c)`` with the next sequence
-        number; returns that number."""
-        seq = next(self.counter)
-        heappush(self.heap, (at, seq, kind, target, a, b, c))
-        return seq
+    def push(self, ev: Event) -> int:
+        """Schedule ``ev`` (its ``seq`` drawn from ``counter``); returns that ``seq``."""
+        heappush(self.heap, ev)
+        return ev.seq
 
-    def requeue(self, ev: tuple, at: int) -> int:
+    def requeue(self, ev: Event, at: int) -> int:
         """Schedule ``ev`` again at ``at``, after every event already there; returns its
         new sequence number."""
-        return self.push(at, ev[KIND], ev[TARGET], ev[4], ev[5], ev[6])
+        return self.push(ev._replace(at=at, seq=next(self.counter)))
 
     def drop(self, t: int, src: str, dst: str, payload: Any, why: str) -> None:
         """Count (and trace) a message lost at ``t``."""
@@ -431,13 +416,13 @@ class LoopHost:
         if self.record:
             self.record((t, "drop", src, dst, payload, why))
 
-    def _wait_until_free(self, node: Node, ev: tuple, t: int) -> bool:
+    def _wait_until_free(self, node: Node, ev: Event, t: int) -> bool:
         """A node that reported ``Busy`` until after ``t``: put the event back for when it
         is free and say so (a message waits in its queue, which a crash loses). Else end
         the busy spell and say the event can run."""
         if node.busy_until > t:
             key = self.requeue(ev, node.busy_until)
-            if ev[KIND] == _DELIVER:
+            if ev.kind == _DELIVER:
                 node.deferred.add(key)
             return True
         node.busy_until = 0
@@ -552,7 +537,7 @@ class Simulation:
         if not isinstance(time_ns, int) or time_ns < self.now:
             raise InvalidSchedule(f"cannot schedule at {time_ns!r}: not an int >= now",
                                   event="at", time_ns=self.now, seed=self.seed)
-        self._host.push(time_ns, _CALL, action)
+        self._host.push(Event.call(time_ns, next(self._host.counter), action))
 
     def _run(self, until: int | None, max_events: int | None,
              pred: Callable[[Simulation], bool] | None) -> bool:
@@ -581,7 +566,7 @@ class Simulation:
     def _boot(self, node: Node, kind: str) -> None:
         host = self._host
         node.incarnation += 1
-        start = (host.now, next(host.counter), _START, node, node.incarnation, None, None)
+        start = Event.start(host.now, next(host.counter), node, node.incarnation)
         try:
             node.process = node.factory(node.name, dict(node.disk))
             node.on_message = node.process.on_message
@@ -590,7 +575,7 @@ class Simulation:
         node.set_state(UP)
         if host.record:
             host.record((host.now, kind, node.name, None, None, node.incarnation))
-        heappush(host.heap, start)
+        host.push(start)
         host.starts += 1
 
     def crash(self, name: str) -> None:
@@ -604,10 +589,10 @@ class Simulation:
             return
         host = self._host
         for ev in node.held:
-            if ev[KIND] == _DELIVER:
+            if ev.kind == _DELIVER:
                 host.in_flight -= 1
-                host.drop(host.now, ev[SRC], name, ev[PAYLOAD], "down")
-            elif ev[KIND] == _START:
+                host.drop(host.now, ev.src, name, ev.payload, "down")
+            elif ev.kind == _START:
                 host.starts -= 1
         node.held.clear()
         host.oneshot -= sum(1 for _, periodic in node.timers.values() if not periodic)
@@ -617,13 +602,13 @@ class Simulation:
         if node.deferred:  # received, not handled yet: lost with the process
             waiting, kept = [], []
             for ev in host.heap:
-                (waiting if ev[KIND] == _DELIVER and ev[SEQ] in node.deferred
+                (waiting if ev.kind == _DELIVER and ev.seq in node.deferred
                  else kept).append(ev)
             host.heap[:] = kept
             heapify(host.heap)
-            for ev in sorted(waiting, key=lambda e: (e[AT], e[SEQ])):
+            for ev in sorted(waiting, key=lambda e: (e.at, e.seq)):
                 host.in_flight -= 1
-                host.drop(host.now, ev[SRC], name, ev[PAYLOAD], "down")
+                host.drop(host.now, ev.src, name, ev.payload, "down")
             node.deferred.clear()
         node.process = None
         node.on_message = None
@@ -729,17 +714,17 @@ class Simulation:
         """The messages on their way (not those held by a paused node or a held link),
         in delivery order: for a nemesis that picks one message to drop, duplicate or
         delay (a stateful test lets Hypothesis pick which). O(messages) per call."""
-        found = [InFlight(ev[SEQ], ev[AT], ev[SRC], ev[TARGET].name, ev[SIZE], ev[PAYLOAD])
-                 for ev in self._host.heap if ev[KIND] == _DELIVER]
+        found = [InFlight(ev.seq, ev.at, ev.src, ev.target.name, ev.size, ev.payload)
+                 for ev in self._host.heap if ev.kind == _DELIVER]
         found.sort(key=lambda m: (m.deliver_at, m.key))
         return found
 
-    def _in_flight_message(self, key: int, what: str, take: bool) -> tuple:
+    def _in_flight_message(self, key: int, what: str, take: bool) -> Event:
         """The DELIVER event of in-flight message ``key`` (taken off the heap if
         ``take``); an error naming ``what`` if there is none."""
         heap = self._host.heap
         for i, ev in enumerate(heap):
-            if ev[KIND] == _DELIVER and ev[SEQ] == key:
+            if ev.kind == _DELIVER and ev.seq == key:
                 if take:
                     last = heap.pop()
                     if i < len(heap):
@@ -765,7 +750,7 @@ class Simulation:
                                   event="send", time_ns=self.now, seed=self.seed)
         host = self._host
         route = node.links.get(dst) or host.route(
-            node, (dst, payload, size), (self.now, 0, _CALL, self.send, None, None, None))
+            node, (dst, payload, size), Event.call(self.now, 0, self.send))
         delay = next(route.delays)
         route.messages += 1
         route.bytes += size
@@ -775,7 +760,8 @@ class Simulation:
         if self.network.faulty:
             host.in_flight += host.faults(node, route, payload, size, delay)
             return
-        host.push(self.now + delay, _DELIVER, route.target, src, payload, size)
+        host.push(Event(self.now + delay, next(host.counter), _DELIVER, route.target, src,
+                        payload, size))
         host.in_flight += 1
 
     def set_timer(self, name: str, timer: Hashable, delay_ns: int = 0) -> None:
@@ -793,13 +779,13 @@ class Simulation:
         except TypeError:
             raise InvalidArgument(f"a timer name must be hashable, got {timer!r}") from None
         self._host.apply(node, SetTimer(timer, delay_ns),
-                         (self.now, 0, _CALL, self.set_timer, None, None, None))
+                         Event.call(self.now, 0, self.set_timer))
 
     def drop_message(self, key: int) -> None:
         """Lose one in-flight message (``key`` from :meth:`messages_in_flight`)."""
         ev = self._in_flight_message(key, "drop_message", take=True)
         self._host.in_flight -= 1
-        self._host.drop(self.now, ev[SRC], ev[TARGET].name, ev[PAYLOAD], "nemesis")
+        self._host.drop(self.now, ev.src, ev.target.name, ev.payload, "nemesis")
 
     def delay_message(self, key: int, delay_ns: int) -> None:
         """Deliver one in-flight message ``delay_ns`` later than it would have arrived."""
@@ -817,8 +803,8 @@ class Simulation:
             raise InvalidSchedule(f"delay must be an int >= 0, got {delay_ns!r}",
                                   event=what, time_ns=self.now, seed=self.seed)
         ev = self._in_flight_message(key, what, take)
-        self._host.requeue(ev, ev[AT] + delay_ns)
-        self._record(kind, ev[SRC], ev[TARGET].name, ev[PAYLOAD], delay_ns)
+        self._host.requeue(ev, ev.at + delay_ns)
+        self._record(kind, ev.src, ev.target.name, ev.payload, delay_ns)
 
     def set_clock(self, name: str, offset_ns: int = 0, drift_ppm: int = 0) -> None:
         """Skew a node's clock: it reads ``now + offset_ns + now * drift_ppm / 1e6``.
@@ -858,16 +844,16 @@ class Simulation:
         self._record("network", detail=[net.loss, net.duplicate, net.reorder])
 
 
-def _describe(ev: tuple) -> str:
-    """A short human description of a heap entry, for error messages."""
-    kind = ev[KIND]
+def _describe(ev: Event) -> str:
+    """A short human description of an event, for error messages."""
+    kind = ev.kind
     if kind == _DELIVER:
-        text = repr(ev[PAYLOAD])
+        text = repr(ev.payload)
         if len(text) > 80:
             text = text[:77] + "..."
-        return f"deliver {ev[SRC]}->{ev[TARGET].name} payload={text}"
+        return f"deliver {ev.src}->{ev.target.name} payload={text}"
     if kind == _TIMER:
-        return f"timer {ev[TIMER_NAME]!r} on {ev[TARGET].name}"
+        return f"timer {ev.timer_name!r} on {ev.target.name}"
     if kind == _START:
-        return f"start {ev[TARGET].name} (incarnation {ev[INCARNATION]})"
-    return f"scheduled call {getattr(ev[TARGET], '__qualname__', ev[TARGET])!r}"
+        return f"start {ev.target.name} (incarnation {ev.incarnation})"
+    return f"scheduled call {getattr(ev.target, '__qualname__', ev.target)!r}"
