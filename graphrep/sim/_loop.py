@@ -3,9 +3,9 @@
 Why a module of its own: this is the only code whose speed decides the simulator's,
 and it is written so that it runs unchanged as plain Python *and* compiled by mypyc
 (``make fast-sim``, see :mod:`graphrep.sim.build_fast`). The compiled copy is an
-optional accelerator: :mod:`graphrep.sim.engine` uses it when it was built from this
-very source and falls back to this module otherwise, with identical results (the pinned
-trace hashes in ``tests/sim/test_engine_equivalence.py`` hold both ways).
+optional accelerator: :mod:`graphrep.sim.variant` chooses it when it was built from
+this very source and falls back to this module otherwise, with identical results (the
+pinned trace hashes in ``tests/sim/test_engine_equivalence.py`` hold both ways).
 
 What that asks of the code: every value the loop touches per event is typed precisely
 (``int`` counters and times become machine integers when compiled), and the records
@@ -14,7 +14,7 @@ mypyc turns into C structs (an attribute read is a field load instead of a dicti
 or descriptor lookup).
 
 The loop and the engine talk through one object, a
-:class:`~graphrep.sim.engine.LoopHost` (plain Python): :func:`run` reads its state once
+:class:`~graphrep.sim.host.LoopHost` (plain Python): :func:`run` reads its state once
 per run (``heap``, ``counter``, ``record``, ``network``, ``now``, ``in_flight``,
 ``next_sample``, ``failure``), keeps the counters in locals, and calls its methods only
 on slow paths (``deliver_slow``, ``fire_timer``, ``start``, ``call``, ``apply``,
@@ -43,7 +43,7 @@ from graphrep.sansio import Send
 from graphrep.sim.network import Link, Network
 
 if TYPE_CHECKING:
-    from graphrep.sim.engine import LoopHost
+    from graphrep.sim.host import LoopHost
 
 # ``Final`` lets mypyc inline these instead of reading the module's globals per event.
 DELIVER: Final = 0
