@@ -3,9 +3,9 @@
 Why a module of its own: this is the only code whose speed decides the simulator's,
 and it is written so that it runs unchanged as plain Python *and* compiled by mypyc
 (``make fast-sim``, see :mod:`graphrep.sim.build_fast`). The compiled copy is an
-optional accelerator: :mod:`graphrep.sim.engine` uses it when it was built from this
-very source and falls back to this module otherwise, with identical results (the pinned
-trace hashes in ``tests/sim/test_engine_equivalence.py`` hold both ways).
+optional accelerator: :mod:`graphrep.sim.variant` chooses it when it was built from
+this very source and falls back to this module otherwise, with identical results (the
+pinned trace hashes in ``tests/sim/test_engine_equivalence.py`` hold both ways).
 
 What that asks of the code: every value the loop touches per event is typed precisely
 (``int`` counters and times become machine integers when compiled), and the records
@@ -14,7 +14,7 @@ mypyc turns into C structs (an attribute read is a field load instead of a dicti
 or descriptor lookup).
 
 The loop and the engine talk through one object, a
-:class:`~graphrep.sim.engine.LoopHost` (plain Python): :func:`run` reads its state once
+:class:`~graphrep.sim.host.LoopHost` (plain Python): :func:`run` reads its state once
 per run (``heap``, ``counter``, ``record``, ``network``, ``now``, ``in_flight``,
 ``next_sample``, ``failure``), keeps the counters in locals, and calls its methods only
 on slow paths (``deliver_slow``, ``fire_timer``, ``start``, ``call``, ``apply``,
@@ -22,46 +22,30 @@ on slow paths (``deliver_slow``, ``fire_timer``, ``start``, ``call``, ``apply``,
 ``in_flight`` back; at its end it writes ``now``, ``in_flight``, ``events`` and
 ``delivered`` back. Nothing else of the engine is visible here.
 
-An event is a plain 7-tuple on the heap, the cheapest thing Python builds, orders and
-takes apart; its fields are named by the constants below (``ev[SRC]``, never ``ev[4]``).
-The hot loop builds deliveries as tuple literals and takes an event apart with one
-unpacking in field order.
+An event is an :class:`Event`, a named tuple: it orders like a tuple, by its first
+fields (time, then sequence number), and its fields are read by name. The hot loop
+takes one apart with a single unpacking in field order and builds a delivery with
+``tuple.__new__(Event, ...)``, which skips the class's Python-level ``__new__``
+(``Event(...)`` there costs about as much again). What a named tuple costs over a
+plain one is building, unpacking and freeing a tuple subclass: measured on the
+fault-free workload of ``experiments/sim_bench.py``, 15 to 20% of the deliveries per
+second, either loop; a few percent on runs with faults and slow paths.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from graphrep.errors import SimulationError
 from graphrep.sansio import Send
 from graphrep.sim.network import Link, Network
 
 if TYPE_CHECKING:
-    from graphrep.sim.engine import LoopHost
+    from graphrep.sim.host import LoopHost
 
 # ``Final`` lets mypyc inline these instead of reading the module's globals per event.
-#
-# An event (a heap entry) is a 7-tuple; its fields, by position:
-#   AT      virtual time (ns) at which it happens
-#   SEQ     insertion counter: events at the same time run in the order they were
-#           scheduled; it is unique, so the heap never compares past it
-#   KIND    DELIVER, TIMER, START or CALL (small ints, compared with ``==``)
-#   TARGET  the Node it happens to (the action, for CALL)
-# and three more, by kind:
-#   DELIVER (a message arriving)   SRC (the sender's name), PAYLOAD, SIZE (bytes)
-#   TIMER (a timer firing)         TIMER_NAME, TOKEN (the token its node holds while
-#                                  the timer is live; also its SEQ), PERIOD (ns; 0:
-#                                  one-shot). A timer whose token its node no longer
-#                                  holds (cancelled, replaced, lost in a crash) is skipped.
-#   START (a node's on_start)      INCARNATION (a crash since makes it stale), None, None
-#   CALL (``Simulation.at``)       None, None, None
-AT, SEQ, KIND, TARGET = 0, 1, 2, 3
-SRC, PAYLOAD, SIZE = 4, 5, 6  # DELIVER
-TIMER_NAME, TOKEN, PERIOD = 4, 5, 6  # TIMER
-INCARNATION = 4  # START
-# (the loop itself takes an event apart by unpacking; the slow paths read these)
 DELIVER: Final = 0
 TIMER: Final = 1
 START: Final = 2
@@ -78,10 +62,81 @@ times with its limits clipped to SMALL first, and with the exact limit only if t
 says stop (never for times below 2**62 ns, about 146 years)."""
 queue_delay = Network.queue_delay
 
-Event = tuple[Any, Any, Any, Any, Any, Any, Any]
-"""A heap entry. Typed Any, not int, in its first fields: compiled, the loop converts
-only the fields it computes with (time, kind) and hands the time's object itself to the
-process (converting it back would allocate a new int for every event)."""
+
+class Event(NamedTuple):
+    """One heap entry: something that happens to a node at a virtual time.
+
+    Events order as tuples do, by ``at`` and then ``seq``. ``seq`` is unique, so two
+    events never compare past it: the other fields need no order. The first four
+    fields are common to every kind; the last three carry what the kind needs. They
+    are named for a delivery, the common kind, and the other kinds read them under
+    their own names (properties of the same fields):
+
+    ========  =================  ===========  ==========
+    kind      ``src``            ``payload``  ``size``
+    ========  =================  ===========  ==========
+    DELIVER   the sender's name  the message  its bytes
+    TIMER     ``timer_name``     ``token``    ``period``
+    START     ``incarnation``    None         None
+    CALL      None               None         None
+    ========  =================  ===========  ==========
+
+    A delivery is built with the class, the other kinds with :meth:`timer`,
+    :meth:`start` and :meth:`call`, which name their fields.
+    """
+
+    at: int
+    """Virtual time (ns) at which it happens."""
+    seq: int
+    """Insertion counter: events at the same time run in the order they were scheduled."""
+    kind: int
+    """DELIVER (a message arriving), TIMER (a timer firing), START (a node's
+    ``on_start``) or CALL (an action scheduled with ``Simulation.at``)."""
+    target: Any
+    """The :class:`Node` it happens to; for CALL, the action (called with the simulation)."""
+    src: Any = None
+    """DELIVER: the sender's name (TIMER: the timer's name; START: the incarnation)."""
+    payload: Any = None
+    """DELIVER: the message (TIMER: the token)."""
+    size: Any = None
+    """DELIVER: the message's size in bytes (TIMER: the period)."""
+
+    @property
+    def timer_name(self) -> Hashable:
+        """TIMER: the name the process set the timer under."""
+        return self.src
+
+    @property
+    def token(self) -> int:
+        """TIMER: the token its node holds while the timer is live. A timer whose token
+        its node no longer holds (cancelled, replaced, lost in a crash) is skipped."""
+        return self.payload
+
+    @property
+    def period(self) -> int:
+        """TIMER: ns between firings, measured on global time (0: one-shot)."""
+        return self.size
+
+    @property
+    def incarnation(self) -> int:
+        """START: the node's incarnation when it booted; a crash since makes it stale."""
+        return self.src
+
+    @classmethod
+    def timer(cls, at: int, seq: int, node: Node, name: Hashable, token: int,
+              period: int) -> Event:
+        """A TIMER event: timer ``name`` of ``node`` fires."""
+        return cls(at, seq, TIMER, node, name, token, period)
+
+    @classmethod
+    def start(cls, at: int, seq: int, node: Node, incarnation: int) -> Event:
+        """A START event: ``node``'s process runs ``on_start``."""
+        return cls(at, seq, START, node, incarnation)
+
+    @classmethod
+    def call(cls, at: int, seq: int, action: Callable[[Any], None]) -> Event:
+        """A CALL event: ``action(sim)`` runs."""
+        return cls(at, seq, CALL, action)
 
 
 class Node:
@@ -172,12 +227,13 @@ def run(host: LoopHost, until: int | None, max_events: int | None,
     pop = heappop
     push = heappush
     take = next
+    new = tuple.__new__  # builds an Event without the class's Python-level ``__new__``
     send_type = Send
     sim = host.sim
     record: Callable[[tuple], None] | None = host.record
     network = host.network
     blocked: set[tuple[str, str]] = network.blocked  # never reassigned (cleared in place)
-    held: dict[tuple[str, str], list[Event]] = network.held
+    held: dict[tuple[str, str], list[Any]] = network.held  # of events; only tested: empty?
     faulty: bool = network.faulty
     # ``next(it)`` beats calling ``it.__next__``; Any, not int: the sequence number goes
     # into the heap entry as the object it is (no unboxing and boxing again, compiled)
@@ -193,6 +249,13 @@ def run(host: LoopHost, until: int | None, max_events: int | None,
     t: int = host.now
     reached = False
     ran_out = False  # no event left before the time limit (not: the budget)
+    # An event's fields, unpacked; Any, not int: compiled, the loop converts only the
+    # fields it computes with (time, kind) and hands the time's object itself to the
+    # process (converting it back would allocate a new int for every event).
+    when: Any
+    _: Any
+    kind_: Any
+    target: Any
     try:
         while processed != budget:
             try:
@@ -201,10 +264,10 @@ def run(host: LoopHost, until: int | None, max_events: int | None,
                 reached = pred is None
                 ran_out = True
                 break
-            when, _, kind_, target, src, payload, size = ev
+            when, _, kind_, target, src, payload, size = ev  # at, seq, kind, target, ...
             at: int = when  # an int for arithmetic and comparisons, ``when`` to pass on
             if at > small_limit and at > limit:
-                push(heap, ev)  # the same tuple: it keeps its place in the order
+                push(heap, ev)  # the same event: it keeps its place in the order
                 reached = pred is None
                 ran_out = True
                 break
@@ -284,9 +347,9 @@ def run(host: LoopHost, until: int | None, max_events: int | None,
                         host.now = t
                         in_flight += host.faults(node, route, payload, nbytes, delay)
                         continue
-                    # the event's fields: AT, SEQ, KIND, TARGET, SRC, PAYLOAD, SIZE
-                    push(heap, (t + delay, take(counter), DELIVER, route.target, node.name,
-                                payload, size))
+                    # Event(at, seq, kind, target, src, payload, size)
+                    push(heap, new(Event, (t + delay, take(counter), DELIVER, route.target,
+                                           node.name, payload, size)))
                     in_flight += 1
             if pred is not None:
                 host.now = t

@@ -4,12 +4,12 @@ Why: the simulator's speed is the cost of its event loop in CPython bytecode. my
 (part of mypy) compiles the typed loop module, :mod:`graphrep.sim._loop`, to a C
 extension that runs the same code without the interpreter's per-instruction overhead
 (see ``experiments/sim_bench.py`` for what it buys). Nothing requires it: without the
-extension, or with ``GRAPHREP_SIM_PURE=1``, :mod:`graphrep.sim.engine` runs the
-plain-Python module, with identical results.
+extension, or with ``GRAPHREP_SIM_PURE=1``, the simulator runs the plain-Python
+module (:mod:`graphrep.sim.variant` chooses), with identical results.
 
 What it does: copies ``_loop.py`` to ``_loop_compiled.py`` with one line appended,
 ``SOURCE_DIGEST = "<sha256 of _loop.py>"``, compiles that copy in place (a
-``_loop_compiled.<abi>.so`` next to ``_loop.py``) and deletes the copy. The engine
+``_loop_compiled.<abi>.so`` next to ``_loop.py``) and deletes the copy. The simulator
 uses the extension only while its digest matches the current ``_loop.py``, so editing
 the loop without rebuilding falls back to plain Python (with a warning) instead of
 running stale code. ``--clean`` removes the extension.

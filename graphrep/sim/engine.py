@@ -1,124 +1,60 @@
-"""The event loop: integer virtual time, one heap, faults applied between events.
+"""The simulator's public face, :class:`Simulation`: integer virtual time, one heap,
+faults applied between events.
 
 Why its own loop rather than SimPy or trio: the loop is the simulator's cost per
-message, and a plain ``heapq`` of tuples ``(time, counter, kind, ...)`` is the cheapest
-thing Python offers (``experiments/sim_bench.py`` measures it against SimPy and a bare
-heap). The insertion counter breaks ties, so two events at the same nanosecond run in
-the order they were scheduled and tuples never compare past their second field.
-Cancelled timers are not removed from the heap: the node's timer table holds each live
-timer's token, and a popped timer whose token is not there any more is skipped.
+message, and a ``heapq`` of named tuples ordered by ``(time, counter)`` keeps it
+cheap (``experiments/sim_bench.py`` measures it against SimPy and a bare heap). The
+insertion counter breaks ties, so two events at the same nanosecond run in the order
+they were scheduled and events never compare past it. Cancelled timers are not
+removed from the heap: the node's timer table holds each live timer's token, and a
+popped timer whose token is not there any more is skipped.
 
 A node is UP, PAUSED (events addressed to it are held, in order, until ``resume``) or
 DOWN (messages to it are dropped; its timers are gone; its disk keeps only what was
 synced). Faults are methods called between ``run_until`` calls, or scheduled at a
 virtual time with :meth:`Simulation.at`.
 
-Two parts: the loop itself (:mod:`graphrep.sim._loop`, optionally compiled) and this
-module. They share one object, a :class:`LoopHost`: the state the loop runs on (the
-heap, the clock, the counters, the trace's append) and the slow paths it calls (a
-delivery it cannot take inline, a timer, a start, a scheduled call, an effect other
-than a send, a new route, a faulty send, an error). :class:`Simulation` is the public
-face of a run: it owns a host, and its fault and inspection methods work on the host's
-state. The events on the heap are 7-tuples whose fields are named by ``_loop``'s
-constants (``AT``, ``SEQ``, ``KIND``, ``TARGET`` and, by kind, ``SRC``/``PAYLOAD``/
-``SIZE``, ``TIMER_NAME``/``TOKEN``/``PERIOD`` or ``INCARNATION``).
+The simulator's other parts, each a module of its own: the loop itself
+(:mod:`graphrep.sim._loop`, optionally compiled; :mod:`graphrep.sim.variant` chooses
+which copy runs) and the state it runs on with its slow paths
+(:class:`~graphrep.sim.host.LoopHost`). :class:`Simulation` owns a host, and its fault
+and inspection methods work on the host's state. The events on the heap are
+:class:`~graphrep.sim._loop.Event` named tuples, read by field name. Importers of this
+module also find here ``LoopHost``, the node states ``UP``/``PAUSED``/``DOWN`` and, from
+:mod:`~graphrep.sim.variant`, ``LOOP_VARIANT``, ``PURE_ENV`` and ``source_digest``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import itertools
-import os
-import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from heapq import heapify, heappush
-from importlib.machinery import EXTENSION_SUFFIXES
+from heapq import heapify
 from operator import attrgetter
-from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
-from graphrep.errors import InvalidArgument, InvalidSchedule, SimulationError
-from graphrep.sansio import (
-    Busy,
-    CancelTimer,
-    DurableWrite,
-    Log,
-    Metric,
-    Process,
-    ProcessFactory,
-    SetTimer,
-    Sync,
-    Work,
-)
-from graphrep.sim import _loop as _pure
-from graphrep.sim._loop import (
-    AT,
-    INCARNATION,
-    KIND,
-    PAYLOAD,
-    PERIOD,
-    SEQ,
-    SIZE,
-    SRC,
-    TARGET,
-    TIMER_NAME,
-    TOKEN,
-)
+from graphrep.errors import InvalidArgument, InvalidSchedule
+from graphrep.sansio import Process, ProcessFactory, SetTimer
+from graphrep.sim.host import LoopHost
 from graphrep.sim.network import Network, NetworkConfig
 from graphrep.sim.rng import RandomStreams
 from graphrep.sim.trace import Trace
+from graphrep.sim.variant import (
+    DELIVER,
+    DOWN,
+    LOOP_VARIANT,
+    PAUSED,
+    PURE_ENV,
+    START,
+    UP,
+    Event,
+    Node,
+    loop,
+    source_digest,
+)
 
-__all__ = ["DOWN", "LOOP_VARIANT", "PAUSED", "UP", "InFlight", "SimConfig", "Simulation"]
+__all__ = ["DOWN", "LOOP_VARIANT", "PAUSED", "PURE_ENV", "UP", "InFlight", "LoopHost",
+           "SimConfig", "Simulation", "source_digest"]
 
-PURE_ENV = "GRAPHREP_SIM_PURE"
-"""Set to 1 to run the plain-Python loop even where the compiled one was built."""
-
-
-def source_digest() -> str:
-    """The sha256 of ``_loop.py``: a compiled loop is used only if built from this source."""
-    return hashlib.sha256(Path(_pure.__file__).read_bytes()).hexdigest()
-
-
-def _implementation() -> ModuleType:
-    """The loop module to run: the mypyc-compiled ``_loop_compiled`` if it was built
-    (``make fast-sim``) from the current ``_loop.py`` and not switched off with
-    ``GRAPHREP_SIM_PURE=1``, else the plain-Python ``_loop``. A stale build (the source
-    changed since) is ignored with a warning rather than run: the two must behave
-    identically, and only the same source guarantees it."""
-    if os.environ.get(PURE_ENV, "") not in ("", "0"):
-        return _pure
-    try:
-        compiled = importlib.import_module("graphrep.sim._loop_compiled")
-    except ImportError:
-        return _pure
-    try:
-        current = source_digest()
-    except OSError:
-        return _pure
-    if not str(getattr(compiled, "__file__", "")).endswith(tuple(EXTENSION_SUFFIXES)):
-        return _pure  # a leftover source copy from an interrupted build, not compiled code
-    if getattr(compiled, "SOURCE_DIGEST", None) != current:
-        warnings.warn("graphrep.sim: the compiled event loop was built from another version "
-                      "of _loop.py; running the plain-Python loop (rebuild: make fast-sim)",
-                      RuntimeWarning, stacklevel=2)
-        return _pure
-    return compiled
-
-
-_impl = _implementation()
-LOOP_VARIANT = "python" if _impl is _pure else "mypyc"
-"""Which event loop this process runs: ``"mypyc"`` (compiled) or ``"python"``."""
-
-# Everything the loop compares by identity or builds comes from the one module it runs.
-Node = _impl.Node
-Route = _impl.Route
-_NOT_RUN = _impl.NOT_RUN
-_DELIVER, _TIMER, _START, _CALL = _impl.DELIVER, _impl.TIMER, _impl.START, _impl.CALL
-UP, PAUSED, DOWN = _impl.UP, _impl.PAUSED, _impl.DOWN
-_FOREVER = _impl.FOREVER
 _queue_delay = Network.queue_delay
 
 
@@ -157,292 +93,6 @@ class SimConfig:
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}")
-
-
-class LoopHost:
-    """The state a simulation's event loop runs on, and the slow paths it calls.
-
-    This is the whole interface between :func:`graphrep.sim._loop.run` and the engine
-    (see the module docstring). The loop reads the state once per run, keeps ``now``,
-    ``in_flight``, ``events`` and ``delivered`` in locals and writes them back before
-    it calls any method here; the methods are the loop's slow paths. The
-    :class:`Simulation` that owns the host (``sim``) is the public face: its fault and
-    inspection methods work on this same state.
-
-    State: ``heap`` (the events, see the field constants of ``_loop``), ``counter`` (the
-    events' sequence numbers), ``now``, ``in_flight`` (messages sent and not yet
-    delivered or dropped), ``oneshot`` (one-shot timers pending), ``starts`` (START
-    events not yet run), ``events``/``delivered``/``dropped`` (running totals),
-    ``next_sample`` (the next sampling instant), ``record`` (the trace's append, or None
-    when tracing is off), ``failure`` (the error that stopped the run, raised again by
-    any later run), and the simulation's ``nodes``, ``network``, ``config``,
-    ``metrics`` and ``logs``.
-    """
-
-    __slots__ = ("config", "counter", "delivered", "dropped", "events", "failure", "heap",
-                 "in_flight", "logs", "metrics", "network", "next_sample", "nodes", "now",
-                 "oneshot", "record", "samples", "seed", "sim", "starts", "trace")
-
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
-        self.seed = sim.seed
-        self.config = sim.config
-        self.network = sim.network
-        self.trace = sim.trace
-        self.record: Callable[[tuple], None] | None = (
-            sim.trace.append if sim.config.trace else None)
-        self.nodes: dict[str, Node] = {}
-        self.heap: list[tuple] = []
-        self.counter = itertools.count()
-        self.now = 0
-        self.in_flight = 0
-        self.oneshot = 0
-        self.starts = 0  # START events not yet run: a booting node is not quiet
-        self.events = 0
-        self.delivered = 0
-        self.dropped = 0
-        self.failure: SimulationError | None = None
-        self.next_sample = sim.config.sample_ns or _FOREVER
-        self.samples: dict[str, list[int]] = {
-            "time_ns": [], "in_flight": [], "events": [], "delivered": [], "dropped": []}
-        self.metrics: list[tuple[int, str, str, float]] = []
-        self.logs: list[tuple[int, str, str]] = []
-
-    # ------------------------------------------------------------------ the loop's slow paths
-
-    def take_samples(self, t: int, processed: int, delivered: int) -> None:
-        """Record the state at every sampling instant up to (and including) ``t``; the
-        counters of the running loop (not yet written back) are passed in."""
-        cols = self.samples
-        step = self.config.sample_ns
-        at = self.next_sample
-        while at <= t:
-            cols["time_ns"].append(at)
-            cols["in_flight"].append(self.in_flight)
-            cols["events"].append(self.events + processed)
-            cols["delivered"].append(self.delivered + delivered)
-            cols["dropped"].append(self.dropped)
-            at += step
-        self.next_sample = at
-
-    def deliver_slow(self, ev: tuple, t: int) -> tuple[int, Any]:
-        """A delivery to a node that is not UP or has a skewed clock, or while some link
-        is cut or held. Returns (how the message left the network: 0 still in it, 1
-        delivered, 2 dropped; the effects, or ``_NOT_RUN``)."""
-        node, src, payload, size = ev[TARGET], ev[SRC], ev[PAYLOAD], ev[SIZE]
-        if node.deferred:
-            node.deferred.discard(ev[SEQ])
-        if node.state is not UP:
-            if node.state is PAUSED:
-                node.held.append(ev)
-                return 0, _NOT_RUN
-            self.drop(t, src, node.name, payload, "down")
-            return 2, _NOT_RUN
-        link = (src, node.name)
-        if link in self.network.blocked:
-            self.drop(t, src, node.name, payload, "partition")
-            return 2, _NOT_RUN
-        stash = self.network.held.get(link)
-        if stash is not None:
-            stash.append(ev)
-            return 0, _NOT_RUN
-        if node.busy_until and self._wait_until_free(node, ev, t):
-            return 0, _NOT_RUN
-        if self.record:
-            self.record((t, "deliver", src, node.name, payload, size))
-        try:
-            return 1, node.on_message(node.local(t) if node.skewed else t, src, payload, size)
-        except Exception as exc:
-            raise self.fail(f"process raised {exc!r}", ev) from exc
-
-    def fire_timer(self, ev: tuple, t: int) -> Any:
-        """A TIMER event: the process's ``on_timer`` effects, or ``_NOT_RUN`` if the timer
-        is gone or must wait (a paused or busy node)."""
-        node, name, token, period = ev[TARGET], ev[TIMER_NAME], ev[TOKEN], ev[PERIOD]
-        entry = node.timers.get(name)
-        if entry is None or entry[0] != token:
-            return _NOT_RUN  # cancelled, replaced, or lost in a crash
-        if node.state is PAUSED:
-            node.held.append(ev)
-            return _NOT_RUN
-        if node.busy_until and self._wait_until_free(node, ev, t):
-            return _NOT_RUN
-        if period:
-            self.push(t + period, _TIMER, node, name, token, period)
-        else:
-            del node.timers[name]
-            self.oneshot -= 1
-        if self.record:
-            self.record((t, "timer", node.name, None, None, name))
-        try:
-            return node.process.on_timer(node.local(t) if node.skewed else t, name)
-        except Exception as exc:
-            raise self.fail(f"process raised {exc!r}", ev) from exc
-
-    def start(self, ev: tuple, t: int) -> Any:
-        """A START event: the process's ``on_start`` effects, or ``_NOT_RUN`` if the node
-        crashed since (a stale incarnation) or is paused."""
-        node = ev[TARGET]
-        if node.state is PAUSED and node.incarnation == ev[INCARNATION]:
-            node.held.append(ev)
-            return _NOT_RUN
-        self.starts -= 1
-        if node.incarnation != ev[INCARNATION] or node.state is DOWN:
-            return _NOT_RUN
-        try:
-            return node.process.on_start(node.local(t) if node.skewed else t)
-        except Exception as exc:
-            raise self.fail(f"process raised {exc!r}", ev) from exc
-
-    def call(self, action: Callable[[Simulation], None]) -> None:
-        """A CALL event: ``action(sim)``. A ``SimulationError`` it raises stops the run
-        (and every later one), with the trace attached."""
-        try:
-            action(self.sim)
-        except SimulationError as exc:
-            self.failure = exc
-            exc.trace = self.trace
-            raise
-
-    def route(self, node: Node, e: Any, ev: tuple) -> Route:
-        """Check a Send the hot loop could not take as is; the route, created on first use."""
-        to, _, size = e
-        if not isinstance(to, str) or to not in self.nodes:
-            raise self.fail(f"malformed effect {e!r}: unknown node {to!r}", ev)
-        if size.__class__ is not int or size < 0:
-            raise self.fail(f"malformed effect {e!r}: size must be an int >= 0", ev)
-        route = node.links.get(to)
-        if route is None:
-            dst = self.nodes[to]
-            link = self.network.link(node.name, node.region, to, dst.region)
-            route = node.links[to] = Route(link, dst)
-        return route
-
-    def faults(self, node: Node, route: Route, payload: Any, size: int, delay: int) -> int:
-        """Loss, duplication and reordering of one send (the delay already drawn); puts
-        the message (and its duplicate) on the heap; returns how many went in flight."""
-        net = self.network
-        link = route.link
-        now = self.now
-        extra = 0
-        if net.reorder and link.reorder_coin() < net.reorder:
-            extra = link.reorder_delay()  # drawn before loss: loss must not shift it
-        lost = link.coin() < net.loss
-        duplicated = link.coin() < net.duplicate  # always drawn: keeps the coin stream aligned
-        record = self.record
-        if lost:
-            self.drop(now, node.name, link.dst, payload, "loss")
-            return 0
-        if extra and record:
-            record((now, "reorder", node.name, link.dst, payload, extra))
-        self.push(now + delay + extra, _DELIVER, route.target, node.name, payload, size)
-        if not duplicated:
-            return 1
-        if record:
-            record((now, "duplicate", node.name, link.dst, payload, None))
-        wait = _queue_delay(link, now, size) if link.bps else 0
-        self.push(now + wait + link.dup_delay(), _DELIVER, route.target, node.name, payload,
-                  size)
-        return 2
-
-    def apply(self, node: Node, e: Any, ev: tuple) -> None:
-        """Apply one effect other than Send (those are handled inline in the loop)."""
-        now = self.now
-        cls = type(e)
-        if cls is SetTimer:
-            delay = e.delay_ns
-            if type(delay) is not int or delay < 0 or (e.periodic and delay == 0):
-                raise self.fail(f"malformed effect {e!r}: delay must be an int >= 0 "
-                                "(> 0 if periodic)", ev)
-            try:
-                hash(e.name)
-            except TypeError:
-                raise self.fail(f"malformed effect {e!r}: timer name must be hashable",
-                                ev) from None
-            if node.skewed:
-                delay = node.global_delay(delay)
-            old = node.timers.get(e.name)
-            if old is not None and not old[1]:
-                self.oneshot -= 1
-            token = next(self.counter)
-            node.timers[e.name] = (token, bool(e.periodic))
-            if not e.periodic:
-                self.oneshot += 1
-            heappush(self.heap, (now + delay, token, _TIMER, node, e.name, token,
-                                 delay if e.periodic else 0))
-        elif cls is CancelTimer:
-            old = node.timers.pop(e.name, None)
-            if old is not None and not old[1]:
-                self.oneshot -= 1
-        elif cls is DurableWrite:
-            node.unsynced[e.key] = e.value
-        elif cls is Sync:
-            node.disk.update(node.unsynced)
-            node.unsynced.clear()
-        elif cls is Metric:
-            self.metrics.append((now, node.name, e.name, e.value))
-        elif cls is Log:
-            self.logs.append((now, node.name, e.text))
-        elif cls is Busy or cls is Work:
-            if cls is Work:
-                if type(e.distances) is not int or type(e.entries) is not int \
-                        or e.distances < 0 or e.entries < 0:
-                    raise self.fail(f"malformed effect {e!r}: counts must be ints >= 0", ev)
-                ns = (e.distances * self.config.cpu_ns_per_distance
-                      + e.entries * self.config.cpu_ns_per_entry)
-            else:
-                ns = e.ns
-                if type(ns) is not int or ns < 0:
-                    raise self.fail(f"malformed effect {e!r}: ns must be an int >= 0", ev)
-            if ns:
-                node.busy_until = max(node.busy_until, now) + ns
-                node.set_state(node.state)
-        elif cls is tuple:
-            raise self.fail(f"malformed effect {e!r}: a plain tuple stands for a Send only "
-                            "as (to, payload, size), three items", ev)
-        else:
-            raise self.fail(f"malformed effect {e!r}: not an effect type", ev)
-
-    def fail(self, detail: str, ev: tuple) -> SimulationError:
-        """Build (and remember) the error that stops the run; the trace stays attached."""
-        exc = SimulationError(detail, event=_describe(ev), time_ns=self.now, seed=self.seed)
-        exc.trace = self.trace
-        self.failure = exc
-        return exc
-
-    # ------------------------------------------------------------------ for the engine
-
-    def push(self, at: int, kind: int, target: Any, a: Any = None, b: Any = None,
-             c: Any = None) -> int:
-        """Schedule an event ``(at, seq, kind, target, a, b, c)`` with the next sequence
-        number; returns that number."""
-        seq = next(self.counter)
-        heappush(self.heap, (at, seq, kind, target, a, b, c))
-        return seq
-
-    def requeue(self, ev: tuple, at: int) -> int:
-        """Schedule ``ev`` again at ``at``, after every event already there; returns its
-        new sequence number."""
-        return self.push(at, ev[KIND], ev[TARGET], ev[4], ev[5], ev[6])
-
-    def drop(self, t: int, src: str, dst: str, payload: Any, why: str) -> None:
-        """Count (and trace) a message lost at ``t``."""
-        self.dropped += 1
-        if self.record:
-            self.record((t, "drop", src, dst, payload, why))
-
-    def _wait_until_free(self, node: Node, ev: tuple, t: int) -> bool:
-        """A node that reported ``Busy`` until after ``t``: put the event back for when it
-        is free and say so (a message waits in its queue, which a crash loses). Else end
-        the busy spell and say the event can run."""
-        if node.busy_until > t:
-            key = self.requeue(ev, node.busy_until)
-            if ev[KIND] == _DELIVER:
-                node.deferred.add(key)
-            return True
-        node.busy_until = 0
-        node.set_state(node.state)
-        return False
 
 
 class Simulation:
@@ -552,12 +202,12 @@ class Simulation:
         if not isinstance(time_ns, int) or time_ns < self.now:
             raise InvalidSchedule(f"cannot schedule at {time_ns!r}: not an int >= now",
                                   event="at", time_ns=self.now, seed=self.seed)
-        self._host.push(time_ns, _CALL, action)
+        self._host.push(Event.call(time_ns, next(self._host.counter), action))
 
     def _run(self, until: int | None, max_events: int | None,
              pred: Callable[[Simulation], bool] | None) -> bool:
         """The event loop: :func:`graphrep.sim._loop.run`, compiled if it was built."""
-        return _impl.run(self._host, until, max_events, pred)
+        return loop.run(self._host, until, max_events, pred)
 
     def samples(self) -> dict[str, list[int]]:
         """Columns sampled every ``SimConfig.sample_ns``: ``time_ns``, ``in_flight`` and
@@ -581,7 +231,7 @@ class Simulation:
     def _boot(self, node: Node, kind: str) -> None:
         host = self._host
         node.incarnation += 1
-        start = (host.now, next(host.counter), _START, node, node.incarnation, None, None)
+        start = Event.start(host.now, next(host.counter), node, node.incarnation)
         try:
             node.process = node.factory(node.name, dict(node.disk))
             node.on_message = node.process.on_message
@@ -590,7 +240,7 @@ class Simulation:
         node.set_state(UP)
         if host.record:
             host.record((host.now, kind, node.name, None, None, node.incarnation))
-        heappush(host.heap, start)
+        host.push(start)
         host.starts += 1
 
     def crash(self, name: str) -> None:
@@ -604,10 +254,10 @@ class Simulation:
             return
         host = self._host
         for ev in node.held:
-            if ev[KIND] == _DELIVER:
+            if ev.kind == DELIVER:
                 host.in_flight -= 1
-                host.drop(host.now, ev[SRC], name, ev[PAYLOAD], "down")
-            elif ev[KIND] == _START:
+                host.drop(host.now, ev.src, name, ev.payload, "down")
+            elif ev.kind == START:
                 host.starts -= 1
         node.held.clear()
         host.oneshot -= sum(1 for _, periodic in node.timers.values() if not periodic)
@@ -617,13 +267,13 @@ class Simulation:
         if node.deferred:  # received, not handled yet: lost with the process
             waiting, kept = [], []
             for ev in host.heap:
-                (waiting if ev[KIND] == _DELIVER and ev[SEQ] in node.deferred
+                (waiting if ev.kind == DELIVER and ev.seq in node.deferred
                  else kept).append(ev)
             host.heap[:] = kept
             heapify(host.heap)
-            for ev in sorted(waiting, key=lambda e: (e[AT], e[SEQ])):
+            for ev in sorted(waiting, key=lambda e: (e.at, e.seq)):
                 host.in_flight -= 1
-                host.drop(host.now, ev[SRC], name, ev[PAYLOAD], "down")
+                host.drop(host.now, ev.src, name, ev.payload, "down")
             node.deferred.clear()
         node.process = None
         node.on_message = None
@@ -729,17 +379,17 @@ class Simulation:
         """The messages on their way (not those held by a paused node or a held link),
         in delivery order: for a nemesis that picks one message to drop, duplicate or
         delay (a stateful test lets Hypothesis pick which). O(messages) per call."""
-        found = [InFlight(ev[SEQ], ev[AT], ev[SRC], ev[TARGET].name, ev[SIZE], ev[PAYLOAD])
-                 for ev in self._host.heap if ev[KIND] == _DELIVER]
+        found = [InFlight(ev.seq, ev.at, ev.src, ev.target.name, ev.size, ev.payload)
+                 for ev in self._host.heap if ev.kind == DELIVER]
         found.sort(key=lambda m: (m.deliver_at, m.key))
         return found
 
-    def _in_flight_message(self, key: int, what: str, take: bool) -> tuple:
+    def _in_flight_message(self, key: int, what: str, take: bool) -> Event:
         """The DELIVER event of in-flight message ``key`` (taken off the heap if
         ``take``); an error naming ``what`` if there is none."""
         heap = self._host.heap
         for i, ev in enumerate(heap):
-            if ev[KIND] == _DELIVER and ev[SEQ] == key:
+            if ev.kind == DELIVER and ev.seq == key:
                 if take:
                     last = heap.pop()
                     if i < len(heap):
@@ -765,7 +415,7 @@ class Simulation:
                                   event="send", time_ns=self.now, seed=self.seed)
         host = self._host
         route = node.links.get(dst) or host.route(
-            node, (dst, payload, size), (self.now, 0, _CALL, self.send, None, None, None))
+            node, (dst, payload, size), Event.call(self.now, 0, self.send))
         delay = next(route.delays)
         route.messages += 1
         route.bytes += size
@@ -775,7 +425,8 @@ class Simulation:
         if self.network.faulty:
             host.in_flight += host.faults(node, route, payload, size, delay)
             return
-        host.push(self.now + delay, _DELIVER, route.target, src, payload, size)
+        host.push(Event(self.now + delay, next(host.counter), DELIVER, route.target, src,
+                        payload, size))
         host.in_flight += 1
 
     def set_timer(self, name: str, timer: Hashable, delay_ns: int = 0) -> None:
@@ -793,13 +444,13 @@ class Simulation:
         except TypeError:
             raise InvalidArgument(f"a timer name must be hashable, got {timer!r}") from None
         self._host.apply(node, SetTimer(timer, delay_ns),
-                         (self.now, 0, _CALL, self.set_timer, None, None, None))
+                         Event.call(self.now, 0, self.set_timer))
 
     def drop_message(self, key: int) -> None:
         """Lose one in-flight message (``key`` from :meth:`messages_in_flight`)."""
         ev = self._in_flight_message(key, "drop_message", take=True)
         self._host.in_flight -= 1
-        self._host.drop(self.now, ev[SRC], ev[TARGET].name, ev[PAYLOAD], "nemesis")
+        self._host.drop(self.now, ev.src, ev.target.name, ev.payload, "nemesis")
 
     def delay_message(self, key: int, delay_ns: int) -> None:
         """Deliver one in-flight message ``delay_ns`` later than it would have arrived."""
@@ -817,8 +468,8 @@ class Simulation:
             raise InvalidSchedule(f"delay must be an int >= 0, got {delay_ns!r}",
                                   event=what, time_ns=self.now, seed=self.seed)
         ev = self._in_flight_message(key, what, take)
-        self._host.requeue(ev, ev[AT] + delay_ns)
-        self._record(kind, ev[SRC], ev[TARGET].name, ev[PAYLOAD], delay_ns)
+        self._host.requeue(ev, ev.at + delay_ns)
+        self._record(kind, ev.src, ev.target.name, ev.payload, delay_ns)
 
     def set_clock(self, name: str, offset_ns: int = 0, drift_ppm: int = 0) -> None:
         """Skew a node's clock: it reads ``now + offset_ns + now * drift_ppm / 1e6``.
@@ -856,18 +507,3 @@ class Simulation:
                                   seed=self.seed) from None
         net = self.network
         self._record("network", detail=[net.loss, net.duplicate, net.reorder])
-
-
-def _describe(ev: tuple) -> str:
-    """A short human description of a heap entry, for error messages."""
-    kind = ev[KIND]
-    if kind == _DELIVER:
-        text = repr(ev[PAYLOAD])
-        if len(text) > 80:
-            text = text[:77] + "..."
-        return f"deliver {ev[SRC]}->{ev[TARGET].name} payload={text}"
-    if kind == _TIMER:
-        return f"timer {ev[TIMER_NAME]!r} on {ev[TARGET].name}"
-    if kind == _START:
-        return f"start {ev[TARGET].name} (incarnation {ev[INCARNATION]})"
-    return f"scheduled call {getattr(ev[TARGET], '__qualname__', ev[TARGET])!r}"

@@ -244,7 +244,8 @@ class Network:
         # one test per send in the hot loop
         self.faulty = bool(self.loss or self.duplicate or self.reorder)
         self.blocked: set[tuple[str, str]] = set()  # membership tests only, never iterated
-        # held links: their arriving messages wait here, in order, until released
+        # held links: their arriving messages (the engine's delivery events) wait here, in
+        # order, until released
         self.held: dict[tuple[str, str], list[tuple]] = {}
 
     def set_faults(self, *, loss: float | None = None, duplicate: float | None = None,

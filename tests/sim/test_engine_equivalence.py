@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from graphrep.sim import _loop, engine
+from graphrep.sim import _loop, engine, variant
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
 from graphrep.sim.process import BaseProcess, Log, Metric, Send, SetTimer
@@ -232,18 +232,32 @@ def test_a_stale_or_uncompiled_build_is_not_used(monkeypatch):
     """Only an extension built from the current ``_loop.py`` replaces it."""
     fake = types.ModuleType("graphrep.sim._loop_compiled")
     monkeypatch.setitem(sys.modules, "graphrep.sim._loop_compiled", fake)
-    monkeypatch.delenv(engine.PURE_ENV, raising=False)
+    monkeypatch.delenv(variant.PURE_ENV, raising=False)
     fake.__file__ = "/nowhere/_loop_compiled.py"  # a source copy: not compiled code
-    fake.SOURCE_DIGEST = engine.source_digest()  # type: ignore[attr-defined]
-    assert engine._implementation() is _loop
+    fake.SOURCE_DIGEST = variant.source_digest()  # type: ignore[attr-defined]
+    assert variant.implementation() is _loop
     fake.__file__ = "/nowhere/_loop_compiled" + EXTENSION_SUFFIXES[0]
-    assert engine._implementation() is fake
+    assert variant.implementation() is fake
     fake.SOURCE_DIGEST = "0" * 64  # type: ignore[attr-defined]
     with pytest.warns(RuntimeWarning, match="another version"):
-        assert engine._implementation() is _loop
-    monkeypatch.setenv(engine.PURE_ENV, "1")
-    fake.SOURCE_DIGEST = engine.source_digest()  # type: ignore[attr-defined]
-    assert engine._implementation() is _loop
+        assert variant.implementation() is _loop
+    monkeypatch.setenv(variant.PURE_ENV, "1")
+    fake.SOURCE_DIGEST = variant.source_digest()  # type: ignore[attr-defined]
+    assert variant.implementation() is _loop
+
+
+def test_the_engine_still_exports_what_moved_out_of_it():
+    """``graphrep.sim.engine``'s names from before the loop's host and the choice of
+    loop became modules of their own are the same objects as in those modules."""
+    from graphrep.sim import host
+    assert {"DOWN", "LOOP_VARIANT", "PAUSED", "PURE_ENV", "UP", "InFlight", "LoopHost",
+            "SimConfig", "Simulation", "source_digest"} <= set(engine.__all__)
+    assert all(hasattr(engine, name) for name in engine.__all__)
+    assert engine.LoopHost is host.LoopHost
+    assert (engine.PURE_ENV, engine.LOOP_VARIANT, engine.source_digest) == (
+        variant.PURE_ENV, variant.LOOP_VARIANT, variant.source_digest)
+    assert (engine.UP, engine.PAUSED, engine.DOWN) == (variant.UP, variant.PAUSED,
+                                                        variant.DOWN)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from graphrep.errors import GraphrepError, InvalidArgument, InvalidSchedule
-from graphrep.sim._loop import SEQ
 from graphrep.sim.engine import InFlight, SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
 from graphrep.sim.process import MS, BaseProcess, Send
@@ -262,7 +261,7 @@ def test_an_unknown_key_is_refused_and_changes_nothing(action):
     sim = sim_of("a", "b")
     sim.send("a", "b", b"x")
     sim.set_timer("a", "t", 5 * MS)
-    timer_key = max(ev[SEQ] for ev in sim._host.heap)  # a timer's key is not a message's
+    timer_key = max(ev.seq for ev in sim._host.heap)  # a timer's key is not a message's
     before = snapshot(sim)
     for key in (10**9, -1, timer_key):
         with pytest.raises(InvalidSchedule, match="no message with key"):
