@@ -246,15 +246,19 @@ def start(directory: str | Path, node: str, wait: float = 0.0) -> int:
 
 
 def down(directory: str | Path, timeout: float = 10.0) -> list[str]:
-    """Stop every node of the cluster in ``directory`` (SIGTERM, then SIGKILL)."""
+    """Stop every node of the cluster in ``directory`` (SIGTERM, then SIGKILL whichever
+    has not exited ``timeout`` seconds later)."""
     directory = Path(directory)
     stopped = []
     pids = running(directory)
     for pid in pids.values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     for node, pid in pids.items():
-        _signal_and_wait(pid, signal.SIGTERM, timeout)
+        # one SIGTERM only: a second one, pending when the node's signal handler is
+        # removed at the end of its graceful stop, would kill it before it closes its store
+        _wait_or_kill(pid, max(deadline - time.monotonic(), 0.0))
         (directory / f"{node}.pid").unlink(missing_ok=True)
         stopped.append(node)
     _reap()
@@ -264,6 +268,11 @@ def down(directory: str | Path, timeout: float = 10.0) -> list[str]:
 def _signal_and_wait(pid: int, sig: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+    _wait_or_kill(pid, timeout)
+
+
+def _wait_or_kill(pid: int, timeout: float) -> None:
+    """Wait until ``pid`` has exited; SIGKILL it if it has not within ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap()
