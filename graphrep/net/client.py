@@ -11,7 +11,9 @@
 
 Writes go to the replica the client believes leads the id's shard (``id % shards``); a
 ``not_leader`` answer names the leader, and a replica that does not answer in
-``attempt_timeout`` is skipped for the next one. A write is retried with the same
+``attempt_timeout`` (or refuses the connection) is skipped for the next one; when no
+replica can take a write (an election is on, or the leader named is down), the client
+backs off (5 ms doubling to 100 ms) rather than spinning. A write is retried with the same
 request id until it is acknowledged or ``timeout`` passes (ids are never reused, so a
 retried write is applied once). Every call is bounded: it raises
 :class:`~graphrep.errors.RequestTimeout` or :class:`~graphrep.errors.NoLeader` naming
@@ -71,6 +73,13 @@ __all__ = ["READ_PREFERENCES", "Ack", "Client", "SyncClient"]
 
 READ_PREFERENCES = ("leader", "nearest", "any")
 
+_PAUSE_MIN, _PAUSE_MAX = 0.005, 0.1
+"""Seconds a request waits before asking again when no replica could take it (doubling
+from the first to the second): retries back off instead of spinning."""
+_UNREACHABLE_S = 0.25
+"""A node that did not answer is not redirected to for this long (it is still tried in
+turn): a follower names its dead leader until it times out."""
+
 
 class Ack(NamedTuple):
     """An acknowledged write: its shard and the (term, position) of a log entry whose
@@ -107,6 +116,7 @@ class Client:
         self.leaders: dict[int, str] = {}
         self.session: dict[int, int] = {}
         self.rtt: dict[str, float] = {}
+        self._unreachable: dict[str, float] = {}  # node -> when it last did not answer
         self._rng = random.Random(seed)
         self._req = itertools.count(1)
         self._conns: dict[str, _Conn] = {}
@@ -124,10 +134,16 @@ class Client:
         self._nursery = await self._cm.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: Any) -> bool | None:
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any
+                        ) -> bool | None:
         await self.aclose()
         assert self._cm is not None
-        return await self._cm.__aexit__(*exc)
+        if isinstance(exc, trio.Cancelled):
+            return await self._cm.__aexit__(exc_type, exc, tb)
+        # The nursery holds only this client's readers, which end quietly: an error of
+        # the body goes up as itself (a NoLeader, say), not wrapped in an exception group.
+        await self._cm.__aexit__(None, None, None)
+        return None
 
     async def aclose(self) -> None:
         for conn in list(self._conns.values()):
@@ -251,6 +267,8 @@ class Client:
         deadline = trio.current_time() + self.timeout
         target = self.leaders.get(shard, replicas[0])
         tried: list[str] = []
+        pause = 0.0
+        hops = 0
         while (left := deadline - trio.current_time()) > 0:
             tried.append(target)
             reply = await self._ask(target, body, req, min(self.attempt_timeout, left))
@@ -262,18 +280,42 @@ class Client:
             if reply is not None and getattr(reply, "status", None) == "error":
                 row.update(status="failed", done=time.time(), error=reply.error)
                 raise WriteRefused(f"{op} of id {id_} refused by {target}: {reply.error}")
-            if (reply is not None and reply.status == "not_leader" and reply.leader
-                    and reply.leader != target and reply.leader in replicas):
-                target = reply.leader
+            if reply is None:
+                self._unreachable[target] = trio.current_time()
+                if self.leaders.get(shard) == target:
+                    del self.leaders[shard]
+            elif (reply.status == "not_leader" and reply.leader and reply.leader != target
+                  and reply.leader in replicas and hops < len(replicas)
+                  and self._reachable(reply.leader)):
+                target = reply.leader  # follow the leader it names, at once
+                hops += 1
                 continue
-            if reply is not None:  # not_leader, no leader known yet: an election is on
-                await trio.sleep(min(0.05, max(left - 0.001, 0)))
-            target = replicas[(replicas.index(target) + 1) % len(replicas)]
+            # No leader to go to now: an election is on, or the one named did not answer
+            # (a follower names its dead leader until its election timeout). Back off
+            # before the next replica, so that a client does not spin through the
+            # replicas while the survivors elect a leader.
+            hops = 0
+            if len(tried) > 1:
+                pause = min(max(2 * pause, _PAUSE_MIN), _PAUSE_MAX)
+                await trio.sleep(min(pause, max(left - 0.001, 0)))
+            target = self._next_replica(replicas, target)
         row.update(status="failed", done=time.time(), error="timeout")
         self.leaders.pop(shard, None)
         raise NoLeader(f"{op} of id {id_} (shard {shard}): no leader acknowledged it within "
                        f"{self.timeout} s (asked {', '.join(tried[-6:])}); the write may "
                        "or may not be applied")
+
+    def _reachable(self, node: str) -> bool:
+        """Whether ``node`` answered, or was not asked, in the last ``_UNREACHABLE_S``."""
+        at = self._unreachable.get(node)
+        return at is None or trio.current_time() - at > _UNREACHABLE_S
+
+    def _next_replica(self, replicas: list[str], after: str) -> str:
+        """The replica after ``after`` in order, skipping those that just did not answer
+        (unless none did)."""
+        i = replicas.index(after)
+        ring = replicas[i + 1:] + replicas[:i + 1]
+        return next((r for r in ring if self._reachable(r)), ring[0])
 
     # ------------------------------------------------------------------ searches
 
@@ -320,6 +362,7 @@ class Client:
         deadline = trio.current_time() + self.timeout
         order = [node] if node is not None else self._order(shard, preference)
         attempt = 0
+        pause = 0.0
         last = "no answer"
         while (left := deadline - trio.current_time()) > 0:
             target = order[attempt % len(order)]
@@ -329,6 +372,10 @@ class Client:
             reply = await self._ask(target, body, req, min(self.attempt_timeout, left))
             if reply is None:
                 last = f"{target} did not answer"
+                self._unreachable[target] = trio.current_time()
+                if attempt % len(order) == 0:  # none answered this round: back off
+                    pause = min(max(2 * pause, _PAUSE_MIN), _PAUSE_MAX)
+                    await trio.sleep(min(pause, max(left - 0.001, 0)))
                 continue
             if reply.status == "ok":
                 if (preference == "leader" and node is None and reply.leader
