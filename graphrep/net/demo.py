@@ -38,6 +38,8 @@ async def _sample(cfg: Any, samples: list, stop: trio.Event, every: float = 0.2)
         while not stop.is_set():
             st = await probe.status(timeout=0.3)
             for name, s in st["nodes"].items():
+                if not s.get("up"):  # a gap in its line, not a line across its downtime
+                    samples.append((time.time() - t0, name, float("nan"), "down"))
                 for row in s.get("shards", []):
                     samples.append((time.time() - t0, name, row["applied"], row["role"]))
             with trio.move_on_after(every):
@@ -159,6 +161,7 @@ def run_live_demo(*, n: int = 10_000, dim: int = 32, inserts: int = 2_000,
         "base_writes_per_s": run["base"]["writes_per_s"],
         "writes_acknowledged": len(acked_rows),
         "writes_failed": sum(r["status"] == "failed" for r in run["rows"]),
+        "writes_skipped": run["before_kill"]["skipped"] + run["after_kill"]["skipped"],
         "acknowledged_writes_lost": check["lost"],
         "digests": check["digests"], "digests_equal": len(set(check["digests"].values())) == 1,
         "recall_at_10": check["recall"], "top10_agreement": check["agreement"],
@@ -238,7 +241,8 @@ def _plot(run: dict[str, Any], path: Path) -> Path:
     for t, name, applied, _role in run["samples"]:
         by_node.setdefault(name, []).append((t, applied))
     for name, pts in sorted(by_node.items()):
-        ax2.plot([p[0] for p in pts], [p[1] for p in pts], label=name, lw=1.2)
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], label=name, lw=1.2, marker=".",
+                 ms=3)
     ax2.set_xlabel("seconds since the cluster's first sample")
     ax2.set_ylabel("applied log position")
     ax2.legend(loc="lower right", fontsize=8)

@@ -2,9 +2,10 @@
 
 :func:`drive` runs a list of writes through one :class:`~graphrep.net.client.Client`
 with ``concurrency`` writes outstanding, records every one in the client's history, and
-returns a summary (acknowledged, failed, writes/s, latency p50/p99). A write that fails
-(no leader acknowledged it in the client's timeout) is counted and the load goes on: its
-fate is unknown, and only acknowledged writes are promised.
+returns a summary (acknowledged, failed, skipped, writes/s, latency p50/p99). A write
+that fails (no leader acknowledged it in the client's timeout) is counted and the load
+goes on: its fate is unknown, and only acknowledged writes are promised. A delete whose
+insert (in the same call) failed is skipped: counted, never sent.
 """
 
 from __future__ import annotations
@@ -69,41 +70,48 @@ def latency_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 async def drive(client: Client, ops: Sequence[Op], *, concurrency: int = 4,
                 concern: str | None = None,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run ``ops`` with ``concurrency`` writes outstanding; deletes wait for their insert's
-    acknowledgement. Returns the summary; the client's history has every write."""
+    """Run ``ops`` with ``concurrency`` writes outstanding. A delete of an id that ``ops``
+    inserts earlier waits for that insert's outcome, and is skipped (counted, not sent)
+    if the insert failed; a delete of any other id (inserted by an earlier call, say) is
+    sent as it comes. Returns the summary; the client's history has every write sent."""
     if concurrency < 1:
         raise InvalidArgument(f"concurrency must be >= 1, got {concurrency}")
     client.record = True
+    inserts_at = {id_: i for i, (op, id_, _) in enumerate(ops) if op == "insert"}
     acked: set[int] = set()  # membership only, never iterated
     inserted: dict[int, trio.Event] = {}
-    counts = {"acknowledged": 0, "failed": 0}
+    counts = {"acknowledged": 0, "failed": 0, "skipped": 0}
     first = len(client.history)
     errors: list[str] = []
     started = time.perf_counter()
-    queue = iter(ops)
+    queue = iter(enumerate(ops))
 
     async def worker() -> None:
-        for op, id_, vec in queue:
+        for i, (op, id_, vec) in queue:
             try:
                 if op == "insert":
                     event = inserted.setdefault(id_, trio.Event())
-                    await client.insert(id_, vec, concern)
-                    acked.add(id_)
-                    event.set()
+                    try:
+                        await client.insert(id_, vec, concern)
+                        acked.add(id_)
+                    finally:
+                        event.set()
                 else:
-                    event = inserted.setdefault(id_, trio.Event())
-                    with trio.move_on_after(client.timeout):
-                        await event.wait()
-                    if id_ not in acked:
-                        raise InvalidArgument(f"delete of {id_}: its insert failed")
+                    if inserts_at.get(id_, i) < i:
+                        # taken by a worker already (the queue is in order), so its
+                        # outcome comes within the client's timeout
+                        await inserted.setdefault(id_, trio.Event()).wait()
+                        if id_ not in acked:
+                            counts["skipped"] += 1
+                            if progress is not None:
+                                progress(1)
+                            continue
                     await client.delete(id_, concern)
                 counts["acknowledged"] += 1
             except GraphrepError as exc:
                 counts["failed"] += 1
                 if len(errors) < 5:
                     errors.append(str(exc))
-                if op == "insert":
-                    inserted.setdefault(id_, trio.Event()).set()
             if progress is not None:
                 progress(1)
 
