@@ -147,6 +147,11 @@ def _load(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, Any]:
         async with Client(cfg, history=True) as client:
+            st = await client.status(timeout=2.0)
+            if not any(s.get("up") for s in st["nodes"].values()):
+                # otherwise every write would wait out the client's timeout
+                raise ClusterError(f"no node of the cluster in {args.dir} answers; see "
+                                   f"`graphrep cluster status --dir {args.dir}`")
             first = args.first_id
             if first is None:
                 first = 0
