@@ -24,8 +24,8 @@ def test_demo_prints_its_summary_and_writes_the_plot(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")}
     run = subprocess.run(
-        [*_graphrep(), "demo", "--n", "200", "--dim", "8", "--inserts", "40", "--deletes",
-         "20", "--queries", "20", "--seed", "3", "--out", str(out)],
+        [*_graphrep(), "demo", "--index", "--n", "200", "--dim", "8", "--inserts", "40",
+         "--deletes", "20", "--queries", "20", "--seed", "3", "--out", str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()

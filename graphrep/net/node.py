@@ -128,20 +128,25 @@ def warm_up(dim: int, metric: str = "l2", R: int = 32, L: int = 64,
 
 
 async def serve(driver: NodeDriver) -> None:
-    """Run ``driver`` until SIGTERM or SIGINT, then stop it gracefully."""
+    """Run ``driver`` until SIGTERM or SIGINT, then stop it gracefully. Signals are
+    received until the driver has stopped, so a second one during the graceful stop is
+    absorbed instead of killing the node before it closes its store."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(driver.run)
-            log.info("%s: ready", driver.name)
-            print(f"{driver.name}: ready", flush=True)
 
             async def stop_on_signal() -> None:
                 async for signum in signals:
                     log.info("%s: %s, stopping", driver.name, signal.Signals(signum).name)
                     driver.shutdown()
-                    return
+
+            async def run_driver(task_status: trio.TaskStatus[None]) -> None:
+                await driver.run(task_status=task_status)
+                nursery.cancel_scope.cancel()  # stopped: stop receiving signals
 
             nursery.start_soon(stop_on_signal)
+            await nursery.start(run_driver)
+            log.info("%s: ready", driver.name)
+            print(f"{driver.name}: ready", flush=True)
 
 
 def main(config: str, name: str) -> int:
@@ -166,12 +171,15 @@ def main(config: str, name: str) -> int:
     try:
         trio.run(serve, driver)
     except BaseException as exc:  # trio wraps task errors in exception groups
-        fatal = _first(exc, StoreError) or _first(exc, OSError)
+        fatal = (_first(exc, StoreDamaged) or _first(exc, StoreError)
+                 or _first(exc, OSError))
         if fatal is None:
             raise
         log.critical("%s: %s", name, fatal)
         print(f"graphrep node: {name}: {fatal}", file=sys.stderr)
-        code = EXIT_STORE_FAILED if isinstance(fatal, StoreError) else EXIT_BAD_START
+        # a store found damaged when loaded refuses the start (2); a failed commit is 70
+        code = (EXIT_STORE_FAILED if isinstance(fatal, StoreError)
+                and not isinstance(fatal, StoreDamaged) else EXIT_BAD_START)
     finally:
         driver.store.close()
     if code:

@@ -5,8 +5,9 @@
 replication, simulation, the cluster scenario, the specification or the workload data;
 the protocol knows no simulator, scenario or network runtime; the cluster scenario no
 network runtime, and the network runtime (``graphrep.net``) no simulator, scenario or
-specification: the simulated and the live driver share only the protocol. Every ``import`` and ``from ... import`` of each module counts, at any
-depth (a function-local import is a dependency too), relative ones resolved
+specification: the simulated and the live driver share only the protocol. Every
+``import`` and ``from ... import`` of each module counts, at any depth (a
+function-local import is a dependency too), relative ones resolved
 (:func:`graphrep.layers.imported`); a violation is reported with its file and line.
 """
 
