@@ -36,23 +36,12 @@ import pytest
 import trio
 import trio.testing
 
+from graphrep import sansio as fx
 from graphrep.errors import NetError, SimulationError
 from graphrep.net.driver import NodeDriver
 from graphrep.net.store import SQLiteStore
 from graphrep.net.testing import MemoryTransport, autojump
-from graphrep.sansio import (
-    MS,
-    BaseProcess,
-    Busy,
-    CancelTimer,
-    DurableWrite,
-    Log,
-    Metric,
-    Send,
-    SetTimer,
-    Sync,
-    Work,
-)
+from graphrep.sansio import MS, BaseProcess
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
 
@@ -215,7 +204,7 @@ class TrioNode:
 
     async def crash(self) -> None:
         assert self.store is not None and self.scope is not None
-        # The simulator completes a Sync at once; here a commit takes a while. Crash once
+        # The simulator completes a fx.Sync at once; here a commit takes a while. Crash once
         # the syncs requested so far are done, so that what survives is decided by the
         # syncs, as in the simulator, not by how fast the disk is.
         await self.store.wait(self.store.requested)
@@ -286,8 +275,8 @@ def timers(outcome: Outcome, node: str = "a") -> list:
 
 @pytest.mark.parametrize("driver", TIMED)
 def test_setting_a_timer_again_replaces_it(driver, tmp_path):
-    sc = Scenario({"a": {"start": [SetTimer("t", 100 * MS), SetTimer("t", 300 * MS),
-                                   SetTimer("u", 300 * MS), SetTimer("u", 100 * MS)]}},
+    sc = Scenario({"a": {"start": [fx.SetTimer("t", 100 * MS), fx.SetTimer("t", 300 * MS),
+                                   fx.SetTimer("u", 300 * MS), fx.SetTimer("u", 100 * MS)]}},
                   until_ms=1000)
     assert timers(run(driver, sc, tmp_path)) == [("u", 100 * MS), ("t", 300 * MS)]
 
@@ -295,9 +284,9 @@ def test_setting_a_timer_again_replaces_it(driver, tmp_path):
 @pytest.mark.parametrize("driver", TIMED)
 def test_a_timer_replaced_in_its_own_callback_fires_again(driver, tmp_path):
     # a one-shot timer set again when it fires; a periodic one replaced by a one-shot
-    sc = Scenario({"a": {"start": [SetTimer("r", 100 * MS), SetTimer("p", 70 * MS, True)],
-                         ("timer", "r", 1): [SetTimer("r", 250 * MS)],
-                         ("timer", "p", 2): [SetTimer("p", 45 * MS)]}},
+    sc = Scenario({"a": {"start": [fx.SetTimer("r", 100 * MS), fx.SetTimer("p", 70 * MS, True)],
+                         ("timer", "r", 1): [fx.SetTimer("r", 250 * MS)],
+                         ("timer", "p", 2): [fx.SetTimer("p", 45 * MS)]}},
                   until_ms=1000)
     assert timers(run(driver, sc, tmp_path)) == [
         ("p", 70 * MS), ("r", 100 * MS), ("p", 140 * MS), ("p", 185 * MS), ("r", 350 * MS)]
@@ -305,8 +294,9 @@ def test_a_timer_replaced_in_its_own_callback_fires_again(driver, tmp_path):
 
 @pytest.mark.parametrize("driver", TIMED)
 def test_periodic_timers_fire_every_period_until_cancelled(driver, tmp_path):
-    sc = Scenario({"a": {"start": [SetTimer("p", 100 * MS, True), SetTimer("q", 130 * MS, True)],
-                         ("timer", "p", 4): [CancelTimer("p")]}},
+    sc = Scenario({"a": {"start": [fx.SetTimer("p", 100 * MS, True),
+                                   fx.SetTimer("q", 130 * MS, True)],
+                         ("timer", "p", 4): [fx.CancelTimer("p")]}},
                   until_ms=1000)
     got = timers(run(driver, sc, tmp_path))
     assert [t for name, t in got if name == "p"] == [100 * MS, 200 * MS, 300 * MS, 400 * MS]
@@ -316,9 +306,9 @@ def test_periodic_timers_fire_every_period_until_cancelled(driver, tmp_path):
 
 @pytest.mark.parametrize("driver", TIMED)
 def test_cancelling_an_unknown_or_fired_timer_does_nothing(driver, tmp_path):
-    sc = Scenario({"a": {"start": [CancelTimer("never"), CancelTimer(("a", 1)),
-                                   SetTimer("x", 50 * MS)],
-                         ("timer", "x"): [CancelTimer("x"), SetTimer("y", 10 * MS)]}},
+    sc = Scenario({"a": {"start": [fx.CancelTimer("never"), fx.CancelTimer(("a", 1)),
+                                   fx.SetTimer("x", 50 * MS)],
+                         ("timer", "x"): [fx.CancelTimer("x"), fx.SetTimer("y", 10 * MS)]}},
                   until_ms=500)
     outcome = run(driver, sc, tmp_path)
     assert not outcome.failed
@@ -327,18 +317,18 @@ def test_cancelling_an_unknown_or_fired_timer_does_nothing(driver, tmp_path):
 
 @pytest.mark.parametrize("driver", TIMED)
 def test_a_cancelled_timer_does_not_fire(driver, tmp_path):
-    sc = Scenario({"a": {"start": [SetTimer("c", 200 * MS), SetTimer("d", 100 * MS),
-                                   SetTimer("e", 300 * MS, True), CancelTimer("e"),
-                                   SetTimer("z", 0)],
-                         ("timer", "d"): [CancelTimer("c")]}},
+    sc = Scenario({"a": {"start": [fx.SetTimer("c", 200 * MS), fx.SetTimer("d", 100 * MS),
+                                   fx.SetTimer("e", 300 * MS, True), fx.CancelTimer("e"),
+                                   fx.SetTimer("z", 0)],
+                         ("timer", "d"): [fx.CancelTimer("c")]}},
                   until_ms=1000)
     assert timers(run(driver, sc, tmp_path)) == [("z", 0), ("d", 100 * MS)]
 
 
 @pytest.mark.parametrize("driver", TIMED)
 def test_every_effect_kind_is_taken(driver, tmp_path):
-    sc = Scenario({"a": {"start": [Metric("m", 1.0), Log("hello"), Busy(0), Work(3, 2),
-                                   ("b", b"as a tuple", 10), SetTimer("done", 10 * MS)]},
+    sc = Scenario({"a": {"start": [fx.Metric("m", 1.0), fx.Log("hello"), fx.Busy(0), fx.Work(3, 2),
+                                   ("b", b"as a tuple", 10), fx.SetTimer("done", 10 * MS)]},
                    "b": {}},
                   until_ms=100)
     outcome = run(driver, sc, tmp_path)
@@ -348,11 +338,11 @@ def test_every_effect_kind_is_taken(driver, tmp_path):
 
 
 @pytest.mark.parametrize("driver", TIMED)
-@pytest.mark.parametrize("bad", [object(), ("b", b"x"), SetTimer("p", 0, True),
-                                 SetTimer("n", -1), SetTimer([], MS)],
+@pytest.mark.parametrize("bad", [object(), ("b", b"x"), fx.SetTimer("p", 0, True),
+                                 fx.SetTimer("n", -1), fx.SetTimer([], MS)],
                          ids=["object", "short-tuple", "periodic-0", "negative", "unhashable"])
 def test_a_malformed_effect_stops_the_run(driver, bad, tmp_path):
-    sc = Scenario({"a": {"start": [SetTimer("t", 10 * MS)], ("timer", "t"): [bad]}, "b": {}},
+    sc = Scenario({"a": {"start": [fx.SetTimer("t", 10 * MS)], ("timer", "t"): [bad]}, "b": {}},
                   until_ms=100)
     outcome = run(driver, sc, tmp_path)
     assert outcome.failed
@@ -364,9 +354,9 @@ def test_a_malformed_effect_stops_the_run(driver, bad, tmp_path):
 
 @pytest.mark.parametrize("driver", TIMED)
 def test_messages_on_one_link_arrive_in_order_and_to_self(driver, tmp_path):
-    sc = Scenario({"a": {"start": [Send("b", b"%d" % i) for i in range(40)]
-                         + [Send("a", b"self")]},
-                   "b": {("msg", b"39"): [Send("a", b"done")]}},
+    sc = Scenario({"a": {"start": [fx.Send("b", b"%d" % i) for i in range(40)]
+                         + [fx.Send("a", b"self")]},
+                   "b": {("msg", b"39"): [fx.Send("a", b"done")]}},
                   until_ms=100)
     logs = run(driver, sc, tmp_path).logs
     assert logs["b"][1:] == [("msg", "a", b"%d" % i) for i in range(40)]
@@ -386,10 +376,11 @@ def test_a_send_after_a_sync_leaves_once_the_sync_is_durable(driver, m1, tmp_pat
     # before the pong makes it wait. b reads a's store file as m1 and pong arrive.
     # (Under the mock clock, virtual time stands still during the commit, so the overlap
     # has to happen at one instant: hence the ping is an answer to m0.)
-    go = [Send("b", b"m0"), DurableWrite("k", 1), Sync()] + ([Send("b", b"m1")] if m1 else [])
-    sc = Scenario({"a": {"start": [SetTimer("go", 200 * MS)], ("timer", "go"): go,
-                         ("msg", b"ping"): [Send("b", b"pong")]},
-                   "b": {("msg", b"m0"): [Send("a", b"ping")]}},
+    go = [fx.Send("b", b"m0"), fx.DurableWrite("k", 1), fx.Sync()]
+    go += [fx.Send("b", b"m1")] if m1 else []
+    sc = Scenario({"a": {"start": [fx.SetTimer("go", 200 * MS)], ("timer", "go"): go,
+                         ("msg", b"ping"): [fx.Send("b", b"pong")]},
+                   "b": {("msg", b"m0"): [fx.Send("a", b"ping")]}},
                   until_ms=500, timed=False, probed=frozenset({b"m1", b"pong"}),
                   commit_delay=0.05)
     logs = run(driver, sc, tmp_path).logs
@@ -403,12 +394,12 @@ def test_a_send_after_a_sync_leaves_once_the_sync_is_durable(driver, m1, tmp_pat
 def test_a_crash_loses_unsynced_writes_and_a_restart_gets_the_synced_disk(driver, tmp_path):
     # boot 1 syncs a and b=1, then writes b=2 and c (unsynced), and d in a later callback;
     # boot 2 deletes a, writes e and syncs; boot 3 sees that. Timers die with a crash.
-    sc = Scenario({"a": {"start": [DurableWrite("a", 1), DurableWrite("b", 1), Sync(),
-                                   DurableWrite("b", 2), DurableWrite("c", 3),
-                                   SetTimer("late", 10 * MS), SetTimer("old", 500 * MS)],
-                         ("timer", "late"): [DurableWrite("d", 4)],
-                         "restart": [DurableWrite("a", None), DurableWrite("e", (5, b"x")),
-                                     Sync(), DurableWrite("f", 6)]}},
+    sc = Scenario({"a": {"start": [fx.DurableWrite("a", 1), fx.DurableWrite("b", 1), fx.Sync(),
+                                   fx.DurableWrite("b", 2), fx.DurableWrite("c", 3),
+                                   fx.SetTimer("late", 10 * MS), fx.SetTimer("old", 500 * MS)],
+                         ("timer", "late"): [fx.DurableWrite("d", 4)],
+                         "restart": [fx.DurableWrite("a", None), fx.DurableWrite("e", (5, b"x")),
+                                     fx.Sync(), fx.DurableWrite("f", 6)]}},
                   until_ms=700, timed=False,
                   steps=[(100, "crash", "a", ("timer", "late")), (200, "restart", "a"),
                          (300, "crash", "a"), (400, "restart", "a")])
@@ -423,10 +414,10 @@ def test_a_crash_loses_unsynced_writes_and_a_restart_gets_the_synced_disk(driver
 @pytest.mark.parametrize("driver", DURABLE)
 def test_a_restarted_node_talks_to_its_peers_again(driver, tmp_path):
     # b pings a on every boot; a answers each ping with what b's boot said
-    sc = Scenario({"a": {("msg", b"boot 1"): [Send("b", b"hi 1")],
-                         ("msg", b"boot 2"): [Send("b", b"hi 2")]},
-                   "b": {"start": [Send("a", b"boot 1")],
-                         "restart": [Send("a", b"boot 2")]}},
+    sc = Scenario({"a": {("msg", b"boot 1"): [fx.Send("b", b"hi 1")],
+                         ("msg", b"boot 2"): [fx.Send("b", b"hi 2")]},
+                   "b": {"start": [fx.Send("a", b"boot 1")],
+                         "restart": [fx.Send("a", b"boot 2")]}},
                   until_ms=3000, timed=False,
                   steps=[(100, "crash", "b", ("msg", "a", b"hi 1")), (200, "restart", "b")])
     logs = run(driver, sc, tmp_path).logs

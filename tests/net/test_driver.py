@@ -143,16 +143,22 @@ def check_acknowledged(cluster: Cluster, history: list[dict]) -> int:
     return len(present)
 
 
+async def start_all(cfg: ClusterFile, transport: Transport, nursery: trio.Nursery,
+                    clock: trio.testing.MockClock) -> tuple[Cluster, str]:
+    """Every node of ``cfg`` started under ``clock`` (autojumping); the first leader."""
+    nursery.start_soon(autojump, clock)
+    cluster = Cluster(cfg, transport, nursery)
+    for name in NAMES:
+        await cluster.start(name)
+    return cluster, await cluster.wait_for_leader(timeout=10)
+
+
 @pytest.mark.trio
 async def test_elect_replicate_fail_over_and_restart(cfg, mock_clock):
     rng = np.random.default_rng(1)
     transport = MemoryTransport()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(autojump, mock_clock)
-        cluster = Cluster(cfg, transport, nursery)
-        for name in NAMES:
-            await cluster.start(name)
-        first = await cluster.wait_for_leader(timeout=10)
+        cluster, first = await start_all(cfg, transport, nursery, mock_clock)
 
         async with Client(cfg, transport=transport, history=True, seed=1) as client:
             await write(client, range(0, 60), rng, delete_every=7)
@@ -221,11 +227,7 @@ async def test_tcp_cut_a_follower_off_and_restore_it(cfg):
 async def test_a_restarted_node_is_dialled_at_once_and_disturbs_no_one(cfg, mock_clock):
     transport = MemoryTransport()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(autojump, mock_clock)
-        cluster = Cluster(cfg, transport, nursery)
-        for name in NAMES:
-            await cluster.start(name)
-        leader = await cluster.wait_for_leader(timeout=10)
+        cluster, leader = await start_all(cfg, transport, nursery, mock_clock)
         term = cluster.drivers[leader].process.replicas[0].term
         follower = next(n for n in NAMES if n != leader)
         await cluster.crash(follower)

@@ -35,24 +35,7 @@ from graphrep.net.wire import (
     is_control,
 )
 from graphrep.protocol import messages
-from graphrep.protocol.messages import (
-    DELTA,
-    NOOP,
-    OP,
-    Append,
-    AppendReply,
-    ClientSearch,
-    ClientWrite,
-    Repair,
-    RequestVote,
-    SearchReply,
-    Snapshot,
-    SnapshotReply,
-    TreeLeaves,
-    TreeRoot,
-    VoteReply,
-    WriteReply,
-)
+from graphrep.protocol import messages as m
 
 
 class ChunkStream(trio.abc.ReceiveStream):
@@ -435,19 +418,19 @@ def test_decode_welcome_refuses_what_is_not_a_welcome(body):
 
 
 EXAMPLES = [
-    ClientWrite(0, 1, "insert", 42, b"\x00" * 16, "majority"),
-    WriteReply(0, 1, "ok", 3, 17, "r1", ""),
-    ClientSearch(0, 2, b"\x01" * 16, 10, 5),
-    SearchReply(0, 2, "ok", b"\x02" * 80, 9, "r0", b"\x00" * 40),
-    Append(0, 3, "r0", 10, 2, [(3, DELTA, b"delta"), (3, NOOP, b""), (3, OP, b"op")], 9),
-    AppendReply(0, 3, True, 12),
-    RequestVote(0, 4, "r2", 12, 3),
-    VoteReply(0, 4, False),
-    Snapshot(0, 4, "r0", 100, 3, 0, 1000, b"\x07" * 100),
-    SnapshotReply(0, 4, 100, 100),
-    TreeRoot(0, 4, 100, b"\x01" * 32, 7),
-    TreeLeaves(0, 4, 100, [b"\x02" * 16, b"\x03" * 16]),
-    Repair(0, 4, 100, [1, 5], b"records", 7, 99),
+    m.ClientWrite(0, 1, "insert", 42, b"\x00" * 16, "majority"),
+    m.WriteReply(0, 1, "ok", 3, 17, "r1", ""),
+    m.ClientSearch(0, 2, b"\x01" * 16, 10, 5),
+    m.SearchReply(0, 2, "ok", b"\x02" * 80, 9, "r0", b"\x00" * 40),
+    m.Append(0, 3, "r0", 10, 2, [(3, m.DELTA, b"delta"), (3, m.NOOP, b""), (3, m.OP, b"op")], 9),
+    m.AppendReply(0, 3, True, 12),
+    m.RequestVote(0, 4, "r2", 12, 3),
+    m.VoteReply(0, 4, False),
+    m.Snapshot(0, 4, "r0", 100, 3, 0, 1000, b"\x07" * 100),
+    m.SnapshotReply(0, 4, 100, 100),
+    m.TreeRoot(0, 4, 100, b"\x01" * 32, 7),
+    m.TreeLeaves(0, 4, 100, [b"\x02" * 16, b"\x03" * 16]),
+    m.Repair(0, 4, 100, [1, 5], b"records", 7, 99),
 ]
 
 

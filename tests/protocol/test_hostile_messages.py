@@ -8,17 +8,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphrep.protocol.messages import (
-    _SCHEMA,
-    DELTA,
-    NOOP,
-    OP,
-    PROTOCOL_VERSION,
-    Append,
-    AppendReply,
-    ClientWrite,
-    encode,
-)
+from graphrep.protocol import messages as m
 from graphrep.protocol.replica import Replica, ReplicaConfig
 from graphrep.sansio import MS, Send
 
@@ -29,7 +19,7 @@ strs = st.sampled_from(["a", "b", "c", "x", "", "insert", "delete", "one", "majo
                         "ok", "bogus"])
 blobs = st.one_of(st.binary(max_size=40), st.just(np.ones(4, np.float32).tobytes()),
                   st.just(np.full(4, np.nan, np.float32).tobytes()))
-entries = st.lists(st.tuples(st.integers(0, 12), st.sampled_from([DELTA, NOOP, OP]), blobs)
+entries = st.lists(st.tuples(st.integers(0, 12), st.sampled_from([m.DELTA, m.NOOP, m.OP]), blobs)
                    .map(list), max_size=4)
 FIELD = {"_int": ints, "_str": strs, "_bytes": blobs, "_bool": st.booleans(),
          "_entries": entries, "_bytes_list": st.lists(blobs, max_size=3),
@@ -38,12 +28,12 @@ FIELD = {"_int": ints, "_str": strs, "_bytes": blobs, "_bool": st.booleans(),
 
 @st.composite
 def frames(draw) -> bytes:
-    code = draw(st.sampled_from(sorted(_SCHEMA)))
-    _, checks = _SCHEMA[code]
+    code = draw(st.sampled_from(sorted(m._SCHEMA)))
+    _, checks = m._SCHEMA[code]
     fields = [draw(FIELD[c.__name__]) for c in checks]
     if draw(st.booleans()):
         fields[0] = 0  # mostly for this shard
-    return msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True)
+    return msgpack.packb([m.PROTOCOL_VERSION, code, *fields], use_bin_type=True)
 
 
 def leader_follower() -> tuple[Replica, Replica]:
@@ -54,16 +44,16 @@ def leader_follower() -> tuple[Replica, Replica]:
     rng = np.random.default_rng(1)
     for i in range(10):
         vec = rng.random(4, dtype=np.float32).tobytes()
-        a.on_message(1, "client", encode(ClientWrite(0, i, "insert", i, vec, "one")), 0)
+        a.on_message(1, "client", m.encode(m.ClientWrite(0, i, "insert", i, vec, "one")), 0)
     for p in a.peers:  # both followers acknowledge everything: all committed
-        a.on_message(1, p, encode(AppendReply(0, a.term, True, a.end)), 0)
+        a.on_message(1, p, m.encode(m.AppendReply(0, a.term, True, a.end)), 0)
     a.on_timer(2 * MS, "tick")  # a snapshot, the log compacted
     assert a.commit == a.end and a.log_start > 0
     b = Replica("b", {}, CFG, np.random.default_rng(0))
     b.on_start(0)
-    b.on_message(3 * MS, "a", encode(Append(0, a.term, "a", 0, 0, [], 0)), 0)
+    b.on_message(3 * MS, "a", m.encode(m.Append(0, a.term, "a", 0, 0, [], 0)), 0)
     for _ in range(a.log_start):  # b takes the leader's snapshot, then the log tail
-        out = a.on_message(4 * MS, "b", encode(AppendReply(0, a.term, False, 0)), 0)
+        out = a.on_message(4 * MS, "b", m.encode(m.AppendReply(0, a.term, False, 0)), 0)
         for e in out:
             if type(e) is Send and e.to == "b":
                 b.on_message(5 * MS, "a", e.payload, e.size)

@@ -7,19 +7,10 @@ from typing import Any
 import pytest
 
 from graphrep.errors import GraphrepError, InvalidSchedule, SimulationError
+from graphrep.sim import process as fx
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.network import LatencyModel, NetworkConfig
-from graphrep.sim.process import (
-    MS,
-    BaseProcess,
-    CancelTimer,
-    DurableWrite,
-    Log,
-    Metric,
-    Send,
-    SetTimer,
-    Sync,
-)
+from graphrep.sim.process import MS, BaseProcess
 
 
 class Scripted(BaseProcess):
@@ -50,7 +41,7 @@ def test_ties_run_in_insertion_order():
     sim = constant_sim()
     sim.add_node("b", lambda n, d: Scripted())
     sim.add_node("a", lambda n, d: Scripted(
-        start=[Send("b", i) for i in range(5)] + [SetTimer(t, MS) for t in "xyz"]))
+        start=[fx.Send("b", i) for i in range(5)] + [fx.SetTimer(t, MS) for t in "xyz"]))
     sim.run_until(MS)
     assert [s[3] for s in sim.process("b").seen if s[1] == "msg"] == [0, 1, 2, 3, 4]
     assert [s[2] for s in sim.process("a").seen if s[1] == "timer"] == ["x", "y", "z"]
@@ -60,7 +51,7 @@ def test_ties_run_in_insertion_order():
 
 def test_run_until_time_predicate_and_budget():
     sim = constant_sim()
-    sim.add_node("a", lambda n, d: Scripted(start=[SetTimer("tick", 10, periodic=True)]))
+    sim.add_node("a", lambda n, d: Scripted(start=[fx.SetTimer("tick", 10, periodic=True)]))
     assert sim.run_until(95) is True and sim.now == 95
     assert len([s for s in sim.process("a").seen if s[1] == "timer"]) == 9
     assert sim.run_until(lambda s: s.now >= 200) is True and sim.now == 200
@@ -73,7 +64,7 @@ def test_quiesce_ignores_periodic_timers_but_waits_for_one_shots_and_messages():
     sim = constant_sim()
     sim.add_node("b", lambda n, d: Scripted())
     sim.add_node("a", lambda n, d: Scripted(start=[
-        SetTimer("beat", MS, periodic=True), SetTimer("once", 50 * MS), Send("b", "hi")]))
+        fx.SetTimer("beat", MS, periodic=True), fx.SetTimer("once", 50 * MS), fx.Send("b", "hi")]))
     assert sim.quiesce(max_time=10 * MS) is False       # "once" is still pending
     assert sim.pending_oneshot_timers == 1 and sim.in_flight == 0
     assert sim.quiesce(max_time=100 * MS) is True
@@ -83,8 +74,8 @@ def test_quiesce_ignores_periodic_timers_but_waits_for_one_shots_and_messages():
 def test_cancel_and_replace_timers():
     sim = constant_sim()
     sim.add_node("a", lambda n, d: Scripted(
-        start=[SetTimer("t", 10), SetTimer("t", 30), SetTimer("u", 20), CancelTimer("u"),
-               CancelTimer("never-set")]))
+        start=[fx.SetTimer("t", 10), fx.SetTimer("t", 30), fx.SetTimer("u", 20),
+               fx.CancelTimer("u"), fx.CancelTimer("never-set")]))
     assert sim.quiesce(10**6) is True
     assert [s for s in sim.process("a").seen if s[1] == "timer"] == [(30, "timer", "t")]
 
@@ -97,12 +88,12 @@ class Store(BaseProcess):
         self.volatile = 0
 
     def on_start(self, now):
-        return [SetTimer("oneshot", 10**9)]
+        return [fx.SetTimer("oneshot", 10**9)]
 
     def on_message(self, now, src, payload, size):
         _, key, value, sync = payload
         self.volatile += 1
-        return [DurableWrite(key, value)] + ([Sync()] if sync else [])
+        return [fx.DurableWrite(key, value)] + ([fx.Sync()] if sync else [])
 
 
 class Client(BaseProcess):
@@ -110,7 +101,7 @@ class Client(BaseProcess):
         self.msgs = msgs
 
     def on_start(self, now):
-        return [Send("s", m) for m in self.msgs]
+        return [fx.Send("s", m) for m in self.msgs]
 
 
 def test_crash_loses_unsynced_writes_and_restart_rebuilds_from_disk():
@@ -156,8 +147,8 @@ def test_scheduled_faults_with_at():
 
 def test_pause_holds_events_and_resume_replays_them_in_order():
     sim = constant_sim()
-    sim.add_node("b", lambda n, d: Scripted(start=[SetTimer("t", 2 * MS)]))
-    sim.add_node("a", lambda n, d: Scripted(start=[Send("b", i) for i in range(3)]))
+    sim.add_node("b", lambda n, d: Scripted(start=[fx.SetTimer("t", 2 * MS)]))
+    sim.add_node("a", lambda n, d: Scripted(start=[fx.Send("b", i) for i in range(3)]))
     sim.run_until(0)
     sim.pause("b")
     sim.run_until(5 * MS)
@@ -172,7 +163,7 @@ def test_pause_holds_events_and_resume_replays_them_in_order():
 
 def test_metrics_and_logs_are_collected_outside_the_trace():
     sim = constant_sim()
-    sim.add_node("a", lambda n, d: Scripted(start=[Metric("m", 2.5), Log("hello")]))
+    sim.add_node("a", lambda n, d: Scripted(start=[fx.Metric("m", 2.5), fx.Log("hello")]))
     sim.run_until(1)
     assert sim.metrics == [(0, "a", "m", 2.5)] and sim.logs == [(0, "a", "hello")]
     assert [r[1] for r in sim.trace.records] == ["start"]
@@ -186,7 +177,7 @@ class Boom(BaseProcess):
 def test_a_raising_process_stops_the_run_with_time_seed_and_event():
     sim = constant_sim(seed=1234, ns=3 * MS)
     sim.add_node("x", lambda n, d: Boom())
-    sim.add_node("a", lambda n, d: Scripted(start=[Send("x", "bad")]))
+    sim.add_node("a", lambda n, d: Scripted(start=[fx.Send("x", "bad")]))
     with pytest.raises(SimulationError) as info:
         sim.run_until(10 * MS)
     msg = str(info.value)
@@ -200,8 +191,8 @@ def test_a_raising_process_stops_the_run_with_time_seed_and_event():
 
 
 @pytest.mark.parametrize("effect", [
-    "not an effect", Send("nobody", 1), Send("a", 1, -5), Send("a", 1, 1.5),
-    SetTimer("t", -1), SetTimer("t", 0, periodic=True), SetTimer("t", 1.0),
+    "not an effect", fx.Send("nobody", 1), fx.Send("a", 1, -5), fx.Send("a", 1, 1.5),
+    fx.SetTimer("t", -1), fx.SetTimer("t", 0, periodic=True), fx.SetTimer("t", 1.0),
 ])
 def test_malformed_effects_stop_the_run(effect: Any):
     sim = constant_sim(seed=5)
@@ -212,7 +203,7 @@ def test_malformed_effects_stop_the_run(effect: Any):
 
 def test_non_list_return_stops_the_run():
     sim = constant_sim()
-    sim.add_node("a", lambda n, d: Scripted(start=Send("a", 1)))  # type: ignore[arg-type]
+    sim.add_node("a", lambda n, d: Scripted(start=fx.Send("a", 1)))  # type: ignore[arg-type]
     with pytest.raises(SimulationError, match="not a list"):
         sim.run_until(MS)
 
@@ -232,7 +223,7 @@ def test_tracing_can_be_switched_off_without_changing_the_run():
         net = NetworkConfig(default=LatencyModel.exponential(MS), loss=0.2)
         sim = Simulation(3, SimConfig(network=net, trace=trace))
         sim.add_node("b", lambda n, d: Scripted())
-        sim.add_node("a", lambda n, d: Scripted(start=[Send("b", i) for i in range(50)]))
+        sim.add_node("a", lambda n, d: Scripted(start=[fx.Send("b", i) for i in range(50)]))
         sim.run_until(100 * MS)
         return sim.process("b").seen
 
@@ -246,7 +237,7 @@ def test_tracing_can_be_switched_off_without_changing_the_run():
 def test_a_message_sent_into_a_partition_that_heals_before_it_lands_gets_through():
     sim = constant_sim(ns=10 * MS)
     sim.add_node("b", lambda n, d: Scripted())
-    sim.add_node("a", lambda n, d: Scripted(start=[Send("b", "x")]))
+    sim.add_node("a", lambda n, d: Scripted(start=[fx.Send("b", "x")]))
     sim.partition([["a"], ["b"]])
     sim.run_until(5 * MS)
     sim.heal()
@@ -257,7 +248,7 @@ def test_a_message_sent_into_a_partition_that_heals_before_it_lands_gets_through
 def test_a_plain_three_tuple_is_a_send_and_other_tuples_are_refused():
     sim = constant_sim(seed=6)
     sim.add_node("b", lambda n, d: Scripted())
-    sim.add_node("a", lambda n, d: Scripted(start=[("b", "x", 7), Send("b", "y", 7)]))
+    sim.add_node("a", lambda n, d: Scripted(start=[("b", "x", 7), fx.Send("b", "y", 7)]))
     sim.run_until(MS)
     assert [s[3:] for s in sim.process("b").seen if s[1] == "msg"] == [("x", 7), ("y", 7)]
     assert sim.link_stats() == [{"src": "a", "dst": "b", "messages": 2, "bytes": 14}]
@@ -276,8 +267,8 @@ def test_samples_record_in_flight_over_time_without_changing_the_run():
         sim = Simulation(2, config)
         sim.add_node("b", lambda n, d: Scripted())
         sim.add_node("a", lambda n, d: Scripted(
-            start=[Send("b", 0), SetTimer("later", 15 * MS)],
-            on_timer={"later": [Send("b", 1), Send("b", 2)]}))
+            start=[fx.Send("b", 0), fx.SetTimer("later", 15 * MS)],
+            on_timer={"later": [fx.Send("b", 1), fx.Send("b", 2)]}))
         sim.run_until(40 * MS)
         return sim.trace.records, sim
 
@@ -296,7 +287,7 @@ def test_samples_record_in_flight_over_time_without_changing_the_run():
 
 def test_metrics_come_out_as_columns():
     sim = constant_sim()
-    sim.add_node("a", lambda n, d: Scripted(start=[Metric("lag", 2.5), Metric("lag", 3.0)]))
+    sim.add_node("a", lambda n, d: Scripted(start=[fx.Metric("lag", 2.5), fx.Metric("lag", 3.0)]))
     sim.run_until(MS)
     assert sim.metric_columns() == {"time_ns": [0, 0], "node": ["a", "a"],
                                     "name": ["lag", "lag"], "value": [2.5, 3.0]}
