@@ -20,16 +20,33 @@ from graphrep import cli
 from graphrep.cli import SEED_MAX, BoundedInt, build_parser, main
 from graphrep.errors import InvalidArgument
 
-FREE_TEXT = {("demo", "--out"), ("sim-example", "--plot"), ("mutants", "--only")}
-"""Options that take any text (a folder, a list checked after parsing)."""
-POSITIONALS = {"sim-example": ["gossip"]}
+FREE_TEXT = {("demo", "--out"), ("sim-example", "--plot"), ("mutants", "--only"),
+             ("node", "--config"), ("node", "--name"), ("load", "--dir"),
+             *((f"cluster {c}", "--dir") for c in ("up", "status", "stop", "kill", "start",
+                                                  "down")),
+             *((f"cluster {c}", "node") for c in ("stop", "kill", "start"))}
+"""Options that take any text (a folder, a file, a node's name, a list checked after
+parsing): checked when the command runs."""
+POSITIONALS = {"sim-example": ["gossip"], "cluster start": ["n1"], "cluster stop": ["n1"],
+               "cluster kill": ["n1"]}
 """What a command needs besides options, so that an option can be tried on its own."""
 
 
+def _subparsers(p: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
 def _commands() -> dict[str, argparse.ArgumentParser]:
-    sub = next(a for a in build_parser()._actions
-               if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+    """Every command, a command with subcommands as one entry per subcommand
+    (``cluster up``, ``cluster status``, ...)."""
+    out = {}
+    for name, p in _subparsers(build_parser()).choices.items():
+        nested = _subparsers(p)
+        if nested is None:
+            out[name] = p
+        else:
+            out.update({f"{name} {n}": q for n, q in nested.choices.items()})
+    return out
 
 
 def _options() -> list[tuple[str, argparse.Action]]:
@@ -44,8 +61,8 @@ def _flag(a: argparse.Action) -> str:
 
 def _argv(command: str, a: argparse.Action, value: str) -> list[str]:
     if a.option_strings:
-        return [command, *POSITIONALS.get(command, []), a.option_strings[0], value]
-    return [command, value]
+        return [*command.split(), *POSITIONALS.get(command, []), a.option_strings[0], value]
+    return [*command.split(), value]
 
 
 def _bad_values() -> list:
@@ -83,7 +100,9 @@ def test_every_option_declares_what_it_allows():
 
 def test_the_table_covers_every_command():
     commands = {c for c, _ in _options()}
-    assert commands == set(_commands()) == {"demo", "sim-example", "sim", "fuzz", "mutants"}
+    assert commands == set(_commands()) == {
+        "demo", "sim-example", "sim", "fuzz", "mutants", "node", "load", "cluster up",
+        "cluster status", "cluster stop", "cluster kill", "cluster start", "cluster down"}
     assert len(_bad_values()) > 200
 
 
@@ -110,11 +129,15 @@ def test_both_ends_of_every_range_are_accepted(command, action):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["demo", "--n", "5", "--inserts", "4"], "argument --n: --n 5 + --inserts 4 is 9 "
-     "vectors, fewer than the 10 recall@10 needs"),
-    (["demo", "--n", "20", "--inserts", "5", "--deletes", "16"], "argument --deletes: at "
-     "most --n + --inserts - 10 = 15"),
-    (["demo", "--n", "1000000", "--dim", "4096"], "argument --dim: (--n + --inserts) x --dim"),
+    (["demo", "--index", "--n", "5", "--inserts", "4"], "argument --n: --n 5 + --inserts 4 "
+     "is 9 vectors, fewer than the 10 recall@10 needs"),
+    (["demo", "--index", "--n", "20", "--inserts", "5", "--deletes", "16"], "argument "
+     "--deletes: at most --n + --inserts - 10 = 15"),
+    (["demo", "--index", "--n", "1000000", "--dim", "4096"], "argument --dim: (--n + "
+     "--inserts) x --dim"),
+    (["demo", "--inserts", "5", "--deletes", "6"], "argument --deletes: the live demo "
+     "deletes vectors it inserts; at most --inserts 5, got 6"),
+    (["load", "--writes", "5", "--deletes", "6"], "--deletes 6 exceeds --writes 5"),
     (["sim", "--replication", "4"], "argument --replication: at most --nodes (3)"),
     (["sim", "--writes", "10", "--deletes", "11"], "argument --deletes: at most --writes (10)"),
     (["sim", "--searches", "5", "--queries", "0"], "argument --searches: searches use the "
@@ -180,7 +203,8 @@ def test_the_command_line_process_prints_no_traceback(argv):
 # ---------------------------------------------------------------------- the edges run
 
 def test_demo_runs_with_no_inserts_and_exactly_ten_live_vectors(capsys, tmp_path):
-    code, out, err = _run(capsys, ["demo", "--n", "30", "--dim", "8", "--inserts", "0",
+    code, out, err = _run(capsys, ["demo", "--index", "--n", "30", "--dim", "8", "--inserts",
+                                   "0",
                                    "--deletes", "20", "--queries", "3", "--out",
                                    str(tmp_path)])
     assert code == 0, err
