@@ -68,6 +68,7 @@ from graphrep.net.wire import (
     frame,
     is_control,
 )
+from graphrep.protocol.messages import ClientSearch, ClientWrite
 from graphrep.sansio import (
     Busy,
     CancelTimer,
@@ -83,6 +84,10 @@ from graphrep.sansio import (
 __all__ = ["DriverConfig", "NodeDriver"]
 
 log = logging.getLogger("graphrep.net")
+
+_CLIENT_REQUESTS = (ClientWrite, ClientSearch)
+"""The messages a client's connection may carry (with a decoder): the replicas trust a
+message's sender, and a client is not a replica."""
 
 ControlHandler = Callable[[Any, list], Any]
 """``handler(process, request) -> reply``: answers a client's control frame in the loop."""
@@ -401,7 +406,11 @@ class NodeDriver:
         """The next frame, within the idle timeout (and the frame timeout once one has
         started arriving)."""
         cfg = self.config
-        with trio.fail_after(cfg.frame_timeout if reader.mid_frame else cfg.idle_timeout):
+        if not reader.mid_frame:
+            with trio.fail_after(cfg.idle_timeout):
+                if not await reader.wait_for_frame():
+                    return None
+        with trio.fail_after(cfg.frame_timeout):
             return await reader.next()
 
     def _decoded(self, body: bytes) -> Any:
@@ -430,8 +439,12 @@ class NodeDriver:
                         if is_control(body):
                             await self._inputs_send.send(("ctl", name, decode_control(body)))
                         else:
-                            await self._inputs_send.send(
-                                ("msg", name, self._decoded(body), len(body)))
+                            msg = self._decoded(body)
+                            if self._decode is not None and type(msg) not in _CLIENT_REQUESTS:
+                                raise FrameError(f"client {name!r} sent {type(msg).__name__}: "
+                                                 "a client's connection carries only "
+                                                 "ClientWrite and ClientSearch")
+                            await self._inputs_send.send(("msg", name, msg, len(body)))
                 except (trio.TooSlowError, FrameError, ProtocolError, trio.BrokenResourceError,
                         trio.ClosedResourceError, OSError) as exc:
                     error = exc  # raised below, outside the nursery (no exception group)

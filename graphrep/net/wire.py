@@ -99,6 +99,11 @@ class FrameReader:
             self._buf += chunk
         return True
 
+    async def wait_for_frame(self) -> bool:
+        """Wait until bytes of the next frame have arrived (True), or the stream ended
+        cleanly between frames (False)."""
+        return await self._fill(1)
+
     async def next(self) -> bytes | None:
         if not await self._fill(HEADER.size):
             return None
