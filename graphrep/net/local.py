@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,12 @@ def _reap() -> None:
 def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | None = None,
        dim: int = 32, replication: int | None = None, policy: str = "leader",
        concern: str = "majority", protocol: dict[str, Any] | None = None,
-       wait: float = 120.0) -> ClusterFile:
+       wait: float = 120.0,
+       prepare: Callable[[ClusterFile], None] | None = None) -> ClusterFile:
     """Write ``DIR/cluster.toml`` for ``nodes`` nodes (ports ``port, port+1, ...``, or
-    ports the OS picks), start every node, and wait until every shard has a leader."""
+    ports the OS picks), start every node, and wait until every shard has a leader.
+    ``prepare(cfg)`` runs after the file is written and before any node starts (a
+    benchmark seeds the nodes' stores there)."""
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CONFIG).exists() and running(directory):
@@ -141,6 +145,8 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
         policy=policy, concern=concern, protocol=dict(protocol or {}))
     cfg.dump(directory / CONFIG)
     cfg = ClusterFile.load(directory / CONFIG)
+    if prepare is not None:
+        prepare(cfg)
     try:
         for n in names:
             _spawn(directory, n)
