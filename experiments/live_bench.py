@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=16, help="writes outstanding, phase 2")
     p.add_argument("--max-inflight", type=int, default=0,
                    help="the protocol's max_inflight (0: one Append per write)")
+    p.add_argument("--election-ms", type=int, default=3000,
+                   help="election timeout (ms; drawn up to twice that): above the node "
+                   "loop's longest stall, which grows with the index (a new leader "
+                   "rebuilds its index from its snapshot, about 0.5 s at 100k x 128)")
     p.add_argument("--quick", action="store_true", help="a 20k x 64 index, 500 writes")
     p.add_argument("--out", default="experiments/results")
     args = p.parse_args(argv)
@@ -162,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "n": args.n, "dim": args.dim, "writes": args.writes, "build_s": round(build_s, 1),
         "bare_inserts_per_s": round(bare, 1), "max_inflight": args.max_inflight,
+        "election_ms": args.election_ms,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "phases": {}}
-    protocol = {"max_inflight": args.max_inflight} if args.max_inflight else {}
+    ms = 1_000_000
+    protocol: dict[str, Any] = {"election_timeout_ns": (args.election_ms * ms,
+                                                         2 * args.election_ms * ms)}
+    if args.max_inflight:
+        protocol["max_inflight"] = args.max_inflight
     with tempfile.TemporaryDirectory(prefix="graphrep-bench-") as tmp, \
             LocalCluster(tmp, nodes=3, dim=args.dim, protocol=protocol, wait=300,
                          prepare=lambda cfg: seed_stores(cfg, data, args.n)) as cluster:

@@ -36,7 +36,7 @@ async def _sample(cfg: Any, samples: list, stop: trio.Event, every: float = 0.2)
     async with Client(cfg, timeout=1.0, attempt_timeout=0.3) as probe:
         t0 = time.time()
         while not stop.is_set():
-            st = await probe.status(timeout=0.3)
+            st = await probe.status(timeout=0.3, digest=False)
             for name, s in st["nodes"].items():
                 if not s.get("up"):  # a gap in its line, not a line across its downtime
                     samples.append((time.time() - t0, name, float("nan"), "down"))
@@ -66,7 +66,7 @@ async def _run(cluster: LocalCluster, base: np.ndarray, new: np.ndarray, deletes
         tick = bar.update if bar is not None else None
         out["before_kill"] = await drive(client, ops[:half], concurrency=concurrency,
                                          progress=tick)
-        leader = _leader(await client.status())
+        leader = _leader(await client.status(digest=False))
         killed_at = time.time()
         await trio.to_thread.run_sync(kill, cluster.dir, leader)
         out["killed"] = leader

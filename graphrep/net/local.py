@@ -174,7 +174,7 @@ def wait_for_leaders(directory: str | Path, timeout: float = 60.0,
                 if pid_of(directory, n) is None:
                     raise ClusterError(f"node {n} exited; see {directory / (n + '.log')}:\n"
                                        + _tail(directory / f"{n}.log"))
-            st = client.status(timeout=1.0)
+            st = client.status(timeout=1.0, digest=False)
             missing = _leaderless(cfg, st, nodes)
             if not missing:
                 return st
