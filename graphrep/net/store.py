@@ -2,7 +2,8 @@
 
 Why SQLite: it is the embedded database every Python has (stdlib ``sqlite3``), its WAL
 mode gives one fsync per committed transaction with ``synchronous=FULL``, it checks its
-own pages (``PRAGMA quick_check``), and a torn WAL tail is discarded by its own
+own pages and that its key index matches its table (``PRAGMA integrity_check``), and a
+torn WAL tail is discarded by its own
 checksums. A home-made file format would have to re-earn all of that.
 
 The map is one table ``kv(key BLOB PRIMARY KEY, value BLOB)``, a rowid table (not
@@ -100,7 +101,10 @@ class SQLiteStore:
                 raise StoreError(f"{self.path}: SQLite would not switch to WAL mode ({mode})")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute(_SCHEMA)
-            check = self._db.execute("PRAGMA quick_check").fetchall()
+            # integrity_check, not quick_check: it also checks that the key index matches
+            # the table (a damaged index would let INSERT OR REPLACE add a second row for
+            # a key instead of replacing it); the map is small but for the snapshot
+            check = self._db.execute("PRAGMA integrity_check").fetchall()
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", None)  # may be an extended code
             if code is not None and code & 0xFF in _DAMAGE_CODES:

@@ -7,9 +7,9 @@ Damage detection, as observed with SQLite 3.40 (these tests pin it down):
 * detected (:class:`StoreDamaged` when the store opens): garbage over the file, a bad
   header, truncation anywhere after the first page or mid-page (SQLite compares the
   header's page count with the file size), a b-tree page zeroed or overwritten, a wrong
-  freelist count (``PRAGMA quick_check`` answers with rows instead of raising);
+  freelist count (``PRAGMA integrity_check`` answers with rows instead of raising);
 * not detected by SQLite: bytes changed inside a row's value (SQLite has no page
-  checksums; ``quick_check`` checks structure only), garbage appended after the last
+  checksums; ``integrity_check`` checks structure only), garbage appended after the last
   page, and truncation to zero bytes, which SQLite opens as a new, empty database;
 * the WAL: a frame whose checksum fails ends the log, silently, so one flipped bit in
   the WAL loses that commit and every later one (until a checkpoint has copied them
@@ -371,8 +371,8 @@ def test_an_overwritten_page_is_damage(store_file, page, fill):
     assert_damaged(store_file, "malformed")
 
 
-def test_a_wrong_freelist_count_is_found_by_the_quick_check(store_file):
-    """The structure is readable, so quick_check answers with what it found (rows) rather
+def test_a_wrong_freelist_count_is_found_by_the_integrity_check(store_file):
+    """The structure is readable, so integrity_check answers with what it found (rows) rather
     than raising: the store reports those."""
     overwrite(store_file, 36, struct.pack(">I", 5))  # header: number of freelist pages
     assert_damaged(store_file, "freelist", "should be 5")
