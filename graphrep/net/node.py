@@ -66,6 +66,7 @@ def status_of(driver: NodeDriver, digest: bool = True) -> dict[str, Any]:
             "counters": {**dict(sorted(driver.counters.items())),
                          "peer_bytes_sent": sum(x.bytes_sent for x in driver.links.values()),
                          "peer_frames_sent": sum(x.frames_sent for x in driver.links.values())},
+            "metrics": {k: v for k, v in sorted(driver.metrics.items())},
             "links": {p: link.connected for p, link in sorted(driver.links.items())},
             "protocol_errors": host.errors}
 

@@ -314,7 +314,10 @@ class Replica:
             self.advance_commit(out)
         clients.ack_when_ready(out, self.term, pos, src, m.req, m.concern)
         for p in self.peers:
-            self.send_append(p, out)
+            # a follower being sent the snapshot gets its next chunk when it answers the
+            # last one (or on a retransmission), not one more chunk per write
+            if not self.snapshots.needed_by(p):
+                self.send_append(p, out)
 
     def _on_search(self, now: int, src: str, m: ClientSearch, out: list) -> None:
         self.clients.on_search(now, src, m, out)

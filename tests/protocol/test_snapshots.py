@@ -68,3 +68,47 @@ def test_a_scheduled_snapshot_saves_the_checked_index():
     assert names.index("index_damage_repaired") < names.index("snapshots")
     assert a.log.snap is not None and a.log.snap[0] == 7
     assert VamanaIndex.from_bytes(a.log.snap[2]).digest() == a.index.digest() == intact
+
+
+def test_a_follower_being_sent_the_snapshot_gets_no_chunk_per_write():
+    """A write goes to the followers that take entries; a follower that needs the
+    snapshot gets its next chunk when it answers the last one, not one per write (a
+    chunk per write sent hundreds of megabytes to a restarted node under load)."""
+    from graphrep.protocol.messages import (
+        Append,
+        AppendReply,
+        RequestVote,
+        Snapshot,
+        VoteReply,
+        decode,
+    )
+    from graphrep.sansio import Send
+
+    cfg = replace(CFG, replicas=("a", "b", "c"))
+    a = Replica("a", {}, cfg, np.random.default_rng(0))
+    a.on_start(0)
+    now = 10**9
+    out = a.on_timer(now, "tick")  # no leader heard: a stands
+    term = next(decode(e.payload) for e in out if type(e) is Send).term
+    assert all(isinstance(decode(e.payload), RequestVote) for e in out if type(e) is Send)
+    a.on_message(now, "b", encode(VoteReply(0, term, True)), 0)
+    assert a.role == "leader"
+    rng = np.random.default_rng(1)
+
+    def write(i: int) -> list:
+        vec = rng.random(4, dtype=np.float32).tobytes()
+        return a.on_message(now, "client", encode(ClientWrite(0, i, "insert", i, vec, "one")),
+                            0)
+
+    for i in range(8):  # c takes every entry; b answers nothing
+        write(i)
+        a.on_message(now, "c", encode(AppendReply(0, term, True, a.log.end)), 0)
+    a.on_timer(now + 10**7, "tick")  # committed past snapshot_every: snapshot, compact
+    assert a.log.start > 0
+    out = a.on_message(now, "b", encode(AppendReply(0, term, False, 0)), 0)  # b is empty
+    first = [decode(e.payload) for e in out if type(e) is Send and e.to == "b"]
+    assert [type(m) for m in first] == [Snapshot] and first[0].offset == 0
+    sent = [(e.to, decode(e.payload)) for i in range(8, 12) for e in write(i)
+            if type(e) is Send]
+    assert not any(isinstance(m, Snapshot) for _, m in sent), sent
+    assert sum(to == "c" and isinstance(m, Append) and bool(m.entries) for to, m in sent) == 4
