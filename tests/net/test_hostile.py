@@ -333,6 +333,14 @@ async def test_garbage_instead_of_a_hello_is_closed_unanswered(tmp_path, data, e
     only(changes, **_frame_error())
 
 
+async def opened(node, after_hello: bool) -> trio.SocketStream:
+    """A raw connection to ``node``, after a client's hello if ``after_hello``."""
+    if after_hello:
+        stream, _ = await node.hello()
+        return stream
+    return await node.connect()
+
+
 @pytest.mark.trio
 @pytest.mark.parametrize("after_hello", [False, True], ids=["before-hello", "after-hello"])
 @pytest.mark.parametrize("length", [LIMIT + 1, 1 << 30, 2**32 - 1])
@@ -341,10 +349,7 @@ async def test_a_length_over_the_limit_is_refused_from_the_header_alone(tmp_path
     # Only the header is sent: a node that waited for the body would time out instead
     # (and count connection_timeouts), one that allocated it would hold a gigabyte.
     async with one_node(tmp_path) as node, unharmed(node) as changes:
-        if after_hello:
-            stream, _ = await node.hello()
-        else:
-            stream = await node.connect()
+        stream = await opened(node, after_hello)
         started = time.monotonic()
         await send(stream, HEADER.pack(length))
         welcome = await until_closed(stream)
@@ -374,10 +379,7 @@ CUT = {
 @pytest.mark.parametrize("data", CUT.values(), ids=CUT.keys())
 async def test_a_frame_cut_short_by_the_end_of_the_stream(tmp_path, data, after_hello):
     async with one_node(tmp_path) as node, unharmed(node) as changes:
-        if after_hello:
-            stream, _ = await node.hello()
-        else:
-            stream = await node.connect()
+        stream = await opened(node, after_hello)
         await send(stream, data, eof=True)
         await until_closed(stream)
     only(changes, **_frame_error())
@@ -390,10 +392,7 @@ async def test_a_frame_that_stalls_is_closed_after_the_frame_timeout(tmp_path, a
     # idle timeout (5 s) of a connection between frames: a slow sender holds no
     # connection (and no half-filled buffer) for long.
     async with one_node(tmp_path) as node, unharmed(node) as changes:
-        if after_hello:
-            stream, _ = await node.hello()
-        else:
-            stream = await node.connect()
+        stream = await opened(node, after_hello)
         started = time.monotonic()
         await send(stream, HEADER.pack(1000) + bytes(10))
         await until_closed(stream)
