@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import trio
 
+from graphrep.errors import ClusterError
 from graphrep.net.client import Client
 from graphrep.net.load import drive, latency_summary, plan
-from graphrep.net.local import LocalCluster, kill, start, wait_for_leaders
+from graphrep.net.local import LocalCluster, kill, leader_of, start, wait_for_leaders
 
 __all__ = ["run_live_demo"]
 
@@ -66,7 +67,9 @@ async def _run(cluster: LocalCluster, base: np.ndarray, new: np.ndarray, deletes
         tick = bar.update if bar is not None else None
         out["before_kill"] = await drive(client, ops[:half], concurrency=concurrency,
                                          progress=tick)
-        leader = _leader(await client.status(digest=False))
+        leader = leader_of(await client.status(digest=False))
+        if leader is None:
+            raise ClusterError("no leader to kill: the cluster lost its leader under load")
         killed_at = time.time()
         await trio.to_thread.run_sync(kill, cluster.dir, leader)
         out["killed"] = leader
@@ -109,29 +112,32 @@ def _bar(total: int, progress: bool) -> Any:
     return tqdm(total=total, desc="writes", unit="w", leave=False)
 
 
-def _leader(st: dict[str, Any], shard: int = 0) -> str:
-    for name, s in st["nodes"].items():
-        for row in s.get("shards", []):
-            if row["shard"] == shard and row["role"] == "leader":
-                return name
-    raise RuntimeError("no leader")
-
-
 async def _converge(client: Client, cfg: Any, timeout: float = 60.0) -> float:
-    """Wait until every node is up and has applied its leader's whole commit; seconds."""
+    """Wait until every node is up, has applied its leader's whole commit and holds the
+    same digest; seconds. Positions are polled without digests (a digest hashes the
+    whole index in the node's loop); digests are asked for once positions agree."""
     started = time.time()
     while time.time() - started < timeout:
-        st = await client.status(timeout=1.0)
-        nodes = st["nodes"].values()
-        if all(s.get("up") for s in nodes):
-            rows = [row for s in nodes for row in s["shards"]]
-            commits = {row["commit"] for row in rows if row["role"] == "leader"}
-            if (len(commits) == 1 and all(row["applied"] == row["commit"] == max(commits)
-                                          for row in rows)
-                    and len({row["digest"] for row in rows}) == 1):
+        if _caught_up(await client.status(timeout=1.0, digest=False)):
+            rows = _rows(await client.status(timeout=1.0))
+            if rows and len({row["digest"] for row in rows}) == 1:
                 return round(time.time() - started, 2)
         await trio.sleep(0.1)
     return -1.0
+
+
+def _rows(st: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every shard row of a status, or [] if a node is down."""
+    nodes = st["nodes"].values()
+    return [row for s in nodes for row in s["shards"]] if all(s.get("up") for s in nodes) \
+        else []
+
+
+def _caught_up(st: dict[str, Any]) -> bool:
+    rows = _rows(st)
+    commits = {row["commit"] for row in rows if row["role"] == "leader"}
+    return len(commits) == 1 and all(row["applied"] == row["commit"] == max(commits)
+                                     for row in rows)
 
 
 def run_live_demo(*, n: int = 10_000, dim: int = 32, inserts: int = 2_000,
@@ -194,14 +200,16 @@ def _check(cluster: LocalCluster, history: list[dict], qs: np.ndarray, n_all: in
         st = c.status()
         byte_total = sum(s.get("counters", {}).get("peer_bytes_sent", 0)
                          for s in st["nodes"].values())
+        live_ids = None
         for name in sorted(cfg.nodes):
             _, live = c.ids(name)
+            if live_ids is None:
+                live_ids = np.sort(live)
             lost += int(np.count_nonzero(~np.isin(must_live, live)))
             lost += int(np.count_nonzero(np.isin(must_not, live)))
             digests[name] = st["nodes"][name]["shards"][0]["digest"][:16]
             found = np.stack([c.search(q, k=10, node=name)[0] for q in qs])
             answers[name] = found
-        live_ids = np.sort(c.ids(sorted(cfg.nodes)[0])[1])
     truth, _ = ground_truth(vectors[live_ids], qs, k=10, ids=live_ids)
     for name, found in answers.items():
         recall[name] = round(float(recall_at_k(found, truth, 10)), 4)

@@ -53,7 +53,7 @@ from graphrep.errors import (
     ProtocolError,
     StoreError,
 )
-from graphrep.net.peers import PeerLink
+from graphrep.net.peers import PeerLink, coalesce
 from graphrep.net.store import SQLiteStore
 from graphrep.net.transport import Transport
 from graphrep.net.wire import (
@@ -62,6 +62,7 @@ from graphrep.net.wire import (
     FrameReader,
     Welcome,
     check_hello,
+    control,
     decode_control,
     decode_hello,
     encode_welcome,
@@ -462,20 +463,12 @@ class NodeDriver:
         """Write a client's replies, coalesced; a failed write ends the connection."""
         try:
             async for data in conn.receive:
-                chunks = [data]
-                while len(chunks) < 256:
-                    try:
-                        chunks.append(conn.receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await stream.send_all(b"".join(chunks))
+                await stream.send_all(coalesce(data, conn.receive)[0])
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         scope.cancel()
 
     def _answer_control(self, client: str, request: list) -> None:
-        from graphrep.net.wire import control
-
         if self.control is None:
             reply = control("error", request[2] if len(request) > 2 else 0,
                             "this node answers no control requests")

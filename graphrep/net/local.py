@@ -29,8 +29,8 @@ from typing import Any
 from graphrep.errors import ClusterError, GraphrepError
 from graphrep.net.config import ClusterFile, NodeSpec
 
-__all__ = ["LocalCluster", "down", "kill", "pid_of", "running", "start", "status", "stop",
-           "up", "wait_for_leaders"]
+__all__ = ["LocalCluster", "down", "kill", "leader_of", "pid_of", "running", "start",
+           "status", "stop", "up", "wait_for_leaders"]
 
 CONFIG = "cluster.toml"
 
@@ -254,8 +254,9 @@ def start(directory: str | Path, node: str, wait: float = 0.0) -> int:
     shards have leaders."""
     directory = Path(directory).resolve()
     cfg = _check_node(directory, node)
-    if pid_of(directory, node) is not None:
-        raise ClusterError(f"node {node} is already running (pid {pid_of(directory, node)})")
+    pid = pid_of(directory, node)
+    if pid is not None:
+        raise ClusterError(f"node {node} is already running (pid {pid})")
     _, port = cfg.nodes[node].address.rsplit(":", 1)
     if not _port_free(int(port)):
         raise ClusterError(f"port {port} of node {node} is in use")
@@ -317,7 +318,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def status(directory: str | Path) -> dict[str, Any]:
+def leader_of(st: dict[str, Any], shard: int = 0) -> str | None:
+    """The node a status (:meth:`Client.status <graphrep.net.client.Client.status>`)
+    names as the leader of ``shard``, or None."""
+    for name, s in sorted(st["nodes"].items()):
+        for row in s.get("shards", []):
+            if row["shard"] == shard and row["role"] == "leader":
+                return name
+    return None
+
+
+def status(directory: str | Path, digest: bool = True) -> dict[str, Any]:
     """Per node: up or down, pid, and its shards (role, term, commit, applied, lag in
     entries behind the shard's leader, digest)."""
     from graphrep.net.client import SyncClient
@@ -325,7 +336,7 @@ def status(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     cfg = _config(directory)
     with SyncClient(cfg, timeout=2.0, attempt_timeout=1.0) as client:
-        st = client.status(timeout=1.0)
+        st = client.status(timeout=1.0, digest=digest)
     commit = {}
     for s in st["nodes"].values():
         for row in s.get("shards", []):
@@ -378,10 +389,5 @@ class LocalCluster:
         return status(self.dir)
 
     def leader(self, shard: int = 0) -> str | None:
-        st = status(self.dir)
-        for name, s in st["nodes"].items():
-            for row in s.get("shards", []):
-                if row["shard"] == shard and row["role"] == "leader":
-                    return name
-        return None
+        return leader_of(status(self.dir, digest=False), shard)
 

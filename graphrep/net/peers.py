@@ -29,11 +29,26 @@ from graphrep.net.wire import WIRE_VERSION, FrameReader, Hello, decode_welcome, 
 if TYPE_CHECKING:
     from graphrep.net.driver import NodeDriver
 
-__all__ = ["PeerLink"]
+__all__ = ["PeerLink", "coalesce"]
 
 log = logging.getLogger("graphrep.net")
 
 _COALESCE_BYTES = 1 << 20
+
+
+def coalesce(first: bytes, queue: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, int]:
+    """``first`` and the frames already queued behind it (up to about 1 MiB) as one
+    write, and how many frames it holds: one ``send_all`` for many frames is what makes
+    many outstanding messages cheap."""
+    chunks, size = [first], len(first)
+    while size < _COALESCE_BYTES:
+        try:
+            more = queue.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        chunks.append(more)
+        size += len(more)
+    return (b"".join(chunks) if len(chunks) > 1 else first), len(chunks)
 
 
 class PeerLink:
@@ -138,14 +153,7 @@ class PeerLink:
         """Write queued frames, coalesced, until the connection fails (a write to a peer
         that closed or died raises, and the link dials again)."""
         async for data in self._receive:
-            chunks, size = [data], len(data)
-            while size < _COALESCE_BYTES:
-                try:
-                    more = self._receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                chunks.append(more)
-                size += len(more)
-            await stream.send_all(b"".join(chunks) if len(chunks) > 1 else data)
-            self.frames_sent += len(chunks)
-            self.bytes_sent += size
+            data, frames = coalesce(data, self._receive)
+            await stream.send_all(data)
+            self.frames_sent += frames
+            self.bytes_sent += len(data)
