@@ -228,28 +228,31 @@ async def running(cfg: ClusterFile) -> AsyncIterator[dict[str, Node]]:
     """Every node of ``cfg`` running over TCP, once one leads shard 0 and each has
     applied what it committed."""
     tcp = TCPTransport({n: s.address for n, s in cfg.nodes.items()})
-    async with trio.open_nursery() as nursery:
-        nodes = {}
-        for name in cfg.nodes:
-            driver = build_node(cfg, name, transport=tcp)
-            await nursery.start(driver.run)
-            nodes[name] = Node(cfg, driver, tcp)
+    nodes: dict[str, Node] = {}
+    try:
+        async with trio.open_nursery() as nursery:
+            for name in cfg.nodes:
+                driver = build_node(cfg, name, transport=tcp)
+                await nursery.start(driver.run)
+                nodes[name] = Node(cfg, driver, tcp)
 
-        def ready() -> bool:
-            reps = [n.replica for n in nodes.values()]
-            return (sum(r.role == "leader" for r in reps) == 1
-                    and len({(r.term, r.commit) for r in reps}) == 1
-                    and all(r.applied == r.commit == r.end for r in reps))
+            def ready() -> bool:
+                reps = [n.replica for n in nodes.values()]
+                return (sum(r.role == "leader" for r in reps) == 1
+                        and len({(r.term, r.commit) for r in reps}) == 1
+                        and all(r.applied == r.commit == r.end for r in reps))
 
-        with trio.fail_after(15):
-            while not ready():
-                await trio.sleep(0.01)
-        try:
-            yield nodes
-        finally:
-            nursery.cancel_scope.cancel()
-            for node in nodes.values():
-                node.driver.store.close()
+            with trio.fail_after(15):
+                while not ready():
+                    await trio.sleep(0.01)
+            try:
+                yield nodes
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        # after the nursery has exited: a commit running in a worker thread has finished
+        for node in nodes.values():
+            node.driver.store.close()
 
 
 @asynccontextmanager
