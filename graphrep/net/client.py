@@ -8,6 +8,7 @@
         ids, dists = c.search(query, k=10, read_preference="leader")
         ids, dists = c.search(query, k=10, node="n2")   # one node's answer
         c.status()
+        c.write_deltas([(id, delta_bytes), ...], window=32)  # a recorded run, in order
 
 Writes go to the replica the client believes leads the id's shard (``id % shards``); a
 ``not_leader`` answer names the leader, and a replica that does not answer in
@@ -42,6 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import trio
 
+from graphrep.ann import EdgeDelta
 from graphrep.ann.validation import as_float_array, as_vectors
 from graphrep.errors import (
     FrameError,
@@ -79,6 +81,14 @@ from the first to the second): retries back off instead of spinning."""
 _UNREACHABLE_S = 0.25
 """A node that did not answer is not redirected to for this long (it is still tried in
 turn): a follower names its dead leader until it times out."""
+
+
+def _delta_bytes(delta: bytes | EdgeDelta) -> bytes:
+    if isinstance(delta, EdgeDelta):
+        return delta.to_bytes()
+    if isinstance(delta, (bytes, bytearray, memoryview)):
+        return bytes(delta)
+    raise InvalidArgument(f"a delta is an EdgeDelta or its bytes, got {type(delta).__name__}")
 
 
 class Ack(NamedTuple):
@@ -249,13 +259,118 @@ class Client:
         """Delete ``id``; returns once ``concern`` holds."""
         return await self._write("delete", id, b"", concern)
 
+    async def write_delta(self, id: int, delta: bytes | EdgeDelta,
+                          concern: str | None = None) -> Ack:
+        """Insert or delete ``id`` given as its edge delta (an :class:`EdgeDelta` or its
+        bytes), computed against the shard's index as it stands (a recorded run of the
+        same index parameters, replayed): the leader applies it and logs it as is.
+        Deltas of a shard apply in the order they were recorded; use
+        :meth:`write_deltas` to send many."""
+        return await self._write("delta", id, _delta_bytes(delta), concern)
+
+    async def write_deltas(self, deltas: list[tuple[int, bytes | EdgeDelta]],
+                           concern: str | None = None, window: int = 32) -> list[Ack]:
+        """Write ``deltas`` (``(id, delta)`` pairs of one shard, in recorded order) with up
+        to ``window`` outstanding on one connection to the leader: the frames leave in
+        order, so the leader applies them in order. When a reply is not ``ok`` (a new
+        leader, a lost connection, a timeout), the pipeline drains and the first delta
+        not acknowledged is written alone, through the leader-finding and retrying path
+        of :meth:`write_delta`; then the rest are pipelined again (one acknowledged
+        already is not sent again, and a retried one is acknowledged once). A delta
+        refused (``error``) raises :class:`~graphrep.errors.WriteRefused`."""
+        if not 1 <= window <= 4096:
+            raise InvalidArgument(f"window is an int in [1, 4096], got {window!r}")
+        concern = concern or self.cfg.concern
+        if concern not in CONCERNS:
+            raise InvalidArgument(f"concern {concern!r} is not one of {CONCERNS}")
+        items = [(self._id(id_), _delta_bytes(d)) for id_, d in deltas]
+        shards = sorted({self.cfg.shard_of(i) for i, _ in items})
+        if len(shards) > 1:
+            raise InvalidArgument(f"write_deltas takes one shard's deltas (their order "
+                                  f"matters within a shard); these are of shards {shards}")
+        acks: list[Ack | None] = [None] * len(items)
+        first = 0
+        while first < len(items):
+            await self._pipeline(items, first, concern, window, acks)
+            first = next((k for k in range(first, len(items)) if acks[k] is None),
+                         len(items))
+            if first < len(items):  # the slow path finds the leader and retries
+                acks[first] = await self.write_delta(*items[first], concern=concern)
+                first += 1
+        return [a for a in acks if a is not None]
+
+    async def _pipeline(self, items: list[tuple[int, bytes]], first: int, concern: str,
+                        window: int, acks: list[Ack | None]) -> None:
+        """Send ``items[first:]`` (skipping the acknowledged) to the believed leader in
+        order, ``window`` outstanding, until one is not acknowledged; fills ``acks``."""
+        shard = self.cfg.shard_of(items[first][0])
+        target = self.leaders.get(shard)
+        if target is None:
+            return
+        try:
+            conn = await self._conn(target)
+        except (OSError, FrameError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        slots = trio.Semaphore(window)
+        stop = trio.Event()
+
+        async def await_reply(k: int, req: int, waiter: list, row: dict) -> None:
+            try:
+                with trio.move_on_after(self.attempt_timeout):
+                    await waiter[0].wait()
+            finally:
+                self._waiters.pop(req, None)
+                slots.release()
+            reply = waiter[1]
+            if reply is not None and getattr(reply, "status", None) == "ok":
+                self.session[shard] = max(self.session.get(shard, 0), reply.seq + 1)
+                row.update(status="ok", done=time.time(), term=reply.term, pos=reply.seq)
+                acks[k] = Ack(shard, reply.term, reply.seq)
+                return
+            row.update(status="failed", done=time.time(),
+                       error=getattr(reply, "error", "") or "no reply")
+            if reply is not None and getattr(reply, "status", None) == "error":
+                raise WriteRefused(f"delta of id {items[k][0]} refused by {target}: "
+                                   f"{reply.error}")
+            stop.set()
+
+        async with trio.open_nursery() as nursery:
+            for k in range(first, len(items)):
+                if acks[k] is not None:
+                    continue
+                await slots.acquire()
+                if stop.is_set() or not conn.alive:
+                    slots.release()
+                    break
+                id_, body = items[k]
+                req = next(self._req)
+                row = {"op": "delta", "id": id_, "shard": shard, "concern": concern,
+                       "sent": time.time(), "status": "pending", "term": -1, "pos": -1}
+                if self.record:
+                    self.history.append(row)
+                waiter = [trio.Event(), None, target]
+                self._waiters[req] = waiter
+                try:
+                    async with conn.sending:
+                        await conn.stream.send_all(frame(encode(ClientWrite(
+                            shard, req, "delta", id_, body, concern))))
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._waiters.pop(req, None)
+                    slots.release()
+                    row.update(status="failed", done=time.time(), error="connection lost")
+                    break
+                nursery.start_soon(await_reply, k, req, waiter, row)
+
+    def _id(self, id_: Any) -> int:
+        if (type(id_) is not int and not isinstance(id_, np.integer)) or int(id_) < 0:
+            raise InvalidArgument(f"an id is an int >= 0, got {id_!r}")
+        return int(id_)
+
     async def _write(self, op: str, id_: int, vec: bytes, concern: str | None) -> Ack:
         concern = concern or self.cfg.concern
         if concern not in CONCERNS:
             raise InvalidArgument(f"concern {concern!r} is not one of {CONCERNS}")
-        if (type(id_) is not int and not isinstance(id_, np.integer)) or int(id_) < 0:
-            raise InvalidArgument(f"an id is an int >= 0, got {id_!r}")
-        id_ = int(id_)
+        id_ = self._id(id_)
         shard = self.cfg.shard_of(id_)
         replicas = list(self.cfg.replicas_of(shard))
         req = next(self._req)
@@ -484,6 +599,14 @@ class SyncClient:
 
     def delete(self, id: int, concern: str | None = None) -> Ack:
         return self._call(self._client.delete, id, concern)
+
+    def write_delta(self, id: int, delta: bytes | EdgeDelta,
+                    concern: str | None = None) -> Ack:
+        return self._call(self._client.write_delta, id, delta, concern)
+
+    def write_deltas(self, deltas: list[tuple[int, bytes | EdgeDelta]],
+                     concern: str | None = None, window: int = 32) -> list[Ack]:
+        return self._call(self._client.write_deltas, deltas, concern, window)
 
     def search(self, query: Any, k: int = 10, read_preference: str = "leader",
                node: str | None = None) -> tuple[np.ndarray, np.ndarray]:

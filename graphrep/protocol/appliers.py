@@ -7,6 +7,9 @@ An applier decides, for its policy:
 
 * what a client write becomes in the log (:meth:`Applier.entry_for`): an edge delta
   (``leader``) or the operation itself (``replay``, ``snapshot``);
+* whether a client may write a delta computed elsewhere (``accepts_deltas``, the
+  ``delta`` op: a recorded run replayed through the protocol; see
+  :meth:`Applier.delta_op`);
 * how entries apply to the index (:meth:`Applier.apply_to`): runs of deltas are decoded
   and applied by one kernel call each (``VamanaIndex.apply_bytes``), operations are run;
 * how the index is rebuilt from a snapshot (:meth:`Applier.load`, :meth:`Applier.adopt`)
@@ -43,7 +46,7 @@ import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.delta import DeltaBatch, decode_many
-from graphrep.errors import GraphrepError, InvalidArgument
+from graphrep.errors import DeltaError, GraphrepError, InvalidArgument
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import DELTA, OP, Entry, vector_of
@@ -72,6 +75,7 @@ class Applier:
     rebuild_when_elected: ClassVar[bool] = False
     checks_snapshots: ClassVar[bool] = False
     snapshot_schedule: ClassVar[SnapshotSchedule] = SnapshotSchedule.COMPACTION
+    accepts_deltas: ClassVar[bool] = False
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.config = config
@@ -91,9 +95,36 @@ class Applier:
         client's retry), or None."""
         return (self.id_pos if op == "insert" else self.deleted_pos).get(id_)
 
-    def execute(self, op: str, id_: int, vector: bytes) -> EdgeDelta:
-        """Run a client's insert or delete on the leader's own index (raises a
-        ``GraphrepError`` for a write the index refuses, which changes nothing)."""
+    def delta_op(self, id_: int, body: bytes) -> str:
+        """For a client's ``delta`` write (``body``: an edge delta's bytes, computed
+        against this shard's index as it stands, e.g. recorded from a run of the same
+        parameters): the op, ``insert`` or ``delete``, it carries for ``id_``. Raises a
+        ``GraphrepError`` (nothing changes) if the policy does not log deltas, if the
+        bytes are not a sound delta, or if the delta does not insert or delete ``id_``."""
+        if not self.accepts_deltas:
+            raise InvalidArgument(f"policy {self.policy!r} logs operations, not deltas: "
+                                  "write with insert or delete")
+        try:
+            delta = EdgeDelta.from_bytes(body)
+        except DeltaError as exc:
+            raise DeltaError(f"the delta write's bytes are not a delta: {exc}") from None
+        ids = delta.ids.tolist()
+        if delta.op == "insert" and delta.n_new == 1 and ids[0] == id_:
+            return "insert"
+        if delta.op == "delete" and any(i == id_ and f == 2 for i, f in
+                                        zip(ids, delta.flags.tolist(), strict=True)):
+            return "delete"
+        raise InvalidArgument(f"the delta (op {delta.op!r}, seq {delta.seq}) does not insert "
+                              f"or delete id {id_}: send the id the delta writes")
+
+    def execute(self, op: str, id_: int, vector: bytes) -> EdgeDelta | None:
+        """Run a client's insert or delete on the leader's own index, or apply its
+        ``delta`` (``vector`` holds its bytes; checked by :meth:`delta_op` first; returns
+        None). Raises a ``GraphrepError`` for a write the index refuses, which changes
+        nothing."""
+        if op == "delta":
+            self.index.apply_bytes([vector])
+            return None
         if op == "insert":
             delta = self.index.insert(id_, vector_of(vector, self.index.dim))
         else:
@@ -102,7 +133,7 @@ class Applier:
         return delta
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> Entry:
+                  delta: EdgeDelta | None) -> Entry:
         """The log entry for a write the leader executed (``delta`` is what it changed)."""
         raise NotImplementedError
 
@@ -265,9 +296,12 @@ class DeltaApplier(Applier):
     policy = Policy.LEADER.value
     rebuild_when_elected = True
     checks_snapshots = True
+    accepts_deltas = True
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> Entry:
+                  delta: EdgeDelta | None) -> Entry:
+        if delta is None:  # a delta write: logged as sent, the bytes the leader applied
+            return (term, DELTA, bytes(vector))
         return (term, DELTA, delta.to_bytes())
 
 
@@ -283,7 +317,7 @@ class ReplayApplier(Applier):
     anti_entropy = False
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> Entry:
+                  delta: EdgeDelta | None) -> Entry:
         return _op_entry(term, op, id_, vector)
 
     def bulk_load(self, log: Log, end: int) -> None:
@@ -338,5 +372,5 @@ class SnapshotApplier(Applier):
     snapshot_schedule = SnapshotSchedule.PERIODIC
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
-                  delta: EdgeDelta) -> Entry:
+                  delta: EdgeDelta | None) -> Entry:
         return _op_entry(term, op, id_, vector)

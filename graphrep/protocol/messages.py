@@ -52,7 +52,9 @@ Entry = tuple[int, int, bytes]
 
 class ClientWrite(NamedTuple):
     """Insert ``id`` with ``vector`` (float32 bytes) or delete it; ``concern`` is
-    ``one``, ``majority`` or ``all``."""
+    ``one``, ``majority`` or ``all``. Op ``delta``: the insert or delete of ``id`` given
+    as its edge delta, whose bytes ``vector`` holds (the ``leader`` policy applies and
+    logs it as is: replaying a recorded run)."""
 
     shard: int
     req: int

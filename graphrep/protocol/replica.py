@@ -84,6 +84,10 @@ from graphrep.sansio import DurableWrite, Metric, Send, SetTimer, Work
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "POLICIES", "Replica", "ReplicaConfig",
            "protocol_error_effects", "shard_settled", "wal_entry", "wal_record"]
 
+_WRITE_OPS = ("insert", "delete", "delta")
+"""A client write's ops: ``delta`` is an insert or delete given as its edge delta (see
+:meth:`~graphrep.protocol.appliers.Applier.delta_op`)."""
+
 
 class Replica:
     """One replica of one shard (see the module docstring). Built by the driver as
@@ -292,11 +296,19 @@ class Replica:
         if self.role != LEADER:
             clients.reply(out, src, m.req, "not_leader")
             return
-        if m.concern not in CONCERNS or m.op not in ("insert", "delete"):
+        if m.concern not in CONCERNS or m.op not in _WRITE_OPS:
             clients.reply(out, src, m.req, "error", error=f"bad op {m.op!r} or concern "
-                          f"{m.concern!r}: op is insert|delete, concern one|majority|all")
+                          f"{m.concern!r}: op is insert|delete|delta, concern "
+                          "one|majority|all")
             return
-        known = self.applier.known(m.op, m.id)
+        op = m.op
+        if op == "delta":  # the write given as its delta: which op of which id it is
+            try:
+                op = self.applier.delta_op(m.id, m.vector)
+            except GraphrepError as exc:
+                clients.reply(out, src, m.req, "error", error=f"{type(exc).__name__}: {exc}")
+                return
+        known = self.applier.known(op, m.id)
         if known is not None:  # a retry of a write that is already in the log
             term, pos = clients.entry_holding(known)
             clients.ack_when_ready(out, term, pos, src, m.req, m.concern)
@@ -308,7 +320,7 @@ class Replica:
             return
         entry = self.applier.entry_for(self.term, m.op, m.id, m.vector, delta)
         pos = self.log.append(entry, out)
-        self.applier.executed(m.op, m.id, pos)
+        self.applier.executed(op, m.id, pos)
         out.append(Metric("appended", float(pos)))
         if not self.peers:  # a shard of one: its own durable copy is the majority
             self.advance_commit(out)
@@ -486,7 +498,7 @@ class Replica:
     # applier's work on the index; each runs under its hook, and a measuring subclass
     # can wrap them by name as well.
 
-    def _execute(self, op: str, id_: int, vector: bytes) -> EdgeDelta:
+    def _execute(self, op: str, id_: int, vector: bytes) -> EdgeDelta | None:
         """The leader's own write on its index, under the ``op`` hook."""
         with self.hooks.op():
             return self.applier.execute(op, id_, vector)

@@ -266,3 +266,45 @@ async def test_a_crash_as_the_store_starts_a_commit_is_a_crash(tmp_path):
     assert scope.cancelled_caught
     store.close()
     assert SQLiteStore(tmp_path / "store.sqlite3").load() == {}
+
+
+def recorded_deltas(cfg: ClusterFile, n: int, seed: int) -> tuple[list, str]:
+    """``n`` inserts on an index of the shard's parameters, recorded as ``(id, delta
+    bytes)``, and that index's digest."""
+    index = cfg.replica_configs("n1")[0].index()
+    rng = np.random.default_rng(seed)
+    deltas = [(i, index.insert(i, rng.standard_normal(DIM).astype(np.float32)).to_bytes())
+              for i in range(n)]
+    return deltas, index.digest()
+
+
+@pytest.mark.trio
+async def test_recorded_deltas_pipelined_through_a_leader_crash(cfg, mock_clock):
+    deltas, digest = recorded_deltas(cfg, 240, seed=3)
+    transport = MemoryTransport()
+    async with trio.open_nursery() as nursery:
+        cluster, first = await start_all(cfg, transport, nursery, mock_clock)
+        async with Client(cfg, transport=transport, history=True, seed=1) as client:
+            acks = await client.write_deltas(deltas[:100], concern="majority", window=16)
+            assert [a.pos for a in acks] == list(range(1, 101))  # in order, after the NOOP
+
+            # the leader crashes while 16 are outstanding: the pipeline falls back to
+            # the leader-finding path and resumes, in order, through the new leader
+            async def crash_soon() -> None:
+                while sum(row["status"] == "ok" for row in client.history) < 140:
+                    await trio.sleep(0)
+                await cluster.crash(first)
+
+            nursery.start_soon(crash_soon)
+            acks = await client.write_deltas(deltas[100:], concern="majority", window=16)
+            assert len(acks) == 140 and len({a.pos for a in acks}) == 140
+            assert cluster.leader() != first
+            await cluster.start(first)
+            await cluster.wait_converged(timeout=30)
+
+        assert any(row["status"] == "failed" for row in client.history)  # it was hit
+        for name, driver in cluster.drivers.items():
+            replica = driver.process.replicas[0]
+            assert replica.index.digest() == digest, name
+            assert replica.errors == 0
+        nursery.cancel_scope.cancel()

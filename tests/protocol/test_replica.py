@@ -438,3 +438,66 @@ def test_a_heartbeat_is_anchored_at_the_acknowledged_end_so_entries_in_flight_st
     assert reply == AppendReply(0, 1, True, 1)
     out = a.on_message(412 * MS, "b", encode(reply), 0)
     assert appends_to(out, "b") == [] and a.tracker["b"].next == 4  # nothing rewound or resent
+
+
+# ---------------------------------------------------------------------- delta writes
+
+
+def recorded(n: int, deletes: tuple[int, ...] = ()) -> tuple[list, str]:
+    """``n`` inserts (then ``deletes``) on an index of the shard's parameters, as
+    ``(op, id, delta bytes)``, and that index's digest."""
+    index = CFG.index()
+    rng = np.random.default_rng(5)
+    out = [("insert", i, index.insert(i, rng.random(4, dtype=np.float32)).to_bytes())
+           for i in range(n)]
+    out += [("delete", i, index.delete(i).to_bytes()) for i in deletes]
+    return out, index.digest()
+
+
+def delta_write(req: int, id_: int, body: bytes) -> bytes:
+    return encode(ClientWrite(0, req, "delta", id_, body, "one"))
+
+
+def test_a_recorded_run_written_as_deltas_gives_the_recording_index_on_every_replica():
+    deltas, digest = recorded(12, deletes=(3, 7))
+    a = replica("a")
+    out: list = []
+    a.become_leader(0, out)
+    for req, (_, id_, body) in enumerate(deltas):
+        out += a.on_message(1, "client", delta_write(req, id_, body), 0)
+    acks = [m for to, m in sent(out) if to == "client"]
+    assert [m.status for m in acks] == ["ok"] * len(deltas)
+    assert [m.seq for m in acks] == list(range(1, len(deltas) + 1))  # after the NOOP
+    assert a.index.digest() == digest
+    assert all(e[1] == DELTA and e[2] == body
+               for e, (_, _, body) in zip(a.log.entries[1:], deltas, strict=True))
+    b = replica("b")
+    b.on_message(2, "a", encode(Append(0, a.term, "a", 0, 0, list(a.log.entries),
+                                       len(a.log.entries))), 0)
+    assert b.index.digest() == digest
+    # a retry of an acknowledged delta write is acknowledged at its position, once
+    out = a.on_message(3, "client", delta_write(99, deltas[4][1], deltas[4][2]), 0)
+    assert [(m.status, m.seq) for _, m in sent(out)] == [("ok", 5)]
+    assert len(a.log.entries) == len(deltas) + 1
+
+
+@pytest.mark.parametrize("case", ["out_of_order", "wrong_id", "garbage", "replay_policy"])
+def test_a_bad_delta_write_is_an_error_reply_and_changes_nothing(case):
+    deltas, _ = recorded(4)
+    a = replica("a") if case != "replay_policy" else Replica(
+        "a", {}, ReplicaConfig(replicas=("a", "b", "c"), dim=4, R=8, L=16, policy="replay"),
+        np.random.default_rng(0))
+    a.on_start(0)
+    a.become_leader(0, [])
+    a.on_message(1, "client", delta_write(0, deltas[0][1], deltas[0][2]), 0)
+    before = (a.index.digest(), len(a.log.entries))
+    msg = {"out_of_order": delta_write(1, deltas[2][1], deltas[2][2]),  # skips seq 1
+           "wrong_id": delta_write(1, 3, deltas[1][2]),
+           "garbage": delta_write(1, 1, b"GRD\x01" + bytes(60)),
+           "replay_policy": delta_write(1, deltas[1][1], deltas[1][2])}[case]
+    (reply,) = [m for _, m in sent(a.on_message(2, "client", msg, 0))]
+    assert reply.status == "error"
+    assert reply.error.startswith({"out_of_order": "DeltaOutOfOrder", "wrong_id":
+                                   "InvalidArgument", "garbage": "DeltaError",
+                                   "replay_policy": "InvalidArgument"}[case])
+    assert (a.index.digest(), len(a.log.entries)) == before
