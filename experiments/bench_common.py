@@ -11,6 +11,7 @@ import it too.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -27,7 +28,7 @@ if str(REPO) not in sys.path:  # the reference venv does not have graphrep insta
 from graphrep.datasets import recall_at_k  # noqa: E402
 
 __all__ = ["GRAPH_OPTIONS", "INDEX_OPTIONS", "SWEEP_OPTIONS", "add_options", "best_time",
-           "forward", "recall_at_k", "run_info", "search_sweep"]
+           "cpu_seconds", "forward", "recall_at_k", "run_info", "search_sweep"]
 
 Option = tuple[str, type, float, str]
 """``(flag, type, default, help)`` of a command-line option."""
@@ -47,6 +48,12 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
     ("--stop-recall", float, 0.999, "stop the sweep once both recalls reach this"),
     ("--insert-frac", float, 0.1, "fraction of the base inserted one point at a time"),
 )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def add_options(p: argparse.ArgumentParser, options: Sequence[Option]) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import trio
+from bench_common import cpu_seconds
 
 from graphrep.ann import VamanaIndex
 from graphrep.datasets import gaussian_mixture
@@ -45,14 +46,6 @@ from graphrep.net.config import ClusterFile
 from graphrep.net.load import drive, plan
 from graphrep.net.local import LocalCluster
 from graphrep.net.store import SQLiteStore
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def seed_stores(cfg: ClusterFile, data: bytes, end: int) -> None:
