@@ -16,8 +16,8 @@ Example (``graphrep cluster up`` writes one like it)::
     alpha = 1.2
 
     [protocol]                      # optional ReplicaConfig fields; *_ms in milliseconds
-    tick_ms = 10
-    election_timeout_ms = [150, 300]
+    tick_ms = 50
+    election_timeout_ms = [1000, 2000]
 
     [limits]                        # optional graphrep.net.driver.DriverConfig fields
     max_frame_bytes = 67108864
@@ -56,7 +56,7 @@ __all__ = ["ClusterFile", "NodeSpec"]
 _FIXED = {"replicas", "dim", "shard", "policy", "metric", "R", "L", "alpha"}
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ReplicaConfig)} - _FIXED
 _LIMITS = {"max_frame_bytes", "inputs", "peer_queue", "client_queue", "hello_timeout",
-           "idle_timeout", "frame_timeout"}
+           "idle_timeout", "frame_timeout", "stall_warning"}
 
 
 @dataclass(frozen=True)

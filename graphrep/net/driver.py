@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -101,7 +102,7 @@ class DriverConfig:
                  peer_queue: int = 4096, client_queue: int = 4096,
                  hello_timeout: float = 5.0, idle_timeout: float = 300.0,
                  frame_timeout: float = 30.0, backoff: tuple[float, float] = (0.02, 1.0),
-                 auth: bytes = b"") -> None:
+                 auth: bytes = b"", stall_warning: float = 0.075) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.inputs = inputs
         self.peer_queue = peer_queue
@@ -111,6 +112,10 @@ class DriverConfig:
         self.frame_timeout = frame_timeout
         self.backoff = backoff
         self.auth = auth
+        self.stall_warning = stall_warning
+        """A callback that holds the loop longer than this (seconds) is logged and
+        counted (``loop_stalls``): meanwhile the node sends nothing, not even heartbeats,
+        so a stall near the election timeout makes its peers stand for election."""
 
 
 class _ClientConn:
@@ -217,6 +222,7 @@ class NodeDriver:
         """The serial loop: one input at a time, effects carried out in order."""
         async for item in self._inputs:
             kind = item[0]
+            started = time.perf_counter()
             if kind == "msg":
                 _, src, msg, size = item
                 if self._decode is None:
@@ -237,7 +243,22 @@ class NodeDriver:
                 continue
             else:  # pragma: no cover - the driver puts only the kinds above
                 raise NetError(f"unknown input {kind!r}")
+            took = time.perf_counter() - started
+            if took > self.config.stall_warning:
+                self._stalled(took, item)
             self._carry_out(effects)
+
+    def _stalled(self, took: float, item: tuple) -> None:
+        """Count and log a callback that held the loop for ``took`` seconds."""
+        self.counters["loop_stalls"] += 1
+        worst = self.counters.get("loop_stall_max_ms", 0)
+        self.counters["loop_stall_max_ms"] = max(worst, round(took * 1e3))
+        what = (f"a message from {item[1]!r}" if item[0] == "msg"
+                else f"timer {item[1]!r}")
+        log.warning("%s: handling %s held the loop for %.0f ms (more than %.0f ms): "
+                    "nothing was sent meanwhile; if this nears the election timeout, "
+                    "raise election_timeout_ms in the cluster file", self.name, what,
+                    took * 1e3, self.config.stall_warning * 1e3)
 
     # ------------------------------------------------------------------ effects
 

@@ -107,8 +107,11 @@ def build_node(cfg: ClusterFile, name: str, transport: Transport | None = None,
     def factory(node: str, disk: dict) -> ShardHost:
         return ShardHost(node, disk, configs, _rng_for(node))
 
+    config = cfg.driver_config()
+    if "stall_warning" not in cfg.limits:  # half the shortest election timeout
+        config.stall_warning = min(c.election_timeout_ns[0] for c in configs) / 2e9
     return NodeDriver(name, factory, store, transport, cluster=cfg.cluster, peers=peers,
-                      config=cfg.driver_config(), control=_control, decode=decode)
+                      config=config, control=_control, decode=decode)
 
 
 def warm_up(dim: int, metric: str = "l2", R: int = 32, L: int = 64,

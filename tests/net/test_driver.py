@@ -20,7 +20,9 @@ present, a delete absent), and the nodes' indexes must be equal (digests).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,11 +30,11 @@ import trio
 import trio.testing
 
 from graphrep.net import Client, ClusterFile, NodeSpec, SQLiteStore, build_node, status_of
-from graphrep.net.driver import NodeDriver
+from graphrep.net.driver import DriverConfig, NodeDriver
 from graphrep.net.node import warm_up
 from graphrep.net.testing import FaultyTransport, MemoryTransport, autojump
 from graphrep.net.transport import TCPTransport, Transport
-from graphrep.sansio import BaseProcess
+from graphrep.sansio import BaseProcess, SetTimer
 
 NAMES = ("n1", "n2", "n3")
 DIM = 8
@@ -308,3 +310,31 @@ async def test_recorded_deltas_pipelined_through_a_leader_crash(cfg, mock_clock)
             assert replica.index.digest() == digest, name
             assert replica.errors == 0
         nursery.cancel_scope.cancel()
+
+
+class _Slow(BaseProcess):
+    """Sets a timer at start; its callback holds the loop for 30 ms."""
+
+    def on_start(self, now: int) -> list:
+        return [SetTimer("slow", 1_000_000)]
+
+    def on_timer(self, now: int, name: Any) -> list:
+        time.sleep(0.03)
+        return []
+
+
+@pytest.mark.trio
+async def test_a_callback_that_holds_the_loop_is_counted_and_logged(tmp_path, caplog):
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    driver = NodeDriver("solo", lambda name, disk: _Slow(), store, MemoryTransport(),
+                        cluster="solo", peers=[], config=DriverConfig(stall_warning=0.01))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        with trio.fail_after(5):
+            while not driver.counters["loop_stalls"]:
+                await trio.sleep(0.005)
+        nursery.cancel_scope.cancel()
+    store.close()
+    assert driver.counters["loop_stalls"] == 1
+    assert driver.counters["loop_stall_max_ms"] >= 30
+    assert any("timer 'slow' held the loop" in r.getMessage() for r in caplog.records)
