@@ -146,6 +146,16 @@ class HandshakeRefused(NetError):
     secret), or sent one this node refuses; the message says which side and why."""
 
 
+class AuthenticationFailed(HandshakeRefused):
+    """A handshake's proof failed: this side or the peer does not hold the cluster key or
+    the client token the other expects (another secret file, a token of another cluster,
+    a replayed handshake)."""
+
+
+class PermissionDenied(NetError):
+    """The connection's role may not do this (a read token's write); use a write token."""
+
+
 class RequestTimeout(NetError, TimeoutError):
     """A client call got no answer in time; the message names the call and the timeout."""
 

@@ -10,6 +10,10 @@
         c.status()
         c.write_deltas([(id, delta_bytes), ...], window=32)  # a recorded run, in order
 
+Every connection proves a client token (:mod:`graphrep.net.handshake`): ``token=``, else
+the environment's ``GRAPHREP_TOKEN``, else the write token the cluster file names. A
+read token's writes raise :class:`~graphrep.errors.PermissionDenied`.
+
 Writes go to the replica the client believes leads the id's shard (``id % shards``); a
 ``not_leader`` answer names the leader, and a replica that does not answer in
 ``attempt_timeout`` (or refuses the connection) is skipped for the next one; when no
@@ -51,20 +55,18 @@ from graphrep.errors import (
     InvalidArgument,
     InvalidVector,
     NoLeader,
+    PermissionDenied,
     ProtocolError,
     RequestTimeout,
     WriteRefused,
 )
 from graphrep.net.config import ClusterFile
+from graphrep.net.handshake import dial, token_role
 from graphrep.net.transport import TCPTransport, Transport
 from graphrep.net.wire import (
-    WIRE_VERSION,
     FrameReader,
-    Hello,
     control,
     decode_control,
-    decode_welcome,
-    encode_hello,
     frame,
     is_control,
 )
@@ -114,8 +116,13 @@ class Client:
     def __init__(self, cluster: ClusterFile, *, name: str | None = None,
                  timeout: float = 10.0, attempt_timeout: float = 1.0,
                  transport: Transport | None = None, history: bool = False,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, token: str | None = None) -> None:
         self.cfg = cluster
+        if token is None:
+            token = os.environ.get("GRAPHREP_TOKEN") or cluster.client_token()
+        self._token = token.strip()
+        # with no secrets configured anywhere, the handshake proves the empty key
+        self._role = token_role(self._token) if self._token else "write"
         self.name = name or f"client-{os.getpid()}-{random.getrandbits(32):08x}"
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
@@ -176,13 +183,14 @@ class Client:
                 return conn
             stream = await self.transport.connect(self.name, node)
             try:
-                await stream.send_all(frame(encode_hello(Hello(
-                    WIRE_VERSION, self.cfg.cluster, self.name, "client", b""))))
-                reader = FrameReader(stream, self.cfg.driver_config().max_frame_bytes)
-                body = await reader.next()
-                if body is None:
-                    raise FrameError(f"{node} closed the connection during the hello")
-                decode_welcome(body)
+                reader = await dial(
+                    stream, cluster=self.cfg.cluster, name=self.name, node=node,
+                    role=self._role, key=self._token.encode(), timeout=self.attempt_timeout,
+                    max_frame_bytes=self.cfg.driver_config().max_frame_bytes)
+            except trio.TooSlowError:
+                await trio.aclose_forcefully(stream)
+                raise FrameError(f"{node} did not finish the handshake in "
+                                 f"{self.attempt_timeout} s") from None
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -329,6 +337,9 @@ class Client:
                 return
             row.update(status="failed", done=time.time(),
                        error=getattr(reply, "error", "") or "no reply")
+            if reply is not None and getattr(reply, "status", None) == "denied":
+                raise PermissionDenied(f"delta of id {items[k][0]} denied by {target}: "
+                                       f"{reply.error}")
             if reply is not None and getattr(reply, "status", None) == "error":
                 raise WriteRefused(f"delta of id {items[k][0]} refused by {target}: "
                                    f"{reply.error}")
@@ -392,6 +403,9 @@ class Client:
                 self.session[shard] = max(self.session.get(shard, 0), reply.seq + 1)
                 row.update(status="ok", done=time.time(), term=reply.term, pos=reply.seq)
                 return Ack(shard, reply.term, reply.seq)
+            if reply is not None and getattr(reply, "status", None) == "denied":
+                row.update(status="failed", done=time.time(), error=reply.error)
+                raise PermissionDenied(f"{op} of id {id_} denied by {target}: {reply.error}")
             if reply is not None and getattr(reply, "status", None) == "error":
                 row.update(status="failed", done=time.time(), error=reply.error)
                 raise WriteRefused(f"{op} of id {id_} refused by {target}: {reply.error}")

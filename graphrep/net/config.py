@@ -46,6 +46,7 @@ from typing import Any
 
 from graphrep.errors import ConfigError, PlacementError
 from graphrep.net.driver import DriverConfig
+from graphrep.net.handshake import SECRET_FILES, Keys, read_secret
 from graphrep.net.transport import parse_address
 from graphrep.protocol.config import CONCERNS, POLICIES, ReplicaConfig
 from graphrep.protocol.placement import ShardPlacement, place
@@ -84,6 +85,9 @@ class ClusterFile:
     alpha: float = 1.2
     protocol: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
+    security: dict[str, Path] = field(default_factory=dict)
+    """``[security]``: the secret files (:data:`graphrep.net.handshake.SECRET_FILES`),
+    relative to the cluster file; empty: no secrets, connections are not authenticated."""
     path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -103,6 +107,10 @@ class ClusterFile:
         if unknown:
             raise ConfigError(f"[protocol] has unknown keys {unknown}; known: "
                               f"{sorted(_PROTOCOL_FIELDS)} (times as *_ms)")
+        unknown = sorted(set(self.security) - set(SECRET_FILES))
+        if unknown:
+            raise ConfigError(f"[security] has unknown keys {unknown}; known: "
+                              f"{sorted(SECRET_FILES)}")
         unknown = sorted(set(self.limits) - _LIMITS)
         if unknown:
             raise ConfigError(f"[limits] has unknown keys {unknown}; known: {sorted(_LIMITS)}")
@@ -142,6 +150,8 @@ class ClusterFile:
             data_dir = Path(raw.get("data_dir", "data"))
             if not data_dir.is_absolute():
                 data_dir = path.parent / data_dir
+            security = {str(k): path.parent / str(v)
+                        for k, v in dict(raw.get("security", {})).items()}
             return cls(cluster=str(raw["cluster"]), nodes=nodes, shards=shards,
                        dim=index.get("dim", 0), data_dir=data_dir,
                        replication=int(raw.get("replication", min(3, len(nodes)))),
@@ -149,7 +159,8 @@ class ClusterFile:
                        concern=str(raw.get("concern", "majority")),
                        metric=str(index.get("metric", "l2")), R=int(index.get("R", 32)),
                        L=int(index.get("L", 64)), alpha=float(index.get("alpha", 1.2)),
-                       protocol=protocol, limits=dict(raw.get("limits", {})), path=path)
+                       protocol=protocol, limits=dict(raw.get("limits", {})),
+                       security=security, path=path)
         except KeyError as exc:
             raise ConfigError(f"{path} misses the key {exc.args[0]!r}") from None
         except (TypeError, ValueError, AttributeError) as exc:
@@ -174,6 +185,10 @@ class ClusterFile:
             lines.append(f"{key} = {_toml(value)}")
         lines += ["", "[limits]"]
         lines += [f"{k} = {_toml(v)}" for k, v in sorted(self.limits.items())]
+        if self.security:
+            lines += ["", "[security]                      # secret files, mode 600"]
+            lines += [f'{k} = "{_relative(v, path.parent)}"'
+                      for k, v in sorted(self.security.items())]
         lines += ["", "[nodes]"]
         lines += [f'{n} = {{ address = "{s.address}", region = "{s.region}" }}'
                   for n, s in sorted(self.nodes.items())]
@@ -183,6 +198,15 @@ class ClusterFile:
         return path
 
     # ------------------------------------------------------------------ derived
+
+    def keys(self) -> Keys:
+        """The secrets a node of this cluster holds (reads the secret files)."""
+        return Keys.load(self.security)
+
+    def client_token(self) -> str:
+        """The write token the cluster file names ("" when it names no secrets)."""
+        path = self.security.get("write_token")
+        return "" if path is None else read_secret(path)
 
     def placement(self) -> list[ShardPlacement]:
         return place({n: s.region for n, s in self.nodes.items()},
@@ -206,6 +230,13 @@ class ClusterFile:
 
     def node_dir(self, node: str) -> Path:
         return self.data_dir / node
+
+
+def _relative(p: Path, base: Path) -> Path:
+    try:
+        return p.resolve().relative_to(base.resolve())
+    except ValueError:
+        return p.resolve()
 
 
 def _toml(value: Any) -> str:

@@ -40,7 +40,9 @@ transport (:class:`~graphrep.net.transport.TCPTransport` for real sockets,
 from __future__ import annotations
 
 import collections
+import hmac
 import logging
+import os
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -54,23 +56,29 @@ from graphrep.errors import (
     ProtocolError,
     StoreError,
 )
+from graphrep.net.handshake import Keys, proof
 from graphrep.net.peers import PeerLink, coalesce
 from graphrep.net.store import SQLiteStore
 from graphrep.net.transport import Transport
 from graphrep.net.wire import (
     MAX_FRAME_BYTES,
+    NONCE_BYTES,
     WIRE_VERSION,
+    Challenge,
     FrameReader,
+    Hello,
     Welcome,
     check_hello,
     control,
+    decode_auth,
     decode_control,
     decode_hello,
+    encode_challenge,
     encode_welcome,
     frame,
     is_control,
 )
-from graphrep.protocol.messages import ClientSearch, ClientWrite
+from graphrep.protocol.messages import ClientSearch, ClientWrite, WriteReply, encode
 from graphrep.sansio import (
     Busy,
     CancelTimer,
@@ -102,7 +110,7 @@ class DriverConfig:
                  peer_queue: int = 4096, client_queue: int = 4096,
                  hello_timeout: float = 5.0, idle_timeout: float = 300.0,
                  frame_timeout: float = 30.0, backoff: tuple[float, float] = (0.02, 1.0),
-                 auth: bytes = b"", stall_warning: float = 0.075) -> None:
+                 keys: Keys | None = None, stall_warning: float = 0.075) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.inputs = inputs
         self.peer_queue = peer_queue
@@ -111,11 +119,22 @@ class DriverConfig:
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout
         self.backoff = backoff
-        self.auth = auth
+        self.keys = keys or Keys()
+        """The cluster key and client tokens (:mod:`graphrep.net.handshake`)."""
         self.stall_warning = stall_warning
         """A callback that holds the loop longer than this (seconds) is logged and
         counted (``loop_stalls``): meanwhile the node sends nothing, not even heartbeats,
         so a stall near the election timeout makes its peers stand for election."""
+
+
+def _address(stream: trio.abc.Stream) -> str:
+    """The peer's address of a TCP stream, for logs ("?" for other streams)."""
+    sock = getattr(stream, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2] if sock is not None else ("?", "")
+    except OSError:
+        return "?"
+    return f"{host}:{port}" if port != "" else str(host)
 
 
 class _ClientConn:
@@ -398,20 +417,13 @@ class NodeDriver:
                 return
             hello = decode_hello(body)
             peer = hello.name
-            why = check_hello(hello, self.cluster, cfg.auth)
-            if not why and hello.role == "node" and hello.name not in self.links:
-                why = f"{hello.name!r} is not a node of this cluster's file"
-            await stream.send_all(frame(encode_welcome(
-                Welcome(WIRE_VERSION, not why, self.name, why))))
-            if why:
-                self.counters["refused_hellos"] += 1
-                log.warning("%s: refused a connection from %r: %s", self.name, peer, why)
+            if not await self._authenticate(stream, reader, hello):
                 return
             if hello.role == "node":
                 self.links[hello.name].poke()  # it is up: our link to it need not wait
                 await self._read_peer(reader, hello.name)
             else:
-                await self._serve_client(stream, reader, hello.name)
+                await self._serve_client(stream, reader, hello.name, hello.role)
         except trio.TooSlowError:
             self.counters["connection_timeouts"] += 1
             log.info("%s: closed a silent connection from %r", self.name, peer)
@@ -423,6 +435,52 @@ class NodeDriver:
             pass
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _authenticate(self, stream: trio.abc.Stream, reader: FrameReader,
+                            hello: Hello) -> bool:
+        """The node's side of the handshake (:mod:`graphrep.net.handshake`) after
+        ``hello``: whether the dialer proved its role's key. A refusal is answered,
+        counted and logged with the peer's address, never a secret."""
+        cfg = self.config
+        why = check_hello(hello, self.cluster)
+        if not why and hello.role == "node" and hello.name not in self.links:
+            why = f"{hello.name!r} is not a node of this cluster's file"
+        key = cfg.keys.key_for(hello.role)
+        if not why and key is None:
+            why = f"this cluster has no {hello.role} token"
+        nonce = os.urandom(NONCE_BYTES)
+        if why or key is None:
+            await stream.send_all(frame(encode_challenge(Challenge(
+                WIRE_VERSION, False, self.name, why, nonce, b""))))
+            self.counters["refused_hellos"] += 1
+            log.warning("%s: refused a connection from %r (%s): %s", self.name, hello.name,
+                        _address(stream), why)
+            return False
+        mine = proof(key, "node", self.cluster, hello.name, self.name, hello.role,
+                     hello.nonce, nonce)
+        await stream.send_all(frame(encode_challenge(Challenge(
+            WIRE_VERSION, True, self.name, "", nonce, mine))))
+        with trio.fail_after(cfg.hello_timeout):
+            body = await reader.next()
+        if body is None:  # a dialer leaves when this node's proof fails its check
+            self.counters["abandoned_handshakes"] += 1
+            log.warning("%s: %r (%s) left after the challenge: it holds another %s, or it "
+                        "is not a graphrep %s", self.name, hello.name, _address(stream),
+                        "cluster key" if hello.role == "node" else "token",
+                        "node" if hello.role == "node" else "client")
+            return False
+        theirs = decode_auth(body)
+        expected = proof(key, "dialer", self.cluster, hello.name, self.name, hello.role,
+                         hello.nonce, nonce)
+        ok = hmac.compare_digest(theirs, expected)
+        what = "cluster key" if hello.role == "node" else f"{hello.role} token"
+        why = "" if ok else f"the proof of the {what} is wrong (another secret, or replayed)"
+        await stream.send_all(frame(encode_welcome(Welcome(WIRE_VERSION, ok, self.name, why))))
+        if not ok:
+            self.counters["refused_handshakes"] += 1
+            log.warning("%s: refused a connection from %r (%s): %s", self.name, hello.name,
+                        _address(stream), why)
+        return ok
 
     async def _next_frame(self, reader: FrameReader) -> bytes | None:
         """The next frame, within the idle timeout (and the frame timeout once one has
@@ -446,7 +504,11 @@ class NodeDriver:
             await self._inputs_send.send(("msg", peer, msg, len(body)))
 
     async def _serve_client(self, stream: trio.abc.Stream, reader: FrameReader,
-                            name: str) -> None:
+                            name: str, role: str = "write") -> None:
+        """A client's connection: its requests into the loop, its replies written back.
+        A ``read`` client's write is answered ``denied`` here and never reaches the
+        process (when the driver decodes messages; one that does not has no notion of a
+        write)."""
         conn = _ClientConn(name, self.config.client_queue)
         old = self.clients.get(name)
         if old is not None:
@@ -466,6 +528,9 @@ class NodeDriver:
                                 raise FrameError(f"client {name!r} sent {type(msg).__name__}: "
                                                  "a client's connection carries only "
                                                  "ClientWrite and ClientSearch")
+                            if role == "read" and type(msg) is ClientWrite:
+                                self._deny(conn, msg)
+                                continue
                             await self._inputs_send.send(("msg", name, msg, len(body)))
                 except (trio.TooSlowError, FrameError, ProtocolError, trio.BrokenResourceError,
                         trio.ClosedResourceError, OSError) as exc:
@@ -477,6 +542,16 @@ class NodeDriver:
             conn.send.close()
         if error is not None:
             raise error
+
+    def _deny(self, conn: _ClientConn, msg: ClientWrite) -> None:
+        self.counters["denied_writes"] += 1
+        reply = encode(WriteReply(msg.shard, msg.req, "denied", -1, -1, self.name,
+                                  "this connection holds a read token: writes need a write "
+                                  "token"))
+        try:
+            conn.send.send_nowait(frame(reply))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.counters["dropped_sends"] += 1
 
     @staticmethod
     async def _write_client(stream: trio.abc.Stream, conn: _ClientConn,

@@ -28,6 +28,7 @@ from typing import Any
 
 from graphrep.errors import ClusterError, GraphrepError
 from graphrep.net.config import ClusterFile, NodeSpec
+from graphrep.net.handshake import SECRET_FILES, generate
 from graphrep.sansio import MS
 
 __all__ = ["LocalCluster", "down", "kill", "leader_of", "pid_of", "running", "start",
@@ -162,12 +163,18 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
         if not _port_free(p):
             raise ClusterError(f"port {p} on 127.0.0.1 is in use; choose another --port")
     names = [f"n{i + 1}" for i in range(nodes)]
+    secret_dir = directory / "secrets"
+    if all((secret_dir / f).exists() for f in SECRET_FILES.values()):
+        security = {k: secret_dir / f for k, f in SECRET_FILES.items()}  # an earlier up's
+    else:
+        security = generate(secret_dir)
     cfg = ClusterFile(
         cluster=f"graphrep-{os.urandom(4).hex()}",
         nodes={n: NodeSpec(n, f"127.0.0.1:{p}") for n, p in zip(names, ports, strict=True)},
         shards={s: ("local",) for s in range(shards)}, dim=dim,
         data_dir=directory / "data", replication=replication or min(3, nodes),
-        policy=policy, concern=concern, protocol={**LIVE_PROTOCOL, **(protocol or {})})
+        policy=policy, concern=concern, protocol={**LIVE_PROTOCOL, **(protocol or {})},
+        security=security)
     cfg.dump(directory / CONFIG)
     cfg = ClusterFile.load(directory / CONFIG)
     if prepare is not None:

@@ -108,6 +108,10 @@ def build_node(cfg: ClusterFile, name: str, transport: Transport | None = None,
         return ShardHost(node, disk, configs, _rng_for(node))
 
     config = cfg.driver_config()
+    config.keys = cfg.keys()
+    if not config.keys.configured:
+        log.warning("%s: the cluster file names no secrets ([security]): any process that "
+                    "can reach this node's port can join or write", name)
     if "stall_warning" not in cfg.limits:  # half the shortest election timeout
         config.stall_warning = min(c.election_timeout_ns[0] for c in configs) / 2e9
     return NodeDriver(name, factory, store, transport, cluster=cfg.cluster, peers=peers,

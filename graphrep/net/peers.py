@@ -1,6 +1,7 @@
 """A node's link to one peer: a bounded outgoing queue and the connection that drains it.
 
-The link dials its peer, sends the hello, and then writes whatever is queued, many
+The link dials its peer, proves the cluster key (:func:`graphrep.net.handshake.dial`),
+and then writes whatever is queued, many
 frames per write (coalescing queued frames into one ``send_all`` is what makes many
 outstanding messages cheap). If the connection fails, the frames of the failed write are
 lost (the protocol retransmits) and the link dials again after an exponential backoff
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from graphrep.errors import FrameError, HandshakeRefused
-from graphrep.net.wire import WIRE_VERSION, FrameReader, Hello, decode_welcome, encode_hello, frame
+from graphrep.net.handshake import dial
 
 if TYPE_CHECKING:
     from graphrep.net.driver import NodeDriver
@@ -114,13 +115,8 @@ class PeerLink:
 
     async def _handshake(self, stream: trio.abc.Stream) -> None:
         d = self.driver
-        hello = Hello(WIRE_VERSION, d.cluster, d.name, "node", d.config.auth)
-        await stream.send_all(frame(encode_hello(hello)))
-        with trio.fail_after(d.config.hello_timeout):
-            body = await FrameReader(stream, 1 << 16).next()
-        if body is None:
-            raise FrameError(f"{self.peer} closed the connection during the hello")
-        decode_welcome(body)
+        await dial(stream, cluster=d.cluster, name=d.name, node=self.peer, role="node",
+                   key=d.config.keys.cluster_key, timeout=d.config.hello_timeout)
 
     async def _serve(self, stream: trio.abc.Stream) -> None:
         """Write queued frames until the connection fails or the peer closes it; raises

@@ -11,53 +11,67 @@ nothing but the closed connection. Frame bodies are:
 * control frames between a client and a node (``[0, kind, ...]``): version 0 is never a
   protocol version, so :func:`is_control` tells the two apart from the first two bytes.
 
-Hello (client or node -> node)::
+The handshake (:mod:`graphrep.net.handshake` says what it proves)::
 
-    ["graphrep", WIRE_VERSION, cluster id, sender name, role ("node" | "client"), auth]
+    Hello      ["graphrep", WIRE_VERSION, cluster id, sender name, role, nonce]
+    Challenge  ["graphrep-challenge", WIRE_VERSION, ok, node name, reason, nonce, proof]
+    Auth       ["graphrep-auth", proof]
+    Welcome    ["graphrep-welcome", WIRE_VERSION, ok, node name, reason]
 
-``auth`` is bytes, empty today: the place a shared-secret proof goes. The answer is
-``["graphrep-welcome", WIRE_VERSION, ok, node name, reason]``; a node that refuses a
-hello says why in ``reason`` and closes the connection, and the refused side raises
+``role`` is ``node`` or a client's ``read`` / ``write``. A node that refuses a hello
+says why in the challenge's ``reason``, one that refuses the proof in the welcome's,
+and closes the connection; the refused side raises
 :class:`~graphrep.errors.HandshakeRefused` with that reason.
 """
 
 from __future__ import annotations
 
-import hmac
 import struct
 from typing import Any, NamedTuple
 
 import msgpack
 import trio
 
-from graphrep.errors import FrameError, HandshakeRefused
+from graphrep.errors import AuthenticationFailed, FrameError, HandshakeRefused
 
 __all__ = [
     "HEADER",
     "MAX_FRAME_BYTES",
+    "NONCE_BYTES",
     "ROLES",
     "WIRE_VERSION",
+    "Challenge",
     "FrameReader",
     "Hello",
     "Welcome",
+    "check_hello",
     "control",
+    "decode_auth",
+    "decode_challenge",
     "decode_control",
     "decode_hello",
     "decode_welcome",
+    "encode_auth",
+    "encode_challenge",
     "encode_hello",
     "encode_welcome",
     "frame",
     "is_control",
 ]
 
-WIRE_VERSION = 1
-"""The version of the hello and framing; a peer with another one is refused."""
+WIRE_VERSION = 2
+"""The version of the handshake and framing; a peer with another one is refused."""
 MAX_FRAME_BYTES = 64 << 20
 """Default frame limit: must exceed the largest message (snapshot chunks, batches)."""
 HEADER = struct.Struct(">I")
-ROLES = ("node", "client")
+ROLES = ("node", "read", "write")
+"""A dialer's roles: a peer node, or a client holding a read or a write token."""
+NONCE_BYTES = 16
 _MAGIC = "graphrep"
+_CHALLENGE = "graphrep-challenge"
+_AUTH = "graphrep-auth"
 _WELCOME = "graphrep-welcome"
+_PROOF_BYTES = 32
 _MAX_NAME = 256
 
 
@@ -124,7 +138,16 @@ class Hello(NamedTuple):
     cluster: str
     name: str
     role: str
-    auth: bytes
+    nonce: bytes
+
+
+class Challenge(NamedTuple):
+    version: int
+    ok: bool
+    name: str
+    reason: str
+    nonce: bytes
+    proof: bytes
 
 
 class Welcome(NamedTuple):
@@ -139,7 +162,7 @@ def encode_hello(hello: Hello) -> bytes:
 
 
 def _unpack(body: bytes, what: str) -> list:
-    """A hello or a welcome: a short array of scalars (no maps, short strings)."""
+    """A handshake frame: a short array of scalars (no maps, short strings)."""
     try:
         obj = msgpack.unpackb(body, raw=False, max_bin_len=4096, max_str_len=4096,
                               max_array_len=16, max_map_len=0)
@@ -157,36 +180,16 @@ def decode_hello(body: bytes) -> Hello:
     if len(obj) != 6 or obj[0] != _MAGIC or type(obj[1]) is not int:
         raise FrameError("the first frame is not a graphrep hello; is the peer a graphrep "
                          "node or client?")
-    _, version, cluster, name, role, auth = obj
+    _, version, cluster, name, role, nonce = obj
     if not (type(cluster) is str and type(name) is str and type(role) is str
-            and type(auth) is bytes and 0 < len(name) <= _MAX_NAME):
-        raise FrameError("a hello's cluster, name, role and auth must be str, str (1-256 "
+            and type(nonce) is bytes and 0 < len(name) <= _MAX_NAME):
+        raise FrameError("a hello's cluster, name, role and nonce must be str, str (1-256 "
                          "chars), str and bytes")
-    return Hello(version, cluster, name, role, auth)
+    return Hello(version, cluster, name, role, nonce)
 
 
-def encode_welcome(w: Welcome) -> bytes:
-    return msgpack.packb([_WELCOME, *w], use_bin_type=True)
-
-
-def decode_welcome(body: bytes) -> Welcome:
-    """Parse the answer to a hello; raise :class:`HandshakeRefused` if it refuses."""
-    obj = _unpack(body, "answer to the hello")
-    if len(obj) != 5 or obj[0] != _WELCOME or type(obj[1]) is not int:
-        raise FrameError("the answer to the hello is not a graphrep welcome")
-    w = Welcome(*obj[1:])
-    if w.version != WIRE_VERSION:
-        raise HandshakeRefused(f"node {w.name!r} speaks wire version {w.version}, this side "
-                               f"{WIRE_VERSION}: run the same graphrep version on both")
-    if not (type(w.ok) is bool and type(w.name) is str and type(w.reason) is str):
-        raise FrameError("a welcome's ok, name and reason must be bool, str and str")
-    if not w.ok:
-        raise HandshakeRefused(f"node {w.name!r} refused the connection: {w.reason}")
-    return w
-
-
-def check_hello(hello: Hello, cluster: str, auth: bytes = b"") -> str:
-    """Why a node refuses ``hello`` ("" if it accepts it)."""
+def check_hello(hello: Hello, cluster: str) -> str:
+    """Why a node refuses ``hello`` ("" if it goes on to the challenge)."""
     if hello.version != WIRE_VERSION:
         return (f"wire version {hello.version} is not this node's {WIRE_VERSION}: run the "
                 "same graphrep version on both sides")
@@ -195,9 +198,70 @@ def check_hello(hello: Hello, cluster: str, auth: bytes = b"") -> str:
                 "another cluster file")
     if hello.role not in ROLES:
         return f"role {hello.role!r} is not one of {ROLES}"
-    if not hmac.compare_digest(hello.auth, auth):  # in constant time: auth is a secret
-        return "the authentication does not match"
+    if len(hello.nonce) != NONCE_BYTES:
+        return f"the hello's nonce is {len(hello.nonce)} bytes, not {NONCE_BYTES}"
     return ""
+
+
+def encode_challenge(c: Challenge) -> bytes:
+    return msgpack.packb([_CHALLENGE, *c], use_bin_type=True)
+
+
+def _check_version(version: Any, name: Any) -> None:
+    if version != WIRE_VERSION:
+        raise HandshakeRefused(f"node {name!r} speaks wire version {version}, this side "
+                               f"{WIRE_VERSION}: run the same graphrep version on both")
+
+
+def decode_challenge(body: bytes) -> Challenge:
+    """Parse the answer to a hello; raise :class:`HandshakeRefused` if it refuses."""
+    obj = _unpack(body, "answer to the hello")
+    if len(obj) < 2 or obj[0] != _CHALLENGE or type(obj[1]) is not int:
+        raise FrameError("the answer to the hello is not a graphrep challenge")
+    _check_version(obj[1], obj[3] if len(obj) > 3 else "?")
+    if len(obj) != 7:
+        raise FrameError("the answer to the hello is not a graphrep challenge")
+    c = Challenge(*obj[1:])
+    if not (type(c.ok) is bool and type(c.name) is str and type(c.reason) is str
+            and type(c.nonce) is bytes and type(c.proof) is bytes):
+        raise FrameError("a challenge's ok, name, reason, nonce and proof must be bool, "
+                         "str, str, bytes and bytes")
+    if not c.ok:
+        raise HandshakeRefused(f"node {c.name!r} refused the connection: {c.reason}")
+    if len(c.nonce) != NONCE_BYTES or len(c.proof) != _PROOF_BYTES:
+        raise FrameError("a challenge's nonce or proof has the wrong length")
+    return c
+
+
+def encode_auth(proof: bytes) -> bytes:
+    return msgpack.packb([_AUTH, proof], use_bin_type=True)
+
+
+def decode_auth(body: bytes) -> bytes:
+    """The dialer's proof; :class:`FrameError` if the frame is not an Auth."""
+    obj = _unpack(body, "proof")
+    if len(obj) != 2 or obj[0] != _AUTH or type(obj[1]) is not bytes:
+        raise FrameError("the frame after the challenge is not a graphrep proof")
+    return obj[1]
+
+
+def encode_welcome(w: Welcome) -> bytes:
+    return msgpack.packb([_WELCOME, *w], use_bin_type=True)
+
+
+def decode_welcome(body: bytes) -> Welcome:
+    """Parse the last frame of the handshake; raise
+    :class:`~graphrep.errors.AuthenticationFailed` if the node refused the proof."""
+    obj = _unpack(body, "answer to the proof")
+    if len(obj) != 5 or obj[0] != _WELCOME or type(obj[1]) is not int:
+        raise FrameError("the answer to the proof is not a graphrep welcome")
+    w = Welcome(*obj[1:])
+    _check_version(w.version, w.name)
+    if not (type(w.ok) is bool and type(w.name) is str and type(w.reason) is str):
+        raise FrameError("a welcome's ok, name and reason must be bool, str and str")
+    if not w.ok:
+        raise AuthenticationFailed(f"node {w.name!r} refused the connection: {w.reason}")
+    return w
 
 
 def control(kind: str, *fields: Any) -> bytes:

@@ -42,20 +42,30 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphrep.ann import VamanaIndex
-from graphrep.errors import HandshakeRefused
+from graphrep.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    HandshakeRefused,
+    InvalidArgument,
+    PermissionDenied,
+)
 from graphrep.net import Client, ClusterFile, NodeSpec, build_node, status_of
 from graphrep.net.driver import NodeDriver
+from graphrep.net.handshake import SECRET_FILES, dial, generate, proof
 from graphrep.net.node import warm_up
 from graphrep.net.transport import TCPTransport
 from graphrep.net.wire import (
     HEADER,
+    NONCE_BYTES,
     WIRE_VERSION,
+    Challenge,
     FrameReader,
     Hello,
-    Welcome,
     control,
+    decode_challenge,
     decode_control,
     decode_welcome,
+    encode_auth,
     encode_hello,
     frame,
     is_control,
@@ -87,19 +97,28 @@ def _kernels() -> None:
     warm_up(DIM)  # compile (or load) the index kernels before any timeout matters
 
 
+def secrets_in(directory: Path) -> dict[str, Path]:
+    """The secret files in ``directory``, made there the first time."""
+    if all((directory / f).exists() for f in SECRET_FILES.values()):
+        return {k: directory / f for k, f in SECRET_FILES.items()}
+    return generate(directory)
+
+
 def cluster_file(data: Path, names: tuple[str, ...] = ("n1",), cluster: str = CLUSTER,
                  **limits: Any) -> ClusterFile:
     return ClusterFile(cluster=cluster, data_dir=data, dim=DIM, replication=len(names),
                        nodes={n: NodeSpec(n, "127.0.0.1:0") for n in names},
-                       shards={0: ("local",)}, limits={**LIMITS, **limits})
+                       shards={0: ("local",)}, limits={**LIMITS, **limits},
+                       security=secrets_in(data.parent / "secrets"))
 
 
 def vector(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
 
 
-def client_hello(name: str = "raw", cluster: str = CLUSTER) -> bytes:
-    return frame(encode_hello(Hello(WIRE_VERSION, cluster, name, "client", b"")))
+def client_hello(name: str = "raw", cluster: str = CLUSTER, role: str = "write") -> bytes:
+    return frame(encode_hello(Hello(WIRE_VERSION, cluster, name, role,
+                                    b"\x07" * NONCE_BYTES)))
 
 
 async def until_closed(stream: trio.abc.Stream, within: float = CLOSE_WITHIN) -> bytes:
@@ -136,11 +155,11 @@ def frames_of(data: bytes) -> list[bytes]:
     return out
 
 
-def welcome_of(body: bytes) -> Welcome:
-    """A welcome as sent (decode_welcome raises on a refusal; here we look at it)."""
+def challenge_of(body: bytes) -> Challenge:
+    """A challenge as sent (decode_challenge raises on a refusal; here we look at it)."""
     tag, *fields = msgpack.unpackb(body, raw=False)
-    assert tag == "graphrep-welcome"
-    return Welcome(*fields)
+    assert tag == "graphrep-challenge"
+    return Challenge(*fields)
 
 
 class Node:
@@ -166,15 +185,15 @@ class Node:
     async def connect(self) -> trio.SocketStream:
         return await trio.open_tcp_stream("127.0.0.1", self.tcp.bound[self.name])
 
-    async def hello(self, name: str = "raw") -> tuple[trio.SocketStream, FrameReader]:
-        """A raw connection that said a good client hello and was welcomed."""
+    async def hello(self, name: str = "raw", token: str | None = None
+                    ) -> tuple[trio.SocketStream, FrameReader]:
+        """A raw connection that went through the handshake with a client token (the
+        write token by default) and was welcomed."""
+        token = token or self.cfg.client_token()
         stream = await self.connect()
-        await stream.send_all(client_hello(name, self.cfg.cluster))
-        reader = FrameReader(stream, LIMIT)
-        with trio.fail_after(CLOSE_WITHIN):
-            body = await reader.next()
-        assert body is not None
-        assert decode_welcome(body).ok
+        reader = await dial(stream, cluster=self.cfg.cluster, name=name, node=self.name,
+                            role=token.split(".")[0], key=token.encode(),
+                            timeout=CLOSE_WITHIN, max_frame_bytes=LIMIT)
         return stream, reader
 
     async def ping(self, stream: trio.abc.Stream, reader: FrameReader) -> None:
@@ -295,7 +314,9 @@ def only(changes: dict[str, int], **expected: int) -> None:
     assert {k: v for k, v in changes.items() if k in _HOSTILE} == expected
 
 
-_HOSTILE = {"protocol_errors", "refused_hellos", "frame_errors", "connection_timeouts",
+_HOSTILE = {"protocol_errors", "refused_hellos", "refused_handshakes", "denied_writes",
+            "abandoned_handshakes",
+            "frame_errors", "connection_timeouts",
             "dropped_sends", "frame_error:FrameError", "frame_error:MalformedMessage",
             "frame_error:UnsupportedVersion", "frame_error:OversizedMessage"}
 
@@ -415,16 +436,17 @@ async def test_a_silent_connection_is_closed_after_the_hello_timeout(tmp_path):
 
 # ---------------------------------------------------------------------- refused hellos
 
+N16 = b"\x07" * NONCE_BYTES
 REFUSED = {
-    "another wire version": (Hello(WIRE_VERSION + 1, CLUSTER, "c", "client", b""),
+    "another wire version": (Hello(WIRE_VERSION + 1, CLUSTER, "c", "write", N16),
                              [f"wire version {WIRE_VERSION + 1}"]),
-    "another cluster": (Hello(WIRE_VERSION, "other-cluster", "c", "client", b""),
+    "another cluster": (Hello(WIRE_VERSION, "other-cluster", "c", "write", N16),
                         ["cluster id 'other-cluster'", "another cluster file"]),
-    "an unknown role": (Hello(WIRE_VERSION, CLUSTER, "c", "admin", b""), ["role 'admin'"]),
-    "a secret the node does not have": (Hello(WIRE_VERSION, CLUSTER, "c", "client", b"pw"),
-                                        ["authentication"]),
+    "an unknown role": (Hello(WIRE_VERSION, CLUSTER, "c", "admin", N16), ["role 'admin'"]),
+    "a nonce of the wrong size": (Hello(WIRE_VERSION, CLUSTER, "c", "write", b"n"),
+                                  ["nonce is 1 bytes"]),
     "a node that is not in the cluster file": (Hello(WIRE_VERSION, CLUSTER, "n9", "node",
-                                                     b""), ["'n9'", "not a node"]),
+                                                     N16), ["'n9'", "not a node"]),
 }
 
 
@@ -438,12 +460,13 @@ async def test_a_refused_hello_is_answered_with_the_reason_and_closed(tmp_path, 
         follow = frame(encode(ClientWrite(0, 1, "insert", 5, vector(5).tobytes(), "one")))
         await send(stream, frame(encode_hello(hello)) + follow)
         (body,) = frames_of(await until_closed(stream))
-        welcome = welcome_of(body)
-        assert (welcome.version, welcome.ok, welcome.name) == (WIRE_VERSION, False, "n1")
+        challenge = challenge_of(body)
+        assert (challenge.version, challenge.ok, challenge.name, challenge.proof) == (
+            WIRE_VERSION, False, "n1", b"")
         for word in words:
-            assert word in welcome.reason
+            assert word in challenge.reason
         with pytest.raises(HandshakeRefused, match="refused the connection") as refused:
-            decode_welcome(body)
+            decode_challenge(body)
         assert all(word in str(refused.value) for word in words)
     only(changes, refused_hellos=1)
 
@@ -458,6 +481,102 @@ async def test_a_client_of_another_cluster_is_refused_and_told_why(tmp_path):
             with pytest.raises(HandshakeRefused, match="another cluster file"):
                 await stranger.search(vector(1), k=1)
     only(changes, refused_hellos=2)
+
+
+# ---------------------------------------------------------------------- authentication
+
+
+def wrong_token(role: str = "write") -> str:
+    return f"{role}.{'0' * 64}"
+
+
+@pytest.mark.trio
+async def test_a_wrong_token_fails_the_proof_and_is_counted(tmp_path, caplog):
+    async with one_node(tmp_path) as node, unharmed(node) as changes:
+        async with Client(node.cfg, name="guess", timeout=2, transport=node.tcp,
+                          token=wrong_token()) as guess:
+            with pytest.raises(AuthenticationFailed, match="did not prove the write token"):
+                await guess.insert(1, vector(1))
+        # a dialer that skips checking the node's proof still cannot pass
+        stream = await node.connect()
+        await send(stream, client_hello("guess-raw"))
+        reader = FrameReader(stream, LIMIT)
+        with trio.fail_after(CLOSE_WITHIN):
+            challenge = decode_challenge(await reader.next())
+        await send(stream, frame(encode_auth(proof(wrong_token().encode(), "dialer", CLUSTER,
+                                                   "guess-raw", "n1", "write", N16,
+                                                   challenge.nonce))))
+        (body,) = frames_of(await until_closed(stream))
+        with pytest.raises(AuthenticationFailed, match="proof of the write token is wrong"):
+            decode_welcome(body)
+    # the client found the node's proof wrong and left without proving anything
+    only(changes, abandoned_handshakes=1, refused_handshakes=1)
+    logged = [r.getMessage() for r in caplog.records if "guess-raw" in r.getMessage()]
+    assert logged and "127.0.0.1:" in logged[0]  # the peer's address, never a secret
+    assert node.cfg.client_token() not in caplog.text
+
+
+@pytest.mark.trio
+async def test_a_recorded_handshake_replayed_later_is_refused(tmp_path):
+    async with one_node(tmp_path) as node, unharmed(node) as changes:
+        token = node.cfg.client_token().encode()
+
+        async def handshake(auth: bytes | None) -> tuple[bytes, bytes]:
+            """Say the recorded hello; send ``auth``, or a right proof for this
+            connection's challenge; return (the proof sent, the node's answer)."""
+            stream = await node.connect()
+            await send(stream, client_hello("recorded"))
+            reader = FrameReader(stream, LIMIT)
+            with trio.fail_after(CLOSE_WITHIN):
+                challenge = decode_challenge(await reader.next())
+                if auth is None:
+                    auth = proof(token, "dialer", CLUSTER, "recorded", "n1", "write", N16,
+                                 challenge.nonce)
+                await send(stream, frame(encode_auth(auth)))
+                answer = await reader.next()
+            await stream.aclose()
+            assert answer is not None
+            return auth, answer
+
+        recorded, answer = await handshake(None)
+        assert decode_welcome(answer).ok  # the original handshake passes
+        _, answer = await handshake(recorded)  # the same frames, byte for byte, later
+        with pytest.raises(AuthenticationFailed, match="replayed"):
+            decode_welcome(answer)
+    only(changes, refused_handshakes=1)
+
+
+@pytest.mark.trio
+async def test_a_read_token_may_search_but_not_write(tmp_path):
+    async with one_node(tmp_path) as node, unharmed(node) as changes:
+        read = node.cfg.security["read_token"].read_text().strip()
+        async with Client(node.cfg, name="reader", timeout=2, transport=node.tcp,
+                          token=read) as reader:
+            ids, _ = await reader.search(vector(1), k=1)
+            assert len(ids) == 1
+            with pytest.raises(PermissionDenied, match="read token"):
+                await reader.insert(77, vector(77))
+            with pytest.raises(PermissionDenied):
+                await reader.delete(int(ids[0]))
+            assert (await reader.status())["nodes"]["n1"]["up"]
+    only(changes, denied_writes=2)
+
+
+def test_a_secret_file_that_others_may_read_stops_the_node_at_start(tmp_path):
+    cfg = cluster_file(tmp_path / "data")
+    cfg.security["cluster_key"].chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        build_node(cfg, "n1")
+    cfg.security["cluster_key"].chmod(0o600)
+    cfg.security["read_token"].write_text(wrong_token("write"))
+    with pytest.raises(ConfigError, match="write token where the read token belongs"):
+        build_node(cfg, "n1")
+
+
+def test_a_token_that_names_no_role_is_refused_by_the_client(tmp_path):
+    cfg = cluster_file(tmp_path / "data")
+    with pytest.raises(InvalidArgument, match=r"'read\.<hex>' or 'write\.<hex>'"):
+        Client(cfg, token="0123abcd")
 
 
 # ---------------------------------------------------------------------- after a good hello
@@ -618,9 +737,7 @@ async def test_arbitrary_bytes_never_harm_a_node(tmp_path):
         before = node.state()
 
         async def example(data: bytes, hello: bool, eof: bool) -> None:
-            stream = await node.connect()
-            if hello:
-                await send(stream, client_hello("fuzz"))
+            stream = (await node.hello("fuzz"))[0] if hello else await node.connect()
             await send(stream, data, eof)
             await until_closed(stream)
             status, reader = await node.hello("checker")

@@ -15,20 +15,26 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphrep.errors import FrameError, HandshakeRefused, NetError
+from graphrep.errors import AuthenticationFailed, FrameError, HandshakeRefused, NetError
 from graphrep.net.wire import (
     HEADER,
     MAX_FRAME_BYTES,
+    NONCE_BYTES,
     ROLES,
     WIRE_VERSION,
+    Challenge,
     FrameReader,
     Hello,
     Welcome,
     check_hello,
     control,
+    decode_auth,
+    decode_challenge,
     decode_control,
     decode_hello,
     decode_welcome,
+    encode_auth,
+    encode_challenge,
     encode_hello,
     encode_welcome,
     frame,
@@ -280,43 +286,19 @@ def test_any_byte_stream_gives_frames_then_none_or_a_frame_error(case):
     assert max(stream.asked) <= max(65536, HEADER.size + max_bytes)
 
 
-# ---------------------------------------------------------------- hello and welcome
+# ---------------------------------------------------------------- the handshake's frames
 
 
-HELLO = Hello(WIRE_VERSION, "c1", "n1", "node", b"")
+N16 = b"\x01" * NONCE_BYTES
+HELLO = Hello(WIRE_VERSION, "c1", "n1", "node", N16)
+CHALLENGE = Challenge(WIRE_VERSION, True, "n0", "", b"\x02" * NONCE_BYTES, b"\x03" * 32)
 
 
 def test_a_hello_round_trips():
-    for hello in [HELLO, Hello(WIRE_VERSION, "", "x" * 256, "client", b"secret\x00")]:
+    for hello in [HELLO, Hello(WIRE_VERSION, "", "x" * 256, "write", N16)]:
         back = decode_hello(encode_hello(hello))
         assert back == hello and type(back) is Hello
-        assert check_hello(back, hello.cluster, hello.auth) == ""
-
-
-@pytest.mark.trio
-async def test_hello_and_welcome_over_a_stream():
-    """One side says hello, the other checks it and answers, as the first frame each way."""
-    client, server = trio.testing.memory_stream_pair()
-
-    async def serve() -> None:
-        hello = decode_hello(await FrameReader(server).next())
-        why = check_hello(hello, "c1")
-        await server.send_all(frame(encode_welcome(Welcome(WIRE_VERSION, not why, "n0",
-                                                           why))))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve)
-        await client.send_all(frame(encode_hello(HELLO._replace(role="client"))))
-        welcome = decode_welcome(await FrameReader(client).next())
-    assert welcome == Welcome(WIRE_VERSION, True, "n0", "")
-
-    client, server = trio.testing.memory_stream_pair()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve)
-        await client.send_all(frame(encode_hello(HELLO._replace(cluster="other"))))
-        body = await FrameReader(client).next()
-    with pytest.raises(HandshakeRefused, match=r"'n0' refused .*cluster id 'other'"):
-        decode_welcome(body)
+        assert check_hello(back, hello.cluster) == ""
 
 
 def _id(body: object) -> str:
@@ -328,29 +310,32 @@ def _hello(*items) -> bytes:
     return msgpack.packb(list(items), use_bin_type=True)
 
 
+V = WIRE_VERSION
+
+
 @pytest.mark.parametrize("body", [
     b"",
     b"\xc1",                                     # never valid msgpack
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",         # a stranger
-    _hello("graphrep", 1, "c", "n", "node", b"") + b"\x00",  # trailing bytes
-    msgpack.packb({"graphrep": 1}),
+    _hello("graphrep", V, "c", "n", "node", N16) + b"\x00",  # trailing bytes
+    msgpack.packb({"graphrep": V}),
     msgpack.packb("graphrep"),
-    _hello("graphrep", 1, "c", "n", "node"),      # too short
-    _hello("graphrep", 1, "c", "n", "node", b"", 0),  # too long
-    _hello("graphrap", 1, "c", "n", "node", b""),  # wrong magic
-    _hello(b"graphrep", 1, "c", "n", "node", b""),  # magic as bytes
-    _hello("graphrep-welcome", 1, True, "n", ""),  # a welcome is not a hello
-    _hello("graphrep", True, "c", "n", "node", b""),  # a bool for the version
-    _hello("graphrep", "1", "c", "n", "node", b""),
-    _hello("graphrep", 1.0, "c", "n", "node", b""),
-    _hello("graphrep", 1, 7, "n", "node", b""),   # cluster not a str
-    _hello("graphrep", 1, "c", b"n", "node", b""),  # name not a str
-    _hello("graphrep", 1, "c", "n", None, b""),   # role not a str
-    _hello("graphrep", 1, "c", "n", "node", ""),  # auth not bytes
-    _hello("graphrep", 1, "c", "", "node", b""),  # empty name
-    _hello("graphrep", 1, "c", "x" * 257, "node", b""),  # overlong name
-    _hello("graphrep", 1, "c", "n", "node", b"a" * 5000),  # an oversized field
-    _hello("graphrep", 1, "c", "n", "node", [b""] * 20),
+    _hello("graphrep", V, "c", "n", "node"),      # too short
+    _hello("graphrep", V, "c", "n", "node", N16, 0),  # too long
+    _hello("graphrap", V, "c", "n", "node", N16),  # wrong magic
+    _hello(b"graphrep", V, "c", "n", "node", N16),  # magic as bytes
+    _hello("graphrep-welcome", V, True, "n", ""),  # a welcome is not a hello
+    _hello("graphrep", True, "c", "n", "node", N16),  # a bool for the version
+    _hello("graphrep", str(V), "c", "n", "node", N16),
+    _hello("graphrep", float(V), "c", "n", "node", N16),
+    _hello("graphrep", V, 7, "n", "node", N16),   # cluster not a str
+    _hello("graphrep", V, "c", b"n", "node", N16),  # name not a str
+    _hello("graphrep", V, "c", "n", None, N16),   # role not a str
+    _hello("graphrep", V, "c", "n", "node", "n"),  # nonce not bytes
+    _hello("graphrep", V, "c", "", "node", N16),  # empty name
+    _hello("graphrep", V, "c", "x" * 257, "node", N16),  # overlong name
+    _hello("graphrep", V, "c", "n", "node", b"a" * 5000),  # an oversized field
+    _hello("graphrep", V, "c", "n", "node", [b""] * 20),
 ], ids=_id)
 def test_decode_hello_refuses_what_is_not_a_hello(body):
     with pytest.raises(FrameError):
@@ -363,8 +348,9 @@ def test_decode_hello_refuses_what_is_not_a_hello(body):
     (HELLO._replace(version=0), ["wire version 0"]),
     (HELLO._replace(cluster="c2"), ["cluster id 'c2'", "'c1'", "another cluster file"]),
     (HELLO._replace(role="admin"), ["role 'admin'", str(ROLES)]),
+    (HELLO._replace(role="client"), ["role 'client'"]),
     (HELLO._replace(role=""), ["role ''"]),
-    (HELLO._replace(auth=b"guess"), ["authentication does not match"]),
+    (HELLO._replace(nonce=b"short"), ["nonce is 5 bytes"]),
 ])
 def test_check_hello_refuses_and_says_why(hello, words):
     why = check_hello(hello, "c1")
@@ -373,45 +359,74 @@ def test_check_hello_refuses_and_says_why(hello, words):
         assert word in why
 
 
-def test_check_hello_wants_the_secret_when_there_is_one():
-    assert check_hello(HELLO, "c1", b"s3cret") == "the authentication does not match"
-    assert check_hello(HELLO._replace(auth=b"s3cre"), "c1", b"s3cret") != ""
-    assert check_hello(HELLO._replace(auth=b"s3cret"), "c1", b"s3cret") == ""
-
-
-def test_a_welcome_round_trips():
+def test_a_challenge_an_auth_and_a_welcome_round_trip():
+    assert decode_challenge(encode_challenge(CHALLENGE)) == CHALLENGE
+    assert decode_auth(encode_auth(b"\x04" * 32)) == b"\x04" * 32
     w = Welcome(WIRE_VERSION, True, "n0", "")
     assert decode_welcome(encode_welcome(w)) == w
 
 
-def test_a_refusal_raises_handshake_refused_with_the_reason():
-    body = encode_welcome(Welcome(WIRE_VERSION, False, "n0", "role 'admin' is not one of"))
+def test_a_refused_hello_raises_handshake_refused_with_the_reason():
+    body = encode_challenge(CHALLENGE._replace(ok=False, reason="role 'admin' is not one of",
+                                               proof=b""))
     with pytest.raises(HandshakeRefused) as info:
-        decode_welcome(body)
+        decode_challenge(body)
     assert "'n0' refused the connection: role 'admin' is not one of" in str(info.value)
     assert isinstance(info.value, NetError) and not isinstance(info.value, FrameError)
+    assert not isinstance(info.value, AuthenticationFailed)
 
 
-def test_a_welcome_of_another_wire_version_is_refused():
-    body = encode_welcome(Welcome(WIRE_VERSION + 1, True, "n0", ""))
-    with pytest.raises(HandshakeRefused, match=f"wire version {WIRE_VERSION + 1}"):
+def test_a_refused_proof_raises_authentication_failed():
+    body = encode_welcome(Welcome(WIRE_VERSION, False, "n0", "the proof is wrong"))
+    with pytest.raises(AuthenticationFailed, match="'n0' refused the connection: the proof"):
         decode_welcome(body)
+
+
+@pytest.mark.parametrize("decode,encode,value", [
+    (decode_challenge, encode_challenge, CHALLENGE),
+    (decode_welcome, encode_welcome, Welcome(WIRE_VERSION, True, "n0", "")),
+])
+def test_an_answer_of_another_wire_version_is_refused(decode, encode, value):
+    with pytest.raises(HandshakeRefused, match=f"wire version {WIRE_VERSION + 1}"):
+        decode(encode(value._replace(version=WIRE_VERSION + 1)))
 
 
 @pytest.mark.parametrize("body", [
     b"",
     b"\xc1",
     encode_hello(HELLO),                              # a hello is not a welcome
-    _hello("graphrep-welcome", WIRE_VERSION, True, "n0"),
+    _hello("graphrep-welcome", V, True, "n0"),
     _hello("graphrep-welcome", True, True, "n0", ""),
-    _hello("graphrep-welcome", WIRE_VERSION, "false", "n0", ""),  # a truthy non-bool
-    _hello("graphrep-welcome", WIRE_VERSION, 1, "n0", ""),
-    _hello("graphrep-welcome", WIRE_VERSION, False, "n0", None),
-    _hello("graphrep-welcome", WIRE_VERSION, True, 5, ""),
+    _hello("graphrep-welcome", V, "false", "n0", ""),  # a truthy non-bool
+    _hello("graphrep-welcome", V, 1, "n0", ""),
+    _hello("graphrep-welcome", V, False, "n0", None),
+    _hello("graphrep-welcome", V, True, 5, ""),
 ], ids=_id)
 def test_decode_welcome_refuses_what_is_not_a_welcome(body):
     with pytest.raises(FrameError):
         decode_welcome(body)
+
+
+@pytest.mark.parametrize("body", [
+    b"",
+    encode_hello(HELLO),
+    _hello("graphrep-challenge", V, True, "n0", "", N16),       # too short
+    _hello("graphrep-challenge", V, "yes", "n0", "", N16, b"\x03" * 32),
+    _hello("graphrep-challenge", V, True, "n0", "", b"x", b"\x03" * 32),  # short nonce
+    _hello("graphrep-challenge", V, True, "n0", "", N16, b"\x03" * 31),   # short proof
+    _hello("graphrep-challenge", V, True, "n0", "", N16, "proof"),
+], ids=_id)
+def test_decode_challenge_refuses_what_is_not_a_challenge(body):
+    with pytest.raises(FrameError):
+        decode_challenge(body)
+
+
+@pytest.mark.parametrize("body", [b"", encode_hello(HELLO), _hello("graphrep-auth"),
+                                  _hello("graphrep-auth", "proof"),
+                                  _hello("graphrep-auth", b"p", b"q")], ids=_id)
+def test_decode_auth_refuses_what_is_not_a_proof(body):
+    with pytest.raises(FrameError):
+        decode_auth(body)
 
 
 # ---------------------------------------------------------------- control frames
