@@ -33,6 +33,9 @@ def add_commands(sub: argparse._SubParsersAction, int_arg: Any, choice_arg: Any)
     choice_arg(up, "--policy", POLICIES, "leader", "replication policy")
     choice_arg(up, "--concern", CONCERNS, "majority", "the clients' default write concern")
     int_arg(up, "--wait", 1, 3600, 120, "seconds to wait for every shard's leader")
+    up.add_argument("--tls", metavar="TLS_DIR", default=None,
+                    help="run every connection over TLS with TLS_DIR/ca.pem, node.pem and "
+                    "node.key (a certificate for 127.0.0.1, the key mode 600)")
     st = csub.add_parser("status", help="per node and shard: role, term, commit, applied, "
                          "lag, digest, up or down")
     st.add_argument("--json", action="store_true", help="print one JSON object")
@@ -86,7 +89,8 @@ def _cluster(args: argparse.Namespace) -> int:
     if args.action == "up":
         cfg = local.up(args.dir, nodes=args.nodes, shards=args.shards, port=args.port,
                        dim=args.dim, replication=args.replication, policy=args.policy,
-                       concern=args.concern, wait=args.wait)
+                       concern=args.concern, wait=args.wait,
+                       tls=local.tls_dir(args.tls) if args.tls else None)
         print(f"cluster {cfg.cluster} is up: {args.dir}/cluster.toml")
         for name, spec in sorted(cfg.nodes.items()):
             print(f"  {name}  {spec.address}  log {args.dir}/{name}.log")

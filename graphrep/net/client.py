@@ -62,7 +62,7 @@ from graphrep.errors import (
 )
 from graphrep.net.config import ClusterFile
 from graphrep.net.handshake import dial, token_role
-from graphrep.net.transport import TCPTransport, Transport
+from graphrep.net.transport import Transport
 from graphrep.net.wire import (
     FrameReader,
     control,
@@ -126,8 +126,7 @@ class Client:
         self.name = name or f"client-{os.getpid()}-{random.getrandbits(32):08x}"
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
-        self.transport = transport or TCPTransport(
-            {n: s.address for n, s in cluster.nodes.items()})
+        self.transport = transport or cluster.transport()
         self.record = history
         self.history: list[dict[str, Any]] = []
         self.leaders: dict[int, str] = {}

@@ -47,7 +47,7 @@ from typing import Any
 from graphrep.errors import ConfigError, PlacementError
 from graphrep.net.driver import DriverConfig
 from graphrep.net.handshake import SECRET_FILES, Keys, read_secret
-from graphrep.net.transport import parse_address
+from graphrep.net.transport import TCPTransport, TLSFiles, parse_address
 from graphrep.protocol.config import CONCERNS, POLICIES, ReplicaConfig
 from graphrep.protocol.placement import ShardPlacement, place
 from graphrep.sansio import MS
@@ -88,6 +88,9 @@ class ClusterFile:
     security: dict[str, Path] = field(default_factory=dict)
     """``[security]``: the secret files (:data:`graphrep.net.handshake.SECRET_FILES`),
     relative to the cluster file; empty: no secrets, connections are not authenticated."""
+    tls: dict[str, Path] = field(default_factory=dict)
+    """``[tls]``: ``ca``, ``cert`` and ``key`` files (relative to the cluster file);
+    empty: connections are plaintext (see :class:`graphrep.net.transport.TLSFiles`)."""
     path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -111,6 +114,9 @@ class ClusterFile:
         if unknown:
             raise ConfigError(f"[security] has unknown keys {unknown}; known: "
                               f"{sorted(SECRET_FILES)}")
+        if self.tls and sorted(self.tls) != ["ca", "cert", "key"]:
+            raise ConfigError(f"[tls] names {sorted(self.tls)}; it names ca, cert and key "
+                              "files, all three")
         unknown = sorted(set(self.limits) - _LIMITS)
         if unknown:
             raise ConfigError(f"[limits] has unknown keys {unknown}; known: {sorted(_LIMITS)}")
@@ -152,6 +158,7 @@ class ClusterFile:
                 data_dir = path.parent / data_dir
             security = {str(k): path.parent / str(v)
                         for k, v in dict(raw.get("security", {})).items()}
+            tls = {str(k): path.parent / str(v) for k, v in dict(raw.get("tls", {})).items()}
             return cls(cluster=str(raw["cluster"]), nodes=nodes, shards=shards,
                        dim=index.get("dim", 0), data_dir=data_dir,
                        replication=int(raw.get("replication", min(3, len(nodes)))),
@@ -160,7 +167,7 @@ class ClusterFile:
                        metric=str(index.get("metric", "l2")), R=int(index.get("R", 32)),
                        L=int(index.get("L", 64)), alpha=float(index.get("alpha", 1.2)),
                        protocol=protocol, limits=dict(raw.get("limits", {})),
-                       security=security, path=path)
+                       security=security, tls=tls, path=path)
         except KeyError as exc:
             raise ConfigError(f"{path} misses the key {exc.args[0]!r}") from None
         except (TypeError, ValueError, AttributeError) as exc:
@@ -189,6 +196,9 @@ class ClusterFile:
             lines += ["", "[security]                      # secret files, mode 600"]
             lines += [f'{k} = "{_relative(v, path.parent)}"'
                       for k, v in sorted(self.security.items())]
+        if self.tls:
+            lines += ["", "[tls]                           # CA, certificate, key (mode 600)"]
+            lines += [f'{k} = "{_relative(v, path.parent)}"' for k, v in sorted(self.tls.items())]
         lines += ["", "[nodes]"]
         lines += [f'{n} = {{ address = "{s.address}", region = "{s.region}" }}'
                   for n, s in sorted(self.nodes.items())]
@@ -202,6 +212,15 @@ class ClusterFile:
     def keys(self) -> Keys:
         """The secrets a node of this cluster holds (reads the secret files)."""
         return Keys.load(self.security)
+
+    def tls_files(self) -> TLSFiles | None:
+        """The ``[tls]`` files, or None for plaintext connections."""
+        return TLSFiles(self.tls["ca"], self.tls["cert"], self.tls["key"]) if self.tls else None
+
+    def transport(self) -> TCPTransport:
+        """A TCP transport to this cluster's nodes (TLS if ``[tls]`` names files)."""
+        return TCPTransport({n: s.address for n, s in self.nodes.items()},
+                            tls=self.tls_files())
 
     def client_token(self) -> str:
         """The write token the cluster file names ("" when it names no secrets)."""

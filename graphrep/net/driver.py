@@ -129,6 +129,7 @@ class DriverConfig:
 
 def _address(stream: trio.abc.Stream) -> str:
     """The peer's address of a TCP stream, for logs ("?" for other streams)."""
+    stream = getattr(stream, "transport_stream", stream)  # under TLS, the TCP stream
     sock = getattr(stream, "socket", None)
     try:
         host, port = sock.getpeername()[:2] if sock is not None else ("?", "")

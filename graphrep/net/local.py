@@ -146,7 +146,7 @@ def _reap() -> None:
 def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | None = None,
        dim: int = 32, replication: int | None = None, policy: str = "leader",
        concern: str = "majority", protocol: dict[str, Any] | None = None,
-       wait: float = 120.0,
+       wait: float = 120.0, tls: dict[str, Path] | None = None,
        prepare: Callable[[ClusterFile], None] | None = None) -> ClusterFile:
     """Write ``DIR/cluster.toml`` for ``nodes`` nodes (ports ``port, port+1, ...``, or
     ports the OS picks), start every node, and wait until every shard has a leader.
@@ -174,7 +174,7 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
         shards={s: ("local",) for s in range(shards)}, dim=dim,
         data_dir=directory / "data", replication=replication or min(3, nodes),
         policy=policy, concern=concern, protocol={**LIVE_PROTOCOL, **(protocol or {})},
-        security=security)
+        security=security, tls=tls or {})
     cfg.dump(directory / CONFIG)
     cfg = ClusterFile.load(directory / CONFIG)
     if prepare is not None:
@@ -187,6 +187,19 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
         down(directory)
         raise
     return cfg
+
+
+def tls_dir(directory: str | Path) -> dict[str, Path]:
+    """The ``[tls]`` files in ``directory``: ``ca.pem``, ``node.pem``, ``node.key``."""
+    directory = Path(directory).resolve()
+    files = {"ca": directory / "ca.pem", "cert": directory / "node.pem",
+             "key": directory / "node.key"}
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        raise ClusterError(f"{directory} has no {', '.join(missing)}: it holds the CA "
+                           "(ca.pem), the nodes' certificate (node.pem) and its key "
+                           "(node.key)")
+    return files
 
 
 def wait_for_leaders(directory: str | Path, timeout: float = 60.0,
