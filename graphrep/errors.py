@@ -152,6 +152,12 @@ class AuthenticationFailed(HandshakeRefused):
     a replayed handshake)."""
 
 
+class NodeBusy(HandshakeRefused):
+    """A node at one of its limits (connections) refused the connection at once; retry
+    after a pause. The client does, with backoff and jitter: it raises this only when it
+    is out of time."""
+
+
 class PermissionDenied(NetError):
     """The connection's role may not do this (a read token's write); use a write token."""
 

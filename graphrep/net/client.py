@@ -17,8 +17,11 @@ read token's writes raise :class:`~graphrep.errors.PermissionDenied`.
 Writes go to the replica the client believes leads the id's shard (``id % shards``); a
 ``not_leader`` answer names the leader, and a replica that does not answer in
 ``attempt_timeout`` (or refuses the connection) is skipped for the next one; when no
-replica can take a write (an election is on, or the leader named is down), the client
-backs off (5 ms doubling to 100 ms) rather than spinning. A write is retried with the same
+replica can take a write (an election is on, or the leader named is down), or a node
+answers ``busy`` (at one of its limits), the client backs off with full jitter: the n-th
+pause is drawn from ``[0, min(0.5 s, base * 2**n)]`` (``base``: 5 ms, or the busy node's
+retry-after hint), so that clients sent away together come back spread out (each pause is
+recorded in the write's history row, ``retries``). A write is retried with the same
 request id until it is acknowledged or ``timeout`` passes (ids are never reused, so a
 retried write is applied once). Every call is bounded: it raises
 :class:`~graphrep.errors.RequestTimeout` or :class:`~graphrep.errors.NoLeader` naming
@@ -54,6 +57,7 @@ from graphrep.errors import (
     GraphrepError,
     InvalidArgument,
     InvalidVector,
+    NodeBusy,
     NoLeader,
     PermissionDenied,
     ProtocolError,
@@ -77,9 +81,11 @@ __all__ = ["READ_PREFERENCES", "Ack", "Client", "SyncClient"]
 
 READ_PREFERENCES = ("leader", "nearest", "any")
 
-_PAUSE_MIN, _PAUSE_MAX = 0.005, 0.1
-"""Seconds a request waits before asking again when no replica could take it (doubling
-from the first to the second): retries back off instead of spinning."""
+_PAUSE_MIN, _PAUSE_MAX = 0.005, 0.5
+"""Retries back off with full jitter: the n-th pause is drawn uniformly from
+``[0, min(_PAUSE_MAX, base * 2**n)]``, ``base`` being ``_PAUSE_MIN`` or a busy node's
+retry-after hint, so that clients sent away at once (a failover, a busy node) do not
+come back in step."""
 _UNREACHABLE_S = 0.25
 """A node that did not answer is not redirected to for this long (it is still tried in
 turn): a follower names its dead leader until it times out."""
@@ -91,6 +97,14 @@ def _delta_bytes(delta: bytes | EdgeDelta) -> bytes:
     if isinstance(delta, (bytes, bytearray, memoryview)):
         return bytes(delta)
     raise InvalidArgument(f"a delta is an EdgeDelta or its bytes, got {type(delta).__name__}")
+
+
+class _Busy(NamedTuple):
+    """What :meth:`Client._ask` returns for a connection refused as busy."""
+
+    status: str = "busy"
+    seq: int = round(_PAUSE_MIN * 1e3)
+    error: str = "the node refused the connection: busy"
 
 
 class Ack(NamedTuple):
@@ -239,6 +253,8 @@ class Client:
                 except (OSError, FrameError, trio.BrokenResourceError,
                         trio.ClosedResourceError):
                     return None
+                except NodeBusy:
+                    return _Busy()
                 except GraphrepError:  # refused hello: a misconfigured cluster, say so
                     raise
                 await waiter[0].wait()
@@ -392,11 +408,16 @@ class Client:
         deadline = trio.current_time() + self.timeout
         target = self.leaders.get(shard, replicas[0])
         tried: list[str] = []
-        pause = 0.0
+        retries = 0
         hops = 0
         while (left := deadline - trio.current_time()) > 0:
             tried.append(target)
             reply = await self._ask(target, body, req, min(self.attempt_timeout, left))
+            if reply is not None and getattr(reply, "status", None) == "busy":
+                # at a limit: the same node again (it leads), after a jittered pause
+                await self._pause(row, retries, reply.seq / 1e3, left)
+                retries += 1
+                continue
             if reply is not None and getattr(reply, "status", None) == "ok":
                 self.leaders[shard] = target
                 self.session[shard] = max(self.session.get(shard, 0), reply.seq + 1)
@@ -424,14 +445,23 @@ class Client:
             # replicas while the survivors elect a leader.
             hops = 0
             if len(tried) > 1:
-                pause = min(max(2 * pause, _PAUSE_MIN), _PAUSE_MAX)
-                await trio.sleep(min(pause, max(left - 0.001, 0)))
+                await self._pause(row, retries, _PAUSE_MIN, left)
+                retries += 1
             target = self._next_replica(replicas, target)
         row.update(status="failed", done=time.time(), error="timeout")
         self.leaders.pop(shard, None)
         raise NoLeader(f"{op} of id {id_} (shard {shard}): no leader acknowledged it within "
                        f"{self.timeout} s (asked {', '.join(tried[-6:])}); the write may "
                        "or may not be applied")
+
+    async def _pause(self, row: dict | None, retries: int, base: float, left: float) -> None:
+        """Sleep before a retry: full jitter over an exponential ceiling (see
+        ``_PAUSE_MIN``); the pause is recorded in the write's history row."""
+        pause = self._rng.uniform(0, min(_PAUSE_MAX, max(base, _PAUSE_MIN) * 2 ** retries))
+        pause = min(pause, max(left - 0.001, 0))
+        if row is not None:
+            row.setdefault("retries", []).append(round(pause, 6))
+        await trio.sleep(pause)
 
     def _reachable(self, node: str) -> bool:
         """Whether ``node`` answered, or was not asked, in the last ``_UNREACHABLE_S``."""
@@ -490,7 +520,7 @@ class Client:
         deadline = trio.current_time() + self.timeout
         order = [node] if node is not None else self._order(shard, preference)
         attempt = 0
-        pause = 0.0
+        retries = 0
         last = "no answer"
         while (left := deadline - trio.current_time()) > 0:
             target = order[attempt % len(order)]
@@ -498,12 +528,15 @@ class Client:
             req = next(self._req)
             body = encode(ClientSearch(shard, req, vec, k, self.session.get(shard, 0)))
             reply = await self._ask(target, body, req, min(self.attempt_timeout, left))
-            if reply is None:
-                last = f"{target} did not answer"
-                self._unreachable[target] = trio.current_time()
+            if reply is None or reply.status == "busy":
+                if reply is None:
+                    last = f"{target} did not answer"
+                    self._unreachable[target] = trio.current_time()
+                else:
+                    last = f"{target} is busy"
                 if attempt % len(order) == 0:  # none answered this round: back off
-                    pause = min(max(2 * pause, _PAUSE_MIN), _PAUSE_MAX)
-                    await trio.sleep(min(pause, max(left - 0.001, 0)))
+                    await self._pause(None, retries, (reply.seq / 1e3) if reply else 0, left)
+                    retries += 1
                 continue
             if reply.status == "ok":
                 if (preference == "leader" and node is None and reply.leader

@@ -57,7 +57,9 @@ __all__ = ["ClusterFile", "NodeSpec"]
 _FIXED = {"replicas", "dim", "shard", "policy", "metric", "R", "L", "alpha"}
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ReplicaConfig)} - _FIXED
 _LIMITS = {"max_frame_bytes", "inputs", "peer_queue", "client_queue", "hello_timeout",
-           "idle_timeout", "frame_timeout", "stall_warning"}
+           "idle_timeout", "frame_timeout", "stall_warning", "max_connections",
+           "max_requests_per_connection", "max_requests", "busy_retry_ms",
+           "request_expiry"}
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import msgpack
 import trio
 
 from graphrep.errors import (
@@ -78,7 +79,13 @@ from graphrep.net.wire import (
     frame,
     is_control,
 )
-from graphrep.protocol.messages import ClientSearch, ClientWrite, WriteReply, encode
+from graphrep.protocol.messages import (
+    ClientSearch,
+    ClientWrite,
+    SearchReply,
+    WriteReply,
+    encode,
+)
 from graphrep.sansio import (
     Busy,
     CancelTimer,
@@ -110,7 +117,10 @@ class DriverConfig:
                  peer_queue: int = 4096, client_queue: int = 4096,
                  hello_timeout: float = 5.0, idle_timeout: float = 300.0,
                  frame_timeout: float = 30.0, backoff: tuple[float, float] = (0.02, 1.0),
-                 keys: Keys | None = None, stall_warning: float = 0.075) -> None:
+                 keys: Keys | None = None, stall_warning: float = 0.075,
+                 max_connections: int = 1024, max_requests_per_connection: int = 256,
+                 max_requests: int = 4096, busy_retry_ms: int = 20,
+                 request_expiry: float = 30.0) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.inputs = inputs
         self.peer_queue = peer_queue
@@ -122,6 +132,18 @@ class DriverConfig:
         self.keys = keys or Keys()
         """The cluster key and client tokens (:mod:`graphrep.net.handshake`)."""
         self.stall_warning = stall_warning
+        self.max_connections = max_connections
+        """Client connections open at once; one more is refused in the handshake with a
+        ``busy`` reason (peers, bounded by the cluster file, do not count)."""
+        self.max_requests_per_connection = max_requests_per_connection
+        self.max_requests = max_requests
+        """Client requests (writes and searches) in flight, per connection and in all:
+        one more is answered ``busy`` at once, with a retry-after hint of
+        ``busy_retry_ms``, instead of queueing. A request is in flight from its arrival
+        to its reply, or for ``request_expiry`` seconds (a leader that steps down drops
+        the writes it had not acknowledged: their clients retry)."""
+        self.busy_retry_ms = busy_retry_ms
+        self.request_expiry = request_expiry
         """A callback that holds the loop longer than this (seconds) is logged and
         counted (``loop_stalls``): meanwhile the node sends nothing, not even heartbeats,
         so a stall near the election timeout makes its peers stand for election."""
@@ -139,11 +161,29 @@ def _address(stream: trio.abc.Stream) -> str:
 
 
 class _ClientConn:
-    """A client connected to this node: the replies the loop queues for it."""
+    """A client connected to this node: the replies the loop queues for it, and its
+    requests in flight (request id -> when it arrived)."""
 
     def __init__(self, name: str, size: int) -> None:
         self.name = name
         self.send, self.receive = trio.open_memory_channel[bytes](size)
+        self.inflight: dict[int, float] = {}
+
+
+def _reply_req(payload: bytes) -> int | None:
+    """The request id of a reply to a client (``[version, type, shard, req, ...]``),
+    read without decoding the rest."""
+    try:
+        unpacker = msgpack.Unpacker(max_buffer_size=len(payload) + 1)
+        unpacker.feed(payload)
+        if unpacker.read_array_header() < 4:
+            return None
+        for _ in range(3):
+            unpacker.skip()
+        req = unpacker.unpack()
+    except Exception:  # not a message of this shape: nothing to match
+        return None
+    return req if type(req) is int else None
 
 
 class NodeDriver:
@@ -176,6 +216,9 @@ class NodeDriver:
         self.process: Any = None
         self.links: dict[str, PeerLink] = {}
         self.clients: dict[str, _ClientConn] = {}
+        self._connections = 0  # accepted and open, peers' included
+        self._peer_connections = 0
+        self._requests = 0  # client requests in flight, over every connection
         self.metrics: dict[str, float] = collections.defaultdict(float)
         self.counters: dict[str, int] = collections.defaultdict(int)
         self._timers: dict[Hashable, tuple[int, trio.CancelScope, bool]] = {}
@@ -339,6 +382,8 @@ class NodeDriver:
         if conn is None:
             self.counters["sends_to_absent_client"] += 1
             return
+        if conn.inflight and conn.inflight.pop(_reply_req(payload), None) is not None:
+            self._requests -= 1
         try:
             conn.send.send_nowait(data)
         except trio.WouldBlock:
@@ -411,6 +456,7 @@ class NodeDriver:
         cfg = self.config
         reader = FrameReader(stream, cfg.max_frame_bytes)
         peer = "?"
+        self._connections += 1
         try:
             with trio.fail_after(cfg.hello_timeout):
                 body = await reader.next()
@@ -422,7 +468,11 @@ class NodeDriver:
                 return
             if hello.role == "node":
                 self.links[hello.name].poke()  # it is up: our link to it need not wait
-                await self._read_peer(reader, hello.name)
+                self._peer_connections += 1
+                try:
+                    await self._read_peer(reader, hello.name)
+                finally:
+                    self._peer_connections -= 1
             else:
                 await self._serve_client(stream, reader, hello.name, hello.role)
         except trio.TooSlowError:
@@ -435,6 +485,7 @@ class NodeDriver:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
+            self._connections -= 1
             await trio.aclose_forcefully(stream)
 
     async def _authenticate(self, stream: trio.abc.Stream, reader: FrameReader,
@@ -449,13 +500,21 @@ class NodeDriver:
         key = cfg.keys.key_for(hello.role)
         if not why and key is None:
             why = f"this cluster has no {hello.role} token"
+        clients = self._connections - self._peer_connections
+        if not why and hello.role != "node" and clients > cfg.max_connections:
+            why = (f"busy: {clients - 1} client connections are open (max_connections "
+                   f"{cfg.max_connections}); retry after {cfg.busy_retry_ms} ms")
+            self.counters["busy_connections"] += 1
         nonce = os.urandom(NONCE_BYTES)
         if why or key is None:
             await stream.send_all(frame(encode_challenge(Challenge(
                 WIRE_VERSION, False, self.name, why, nonce, b""))))
-            self.counters["refused_hellos"] += 1
-            log.warning("%s: refused a connection from %r (%s): %s", self.name, hello.name,
-                        _address(stream), why)
+            busy = why.startswith("busy:")
+            if not busy:
+                self.counters["refused_hellos"] += 1
+            log.log(logging.INFO if busy else logging.WARNING,
+                    "%s: refused a connection from %r (%s): %s", self.name, hello.name,
+                    _address(stream), why)
             return False
         mine = proof(key, "node", self.cluster, hello.name, self.name, hello.role,
                      hello.nonce, nonce)
@@ -532,6 +591,8 @@ class NodeDriver:
                             if role == "read" and type(msg) is ClientWrite:
                                 self._deny(conn, msg)
                                 continue
+                            if self._decode is not None and not self._admit(conn, msg):
+                                continue
                             await self._inputs_send.send(("msg", name, msg, len(body)))
                 except (trio.TooSlowError, FrameError, ProtocolError, trio.BrokenResourceError,
                         trio.ClosedResourceError, OSError) as exc:
@@ -540,9 +601,56 @@ class NodeDriver:
         finally:
             if self.clients.get(name) is conn:
                 del self.clients[name]
+            self._requests -= len(conn.inflight)
+            conn.inflight.clear()
             conn.send.close()
         if error is not None:
             raise error
+
+    def _admit(self, conn: _ClientConn, msg: Any) -> bool:
+        """Count ``msg`` (a client's request) in flight, or answer it ``busy`` at once if
+        its connection or the node is at its limit (a retry of a request in flight is
+        the same request)."""
+        if msg.req in conn.inflight:
+            return True
+        cfg = self.config
+        now = time.monotonic()
+        if (len(conn.inflight) >= cfg.max_requests_per_connection
+                or self._requests >= cfg.max_requests):
+            self._expire(now)
+        if len(conn.inflight) >= cfg.max_requests_per_connection:
+            why = (f"{len(conn.inflight)} requests in flight on this connection "
+                   f"(max_requests_per_connection {cfg.max_requests_per_connection})")
+        elif self._requests >= cfg.max_requests:
+            why = f"{self._requests} requests in flight (max_requests {cfg.max_requests})"
+        else:
+            conn.inflight[msg.req] = now
+            self._requests += 1
+            return True
+        self.counters["busy_replies"] += 1
+        why = f"node {self.name} is busy: {why}; retry after {cfg.busy_retry_ms} ms"
+        if type(msg) is ClientWrite:
+            reply = encode(WriteReply(msg.shard, msg.req, "busy", -1, cfg.busy_retry_ms,
+                                      self.name, why))
+        else:
+            reply = encode(SearchReply(msg.shard, msg.req, "busy", why.encode(),
+                                       cfg.busy_retry_ms, self.name))
+        try:
+            conn.send.send_nowait(frame(reply))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.counters["dropped_sends"] += 1
+        return False
+
+    def _expire(self, now: float) -> None:
+        """Forget requests in flight longer than ``request_expiry`` (never answered: a
+        deposed leader dropped them)."""
+        horizon = now - self.config.request_expiry
+        for conn in self.clients.values():
+            old = [req for req, at in conn.inflight.items() if at < horizon]
+            for req in old:
+                del conn.inflight[req]
+            self._requests -= len(old)
+            self.counters["expired_requests"] += len(old)
 
     def _deny(self, conn: _ClientConn, msg: ClientWrite) -> None:
         self.counters["denied_writes"] += 1

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import msgpack
 import trio
 
-from graphrep.errors import AuthenticationFailed, FrameError, HandshakeRefused
+from graphrep.errors import AuthenticationFailed, FrameError, HandshakeRefused, NodeBusy
 
 __all__ = [
     "HEADER",
@@ -227,7 +227,8 @@ def decode_challenge(body: bytes) -> Challenge:
         raise FrameError("a challenge's ok, name, reason, nonce and proof must be bool, "
                          "str, str, bytes and bytes")
     if not c.ok:
-        raise HandshakeRefused(f"node {c.name!r} refused the connection: {c.reason}")
+        error = NodeBusy if c.reason.startswith("busy:") else HandshakeRefused
+        raise error(f"node {c.name!r} refused the connection: {c.reason}")
     if len(c.nonce) != NONCE_BYTES or len(c.proof) != _PROOF_BYTES:
         raise FrameError("a challenge's nonce or proof has the wrong length")
     return c

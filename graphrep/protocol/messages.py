@@ -66,7 +66,9 @@ class ClientWrite(NamedTuple):
 
 class WriteReply(NamedTuple):
     """``status``: ``ok`` (the write is at (term, seq)), ``not_leader`` (try ``leader``,
-    empty if unknown) or ``error`` (``error`` says why; nothing changed)."""
+    empty if unknown) or ``error`` (``error`` says why; nothing changed). A live node
+    also answers ``busy`` (at a limit: ``seq`` is a retry-after hint in milliseconds)
+    and ``denied`` (a read token's write), before the replica sees the request."""
 
     shard: int
     req: int
@@ -92,7 +94,8 @@ class SearchReply(NamedTuple):
     """``ids`` as little-endian int64 bytes and ``dists`` their distances as little-endian
     float32 bytes (same order); ``seq``: entries applied when answering; ``status``:
     ``ok`` or ``stale`` (behind ``min_seq``) or ``error`` (``ids`` then holds the reason,
-    UTF-8)."""
+    UTF-8); a live node at a limit answers ``busy`` (the reason in ``ids``, a
+    retry-after hint in milliseconds in ``seq``)."""
 
     shard: int
     req: int
