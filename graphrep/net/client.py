@@ -130,8 +130,11 @@ class Client:
     def __init__(self, cluster: ClusterFile, *, name: str | None = None,
                  timeout: float = 10.0, attempt_timeout: float = 1.0,
                  transport: Transport | None = None, history: bool = False,
-                 seed: int | None = None, token: str | None = None) -> None:
+                 seed: int | None = None, token: str | None = None,
+                 region: str | None = None) -> None:
         self.cfg = cluster
+        self.region = region or os.environ.get("GRAPHREP_REGION") or None
+        """The client's region: ``nearest`` reads go to a replica there first."""
         if token is None:
             token = os.environ.get("GRAPHREP_TOKEN") or cluster.client_token()
         self._token = token.strip()
@@ -481,8 +484,9 @@ class Client:
         replicas = list(self.cfg.replicas_of(shard))
         if preference == "leader":
             first = self.leaders.get(shard, replicas[0])
-        elif preference == "nearest":
-            first = min(replicas, key=lambda n: (self.rtt.get(n, 0.0), n))
+        elif preference == "nearest":  # in the client's region, then the fastest to answer
+            first = min(replicas, key=lambda n: (self.cfg.region_of(n) != self.region,
+                                                 self.rtt.get(n, 0.0), n))
         else:
             first = self._rng.choice(replicas)
         return [first] + [r for r in replicas if r != first]

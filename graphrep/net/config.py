@@ -90,6 +90,10 @@ class ClusterFile:
     security: dict[str, Path] = field(default_factory=dict)
     """``[security]``: the secret files (:data:`graphrep.net.handshake.SECRET_FILES`),
     relative to the cluster file; empty: no secrets, connections are not authenticated."""
+    delays: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """``[delays]``: one-way delay and jitter in ms between two regions, both ways
+    (``eu.us = [40, 2]``): a node holds its frames to a peer in another region that long
+    (:meth:`delay_between`), so a multi-region cluster runs on one machine."""
     tls: dict[str, Path] = field(default_factory=dict)
     """``[tls]``: ``ca``, ``cert`` and ``key`` files (relative to the cluster file);
     empty: connections are plaintext (see :class:`graphrep.net.transport.TLSFiles`)."""
@@ -116,6 +120,16 @@ class ClusterFile:
         if unknown:
             raise ConfigError(f"[security] has unknown keys {unknown}; known: "
                               f"{sorted(SECRET_FILES)}")
+        regions = {spec.region for spec in self.nodes.values()}
+        for a, row in self.delays.items():
+            for b, value in (row.items() if isinstance(row, dict) else [(None, row)]):
+                if b is None or a not in regions or b not in regions or a == b:
+                    raise ConfigError(f"[delays] {a}.{b}: a delay is between two regions of "
+                                      f"the nodes ({sorted(regions)}), as eu.us = [40, 2]")
+                if not (isinstance(value, list) and len(value) == 2
+                        and all(isinstance(v, int | float) and v >= 0 for v in value)):
+                    raise ConfigError(f"[delays] {a}.{b} = {value!r}: it is [delay ms, "
+                                      "jitter ms], two numbers >= 0")
         if self.tls and sorted(self.tls) != ["ca", "cert", "key"]:
             raise ConfigError(f"[tls] names {sorted(self.tls)}; it names ca, cert and key "
                               "files, all three")
@@ -161,6 +175,8 @@ class ClusterFile:
             security = {str(k): path.parent / str(v)
                         for k, v in dict(raw.get("security", {})).items()}
             tls = {str(k): path.parent / str(v) for k, v in dict(raw.get("tls", {})).items()}
+            delays = {str(a): dict(row) if isinstance(row, dict) else row
+                      for a, row in dict(raw.get("delays", {})).items()}
             return cls(cluster=str(raw["cluster"]), nodes=nodes, shards=shards,
                        dim=index.get("dim", 0), data_dir=data_dir,
                        replication=int(raw.get("replication", min(3, len(nodes)))),
@@ -169,7 +185,7 @@ class ClusterFile:
                        metric=str(index.get("metric", "l2")), R=int(index.get("R", 32)),
                        L=int(index.get("L", 64)), alpha=float(index.get("alpha", 1.2)),
                        protocol=protocol, limits=dict(raw.get("limits", {})),
-                       security=security, tls=tls, path=path)
+                       security=security, tls=tls, delays=delays, path=path)
         except KeyError as exc:
             raise ConfigError(f"{path} misses the key {exc.args[0]!r}") from None
         except (TypeError, ValueError, AttributeError) as exc:
@@ -198,6 +214,10 @@ class ClusterFile:
             lines += ["", "[security]                      # secret files, mode 600"]
             lines += [f'{k} = "{_relative(v, path.parent)}"'
                       for k, v in sorted(self.security.items())]
+        if self.delays:
+            lines += ["", "[delays]                        # one-way, ms: [delay, jitter]"]
+            lines += [f"{a}.{b} = {_toml(list(v))}" for a, row in sorted(self.delays.items())
+                      for b, v in sorted(row.items())]
         if self.tls:
             lines += ["", "[tls]                           # CA, certificate, key (mode 600)"]
             lines += [f'{k} = "{_relative(v, path.parent)}"' for k, v in sorted(self.tls.items())]
@@ -214,6 +234,14 @@ class ClusterFile:
     def keys(self) -> Keys:
         """The secrets a node of this cluster holds (reads the secret files)."""
         return Keys.load(self.security)
+
+    def delay_between(self, a: str, b: str) -> tuple[float, float] | None:
+        """The one-way (delay, jitter) in seconds from region ``a`` to ``b`` (None: none)."""
+        value = self.delays.get(a, {}).get(b) or self.delays.get(b, {}).get(a)
+        return None if not value else (value[0] / 1e3, value[1] / 1e3)
+
+    def region_of(self, node: str) -> str:
+        return self.nodes[node].region
 
     def tls_files(self) -> TLSFiles | None:
         """The ``[tls]`` files, or None for plaintext connections."""

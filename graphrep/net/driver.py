@@ -45,6 +45,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -170,20 +171,35 @@ class _ClientConn:
         self.inflight: dict[int, float] = {}
 
 
-def _reply_req(payload: bytes) -> int | None:
-    """The request id of a reply to a client (``[version, type, shard, req, ...]``),
-    read without decoding the rest."""
+def _field(payload: bytes, k: int) -> int | None:
+    """Item ``k`` of a message (``[version, type, shard, req or term, ...]``) if it is an
+    int, read without decoding the rest: 2 is the shard, 3 a reply's request id."""
     try:
         unpacker = msgpack.Unpacker(max_buffer_size=len(payload) + 1)
         unpacker.feed(payload)
-        if unpacker.read_array_header() < 4:
+        if unpacker.read_array_header() <= k:
             return None
-        for _ in range(3):
+        for _ in range(k):
             unpacker.skip()
-        req = unpacker.unpack()
-    except Exception:  # not a message of this shape: nothing to match
+        value = unpacker.unpack()
+    except Exception:  # not a message of this shape
         return None
-    return req if type(req) is int else None
+    return value if type(value) is int else None
+
+
+@dataclass(frozen=True)
+class Residency:
+    """Where each shard may live (its allowed regions) and where each node is: a node
+    sends and accepts a shard's messages only to and from nodes in that shard's regions
+    (data residency, enforced on the wire as well as by the placement)."""
+
+    regions: dict[str, str]
+    allowed: dict[int, tuple[str, ...]]
+
+    def admits(self, node: str, shard: int | None) -> bool:
+        if shard is None or shard not in self.allowed:
+            return True  # not a shard's message (or a shard unknown here: refused later)
+        return self.regions.get(node) in self.allowed[shard]
 
 
 class NodeDriver:
@@ -203,8 +219,14 @@ class NodeDriver:
                  transport: Transport, *, cluster: str, peers: list[str] | tuple[str, ...],
                  config: DriverConfig | None = None,
                  control: ControlHandler | None = None,
-                 decode: Callable[[bytes, int], Any] | None = None) -> None:
+                 decode: Callable[[bytes, int], Any] | None = None,
+                 residency: Residency | None = None,
+                 latency: dict[str, tuple[float, float]] | None = None) -> None:
         self.name = name
+        self.residency = residency
+        self.latency = latency or {}
+        """Peer -> the one-way (delay, jitter) in seconds its frames are held (emulated
+        regions: see :class:`~graphrep.net.peers.PeerLink`)."""
         self.factory = factory
         self.store = store
         self.transport = transport
@@ -250,6 +272,8 @@ class NodeDriver:
                 link = PeerLink(self, peer)
                 self.links[peer] = link
                 nursery.start_soon(link.run)
+                if link.latency is not None:
+                    nursery.start_soon(link.run_delay_line)
             timers = await nursery.start(self._timer_host)
             self._timer_nursery = timers
             self._carry_out(self.process.on_start(self.now()))
@@ -375,6 +399,10 @@ class NodeDriver:
         data = frame(payload)
         link = self.links.get(to)
         if link is not None:
+            if self.residency is not None and not self.residency.admits(
+                    to, _field(payload, 2)):
+                self._nonresident("to", to, payload)
+                return
             if not link.offer(data):
                 self.counters["dropped_sends"] += 1
             return
@@ -382,7 +410,7 @@ class NodeDriver:
         if conn is None:
             self.counters["sends_to_absent_client"] += 1
             return
-        if conn.inflight and conn.inflight.pop(_reply_req(payload), None) is not None:
+        if conn.inflight and conn.inflight.pop(_field(payload, 3), None) is not None:
             self._requests -= 1
         try:
             conn.send.send_nowait(data)
@@ -559,9 +587,26 @@ class NodeDriver:
         return body if self._decode is None else self._decode(body, self.config.max_frame_bytes)
 
     async def _read_peer(self, reader: FrameReader, peer: str) -> None:
+        residency = self.residency
         while (body := await self._next_frame(reader)) is not None:
             msg = self._decoded(body)
+            if residency is not None and not residency.admits(
+                    peer, getattr(msg, "shard", None) if self._decode else _field(msg, 2)):
+                self._nonresident("from", peer, body)
+                continue
             await self._inputs_send.send(("msg", peer, msg, len(body)))
+
+    def _nonresident(self, way: str, peer: str, payload: bytes) -> None:
+        """Count (and log, once per peer and shard) a message refused for residency."""
+        self.counters["residency_refused"] += 1
+        shard = _field(payload, 2)
+        if self.counters[f"residency_refused:{peer}:{shard}"] == 0:
+            regions = self.residency.regions if self.residency else {}
+            allowed = self.residency.allowed.get(shard) if self.residency else None
+            log.warning("%s: refused shard %s's messages %s %r: it is in region %r, and the "
+                        "shard may live only in %s (check the regions in the cluster "
+                        "files)", self.name, shard, way, peer, regions.get(peer), allowed)
+        self.counters[f"residency_refused:{peer}:{shard}"] += 1
 
     async def _serve_client(self, stream: trio.abc.Stream, reader: FrameReader,
                             name: str, role: str = "write") -> None:

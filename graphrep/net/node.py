@@ -22,7 +22,7 @@ import trio
 
 from graphrep.errors import ConfigError, GraphrepError, StoreDamaged, StoreError
 from graphrep.net.config import ClusterFile
-from graphrep.net.driver import NodeDriver
+from graphrep.net.driver import NodeDriver, Residency
 from graphrep.net.store import SQLiteStore
 from graphrep.net.transport import Transport
 from graphrep.net.wire import control
@@ -122,8 +122,19 @@ def build_node(cfg: ClusterFile, name: str, transport: Transport | None = None,
                     "can reach this node's port can join or write", name)
     if "stall_warning" not in cfg.limits:  # half the shortest election timeout
         config.stall_warning = min(c.election_timeout_ns[0] for c in configs) / 2e9
+    region = cfg.region_of(name)
+    for c in configs:  # the placement honours residency; refuse to start if it did not
+        outside = [n for n in c.replicas if cfg.region_of(n) not in cfg.shards[c.shard]]
+        if outside:
+            raise ConfigError(f"the placement puts shard {c.shard} on {outside}, outside its "
+                              f"regions {list(cfg.shards[c.shard])}: fix [nodes] or [shards]")
+    residency = Residency({n: s.region for n, s in cfg.nodes.items()},
+                          {s: tuple(r) for s, r in cfg.shards.items()})
+    latency = {p: d for p in peers
+               if (d := cfg.delay_between(region, cfg.region_of(p))) is not None}
     return NodeDriver(name, factory, store, transport, cluster=cfg.cluster, peers=peers,
-                      config=config, control=_control, decode=decode)
+                      config=config, control=_control, decode=decode, residency=residency,
+                      latency=latency)
 
 
 def warm_up(dim: int, metric: str = "l2", R: int = 32, L: int = 64,

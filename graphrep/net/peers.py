@@ -14,10 +14,16 @@ dial again dials at once when the peer connects to this node (:meth:`PeerLink.po
 restarted node is heard from its peers as soon as it is up, not a backoff later (which
 can be longer than an election timeout). ``offer`` never
 blocks the node's loop: a full queue refuses the frame and the driver counts the drop.
+
+A link to a peer in another emulated region (``[delays]`` in the cluster file) holds
+each frame for the one-way delay plus a jitter drawn per frame, in a delay line that
+keeps the frames in order (a frame never leaves before the one offered before it, as on
+one TCP connection): a multi-region cluster on one machine.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 from typing import TYPE_CHECKING
@@ -66,14 +72,43 @@ class PeerLink:
         self.bytes_sent = 0
         self._rng = random.Random(f"{driver.name}->{peer}")
         self._waiting: trio.CancelScope | None = None  # the backoff before the next dial
+        self.latency = driver.latency.get(peer)
+        self._line: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._line_wake = trio.Event()
+        self._last_release = 0.0
 
     def offer(self, data: bytes) -> bool:
-        """Queue one frame; False (dropped) if the queue is full."""
+        """Queue one frame (after the link's delay, if any); False (dropped) if the
+        queue is full."""
+        if self.latency is not None:
+            if len(self._line) >= self.driver.config.peer_queue:
+                return False
+            delay, jitter = self.latency
+            release = trio.current_time() + delay + self._rng.uniform(0, jitter)
+            self._last_release = release = max(release, self._last_release)
+            self._line.append((release, data))
+            self._line_wake.set()
+            return True
         try:
             self._send.send_nowait(data)
         except trio.WouldBlock:
             return False
         return True
+
+    async def run_delay_line(self) -> None:
+        """Move held frames into the queue as their time comes, in order."""
+        line = self._line
+        while True:
+            while not line:
+                self._line_wake = trio.Event()
+                await self._line_wake.wait()
+            release, data = line[0]
+            await trio.sleep_until(release)
+            line.popleft()
+            try:
+                self._send.send_nowait(data)
+            except trio.WouldBlock:
+                self.driver.counters["dropped_sends"] += 1
 
     def poke(self) -> None:
         """The peer has just connected to this node, so it is up: if this link is waiting
