@@ -62,6 +62,7 @@ from prometheus_client.process_collector import ProcessCollector
 from graphrep.net.transport import parse_address
 from graphrep.protocol.config import LEADER
 from graphrep.protocol.host import ShardHost
+from graphrep.protocol.messages import Append, Snapshot
 
 if TYPE_CHECKING:
     from graphrep.net.driver import NodeDriver
@@ -96,6 +97,9 @@ _EVENTS = (
 """Replica metrics (``Metric`` effects, summed by the driver as ``name@shard``) exposed
 as counters: (effect name, metric name, help)."""
 
+_FROM_LEADER = (Append, Snapshot)
+"""The messages by which a follower hears its leader (``Replica.hear_leader``)."""
+
 _HTTP_PATHS = ("/metrics", "/healthz", "/readyz", "other")
 _HTTP_REJECTS = ("malformed", "oversized", "method", "timeout", "busy", "error")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -104,31 +108,47 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
 
 
 class ObservedHost(ShardHost):
-    """The node's ``ShardHost``, which also counts, per shard, what no state holds:
+    """The node's ``ShardHost``, which also keeps, per shard, what no state holds:
 
-    * ``leader_changes``: how often the shard's leader, as this replica knows it,
-      became a node other than the one it knew before (etcd's
-      ``leader_changes_seen_total``: from no leader to one counts, to none does not);
+    * ``leader_term``: the term in which this replica last heard from (or was) the
+      leader it names. A replica keeps naming its old leader after it has moved to a
+      newer term (by a vote request, say) until the new leader's first ``Append``:
+      :meth:`leader_of` names a leader only when it is the current term's, as etcd's
+      ``has_leader`` does (raft forgets the leader on every change of term);
+    * ``leader_changes``: how often :meth:`leader_of` became a node other than the one
+      it named before (etcd's ``leader_changes_seen_total``: from none to one counts,
+      to none does not);
     * ``proposals_failed``: writes that were waiting for their concern on this replica
       when it stopped leading (their clients retry them; each may or may not survive);
     * ``commit_at_start``: each shard's commit position when the process started, so
       that committed entries count from zero in each process (a counter).
 
-    Each callback is observed for its own shard only (a timer's, a message's)."""
+    Each callback is observed for its own shard only (a timer's, a message's): a few
+    attribute reads."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.leader_term = dict.fromkeys(self.replicas, -1)
         self.leader_changes = dict.fromkeys(self.replicas, 0)
         self.proposals_failed = dict.fromkeys(self.replicas, 0)
         self.commit_at_start = {s: r.commit for s, r in self.replicas.items()}
-        self._known_leader = {s: r.leader for s, r in self.replicas.items()}
+        self._named = dict.fromkeys(self.replicas, "")
 
-    def _observe(self, shard: int, r: Replica, pending: int) -> None:
-        leader = r.leader
-        if leader != self._known_leader[shard]:
+    def leader_of(self, shard: int) -> str:
+        """The leader of ``shard`` in this replica's current term, or ``""``."""
+        r = self.replicas[shard]
+        return r.leader if self.leader_term[shard] == r.term else ""
+
+    def _observe(self, shard: int, r: Replica, pending: int, src: str = "",
+                 msg: Any = None) -> None:
+        if r.role == LEADER or (src and r.leader == src and type(msg) in _FROM_LEADER
+                                and msg.term == r.term):
+            self.leader_term[shard] = r.term
+        leader = self.leader_of(shard)
+        if leader != self._named[shard]:
             if leader:
                 self.leader_changes[shard] += 1
-            self._known_leader[shard] = leader
+            self._named[shard] = leader
         if pending and r.role != LEADER:
             self.proposals_failed[shard] += pending
 
@@ -154,7 +174,7 @@ class ObservedHost(ShardHost):
             return super().on_decoded(now, src, msg)
         pending = len(r.clients.pending) if r.role == LEADER else 0
         out = super().on_decoded(now, src, msg)
-        self._observe(shard, r, pending)
+        self._observe(shard, r, pending, src, msg)
         return out
 
 
@@ -207,9 +227,10 @@ class NodeMetrics:
         host = self.driver.process
         if host is None:
             return "starting"
+        observed = isinstance(host, ObservedHost)
         for shard, r in sorted(host.replicas.items()):
-            if not r.leader:
-                return f"shard {shard} has no leader (term {r.term}, {r.role})"
+            if not (host.leader_of(shard) if observed else r.leader):
+                return f"shard {shard} knows no leader in term {r.term} ({r.role})"
             behind = r.commit - r.applied
             if behind > self.ready_max_lag and (r.role == LEADER
                                                 or r.applier.followers_apply):
@@ -274,7 +295,8 @@ class NodeCollector:
             s = str(shard)
             leading = r.role == LEADER
             is_leader.add_metric([s], int(leading))
-            has_leader.add_metric([s], int(bool(r.leader)))
+            has_leader.add_metric([s], int(bool(host.leader_of(shard) if observed
+                                                else r.leader)))
             term.add_metric([s], r.term)
             commit.add_metric([s], r.commit)
             applied.add_metric([s], r.applied)
@@ -512,3 +534,10 @@ class MetricsServer:
         await stream.send_all(head.encode("latin-1") + b"\r\n" + (b"" if head_only
                                                                    else body))
         await stream.send_eof()
+        # read what the client may still be sending before closing: closing a socket
+        # with unread input resets the connection, and the reset can destroy the reply
+        # before the client has read it (bounded: 64 KiB, half a second)
+        with trio.move_on_after(0.5):
+            left = 1 << 16
+            while left > 0 and (chunk := await stream.receive_some(min(left, 16384))):
+                left -= len(chunk)
