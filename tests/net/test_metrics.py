@@ -4,6 +4,8 @@
   write left waiting and a change of term; its registry (with a stand-in driver)
   exposes the expected names with the values that state implies, parsed back from the
   exposition text; the readiness rule on stand-in replicas.
+* The cluster file's ``metrics`` address (written, read back, refused when bad), and a
+  metrics port in use: ``cluster start`` refuses it, a node process exits 2 saying so.
 * One node in this process (real TCP, a real driver): bad HTTP input (garbage, an
   oversized head, a client that stalls, more connections than allowed) closes that
   connection only, within its deadline, while the node keeps taking writes.
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -31,7 +35,8 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from graphrep.net import Client, ClusterFile, NodeSpec, SyncClient, build_node
+from graphrep.errors import ClusterError, ConfigError
+from graphrep.net import Client, ClusterFile, NodeSpec, SyncClient, build_node, local
 from graphrep.net.local import LocalCluster
 from graphrep.net.metrics import MetricsServer, NodeMetrics, ObservedHost
 from graphrep.net.node import warm_up
@@ -194,6 +199,55 @@ def test_the_readiness_rule(tmp_path):
         assert metrics.readiness() == "starting"
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------------- the cluster file
+
+
+def cluster_file(data: Path, **metrics: str) -> ClusterFile:
+    return ClusterFile(cluster="graphrep-metrics", data_dir=data, dim=DIM, replication=1,
+                       nodes={n: NodeSpec(n, f"127.0.0.1:{7001 + i}", metrics=m)
+                              for i, (n, m) in enumerate(sorted(metrics.items()))},
+                       shards={0: ("local",)})
+
+
+def test_the_metrics_address_in_the_cluster_file(tmp_path):
+    cfg = cluster_file(tmp_path / "data", n1="127.0.0.1:9101", n2="")
+    text = cfg.dump(tmp_path / "cluster.toml").read_text()
+    assert 'n1 = { address = "127.0.0.1:7001", region = "local", metrics = "127.0.0.1:9101" }' \
+        in text.splitlines()
+    assert 'n2 = { address = "127.0.0.1:7002", region = "local" }' in text.splitlines()
+    back = ClusterFile.load(tmp_path / "cluster.toml")
+    assert back.nodes == cfg.nodes
+    assert back.nodes["n1"].metrics_url == "http://127.0.0.1:9101/metrics"
+    assert back.nodes["n2"].metrics_url is None
+    with pytest.raises(ConfigError, match="host:port"):
+        cluster_file(tmp_path, n1="9101")
+    with pytest.raises(ConfigError, match=r"metrics on its own address 127\.0\.0\.1:7001"):
+        cluster_file(tmp_path, n1="127.0.0.1:7001")
+
+
+def test_a_metrics_port_in_use_stops_the_node_before_it_starts(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = ClusterFile(cluster="graphrep-metrics", data_dir=tmp_path / "data", dim=DIM,
+                          replication=1, shards={0: ("local",)},
+                          nodes={"n1": NodeSpec("n1", "127.0.0.1:0",
+                                                metrics=f"127.0.0.1:{port}")})
+        cfg.dump(tmp_path / local.CONFIG)
+        with pytest.raises(ClusterError, match=f"metrics port {port} of node n1 is in use"):
+            local.start(tmp_path, "n1")
+        assert not (tmp_path / "n1.pid").exists()
+        run = subprocess.run([sys.executable, "-m", "graphrep.cli", "node", "--config",
+                              str(tmp_path / local.CONFIG), "--name", "n1"],
+                             capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines()[-1] == (f"graphrep node: n1: [Errno 98] cannot serve "
+                                           f"metrics on 127.0.0.1:{port}: Address already "
+                                           "in use")
 
 
 # ---------------------------------------------------------------------- one node, in here
