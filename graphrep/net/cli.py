@@ -28,6 +28,8 @@ def add_commands(sub: argparse._SubParsersAction, int_arg: Any, choice_arg: Any)
     int_arg(up, "--nodes", 1, 64, 3, "node processes")
     int_arg(up, "--shards", 1, 256, 1, "shards")
     int_arg(up, "--port", 1024, 65000, None, "first port (default: ports the OS picks)")
+    int_arg(up, "--metrics-port", 1024, 65000, None, "first port of the nodes' HTTP "
+            "endpoints /metrics, /healthz, /readyz (default: ports the OS picks)")
     int_arg(up, "--dim", 1, 4096, 32, "vector dimension")
     int_arg(up, "--replication", 1, 64, None, "replicas per shard (default: min(3, nodes))")
     choice_arg(up, "--policy", POLICIES, "leader", "replication policy")
@@ -37,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction, int_arg: Any, choice_arg: Any)
                     help="run every connection over TLS with TLS_DIR/ca.pem, node.pem and "
                     "node.key (a certificate for 127.0.0.1, the key mode 600)")
     st = csub.add_parser("status", help="per node and shard: role, term, commit, applied, "
-                         "lag, digest, up or down")
+                         "lag, digest, up or down, ready (its /readyz)")
     st.add_argument("--json", action="store_true", help="print one JSON object")
     for action, text in (("stop", "SIGTERM one node"), ("kill", "SIGKILL one node"),
                          ("start", "start one stopped node from its store; returns once it "
@@ -89,11 +91,12 @@ def _cluster(args: argparse.Namespace) -> int:
     if args.action == "up":
         cfg = local.up(args.dir, nodes=args.nodes, shards=args.shards, port=args.port,
                        dim=args.dim, replication=args.replication, policy=args.policy,
-                       concern=args.concern, wait=args.wait,
+                       concern=args.concern, wait=args.wait, metrics_port=args.metrics_port,
                        tls=local.tls_dir(args.tls) if args.tls else None)
         print(f"cluster {cfg.cluster} is up: {args.dir}/cluster.toml")
         for name, spec in sorted(cfg.nodes.items()):
-            print(f"  {name}  {spec.address}  log {args.dir}/{name}.log")
+            print(f"  {name}  {spec.address}  log {args.dir}/{name}.log  metrics "
+                  f"{spec.metrics_url}")
         return 0
     if args.action == "status":
         st = local.status(args.dir)
@@ -116,16 +119,22 @@ def _cluster(args: argparse.Namespace) -> int:
 
 def _print_status(st: dict[str, Any]) -> None:
     print(f"cluster {st['cluster']}")
-    print(f"{'node':6} {'state':6} {'shard':>5} {'role':10} {'term':>5} {'commit':>8} "
-          f"{'applied':>8} {'lag':>6}  digest")
+    print(f"{'node':6} {'state':6} {'ready':5} {'shard':>5} {'role':10} {'term':>5} "
+          f"{'commit':>8} {'applied':>8} {'lag':>6}  digest")
+    why = []
     for name, s in sorted(st["nodes"].items()):
+        ready = {True: "yes", False: "no", None: "-"}[s.get("ready")]
+        if s.get("ready") is False and s.get("up"):
+            why.append(f"{name} not ready: {s.get('not_ready', '')}")
         if not s.get("up"):
-            print(f"{name:6} {'down':6}")
+            print(f"{name:6} {'down':6} {ready}")
             continue
         for row in s["shards"]:
-            print(f"{name:6} {'up':6} {row['shard']:>5} {row['role']:10} {row['term']:>5} "
-                  f"{row['commit']:>8} {row['applied']:>8} {row['lag']:>6}  "
+            print(f"{name:6} {'up':6} {ready:5} {row['shard']:>5} {row['role']:10} "
+                  f"{row['term']:>5} {row['commit']:>8} {row['applied']:>8} {row['lag']:>6}  "
                   f"{row['digest'][:16]}")
+    for line in why:
+        print(line)
 
 
 def _load(args: argparse.Namespace) -> int:

@@ -23,12 +23,15 @@ Example (``graphrep cluster up`` writes one like it)::
     max_frame_bytes = 67108864
 
     [nodes]
-    n1 = { address = "127.0.0.1:7001", region = "local" }
-    n2 = { address = "127.0.0.1:7002", region = "local" }
-    n3 = { address = "127.0.0.1:7003", region = "local" }
+    n1 = { address = "127.0.0.1:7001", region = "local", metrics = "127.0.0.1:9101" }
+    n2 = { address = "127.0.0.1:7002", region = "local", metrics = "127.0.0.1:9102" }
+    n3 = { address = "127.0.0.1:7003", region = "local" }   # no metrics endpoint
 
     [shards]                        # shard -> the regions it may live in
     0 = ["local"]
+
+A node's optional ``metrics`` address is where it serves ``/metrics``, ``/healthz``
+and ``/readyz`` over HTTP (:mod:`graphrep.net.metrics`); without one it serves none.
 
 Shards are numbered ``0 .. S-1``; an id belongs to shard ``id % S`` (as in the
 simulated cluster). Which nodes hold a shard is decided by
@@ -67,6 +70,14 @@ class NodeSpec:
     name: str
     address: str
     region: str = "local"
+    metrics: str = ""
+    """``host:port`` of the node's HTTP endpoints (``/metrics``, ``/healthz``,
+    ``/readyz``); empty: none."""
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://host:port/metrics``, or None without a metrics address."""
+        return f"http://{self.metrics}/metrics" if self.metrics else None
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,11 @@ class ClusterFile:
             raise ConfigError("[nodes] is empty: a cluster needs at least one node")
         for spec in self.nodes.values():
             parse_address(spec.address)
+            if spec.metrics:
+                _, port = parse_address(spec.metrics)
+                if spec.metrics == spec.address and port:
+                    raise ConfigError(f"node {spec.name!r} has its metrics on its own "
+                                      f"address {spec.address}; give it another port")
         if sorted(self.shards) != list(range(len(self.shards))):
             raise ConfigError(f"shards are numbered 0..S-1, got {sorted(self.shards)}")
         if self.policy not in POLICIES:
@@ -164,8 +180,9 @@ class ClusterFile:
                     value = (tuple(int(v * MS) for v in value) if isinstance(value, list)
                              else int(value * MS))
                 protocol[key] = value
-            nodes = {name: NodeSpec(name, str(spec["address"]), str(spec.get("region",
-                                                                              "local")))
+            nodes = {name: NodeSpec(name, str(spec["address"]),
+                                    str(spec.get("region", "local")),
+                                    str(spec.get("metrics", "")))
                      for name, spec in dict(raw["nodes"]).items()}
             shards = {int(s): tuple(str(r) for r in regions)
                       for s, regions in dict(raw.get("shards", {"0": ["local"]})).items()}
@@ -222,7 +239,8 @@ class ClusterFile:
             lines += ["", "[tls]                           # CA, certificate, key (mode 600)"]
             lines += [f'{k} = "{_relative(v, path.parent)}"' for k, v in sorted(self.tls.items())]
         lines += ["", "[nodes]"]
-        lines += [f'{n} = {{ address = "{s.address}", region = "{s.region}" }}'
+        lines += [f'{n} = {{ address = "{s.address}", region = "{s.region}"'
+                  + (f', metrics = "{s.metrics}"' if s.metrics else "") + " }"
                   for n, s in sorted(self.nodes.items())]
         lines += ["", "[shards]"]
         lines += [f"{s} = {_toml(list(r))}" for s, r in sorted(self.shards.items())]

@@ -3,10 +3,12 @@
 ``DIR/cluster.toml`` describes the cluster; each node ``NAME`` runs as its own detached
 process (``python -m graphrep.cli node --config DIR/cluster.toml --name NAME``) with
 ``DIR/NAME.pid`` and ``DIR/NAME.log`` beside its data in ``DIR/data/NAME``. Nodes listen
-on 127.0.0.1 only. :func:`up`, :func:`stop`, :func:`kill`, :func:`start`, :func:`down`
-and :func:`status` are what ``graphrep cluster ...`` runs; :class:`LocalCluster` is the
-same as a context manager that takes the whole cluster down on every way out (tests and
-demos use it, so no process outlives them).
+on 127.0.0.1 only, each with its HTTP endpoints (``/metrics``, ``/healthz``, ``/readyz``)
+on a port of its own (:mod:`graphrep.net.metrics`). :func:`up`, :func:`stop`,
+:func:`kill`, :func:`start`, :func:`down` and :func:`status` are what ``graphrep
+cluster ...`` runs; :class:`LocalCluster` is the same as a context manager that takes
+the whole cluster down on every way out (tests and demos use it, so no process outlives
+them).
 
 Every function raises :class:`~graphrep.errors.ClusterError` with one line saying what
 is wrong when it cannot do its job (no cluster in DIR, a port in use, a node already
@@ -22,6 +24,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +35,8 @@ from graphrep.net.config import ClusterFile, NodeSpec
 from graphrep.net.handshake import SECRET_FILES, generate
 from graphrep.sansio import MS
 
-__all__ = ["LocalCluster", "down", "kill", "leader_of", "pid_of", "running", "start",
-           "status", "stop", "up", "wait_for_leaders"]
+__all__ = ["LocalCluster", "down", "health", "kill", "leader_of", "pid_of", "running",
+           "start", "status", "stop", "up", "wait_for_leaders"]
 
 CONFIG = "cluster.toml"
 
@@ -147,9 +151,11 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
        dim: int = 32, replication: int | None = None, policy: str = "leader",
        concern: str = "majority", protocol: dict[str, Any] | None = None,
        wait: float = 120.0, tls: dict[str, Path] | None = None,
+       metrics_port: int | None = None,
        prepare: Callable[[ClusterFile], None] | None = None) -> ClusterFile:
     """Write ``DIR/cluster.toml`` for ``nodes`` nodes (ports ``port, port+1, ...``, or
-    ports the OS picks), start every node, and wait until every shard has a leader.
+    ports the OS picks; their metrics endpoints on ``metrics_port, metrics_port+1, ...``,
+    or ports the OS picks), start every node, and wait until every shard has a leader.
     ``prepare(cfg)`` runs after the file is written and before any node starts (a
     benchmark seeds the nodes' stores there)."""
     directory = Path(directory).resolve()
@@ -158,10 +164,20 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
         raise ClusterError(f"a cluster is already running in {directory} (nodes "
                            f"{sorted(running(directory))}); `graphrep cluster down --dir "
                            f"{directory}` first")
-    ports = list(range(port, port + nodes)) if port else _free_ports(nodes)
+    picked = _free_ports((0 if port else nodes) + (0 if metrics_port else nodes))
+    ports = list(range(port, port + nodes)) if port else picked[:nodes]
     for p in ports:
         if not _port_free(p):
             raise ClusterError(f"port {p} on 127.0.0.1 is in use; choose another --port")
+    http = (list(range(metrics_port, metrics_port + nodes)) if metrics_port
+            else picked[-nodes:])
+    for p in http:
+        if p in ports:
+            raise ClusterError(f"metrics port {p} is also a node's port; choose another "
+                               "--metrics-port")
+        if not _port_free(p):
+            raise ClusterError(f"port {p} on 127.0.0.1 is in use; choose another "
+                               "--metrics-port")
     names = [f"n{i + 1}" for i in range(nodes)]
     secret_dir = directory / "secrets"
     if all((secret_dir / f).exists() for f in SECRET_FILES.values()):
@@ -170,7 +186,8 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
         security = generate(secret_dir)
     cfg = ClusterFile(
         cluster=f"graphrep-{os.urandom(4).hex()}",
-        nodes={n: NodeSpec(n, f"127.0.0.1:{p}") for n, p in zip(names, ports, strict=True)},
+        nodes={n: NodeSpec(n, f"127.0.0.1:{p}", metrics=f"127.0.0.1:{h}")
+               for n, p, h in zip(names, ports, http, strict=True)},
         shards={s: ("local",) for s in range(shards)}, dim=dim,
         data_dir=directory / "data", replication=replication or min(3, nodes),
         policy=policy, concern=concern, protocol={**LIVE_PROTOCOL, **(protocol or {})},
@@ -288,9 +305,12 @@ def start(directory: str | Path, node: str, wait: float = 0.0) -> int:
     pid = pid_of(directory, node)
     if pid is not None:
         raise ClusterError(f"node {node} is already running (pid {pid})")
-    _, port = cfg.nodes[node].address.rsplit(":", 1)
-    if not _port_free(int(port)):
-        raise ClusterError(f"port {port} of node {node} is in use")
+    spec = cfg.nodes[node]
+    for what, address in (("port", spec.address), ("metrics port", spec.metrics)):
+        if address:
+            _, port = address.rsplit(":", 1)
+            if not _port_free(int(port)):
+                raise ClusterError(f"{what} {port} of node {node} is in use")
     pid = _spawn(directory, node)
     if wait:
         wait_for_leaders(directory, timeout=wait, nodes=[node])
@@ -359,9 +379,46 @@ def leader_of(st: dict[str, Any], shard: int = 0) -> str | None:
     return None
 
 
+def health(spec: NodeSpec, timeout: float = 1.0) -> dict[str, Any]:
+    """What node ``spec``'s HTTP endpoints say: ``metrics_url`` (None without a metrics
+    address), ``healthy`` (``/healthz`` answered 200), ``ready`` (``/readyz`` answered
+    200) and ``not_ready`` (why not, one line; ``""`` when ready). Without a metrics
+    address, ``healthy`` and ``ready`` are None (unknown)."""
+    out: dict[str, Any] = {"metrics_url": spec.metrics_url, "healthy": None,
+                           "ready": None, "not_ready": ""}
+    if not spec.metrics:
+        out["not_ready"] = "no metrics address in the cluster file"
+        return out
+    base = f"http://{spec.metrics}"
+    for path, key in (("/healthz", "healthy"), ("/readyz", "ready")):
+        code, text = _get(base + path, timeout)
+        out[key] = code == 200
+        if code != 200:
+            out["ready"] = False
+            out["not_ready"] = text if code else f"no answer from {base}{path}: {text}"
+            break
+    return out
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Opens URLs without the proxies the environment may name: the nodes are local."""
+
+
+def _get(url: str, timeout: float) -> tuple[int, str]:
+    """``(status, first line of the body)``, or ``(0, why)`` if nothing answered."""
+    try:
+        with _DIRECT.open(url, timeout=timeout) as reply:
+            return reply.status, reply.read(512).decode(errors="replace").strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(512).decode(errors="replace").strip()
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(getattr(exc, "reason", exc))
+
+
 def status(directory: str | Path, digest: bool = True) -> dict[str, Any]:
-    """Per node: up or down, pid, and its shards (role, term, commit, applied, lag in
-    entries behind the shard's leader, digest)."""
+    """Per node: up or down, pid, its shards (role, term, commit, applied, lag in
+    entries behind the shard's leader, digest), and what its HTTP endpoints say
+    (:func:`health`: ``metrics_url``, ``healthy``, ``ready``, ``not_ready``)."""
     from graphrep.net.client import SyncClient
 
     directory = Path(directory)
@@ -377,6 +434,8 @@ def status(directory: str | Path, digest: bool = True) -> dict[str, Any]:
         s["pid"] = pid_of(directory, name)
         for row in s.get("shards", []):
             row["lag"] = max(commit.get(row["shard"], row["applied"]) - row["applied"], 0)
+        if name in cfg.nodes:
+            s.update(health(cfg.nodes[name]))
     return st
 
 

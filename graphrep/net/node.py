@@ -4,7 +4,9 @@ driver, with its store in ``data_dir/<name>/store.sqlite3``.
 ``graphrep node --config cluster.toml --name n1`` calls :func:`main`. The node compiles
 (or loads from Numba's cache) the index kernels before it opens its port, so its first
 election is not lost to JIT time; it logs ``ready`` once it accepts connections.
-SIGTERM or SIGINT stops it gracefully: it stops taking inputs, lets the commit in
+With a ``metrics`` address in the cluster file, it serves ``/metrics``, ``/healthz`` and
+``/readyz`` there (:mod:`graphrep.net.metrics`), from its own loop. SIGTERM or SIGINT
+stops it gracefully: it stops taking inputs, lets the commit in
 progress finish, and exits 0. A failed commit exits 70; a damaged store refuses to start
 (exit 2) with a message that says what to do.
 """
@@ -23,6 +25,7 @@ import trio
 from graphrep.errors import ConfigError, GraphrepError, StoreDamaged, StoreError
 from graphrep.net.config import ClusterFile
 from graphrep.net.driver import NodeDriver, Residency
+from graphrep.net.metrics import MetricsServer, NodeMetrics, ObservedHost
 from graphrep.net.store import SQLiteStore
 from graphrep.net.transport import Transport
 from graphrep.net.wire import control
@@ -113,7 +116,7 @@ def build_node(cfg: ClusterFile, name: str, transport: Transport | None = None,
     peers = sorted({p for c in configs for p in c.replicas} - {name})
 
     def factory(node: str, disk: dict) -> ShardHost:
-        return ShardHost(node, disk, configs, _rng_for(node))
+        return ObservedHost(node, disk, configs, _rng_for(node))
 
     config = cfg.driver_config()
     config.keys = cfg.keys()
@@ -158,16 +161,20 @@ def warm_up(dim: int, metric: str = "l2", R: int = 32, L: int = 64,
     VamanaIndex.from_bytes(a.to_bytes()).digest()
 
 
-async def serve(driver: NodeDriver) -> None:
+async def serve(driver: NodeDriver, metrics: MetricsServer | None = None) -> None:
     """Run ``driver`` until SIGTERM or SIGINT, then stop it gracefully. Signals are
     received until the driver has stopped, so a second one during the graceful stop is
-    absorbed instead of killing the node before it closes its store."""
+    absorbed instead of killing the node before it closes its store. ``metrics`` is
+    served in the same nursery (so from the node's loop); it listens before the driver
+    starts, so a metrics port in use stops the node before it joins its cluster."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
             async def stop_on_signal() -> None:
                 async for signum in signals:
                     log.info("%s: %s, stopping", driver.name, signal.Signals(signum).name)
+                    if metrics is not None:
+                        metrics.metrics.stopping = True  # /readyz: 503 from now on
                     driver.shutdown()
 
             async def run_driver(task_status: trio.TaskStatus[None]) -> None:
@@ -175,6 +182,9 @@ async def serve(driver: NodeDriver) -> None:
                 nursery.cancel_scope.cancel()  # stopped: stop receiving signals
 
             nursery.start_soon(stop_on_signal)
+            if metrics is not None:
+                await nursery.start(metrics.run)
+                log.info("%s: metrics on %s/metrics", driver.name, metrics.url)
             await nursery.start(run_driver)
             log.info("%s: ready", driver.name)
             print(f"{driver.name}: ready", flush=True)
@@ -191,6 +201,8 @@ def main(config: str, name: str) -> int:
         cfg = ClusterFile.load(config)
         warm_up(cfg.dim, cfg.metric, cfg.R, cfg.L, cfg.alpha)
         driver = build_node(cfg, name)
+        address = cfg.nodes[name].metrics
+        server = MetricsServer(NodeMetrics(driver), address) if address else None
     except StoreDamaged as exc:
         log.critical("%s", exc)
         print(f"graphrep node: {exc}", file=sys.stderr)
@@ -200,7 +212,7 @@ def main(config: str, name: str) -> int:
         return EXIT_BAD_START
     code = 0
     try:
-        trio.run(serve, driver)
+        trio.run(serve, driver, server)
     except BaseException as exc:  # trio wraps task errors in exception groups
         fatal = (_first(exc, StoreDamaged) or _first(exc, StoreError)
                  or _first(exc, OSError))

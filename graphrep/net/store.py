@@ -30,7 +30,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,9 @@ class SQLiteStore:
         self.commits = 0
         self.rows_written = 0
         self.commit_seconds: list[float] = []
+        self.observe_commit: Callable[[float], None] | None = None
+        """Called with each finished commit's duration in seconds, in the node's loop
+        (:mod:`graphrep.net.metrics` puts its fsync histogram's ``observe`` here)."""
         self._wake = trio.Event()
         self._done = trio.Event()
         self.failed: BaseException | None = None
@@ -193,7 +196,10 @@ class SQLiteStore:
                 log.critical("store commit failed, the node stops: %r", exc)
                 raise StoreError(f"commit to {self.path} failed ({exc!r}); the node stops "
                                  "(a retried fsync may report success for lost data)") from exc
-            self.commit_seconds.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.commit_seconds.append(took)
+            if self.observe_commit is not None:
+                self.observe_commit(took)
             if len(self.commit_seconds) > 65536:
                 del self.commit_seconds[:32768]
             self.commits += 1

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from graphrep.net import local
+from graphrep.net import ClusterFile, local
 
 GRAPHREP = [sys.executable, "-m", "graphrep.cli"]
 
@@ -131,6 +131,9 @@ def test_status_json(cluster):
     roles = []
     for name, node in st["nodes"].items():
         assert node["up"] is True and node["pid"] == local.pid_of(cluster, name)
+        assert node["metrics_url"].startswith("http://127.0.0.1:")
+        assert node["metrics_url"].endswith("/metrics")
+        assert (node["healthy"], node["ready"], node["not_ready"]) == (True, True, "")
         (shard,) = node["shards"]
         assert {"shard", "role", "term", "commit", "applied", "lag", "digest"} <= set(shard)
         assert shard["shard"] == 0 and shard["lag"] >= 0 and len(shard["digest"]) == 64
@@ -163,9 +166,14 @@ def test_kill_stop_start_load_and_down(cluster):
     run = graphrep("cluster", "kill", "n2", "--dir", cluster)
     assert (run.returncode, run.stdout) == (0, "kill: n2\n"), run.stderr
     code, st = _status(cluster)
-    assert code == 1 and st["nodes"]["n2"] == {"name": "n2", "up": False, "pid": None}
+    n2 = st["nodes"]["n2"]
+    assert code == 1 and {k: n2[k] for k in ("name", "up", "pid", "healthy", "ready")} == {
+        "name": "n2", "up": False, "pid": None, "healthy": False, "ready": False}
+    address = ClusterFile.load(cluster / local.CONFIG).nodes["n2"].metrics
+    assert n2["not_ready"].startswith(f"no answer from http://{address}/healthz")
+    assert "shards" not in n2
     text = graphrep("cluster", "status", "--dir", cluster)
-    assert text.returncode == 1 and any(line.split()[:2] == ["n2", "down"]
+    assert text.returncode == 1 and any(line.split() == ["n2", "down", "no"]
                                         for line in text.stdout.splitlines())
     refused(graphrep("cluster", "kill", "n2", "--dir", cluster), "node n2 is not running")
     refused(graphrep("cluster", "stop", "n2", "--dir", cluster), "node n2 is not running")
