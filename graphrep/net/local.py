@@ -151,13 +151,16 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
        dim: int = 32, replication: int | None = None, policy: str = "leader",
        concern: str = "majority", protocol: dict[str, Any] | None = None,
        wait: float = 120.0, tls: dict[str, Path] | None = None,
-       metrics_port: int | None = None,
+       metrics_port: int | None = None, regions: list[str] | None = None,
+       delays: dict[str, dict[str, list[float]]] | None = None,
        prepare: Callable[[ClusterFile], None] | None = None) -> ClusterFile:
     """Write ``DIR/cluster.toml`` for ``nodes`` nodes (ports ``port, port+1, ...``, or
     ports the OS picks; their metrics endpoints on ``metrics_port, metrics_port+1, ...``,
     or ports the OS picks), start every node, and wait until every shard has a leader.
-    ``prepare(cfg)`` runs after the file is written and before any node starts (a
-    benchmark seeds the nodes' stores there)."""
+    ``regions`` are given to the nodes in turn (n1 the first, n2 the second...), every
+    shard may live in all of them, and ``delays`` (``{"eu": {"us": [40, 2]}}``, ms) are
+    the one-way delays between them. ``prepare(cfg)`` runs after the file is written
+    and before any node starts (a benchmark seeds the nodes' stores there)."""
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CONFIG).exists() and running(directory):
@@ -184,14 +187,16 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
         security = {k: secret_dir / f for k, f in SECRET_FILES.items()}  # an earlier up's
     else:
         security = generate(secret_dir)
+    regions = list(regions or ["local"])
     cfg = ClusterFile(
         cluster=f"graphrep-{os.urandom(4).hex()}",
-        nodes={n: NodeSpec(n, f"127.0.0.1:{p}", metrics=f"127.0.0.1:{h}")
-               for n, p, h in zip(names, ports, http, strict=True)},
-        shards={s: ("local",) for s in range(shards)}, dim=dim,
+        nodes={n: NodeSpec(n, f"127.0.0.1:{p}", regions[i % len(regions)],
+                           metrics=f"127.0.0.1:{h}")
+               for i, (n, p, h) in enumerate(zip(names, ports, http, strict=True))},
+        shards={s: tuple(dict.fromkeys(regions)) for s in range(shards)}, dim=dim,
         data_dir=directory / "data", replication=replication or min(3, nodes),
         policy=policy, concern=concern, protocol={**LIVE_PROTOCOL, **(protocol or {})},
-        security=security, tls=tls or {})
+        security=security, tls=tls or {}, delays=delays or {})
     cfg.dump(directory / CONFIG)
     cfg = ClusterFile.load(directory / CONFIG)
     if prepare is not None:
