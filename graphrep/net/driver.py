@@ -86,6 +86,7 @@ from graphrep.protocol.messages import (
     SearchReply,
     WriteReply,
     encode,
+    message_type,
 )
 from graphrep.sansio import (
     Busy,
@@ -161,6 +162,10 @@ def _address(stream: trio.abc.Stream) -> str:
     return f"{host}:{port}" if port != "" else str(host)
 
 
+def _op_of(msg: Any) -> str:
+    return msg.op if type(msg) is ClientWrite else "search"
+
+
 class _ClientConn:
     """A client connected to this node: the replies the loop queues for it, and its
     requests in flight (request id -> when it arrived)."""
@@ -168,12 +173,13 @@ class _ClientConn:
     def __init__(self, name: str, size: int) -> None:
         self.name = name
         self.send, self.receive = trio.open_memory_channel[bytes](size)
-        self.inflight: dict[int, float] = {}
+        self.inflight: dict[int, tuple[float, str]] = {}  # req -> (arrival, op)
 
 
-def _field(payload: bytes, k: int) -> int | None:
-    """Item ``k`` of a message (``[version, type, shard, req or term, ...]``) if it is an
-    int, read without decoding the rest: 2 is the shard, 3 a reply's request id."""
+def _field(payload: bytes, k: int, kind: type = int) -> Any:
+    """Item ``k`` of a message (``[version, type, shard, req or term, ...]``) if it is of
+    type ``kind``, read without decoding the rest: 1 is the type code, 2 the shard, 3 a
+    reply's request id, 4 its status (a str)."""
     try:
         unpacker = msgpack.Unpacker(max_buffer_size=len(payload) + 1)
         unpacker.feed(payload)
@@ -184,7 +190,7 @@ def _field(payload: bytes, k: int) -> int | None:
         value = unpacker.unpack()
     except Exception:  # not a message of this shape
         return None
-    return value if type(value) is int else None
+    return value if type(value) is kind else None
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,13 @@ class NodeDriver:
                  latency: dict[str, tuple[float, float]] | None = None) -> None:
         self.name = name
         self.residency = residency
+        self.on_request_done: Callable[[str, str, float], None] | None = None
+        """Called with (op, status, seconds) as each client request is answered (its
+        reply queued): ``insert``/``delete``/``delta``/``search``, the reply's status."""
+        self.traffic: collections.Counter[tuple[str, str]] = collections.Counter()
+        """(``sent``/``received``, message type) -> bytes, over peer and client
+        connections (frame bodies)."""
+        self.frames: collections.Counter[tuple[str, str]] = collections.Counter()
         self.latency = latency or {}
         """Peer -> the one-way (delay, jitter) in seconds its frames are held (emulated
         regions: see :class:`~graphrep.net.peers.PeerLink`)."""
@@ -396,6 +409,9 @@ class NodeDriver:
         if to == self.name:
             self._to_self(payload)
             return
+        kind = message_type(_field(payload, 1))
+        self.traffic["sent", kind] += len(payload)
+        self.frames["sent", kind] += 1
         data = frame(payload)
         link = self.links.get(to)
         if link is not None:
@@ -410,8 +426,12 @@ class NodeDriver:
         if conn is None:
             self.counters["sends_to_absent_client"] += 1
             return
-        if conn.inflight and conn.inflight.pop(_field(payload, 3), None) is not None:
-            self._requests -= 1
+        if conn.inflight:
+            held = conn.inflight.pop(_field(payload, 3), None)
+            if held is not None:
+                self._requests -= 1
+                self._request_done(held[1], _field(payload, 4, str) or "?",
+                                   time.monotonic() - held[0])
         try:
             conn.send.send_nowait(data)
         except trio.WouldBlock:
@@ -590,11 +610,18 @@ class NodeDriver:
         residency = self.residency
         while (body := await self._next_frame(reader)) is not None:
             msg = self._decoded(body)
+            self._received(body, msg)
             if residency is not None and not residency.admits(
                     peer, getattr(msg, "shard", None) if self._decode else _field(msg, 2)):
                 self._nonresident("from", peer, body)
                 continue
             await self._inputs_send.send(("msg", peer, msg, len(body)))
+
+    def _received(self, body: bytes, msg: Any) -> None:
+        kind = (type(msg).__name__ if self._decode is not None
+                else message_type(_field(body, 1)))
+        self.traffic["received", kind] += len(body)
+        self.frames["received", kind] += 1
 
     def _nonresident(self, way: str, peer: str, payload: bytes) -> None:
         """Count (and log, once per peer and shard) a message refused for residency."""
@@ -629,6 +656,7 @@ class NodeDriver:
                             await self._inputs_send.send(("ctl", name, decode_control(body)))
                         else:
                             msg = self._decoded(body)
+                            self._received(body, msg)
                             if self._decode is not None and type(msg) not in _CLIENT_REQUESTS:
                                 raise FrameError(f"client {name!r} sent {type(msg).__name__}: "
                                                  "a client's connection carries only "
@@ -669,10 +697,11 @@ class NodeDriver:
         elif self._requests >= cfg.max_requests:
             why = f"{self._requests} requests in flight (max_requests {cfg.max_requests})"
         else:
-            conn.inflight[msg.req] = now
+            conn.inflight[msg.req] = (now, _op_of(msg))
             self._requests += 1
             return True
         self.counters["busy_replies"] += 1
+        self._request_done(_op_of(msg), "busy", 0.0)
         why = f"node {self.name} is busy: {why}; retry after {cfg.busy_retry_ms} ms"
         if type(msg) is ClientWrite:
             reply = encode(WriteReply(msg.shard, msg.req, "busy", -1, cfg.busy_retry_ms,
@@ -686,12 +715,16 @@ class NodeDriver:
             self.counters["dropped_sends"] += 1
         return False
 
+    def _request_done(self, op: str, status: str, seconds: float) -> None:
+        if self.on_request_done is not None:
+            self.on_request_done(op, status, seconds)
+
     def _expire(self, now: float) -> None:
         """Forget requests in flight longer than ``request_expiry`` (never answered: a
         deposed leader dropped them)."""
         horizon = now - self.config.request_expiry
         for conn in self.clients.values():
-            old = [req for req, at in conn.inflight.items() if at < horizon]
+            old = [req for req, (at, _) in conn.inflight.items() if at < horizon]
             for req in old:
                 del conn.inflight[req]
             self._requests -= len(old)
@@ -699,6 +732,7 @@ class NodeDriver:
 
     def _deny(self, conn: _ClientConn, msg: ClientWrite) -> None:
         self.counters["denied_writes"] += 1
+        self._request_done(_op_of(msg), "denied", 0.0)
         reply = encode(WriteReply(msg.shard, msg.req, "denied", -1, -1, self.name,
                                   "this connection holds a read token: writes need a write "
                                   "token"))

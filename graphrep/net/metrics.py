@@ -49,6 +49,8 @@ goes wrong closes that connection only.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import contextlib
 import logging
 import os
@@ -82,6 +84,12 @@ FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
                  0.25, 0.5, 1.0, 2.5)
 """Seconds. A commit here takes 0.1-2 ms (``prometheus_client``'s default buckets start
 at 5 ms and would put every commit in the first one)."""
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0)
+"""Client request durations (seconds): a write at majority takes two commits and a round
+trip, about 2-10 ms on one machine."""
+_APPENDED_KEPT = 65536
+"""Append times a leader keeps per shard for lag in seconds (older count as the oldest)."""
 
 _EVENTS = (
     ("snapshots", "graphrep_snapshots_taken_total", "Snapshots of the index taken."),
@@ -123,7 +131,10 @@ class ObservedHost(ShardHost):
     * ``proposals_failed``: writes that were waiting for their concern on this replica
       when it stopped leading (their clients retry them; each may or may not survive);
     * ``commit_at_start``: each shard's commit position when the process started, so
-      that committed entries count from zero in each process (a counter).
+      that committed entries count from zero in each process (a counter);
+    * ``appended``: on a leader, when recent log positions were appended (position,
+      ns), so that a follower's lag can be told in seconds: how long ago the first entry
+      it has not acknowledged was appended (:meth:`lag_seconds`).
 
     Each callback is observed for its own shard only (a timer's, a message's): a few
     attribute reads."""
@@ -135,6 +146,22 @@ class ObservedHost(ShardHost):
         self.proposals_failed = dict.fromkeys(self.replicas, 0)
         self.commit_at_start = {s: r.commit for s, r in self.replicas.items()}
         self._named = dict.fromkeys(self.replicas, "")
+        self.appended: dict[int, collections.deque[tuple[int, int]]] = {
+            s: collections.deque(maxlen=_APPENDED_KEPT) for s in self.replicas}
+
+    def lag_seconds(self, shard: int, match: int, now: int) -> float:
+        """On the leader: seconds since the first entry past ``match`` (a follower's
+        acknowledged end) was appended; 0 if it has acknowledged everything. Entries
+        older than the ones kept count from the oldest kept (a lower bound)."""
+        r = self.replicas[shard]
+        if match >= r.log.end:
+            return 0.0
+        times = self.appended[shard]
+        i = bisect.bisect_right(times, (match, 1 << 62)) - 1
+        if not times:
+            return 0.0
+        at = times[max(i, 0)][1]
+        return max(now - at, 0) / 1e9
 
     def leader_of(self, shard: int) -> str:
         """The leader of ``shard`` in this replica's current term, or ``""``."""
@@ -142,7 +169,12 @@ class ObservedHost(ShardHost):
         return r.leader if self.leader_term[shard] == r.term else ""
 
     def _observe(self, shard: int, r: Replica, pending: int, src: str = "",
-                 msg: Any = None) -> None:
+                 msg: Any = None, end: int = -1, now: int = 0) -> None:
+        if r.role == LEADER and 0 <= end < r.log.end:
+            times = self.appended[shard]
+            if times and times[-1][0] >= end:
+                times.clear()  # a new term's log: positions restart from here
+            times.append((end, now))  # entries [end, log end) appended now
         if r.role == LEADER or (src and r.leader == src and type(msg) in _FROM_LEADER
                                 and msg.term == r.term):
             self.leader_term[shard] = r.term
@@ -165,8 +197,9 @@ class ObservedHost(ShardHost):
         if r is None:
             return super().on_timer(now, name)
         pending = len(r.clients.pending) if r.role == LEADER else 0
+        end = r.log.end
         out = super().on_timer(now, name)
-        self._observe(name[0], r, pending)
+        self._observe(name[0], r, pending, end=end, now=now)
         return out
 
     def on_decoded(self, now: int, src: str, msg: Any) -> list:
@@ -175,8 +208,9 @@ class ObservedHost(ShardHost):
         if r is None:
             return super().on_decoded(now, src, msg)
         pending = len(r.clients.pending) if r.role == LEADER else 0
+        end = r.log.end
         out = super().on_decoded(now, src, msg)
-        self._observe(shard, r, pending, src, msg)
+        self._observe(shard, r, pending, src, msg, end, now)
         return out
 
 
@@ -205,12 +239,22 @@ class NodeMetrics:
         self.http_rejected = Counter(
             "graphrep_http_rejected_total", "HTTP connections closed without serving a "
             "request, by reason.", ["reason"], registry=self.registry)
+        self.requests = Histogram(
+            "graphrep_client_request_duration_seconds",
+            "Client requests from arrival to reply, by op (insert, delete, delta, "
+            "search) and the reply's status (ok, not_leader, stale, error, busy, "
+            "denied...).", ["op", "status"], buckets=REQUEST_BUCKETS,
+            registry=self.registry)
+        driver.on_request_done = self._request_done
         for path in _HTTP_PATHS:
             self.http_requests.labels(path)
         for reason in _HTTP_REJECTS:
             self.http_rejected.labels(reason)
         self.registry.register(NodeCollector(self))
         ProcessCollector(registry=self.registry)
+
+    def _request_done(self, op: str, status: str, seconds: float) -> None:
+        self.requests.labels(op, status).observe(seconds)
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The registry as the scraper asked (``Accept``): the body and its type."""
@@ -284,6 +328,16 @@ class NodeCollector:
                         "on this leader.")
         lag = gauge("graphrep_follower_lag_entries", "On the leader: log entries the "
                     "follower has not acknowledged as durable.", ("shard", "follower"))
+        lag_s = gauge("graphrep_follower_lag_seconds", "On the leader: seconds since the "
+                      "first entry the follower has not acknowledged was appended (0 when "
+                      "it has them all).", ("shard", "follower"))
+        logged = CounterMetricFamily(
+            "graphrep_logged_bytes_total", "Bytes of the entries this replica logged as "
+            "leader, by part: vector, edges and metadata of the edge deltas it computed, "
+            "given for deltas clients wrote, op for operations (each entry is then sent to "
+            "every follower).", labels=["shard", "part"])
+        clock = getattr(d, "now", None)  # the driver's clock: the one callbacks are given
+        now = clock() if clock is not None else None
         changes = counter("graphrep_leader_changes_seen_total", "Times this replica saw "
                           "the shard's leader change (to a known leader).")
         committed = counter("graphrep_proposals_committed_total", "Log entries committed "
@@ -309,7 +363,12 @@ class NodeCollector:
                 log_end = r.log.end
                 for peer in r.peers:
                     if peer in r.tracker:
-                        lag.add_metric([s, peer], max(log_end - r.tracker[peer].match, 0))
+                        match = r.tracker[peer].match
+                        lag.add_metric([s, peer], max(log_end - match, 0))
+                        if observed and now is not None:
+                            lag_s.add_metric([s, peer], host.lag_seconds(shard, match, now))
+            for part, n in sorted(r.applier.logged_bytes.items()):
+                logged.add_metric([s, part], n)
             if observed:
                 changes.add_metric([s], host.leader_changes[shard])
                 committed.add_metric([s], r.commit - host.commit_at_start[shard])
@@ -318,7 +377,7 @@ class NodeCollector:
                 family.add_metric([s], d.metrics.get(f"{key}@{shard}", 0.0))
             errors += r.errors
         yield from (is_leader, has_leader, term, commit, applied, end, vectors, pending,
-                    lag)
+                    lag, lag_s, logged)
         if observed:
             yield from (changes, committed, failed)
         yield from (family for _, family in events)
@@ -366,6 +425,17 @@ class NodeCollector:
                                 "are connected to.", value=up)
         yield GaugeMetricFamily("graphrep_clients_connected", "Clients connected to this "
                                 "node (after their hello).", value=len(d.clients))
+        traffic = CounterMetricFamily(
+            "graphrep_message_bytes_total", "Message bytes (frame bodies) sent and received "
+            "over peer and client connections, by message type.", labels=["direction",
+                                                                          "type"])
+        frames = CounterMetricFamily(
+            "graphrep_messages_total", "Messages sent and received over peer and client "
+            "connections, by message type.", labels=["direction", "type"])
+        for (direction, kind), n in sorted(getattr(d, "traffic", {}).items()):
+            traffic.add_metric([direction, kind], n)
+            frames.add_metric([direction, kind], d.frames[direction, kind])
+        yield from (traffic, frames)
         c = dict(d.counters)
         for key, value in getattr(getattr(d, "transport", None), "counters", {}).items():
             c[key] = c.get(key, 0) + value

@@ -87,6 +87,11 @@ class Applier:
         """Distance computations spent applying the log, not reported yet."""
         self.op_distances = 0
         """Distance computations of the leader's own writes, not reported yet."""
+        self.logged_bytes: dict[str, int] = {}
+        """Bytes of the entries this replica logged as leader, by part (``vector``,
+        ``edges``, ``metadata`` of the deltas it computed; ``given`` for deltas clients
+        wrote, not split; ``op`` for operations): a tally for observers (a live node's
+        metrics), which the protocol never reads."""
 
     # ------------------------------------------------------------------ the leader's writes
 
@@ -262,6 +267,11 @@ def _op_entry(term: int, op: str, id_: int, vector: bytes) -> Entry:
     return (term, OP, msgpack.packb([op, id_, vector], use_bin_type=True))
 
 
+def _tally_op(applier: Applier, entry: Entry) -> Entry:
+    applier.logged_bytes["op"] = applier.logged_bytes.get("op", 0) + len(entry[2])
+    return entry
+
+
 APPLIERS: dict[str, type[Applier]] = {}
 """Policy name -> its applier class (see :func:`register_applier`)."""
 
@@ -300,9 +310,15 @@ class DeltaApplier(Applier):
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
                   delta: EdgeDelta | None) -> Entry:
+        tally = self.logged_bytes
         if delta is None:  # a delta write: logged as sent, the bytes the leader applied
+            tally["given"] = tally.get("given", 0) + len(vector)
             return (term, DELTA, bytes(vector))
-        return (term, DELTA, delta.to_bytes())
+        body = delta.to_bytes()
+        for part, n in delta.size_by_part().items():  # known from the encoding: free
+            if part != "total":
+                tally[part] = tally.get(part, 0) + n
+        return (term, DELTA, body)
 
 
 @register_applier
@@ -318,7 +334,7 @@ class ReplayApplier(Applier):
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
                   delta: EdgeDelta | None) -> Entry:
-        return _op_entry(term, op, id_, vector)
+        return _tally_op(self, _op_entry(term, op, id_, vector))
 
     def bulk_load(self, log: Log, end: int) -> None:
         """A replica recovering without a snapshot builds its index in bulk from the
@@ -373,4 +389,4 @@ class SnapshotApplier(Applier):
 
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
                   delta: EdgeDelta | None) -> Entry:
-        return _op_entry(term, op, id_, vector)
+        return _tally_op(self, _op_entry(term, op, id_, vector))

@@ -39,7 +39,7 @@ __all__ = [
     "DELTA", "MAX_MESSAGE_BYTES", "NOOP", "OP", "PROTOCOL_VERSION", "Append", "AppendReply",
     "ClientSearch", "ClientWrite", "Entry", "Repair", "RequestVote", "SearchReply",
     "Snapshot", "SnapshotReply", "TreeLeaves", "TreeRoot", "VoteReply", "WriteReply",
-    "decode", "encode", "vector_of",
+    "decode", "encode", "message_type", "vector_of",
 ]
 
 PROTOCOL_VERSION = 1
@@ -254,6 +254,12 @@ _SCHEMA: dict[int, tuple[type, tuple]] = {
     13: (Repair, (_int, _int, _int, _int_list, _bytes, _int, _int)),
 }
 _CODE = {cls: code for code, (cls, _) in _SCHEMA.items()}
+
+
+def message_type(code: int | None) -> str:
+    """The name of the message type with wire code ``code`` (``"?"`` if none)."""
+    entry = _SCHEMA.get(code) if type(code) is int else None
+    return entry[0].__name__ if entry is not None else "?"
 
 # The fast check of a well-formed message, per type code: the exact type of every field
 # (a check that accepts ints but not bools wants ``int``), where the ints are (each must

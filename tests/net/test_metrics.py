@@ -68,8 +68,15 @@ def parse(text: str) -> Samples:
     return out
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[name][frozenset(labels.items())]
+def value(samples: Samples, name: str, default: float | None = None,
+          **labels: str) -> float:
+    """A sample's value (``default`` if given and the sample is absent)."""
+    got = samples.get(name, {}).get(frozenset(labels.items()))
+    if got is None:
+        if default is None:
+            raise KeyError((name, labels))
+        return default
+    return got
 
 
 # ---------------------------------------------------------------------- sans IO
@@ -460,6 +467,21 @@ def test_scraped_while_writing_counters_move_and_lag_returns_to_zero(cluster):
             writes * DIM * 4)  # every vector went to every follower
     assert value(after[leader], "graphrep_store_rows_written_total") > value(
         before[leader], "graphrep_store_rows_written_total")
+    # every insert's vector, logged once by the leader, by part
+    logged = value(after[leader], "graphrep_logged_bytes_total", shard="0", part="vector")
+    assert logged - value(before[leader], "graphrep_logged_bytes_total", shard="0",
+                          part="vector", default=0) == writes * DIM * 4
+    assert value(after[leader], "graphrep_logged_bytes_total", shard="0", part="edges") > 0
+    # requests answered, by op and status; messages by type
+    assert value(after[leader], "graphrep_client_request_duration_seconds_count",
+                 op="insert", status="ok") >= writes
+    for f in followers:
+        assert value(after[f], "graphrep_message_bytes_total", direction="received",
+                     type="Append") > writes * DIM * 4
+        assert value(after[leader], "graphrep_follower_lag_seconds", shard="0",
+                     follower=f) == 0
+    assert value(after[leader], "graphrep_messages_total", direction="received",
+                 type="AppendReply") > 0
 
     # a follower stopped misses writes; restarted, it catches up and its lag is 0 again
     gone = followers[0]
@@ -469,6 +491,7 @@ def test_scraped_while_writing_counters_move_and_lag_returns_to_zero(cluster):
     s = until(lambda: (s := scrape(leader)) and value(
         s, "graphrep_peer_connected", peer=gone) == 0 and s)
     assert value(s, "graphrep_follower_lag_entries", shard="0", follower=gone) >= 40
+    assert value(s, "graphrep_follower_lag_seconds", shard="0", follower=gone) > 0
     assert value(s, "graphrep_follower_lag_entries", shard="0", follower=followers[1]) == 0
     cluster.start(gone)
     after = until(settled)
