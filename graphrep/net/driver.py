@@ -180,6 +180,10 @@ def _field(payload: bytes, k: int, kind: type = int) -> Any:
     """Item ``k`` of a message (``[version, type, shard, req or term, ...]``) if it is of
     type ``kind``, read without decoding the rest: 1 is the type code, 2 the shard, 3 a
     reply's request id, 4 its status (a str)."""
+    if k <= 2 and kind is int and len(payload) > 3 and payload[0] & 0xF0 == 0x90 \
+            and payload[0] & 0x0F > k and payload[1] < 0x80 and payload[2] < 0x80 \
+            and payload[3] < 0x80:
+        return payload[k + 1]  # a fixarray of positive fixints: the common case, at once
     try:
         unpacker = msgpack.Unpacker(max_buffer_size=len(payload) + 1)
         unpacker.feed(payload)
