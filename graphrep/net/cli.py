@@ -1,18 +1,21 @@
-"""The live runtime's commands: ``graphrep node``, ``graphrep cluster ...`` and
-``graphrep load`` (added to the ``graphrep`` parser by :func:`add_commands`)."""
+"""The live runtime's commands: ``graphrep node``, ``graphrep cluster ...``,
+``graphrep load`` and ``graphrep top`` (added to the ``graphrep`` parser by
+:func:`add_commands`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["add_commands"]
+__all__ = ["BoundedFloat", "add_commands"]
 
 
 def add_commands(sub: argparse._SubParsersAction, int_arg: Any, choice_arg: Any) -> None:
-    """Add ``node``, ``cluster`` and ``load`` to the subcommands ``sub``."""
+    """Add ``node``, ``cluster``, ``load`` and ``top`` to the subcommands ``sub``."""
     from graphrep.net.load import DATASETS
     from graphrep.protocol.config import CONCERNS, POLICIES
 
@@ -67,6 +70,38 @@ def add_commands(sub: argparse._SubParsersAction, int_arg: Any, choice_arg: Any)
     int_arg(ld, "--seed", 0, 2**63 - 1, 0)
     ld.set_defaults(func=_load, check=_load_check(ld))
 
+    tp = sub.add_parser("top", help="a live view of a local cluster: per node and shard, "
+                        "up, ready, role, term, commit, applied, lag, writes/s, fsync p99")
+    tp.add_argument("--dir", default="cluster", help="the cluster's directory "
+                    "(default: %(default)s)")
+    tp.add_argument("--interval", type=BoundedFloat(0.1, 3600.0), default=1.0, metavar="S",
+                    help="seconds between refreshes (a number in [0.1, 3600]; default "
+                    "%(default)s)")
+    tp.add_argument("--once", action="store_true", help="print one frame and exit (0 if "
+                    "every node answered, 1 if not)")
+    tp.set_defaults(func=_top, check=_no_check)
+
+
+@dataclass(frozen=True)
+class BoundedFloat:
+    """An argparse ``type``: a number in ``[lo, hi]`` (``BoundedInt``'s counterpart for
+    a duration in seconds). Anything else, ``nan`` and ``inf`` included, is refused
+    with the range, which argparse prints after the option's name."""
+
+    lo: float
+    hi: float
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not self.lo <= value <= self.hi:  # nan compares false
+            shown = text if len(text) <= 24 else text[:20] + "..."
+            raise argparse.ArgumentTypeError(
+                f"must be a number in [{self.lo:g}, {self.hi:g}], got {shown!r}")
+        return value
+
 
 def _no_check(args: argparse.Namespace) -> None:
     pass
@@ -115,6 +150,12 @@ def _cluster(args: argparse.Namespace) -> int:
         getattr(local, args.action)(args.dir, args.node)
     print(f"{args.action}: {args.node}")
     return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    from graphrep.net.top import run
+
+    return run(args.dir, interval=args.interval, once=args.once)
 
 
 def _print_status(st: dict[str, Any]) -> None:
