@@ -19,9 +19,11 @@ import pytest
 from graphrep import cli
 from graphrep.cli import SEED_MAX, BoundedInt, build_parser, main
 from graphrep.errors import InvalidArgument
+from graphrep.net.cli import BoundedFloat
 
 FREE_TEXT = {("demo", "--out"), ("sim-example", "--plot"), ("mutants", "--only"),
-             ("node", "--config"), ("node", "--name"), ("load", "--dir"),
+             ("node", "--config"), ("node", "--name"), ("load", "--dir"), ("top", "--dir"),
+             ("cluster up", "--tls"),
              *((f"cluster {c}", "--dir") for c in ("up", "status", "stop", "kill", "start",
                                                   "down")),
              *((f"cluster {c}", "node") for c in ("stop", "kill", "start"))}
@@ -74,6 +76,11 @@ def _bad_values() -> list:
                                     "1e3", "", "9" * 5000])
             cases += [pytest.param(command, a, v, f"must be an integer in [{lo}, {hi}]",
                                    id=f"{command} {_flag(a)} {v[:12]}") for v in values]
+        elif isinstance(a.type, BoundedFloat):
+            lo, hi = a.type.lo, a.type.hi
+            cases += [pytest.param(command, a, v, f"must be a number in [{lo:g}, {hi:g}]",
+                                   id=f"{command} {_flag(a)} {v[:12]}")
+                      for v in ("abc", "", "nan", "inf", "-1", str(hi * 2), str(lo / 2))]
         elif a.choices is not None:
             cases.append(pytest.param(command, a, "bogus", "invalid choice: 'bogus'",
                                       id=f"{command} {_flag(a)} bogus"))
@@ -94,7 +101,7 @@ def test_every_option_declares_what_it_allows():
         if (command, _flag(a)) in FREE_TEXT:
             continue
         assert a.type not in (int, float), f"{command} {_flag(a)}: use BoundedInt(lo, hi)"
-        assert isinstance(a.type, BoundedInt) or a.choices is not None, \
+        assert isinstance(a.type, (BoundedInt, BoundedFloat)) or a.choices is not None, \
             f"{command} {_flag(a)} takes any value: give it a range or choices"
 
 
@@ -102,7 +109,8 @@ def test_the_table_covers_every_command():
     commands = {c for c, _ in _options()}
     assert commands == set(_commands()) == {
         "demo", "sim-example", "sim", "fuzz", "mutants", "node", "load", "cluster up",
-        "cluster status", "cluster stop", "cluster kill", "cluster start", "cluster down"}
+        "cluster status", "cluster stop", "cluster kill", "cluster start", "cluster down",
+        "top"}
     assert len(_bad_values()) > 200
 
 
