@@ -54,7 +54,8 @@ import collections
 import contextlib
 import logging
 import os
-from collections.abc import Hashable, Iterator
+import time
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -65,12 +66,13 @@ from prometheus_client.process_collector import ProcessCollector
 
 from graphrep.net.transport import parse_address
 from graphrep.protocol.config import LEADER
+from graphrep.protocol.hooks import ReplicaHooks
 from graphrep.protocol.host import ShardHost
 from graphrep.protocol.messages import Append, Snapshot
+from graphrep.protocol.replica import Replica
 
 if TYPE_CHECKING:
     from graphrep.net.driver import NodeDriver
-    from graphrep.protocol.replica import Replica
 
 __all__ = ["FSYNC_BUCKETS", "READY_MAX_LAG", "MetricsServer", "NodeCollector",
            "NodeMetrics", "ObservedHost"]
@@ -117,6 +119,33 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             503: "Service Unavailable"}
 
 
+class ApplyTimer(ReplicaHooks):
+    """Replica hooks that time each piece of replication work (applying log entries,
+    re-indexing, checking or installing a snapshot: the ``apply`` hook) and hand the
+    seconds to ``observe`` once a registry is attached (:class:`NodeMetrics` does)."""
+
+    def __init__(self) -> None:
+        self.observe: Callable[[float], None] | None = None
+
+    def apply(self) -> contextlib.AbstractContextManager[object]:
+        return _Timed(self) if self.observe is not None else contextlib.nullcontext()
+
+
+class _Timed:
+    __slots__ = ("hooks", "started")
+
+    def __init__(self, hooks: ApplyTimer) -> None:
+        self.hooks = hooks
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: Any) -> None:
+        observe = self.hooks.observe
+        if observe is not None:
+            observe(time.perf_counter() - self.started)
+
+
 class ObservedHost(ShardHost):
     """The node's ``ShardHost``, which also keeps, per shard, what no state holds:
 
@@ -139,7 +168,11 @@ class ObservedHost(ShardHost):
     Each callback is observed for its own shard only (a timer's, a message's): a few
     attribute reads."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, hooks: ApplyTimer | None = None, **kwargs: Any) -> None:
+        self.hooks = hooks or ApplyTimer()
+        """Every replica's hooks: the apply timer a registry observes into."""
+        hooks_ = self.hooks
+        kwargs.setdefault("replica", lambda *a: Replica(*a, hooks=hooks_))
         super().__init__(*args, **kwargs)
         self.leader_term = dict.fromkeys(self.replicas, -1)
         self.leader_changes = dict.fromkeys(self.replicas, 0)
@@ -246,12 +279,26 @@ class NodeMetrics:
             "denied...).", ["op", "status"], buckets=REQUEST_BUCKETS,
             registry=self.registry)
         driver.on_request_done = self._request_done
+        self.apply = Histogram(
+            "graphrep_apply_duration_seconds", "Replication work of one callback: log "
+            "entries applied to the index (a batch at a time), a bulk re-index, a snapshot "
+            "checked or installed.", buckets=FSYNC_BUCKETS, registry=self.registry)
+        self._hooks_attached = False
+        self.attach_hooks()
         for path in _HTTP_PATHS:
             self.http_requests.labels(path)
         for reason in _HTTP_REJECTS:
             self.http_rejected.labels(reason)
         self.registry.register(NodeCollector(self))
         ProcessCollector(registry=self.registry)
+
+    def attach_hooks(self) -> None:
+        """Observe the node's apply timer (once its host exists: the driver builds it
+        when it starts; :meth:`NodeCollector.collect` calls this again)."""
+        host = self.driver.process
+        if not self._hooks_attached and isinstance(host, ObservedHost):
+            host.hooks.observe = self.apply.observe
+            self._hooks_attached = True
 
     def _request_done(self, op: str, status: str, seconds: float) -> None:
         self.requests.labels(op, status).observe(seconds)
@@ -294,6 +341,7 @@ class NodeCollector:
 
     def collect(self) -> Iterator[Metric]:
         m = self.metrics
+        m.attach_hooks()
         d = m.driver
         info = GaugeMetricFamily("graphrep_node_info", "This node: its cluster id and "
                                  "name (always 1).", labels=["cluster", "node"])

@@ -482,6 +482,9 @@ def test_scraped_while_writing_counters_move_and_lag_returns_to_zero(cluster):
                      follower=f) == 0
     assert value(after[leader], "graphrep_messages_total", direction="received",
                  type="AppendReply") > 0
+    for f in followers:  # followers apply what is committed, timed per batch
+        assert value(after[f], "graphrep_apply_duration_seconds_count") > value(
+            before[f], "graphrep_apply_duration_seconds_count")
 
     # a follower stopped misses writes; restarted, it catches up and its lag is 0 again
     gone = followers[0]
