@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (Python >= 3.11 and the package registries):
-#   make demo   the main job: build, mutate and replicate an index; summary + plot
-#   make test   the whole test suite
+#   make demo   the main job: a live 3-node cluster, a leader killed mid-write; summary + plot
+#   make test   the test suite (long chaos runs: .venv/bin/python -m pytest -m slow)
 # Optional: make fast-sim   compiles the simulator's event loop with mypyc (needs a C
 # compiler); everything works without it, only slower (graphrep/sim/build_fast.py).
 # Each creates (or reuses) the virtual environment .venv and installs what it needs.
