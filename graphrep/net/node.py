@@ -30,7 +30,7 @@ from graphrep.net.store import SQLiteStore
 from graphrep.net.transport import Transport
 from graphrep.net.wire import control
 from graphrep.protocol.host import ShardHost
-from graphrep.protocol.messages import decode
+from graphrep.protocol.messages import decode, vector_of
 
 __all__ = ["build_node", "main", "status_of", "warm_up"]
 
@@ -156,7 +156,12 @@ def warm_up(dim: int, metric: str = "l2", R: int = 32, L: int = 64,
         else:
             b.apply_bytes([delta.to_bytes()])
     b.apply(a.delete(3))
-    a.search(rng.standard_normal(dim).astype(np.float32), k=5)
+    query = rng.standard_normal(dim).astype(np.float32)
+    a.search(query, k=5)
+    # and as a node searches: the query a read-only view of the request's bytes, which
+    # numba compiles apart from a writable array (2 s on a cold cache otherwise, in the
+    # node's loop, at its first search)
+    a.search(vector_of(query.tobytes(), dim), k=5)
     b.digest()
     VamanaIndex.from_bytes(a.to_bytes()).digest()
 

@@ -145,8 +145,14 @@ class Snapshots:
             self.due.discard(src)
             pr.snapshot_installed(self.installed_end(m.end), now)
             r.advance_commit(out)
+        elif m.offset == pr.snap_offset:
+            # no news: the answer to a chunk sent again (or to a late duplicate). The
+            # chunk after it left with the answer that moved snap_offset here, and a
+            # stalled transfer is resent by the tick: one more chunk per answer would
+            # add a chunk in flight for every retransmission, for good
+            return
         else:
-            pr.snapshot_progress(m.offset, now)
+            pr.snapshot_progress(m.offset, now)  # ahead, or behind (it lost its buffer)
         r.send_append(src, out)
 
     # ------------------------------------------------------------------ follower

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from graphrep.ann import VamanaIndex
 from graphrep.protocol import ReplicaConfig
-from graphrep.protocol.messages import ClientWrite, encode
+from graphrep.protocol.messages import (
+    Append,
+    AppendReply,
+    ClientWrite,
+    RequestVote,
+    Snapshot,
+    SnapshotReply,
+    VoteReply,
+    decode,
+    encode,
+)
 from graphrep.protocol.replica import Replica
-from graphrep.sansio import Metric
+from graphrep.sansio import Metric, Send
 
 CFG = ReplicaConfig(replicas=("a",), dim=4, R=8, L=16, snapshot_every=4, log_keep=2)
 
@@ -70,21 +81,10 @@ def test_a_scheduled_snapshot_saves_the_checked_index():
     assert VamanaIndex.from_bytes(a.log.snap[2]).digest() == a.index.digest() == intact
 
 
-def test_a_follower_being_sent_the_snapshot_gets_no_chunk_per_write():
-    """A write goes to the followers that take entries; a follower that needs the
-    snapshot gets its next chunk when it answers the last one, not one per write (a
-    chunk per write sent hundreds of megabytes to a restarted node under load)."""
-    from graphrep.protocol.messages import (
-        Append,
-        AppendReply,
-        RequestVote,
-        Snapshot,
-        VoteReply,
-        decode,
-    )
-    from graphrep.sansio import Send
-
-    cfg = replace(CFG, replicas=("a", "b", "c"))
+def leader_b_needs_the_snapshot(**cfg_changes) -> tuple[Replica, int, int, Any]:
+    """Replica a elected leader of (a, b, c); c took 8 writes, b none, and the log is
+    compacted past b's end. Returns (a, its term, now, write(i) -> effects)."""
+    cfg = replace(CFG, replicas=("a", "b", "c"), **cfg_changes)
     a = Replica("a", {}, cfg, np.random.default_rng(0))
     a.on_start(0)
     now = 10**9
@@ -105,6 +105,19 @@ def test_a_follower_being_sent_the_snapshot_gets_no_chunk_per_write():
         a.on_message(now, "c", encode(AppendReply(0, term, True, a.log.end)), 0)
     a.on_timer(now + 10**7, "tick")  # committed past snapshot_every: snapshot, compact
     assert a.log.start > 0
+    return a, term, now, write
+
+
+def chunks_to_b(out: list) -> list[int]:
+    return [m.offset for e in out if type(e) is Send and e.to == "b"
+            and isinstance(m := decode(e.payload), Snapshot)]
+
+
+def test_a_follower_being_sent_the_snapshot_gets_no_chunk_per_write():
+    """A write goes to the followers that take entries; a follower that needs the
+    snapshot gets its next chunk when it answers the last one, not one per write (a
+    chunk per write sent hundreds of megabytes to a restarted node under load)."""
+    a, term, now, write = leader_b_needs_the_snapshot()
     out = a.on_message(now, "b", encode(AppendReply(0, term, False, 0)), 0)  # b is empty
     first = [decode(e.payload) for e in out if type(e) is Send and e.to == "b"]
     assert [type(m) for m in first] == [Snapshot] and first[0].offset == 0
@@ -112,3 +125,32 @@ def test_a_follower_being_sent_the_snapshot_gets_no_chunk_per_write():
             if type(e) is Send]
     assert not any(isinstance(m, Snapshot) for _, m in sent), sent
     assert sum(to == "c" and isinstance(m, Append) and bool(m.entries) for to, m in sent) == 4
+
+
+def test_a_chunk_sent_again_adds_no_chunk_in_flight():
+    """A chunk resent after a stall is answered twice; only the answer that shows
+    progress sends the next chunk. (Every answer sent one: each retransmission added a
+    chunk in flight for the rest of the transfer, and a 24 MB snapshot cost 10 GB.)"""
+    a, term, now, _ = leader_b_needs_the_snapshot(snapshot_chunk=64)
+    total = len(a.log.snap[2])
+    assert total > 4 * 64
+    assert chunks_to_b(a.on_message(now, "b", encode(AppendReply(0, term, False, 0)), 0)) == [0]
+    later = now + a.config.retransmit_ns + a.config.tick_ns
+    assert chunks_to_b(a.on_timer(later, "tick")) == [0]  # stalled: sent again
+    end = a.log.snap[0]
+
+    def answer(offset: int, t: int = later) -> list[int]:
+        return chunks_to_b(a.on_message(t, "b", encode(SnapshotReply(0, term, end, offset)),
+                                        0))
+
+    assert answer(64) == [64]  # the first answer: progress, the next chunk
+    assert answer(64) == []  # the answer to the chunk sent again: nothing new
+    assert answer(128) == [128]
+    assert answer(0) == [0]  # b lost what it held (a restart): from where it is
+    sent = 0
+    offset = 0
+    while offset < total:  # the rest, one answer each: one chunk each
+        got = answer(offset + 64 if offset + 64 < total else total)
+        offset = min(offset + 64, total)
+        sent += len(got)
+    assert a.tracker["b"].match == end and sent == -(-total // 64) - 1
