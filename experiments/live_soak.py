@@ -785,13 +785,52 @@ def analyse(res: dict[str, Any], samples: list[dict[str, Any]], cfg: ClusterFile
             if "WARNING" in line:
                 key = re.sub(r"[0-9.]+", "#", line.split("WARNING", 1)[1])[:80]
                 warnings[key] = warnings.get(key, 0) + 1
+    # loop stalls (a node's loop held by one callback: it sends nothing meanwhile, not
+    # even heartbeats), per minute of the soak, from the logs
+    stall_re = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+) .*handling (.*) held "
+                          r"the loop for (\d+) ms")
+    stalls: list[tuple[float, str, str, int]] = []
+    for path in sorted(directory.glob("n*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if (hit := stall_re.match(line)) is not None:
+                at = time.mktime(time.strptime(hit.group(1), "%Y-%m-%d %H:%M:%S"))
+                stalls.append((at + int(hit.group(2)) / 1e3 - t0, path.stem,
+                               hit.group(3)[:40], int(hit.group(4))))
+    shortest_election = cfg.protocol.get("election_timeout_ns", (1e9, 2e9))[0] / 1e6
+    for m in minutes:
+        mine = [x for x in stalls if 60 * m["minute"] <= x[0] < 60 * (m["minute"] + 1)]
+        m["loop_stall_max_ms"] = max((x[3] for x in mine), default=0)
+        m["loop_stalls_past_election_timeout"] = sum(x[3] >= shortest_election
+                                                     for x in mine)
+    # elections: the highest term seen in each round of scrapes, and where it rose
+    terms: dict[int, float] = {}
+    for s in samples:
+        m = s.get("m") or {}
+        if "graphrep_term" in m:
+            key = int(s["t"] // SCRAPE_EVERY)
+            terms[key] = max(terms.get(key, 0), m["graphrep_term"])
+    elections_in = elections_out = 0
+    last_term = None
+    for key in sorted(terms):
+        t = key * SCRAPE_EVERY
+        if last_term is not None and terms[key] > last_term and t >= t0:
+            rise = int(terms[key] - last_term)
+            if any(a <= t <= b + SCRAPE_EVERY for a, b in windows):
+                elections_in += rise
+            else:
+                elections_out += rise
+        last_term = terms[key]
+    # snapshots: taken, installed, and the bytes leaders sent (each process's counter)
     snaps = {}
     for s in samples:
         m = s.get("m") or {}
         if "graphrep_snapshots_taken_total" in m:
             snaps[(s["node"], s["pid"])] = (m["graphrep_snapshots_taken_total"],
                                             m.get("graphrep_snapshots_installed_total", 0),
+                                            m.get("graphrep_snapshot_sent_bytes_total", 0),
                                             m.get("graphrep_loop_stall_max_seconds", 0))
+    store_end = max(((s.get("m") or {}).get("graphrep_store_size_bytes", 0)
+                     for s in samples), default=0)
 
     check = res["check"]
     lost = check["lost"]
@@ -825,6 +864,15 @@ def analyse(res: dict[str, Any], samples: list[dict[str, Any]], cfg: ClusterFile
         "rss_oldest_vs_youngest": old_vs_young, "cpu_cores": cpu_cores,
         "index_mb_end": round(index_bytes(end + 3600) / 2**20, 1),
         "log_problems": sum(len(v) for v in problems.values()),
+        "elections": {"in_failover_windows": elections_in,
+                      "outside_failover_windows": elections_out},
+        "loop_stall_max_ms_per_minute": [m["loop_stall_max_ms"] for m in minutes],
+        "loop_stalls_past_election_timeout": sum(
+            m["loop_stalls_past_election_timeout"] for m in minutes),
+        "snapshots": {"taken": int(sum(v[0] for v in snaps.values())),
+                      "installed": int(sum(v[1] for v in snaps.values())),
+                      "sent_mb": round(sum(v[2] for v in snaps.values()) / 2**20),
+                      "largest_store_mb": round(store_end / 2**20)},
     }
     summary["goals"] = {
         "no acknowledged write lost": lost == 0 and summary["phantoms"] == 0
@@ -851,7 +899,9 @@ def analyse(res: dict[str, Any], samples: list[dict[str, Any]], cfg: ClusterFile
         "ryw_violations": violations[:20], "ryw_misses": misses[:20],
         "search_errors": [s.get("error") for s in srch if not s.get("ok")][:10],
         "write_errors": res["write_errors"],
-        "snapshots_taken_installed_stallmax": {f"{n}/{p}": v for (n, p), v in snaps.items()},
+        "snapshots_taken_installed_sentbytes_stallmax": {f"{n}/{p}": v
+                                                         for (n, p), v in snaps.items()},
+        "loop_stalls": [(round(a, 1), n, what, ms) for a, n, what, ms in stalls],
         "log_problems": {k: v[:10] for k, v in problems.items()},
         "log_warnings": warnings,
         "samples": [{k: v for k, v in s.items()} for s in samples if s["t"] >= t0 - 5],
@@ -880,10 +930,10 @@ def plot(detail: dict[str, Any], path: Path) -> Path:
     a.set_ylabel("write latency (ms)")
     a.legend(loc="upper left", fontsize=7, ncol=4)
     for follower, series in sorted(detail["follower_lag"].items()):
-        b.plot([x for x, _ in series], [max(v, 0.5) for _, v in series], ".-", ms=3,
+        b.plot([x for x, _ in series], [max(v, 0.5) for _, v in series], ".", ms=3,
                label=f"{follower}")
     b.set_yscale("log")
-    b.set_ylabel("follower lag (entries, on the leader)")
+    b.set_ylabel("follower lag (entries, on the leader; 0 at 0.5)")
     b.legend(loc="upper left", fontsize=7)
     t0 = detail["t0"]
     by_pid: dict[tuple[str, int], list[tuple[float, float]]] = {}
@@ -918,7 +968,8 @@ def plot(detail: dict[str, Any], path: Path) -> Path:
                        va="top", ha="right", color="red")
     s = detail["summary"]
     fig.suptitle(f"soak: {s['duration_s']:.0f} s at {s['target_writes_per_s']:.0f} writes/s "
-                 f"(0.7 x {s['max_writes_per_s']:.0f}), kills every {s['kill_every_s']:.0f} s "
+                 f"({detail['args']['load']} x {s['max_writes_per_s']:.0f}), kills every "
+                 f"{s['kill_every_s']:.0f} s "
                  "(* leader; red dashed kill, green dotted restart)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
