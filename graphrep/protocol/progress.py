@@ -18,11 +18,14 @@ transition                when
                           stale reply (``STALE``)
 ``retransmit(now)``       nothing acknowledged for ``retransmit_ns``: resend from
                           ``match``
-``snapshot_sent()``       a snapshot chunk left: the Appends in flight are superseded
+``snapshot_sent()``       a snapshot chunk left: the Appends in flight are superseded, and
+                          no other chunk leaves until it is answered or seems lost
 ``snapshot_progress``     the follower holds ``offset`` bytes of the snapshot
 ``snapshot_installed``    the follower installed the snapshot ending at ``end``
 ``snapshot_restart()``    the follower was sending for a snapshot no longer held
 ``retry_snapshot(now)``   a snapshot chunk is resent after a stall
+                          (``snapshot_stalled``: ``retransmit_ns``, doubled per resend
+                          since the last progress, up to 32 x)
 ========================  =============================================================
 
 Invariants (per follower, within one term): ``match`` only grows, except by
@@ -102,9 +105,15 @@ class Progress:
     * ``snap_offset``: bytes of the leader's snapshot the follower holds.
     * ``inflight``: the Appends in flight (:class:`Inflights`).
     * ``below_match``: gap reports below ``match`` in a row.
+    * ``snap_retries``: snapshot chunks resent since the follower last made progress:
+      each doubles the wait before the next resend (:meth:`snapshot_stalled`).
+    * ``snap_pending``: a snapshot chunk is on its way (one at a time: a follower that
+      answers a pile of heartbeats queued while it was down must not be sent a chunk
+      for each).
     """
 
-    __slots__ = ("below_match", "inflight", "match", "next", "progress_at", "snap_offset")
+    __slots__ = ("below_match", "inflight", "match", "next", "progress_at", "snap_offset",
+                 "snap_pending", "snap_retries")
 
     def __init__(self, next: int, now: int, max_inflight: int = 0) -> None:
         self.next = next
@@ -113,6 +122,8 @@ class Progress:
         self.snap_offset = 0
         self.inflight = Inflights(max_inflight)
         self.below_match = 0
+        self.snap_retries = 0
+        self.snap_pending = False
 
     def __repr__(self) -> str:
         return (f"Progress(next={self.next}, match={self.match}, "
@@ -185,25 +196,43 @@ class Progress:
         self.inflight.reset()
 
     def snapshot_sent(self) -> None:
-        """A snapshot chunk left: it supersedes the Appends in flight."""
+        """A snapshot chunk left: it supersedes the Appends in flight, and is the one
+        chunk on its way."""
         self.inflight.reset()
+        self.snap_pending = True
+
+    def snapshot_stalled(self, now: int, after: int) -> bool:
+        """Whether the chunk in flight seems lost: no progress for ``after``
+        nanoseconds, doubled for each resend since the last progress (up to 32 x). A
+        chunk is large and a slow link or a busy follower answers late; a fixed timeout
+        below the chunk's round trip would resend every chunk, and queue the resends
+        ahead of the chunks that follow."""
+        return now - self.progress_at >= after << min(self.snap_retries, 5)
 
     def retry_snapshot(self, now: int) -> None:
-        """The last chunk seems lost: it is sent again, and waited for again."""
+        """The last chunk seems lost: it is sent again, and waited for again (longer)."""
         self.progress_at = now
+        self.snap_retries += 1
+        self.snap_pending = False
 
     def snapshot_progress(self, offset: int, now: int) -> None:
         """The follower holds the first ``offset`` bytes of the snapshot."""
         self.snap_offset = offset
         self.progress_at = now
+        self.snap_retries = 0
+        self.snap_pending = False
 
     def snapshot_restart(self) -> None:
         """The next chunk is the first of the current snapshot."""
         self.snap_offset = 0
+        self.snap_retries = 0
+        self.snap_pending = False
 
     def snapshot_installed(self, end: int, now: int) -> None:
         """The follower installed the snapshot of the entries [0, end)."""
         self.snap_offset = 0
+        self.snap_retries = 0
+        self.snap_pending = False
         self.match = max(self.match, end)
         self.next = max(self.next, self.match)
         self.progress_at = now

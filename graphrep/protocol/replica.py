@@ -244,15 +244,14 @@ class Replica:
         if self.role == LEADER:
             for p in self.peers:
                 pr = self.tracker[p]
-                stalled = pr.stalled(now, self.config.retransmit_ns)
                 if self.snapshots.needed_by(p):
                     # a snapshot in transfer moves on replies; resend a chunk only when
                     # the last one seems lost (it is large: no resend every tick)
-                    if stalled:
+                    if pr.snapshot_stalled(now, self.config.retransmit_ns):
                         pr.retry_snapshot(now)
                         self.send_append(p, out)
                     continue
-                if pr.match < self.log.end and stalled:
+                if pr.match < self.log.end and pr.stalled(now, self.config.retransmit_ns):
                     pr.retransmit(now)
                 self.send_append(p, out, heartbeat=True)
             every = self.config.anti_entropy_ticks
@@ -363,8 +362,9 @@ class Replica:
         pr = self.tracker[peer]
         log = self.log
         if self.snapshots.needed_by(peer):
-            pr.snapshot_sent()
-            self.snapshots.send_chunk(peer, out)
+            if not pr.snap_pending:  # else its answer, or the stall timer, sends the next
+                pr.snapshot_sent()
+                self.snapshots.send_chunk(peer, out)
             return
         nxt = pr.next
         if pr.paused():

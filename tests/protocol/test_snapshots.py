@@ -154,3 +154,20 @@ def test_a_chunk_sent_again_adds_no_chunk_in_flight():
         offset = min(offset + 64, total)
         sent += len(got)
     assert a.tracker["b"].match == end and sent == -(-total // 64) - 1
+
+
+def test_one_chunk_at_a_time_however_many_answers_come():
+    """A follower back from a restart answers the heartbeats queued for it while it was
+    down (anchored at what it had acknowledged: it accepts them, "I hold up to there"):
+    one chunk leaves, not one per answer (hundreds of copies of the first chunk did, in
+    a live cluster), and the next leaves when that one is answered."""
+    a, term, now, _ = leader_b_needs_the_snapshot(snapshot_chunk=64)
+    refusal = encode(AppendReply(0, term, False, 0))
+    assert chunks_to_b(a.on_message(now, "b", refusal, 0)) == [0]
+    held = encode(AppendReply(0, term, True, 0))
+    sent = [chunks_to_b(a.on_message(now, "b", held, 0)) for _ in range(20)]
+    assert sent == [[]] * 20
+    end = a.log.snap[0]
+    out = a.on_message(now, "b", encode(SnapshotReply(0, term, end, 64)), 0)
+    assert chunks_to_b(out) == [64]
+    assert chunks_to_b(a.on_message(now, "b", held, 0)) == []
