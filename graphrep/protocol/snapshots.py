@@ -14,9 +14,13 @@ Schedules (the applier's ``snapshot_schedule``):
   report holding it.
 
 Transfer: the leader sends ``snapshot_chunk`` bytes at a time from the offset the
-follower reports holding, so a lost chunk or a restarted transfer resumes; a chunk is
-resent only when the follower made no progress for ``retransmit_ns`` (it is large). The
-follower buffers the chunks of one snapshot (``incoming``) and installs it whole
+follower reports holding, so a lost chunk or a restarted transfer resumes. One chunk is
+on its way at a time (``Progress.snap_pending``): the next leaves when the follower's
+answer shows progress; an answer with no news (to a chunk sent again, or a late
+duplicate) sends nothing, and neither do the follower's answers to heartbeats queued
+while it was down. A chunk is resent only when the follower made no progress for
+``retransmit_ns``, doubled for each resend since its last progress (it is large, and a
+slow link answers late). The follower buffers the chunks of one snapshot (``incoming``) and installs it whole
 (:meth:`~graphrep.protocol.replica.Replica.install`).
 
 Why a collaborator of its own: the schedule and the chunking are self-contained (their
