@@ -69,6 +69,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,29 @@ class Sampler(threading.Thread):
 # ---------------------------------------------------------------------- the load
 
 
+
+async def _paced(rate: float, t0: float, end: float, limit: int,
+                 what: Callable[[int], tuple],
+                 job: Callable[..., Awaitable[None]]) -> None:
+    """``job(*what(i), at)`` for i = 0, 1, ... at the instants ``at = t0 + i / rate``
+    before ``end``: ``what(i)`` decided in order as each instant comes, the job started
+    then, at most ``limit`` running (past that the schedule waits)."""
+    room = trio.Semaphore(limit)
+
+    async def one(args: tuple, at: float) -> None:
+        try:
+            await job(*args, at)
+        finally:
+            room.release()
+
+    async with trio.open_nursery() as nursery:
+        i = 0
+        while (at := t0 + i / rate) < end:
+            await trio.sleep(max(0.0, at - time.time()))
+            await room.acquire()
+            nursery.start_soon(one, what(i), at)
+            i += 1
+
 class Load:
     """Writes (inserts of fresh ids, deletes of ids acknowledged > 1 s ago) and searches
     through one client; the client's history has every write."""
@@ -289,39 +313,12 @@ class Load:
     async def paced_writes(self, rate: float, t0: float, end: float) -> None:
         """One write every 1/rate s from ``t0`` until ``end`` (each at its instant, at
         most ``max_outstanding`` in flight: past that the schedule waits)."""
-        room = trio.Semaphore(self.args.max_outstanding)
-
-        async def one(op: str, id_: int, at: float) -> None:
-            try:
-                await self.write(op, id_, at)
-            finally:
-                room.release()
-
-        async with trio.open_nursery() as nursery:
-            i = 0
-            while (at := t0 + i / rate) < end:
-                await trio.sleep(max(0.0, at - time.time()))
-                await room.acquire()
-                nursery.start_soon(one, *self.next_op(), at)
-                i += 1
+        await _paced(rate, t0, end, self.args.max_outstanding,
+                     lambda i: self.next_op(), self.write)
 
     async def paced_searches(self, rate: float, t0: float, end: float) -> None:
-        room = trio.Semaphore(32)
         kinds = ("ryw_insert", "nearest", "ryw_delete", "nearest")
-
-        async def one(kind: str, at: float) -> None:
-            try:
-                await self.search(kind, at)
-            finally:
-                room.release()
-
-        async with trio.open_nursery() as nursery:
-            i = 0
-            while (at := t0 + i / rate) < end:
-                await trio.sleep(max(0.0, at - time.time()))
-                await room.acquire()
-                nursery.start_soon(one, kinds[i % len(kinds)], at)
-                i += 1
+        await _paced(rate, t0, end, 32, lambda i: (kinds[i % len(kinds)],), self.search)
 
     async def search(self, kind: str, scheduled: float, record: bool = True) -> None:
         row: dict[str, Any] = {"kind": kind, "at": scheduled, "sent": time.time()}
@@ -418,28 +415,8 @@ def in_windows(t: np.ndarray, windows: list[tuple[float, float]]) -> np.ndarray:
 # ---------------------------------------------------------------------- final checks
 
 
-def _leader_row(st: dict[str, Any]) -> tuple[str, dict] | None:
-    rows = [(n, s["shards"][0]) for n, s in st["nodes"].items()
-            if s.get("up") and s["shards"][0]["role"] == "leader"]
-    return rows[0] if len(rows) == 1 else None
 
 
-def _not_converged(st: dict[str, Any]) -> str:
-    down = [n for n, s in st["nodes"].items() if not s.get("up")]
-    if down:
-        return f"{down} do not answer"
-    leader = _leader_row(st)
-    if leader is None:
-        return "no single leader"
-    commit = leader[1]["commit"]
-    rows = {n: s["shards"][0] for n, s in st["nodes"].items()}
-    behind = {n: (r["commit"], r["applied"]) for n, r in rows.items()
-              if r["commit"] != commit or r["applied"] != commit}
-    if behind:
-        return f"leader {leader[0]} committed {commit}; (commit, applied) elsewhere {behind}"
-    if len({r["digest"] for r in rows.values()}) != 1:
-        return f"digests differ: { {n: r['digest'][:12] for n, r in rows.items()} }"
-    return ""
 
 
 async def converge(client: Client, timeout: float) -> tuple[dict[str, Any], str]:
@@ -450,7 +427,7 @@ async def converge(client: Client, timeout: float) -> tuple[dict[str, Any], str]
     why = "no status yet"
     while time.monotonic() < deadline:
         st = await client.status(timeout=2.0, digest=True)
-        why = _not_converged(st)
+        why = local.not_converged(st)
         if not why:
             break
         await trio.sleep(0.25)
@@ -592,11 +569,11 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, sampler: Sampler
         # 4. convergence and the checks
         st, why = await converge(client, args.converge_timeout)
         converged = time.time()
+        leader, row = local.leader_row(st) or (None, {"term": None})
         res["converge"] = {"seconds": round(converged - drained, 1), "why_not": why,
                            "digests": {n: (s["shards"][0]["digest"] if s.get("up") else None)
                                        for n, s in st.get("nodes", {}).items()},
-                           "term": (_leader_row(st) or ("", {"term": None}))[1]["term"],
-                           "leader": (_leader_row(st) or (None,))[0]}
+                           "term": row["term"], "leader": leader}
         res["converge"]["digests_equal"] = (
             len(set(res["converge"]["digests"].values())) == 1
             and None not in res["converge"]["digests"].values())

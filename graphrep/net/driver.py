@@ -58,10 +58,10 @@ from graphrep.errors import (
     ProtocolError,
     StoreError,
 )
-from graphrep.net.handshake import Keys, proof
+from graphrep.net.handshake import Keys, proof, secret_of
 from graphrep.net.peers import PeerLink, coalesce
 from graphrep.net.store import SQLiteStore
-from graphrep.net.transport import Transport
+from graphrep.net.transport import Transport, peer_address
 from graphrep.net.wire import (
     MAX_FRAME_BYTES,
     NONCE_BYTES,
@@ -151,15 +151,13 @@ class DriverConfig:
         so a stall near the election timeout makes its peers stand for election."""
 
 
-def _address(stream: trio.abc.Stream) -> str:
-    """The peer's address of a TCP stream, for logs ("?" for other streams)."""
-    stream = getattr(stream, "transport_stream", stream)  # under TLS, the TCP stream
-    sock = getattr(stream, "socket", None)
-    try:
-        host, port = sock.getpeername()[:2] if sock is not None else ("?", "")
-    except OSError:
-        return "?"
-    return f"{host}:{port}" if port != "" else str(host)
+def counter_totals(driver: Any) -> dict[str, int]:
+    """A driver's counters with its transport's (refused TLS handshakes) added: what a
+    node's status and its metrics report."""
+    out = dict(driver.counters)
+    for key, value in getattr(getattr(driver, "transport", None), "counters", {}).items():
+        out[key] = out.get(key, 0) + value
+    return out
 
 
 def _op_of(msg: Any) -> str:
@@ -566,7 +564,7 @@ class NodeDriver:
                 self.counters["refused_hellos"] += 1
             log.log(logging.INFO if busy else logging.WARNING,
                     "%s: refused a connection from %r (%s): %s", self.name, hello.name,
-                    _address(stream), why)
+                    peer_address(stream), why)
             return False
         mine = proof(key, "node", self.cluster, hello.name, self.name, hello.role,
                      hello.nonce, nonce)
@@ -577,21 +575,20 @@ class NodeDriver:
         if body is None:  # a dialer leaves when this node's proof fails its check
             self.counters["abandoned_handshakes"] += 1
             log.warning("%s: %r (%s) left after the challenge: it holds another %s, or it "
-                        "is not a graphrep %s", self.name, hello.name, _address(stream),
-                        "cluster key" if hello.role == "node" else "token",
-                        "node" if hello.role == "node" else "client")
+                        "is not a graphrep %s", self.name, hello.name, peer_address(stream),
+                        secret_of(hello.role), "node" if hello.role == "node" else "client")
             return False
         theirs = decode_auth(body)
         expected = proof(key, "dialer", self.cluster, hello.name, self.name, hello.role,
                          hello.nonce, nonce)
         ok = hmac.compare_digest(theirs, expected)
-        what = "cluster key" if hello.role == "node" else f"{hello.role} token"
-        why = "" if ok else f"the proof of the {what} is wrong (another secret, or replayed)"
+        why = "" if ok else (f"the proof of the {secret_of(hello.role)} is wrong (another "
+                             "secret, or replayed)")
         await stream.send_all(frame(encode_welcome(Welcome(WIRE_VERSION, ok, self.name, why))))
         if not ok:
             self.counters["refused_handshakes"] += 1
             log.warning("%s: refused a connection from %r (%s): %s", self.name, hello.name,
-                        _address(stream), why)
+                        peer_address(stream), why)
         return ok
 
     async def _next_frame(self, reader: FrameReader) -> bytes | None:

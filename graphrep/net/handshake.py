@@ -52,7 +52,7 @@ from graphrep.net.wire import (
 )
 
 __all__ = ["CLIENT_ROLES", "Keys", "dial", "generate", "proof", "read_secret",
-           "token_role"]
+           "secret_of", "secrets_in", "token_role"]
 
 CLIENT_ROLES = ("read", "write")
 """A client token's roles: ``read`` (search, status) and ``write`` (also insert and
@@ -70,6 +70,11 @@ def proof(key: bytes, side: str, cluster: str, dialer: str, node: str, role: str
     msg = msgpack.packb([side, cluster, dialer, node, role, nonce_d, nonce_s],
                         use_bin_type=True)
     return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def secret_of(role: str) -> str:
+    """What a dialer of ``role`` proves, in words (for messages)."""
+    return "cluster key" if role == "node" else f"{role} token"
 
 
 def token_role(token: str) -> str:
@@ -151,6 +156,14 @@ def generate(directory: Path) -> dict[str, Path]:
     return out
 
 
+def secrets_in(directory: Path) -> dict[str, Path]:
+    """The ``[security]`` paths of the secret files in ``directory``: the ones there, or
+    new ones (:func:`generate`) if any is missing."""
+    if all((directory / name).exists() for name in SECRET_FILES.values()):
+        return {key: directory / name for key, name in SECRET_FILES.items()}
+    return generate(directory)
+
+
 async def dial(stream: trio.abc.Stream, *, cluster: str, name: str, node: str, role: str,
                key: bytes, timeout: float, max_frame_bytes: int = 1 << 16) -> FrameReader:
     """The dialer's side of the handshake on a fresh connection to ``node``; returns the
@@ -167,9 +180,8 @@ async def dial(stream: trio.abc.Stream, *, cluster: str, name: str, node: str, r
         expected = proof(key, "node", cluster, name, challenge.name, role, nonce_d,
                          challenge.nonce)
         if challenge.name != node or not hmac.compare_digest(challenge.proof, expected):
-            what = "cluster key" if role == "node" else f"{role} token"
             raise AuthenticationFailed(
-                f"{node!r} did not prove the {what} this side holds: the two sides use "
+                f"{node!r} did not prove the {secret_of(role)} this side holds: the two sides use "
                 "different secrets (or it is not that node)")
         await stream.send_all(frame(encode_auth(proof(
             key, "dialer", cluster, name, challenge.name, role, nonce_d, challenge.nonce))))

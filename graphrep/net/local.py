@@ -32,11 +32,12 @@ from typing import Any
 
 from graphrep.errors import ClusterError, GraphrepError
 from graphrep.net.config import ClusterFile, NodeSpec
-from graphrep.net.handshake import SECRET_FILES, generate
+from graphrep.net.handshake import secrets_in
 from graphrep.sansio import MS
 
-__all__ = ["LocalCluster", "down", "health", "kill", "leader_of", "pid_of", "running",
-           "start", "status", "stop", "up", "wait_for_leaders"]
+__all__ = ["LocalCluster", "down", "health", "kill", "leader_of", "leader_row",
+           "not_converged", "pid_of", "running", "start", "status", "stop", "up",
+           "wait_for_leaders"]
 
 CONFIG = "cluster.toml"
 
@@ -182,11 +183,7 @@ def up(directory: str | Path, *, nodes: int = 3, shards: int = 1, port: int | No
             raise ClusterError(f"port {p} on 127.0.0.1 is in use; choose another "
                                "--metrics-port")
     names = [f"n{i + 1}" for i in range(nodes)]
-    secret_dir = directory / "secrets"
-    if all((secret_dir / f).exists() for f in SECRET_FILES.values()):
-        security = {k: secret_dir / f for k, f in SECRET_FILES.items()}  # an earlier up's
-    else:
-        security = generate(secret_dir)
+    security = secrets_in(directory / "secrets")  # an earlier up's, or new ones
     regions = list(regions or ["local"])
     cfg = ClusterFile(
         cluster=f"graphrep-{os.urandom(4).hex()}",
@@ -382,6 +379,35 @@ def leader_of(st: dict[str, Any], shard: int = 0) -> str | None:
             if row["shard"] == shard and row["role"] == "leader":
                 return name
     return None
+
+
+def leader_row(st: dict[str, Any]) -> tuple[str, dict] | None:
+    """Of a status of a one-shard cluster: the one node that answers as leader and its
+    shard row, or None unless exactly one does."""
+    rows = [(n, s["shards"][0]) for n, s in st["nodes"].items()
+            if s.get("up") and s["shards"][0]["role"] == "leader"]
+    return rows[0] if len(rows) == 1 else None
+
+
+def not_converged(st: dict[str, Any]) -> str:
+    """Why a status (with digests) of a one-shard cluster is not converged, or ""
+    once every node answers, one leads, all have committed and applied what it
+    committed, and their digests agree."""
+    down = [n for n, s in st["nodes"].items() if not s.get("up")]
+    if down:
+        return f"{down} do not answer"
+    leader = leader_row(st)
+    if leader is None:
+        return "no single leader"
+    commit = leader[1]["commit"]
+    rows = {n: s["shards"][0] for n, s in st["nodes"].items()}
+    behind = {n: (r["commit"], r["applied"]) for n, r in rows.items()
+              if r["commit"] != commit or r["applied"] != commit}
+    if behind:
+        return f"leader {leader[0]} committed {commit}; (commit, applied) elsewhere {behind}"
+    if len({r["digest"] for r in rows.values()}) != 1:
+        return f"digests differ: { {n: r['digest'][:12] for n, r in rows.items()} }"
+    return ""
 
 
 def health(spec: NodeSpec, timeout: float = 1.0) -> dict[str, Any]:

@@ -64,6 +64,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 
+from graphrep.net.driver import counter_totals
 from graphrep.net.transport import parse_address
 from graphrep.protocol.config import LEADER
 from graphrep.protocol.hooks import ReplicaHooks
@@ -484,9 +485,7 @@ class NodeCollector:
             traffic.add_metric([direction, kind], n)
             frames.add_metric([direction, kind], d.frames[direction, kind])
         yield from (traffic, frames)
-        c = dict(d.counters)
-        for key, value in getattr(getattr(d, "transport", None), "counters", {}).items():
-            c[key] = c.get(key, 0) + value
+        c = counter_totals(d)
         for key, name, text in (
                 ("refused_hellos", "graphrep_refused_hellos_total",
                  "Connections refused at the hello (another version or cluster, an "

@@ -24,7 +24,7 @@ import trio
 
 from graphrep.errors import ConfigError, GraphrepError, StoreDamaged, StoreError
 from graphrep.net.config import ClusterFile
-from graphrep.net.driver import NodeDriver, Residency
+from graphrep.net.driver import NodeDriver, Residency, counter_totals
 from graphrep.net.metrics import MetricsServer, NodeMetrics, ObservedHost
 from graphrep.net.store import SQLiteStore
 from graphrep.net.transport import Transport
@@ -44,14 +44,6 @@ def _rng_for(name: str):
     def rng(shard: int) -> np.random.Generator:
         return np.random.default_rng([zlib.crc32(name.encode()), shard])
     return rng
-
-
-def _counters(driver: NodeDriver) -> dict[str, int]:
-    """The driver's counters and its transport's (refused TLS handshakes)."""
-    out = dict(driver.counters)
-    for key, value in getattr(driver.transport, "counters", {}).items():
-        out[key] = out.get(key, 0) + value
-    return out
 
 
 def status_of(driver: NodeDriver, digest: bool = True) -> dict[str, Any]:
@@ -74,7 +66,7 @@ def status_of(driver: NodeDriver, digest: bool = True) -> dict[str, Any]:
     return {"name": driver.name, "up": True, "shards": shards,
             "store": {"commits": store.commits, "rows": store.rows_written,
                       "commit_ms_p50": pct(0.5), "commit_ms_p99": pct(0.99)},
-            "counters": {**dict(sorted(_counters(driver).items())),
+            "counters": {**dict(sorted(counter_totals(driver).items())),
                          "peer_bytes_sent": sum(x.bytes_sent for x in driver.links.values()),
                          "peer_frames_sent": sum(x.frames_sent for x in driver.links.values())},
             "metrics": {k: v for k, v in sorted(driver.metrics.items())},

@@ -25,7 +25,8 @@ import trio
 
 from graphrep.errors import ConfigError
 
-__all__ = ["Handler", "TCPTransport", "TLSFiles", "Transport", "parse_address"]
+__all__ = ["Handler", "TCPTransport", "TLSFiles", "Transport", "parse_address",
+           "peer_address"]
 
 log = logging.getLogger("graphrep.net")
 
@@ -43,6 +44,20 @@ class Transport(Protocol):
         """Accept connections for node ``name``, each handled by ``handler`` in a task of
         its own; report started once accepting."""
         ...
+
+
+def peer_address(stream: trio.abc.Stream) -> str:
+    """The peer's ``host:port`` of a TCP stream (under TLS too), for logs; "?" for a
+    stream of another kind or a socket already closed."""
+    stream = getattr(stream, "transport_stream", stream)  # under TLS, the TCP stream
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "?"
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -138,13 +153,8 @@ class TCPTransport:
                     await tls.do_handshake()
             except (trio.BrokenResourceError, trio.TooSlowError) as exc:
                 self.counters["tls_refused"] += 1
-                try:
-                    host, port = stream.socket.getpeername()[:2]
-                    peer = f"{host}:{port}"
-                except OSError:
-                    peer = "?"
                 log.warning("%s: refused a connection from %s: no TLS handshake (%s); is "
-                            "the peer configured for TLS?", name, peer,
+                            "the peer configured for TLS?", name, peer_address(stream),
                             exc.__cause__ or type(exc).__name__)
                 await trio.aclose_forcefully(stream)
                 return

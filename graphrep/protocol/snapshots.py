@@ -20,8 +20,8 @@ answer shows progress; an answer with no news (to a chunk sent again, or a late
 duplicate) sends nothing, and neither do the follower's answers to heartbeats queued
 while it was down. A chunk is resent only when the follower made no progress for
 ``retransmit_ns``, doubled for each resend since its last progress (it is large, and a
-slow link answers late). The follower buffers the chunks of one snapshot (``incoming``) and installs it whole
-(:meth:`~graphrep.protocol.replica.Replica.install`).
+slow link answers late). The follower buffers the chunks of one snapshot (``incoming``)
+and installs it whole (:meth:`~graphrep.protocol.replica.Replica.install`).
 
 Why a collaborator of its own: the schedule and the chunking are self-contained (their
 state is ``due``, ``wanted``, ``incoming`` and each follower's ``snap_offset``), while

@@ -155,37 +155,16 @@ class Writer:
 # ---------------------------------------------------------------------- the checks
 
 
-def _leader_row(st: dict[str, Any]) -> tuple[str, dict] | None:
-    rows = [(n, s["shards"][0]) for n, s in st["nodes"].items()
-            if s.get("up") and s["shards"][0]["role"] == "leader"]
-    return rows[0] if len(rows) == 1 else None
 
 
 async def leader_of(client: Client, timeout: float = 30.0) -> tuple[str, dict]:
     """The one leader (its name and status row), once there is one."""
     with trio.fail_after(timeout):
-        while (found := _leader_row(await client.status(timeout=1.0))) is None:
+        while (found := local.leader_row(await client.status(timeout=1.0))) is None:
             await trio.sleep(0.05)
     return found
 
 
-def _not_converged(st: dict[str, Any]) -> str:
-    """Why the cluster has not converged ("" once it has)."""
-    down = [n for n, s in st["nodes"].items() if not s.get("up")]
-    if down:
-        return f"{down} do not answer"
-    leader = _leader_row(st)
-    if leader is None:
-        return "no single leader"
-    commit = leader[1]["commit"]
-    rows = {n: s["shards"][0] for n, s in st["nodes"].items()}
-    behind = {n: (r["commit"], r["applied"]) for n, r in rows.items()
-              if r["commit"] != commit or r["applied"] != commit}
-    if behind:
-        return f"leader {leader[0]} committed {commit}; (commit, applied) elsewhere {behind}"
-    if len({r["digest"] for r in rows.values()}) != 1:
-        return f"digests differ: { {n: r['digest'][:12] for n, r in rows.items()} }"
-    return ""
 
 
 async def converge(client: Client, directory: Path, timeout: float = 90.0
@@ -200,7 +179,7 @@ async def converge(client: Client, directory: Path, timeout: float = 90.0
                 pytest.fail(f"node {n} is not running; its log ends:\n"
                             + _tail(directory / f"{n}.log"))
         st = await client.status(timeout=1.0)
-        why = _not_converged(st)
+        why = local.not_converged(st)
         if not why:
             return st
         await trio.sleep(0.1)
@@ -320,7 +299,7 @@ def run_chaos(directory: Path, cycles: int, seed: int) -> dict[str, Any]:
                 done = sorted(r["done"] for r in client.history if r["status"] == "ok")
                 report.update(converged_s=round(time.time() - t0, 1), kills=len(events) // 2,
                               longest_stall_s=round(float(max(np.diff(done))), 2),
-                              term=_leader_row(st)[1]["term"], errors=writer.errors[:2])
+                              term=local.leader_row(st)[1]["term"], errors=writer.errors[:2])
                 return report
 
         report = trio.run(main)
@@ -374,7 +353,7 @@ def test_leader_killed_mid_burst_loses_nothing_acknowledged(cluster_dir):
                          and r["term"] > row["term"]]
                 report.update(killed=leader, in_flight=in_flight,
                               new_leader_s=round(min(newer) - killed_at, 2),
-                              term=_leader_row(st)[1]["term"])
+                              term=local.leader_row(st)[1]["term"])
                 return report
 
         report = trio.run(main)

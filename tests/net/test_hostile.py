@@ -51,7 +51,7 @@ from graphrep.errors import (
 )
 from graphrep.net import Client, ClusterFile, NodeSpec, build_node, status_of
 from graphrep.net.driver import NodeDriver
-from graphrep.net.handshake import SECRET_FILES, dial, generate, proof
+from graphrep.net.handshake import dial, proof, secrets_in
 from graphrep.net.node import warm_up
 from graphrep.net.transport import TCPTransport
 from graphrep.net.wire import (
@@ -95,13 +95,6 @@ CLOSE_WITHIN = 3.0
 @pytest.fixture(scope="module", autouse=True)
 def _kernels() -> None:
     warm_up(DIM)  # compile (or load) the index kernels before any timeout matters
-
-
-def secrets_in(directory: Path) -> dict[str, Path]:
-    """The secret files in ``directory``, made there the first time."""
-    if all((directory / f).exists() for f in SECRET_FILES.values()):
-        return {k: directory / f for k, f in SECRET_FILES.items()}
-    return generate(directory)
 
 
 def cluster_file(data: Path, names: tuple[str, ...] = ("n1",), cluster: str = CLUSTER,
