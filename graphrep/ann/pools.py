@@ -1,0 +1,673 @@
+"""PoolGraph: a graph index whose neighbour lists are pure functions of candidate pools.
+
+A :class:`~graphrep.ann.VamanaIndex` list is the outcome of a history of inserts: two
+copies that run the same inserts in different orders get different graphs. Here every
+node ``p`` instead keeps a *candidate pool* ``C[p]``: the best ``pool`` candidates ever
+offered to it, by (distance, id, version). Its neighbour list is RobustPrune over the
+live members of ``C[p]``, taken in that order. So the state is a function of the *set*
+of offers ("candidate additions") it has received, in any order, with duplicates:
+
+* top-``c`` of a union equals top-``c`` of the union of top-``c`` s, so capping the pool
+  keeps it independent of arrival order;
+* distances are computed in one fixed order at float32 without fast-math, so every copy
+  computes the same bits;
+* the entry point is the live node with the smallest id, a function of the state.
+
+A node is an *incarnation* ``(id, version)``: versions are opaque int64 values (the
+replication layer uses timestamps). For each id the incarnation with the largest
+version is its value and the others are dead; a tombstone ``(id, version)`` kills every
+incarnation of ``id`` with a smaller version, and a later version lives again. Dead
+nodes keep their pools and lists (a search walks through them, as through a deleted
+node of a Vamana graph) but never appear in a list or a result.
+
+Offers may name an incarnation that has not arrived yet: they wait (``pending``) and are
+merged when it does, so the final state does not depend on causal delivery either.
+
+Updates are incremental and equal to recomputing from scratch (the tests check it with
+:meth:`PoolGraph.recomputed_lists`): a list is a greedy pass over its pool in order, so
+an offer at pool position ``k`` leaves everything before ``k`` as it was, and when the
+offered node is not kept (dead, occluded or past ``R`` kept) the rest is unchanged too.
+Only when it is kept is the tail re-pruned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+from numba import njit
+
+from graphrep.errors import (
+    CorruptIndexFile,
+    DimensionMismatch,
+    EmptyIndex,
+    InvalidArgument,
+    InvalidVector,
+)
+
+__all__ = ["PoolGraph"]
+
+_FORMAT = "graphrep.pools/1"
+
+
+# --------------------------------------------------------------------------- kernels
+# No fastmath anywhere: the sums run in index order at float32, so every copy computes
+# the same bits, which the convergence of the lists depends on.
+
+
+@njit(cache=True)
+def _d2(vecs, a, b):
+    s = np.float32(0.0)
+    for k in range(vecs.shape[1]):
+        t = vecs[a, k] - vecs[b, k]
+        s += t * t
+    return s
+
+
+@njit(cache=True)
+def _dq(vecs, a, q):
+    s = np.float32(0.0)
+    for k in range(vecs.shape[1]):
+        t = vecs[a, k] - q[k]
+        s += t * t
+    return s
+
+
+@njit(inline="always")
+def _before(da, ia, va, db, ib, vb):
+    """(distance, id, version) order."""
+    if da != db:
+        return da < db
+    if ia != ib:
+        return ia < ib
+    return va < vb
+
+
+@njit(cache=True)
+def _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
+    """Re-prune ``t``'s list from pool position ``k``, its first ``m`` kept members (all
+    before ``k``) standing. A candidate is kept unless dead, past ``R`` kept, or occluded
+    by a kept ``s``: ``d(t, c) > alpha * d(s, c)`` (squared distances) or ``d(s, c) == 0``."""
+    n = pn[t]
+    for i in range(k, n):
+        if m >= R:
+            break
+        c = ps[t, i]
+        if alive[c] == 0 or c == t:
+            continue
+        dc = pd[t, i]
+        ok = True
+        for j in range(m):
+            dsc = _d2(vecs, nbrs[t, j], c)
+            counters[0] += 1
+            if dsc == 0.0 or dc > alpha * dsc:
+                ok = False
+                break
+        if ok:
+            nbrs[t, m] = c
+            m += 1
+    deg[t] = m
+
+
+@njit(cache=True)
+def _kept_before(t, k, ps, nbrs, deg):
+    """How many of ``t``'s list members sit at pool positions < ``k`` (lists are kept in
+    pool order)."""
+    m = 0
+    d = deg[t]
+    for i in range(k):
+        if m < d and nbrs[t, m] == ps[t, i]:
+            m += 1
+    return m
+
+
+@njit(cache=True)
+def _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
+    """Offer ``c`` (at squared distance ``dc``) to ``t``'s pool and keep ``t``'s list equal
+    to the prune of its pool. Returns True if the pool changed."""
+    n = pn[t]
+    cap = ps.shape[1]
+    for i in range(n):
+        if ps[t, i] == c:
+            return False
+    # position by (distance, id, version)
+    k = n
+    while k > 0 and _before(dc, kid[c], kver[c], pd[t, k - 1], kid[ps[t, k - 1]],
+                            kver[ps[t, k - 1]]):
+        k -= 1
+    if k >= cap:
+        return False
+    dropped = -1
+    if n == cap:
+        dropped = ps[t, cap - 1]
+        n -= 1
+    for i in range(n, k, -1):
+        ps[t, i] = ps[t, i - 1]
+        pd[t, i] = pd[t, i - 1]
+    ps[t, k] = c
+    pd[t, k] = dc
+    pn[t] = n + 1
+    if dropped >= 0 and deg[t] > 0 and nbrs[t, deg[t] - 1] == dropped:
+        deg[t] -= 1  # the pool's last member left; nothing came after it
+    if alive[c] == 0 or c == t:
+        return True
+    m = _kept_before(t, k, ps, nbrs, deg)
+    if m >= R:
+        return True
+    for j in range(m):
+        dsc = _d2(vecs, nbrs[t, j], c)
+        counters[0] += 1
+        if dsc == 0.0 or dc > alpha * dsc:
+            return True  # occluded: the list is as it was
+    _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha, counters)
+    return True
+
+
+@njit(cache=True)
+def _offer_many(ts, cs, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
+    """Offer ``cs[i]`` to ``ts[i]`` for every i (both present)."""
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        c = cs[i]
+        if t == c:
+            continue
+        dc = _d2(vecs, t, c)
+        counters[0] += 1
+        _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha, counters)
+
+
+@njit(cache=True)
+def _kill(x, n_slots, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
+    """``x`` died (``alive[x]`` is already 0): re-prune every list that held it."""
+    for t in range(n_slots):
+        d = deg[t]
+        held = False
+        for j in range(d):
+            if nbrs[t, j] == x:
+                held = True
+                break
+        if not held:
+            continue
+        for i in range(pn[t]):
+            if ps[t, i] == x:
+                m = _kept_before(t, i, ps, nbrs, deg)
+                _prune_from(t, i + 1, m, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha,
+                            counters)
+                break
+
+
+@njit(cache=True)
+def _beam(q, entry, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, counters):
+    """Greedy beam search from ``entry``: the best ``L`` slots by (distance, id, version),
+    dead ones included (callers filter). Returns the beam size; ``bexp[i]`` is 1 for the
+    beam members expanded."""
+    vis[entry] = stamp
+    bid[0] = entry
+    bd[0] = _dq(vecs, entry, q)
+    bexp[0] = 0
+    size = 1
+    nd = 1
+    cur = 0
+    while cur < size:
+        node = bid[cur]
+        bexp[cur] = 1
+        counters[1] += 1
+        best = size
+        for t in range(deg[node]):
+            n = nbrs[node, t]
+            if vis[n] == stamp:
+                continue
+            vis[n] = stamp
+            d = _dq(vecs, n, q)
+            nd += 1
+            if size == L and not _before(d, kid[n], kver[n], bd[L - 1], kid[bid[L - 1]],
+                                         kver[bid[L - 1]]):
+                continue
+            lo = size if size < L else L - 1
+            while lo > 0 and _before(d, kid[n], kver[n], bd[lo - 1], kid[bid[lo - 1]],
+                                     kver[bid[lo - 1]]):
+                lo -= 1
+            last = size if size < L else L - 1
+            for u in range(last, lo, -1):
+                bid[u] = bid[u - 1]
+                bd[u] = bd[u - 1]
+                bexp[u] = bexp[u - 1]
+            bid[lo] = n
+            bd[lo] = d
+            bexp[lo] = 0
+            if size < L:
+                size += 1
+            if lo < best:
+                best = lo
+        k = cur if cur < best else best
+        while k < size and bexp[k] == 1:
+            k += 1
+        cur = k
+    counters[0] += nd
+    return size
+
+
+@njit(cache=True)
+def _reach(entry, n_slots, nbrs, deg, alive, present, queue, mark):
+    """Live slots a search from ``entry`` can never reach."""
+    for i in range(n_slots):
+        mark[i] = 0
+    head = 0
+    tail = 0
+    if entry >= 0:
+        mark[entry] = 1
+        queue[tail] = entry
+        tail += 1
+    while head < tail:
+        u = queue[head]
+        head += 1
+        for t in range(deg[u]):
+            v = nbrs[u, t]
+            if mark[v] == 0:
+                mark[v] = 1
+                queue[tail] = v
+                tail += 1
+    out = 0
+    for i in range(n_slots):
+        if alive[i] == 1 and present[i] == 1 and mark[i] == 0:
+            out += 1
+    return out
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+class PoolGraph:
+    """A convergent graph index over float32 vectors (squared L2), see the module docstring.
+
+    Parameters: ``dim``; ``R`` the out-degree cap; ``L`` the beam width of a local insert's
+    search and the default of queries; ``alpha`` RobustPrune's slack on squared
+    distances; ``pool`` the candidates each node keeps (default ``R + R // 2``).
+
+    Mutations: :meth:`add` (an incarnation's vector), :meth:`tombstone`, :meth:`offer`
+    (candidate additions). Each is idempotent and they commute. :meth:`candidates_for`
+    finds, by a search of the current state, the pool a new node's insert offers it.
+    """
+
+    def __init__(self, dim: int, R: int = 32, L: int = 64, alpha: float = 1.2,
+                 pool: int = 0, capacity: int = 256) -> None:
+        for name, v, lo in (("dim", dim, 1), ("R", R, 1), ("L", L, 1), ("pool", pool, 0),
+                            ("capacity", capacity, 1)):
+            if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < lo:
+                raise InvalidArgument(f"{name} must be an int >= {lo}, got {v!r}")
+        if not (isinstance(alpha, int | float) and np.isfinite(alpha) and alpha >= 1.0):
+            raise InvalidArgument(f"alpha must be a finite float >= 1, got {alpha!r}")
+        self.dim, self.R, self.L = int(dim), int(R), int(L)
+        self.alpha = np.float32(alpha)
+        self.pool = int(pool) or self.R + self.R // 2
+        if self.pool < self.R:
+            raise InvalidArgument(f"pool ({self.pool}) must be >= R ({self.R}): a list is "
+                                  "chosen from the pool")
+        self._n = 0
+        self._cap = 0
+        self._slot: dict[tuple[int, int], int] = {}
+        self._best: dict[int, int] = {}  # id -> largest version present
+        self._tomb: dict[int, int] = {}  # id -> largest tombstone version
+        self._pending: dict[int, list[tuple[int, int]]] = {}  # placeholder -> offers
+        self._entry = -1
+        self._stamp = 0
+        self.counters = np.zeros(2, dtype=np.int64)
+        """[0] distance computations, [1] nodes expanded by searches."""
+        self._grow(int(capacity))
+
+    # ------------------------------------------------------------------ storage
+    def _grow(self, cap: int) -> None:
+        old, n = self._cap, self._n
+        vecs = np.zeros((cap, self.dim), dtype=np.float32)
+        kid = np.zeros(cap, dtype=np.int64)
+        kver = np.zeros(cap, dtype=np.int64)
+        alive = np.zeros(cap, dtype=np.uint8)
+        present = np.zeros(cap, dtype=np.uint8)
+        ps = np.full((cap, self.pool), -1, dtype=np.int32)
+        pd = np.zeros((cap, self.pool), dtype=np.float32)
+        pn = np.zeros(cap, dtype=np.int32)
+        nbrs = np.full((cap, self.R), -1, dtype=np.int32)
+        deg = np.zeros(cap, dtype=np.int32)
+        if old:
+            vecs[:n], kid[:n], kver[:n] = self.vecs[:n], self.kid[:n], self.kver[:n]
+            alive[:n], present[:n] = self.alive[:n], self.present[:n]
+            ps[:n], pd[:n], pn[:n] = self.ps[:n], self.pd[:n], self.pn[:n]
+            nbrs[:n], deg[:n] = self.nbrs[:n], self.deg[:n]
+        self.vecs, self.kid, self.kver, self.alive, self.present = vecs, kid, kver, alive, present
+        self.ps, self.pd, self.pn, self.nbrs, self.deg = ps, pd, pn, nbrs, deg
+        self._vis = np.zeros(cap, dtype=np.int64)
+        self._cap = cap
+
+    def _slot_for(self, id_: int, ver: int) -> int:
+        """The slot of incarnation (id, ver), a placeholder if it has not arrived."""
+        key = (id_, ver)
+        s = self._slot.get(key)
+        if s is not None:
+            return s
+        if self._n == self._cap:
+            self._grow(2 * self._cap)
+        s = self._n
+        self._n += 1
+        self._slot[key] = s
+        self.kid[s] = id_
+        self.kver[s] = ver
+        return s
+
+    def _args(self) -> tuple:
+        return (self.vecs, self.kid, self.kver, self.alive, self.ps, self.pd, self.pn,
+                self.nbrs, self.deg, self.R, self.alpha, self.counters)
+
+    # ------------------------------------------------------------------ liveness
+    def _lives(self, s: int) -> bool:
+        i, v = int(self.kid[s]), int(self.kver[s])
+        return bool(self.present[s]) and self._best.get(i) == v and v > self._tomb.get(i, -1)
+
+    def _die(self, s: int) -> None:
+        if not self.alive[s]:
+            return
+        self.alive[s] = 0
+        _kill(s, self._n, self.vecs, self.alive, self.ps, self.pd, self.pn, self.nbrs,
+              self.deg, self.R, self.alpha, self.counters)
+        if s == self._entry:
+            self._entry = self._smallest_live()
+
+    def _smallest_live(self) -> int:
+        live = np.flatnonzero(self.alive[: self._n])
+        if live.size == 0:
+            return -1
+        return int(live[np.argmin(self.kid[live])])
+
+    # ------------------------------------------------------------------ mutations
+    def add(self, id_: int, version: int, vector: Any) -> bool:
+        """The vector of incarnation ``(id_, version)``. Returns False if it was here
+        already (same vector: nothing changes). It lives if ``version`` is the id's
+        largest and above its tombstone; the incarnation it supersedes dies."""
+        vec = self._vector(vector)
+        s = self._slot_for(int(id_), int(version))
+        if self.present[s]:
+            if not np.array_equal(self.vecs[s], vec):
+                raise InvalidArgument(f"incarnation ({id_}, {version}) arrived with two "
+                                      "different vectors: versions must be unique per write")
+            return False
+        self.vecs[s] = vec
+        self.present[s] = 1
+        prev = self._best.get(int(id_))
+        if prev is None or int(version) > prev:
+            self._best[int(id_)] = int(version)
+            if prev is not None:
+                self._die(self._slot[(int(id_), prev)])
+        if self._lives(s):
+            self.alive[s] = 1
+            if self._entry < 0 or self.kid[s] < self.kid[self._entry]:
+                self._entry = s
+        waiting = self._pending.pop(s, [])
+        if waiting:
+            self._offer_pairs(waiting)
+        return True
+
+    def tombstone(self, id_: int, version: int) -> None:
+        """Kill every incarnation of ``id_`` older than ``version`` (now or on arrival)."""
+        i, v = int(id_), int(version)
+        if v <= self._tomb.get(i, -1):
+            return
+        self._tomb[i] = v
+        b = self._best.get(i)
+        if b is not None and b < v:
+            self._die(self._slot[(i, b)])
+
+    def offer(self, targets: Sequence[tuple[int, int]],
+              candidates: Sequence[tuple[int, int]]) -> None:
+        """Offer ``candidates[k]`` to the pool of ``targets[k]`` (incarnations as (id,
+        version)); offers naming an incarnation not here yet wait for it."""
+        if len(targets) != len(candidates):
+            raise InvalidArgument(f"{len(targets)} targets for {len(candidates)} candidates")
+        pairs = [(self._slot_for(int(t[0]), int(t[1])), self._slot_for(int(c[0]), int(c[1])))
+                 for t, c in zip(targets, candidates, strict=True)]
+        self._offer_pairs(pairs)
+
+    def _offer_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        ready_t: list[int] = []
+        ready_c: list[int] = []
+        present = self.present
+        for t, c in pairs:
+            if present[t] and present[c]:
+                ready_t.append(t)
+                ready_c.append(c)
+            else:
+                self._pending.setdefault(t if not present[t] else c, []).append((t, c))
+        if ready_t:
+            _offer_many(np.asarray(ready_t, dtype=np.int32), np.asarray(ready_c, dtype=np.int32),
+                        *self._args())
+
+    # ------------------------------------------------------------------ search
+    def _search_slots(self, q: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
+        """The beam (slots, distances), dead slots included."""
+        if self._entry < 0:
+            return np.empty(0, np.int32), np.empty(0, np.float32)
+        self._stamp += 1
+        bid = np.empty(L, dtype=np.int32)
+        bd = np.empty(L, dtype=np.float32)
+        bexp = np.zeros(L, dtype=np.uint8)
+        size = _beam(q, self._entry, self.vecs, self.kid, self.kver, self.nbrs, self.deg, L,
+                     self._vis, self._stamp, bid, bd, bexp, self.counters)
+        return bid[:size], bd[:size]
+
+    def candidates_for(self, vector: Any) -> list[tuple[int, int]]:
+        """The pool a new node at ``vector`` gets from a search of the current state with
+        beam ``L``: the live incarnations found, best ``pool`` of them by (distance, id,
+        version). Changes nothing but the counters. An insert offers these to the new
+        node (:meth:`offer`), then offers the new node back to the members of its list."""
+        vec = self._vector(vector)
+        slots, _ = self._search_slots(vec, self.L)
+        live = [int(s) for s in slots if self.alive[s]][: self.pool]
+        return [(int(self.kid[s]), int(self.kver[s])) for s in live]
+
+    def search(self, queries: Any, k: int = 10, L: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest live ids and squared distances, for one query (1-d) or a batch
+        (2-d); missing results are id -1, distance inf. ``L``: beam width (default the
+        graph's ``L``, at least ``k``)."""
+        arr = np.asarray(queries, dtype=np.float32)
+        single = arr.ndim == 1
+        Q = arr[None, :] if single else arr
+        if Q.ndim != 2 or Q.shape[1] != self.dim:
+            raise DimensionMismatch(f"queries must have {self.dim} columns, got shape "
+                                    f"{arr.shape}")
+        if not np.isfinite(Q).all():
+            raise InvalidVector("queries contain NaN or inf")
+        if self._entry < 0:
+            raise EmptyIndex("search on an empty graph: add vectors first")
+        beam = max(k, L or self.L)
+        ids = np.full((Q.shape[0], k), -1, dtype=np.int64)
+        dists = np.full((Q.shape[0], k), np.inf, dtype=np.float32)
+        for r in range(Q.shape[0]):
+            slots, d = self._search_slots(np.ascontiguousarray(Q[r]), beam)
+            keep = self.alive[slots] == 1
+            slots, d = slots[keep][:k], d[keep][:k]
+            ids[r, : slots.size] = self.kid[slots]
+            dists[r, : slots.size] = d
+        return (ids[0], dists[0]) if single else (ids, dists)
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return int(self.alive[: self._n].sum())
+
+    def __contains__(self, id_: object) -> bool:
+        b = self._best.get(id_)  # type: ignore[call-overload]
+        return b is not None and bool(self.alive[self._slot[(id_, b)]])  # type: ignore[index]
+
+    def ids(self, include_deleted: bool = False) -> np.ndarray:
+        """Ids with a live incarnation, sorted (``include_deleted``: every id with a
+        vector here)."""
+        n = self._n
+        mask = self.present[:n] == 1 if include_deleted else self.alive[:n] == 1
+        return np.unique(self.kid[:n][mask])
+
+    def is_deleted(self, id_: int) -> bool:
+        return id_ in self._best and id_ not in self
+
+    @property
+    def entry_id(self) -> int:
+        return int(self.kid[self._entry]) if self._entry >= 0 else -1
+
+    def version(self, id_: int) -> int | None:
+        """The largest version of ``id_`` here (live or not), or None."""
+        return self._best.get(int(id_))
+
+    def tombstone_version(self, id_: int) -> int | None:
+        return self._tomb.get(int(id_))
+
+    def vector(self, id_: int, version: int) -> np.ndarray:
+        s = self._slot.get((int(id_), int(version)))
+        if s is None or not self.present[s]:
+            raise InvalidArgument(f"incarnation ({id_}, {version}) is not here")
+        return self.vecs[s].copy()
+
+    def neighbors(self, id_: int) -> np.ndarray:
+        """The out-neighbour ids of ``id_``'s live incarnation, sorted."""
+        b = self._best.get(int(id_))
+        if b is None:
+            raise InvalidArgument(f"id {id_} is not here")
+        s = self._slot[(int(id_), b)]
+        return np.sort(self.kid[self.nbrs[s, : self.deg[s]]])
+
+    def in_neighbors(self, id_: int, version: int) -> list[tuple[int, int]]:
+        """The incarnations whose lists hold ``(id_, version)``, sorted."""
+        s = self._slot.get((int(id_), int(version)))
+        if s is None:
+            return []
+        n = self._n
+        held = (self.nbrs[:n] == s).any(axis=1)
+        return sorted((int(self.kid[t]), int(self.kver[t])) for t in np.flatnonzero(held))
+
+    def list_of(self, id_: int, version: int) -> list[tuple[int, int]]:
+        s = self._slot.get((int(id_), int(version)))
+        if s is None:
+            return []
+        return [(int(self.kid[x]), int(self.kver[x])) for x in self.nbrs[s, : self.deg[s]]]
+
+    @property
+    def pending(self) -> int:
+        """Offers waiting for an incarnation that has not arrived."""
+        return sum(len(v) for v in self._pending.values())
+
+    @property
+    def distance_computations(self) -> int:
+        return int(self.counters[0])
+
+    def unreachable_count(self) -> int:
+        """Live nodes a search from the entry point can never reach."""
+        n = self._n
+        return int(_reach(self._entry, n, self.nbrs, self.deg, self.alive, self.present,
+                          np.empty(max(n, 1), np.int32), np.zeros(max(n, 1), np.uint8)))
+
+    def graph_problems(self) -> list[str]:
+        """Violations of the graph's invariants (empty when healthy): degree <= R, every
+        edge to a live node other than itself, no duplicate, every list the prune of its
+        pool, an entry point when anything lives."""
+        out = []
+        n = self._n
+        want = self.recomputed_lists()
+        for s in range(n):
+            lst = self.nbrs[s, : self.deg[s]].tolist()
+            name = (int(self.kid[s]), int(self.kver[s]))
+            if len(lst) > self.R or len(set(lst)) != len(lst):
+                out.append(f"node {name}: bad list {lst}")
+            if any(not self.alive[x] or x == s for x in lst):
+                out.append(f"node {name}: edge to a dead node or itself")
+            if lst != want[s]:
+                out.append(f"node {name}: list {lst} is not the prune of its pool {want[s]}")
+        if self._entry != self._smallest_live():
+            out.append(f"entry point slot {self._entry} is not the smallest live id")
+        return out
+
+    def recomputed_lists(self) -> list[list[int]]:
+        """Every list recomputed from its pool from scratch (slots; the reference the
+        incremental updates must equal)."""
+        nbrs = self.nbrs.copy()
+        deg = self.deg.copy()
+        counters = np.zeros(2, dtype=np.int64)
+        out = []
+        for s in range(self._n):
+            _prune_from(s, 0, 0, self.vecs, self.alive, self.ps, self.pd, self.pn, nbrs, deg,
+                        self.R, self.alpha, counters)
+            out.append(nbrs[s, : deg[s]].tolist())
+        return out
+
+    def digest(self) -> bytes:
+        """BLAKE2b-256 of the logical state, independent of slot layout: settings, entry
+        id, tombstones, and every incarnation in (id, version) order with its liveness,
+        vector, pool (as (id, version, distance)) and list (as (id, version))."""
+        n = self._n
+        order = np.lexsort((self.kver[:n], self.kid[:n])) if n else np.empty(0, np.int64)
+        h = hashlib.blake2b(digest_size=32)
+        h.update(msgpack.packb([_FORMAT, self.dim, self.R, self.pool, float(self.alpha),
+                                self.entry_id, sorted(self._tomb.items()), self.pending]))
+        for s in order.tolist():
+            pn, dg = int(self.pn[s]), int(self.deg[s])
+            pool = self.ps[s, :pn]
+            lst = self.nbrs[s, :dg]
+            h.update(msgpack.packb([int(self.kid[s]), int(self.kver[s]), int(self.alive[s]),
+                                    int(self.present[s])]))
+            h.update(self.vecs[s].tobytes())
+            h.update(self.kid[pool].tobytes() + self.kver[pool].tobytes()
+                     + self.pd[s, :pn].tobytes())
+            h.update(self.kid[lst].tobytes() + self.kver[lst].tobytes())
+        return h.digest()
+
+    # ------------------------------------------------------------------ bytes
+    def to_bytes(self) -> bytes:
+        """Everything, as msgpack (slot layout included, so a copy continues exactly)."""
+        n = self._n
+        arrays = {k: np.ascontiguousarray(getattr(self, k)[:n]).tobytes()
+                  for k in ("vecs", "kid", "kver", "alive", "present", "ps", "pd", "pn",
+                            "nbrs", "deg")}
+        return msgpack.packb({
+            "format": _FORMAT, "dim": self.dim, "R": self.R, "L": self.L,
+            "alpha": float(self.alpha), "pool": self.pool, "n": n, "entry": self._entry,
+            "best": sorted(self._best.items()), "tomb": sorted(self._tomb.items()),
+            "pending": sorted((k, sorted(v)) for k, v in self._pending.items()),
+            "counters": self.counters.tolist(), "arrays": arrays}, use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PoolGraph:
+        """Read :meth:`to_bytes`; damaged or foreign bytes raise :class:`CorruptIndexFile`."""
+        try:
+            d = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if d["format"] != _FORMAT:
+                raise CorruptIndexFile(f"not a pool graph (format {d['format']!r})")
+            g = cls(d["dim"], d["R"], d["L"], d["alpha"], d["pool"],
+                    capacity=max(1, d["n"]))
+            n = d["n"]
+            shapes = {"vecs": (n, g.dim), "ps": (n, g.pool), "pd": (n, g.pool),
+                      "nbrs": (n, g.R)}
+            for k, raw in d["arrays"].items():
+                arr = getattr(g, k)
+                a = np.frombuffer(raw, dtype=arr.dtype).reshape(shapes.get(k, (n,)))
+                arr[:n] = a
+            g._n = n
+            g._entry = int(d["entry"])
+            g._best = {int(k): int(v) for k, v in d["best"]}
+            g._tomb = {int(k): int(v) for k, v in d["tomb"]}
+            g._pending = {int(k): [tuple(p) for p in v] for k, v in d["pending"]}
+            g._slot = {(int(g.kid[s]), int(g.kver[s])): s for s in range(n)}
+            g.counters[:] = d["counters"]
+        except CorruptIndexFile:
+            raise
+        except Exception as exc:  # any decoding failure: the bytes are not ours
+            raise CorruptIndexFile(f"pool graph bytes do not load: {type(exc).__name__}: "
+                                   f"{exc}") from None
+        return g
+
+    # ------------------------------------------------------------------ input checks
+    def _vector(self, vector: Any) -> np.ndarray:
+        v = np.asarray(vector, dtype=np.float32)
+        if v.ndim != 1 or v.shape[0] != self.dim:
+            raise DimensionMismatch(f"a vector of {self.dim} floats is needed, got shape "
+                                    f"{v.shape}")
+        if not np.isfinite(v).all():
+            raise InvalidVector("the vector contains NaN or inf")
+        return np.ascontiguousarray(v)
