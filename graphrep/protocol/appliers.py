@@ -46,10 +46,10 @@ import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.delta import DeltaBatch, decode_many
-from graphrep.errors import DeltaError, GraphrepError, InvalidArgument
+from graphrep.errors import DamagedEntry, DeltaError, GraphrepError, InvalidArgument
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.log import Log
-from graphrep.protocol.messages import DELTA, OP, Entry, vector_of
+from graphrep.protocol.messages import DELTA, MERGE, OP, Entry, vector_of
 
 __all__ = ["APPLIERS", "Applier", "DeltaApplier", "ReplayApplier", "SnapshotApplier",
            "SnapshotSchedule", "applier_class", "register_applier"]
@@ -76,10 +76,14 @@ class Applier:
     checks_snapshots: ClassVar[bool] = False
     snapshot_schedule: ClassVar[SnapshotSchedule] = SnapshotSchedule.COMPACTION
     accepts_deltas: ClassVar[bool] = False
+    active_active: ClassVar[bool] = False
+    """Every region's group accepts writes and ships committed entries to the others
+    (:mod:`.regions`); the applier then provides ``version_vector``, ``shippable``,
+    ``check_remote`` and ``merge_remote``."""
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.config = config
-        self.index: VamanaIndex = config.index()
+        self.index: VamanaIndex = self.new_index()
         self.applied = 0
         self.id_pos: dict[int, int] = {}
         self.deleted_pos: dict[int, int] = {}
@@ -92,6 +96,14 @@ class Applier:
         ``edges``, ``metadata`` of the deltas it computed; ``given`` for deltas clients
         wrote, not split; ``op`` for operations): a tally for observers (a live node's
         metrics), which the protocol never reads."""
+
+    def new_index(self) -> VamanaIndex:
+        """An empty index of the shard's parameters."""
+        return self.config.index()
+
+    def clock(self, now: int) -> None:
+        """The node's clock at the write about to be executed (policies that timestamp
+        writes read it; the others ignore it)."""
 
     # ------------------------------------------------------------------ the leader's writes
 
@@ -177,6 +189,9 @@ class Applier:
                 if kind == OP:
                     self.applied = pos
                     self.apply_op(body, pos)
+                elif kind == MERGE:
+                    self.applied = pos
+                    self.apply_merge(body, pos)
             if blobs:
                 self.apply_deltas(blobs, where)
             self.applied = end
@@ -192,6 +207,11 @@ class Applier:
         else:
             self.index.delete(id_)
             self.deleted_pos[id_] = pos
+
+    def apply_merge(self, body: bytes, pos: int) -> None:
+        """Merge a ``MERGE`` entry (active-active policies only)."""
+        raise DamagedEntry(f"a MERGE entry at {pos} under policy {self.policy!r}, which "
+                           "does not write them")
 
     def apply_deltas(self, blobs: list[bytes], where: list[int]) -> None:
         """Apply the deltas ``blobs`` (at log positions ``where``) straight from their
@@ -230,7 +250,7 @@ class Applier:
         """An empty index, nothing applied, no ids noted."""
         self.id_pos.clear()
         self.deleted_pos.clear()
-        self.index = self.config.index()
+        self.index = self.new_index()
         self.applied = 0
 
     def load(self, data: bytes) -> VamanaIndex:
@@ -390,3 +410,7 @@ class SnapshotApplier(Applier):
     def entry_for(self, term: int, op: str, id_: int, vector: bytes,
                   delta: EdgeDelta | None) -> Entry:
         return _tally_op(self, _op_entry(term, op, id_, vector))
+
+
+# the active-active policies live in modules of their own and register on import
+from graphrep.protocol import crdt as _crdt  # noqa: E402, F401

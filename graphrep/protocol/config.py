@@ -42,6 +42,10 @@ class Policy(StrEnum):
     today's vector databases)."""
     SNAPSHOT = "snapshot"
     """The leader ships its whole index every ``snapshot_ticks``."""
+    CRDT = "crdt"
+    """Active-active: every region's group accepts writes; entries carry candidate
+    additions to a :class:`~graphrep.ann.pools.PoolGraph`, whose merge is order-free, and
+    are shipped between regions asynchronously (:mod:`graphrep.protocol.crdt`)."""
 
 
 class Concern(StrEnum):
@@ -124,6 +128,20 @@ class ReplicaConfig:
     many appends share one sync, and acknowledgements (a client's ``one``, a follower's
     reply to its leader) wait for the sync: fewer syncs, up to a tick more latency."""
 
+    region: str = ""
+    """This group's region (active-active policies: one group per region holds the shard)."""
+    regions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Active-active policies: every region allowed to hold the shard, with the replicas
+    of its group, sorted by region; this group is the entry of ``region``. A region's
+    index in this tuple is its tie-break in timestamps. Entries are shipped only to these
+    groups (data residency)."""
+    ship_ticks: int = 5
+    """Active-active: ticks between a leader's pulls from each other region."""
+    ship_batch: int = 256
+    """Active-active: entries per shipment at most."""
+    pool: int = 0
+    """``crdt``: candidates each node keeps (0: ``R + R // 2``)."""
+
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ProtocolError(f"unknown policy {self.policy!r}; choose from {POLICIES}")
@@ -133,10 +151,33 @@ class ReplicaConfig:
         if self.sync not in SYNC_POLICIES:
             raise ProtocolError(f"unknown sync policy {self.sync!r}; choose from "
                                 f"{SYNC_POLICIES}")
+        self._check_regions()
         for name in ("policy", "sync"):  # a member given: store its plain value
             value = getattr(self, name)
             if isinstance(value, StrEnum):
                 object.__setattr__(self, name, value.value)
+
+    def _check_regions(self) -> None:
+        regions = tuple((str(r), tuple(g)) for r, g in self.regions)
+        object.__setattr__(self, "regions", regions)
+        names = [r for r, _ in regions]
+        if names != sorted(set(names)):
+            raise ProtocolError(f"regions must be sorted by name, each once, got {names}")
+        if regions and dict(regions).get(self.region) != tuple(self.replicas):
+            raise ProtocolError(f"this group's region {self.region!r} must be among regions "
+                                f"{names} with the group's replicas {self.replicas}")
+        for name in ("ship_ticks", "ship_batch"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 1:
+                raise ProtocolError(f"{name} must be an int >= 1, got {v!r}")
+        if type(self.pool) is not int or self.pool < 0:
+            raise ProtocolError(f"pool must be an int >= 0, got {self.pool!r}")
+
+    @property
+    def region_index(self) -> int:
+        """This group's region's index in ``regions`` (0 without regions)."""
+        names = [r for r, _ in self.regions]
+        return names.index(self.region) if self.region in names else 0
 
     def index(self) -> VamanaIndex:
         """An empty index of this shard's parameters."""

@@ -12,6 +12,9 @@ log, and again when it reads its log back from disk:
 * ``OP`` (the ``replay`` baseline): msgpack ``[op, id, vector]``, ``op`` ``insert``
   (``vector``: ``dim`` little-endian float32) or ``delete``.
 * ``NOOP``: an empty body.
+* ``MERGE`` (active-active policies): a write as a mergeable record,
+  :func:`encode_entry`: its origin region and sequence number there, its timestamp,
+  insert or delete, the id, the vector, and the candidate additions it makes.
 
 A damaged entry raises :class:`~graphrep.errors.DamagedEntry`: a replica refuses the
 message that carried it and its state stays as it was, so the leader's retransmission
@@ -34,12 +37,17 @@ import zlib
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from graphrep.ann.delta import FORMAT_VERSION, MAGIC, MIN_BYTES, EdgeDelta
-from graphrep.errors import DamagedEntry, DeltaError
-from graphrep.protocol.messages import DELTA, NOOP, OP, Entry
+from graphrep.errors import DamagedEntry, DeltaError, GraphrepError, MalformedMessage
+from graphrep.protocol.messages import DELTA, MERGE, NOOP, OP, Entry, vector_of
 
-__all__ = ["check_entry", "entry_parts", "wal_entry", "wal_record"]
+__all__ = ["DELETE", "INSERT", "check_entry", "decode_entry", "encode_entry", "entry_parts",
+           "wal_entry", "wal_record"]
+
+INSERT, DELETE = 0, 1
+"""The kinds of write a ``MERGE`` entry carries."""
 
 _WAL_HEAD = struct.Struct("<qB")
 _OPS = ("insert", "delete")
@@ -56,13 +64,18 @@ def check_entry(entry: Entry, dim: int) -> None:
         _check_delta(term, body)
     elif kind == OP:
         _check_op(term, body, dim)
+    elif kind == MERGE:
+        try:
+            decode_entry(body, dim)
+        except MalformedMessage as exc:
+            raise DamagedEntry(f"MERGE entry of term {term}: {exc}") from None
     elif kind == NOOP:
         if body:
             raise DamagedEntry(f"NOOP entry of term {term} has a {len(body)}-byte body; a "
                                "NOOP's body is empty")
     else:
         raise DamagedEntry(f"entry of term {term} has unknown kind {kind!r}; kinds are "
-                           f"DELTA={DELTA}, NOOP={NOOP}, OP={OP}")
+                           f"DELTA={DELTA}, NOOP={NOOP}, OP={OP}, MERGE={MERGE}")
 
 
 def _check_delta(term: int, body: bytes) -> None:
@@ -119,8 +132,69 @@ def entry_parts(entry: Entry) -> dict[str, int]:
     if kind == OP:
         vector = len(_check_op(term, body, None)[2])
         return {"vector": vector, "edges": 0, "metadata": total - vector, "total": total}
+    if kind == MERGE:
+        try:
+            f = decode_entry(body, None)
+        except MalformedMessage as exc:
+            raise DamagedEntry(f"MERGE entry of term {term}: {exc}") from None
+        vector, keys = len(f[5]), 16 * (len(f[6]) + len(f[7]))
+        return {"vector": vector, "edges": keys, "metadata": total - vector - keys,
+                "total": total}
     check_entry(entry, 1)  # a NOOP with an empty body passes; anything else raises
     return {"vector": 0, "edges": 0, "metadata": 0, "total": 0}
+
+
+def _keys(ids: np.ndarray, vers: np.ndarray) -> list[tuple[int, int]]:
+    return list(zip(ids.tolist(), vers.tolist(), strict=True))
+
+
+def _pack_keys(keys: list[tuple[int, int]]) -> tuple[bytes, bytes]:
+    if not keys:
+        return b"", b""
+    a = np.asarray(keys, dtype="<i8")
+    return a[:, 0].tobytes(), a[:, 1].tobytes()
+
+
+def encode_entry(origin: int, seq: int, ts: int, kind: int, id_: int, vector: bytes,
+                 a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bytes:
+    """An entry's body: msgpack ``[origin, seq, ts, kind, id, vector, a_ids, a_versions,
+    b_ids, b_versions]`` (key arrays as little-endian int64 bytes). Insert: ``a`` is the
+    new node's pool, ``b`` the nodes offered the new node. Delete: ``b[k]`` is offered
+    to ``a[k]``."""
+    return msgpack.packb([origin, seq, ts, kind, id_, vector, *_pack_keys(a),
+                          *_pack_keys(b)], use_bin_type=True)
+
+
+def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tuple:
+    """``(origin, seq, ts, kind, id, vector, a, b)`` of a ``MERGE`` body, every field
+    checked (``dim``: the shard's dimension, None: any; ``regions``: how many regions the
+    shard has, None: any origin); a bad body
+    raises :class:`MalformedMessage` (nothing changes)."""
+    try:
+        f = msgpack.unpackb(body, raw=False)
+    except Exception as exc:
+        raise MalformedMessage(f"undecodable crdt entry ({type(exc).__name__})") from None
+    if type(f) is not list or len(f) != 10 or not all(type(x) is int for x in f[:5]) \
+            or not all(type(x) is bytes for x in f[5:]):
+        raise MalformedMessage("a crdt entry is [origin, seq, ts, kind, id, vector, a_ids, "
+                               "a_versions, b_ids, b_versions]")
+    origin, seq, ts, kind, id_, vec, ai, av, bi, bv = f
+    if not 0 <= origin < (regions or 256) or seq < 1 or kind not in (INSERT, DELETE):
+        raise MalformedMessage(f"crdt entry with origin {origin}, seq {seq}, kind {kind}")
+    if len(ai) != len(av) or len(bi) != len(bv) or len(ai) % 8 or len(bi) % 8:
+        raise MalformedMessage("crdt entry key arrays of unequal or ragged length")
+    if kind == DELETE and len(ai) != len(bi):
+        raise MalformedMessage("a delete's repair targets and candidates differ in number")
+    if kind == INSERT and dim is not None:
+        try:
+            v = vector_of(vec, dim)
+        except GraphrepError as exc:
+            raise MalformedMessage(f"crdt insert: {exc}") from None
+        if not np.isfinite(v).all():
+            raise MalformedMessage("crdt insert with a NaN or inf vector")
+    a = _keys(np.frombuffer(ai, "<i8"), np.frombuffer(av, "<i8"))
+    b = _keys(np.frombuffer(bi, "<i8"), np.frombuffer(bv, "<i8"))
+    return origin, seq, ts, kind, id_, vec, a, b
 
 
 def _short(x: Any) -> str:

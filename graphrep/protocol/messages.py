@@ -18,7 +18,8 @@ Log entries are ``(term, kind, body)``: kind ``DELTA`` carries an edge delta's b
 kind ``NOOP`` (empty body) is what a new leader appends to commit its predecessors'
 entries (Raft's rule: a leader commits only entries of its own term directly), kind
 ``OP`` carries a client operation (msgpack ``[op, id, vector bytes]``) for the
-``replay`` baseline, whose replicas run every insert themselves.
+``replay`` baseline, whose replicas run every insert themselves, and kind ``MERGE`` a
+write of an active-active policy as a mergeable record (:mod:`graphrep.protocol.entries`).
 """
 
 from __future__ import annotations
@@ -36,15 +37,16 @@ from graphrep.errors import (
 )
 
 __all__ = [
-    "DELTA", "MAX_MESSAGE_BYTES", "NOOP", "OP", "PROTOCOL_VERSION", "Append", "AppendReply",
-    "ClientSearch", "ClientWrite", "Entry", "Repair", "RequestVote", "SearchReply",
-    "Snapshot", "SnapshotReply", "TreeLeaves", "TreeRoot", "VoteReply", "WriteReply",
+    "DELTA", "MAX_MESSAGE_BYTES", "MERGE", "NOOP", "OP", "PROTOCOL_VERSION", "Append",
+    "AppendReply",
+    "ClientSearch", "ClientWrite", "Entry", "Pull", "Repair", "RequestVote", "SearchReply",
+    "Ship", "Snapshot", "SnapshotReply", "TreeLeaves", "TreeRoot", "VoteReply", "WriteReply",
     "decode", "encode", "message_type", "vector_of",
 ]
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 << 20
-DELTA, NOOP, OP = 0, 1, 2
+DELTA, NOOP, OP, MERGE = 0, 1, 2, 3
 
 Entry = tuple[int, int, bytes]
 """A log entry: (term, kind, body)."""
@@ -204,10 +206,32 @@ class Repair(NamedTuple):
     seq: int
 
 
+class Pull(NamedTuple):
+    """Active-active, a region's leader -> a replica of another region's group: send me
+    your committed entries I lack. ``vv`` is the puller's version vector, one int per
+    region of the shard (in ``ReplicaConfig.regions`` order): how many entries written
+    in each region it has, a prefix of that region's writes."""
+
+    shard: int
+    region: str
+    vv: list[int]
+
+
+class Ship(NamedTuple):
+    """Active-active, the answer to a :class:`Pull`: up to ``ship_batch`` committed
+    entry bodies the puller lacks, in the shipper's log order (so every entry comes after
+    the entries it was computed from); ``vv`` is the shipper's version vector."""
+
+    shard: int
+    region: str
+    entries: list[bytes]
+    vv: list[int]
+
+
 def _entries(v: Any) -> bool:
     return type(v) is list and all(
         type(e) is list and len(e) == 3 and _int(e[0]) and type(e[1]) is int
-        and e[1] in (DELTA, NOOP, OP) and type(e[2]) is bytes for e in v)
+        and e[1] in (DELTA, NOOP, OP, MERGE) and type(e[2]) is bytes for e in v)
 
 
 def _bytes_list(v: Any) -> bool:
@@ -252,6 +276,8 @@ _SCHEMA: dict[int, tuple[type, tuple]] = {
     11: (TreeRoot, (_int, _int, _int, _bytes, _int)),
     12: (TreeLeaves, (_int, _int, _int, _bytes_list)),
     13: (Repair, (_int, _int, _int, _int_list, _bytes, _int, _int)),
+    14: (Pull, (_int, _str, _int_list)),
+    15: (Ship, (_int, _str, _bytes_list, _int_list)),
 }
 _CODE = {cls: code for code, (cls, _) in _SCHEMA.items()}
 

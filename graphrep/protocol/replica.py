@@ -64,9 +64,11 @@ from graphrep.protocol.messages import (
     AppendReply,
     ClientSearch,
     ClientWrite,
+    Pull,
     Repair,
     RequestVote,
     SearchReply,
+    Ship,
     Snapshot,
     SnapshotReply,
     TreeLeaves,
@@ -78,6 +80,7 @@ from graphrep.protocol.messages import (
 )
 from graphrep.protocol.progress import Refusal
 from graphrep.protocol.recovery import Recovery
+from graphrep.protocol.regions import Shipping
 from graphrep.protocol.seams import DEFAULT_SEAMS, Seams
 from graphrep.sansio import DurableWrite, Metric, Send, SetTimer, Work
 
@@ -123,6 +126,7 @@ class Replica:
         self.clients = seams.clients(self)
         self.elections = Elections(self)
         self.recovery = Recovery(self)
+        self.shipping = Shipping(self)
         self.early: dict[int, Append] = {}  # appends that arrived before a gap, by prev_end
         self.ticks = 0
         self.errors = 0  # messages rejected as malformed / unsupported
@@ -135,6 +139,7 @@ class Replica:
             TreeRoot: self.anti_entropy.on_tree_root,
             TreeLeaves: self.anti_entropy.on_tree_leaves, Repair: self.anti_entropy.on_repair,
             WriteReply: self._ignore, SearchReply: self._ignore,
+            Pull: self.shipping.on_pull, Ship: self.shipping.on_ship,
         }
         """Message type -> bound handler, built once (a subclass's override of a handler
         method is bound here)."""
@@ -257,6 +262,7 @@ class Replica:
             every = self.config.anti_entropy_ticks
             if every and self.ticks % every == 0:
                 self.anti_entropy.start(out)
+            self.shipping.tick(out)
         elif self.elections.due(now):
             self.elections.stand(now, out)
         if self.config.sync == SyncPolicy.TICK:
@@ -312,6 +318,7 @@ class Replica:
             term, pos = clients.entry_holding(known)
             clients.ack_when_ready(out, term, pos, src, m.req, m.concern)
             return
+        self.applier.clock(now)
         try:
             delta = self._execute(m.op, m.id, m.vector)
         except GraphrepError as exc:
@@ -324,6 +331,13 @@ class Replica:
         if not self.peers:  # a shard of one: its own durable copy is the majority
             self.advance_commit(out)
         clients.ack_when_ready(out, self.term, pos, src, m.req, m.concern)
+        self.after_append(out, commit=False)
+
+    def after_append(self, out: list, commit: bool = True) -> None:
+        """The leader appended entries: commit them at once if the shard has no other
+        replica (``commit``), and send them to the followers."""
+        if commit and not self.peers:
+            self.advance_commit(out)
         for p in self.peers:
             # a follower being sent the snapshot gets its next chunk when it answers the
             # last one (or on a retransmission), not one more chunk per write

@@ -1,0 +1,311 @@
+"""The ``crdt`` policy: active-active replication of a graph index whose merge is
+order-free.
+
+Every region's group accepts writes for the shard and commits them in its own log (Raft
+within the region, as under ``leader``); committed entries are then shipped to the other
+regions (:mod:`.regions`), whose leaders append them to their logs. So each region's log
+holds every region's writes, in an order of its own; what makes the regions converge is
+that applying an entry is a *merge* into a state that does not depend on the order:
+
+* the index is a :class:`~graphrep.ann.pools.PoolGraph`: neighbour lists are canonical
+  prunes of grow-only, canonically capped candidate pools;
+* an insert of ``id`` with timestamp ``ts`` (:mod:`.hlc`) adds the incarnation ``(id,
+  ts)`` and ships, besides its vector, the candidate additions it caused: its pool (what
+  a search of the writer's state found) and the members of its list that take it back;
+  a remote region merges them by set union and re-prunes only the lists they touch
+  (distance work over candidate sets, never a search);
+* per id the vector is a last-writer-wins register by timestamp: the incarnation with
+  the largest timestamp is the value;
+* a delete is a tombstone ``(id, ts)``: it kills every incarnation of ``id`` with a
+  smaller timestamp, whenever that one arrives, so a write older than the delete never
+  resurrects the id, while an insert with a newer timestamp does (it is a new
+  incarnation). The deleting writer also ships repair additions: each node whose list
+  held the deleted node is offered a few of that node's neighbours, as a Vamana
+  consolidation would do;
+* an entry names its origin region and its sequence number there; the version vector
+  (entries merged per origin, always a prefix) is what a region pulls by.
+
+Timestamps come from each leader's hybrid logical clock, which observes every entry it
+merges, so a write that follows another it has seen gets the larger timestamp.
+
+Read-your-writes holds per session within a region, as under ``leader`` (the session
+token is a position in the region's log). A session that moves to another region
+carries a token of the old region's log, which means nothing there: it reads that
+region's state, which holds its writes only once they have been shipped.
+
+Not done here: tombstones and the pool entries of dead incarnations are kept forever
+(collecting them needs a cut that every region has passed, agreed through the log).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgpack
+import numpy as np
+
+from graphrep.ann.pools import PoolGraph
+from graphrep.errors import DamagedEntry, InvalidArgument, MalformedMessage
+from graphrep.protocol.appliers import Applier, register_applier
+from graphrep.protocol.config import Policy, ReplicaConfig
+from graphrep.protocol.entries import DELETE, INSERT, decode_entry, encode_entry
+from graphrep.protocol.hlc import HLC
+from graphrep.protocol.log import Log
+from graphrep.protocol.messages import MERGE, Entry, vector_of
+
+__all__ = ["CrdtApplier", "CrdtState"]
+
+_REPAIR_PER_IN_NEIGHBOUR = 4
+"""A delete offers each node that listed the deleted one this many of its neighbours."""
+_FORMAT = "graphrep.crdt/1"
+
+
+class CrdtState:
+    """What a ``crdt`` replica holds: the pool graph, the version vector, and where each
+    origin's entries sit in this replica's log (to ship them). Reads go to the graph."""
+
+    def __init__(self, config: ReplicaConfig, graph: PoolGraph | None = None) -> None:
+        self.graph = graph or PoolGraph(config.dim, R=config.R, L=config.L,
+                                        alpha=config.alpha, pool=config.pool)
+        n = max(len(config.regions), 1)
+        self.vv = [0] * n
+        """Entries merged per origin region (a prefix of each region's writes)."""
+        self.where: list[dict[int, int]] = [{} for _ in range(n)]
+        """Per origin: seq -> this log's position of that entry."""
+        self.max_ts = 0
+        self.dim = config.dim
+
+    # reads (what clients, the checker and the recovery use of an index)
+    def search(self, queries: Any, k: int = 10, L: int | None = None) -> Any:
+        return self.graph.search(queries, k=k, L=L)
+
+    def __len__(self) -> int:
+        return len(self.graph)
+
+    def ids(self, include_deleted: bool = False) -> np.ndarray:
+        return self.graph.ids(include_deleted)
+
+    def is_deleted(self, id_: int) -> bool:
+        return self.graph.is_deleted(id_)
+
+    def unreachable_count(self) -> int:
+        return self.graph.unreachable_count()
+
+    def graph_problems(self) -> list[str]:
+        return self.graph.graph_problems()
+
+    @property
+    def distance_computations(self) -> int:
+        return self.graph.distance_computations
+
+    @property
+    def entry_id(self) -> int:
+        return self.graph.entry_id
+
+    @property
+    def seq(self) -> int:
+        return sum(self.vv)
+
+    def digest(self) -> bytes:
+        """The graph's digest with the version vector: equal on two replicas that merged
+        the same entries (in whatever order)."""
+        import hashlib
+
+        return hashlib.blake2b(self.graph.digest() + msgpack.packb(self.vv),
+                               digest_size=32).digest()
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb([_FORMAT, self.graph.to_bytes(), self.vv,
+                              [sorted(w.items()) for w in self.where], self.max_ts],
+                             use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, config: ReplicaConfig, data: bytes) -> CrdtState:
+        from graphrep.errors import CorruptIndexFile
+
+        try:
+            fmt, graph, vv, where, max_ts = msgpack.unpackb(data, raw=False)
+            if fmt != _FORMAT:
+                raise CorruptIndexFile(f"not a crdt state (format {fmt!r})")
+        except CorruptIndexFile:
+            raise
+        except Exception as exc:
+            raise CorruptIndexFile(f"crdt state bytes do not load ({type(exc).__name__})"
+                                   ) from None
+        s = cls(config, PoolGraph.from_bytes(graph))
+        if len(vv) != len(s.vv):
+            raise CorruptIndexFile(f"crdt state for {len(vv)} regions, the shard has "
+                                   f"{len(s.vv)}")
+        s.vv = [int(x) for x in vv]
+        s.where = [{int(k): int(v) for k, v in w} for w in where]
+        s.max_ts = int(max_ts)
+        return s
+
+
+@register_applier
+class CrdtApplier(Applier):
+    """``crdt`` (see the module docstring): entries are ``MERGE`` entries whose bodies
+    :func:`~.entries.encode_entry` makes; applying one merges it. A leader that is deposed with
+    entries overwritten rebuilds from its snapshot and log, as under ``leader``."""
+
+    policy = Policy.CRDT.value
+    anti_entropy = False
+    rebuild_when_elected = True
+    active_active: ClassVar[bool] = True
+
+    def __init__(self, config: ReplicaConfig) -> None:
+        super().__init__(config)
+        self.region = config.region_index
+        self.hlc = HLC(self.region)
+        self.now = 0
+        self._pending: tuple | None = None  # the entry the last execute made
+
+    def new_index(self) -> CrdtState:  # type: ignore[override]
+        return CrdtState(self.config)
+
+    @property
+    def state(self) -> CrdtState:
+        return self.index  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ local writes
+    def clock(self, now: int) -> None:
+        self.now = now
+
+    def execute(self, op: str, id_: int, vector: bytes) -> Any:
+        """A local write: a timestamp from the clock, the candidate additions from a search
+        of this state; merged here at once (the leader's state reflects its log). Returns
+        the entry body."""
+        if op == "delta":
+            raise InvalidArgument("policy 'crdt' logs candidate additions, not deltas: "
+                                  "write with insert or delete")
+        st = self.state
+        g = st.graph
+        before = g.distance_computations
+        ts = self.hlc.tick(self.now)
+        seq = st.vv[self.region] + 1
+        if op == "insert":
+            vec = vector_of(vector, self.config.dim)
+            if not np.isfinite(vec).all():
+                from graphrep.errors import InvalidVector
+
+                raise InvalidVector("the vector contains NaN or inf: send finite floats")
+            pool = g.candidates_for(vec) if g.entry_id >= 0 else []
+            g.add(id_, ts, vec)
+            g.offer([(id_, ts)] * len(pool), pool)
+            back = g.list_of(id_, ts)
+            g.offer(back, [(id_, ts)] * len(back))
+            body = encode_entry(self.region, seq, ts, INSERT, id_, bytes(vector), pool, back)
+        else:
+            a: list[tuple[int, int]] = []
+            b: list[tuple[int, int]] = []
+            ver = g.version(id_)
+            if ver is not None and id_ in g:
+                out = [k for k in g.list_of(id_, ver)][:_REPAIR_PER_IN_NEIGHBOUR]
+                for t in g.in_neighbors(id_, ver):
+                    for c in out:
+                        if c != t:
+                            a.append(t)
+                            b.append(c)
+            g.tombstone(id_, ts)
+            g.offer(a, b)
+            body = encode_entry(self.region, seq, ts, DELETE, id_, b"", a, b)
+        st.vv[self.region] = seq
+        st.max_ts = max(st.max_ts, ts)
+        self.op_distances += g.distance_computations - before
+        self._pending = (self.region, seq)
+        return body
+
+    def entry_for(self, term: int, op: str, id_: int, vector: bytes, delta: Any) -> Entry:
+        tally = self.logged_bytes
+        tally["op"] = tally.get("op", 0) + len(delta)
+        return (term, MERGE, delta)
+
+    def executed(self, op: str, id_: int, pos: int) -> None:
+        super().executed(op, id_, pos)
+        if self._pending is not None:
+            origin, seq = self._pending
+            self.state.where[origin][seq] = pos
+            self._pending = None
+
+    # ------------------------------------------------------------------ merging
+    def check_remote(self, body: bytes) -> tuple[int, int]:
+        """(origin, seq) of a shipped entry body, fully checked; raises
+        ``MalformedMessage`` for a damaged or foreign body."""
+        f = decode_entry(body, self.config.dim, len(self.config.regions))
+        return f[0], f[1]
+
+    def merge_remote(self, body: bytes, pos: int) -> None:
+        """A leader appended a shipped entry at ``pos``: merge it now."""
+        before = self.state.distance_computations
+        self.apply_merge(body, pos)
+        self.applied = pos + 1
+        self.work += self.state.distance_computations - before
+
+    def apply_merge(self, body: bytes, pos: int) -> None:
+        st = self.state
+        try:
+            origin, seq, ts, kind, id_, vec, a, b = decode_entry(
+                body, self.config.dim, len(self.config.regions))
+        except MalformedMessage as exc:
+            raise DamagedEntry(f"crdt entry at {pos}: {exc}") from None
+        if seq != st.vv[origin] + 1:
+            raise DamagedEntry(f"crdt entry at {pos} is write {seq} of region {origin}, "
+                               f"which has {st.vv[origin]} merged: entries of a region are "
+                               "merged in order")
+        g = st.graph
+        if kind == INSERT:
+            g.add(id_, ts, np.frombuffer(vec, dtype="<f4"))
+            g.offer([(id_, ts)] * len(a), a)
+            g.offer(b, [(id_, ts)] * len(b))
+            if origin == self.region:
+                self.id_pos[id_] = pos
+        else:
+            g.tombstone(id_, ts)
+            g.offer(a, b)
+            if origin == self.region:
+                self.deleted_pos[id_] = pos
+        st.vv[origin] = seq
+        st.where[origin][seq] = pos
+        st.max_ts = max(st.max_ts, ts)
+        self.hlc.observe(ts)
+
+    # ------------------------------------------------------------------ shipping
+    def version_vector(self) -> list[int]:
+        return list(self.state.vv)
+
+    def shippable(self, log: Log, end: int, vv: list[int], limit: int) -> list[bytes]:
+        """The bodies of the entries below log position ``end`` that a region holding
+        ``vv`` lacks, in this log's order (each after what it was computed from), at most
+        ``limit``; stops early at an entry compacted out of the log."""
+        st = self.state
+        wanted: list[int] = []
+        for origin, have in enumerate(vv):
+            w = st.where[origin]
+            for seq in range(have + 1, st.vv[origin] + 1):
+                pos = w.get(seq)
+                if pos is None or pos >= end:
+                    break
+                wanted.append(pos)
+        wanted.sort()
+        out = []
+        for pos in wanted[:limit]:
+            if pos < log.start:
+                break
+            out.append(log.entry(pos)[2])
+        return out
+
+    # ------------------------------------------------------------------ rebuilding
+    def reset(self) -> None:
+        super().reset()
+        self.hlc = HLC(self.region)
+
+    def load(self, data: bytes) -> CrdtState:  # type: ignore[override]
+        return CrdtState.from_bytes(self.config, data)
+
+    def adopt(self, index: Any, end: int) -> None:
+        super().adopt(index, end)
+        self.hlc = HLC(self.region)
+        self.hlc.observe(index.max_ts)
+
+    def snapshot_bytes(self) -> bytes:
+        return self.state.to_bytes()

@@ -1,0 +1,101 @@
+"""Shipping between regions, for active-active policies (the applier's ``active_active``).
+
+Each region's group commits its own writes; every ``ship_ticks`` ticks its leader sends
+a :class:`~.messages.Pull` with its version vector to one replica of each other region's
+group (round robin over the group, so a replica that is down or behind costs one round).
+Any replica answers from its *committed* log with a :class:`~.messages.Ship`: the entries
+the puller lacks, in its log order, at most ``ship_batch``. The puller's leader appends
+each entry that is the next of its origin region (a duplicate or an entry past a gap is
+skipped; the next pull asks again), merges it, and replicates it in its region like a
+local write.
+
+Why pulls: the puller says what it has, so a lost message, a crashed leader or a healed
+partition costs at most one round; entries come in the shipper's log order, which puts
+every entry after the ones it was computed from, relayed entries of third regions
+included (a region cut off from one region still gets that region's writes through the
+others). A shipper serves only committed entries, which no failover takes back.
+
+Residency: replicas pull from and answer only the groups in ``ReplicaConfig.regions``,
+the regions allowed to hold the shard; a pull from any other node is refused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from graphrep.errors import ProtocolError
+from graphrep.protocol.config import LEADER
+from graphrep.protocol.messages import MERGE, Pull, Ship
+from graphrep.sansio import Metric
+
+if TYPE_CHECKING:
+    from graphrep.protocol.replica import Replica
+
+__all__ = ["Shipping"]
+
+
+class Shipping:
+    """The shipping side of one replica (idle unless its applier is active-active)."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.r = replica
+        cfg = replica.config
+        self.on = bool(replica.applier.active_active and cfg.regions)
+        self.others = [(region, group) for region, group in cfg.regions
+                       if region != cfg.region and group]
+        self.members = {n: region for region, group in cfg.regions for n in group}
+        self.rounds = 0
+
+    def tick(self, out: list) -> None:
+        """A leader's tick: pull from each other region every ``ship_ticks``."""
+        r = self.r
+        if not self.on or r.role != LEADER or r.ticks % r.config.ship_ticks:
+            return
+        self.rounds += 1
+        vv = r.applier.version_vector()
+        for _region, group in self.others:
+            r.send(out, group[self.rounds % len(group)],
+                   Pull(r.config.shard, r.config.region, vv))
+
+    def _check_peer(self, src: str, region: str) -> None:
+        if self.members.get(src) != region or region == self.r.config.region:
+            raise ProtocolError(f"{src!r} is not a replica of this shard in region "
+                                f"{region!r}: only the shard's regions ship to each other")
+
+    def on_pull(self, now: int, src: str, m: Pull, out: list) -> None:
+        r = self.r
+        if not self.on:
+            raise ProtocolError("a pull for a shard that is not active-active")
+        self._check_peer(src, m.region)
+        if len(m.vv) != len(r.config.regions):
+            raise ProtocolError(f"a pull's version vector has {len(m.vv)} entries, the shard "
+                                f"has {len(r.config.regions)} regions")
+        end = min(r.commit, r.applied)
+        bodies = r.applier.shippable(r.log, end, m.vv, r.config.ship_batch)
+        r.send(out, src, Ship(r.config.shard, r.config.region, bodies,
+                              r.applier.version_vector()))
+
+    def on_ship(self, now: int, src: str, m: Ship, out: list) -> None:
+        r = self.r
+        if not self.on:
+            raise ProtocolError("a shipment for a shard that is not active-active")
+        self._check_peer(src, m.region)
+        if r.role != LEADER or not m.entries:
+            return
+        a = r.applier
+        keys = [a.check_remote(body) for body in m.entries]  # all checked before any merge
+        vv = a.version_vector()
+        took = 0
+        for body, (origin, seq) in zip(m.entries, keys, strict=True):
+            if seq <= vv[origin]:
+                continue  # already here
+            if seq != vv[origin] + 1:
+                break  # a gap: the next pull asks again
+            pos = r.log.append((r.term, MERGE, body), out)
+            a.merge_remote(body, pos)
+            vv[origin] = seq
+            took += 1
+        if not took:
+            return
+        out.append(Metric("shipped_in", float(took)))
+        r.after_append(out)
