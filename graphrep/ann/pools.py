@@ -87,7 +87,7 @@ def _before(da, ia, va, db, ib, vb):
 
 
 @njit(cache=True)
-def _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
+def _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters):
     """Re-prune ``t``'s list from pool position ``k``, its first ``m`` kept members (all
     before ``k``) standing. A candidate is kept unless dead, past ``R`` kept, or occluded
     by a kept ``s``: ``d(t, c) > alpha * d(s, c)`` (squared distances) or ``d(s, c) == 0``."""
@@ -109,15 +109,37 @@ def _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha, counters)
         if ok:
             nbrs[t, m] = c
             m += 1
+    kd[t] = m
+    _fill(t, alive, ps, pn, nbrs, deg, kd, R)
+
+
+@njit(cache=True)
+def _fill(t, alive, ps, pn, nbrs, deg, kd, R):
+    """After the ``kd[t]`` kept members, fill ``t``'s list up to ``R`` with the live pool
+    members the prune left out, in pool order (as hnswlib's ``keepPrunedConnections``):
+    more nodes get an in-edge, so fewer are unreachable; no distance is computed."""
+    m = kd[t]
+    j = 0
+    for i in range(pn[t]):
+        if m >= R:
+            break
+        c = ps[t, i]
+        if j < kd[t] and nbrs[t, j] == c:
+            j += 1
+            continue
+        if alive[c] == 0 or c == t:
+            continue
+        nbrs[t, m] = c
+        m += 1
     deg[t] = m
 
 
 @njit(cache=True)
-def _kept_before(t, k, ps, nbrs, deg):
-    """How many of ``t``'s list members sit at pool positions < ``k`` (lists are kept in
+def _kept_before(t, k, ps, nbrs, kd):
+    """How many of ``t``'s kept members sit at pool positions < ``k`` (they are kept in
     pool order)."""
     m = 0
-    d = deg[t]
+    d = kd[t]
     for i in range(k):
         if m < d and nbrs[t, m] == ps[t, i]:
             m += 1
@@ -125,7 +147,7 @@ def _kept_before(t, k, ps, nbrs, deg):
 
 
 @njit(cache=True)
-def _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
+def _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters):
     """Offer ``c`` (at squared distance ``dc``) to ``t``'s pool and keep ``t``'s list equal
     to the prune of its pool. Returns True if the pool changed."""
     n = pn[t]
@@ -150,24 +172,29 @@ def _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha, co
     ps[t, k] = c
     pd[t, k] = dc
     pn[t] = n + 1
-    if dropped >= 0 and deg[t] > 0 and nbrs[t, deg[t] - 1] == dropped:
-        deg[t] -= 1  # the pool's last member left; nothing came after it
+    if dropped >= 0 and kd[t] > 0 and nbrs[t, kd[t] - 1] == dropped:
+        kd[t] -= 1  # the pool's last member left; nothing came after it
     if alive[c] == 0 or c == t:
+        _fill(t, alive, ps, pn, nbrs, deg, kd, R)
         return True
-    m = _kept_before(t, k, ps, nbrs, deg)
+    m = _kept_before(t, k, ps, nbrs, kd)
+    if m < R:
+        for j in range(m):
+            dsc = _d2(vecs, nbrs[t, j], c)
+            counters[0] += 1
+            if dsc == 0.0 or dc > alpha * dsc:
+                m = R  # occluded: the kept members are as they were
+                break
     if m >= R:
+        _fill(t, alive, ps, pn, nbrs, deg, kd, R)
         return True
-    for j in range(m):
-        dsc = _d2(vecs, nbrs[t, j], c)
-        counters[0] += 1
-        if dsc == 0.0 or dc > alpha * dsc:
-            return True  # occluded: the list is as it was
-    _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha, counters)
+    _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters)
     return True
 
 
 @njit(cache=True)
-def _offer_many(ts, cs, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
+def _offer_many(ts, cs, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, kd, R, alpha,
+                counters):
     """Offer ``cs[i]`` to ``ts[i]`` for every i (both present)."""
     for i in range(ts.shape[0]):
         t = ts[i]
@@ -176,25 +203,29 @@ def _offer_many(ts, cs, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha,
             continue
         dc = _d2(vecs, t, c)
         counters[0] += 1
-        _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, R, alpha, counters)
+        _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, kd, R, alpha,
+               counters)
 
 
 @njit(cache=True)
-def _kill(x, n_slots, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha, counters):
-    """``x`` died (``alive[x]`` is already 0): re-prune every list that held it."""
+def _kill(x, n_slots, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters):
+    """``x`` died (``alive[x]`` is already 0): re-prune every list that held it (from its
+    pool position if it was kept, else only the fill)."""
     for t in range(n_slots):
-        d = deg[t]
-        held = False
-        for j in range(d):
+        at = -1
+        for j in range(deg[t]):
             if nbrs[t, j] == x:
-                held = True
+                at = j
                 break
-        if not held:
+        if at < 0:
+            continue
+        if at >= kd[t]:
+            _fill(t, alive, ps, pn, nbrs, deg, kd, R)
             continue
         for i in range(pn[t]):
             if ps[t, i] == x:
-                m = _kept_before(t, i, ps, nbrs, deg)
-                _prune_from(t, i + 1, m, vecs, alive, ps, pd, pn, nbrs, deg, R, alpha,
+                m = _kept_before(t, i, ps, nbrs, kd)
+                _prune_from(t, i + 1, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha,
                             counters)
                 break
 
@@ -285,7 +316,8 @@ class PoolGraph:
 
     Parameters: ``dim``; ``R`` the out-degree cap; ``L`` the beam width of a local insert's
     search and the default of queries; ``alpha`` RobustPrune's slack on squared
-    distances; ``pool`` the candidates each node keeps (default ``R + R // 2``).
+    distances; ``pool`` the candidates each node keeps (default ``3 * R``: a smaller pool
+    drops the far candidates that give a node its long edges and in-edges).
 
     Mutations: :meth:`add` (an incarnation's vector), :meth:`tombstone`, :meth:`offer`
     (candidate additions). Each is idempotent and they commute. :meth:`candidates_for`
@@ -302,7 +334,7 @@ class PoolGraph:
             raise InvalidArgument(f"alpha must be a finite float >= 1, got {alpha!r}")
         self.dim, self.R, self.L = int(dim), int(R), int(L)
         self.alpha = np.float32(alpha)
-        self.pool = int(pool) or self.R + self.R // 2
+        self.pool = int(pool) or 3 * self.R
         if self.pool < self.R:
             raise InvalidArgument(f"pool ({self.pool}) must be >= R ({self.R}): a list is "
                                   "chosen from the pool")
@@ -331,13 +363,14 @@ class PoolGraph:
         pn = np.zeros(cap, dtype=np.int32)
         nbrs = np.full((cap, self.R), -1, dtype=np.int32)
         deg = np.zeros(cap, dtype=np.int32)
+        kd = np.zeros(cap, dtype=np.int32)
         if old:
             vecs[:n], kid[:n], kver[:n] = self.vecs[:n], self.kid[:n], self.kver[:n]
             alive[:n], present[:n] = self.alive[:n], self.present[:n]
             ps[:n], pd[:n], pn[:n] = self.ps[:n], self.pd[:n], self.pn[:n]
-            nbrs[:n], deg[:n] = self.nbrs[:n], self.deg[:n]
+            nbrs[:n], deg[:n], kd[:n] = self.nbrs[:n], self.deg[:n], self.kd[:n]
         self.vecs, self.kid, self.kver, self.alive, self.present = vecs, kid, kver, alive, present
-        self.ps, self.pd, self.pn, self.nbrs, self.deg = ps, pd, pn, nbrs, deg
+        self.ps, self.pd, self.pn, self.nbrs, self.deg, self.kd = ps, pd, pn, nbrs, deg, kd
         self._vis = np.zeros(cap, dtype=np.int64)
         self._cap = cap
 
@@ -358,7 +391,7 @@ class PoolGraph:
 
     def _args(self) -> tuple:
         return (self.vecs, self.kid, self.kver, self.alive, self.ps, self.pd, self.pn,
-                self.nbrs, self.deg, self.R, self.alpha, self.counters)
+                self.nbrs, self.deg, self.kd, self.R, self.alpha, self.counters)
 
     # ------------------------------------------------------------------ liveness
     def _lives(self, s: int) -> bool:
@@ -370,7 +403,7 @@ class PoolGraph:
             return
         self.alive[s] = 0
         _kill(s, self._n, self.vecs, self.alive, self.ps, self.pd, self.pn, self.nbrs,
-              self.deg, self.R, self.alpha, self.counters)
+              self.deg, self.kd, self.R, self.alpha, self.counters)
         if s == self._entry:
             self._entry = self._smallest_live()
 
@@ -589,11 +622,12 @@ class PoolGraph:
         incremental updates must equal)."""
         nbrs = self.nbrs.copy()
         deg = self.deg.copy()
+        kd = self.kd.copy()
         counters = np.zeros(2, dtype=np.int64)
         out = []
         for s in range(self._n):
             _prune_from(s, 0, 0, self.vecs, self.alive, self.ps, self.pd, self.pn, nbrs, deg,
-                        self.R, self.alpha, counters)
+                        kd, self.R, self.alpha, counters)
             out.append(nbrs[s, : deg[s]].tolist())
         return out
 
@@ -624,7 +658,7 @@ class PoolGraph:
         n = self._n
         arrays = {k: np.ascontiguousarray(getattr(self, k)[:n]).tobytes()
                   for k in ("vecs", "kid", "kver", "alive", "present", "ps", "pd", "pn",
-                            "nbrs", "deg")}
+                            "nbrs", "deg", "kd")}
         return msgpack.packb({
             "format": _FORMAT, "dim": self.dim, "R": self.R, "L": self.L,
             "alpha": float(self.alpha), "pool": self.pool, "n": n, "entry": self._entry,

@@ -140,7 +140,7 @@ class ReplicaConfig:
     ship_batch: int = 256
     """Active-active: entries per shipment at most."""
     pool: int = 0
-    """``crdt``: candidates each node keeps (0: ``R + R // 2``)."""
+    """``crdt``: candidates each node keeps (0: ``3 * R``)."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

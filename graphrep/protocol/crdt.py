@@ -45,7 +45,7 @@ import msgpack
 import numpy as np
 
 from graphrep.ann.pools import PoolGraph
-from graphrep.errors import DamagedEntry, InvalidArgument, MalformedMessage
+from graphrep.errors import DamagedEntry, InvalidArgument, InvalidVector, MalformedMessage
 from graphrep.protocol.appliers import Applier, register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.entries import DELETE, INSERT, decode_entry, encode_entry
@@ -53,11 +53,54 @@ from graphrep.protocol.hlc import HLC
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import MERGE, Entry, vector_of
 
-__all__ = ["CrdtApplier", "CrdtState"]
+__all__ = ["CrdtApplier", "CrdtState", "merge", "write"]
 
 _REPAIR_PER_IN_NEIGHBOUR = 4
 """A delete offers each node that listed the deleted one this many of its neighbours."""
 _FORMAT = "graphrep.crdt/1"
+
+
+def write(graph: PoolGraph, region: int, seq: int, ts: int, op: str, id_: int,
+          vector: bytes) -> bytes:
+    """Make a local write (``insert`` with ``vector``'s float32 bytes, or ``delete``) in
+    ``graph``: find its candidate additions from the current state, merge them, and
+    return the entry body that carries them to every other copy."""
+    g = graph
+    if op == "insert":
+        vec = np.frombuffer(vector, dtype="<f4")
+        pool = g.candidates_for(vec) if g.entry_id >= 0 else []
+        g.add(id_, ts, vec)
+        g.offer([(id_, ts)] * len(pool), pool)
+        back = g.list_of(id_, ts)
+        g.offer(back, [(id_, ts)] * len(back))
+        return encode_entry(region, seq, ts, INSERT, id_, vector, pool, back)
+    a: list[tuple[int, int]] = []
+    b: list[tuple[int, int]] = []
+    ver = g.version(id_)
+    if ver is not None and id_ in g:
+        out = g.list_of(id_, ver)[:_REPAIR_PER_IN_NEIGHBOUR]
+        for t in g.in_neighbors(id_, ver):
+            for c in out:
+                if c != t:
+                    a.append(t)
+                    b.append(c)
+    g.tombstone(id_, ts)
+    g.offer(a, b)
+    return encode_entry(region, seq, ts, DELETE, id_, b"", a, b)
+
+
+def merge(graph: PoolGraph, entry: tuple) -> None:
+    """Merge a decoded entry (:func:`~.entries.decode_entry`) into ``graph``. Merges
+    commute and are idempotent: any order of any entries, repeated or not, gives the
+    same graph as any other."""
+    _origin, _seq, ts, kind, id_, vec, a, b = entry
+    if kind == INSERT:
+        graph.add(id_, ts, np.frombuffer(vec, dtype="<f4"))
+        graph.offer([(id_, ts)] * len(a), a)
+        graph.offer(b, [(id_, ts)] * len(b))
+    else:
+        graph.tombstone(id_, ts)
+        graph.offer(a, b)
 
 
 class CrdtState:
@@ -186,29 +229,8 @@ class CrdtApplier(Applier):
         if op == "insert":
             vec = vector_of(vector, self.config.dim)
             if not np.isfinite(vec).all():
-                from graphrep.errors import InvalidVector
-
                 raise InvalidVector("the vector contains NaN or inf: send finite floats")
-            pool = g.candidates_for(vec) if g.entry_id >= 0 else []
-            g.add(id_, ts, vec)
-            g.offer([(id_, ts)] * len(pool), pool)
-            back = g.list_of(id_, ts)
-            g.offer(back, [(id_, ts)] * len(back))
-            body = encode_entry(self.region, seq, ts, INSERT, id_, bytes(vector), pool, back)
-        else:
-            a: list[tuple[int, int]] = []
-            b: list[tuple[int, int]] = []
-            ver = g.version(id_)
-            if ver is not None and id_ in g:
-                out = [k for k in g.list_of(id_, ver)][:_REPAIR_PER_IN_NEIGHBOUR]
-                for t in g.in_neighbors(id_, ver):
-                    for c in out:
-                        if c != t:
-                            a.append(t)
-                            b.append(c)
-            g.tombstone(id_, ts)
-            g.offer(a, b)
-            body = encode_entry(self.region, seq, ts, DELETE, id_, b"", a, b)
+        body = write(g, self.region, seq, ts, op, id_, bytes(vector))
         st.vv[self.region] = seq
         st.max_ts = max(st.max_ts, ts)
         self.op_distances += g.distance_computations - before
@@ -252,18 +274,9 @@ class CrdtApplier(Applier):
             raise DamagedEntry(f"crdt entry at {pos} is write {seq} of region {origin}, "
                                f"which has {st.vv[origin]} merged: entries of a region are "
                                "merged in order")
-        g = st.graph
-        if kind == INSERT:
-            g.add(id_, ts, np.frombuffer(vec, dtype="<f4"))
-            g.offer([(id_, ts)] * len(a), a)
-            g.offer(b, [(id_, ts)] * len(b))
-            if origin == self.region:
-                self.id_pos[id_] = pos
-        else:
-            g.tombstone(id_, ts)
-            g.offer(a, b)
-            if origin == self.region:
-                self.deleted_pos[id_] = pos
+        merge(st.graph, (origin, seq, ts, kind, id_, vec, a, b))
+        if origin == self.region:
+            (self.id_pos if kind == INSERT else self.deleted_pos)[id_] = pos
         st.vv[origin] = seq
         st.where[origin][seq] = pos
         st.max_ts = max(st.max_ts, ts)
@@ -276,7 +289,8 @@ class CrdtApplier(Applier):
     def shippable(self, log: Log, end: int, vv: list[int], limit: int) -> list[bytes]:
         """The bodies of the entries below log position ``end`` that a region holding
         ``vv`` lacks, in this log's order (each after what it was computed from), at most
-        ``limit``; stops early at an entry compacted out of the log."""
+        ``limit``; stops early at an entry compacted out of the log (which compaction
+        avoids for the regions it has heard from: :meth:`.regions.Shipping.keep_from`)."""
         st = self.state
         wanted: list[int] = []
         for origin, have in enumerate(vv):
@@ -292,6 +306,17 @@ class CrdtApplier(Applier):
             if pos < log.start:
                 break
             out.append(log.entry(pos)[2])
+        return out
+
+    def first_needed(self, vv: list[int]) -> int:
+        """The log position of the first entry a region holding ``vv`` lacks (a large
+        number if it lacks none this log holds)."""
+        st = self.state
+        out = 1 << 62
+        for origin, have in enumerate(vv):
+            pos = st.where[origin].get(have + 1)
+            if pos is not None and pos < out:
+                out = pos
         return out
 
     # ------------------------------------------------------------------ rebuilding

@@ -15,6 +15,10 @@ every entry after the ones it was computed from, relayed entries of third region
 included (a region cut off from one region still gets that region's writes through the
 others). A shipper serves only committed entries, which no failover takes back.
 
+Every replica remembers the most each other region has been heard to hold (the version
+vectors of its pulls and shipments) and compacts its log only below what they all
+hold: a region cut off for a while catches up by entries when it comes back.
+
 Residency: replicas pull from and answer only the groups in ``ReplicaConfig.regions``,
 the regions allowed to hold the shard; a pull from any other node is refused.
 """
@@ -45,6 +49,10 @@ class Shipping:
                        if region != cfg.region and group]
         self.members = {n: region for region, group in cfg.regions for n in group}
         self.rounds = 0
+        self.seen: dict[str, list[int]] = {region: [0] * len(cfg.regions)
+                                           for region, _ in self.others}
+        """Per other region, the most it has been heard to hold (from its pulls and
+        shipments): the log keeps what a region may still need (:meth:`keep_from`)."""
 
     def tick(self, out: list) -> None:
         """A leader's tick: pull from each other region every ``ship_ticks``."""
@@ -56,6 +64,20 @@ class Shipping:
         for _region, group in self.others:
             r.send(out, group[self.rounds % len(group)],
                    Pull(r.config.shard, r.config.region, vv))
+
+    def _heard(self, region: str, vv: list[int]) -> None:
+        seen = self.seen[region]
+        for k, v in enumerate(vv):
+            if v > seen[k]:
+                seen[k] = v
+
+    def keep_from(self, end: int) -> int:
+        """The first log position that another region may still need (``end`` if none):
+        compaction keeps the log from there, so a region cut off for a while catches up
+        by entries. Until a region has been heard from, it may need everything."""
+        if not self.on:
+            return end
+        return min([end] + [self.r.applier.first_needed(vv) for vv in self.seen.values()])
 
     def _check_peer(self, src: str, region: str) -> None:
         if self.members.get(src) != region or region == self.r.config.region:
@@ -70,6 +92,7 @@ class Shipping:
         if len(m.vv) != len(r.config.regions):
             raise ProtocolError(f"a pull's version vector has {len(m.vv)} entries, the shard "
                                 f"has {len(r.config.regions)} regions")
+        self._heard(m.region, m.vv)
         end = min(r.commit, r.applied)
         bodies = r.applier.shippable(r.log, end, m.vv, r.config.ship_batch)
         r.send(out, src, Ship(r.config.shard, r.config.region, bodies,
@@ -80,6 +103,8 @@ class Shipping:
         if not self.on:
             raise ProtocolError("a shipment for a shard that is not active-active")
         self._check_peer(src, m.region)
+        if len(m.vv) == len(r.config.regions):
+            self._heard(m.region, m.vv)
         if r.role != LEADER or not m.entries:
             return
         a = r.applier

@@ -90,7 +90,7 @@ class Snapshots:
         if r.applier.checks_snapshots and r.config.verify_snapshots:
             self.check_index(out)
         log.save_snapshot(end, r.applier.snapshot_bytes(), out)
-        log.compact(max(log.start, end - keep), out)
+        log.compact(min(max(log.start, end - keep), r.shipping.keep_from(end)), out)
         if periodic:
             self.due = set(r.peers)
             for p in r.peers:
