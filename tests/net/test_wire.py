@@ -446,6 +446,8 @@ EXAMPLES = [
     m.TreeRoot(0, 4, 100, b"\x01" * 32, 7),
     m.TreeLeaves(0, 4, 100, [b"\x02" * 16, b"\x03" * 16]),
     m.Repair(0, 4, 100, [1, 5], b"records", 7, 99),
+    m.Pull(0, "eu", [3, 0, 5]),
+    m.Ship(0, "us", [b"entry-a", b"entry-b"], [3, 4, 5]),
 ]
 
 
