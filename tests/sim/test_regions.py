@@ -68,6 +68,7 @@ def test_nodes_in_regions_is_region_major():
     assert nodes_in_regions(("ap", "eu"), 2) == ("ap", "ap", "eu", "eu")
     cfg = ClusterConfig(nodes=6, replica_regions=nodes_in_regions(("us", "ap"), 3))
     assert [cfg.region(i) for i in range(6)] == ["us"] * 3 + ["ap"] * 3
+    assert cfg.regions_in_use() == ("ap", "us")
 
 
 @pytest.mark.parametrize("call,match", [
