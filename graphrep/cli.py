@@ -219,11 +219,31 @@ def _sim_example(args: argparse.Namespace) -> int:
     return code
 
 
-def _sim_config(args: argparse.Namespace) -> ClusterConfig:
-    """The ``ClusterConfig`` of a ``graphrep sim`` command line."""
-    from graphrep.cluster import ClusterConfig
+def _sim_regions(args: argparse.Namespace) -> tuple[str, ...]:
+    """The regions ``--regions`` names, in order (empty without ``--regions``)."""
+    if args.regions is None:
+        return ()
+    return tuple(r.strip() for r in args.regions.split(","))
 
-    return ClusterConfig(nodes=args.nodes, writes=args.writes, deletes=args.deletes,
+
+def _sim_nodes(args: argparse.Namespace) -> int:
+    """The run's nodes: ``--nodes``, or with ``--regions`` ``--nodes-per-region`` in each."""
+    regions = _sim_regions(args)
+    return len(regions) * args.nodes_per_region if regions else args.nodes
+
+
+def _sim_config(args: argparse.Namespace) -> ClusterConfig:
+    """The ``ClusterConfig`` of a ``graphrep sim`` command line. With ``--regions``, the
+    nodes, their regions and the latencies between regions come from the presets of
+    :mod:`graphrep.sim.regions`."""
+    from graphrep.cluster import ClusterConfig
+    from graphrep.sim.regions import nodes_in_regions, region_latency
+
+    regions = _sim_regions(args)
+    placed = {} if not regions else {
+        "replica_regions": nodes_in_regions(regions, args.nodes_per_region),
+        "region_latency": region_latency(regions)}
+    return ClusterConfig(nodes=_sim_nodes(args), writes=args.writes, deletes=args.deletes,
                          dim=_sim_dim(args), queries=args.queries, concern=args.concern,
                          seed=args.seed, nemesis=args.nemesis, dataset=args.dataset,
                          searches=args.searches, read_preference=args.read_preference,
@@ -231,7 +251,7 @@ def _sim_config(args: argparse.Namespace) -> ClusterConfig:
                          cpu_ns_per_entry=args.cpu_ns_per_entry, shards=args.shards,
                          replication=args.replication,
                          replica={"policy": args.policy, "sync": args.sync,
-                                  "max_inflight": args.max_inflight})
+                                  "max_inflight": args.max_inflight}, **placed)
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -351,16 +371,48 @@ def _check_sim_example(p: argparse.ArgumentParser, a: argparse.Namespace) -> Non
                 f"{' or '.join(bugs)}")
 
 
+def _check_sim_regions(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """``--regions`` names known regions, each once, and few enough nodes; it sets the
+    nodes itself; ``--nemesis region-partition`` needs two regions or more."""
+    from graphrep.cluster.config import ClusterConfig
+    from graphrep.sim.regions import known_regions
+
+    regions = _sim_regions(a)
+    if a.regions is not None:
+        known = ", ".join(known_regions())
+        unknown = [r for r in regions if r not in known_regions()]
+        if unknown:
+            p.error(f"argument --regions: unknown region(s) {', '.join(map(repr, unknown))}; "
+                    f"known regions: {known} (comma-separated, as eu,us,ap)")
+        repeated = [r for i, r in enumerate(regions) if r in regions[:i]]
+        if repeated:
+            p.error(f"argument --regions: {', '.join(map(repr, repeated))} given more than "
+                    f"once; name each region once")
+        n = len(regions) * a.nodes_per_region
+        if n > 15:
+            p.error(f"argument --nodes-per-region: --regions x --nodes-per-region = "
+                    f"{len(regions)} x {a.nodes_per_region} = {n} nodes, more than 15")
+        if a.nodes not in (ClusterConfig().nodes, n):
+            p.error(f"argument --nodes: --regions sets the nodes ({len(regions)} regions x "
+                    f"--nodes-per-region {a.nodes_per_region} = {n}), got --nodes {a.nodes}: "
+                    f"leave --nodes out")
+    if a.nemesis == "region-partition" and len(regions) < 2:
+        p.error("argument --nemesis: region-partition cuts one region off the others; give "
+                "--regions with at least two regions (as --regions eu,us,ap)")
+
+
 def _check_sim(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     from graphrep.cluster.config import FMNIST_BASE, FMNIST_DIM, FMNIST_QUERIES
 
-    if a.replication > a.nodes:
-        p.error(f"argument --replication: at most --nodes ({a.nodes}) replicas per shard, "
+    _check_sim_regions(p, a)
+    nodes = _sim_nodes(a)
+    if a.replication > nodes:
+        p.error(f"argument --replication: at most --nodes ({nodes}) replicas per shard, "
                 f"got {a.replication}")
     if a.deletes > a.writes:
         p.error(f"argument --deletes: at most --writes ({a.writes}): only written ids are "
                 f"deleted, got {a.deletes}")
-    sharded = a.shards > 1 or a.replication not in (0, a.nodes)
+    sharded = a.shards > 1 or a.replication not in (0, nodes)
     if a.searches and not a.queries:
         p.error("argument --searches: searches use the run's query vectors; set --queries "
                 "to 1 or more")
@@ -379,9 +431,9 @@ def _check_sim(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error(f"argument --queries: --dataset fmnist has {FMNIST_QUERIES} query "
                     f"vectors, got {a.queries}")
     dim = _sim_dim(a)
-    if a.writes * dim * a.nodes > SIM_FLOATS_MAX:
+    if a.writes * dim * nodes > SIM_FLOATS_MAX:
         p.error(f"argument --writes: --writes x --dim x --nodes = {a.writes} x {dim} x "
-                f"{a.nodes} = {a.writes * dim * a.nodes} floats, more than "
+                f"{nodes} = {a.writes * dim * nodes} floats, more than "
                 f"{SIM_FLOATS_MAX} (about 4 GiB of vectors held by the replicas): lower "
                 f"one of them")
 
@@ -453,6 +505,7 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
         ClusterConfig,
     )
     from graphrep.protocol.config import CONCERNS, POLICIES, SYNC_POLICIES
+    from graphrep.sim.regions import known_regions
 
     default = ClusterConfig()
     c = sub.add_parser("sim", help="run a simulated replicated index under faults; print the "
@@ -472,6 +525,13 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     option("--policy", POLICIES, "leader (edge deltas), replay (every replica inserts) or "
            "snapshot (the leader ships its whole index periodically)")
     option("--nodes", (1, 15), "nodes (replicas of the shard, when there is one)")
+    c.add_argument("--regions", metavar="R,R,...", default=None,
+                   help=f"put the nodes in these geo regions, comma-separated, of "
+                   f"{', '.join(known_regions())} (eu,us,ap): --nodes-per-region in each "
+                   "(r0.. in the first), with the regions' preset one-way latencies between "
+                   "them (graphrep.sim.regions; instead of --nodes; the client keeps its own "
+                   "region)")
+    _int_arg(c, "--nodes-per-region", 1, 15, 3, "nodes in each of --regions")
     option("--shards", (1, 64), "shards: id i lives in shard i %% shards; every node hosts "
            "one replica per shard placed on it")
     option("--replication", (0, 15), "replicas per shard, at most --nodes (0: every node "
@@ -494,7 +554,8 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     option("--queries", (0, 100_000), "queries for recall/agreement (searches cycle through "
            "them)")
     option("--concern", CONCERNS, "write concern")
-    option("--nemesis", NEMESES, "the faults")
+    option("--nemesis", NEMESES, "the faults (region-partition: one of --regions, drawn "
+           "from the seed, cut off from the others for part of the write phase)")
     option("--seed", (0, SEED_MAX))
     option("--searches", (0, 1_000_000), "client searches spread over the write phase, each "
            "carrying a read-your-writes session token")

@@ -22,6 +22,7 @@ from graphrep.errors import InvalidArgument
 from graphrep.net.cli import BoundedFloat
 
 FREE_TEXT = {("demo", "--out"), ("sim-example", "--plot"), ("mutants", "--only"),
+             ("sim", "--regions"),
              ("node", "--config"), ("node", "--name"), ("load", "--dir"), ("top", "--dir"),
              ("cluster up", "--tls"),
              *((f"cluster {c}", "--dir") for c in ("up", "status", "stop", "kill", "start",
@@ -161,6 +162,19 @@ def test_both_ends_of_every_range_are_accepted(command, action):
      "argument --queries: --dataset fmnist has 10000 query vectors"),
     (["sim", "--writes", "1000000", "--dim", "4096"], "argument --writes: --writes x --dim x "
      "--nodes = 1000000 x 4096 x 3"),
+    (["sim", "--regions", "eu,mars"], "argument --regions: unknown region(s) 'mars'; known "
+     "regions: eu, us, ap"),
+    (["sim", "--regions", "eu,us,eu"], "argument --regions: 'eu' given more than once"),
+    (["sim", "--regions", "eu,us,ap", "--nodes-per-region", "6"], "argument "
+     "--nodes-per-region: --regions x --nodes-per-region = 3 x 6 = 18 nodes, more than 15"),
+    (["sim", "--regions", "eu,us", "--nodes", "5"], "argument --nodes: --regions sets the "
+     "nodes (2 regions x --nodes-per-region 3 = 6), got --nodes 5"),
+    (["sim", "--regions", "eu,us", "--replication", "7"], "argument --replication: at most "
+     "--nodes (6)"),
+    (["sim", "--nemesis", "region-partition"], "argument --nemesis: region-partition cuts one "
+     "region off the others; give --regions with at least two regions"),
+    (["sim", "--regions", "us", "--nemesis", "region-partition"], "argument --nemesis: "
+     "region-partition cuts one region off"),
     (["sim-example", "counter", "--bug", "no-retransmit"], "argument --bug: no-retransmit is "
      "not a bug of the counter example; it takes merge-sum or memory-only"),
     (["fuzz", "--start", str(SEED_MAX), "--seeds", "2"], "argument --seeds: --start "),

@@ -60,3 +60,32 @@ def test_sim_runs_a_sharded_cluster_and_flow_control(capsys):
     assert "4 nodes, 3 shard(s) of 3 replicas" in out and "placement           shard 0:" in out
     assert main(["sim", "--shards", "2", "--searches", "5"]) == 2
     assert "argument --searches:" in (err := capsys.readouterr().err) and "scatter-gather" in err
+
+
+def test_sim_runs_regions_from_the_presets_under_a_region_partition(capsys):
+    args = ["sim", "--regions", "eu,us,ap", "--nodes-per-region", "1", "--writes", "40",
+            "--deletes", "4", "--queries", "10", "--seed", "1", "--nemesis",
+            "region-partition"]
+    assert main([*args, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["converged"] and s["lost_writes"] == 0 and s["acked_writes"] == 44
+    assert s["faults"] == 2 and s["dropped"] > 0  # the partition and its heal
+    c = s["config"]
+    assert c["nodes"] == 3 and c["replica_regions"] == ["eu", "us", "ap"]
+    latency = {(a, b): m for a, b, m in c["region_latency"]}
+    assert len(latency) == 9 and latency[("ap", "eu")]["mean_ns"] == 120_000_000
+    assert latency[("us", "us")]["kind"] == "uniform"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "nemesis region-partition (2 faults)" in out
+    assert "regions             eu: r0; us: r1; ap: r2; client in local" in out
+
+
+def test_sim_without_regions_is_unchanged():
+    from graphrep.cli import _sim_config, build_parser
+    from graphrep.cluster import ClusterConfig
+
+    plain = _sim_config(build_parser().parse_args(["sim", "--nodes-per-region", "5"]))
+    assert plain == ClusterConfig() and plain.replica_regions == ()
+    placed = _sim_config(build_parser().parse_args(["sim", "--regions", "ap,eu"]))
+    assert placed.nodes == 6 and placed.replica_regions == ("ap",) * 3 + ("eu",) * 3

@@ -31,7 +31,11 @@ __all__ = ["DATASETS", "FMNIST_BASE", "FMNIST_DIM", "FMNIST_QUERIES", "NEMESES",
            "READ_PREFERENCES", "REPLICA_DEFAULTS", "RUN_SETS", "SEARCH_K", "ClusterConfig",
            "Layout"]
 
-NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed")
+NEMESES = ("none", "partitions", "crashes", "loss", "leader-kill", "mixed",
+           "region-partition")
+"""The named fault schedules of a run's write phase (see ``graphrep.cluster.runner``).
+``region-partition`` cuts one region of the replicas off the others, so it needs
+``replica_regions`` in at least two regions."""
 READ_PREFERENCES = ("leader", "nearest", "any")
 DATASETS = ("gmm", "uniform", "fmnist")
 FMNIST_DIM, FMNIST_BASE, FMNIST_QUERIES = 784, 60_000, 10_000
@@ -82,7 +86,8 @@ class ClusterConfig:
     seed: int = 7
     """Decides the data, the index and every random stream of the run."""
     nemesis: str = "none"
-    """The faults of the write phase: one of :data:`NEMESES`."""
+    """The faults of the write phase: one of :data:`NEMESES` (``region-partition`` needs
+    ``replica_regions`` in at least two regions)."""
     write_interval_ns: int = 2 * MS
     """Virtual time between two of the client's writes."""
     max_outstanding: int = 16
@@ -224,6 +229,12 @@ class ClusterConfig:
                     or not isinstance(t[2], LatencyModel):
                 raise InvalidArgument(f"region_latency entries are (region, region, "
                                       f"LatencyModel), got {t!r}")
+        if self.nemesis == "region-partition" and len(self.regions_in_use()) < 2:
+            raise InvalidArgument(f"nemesis 'region-partition' cuts one region off the "
+                                  f"others, but the replicas are all in "
+                                  f"{self.regions_in_use()[0]!r}: give replica_regions in "
+                                  f"at least two regions (graphrep.sim.regions."
+                                  f"nodes_in_regions)")
 
     # ------------------------------------------------------------------ replicas
 
@@ -262,6 +273,10 @@ class ClusterConfig:
     def region(self, replica: int) -> str:
         """The region of replica ``r{replica}``."""
         return self.replica_regions[replica] if self.replica_regions else "local"
+
+    def regions_in_use(self) -> tuple[str, ...]:
+        """The distinct regions of the nodes, sorted by name."""
+        return tuple(sorted({self.region(i) for i in range(self.nodes)}))
 
     def network(self) -> NetworkConfig:
         """The simulated network: ``latency`` (and ``region_latency``), duplication and

@@ -30,7 +30,8 @@ from graphrep.sansio import MS
 from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.nemesis import Fault, apply_schedule, draw_schedule
 
-__all__ = ["CpuHooks", "ReplicaNodes", "TimedReplica", "run_cluster"]
+__all__ = ["REGION_PARTITION_PERCENT", "CpuHooks", "ReplicaNodes", "TimedReplica",
+           "region_partition", "run_cluster"]
 
 
 def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
@@ -251,13 +252,18 @@ def _dataset(cfg: ClusterConfig) -> tuple[np.ndarray, np.ndarray]:
 def _schedule_faults(cfg: ClusterConfig, sim: Simulation, layout: Layout,
                      schedule: Sequence[Fault] | None) -> int:
     """Put the run's faults on the simulation's schedule: ``schedule`` if given, else
-    those of ``cfg.nemesis`` over the write phase (from 300 ms on); returns how many."""
+    those of ``cfg.nemesis`` over the write phase (from 300 ms on; ``region-partition``:
+    see :func:`region_partition`); returns how many."""
     if schedule is not None:
         apply_schedule(sim, list(schedule))
         return len(schedule)
     start, end = 300 * MS, cfg.write_phase_ns
     if cfg.nemesis == "leader-kill":
         return _leader_kills(sim, layout, start, end)
+    if cfg.nemesis == "region-partition":
+        cut = region_partition(cfg, sim.rng("nemesis"), start, end)
+        apply_schedule(sim, cut)
+        return len(cut)
     drawn = _draw_nemesis(cfg, sim, list(layout.names), start, end)
     apply_schedule(sim, drawn)
     return len(drawn)
@@ -280,6 +286,38 @@ def _draw_nemesis(cfg: ClusterConfig, sim: Simulation, names: list[str], start: 
     faults = [replace(f, time_ns=f.time_ns + start) for f in faults
               if f.time_ns <= span]
     return sorted(faults, key=lambda f: f.time_ns)
+
+
+REGION_PARTITION_PERCENT = (20, 70)
+"""When the ``region-partition`` nemesis cuts its region off and when it heals it, in
+percent of the faults' part of the write phase (see :func:`region_partition`)."""
+
+
+def region_partition(cfg: ClusterConfig, rng: np.random.Generator, start: int,
+                     end: int) -> list[Fault]:
+    """The faults of the ``region-partition`` nemesis over ``[start, end]`` (a run's are
+    300 ms to the end of its write phase, as for the other nemeses): one of the
+    replicas' regions, drawn with ``rng`` among :meth:`~ClusterConfig.regions_in_use`
+    (sorted by name), is cut off from all the others, both ways, from 20% to 70% of the
+    way (:data:`REGION_PARTITION_PERCENT`), then healed.
+
+    Two faults: a ``partition_regions`` whose groups are ``((cut,), (the others...))``,
+    and a ``heal``. A node outside these regions (the client, in a region of its own)
+    keeps all its links; a client in one of them goes with its region. A run passes its
+    ``nemesis`` stream, so the seed decides the region. Raises :class:`InvalidArgument`
+    with fewer than two regions in use.
+    """
+    regions = cfg.regions_in_use()
+    if len(regions) < 2:
+        raise InvalidArgument(f"nemesis 'region-partition' cuts one region off the others, "
+                              f"but the replicas are all in {regions[0]!r}: give "
+                              f"replica_regions in at least two regions")
+    cut = regions[int(rng.integers(len(regions)))]
+    others = tuple(r for r in regions if r != cut)
+    first, last = REGION_PARTITION_PERCENT
+    span = end - start
+    return [Fault(start + span * first // 100, "partition_regions", groups=((cut,), others)),
+            Fault(start + span * last // 100, "heal")]
 
 
 def _leader_kills(sim: Simulation, layout: Layout, start: int, end: int) -> int:

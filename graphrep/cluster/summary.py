@@ -118,6 +118,13 @@ def render(s: dict[str, Any], cfg: ClusterConfig) -> str:
     recall = ", ".join(f"{n} {r:.3f}" for n, r in s["recall_at_10"].items()) or unmeasured
     out = [f"policy {s['policy']}, {shape}, seed {s['seed']}, nemesis {s['nemesis']} "
            f"({s['faults']} faults), concern {cfg.concern}"]
+    if cfg.replica_regions:
+        nodes: dict[str, list[str]] = {}
+        for i, region in enumerate(cfg.replica_regions):
+            nodes.setdefault(region, []).append(f"r{i}")
+        out.append("regions             " + "; ".join(
+            f"{r}: {', '.join(n)}" for r, n in nodes.items())
+            + f"; client in {cfg.client_region}")
     if cfg.sharded:
         out.append("placement           " + "; ".join(
             f"shard {k}: {', '.join(v)}" for k, v in s["shards"].items()))
