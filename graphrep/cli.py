@@ -609,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "if every one is caught")
     m.add_argument("--only", default=None, help="comma-separated mutant names")
     _int_arg(m, "--examples", 1, 100_000, None,
-             "examples per mutant (default: 4x the profile's, 200 under ci)")
+             "examples per mutant (default: 8x the profile's, 400 under ci)")
     _int_arg(m, "--steps", 1, 1_000, 50, "steps per example at most")
     _choice_arg(m, "--profile", PROFILES, "ci", "Hypothesis profile")
     m.add_argument("--json", action="store_true", help="print only the JSON summary")

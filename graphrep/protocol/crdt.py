@@ -125,6 +125,9 @@ class CrdtState:
     def __len__(self) -> int:
         return len(self.graph)
 
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self.graph
+
     def ids(self, include_deleted: bool = False) -> np.ndarray:
         return self.graph.ids(include_deleted)
 

@@ -99,3 +99,7 @@ register_policy(PolicySpec(
 register_policy(PolicySpec(
     "snapshot", config={"policy": "snapshot"},
     description="the leader ships its whole index periodically"))
+register_policy(PolicySpec(
+    "crdt", config={"policy": "crdt"}, repairs_damage=False,
+    description="active-active: entries carry candidate additions merged into "
+                "grow-only capped pools; lists are canonical prunes of them"))

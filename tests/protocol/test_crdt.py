@@ -168,7 +168,7 @@ def test_timestamps_of_two_regions_never_tie():
 def test_an_entry_decodes_to_what_was_written_and_damage_is_refused():
     g = PoolGraph(DIM, R=4, L=8)
     body = write(g, 1, 1, pack(3, 0, 1), "insert", 9, VECTORS[0].tobytes())
-    origin, seq, ts, kind, id_, vec, a, b = decode_entry(body, DIM, REGIONS)
+    origin, seq, _ts, kind, id_, vec, _a, _b = decode_entry(body, DIM, REGIONS)
     assert (origin, seq, kind, id_, vec) == (1, 1, INSERT, 9, VECTORS[0].tobytes())
     check_entry((1, MERGE, body), DIM)
     parts = entry_parts((1, MERGE, body))

@@ -100,7 +100,7 @@ def test_regions_converge_after_a_partition_and_keep_every_acknowledged_write():
 
 
 def test_a_write_is_acknowledged_within_its_own_region():
-    sim, writers = run(partition=True)
+    _sim, writers = run(partition=True)
     waits = [w.acked[i] - w.sent[i] for w in writers.values() for i in w.acked]
     # one-way between regions is 40 ms: no acknowledgement waited for another region
     assert max(waits) < 40 * MS
