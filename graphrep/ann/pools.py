@@ -11,7 +11,12 @@ of offers ("candidate additions") it has received, in any order, with duplicates
   keeps it independent of arrival order;
 * distances are computed in one fixed order at float32 without fast-math, so every copy
   computes the same bits;
-* the entry point is the live node with the smallest id, a function of the state.
+* the entry points are, for each *origin*, the live node of that origin with the
+  smallest id: a function of the state. An incarnation's origin is the low
+  ``origin_bits`` bits of its version (0 bits, the default: one origin, one entry point).
+  The replication layer puts the writing region there, so nodes written in a region
+  that was cut off, which found only each other when they were inserted, stay
+  reachable from that region's entry point after the merge.
 
 A node is an *incarnation* ``(id, version)``: versions are opaque int64 values (the
 replication layer uses timestamps). For each id the incarnation with the largest
@@ -50,7 +55,7 @@ from graphrep.errors import (
 
 __all__ = ["PoolGraph"]
 
-_FORMAT = "graphrep.pools/1"
+_FORMAT = "graphrep.pools/2"
 
 
 # --------------------------------------------------------------------------- kernels
@@ -231,16 +236,35 @@ def _kill(x, n_slots, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters
 
 
 @njit(cache=True)
-def _beam(q, entry, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, counters):
-    """Greedy beam search from ``entry``: the best ``L`` slots by (distance, id, version),
-    dead ones included (callers filter). Returns the beam size; ``bexp[i]`` is 1 for the
-    beam members expanded."""
-    vis[entry] = stamp
-    bid[0] = entry
-    bd[0] = _dq(vecs, entry, q)
-    bexp[0] = 0
-    size = 1
-    nd = 1
+def _beam(q, entries, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, counters):
+    """Greedy beam search from the slots ``entries``: the best ``L`` slots by (distance,
+    id, version), dead ones included (callers filter). Returns the beam size; ``bexp[i]``
+    is 1 for the beam members expanded."""
+    size = 0
+    nd = 0
+    for e in entries:
+        if vis[e] == stamp:
+            continue
+        vis[e] = stamp
+        d = _dq(vecs, e, q)
+        nd += 1
+        if size == L and not _before(d, kid[e], kver[e], bd[L - 1], kid[bid[L - 1]],
+                                     kver[bid[L - 1]]):
+            continue
+        lo = size if size < L else L - 1
+        while lo > 0 and _before(d, kid[e], kver[e], bd[lo - 1], kid[bid[lo - 1]],
+                                 kver[bid[lo - 1]]):
+            lo -= 1
+        last = size if size < L else L - 1
+        for u in range(last, lo, -1):
+            bid[u] = bid[u - 1]
+            bd[u] = bd[u - 1]
+            bexp[u] = bexp[u - 1]
+        bid[lo] = e
+        bd[lo] = d
+        bexp[lo] = 0
+        if size < L:
+            size += 1
     cur = 0
     while cur < size:
         node = bid[cur]
@@ -282,16 +306,17 @@ def _beam(q, entry, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, co
 
 
 @njit(cache=True)
-def _reach(entry, n_slots, nbrs, deg, alive, present, queue, mark):
-    """Live slots a search from ``entry`` can never reach."""
+def _reach(entries, n_slots, nbrs, deg, alive, present, queue, mark):
+    """Live slots a search from the slots ``entries`` can never reach."""
     for i in range(n_slots):
         mark[i] = 0
     head = 0
     tail = 0
-    if entry >= 0:
-        mark[entry] = 1
-        queue[tail] = entry
-        tail += 1
+    for e in entries:
+        if mark[e] == 0:
+            mark[e] = 1
+            queue[tail] = e
+            tail += 1
     while head < tail:
         u = queue[head]
         head += 1
@@ -317,7 +342,9 @@ class PoolGraph:
     Parameters: ``dim``; ``R`` the out-degree cap; ``L`` the beam width of a local insert's
     search and the default of queries; ``alpha`` RobustPrune's slack on squared
     distances; ``pool`` the candidates each node keeps (default ``3 * R``: a smaller pool
-    drops the far candidates that give a node its long edges and in-edges).
+    drops the far candidates that give a node its long edges and in-edges);
+    ``origin_bits`` how many low bits of a version name its origin (one entry point per
+    origin, see the module docstring).
 
     Mutations: :meth:`add` (an incarnation's vector), :meth:`tombstone`, :meth:`offer`
     (candidate additions). Each is idempotent and they commute. :meth:`candidates_for`
@@ -325,9 +352,9 @@ class PoolGraph:
     """
 
     def __init__(self, dim: int, R: int = 32, L: int = 64, alpha: float = 1.2,
-                 pool: int = 0, capacity: int = 256) -> None:
+                 pool: int = 0, capacity: int = 256, origin_bits: int = 0) -> None:
         for name, v, lo in (("dim", dim, 1), ("R", R, 1), ("L", L, 1), ("pool", pool, 0),
-                            ("capacity", capacity, 1)):
+                            ("capacity", capacity, 1), ("origin_bits", origin_bits, 0)):
             if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < lo:
                 raise InvalidArgument(f"{name} must be an int >= {lo}, got {v!r}")
         if not (isinstance(alpha, int | float) and np.isfinite(alpha) and alpha >= 1.0):
@@ -344,7 +371,10 @@ class PoolGraph:
         self._best: dict[int, int] = {}  # id -> largest version present
         self._tomb: dict[int, int] = {}  # id -> largest tombstone version
         self._pending: dict[int, list[tuple[int, int]]] = {}  # placeholder -> offers
-        self._entry = -1
+        if origin_bits > 16:
+            raise InvalidArgument(f"origin_bits must be <= 16, got {origin_bits!r}")
+        self.origin_bits = int(origin_bits)
+        self._entries: dict[int, int] = {}  # origin -> slot of its smallest live id
         self._stamp = 0
         self.counters = np.zeros(2, dtype=np.int64)
         """[0] distance computations, [1] nodes expanded by searches."""
@@ -404,14 +434,40 @@ class PoolGraph:
         self.alive[s] = 0
         _kill(s, self._n, self.vecs, self.alive, self.ps, self.pd, self.pn, self.nbrs,
               self.deg, self.kd, self.R, self.alpha, self.counters)
-        if s == self._entry:
-            self._entry = self._smallest_live()
+        o = self._origin(s)
+        if self._entries.get(o) == s:
+            e = self._smallest_live(o)
+            if e < 0:
+                del self._entries[o]
+            else:
+                self._entries[o] = e
 
-    def _smallest_live(self) -> int:
-        live = np.flatnonzero(self.alive[: self._n])
+    def _origin(self, s: int) -> int:
+        return int(self.kver[s]) & ((1 << self.origin_bits) - 1)
+
+    def _smallest_live(self, origin: int) -> int:
+        """The slot of the live node of ``origin`` with the smallest id (-1: none)."""
+        n = self._n
+        live = np.flatnonzero(self.alive[:n])
+        mask = (1 << self.origin_bits) - 1
+        live = live[(self.kver[live] & mask) == origin]
         if live.size == 0:
             return -1
         return int(live[np.argmin(self.kid[live])])
+
+    def _entry_slots(self) -> np.ndarray:
+        """The entry points' slots, by id."""
+        slots = sorted(self._entries.values(), key=lambda s: int(self.kid[s]))
+        return np.asarray(slots, dtype=np.int32)
+
+    def recomputed_entries(self) -> dict[int, int]:
+        """The entry points recomputed from the live set (the reference for the kept ones)."""
+        out = {}
+        for s in np.flatnonzero(self.alive[: self._n]).tolist():
+            o = self._origin(s)
+            if o not in out or self.kid[s] < self.kid[out[o]]:
+                out[o] = s
+        return out
 
     # ------------------------------------------------------------------ mutations
     def add(self, id_: int, version: int, vector: Any) -> bool:
@@ -434,8 +490,10 @@ class PoolGraph:
                 self._die(self._slot[(int(id_), prev)])
         if self._lives(s):
             self.alive[s] = 1
-            if self._entry < 0 or self.kid[s] < self.kid[self._entry]:
-                self._entry = s
+            o = self._origin(s)
+            e = self._entries.get(o)
+            if e is None or self.kid[s] < self.kid[e]:
+                self._entries[o] = s
         waiting = self._pending.pop(s, [])
         if waiting:
             self._offer_pairs(waiting)
@@ -478,13 +536,13 @@ class PoolGraph:
     # ------------------------------------------------------------------ search
     def _search_slots(self, q: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
         """The beam (slots, distances), dead slots included."""
-        if self._entry < 0:
+        if not self._entries:
             return np.empty(0, np.int32), np.empty(0, np.float32)
         self._stamp += 1
         bid = np.empty(L, dtype=np.int32)
         bd = np.empty(L, dtype=np.float32)
         bexp = np.zeros(L, dtype=np.uint8)
-        size = _beam(q, self._entry, self.vecs, self.kid, self.kver, self.nbrs, self.deg, L,
+        size = _beam(q, self._entry_slots(), self.vecs, self.kid, self.kver, self.nbrs, self.deg, L,
                      self._vis, self._stamp, bid, bd, bexp, self.counters)
         return bid[:size], bd[:size]
 
@@ -511,7 +569,7 @@ class PoolGraph:
                                     f"{arr.shape}")
         if not np.isfinite(Q).all():
             raise InvalidVector("queries contain NaN or inf")
-        if self._entry < 0:
+        if not self._entries:
             raise EmptyIndex("search on an empty graph: add vectors first")
         beam = max(k, L or self.L)
         ids = np.full((Q.shape[0], k), -1, dtype=np.int64)
@@ -544,7 +602,14 @@ class PoolGraph:
 
     @property
     def entry_id(self) -> int:
-        return int(self.kid[self._entry]) if self._entry >= 0 else -1
+        """The smallest id among the entry points (-1: empty)."""
+        slots = self._entry_slots()
+        return int(self.kid[slots[0]]) if slots.size else -1
+
+    @property
+    def entry_ids(self) -> list[int]:
+        """The entry points' ids, one per origin with a live node, ascending."""
+        return [int(self.kid[s]) for s in self._entry_slots()]
 
     def version(self, id_: int) -> int | None:
         """The largest version of ``id_`` here (live or not), or None."""
@@ -592,9 +657,9 @@ class PoolGraph:
         return int(self.counters[0])
 
     def unreachable_count(self) -> int:
-        """Live nodes a search from the entry point can never reach."""
+        """Live nodes a search from the entry points can never reach."""
         n = self._n
-        return int(_reach(self._entry, n, self.nbrs, self.deg, self.alive, self.present,
+        return int(_reach(self._entry_slots(), n, self.nbrs, self.deg, self.alive, self.present,
                           np.empty(max(n, 1), np.int32), np.zeros(max(n, 1), np.uint8)))
 
     def graph_problems(self) -> list[str]:
@@ -613,8 +678,9 @@ class PoolGraph:
                 out.append(f"node {name}: edge to a dead node or itself")
             if lst != want[s]:
                 out.append(f"node {name}: list {lst} is not the prune of its pool {want[s]}")
-        if self._entry != self._smallest_live():
-            out.append(f"entry point slot {self._entry} is not the smallest live id")
+        if self._entries != self.recomputed_entries():
+            out.append(f"entry points {self._entries} are not each origin's smallest live "
+                       f"id {self.recomputed_entries()}")
         return out
 
     def recomputed_lists(self) -> list[list[int]]:
@@ -639,7 +705,8 @@ class PoolGraph:
         order = np.lexsort((self.kver[:n], self.kid[:n])) if n else np.empty(0, np.int64)
         h = hashlib.blake2b(digest_size=32)
         h.update(msgpack.packb([_FORMAT, self.dim, self.R, self.pool, float(self.alpha),
-                                self.entry_id, sorted(self._tomb.items()), self.pending]))
+                                self.origin_bits, self.entry_ids,
+                                sorted(self._tomb.items()), self.pending]))
         for s in order.tolist():
             pn, dg = int(self.pn[s]), int(self.deg[s])
             pool = self.ps[s, :pn]
@@ -661,7 +728,8 @@ class PoolGraph:
                             "nbrs", "deg", "kd")}
         return msgpack.packb({
             "format": _FORMAT, "dim": self.dim, "R": self.R, "L": self.L,
-            "alpha": float(self.alpha), "pool": self.pool, "n": n, "entry": self._entry,
+            "alpha": float(self.alpha), "pool": self.pool, "n": n, "origin_bits": self.origin_bits,
+            "entries": sorted(self._entries.items()),
             "best": sorted(self._best.items()), "tomb": sorted(self._tomb.items()),
             "pending": sorted((k, sorted(v)) for k, v in self._pending.items()),
             "counters": self.counters.tolist(), "arrays": arrays}, use_bin_type=True)
@@ -674,7 +742,7 @@ class PoolGraph:
             if d["format"] != _FORMAT:
                 raise CorruptIndexFile(f"not a pool graph (format {d['format']!r})")
             g = cls(d["dim"], d["R"], d["L"], d["alpha"], d["pool"],
-                    capacity=max(1, d["n"]))
+                    capacity=max(1, d["n"]), origin_bits=d["origin_bits"])
             n = d["n"]
             shapes = {"vecs": (n, g.dim), "ps": (n, g.pool), "pd": (n, g.pool),
                       "nbrs": (n, g.R)}
@@ -683,7 +751,7 @@ class PoolGraph:
                 a = np.frombuffer(raw, dtype=arr.dtype).reshape(shapes.get(k, (n,)))
                 arr[:n] = a
             g._n = n
-            g._entry = int(d["entry"])
+            g._entries = {int(k): int(v) for k, v in d["entries"]}
             g._best = {int(k): int(v) for k, v in d["best"]}
             g._tomb = {int(k): int(v) for k, v in d["tomb"]}
             g._pending = {int(k): [tuple(p) for p in v] for k, v in d["pending"]}

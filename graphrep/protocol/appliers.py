@@ -213,6 +213,12 @@ class Applier:
         raise DamagedEntry(f"a MERGE entry at {pos} under policy {self.policy!r}, which "
                            "does not write them")
 
+    def merge_remote(self, body: bytes, pos: int) -> None:
+        """Merge an entry shipped from another region that the leader just appended at
+        ``pos`` (active-active policies only)."""
+        raise DamagedEntry(f"a shipped entry at {pos} under policy {self.policy!r}, which "
+                           "is not active-active")
+
     def apply_deltas(self, blobs: list[bytes], where: list[int]) -> None:
         """Apply the deltas ``blobs`` (at log positions ``where``) straight from their
         bytes, decoded and applied by one kernel call, then note which position

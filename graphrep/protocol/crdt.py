@@ -49,7 +49,7 @@ from graphrep.errors import DamagedEntry, InvalidArgument, InvalidVector, Malfor
 from graphrep.protocol.appliers import Applier, register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.entries import DELETE, INSERT, decode_entry, encode_entry
-from graphrep.protocol.hlc import HLC
+from graphrep.protocol.hlc import HLC, REGION_BITS
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import MERGE, Entry, vector_of
 
@@ -109,7 +109,8 @@ class CrdtState:
 
     def __init__(self, config: ReplicaConfig, graph: PoolGraph | None = None) -> None:
         self.graph = graph or PoolGraph(config.dim, R=config.R, L=config.L,
-                                        alpha=config.alpha, pool=config.pool)
+                                        alpha=config.alpha, pool=config.pool,
+                                        origin_bits=REGION_BITS)
         n = max(len(config.regions), 1)
         self.vv = [0] * n
         """Entries merged per origin region (a prefix of each region's writes)."""

@@ -9,6 +9,12 @@ each entry that is the next of its origin region (a duplicate or an entry past a
 skipped; the next pull asks again), merges it, and replicates it in its region like a
 local write.
 
+One pull per region is in flight at a time: the next goes when its shipment arrives, or
+after :data:`PULL_TIMEOUT_ROUNDS` rounds without one (a lost message). A cross-region
+round trip (up to 240 ms between the preset regions) is longer than a round (50 ms by
+default), so pulling every round regardless would ship the same entries several times.
+A full batch is pulled again at once: a region catching up does not wait for rounds.
+
 Why pulls: the puller says what it has, so a lost message, a crashed leader or a healed
 partition costs at most one round; entries come in the shipper's log order, which puts
 every entry after the ones it was computed from, relayed entries of third regions
@@ -35,7 +41,10 @@ from graphrep.sansio import Metric
 if TYPE_CHECKING:
     from graphrep.protocol.replica import Replica
 
-__all__ = ["Shipping"]
+__all__ = ["PULL_TIMEOUT_ROUNDS", "Shipping"]
+
+PULL_TIMEOUT_ROUNDS = 10
+"""Rounds (of ``ship_ticks`` ticks) after which a pull that got no shipment is sent again."""
 
 
 class Shipping:
@@ -49,6 +58,8 @@ class Shipping:
                        if region != cfg.region and group]
         self.members = {n: region for region, group in cfg.regions for n in group}
         self.rounds = 0
+        self.outstanding: dict[str, int] = {}
+        """Per other region, the round its unanswered pull went out in."""
         self.seen: dict[str, list[int]] = {region: [0] * len(cfg.regions)
                                            for region, _ in self.others}
         """Per other region, the most it has been heard to hold (from its pulls and
@@ -61,7 +72,11 @@ class Shipping:
             return
         self.rounds += 1
         vv = r.applier.version_vector()
-        for _region, group in self.others:
+        for region, group in self.others:
+            sent = self.outstanding.get(region)
+            if sent is not None and self.rounds - sent < PULL_TIMEOUT_ROUNDS:
+                continue
+            self.outstanding[region] = self.rounds
             r.send(out, group[self.rounds % len(group)],
                    Pull(r.config.shard, r.config.region, vv))
 
@@ -105,7 +120,10 @@ class Shipping:
         self._check_peer(src, m.region)
         if len(m.vv) == len(r.config.regions):
             self._heard(m.region, m.vv)
-        if r.role != LEADER or not m.entries:
+        if r.role != LEADER:
+            return
+        self.outstanding.pop(m.region, None)
+        if not m.entries:
             return
         a = r.applier
         keys = [a.check_remote(body) for body in m.entries]  # all checked before any merge
@@ -117,10 +135,13 @@ class Shipping:
             if seq != vv[origin] + 1:
                 break  # a gap: the next pull asks again
             pos = r.log.append((r.term, MERGE, body), out)
-            a.merge_remote(body, pos)
+            r.merge_shipped(body, pos)
             vv[origin] = seq
             took += 1
         if not took:
             return
         out.append(Metric("shipped_in", float(took)))
         r.after_append(out)
+        if len(m.entries) >= r.config.ship_batch:  # more where these came from
+            self.outstanding[m.region] = self.rounds
+            r.send(out, src, Pull(r.config.shard, r.config.region, a.version_vector()))

@@ -508,7 +508,7 @@ class Replica:
 
     # ------------------------------------------------------------------ applying
 
-    # The four methods below are the only ways the core (and recovery) reach the
+    # The five methods below are the only ways the core (and recovery) reach the
     # applier's work on the index; each runs under its hook, and a measuring subclass
     # can wrap them by name as well.
 
@@ -522,6 +522,13 @@ class Replica:
         scratch one for a check), under the ``apply`` hook; raises what it raises."""
         with self.hooks.apply():
             (applier or self.applier).apply_to(self.log, end)
+
+    def merge_shipped(self, body: bytes, pos: int) -> None:
+        """Merge an entry shipped from another region, just appended at ``pos`` (the
+        active-active leader's; :mod:`.regions`), under the ``apply`` hook: it is
+        replication work, as a follower's apply is."""
+        with self.hooks.apply():
+            self.applier.merge_remote(body, pos)
 
     def _replay_bulk(self, end: int) -> None:
         """The applier's bulk re-index up to ``end`` (``replay``'s; nothing for the
