@@ -40,7 +40,7 @@ SEARCH_K = 10
 # library (graphrep.cluster, graphrep.protocol.replica, graphrep.sim.examples) when the
 # parser is built; those of the other commands are listed here, and the tests check
 # them against the library's own lists.
-FUZZ_POLICIES = ("leader", "replay", "snapshot")
+FUZZ_POLICIES = ("leader", "replay", "snapshot", "crdt")
 FUZZ_NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
 PROFILES = ("ci", "dev", "nightly")
 
@@ -254,9 +254,31 @@ def _sim_config(args: argparse.Namespace) -> ClusterConfig:
                                   "max_inflight": args.max_inflight}, **placed)
 
 
+def _active(args: argparse.Namespace) -> bool:
+    """Whether ``graphrep sim`` runs active-active (graphrep.cluster.active): writers in
+    every region, for ``--policy crdt`` with ``--regions`` or ``--writers-per-region``."""
+    return args.regions is not None and (args.policy == "crdt"
+                                         or args.writers_per_region is not None)
+
+
+def _sim_active(args: argparse.Namespace) -> int:
+    from graphrep.cluster.active import ActiveConfig, active_lines, run_active
+
+    cfg = ActiveConfig(regions=_sim_regions(args), nodes_per_region=args.nodes_per_region,
+                       writers_per_region=args.writers_per_region or 1, writes=args.writes,
+                       deletes=args.deletes, policy=args.policy, nemesis=args.nemesis,
+                       dim=_sim_dim(args), queries=max(args.queries, 1), seed=args.seed)
+    s = run_active(cfg)
+    ok = s["converged"] and s["digests_equal"] and not any(s["lost"].values())
+    print(json.dumps(s) if args.json else "\n".join(active_lines(s)))
+    return 0 if ok else 1
+
+
 def _sim(args: argparse.Namespace) -> int:
     from graphrep.cluster import render, run_cluster
 
+    if _active(args):
+        return _sim_active(args)
     cfg = _sim_config(args)
     s = run_cluster(cfg)
     ok = s["converged"] and s["lost_writes"] == 0 and s["read_your_writes_violations"] == 0
@@ -399,6 +421,21 @@ def _check_sim_regions(p: argparse.ArgumentParser, a: argparse.Namespace) -> Non
     if a.nemesis == "region-partition" and len(regions) < 2:
         p.error("argument --nemesis: region-partition cuts one region off the others; give "
                 "--regions with at least two regions (as --regions eu,us,ap)")
+    if a.writers_per_region is not None and a.regions is None:
+        p.error("argument --writers-per-region: writers go in regions; give --regions (as "
+                "--regions eu,us,ap)")
+    if a.policy == "crdt" and a.regions is None and a.writers_per_region is not None:
+        p.error("argument --policy: crdt with writers per region needs --regions")
+    if _active(a):
+        if a.policy not in ("crdt", "leader"):
+            p.error(f"argument --policy: writers in every region run crdt (a group per "
+                    f"region) or leader (one group stretched across them), got {a.policy}")
+        if a.nemesis not in ("none", "region-partition"):
+            p.error(f"argument --nemesis: writers in every region run with none or "
+                    f"region-partition, got {a.nemesis}")
+        if a.deletes > a.writes // 2:
+            p.error(f"argument --deletes: with writers per region, at most half of each "
+                    f"writer's --writes ({a.writes // 2}), got {a.deletes}")
 
 
 def _check_sim(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
@@ -532,6 +569,12 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
                    "them (graphrep.sim.regions; instead of --nodes; the client keeps its own "
                    "region)")
     _int_arg(c, "--nodes-per-region", 1, 15, 3, "nodes in each of --regions")
+    _int_arg(c, "--writers-per-region", 1, 8, None, "active-active (with --regions; the "
+             "default for --policy crdt, one writer each): writers in every region at once, "
+             "each making --writes writes (--deletes of them deletes) to its own region's "
+             "group (crdt: a group per region) or to one group stretched across the "
+             "regions (leader); only --policy crdt|leader, --nodes-per-region, --writes, "
+             "--deletes, --dim, --queries, --seed and --nemesis none|region-partition apply")
     option("--shards", (1, 64), "shards: id i lives in shard i %% shards; every node hosts "
            "one replica per shard placed on it")
     option("--replication", (0, 15), "replicas per shard, at most --nodes (0: every node "

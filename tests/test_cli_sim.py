@@ -89,3 +89,23 @@ def test_sim_without_regions_is_unchanged():
     assert plain == ClusterConfig() and plain.replica_regions == ()
     placed = _sim_config(build_parser().parse_args(["sim", "--regions", "ap,eu"]))
     assert placed.nodes == 6 and placed.replica_regions == ("ap",) * 3 + ("eu",) * 3
+
+
+def test_sim_runs_writers_in_every_region_for_crdt(capsys):
+    args = ["sim", "--policy", "crdt", "--regions", "eu,us,ap", "--writers-per-region", "2",
+            "--nodes-per-region", "2", "--writes", "30", "--deletes", "3", "--queries", "10",
+            "--nemesis", "region-partition"]
+    assert main([*args, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["converged"] and s["digests_equal"] and s["writes_acknowledged"] == 6 * 30
+    assert set(s["latency"]) == {"eu", "us", "ap"} and len(s["digests"]) == 6
+    assert main(args) == 0
+    assert "write latency" in capsys.readouterr().out
+
+
+def test_sim_refuses_writers_per_region_it_cannot_run(capsys):
+    for bad in (["--writers-per-region", "2"],
+                ["--regions", "eu,us", "--policy", "replay", "--writers-per-region", "1"],
+                ["--regions", "eu,us", "--policy", "crdt", "--nemesis", "crashes"]):
+        assert main(["sim", *bad]) == 2
+        assert "writers" in capsys.readouterr().err

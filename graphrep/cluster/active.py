@@ -34,7 +34,8 @@ parts of the space, ``1`` the same clusters. Queries come from all clusters.
 The summary (measured, nothing asserted): per-region write latency p50/p99 (ms, first
 send to acknowledgement), convergence after the last write (ms; ``None``: not within
 ``settle_ns``), whether every replica's digest is equal, acknowledged writes missing
-from a replica, recall@10 of each replica against exact neighbours of the live vectors,
+from a replica, writes of other regions held in a region not allowed the shard
+(``residency_violations``), recall@10 of each replica against exact neighbours of the live vectors,
 the recall of one writer that applied every surviving insert (a
 :class:`~graphrep.ann.pools.PoolGraph` fed them in id order: the same index, no
 replication), unreachable live nodes, bytes on the wire per insert (all, and between
@@ -372,6 +373,11 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
     local_ops = sum(len(w.acked) for w in writers.values())
     apply_entries = max(applied - local_ops, 1)  # no-ops of elections included
     digests = {n: reps[n].index.digest().hex()[:16] for n in reps}
+    # residency: a replica in a region not allowed the shard holds no other region's write
+    per_writer = cfg.writes
+    outside = {n: int(sum(1 for i in reps[n].index.ids().tolist()
+                          if cfg.regions[i // per_writer // cfg.writers_per_region] != r))
+               for r in cfg.regions if r not in allowed for n in cfg.group(r)}
     return {
         "config": {k: v for k, v in asdict(ActiveConfig()).items()
                    if asdict(cfg)[k] != v} | {"policy": cfg.policy},
@@ -382,6 +388,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
         "writes_acknowledged": local_ops,
         "writes_sent": sum(len(w.sent) for w in writers.values()),
         "lost": lost,
+        "residency_violations": sum(outside.values()),
         "latency": per_region,
         "recall_at_10": recall,
         "recall_single_writer": single,
