@@ -556,6 +556,23 @@ class PoolGraph:
         live = [int(s) for s in slots if self.alive[s]][: self.pool]
         return [(int(self.kid[s]), int(self.kver[s])) for s in live]
 
+    def nearest_among(self, vector: Any, keys: Sequence[tuple[int, int]], k: int
+                      ) -> list[tuple[int, int]]:
+        """The ``k`` live incarnations of ``keys`` nearest to ``vector``, by (distance, id,
+        version): a scan of those candidates, no search. Changes nothing but the
+        counters."""
+        vec = self._vector(vector)
+        slots = [s for s in (self._slot.get((int(i), int(v))) for i, v in keys)
+                 if s is not None and self.alive[s]]
+        if not slots:
+            return []
+        idx = np.asarray(slots, dtype=np.int64)
+        diff = self.vecs[idx] - vec
+        d = np.einsum("ij,ij->i", diff, diff)
+        self.counters[0] += idx.size
+        order = np.lexsort((self.kver[idx], self.kid[idx], d))[:k]
+        return [(int(self.kid[idx[o]]), int(self.kver[idx[o]])) for o in order]
+
     def search(self, queries: Any, k: int = 10, L: int | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest live ids and squared distances, for one query (1-d) or a batch
@@ -589,6 +606,32 @@ class PoolGraph:
     def __contains__(self, id_: object) -> bool:
         b = self._best.get(id_)  # type: ignore[call-overload]
         return b is not None and bool(self.alive[self._slot[(id_, b)]])  # type: ignore[index]
+
+    def would_take(self, target: tuple[int, int], cand: tuple[int, int]) -> bool:
+        """Whether offering ``cand`` to ``target`` would change ``target``'s pool now: both
+        here, and the pool has room or ``cand`` comes before its last member by (distance,
+        id, version). (A filter for links; an offer that changes nothing is harmless.)"""
+        t, c = self._slot.get(target), self._slot.get(cand)
+        if t is None or c is None or t == c or not (self.present[t] and self.present[c]):
+            return False
+        n = int(self.pn[t])
+        if n < self.pool:
+            return True
+        self.counters[0] += 1
+        d = _d2(self.vecs, t, c)
+        last = int(self.ps[t, n - 1])
+        return _before(d, self.kid[c], self.kver[c], self.pd[t, n - 1], self.kid[last],
+                       self.kver[last])
+
+    def keys(self) -> list[tuple[int, int]]:
+        """Every incarnation ``(id, version)`` whose vector is here, live or not."""
+        n = self._n
+        return [(int(self.kid[s]), int(self.kver[s])) for s in range(n) if self.present[s]]
+
+    def is_live(self, id_: int, version: int) -> bool:
+        """Whether incarnation ``(id_, version)`` is here and alive."""
+        s = self._slot.get((int(id_), int(version)))
+        return s is not None and bool(self.alive[s])
 
     def ids(self, include_deleted: bool = False) -> np.ndarray:
         """Ids with a live incarnation, sorted (``include_deleted``: every id with a

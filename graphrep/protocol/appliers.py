@@ -219,6 +219,14 @@ class Applier:
         raise DamagedEntry(f"a shipped entry at {pos} under policy {self.policy!r}, which "
                            "is not active-active")
 
+    def take_links(self) -> bytes | None:
+        """An active-active leader's links after merging shipped entries, as an entry
+        body to log, or None (nothing for the other policies)."""
+        return None
+
+    def linked(self, pos: int) -> None:
+        """The body :meth:`take_links` returned is logged at ``pos``."""
+
     def apply_deltas(self, blobs: list[bytes], where: list[int]) -> None:
         """Apply the deltas ``blobs`` (at log positions ``where``) straight from their
         bytes, decoded and applied by one kernel call, then note which position

@@ -48,7 +48,7 @@ from graphrep.ann.pools import PoolGraph
 from graphrep.errors import DamagedEntry, InvalidArgument, InvalidVector, MalformedMessage
 from graphrep.protocol.appliers import Applier, register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
-from graphrep.protocol.entries import DELETE, INSERT, decode_entry, encode_entry
+from graphrep.protocol.entries import DELETE, INSERT, LINK, decode_entry, encode_entry
 from graphrep.protocol.hlc import HLC, REGION_BITS
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import MERGE, Entry, vector_of
@@ -57,14 +57,21 @@ __all__ = ["CrdtApplier", "CrdtState", "merge", "write"]
 
 _REPAIR_PER_IN_NEIGHBOUR = 4
 """A delete offers each node that listed the deleted one this many of its neighbours."""
-_FORMAT = "graphrep.crdt/1"
+LINK_K = 4
+"""A remote insert is linked with this many of the local inserts it never saw (each way
+where the offer would enter the other's pool)."""
+LINK_SCAN = 512
+"""Up to this many unseen local inserts are scanned for a remote insert's links; beyond,
+(after a long partition) a search of the merged state finds them."""
+_FORMAT = "graphrep.crdt/2"
 
 
 def write(graph: PoolGraph, region: int, seq: int, ts: int, op: str, id_: int,
-          vector: bytes) -> bytes:
+          vector: bytes, vv: list[int] | tuple[int, ...] = ()) -> bytes:
     """Make a local write (``insert`` with ``vector``'s float32 bytes, or ``delete``) in
     ``graph``: find its candidate additions from the current state, merge them, and
-    return the entry body that carries them to every other copy."""
+    return the entry body that carries them to every other copy. ``vv``: the writer's
+    version vector (what it has merged of each region), carried in the entry."""
     g = graph
     if op == "insert":
         vec = np.frombuffer(vector, dtype="<f4")
@@ -73,7 +80,7 @@ def write(graph: PoolGraph, region: int, seq: int, ts: int, op: str, id_: int,
         g.offer([(id_, ts)] * len(pool), pool)
         back = g.list_of(id_, ts)
         g.offer(back, [(id_, ts)] * len(back))
-        return encode_entry(region, seq, ts, INSERT, id_, vector, pool, back)
+        return encode_entry(region, seq, ts, INSERT, id_, vector, pool, back, vv)
     a: list[tuple[int, int]] = []
     b: list[tuple[int, int]] = []
     ver = g.version(id_)
@@ -86,15 +93,17 @@ def write(graph: PoolGraph, region: int, seq: int, ts: int, op: str, id_: int,
                     b.append(c)
     g.tombstone(id_, ts)
     g.offer(a, b)
-    return encode_entry(region, seq, ts, DELETE, id_, b"", a, b)
+    return encode_entry(region, seq, ts, DELETE, id_, b"", a, b, vv)
 
 
 def merge(graph: PoolGraph, entry: tuple) -> None:
     """Merge a decoded entry (:func:`~.entries.decode_entry`) into ``graph``. Merges
     commute and are idempotent: any order of any entries, repeated or not, gives the
     same graph as any other."""
-    _origin, _seq, ts, kind, id_, vec, a, b = entry
-    if kind == INSERT:
+    _origin, _seq, ts, kind, id_, vec, a, b = entry[:8]
+    if kind == LINK:
+        graph.offer(a, b)
+    elif kind == INSERT:
         graph.add(id_, ts, np.frombuffer(vec, dtype="<f4"))
         graph.offer([(id_, ts)] * len(a), a)
         graph.offer(b, [(id_, ts)] * len(b))
@@ -116,6 +125,9 @@ class CrdtState:
         """Entries merged per origin region (a prefix of each region's writes)."""
         self.where: list[dict[int, int]] = [{} for _ in range(n)]
         """Per origin: seq -> this log's position of that entry."""
+        self.keys: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
+        """Per origin: seq -> the incarnation ``(id, ts)`` its insert wrote (inserts only):
+        which inserts a region's entry had not seen, from its version vector."""
         self.max_ts = 0
         self.dim = config.dim
 
@@ -163,7 +175,8 @@ class CrdtState:
 
     def to_bytes(self) -> bytes:
         return msgpack.packb([_FORMAT, self.graph.to_bytes(), self.vv,
-                              [sorted(w.items()) for w in self.where], self.max_ts],
+                              [sorted(w.items()) for w in self.where], self.max_ts,
+                              [sorted((q, list(k)) for q, k in w.items()) for w in self.keys]],
                              use_bin_type=True)
 
     @classmethod
@@ -171,7 +184,7 @@ class CrdtState:
         from graphrep.errors import CorruptIndexFile
 
         try:
-            fmt, graph, vv, where, max_ts = msgpack.unpackb(data, raw=False)
+            fmt, graph, vv, where, max_ts, keys = msgpack.unpackb(data, raw=False)
             if fmt != _FORMAT:
                 raise CorruptIndexFile(f"not a crdt state (format {fmt!r})")
         except CorruptIndexFile:
@@ -185,6 +198,7 @@ class CrdtState:
                                    f"{len(s.vv)}")
         s.vv = [int(x) for x in vv]
         s.where = [{int(k): int(v) for k, v in w} for w in where]
+        s.keys = [{int(q): (int(k[0]), int(k[1])) for q, k in w} for w in keys]
         s.max_ts = int(max_ts)
         return s
 
@@ -206,6 +220,7 @@ class CrdtApplier(Applier):
         self.hlc = HLC(self.region)
         self.now = 0
         self._pending: tuple | None = None  # the entry the last execute made
+        self._links: list[tuple[tuple[int, int], tuple[int, int]]] = []
 
     def new_index(self) -> CrdtState:  # type: ignore[override]
         return CrdtState(self.config)
@@ -234,7 +249,9 @@ class CrdtApplier(Applier):
             vec = vector_of(vector, self.config.dim)
             if not np.isfinite(vec).all():
                 raise InvalidVector("the vector contains NaN or inf: send finite floats")
-        body = write(g, self.region, seq, ts, op, id_, bytes(vector))
+        body = write(g, self.region, seq, ts, op, id_, bytes(vector), st.vv)
+        if op == "insert":
+            st.keys[self.region][seq] = (id_, ts)
         st.vv[self.region] = seq
         st.max_ts = max(st.max_ts, ts)
         self.op_distances += g.distance_computations - before
@@ -261,30 +278,90 @@ class CrdtApplier(Applier):
         return f[0], f[1]
 
     def merge_remote(self, body: bytes, pos: int) -> None:
-        """A leader appended a shipped entry at ``pos``: merge it now."""
+        """A leader appended a shipped entry at ``pos``: merge it now. A remote insert
+        that had not seen some of this region's inserts is linked with the nearest of
+        them (:meth:`take_links` logs the links as this region's entry)."""
         before = self.state.distance_computations
-        self.apply_merge(body, pos)
+        origin, _seq, ts, kind, id_, vec, _a, _b, vv = self.apply_merge(body, pos)
         self.applied = pos + 1
+        if kind == INSERT and origin != self.region and vv:
+            self._link(id_, ts, vec, vv[self.region])
         self.work += self.state.distance_computations - before
 
-    def apply_merge(self, body: bytes, pos: int) -> None:
+    def _link(self, id_: int, ts: int, vec: bytes, have: int) -> None:
+        """Pairs linking the remote insert ``(id_, ts)`` with the nearest live inserts of
+        this region after the ``have``-th, which its writer had not seen (and which had
+        not seen it: they were written before it arrived here)."""
+        st = self.state
+        g = st.graph
+        lo, hi = have + 1, st.vv[self.region]
+        if lo > hi or not g.is_live(id_, ts):
+            return
+        x = np.frombuffer(vec, dtype="<f4")
+        if hi - lo + 1 > LINK_SCAN:
+            near = g.candidates_for(x)[: LINK_K + 1]
+        else:
+            own = st.keys[self.region]
+            near = g.nearest_among(x, [own[q] for q in range(lo, hi + 1) if q in own],
+                                   LINK_K + 1)
+        x_key = (id_, ts)
+        for c in near:
+            if g.would_take(x_key, c):
+                self._links.append((x_key, c))
+            if g.would_take(c, x_key):
+                self._links.append((c, x_key))
+
+    def take_links(self) -> bytes | None:
+        """The ``LINK`` entry of the links found since the last call, merged here (the
+        caller logs it as this region's next write), or None if there are none."""
+        if not self._links:
+            return None
+        st = self.state
+        pairs = sorted(set(self._links))  # (target, candidate)
+        self._links = []
+        a = [t for t, _ in pairs]
+        b = [c for _, c in pairs]
+        ts = self.hlc.tick(self.now)
+        seq = st.vv[self.region] + 1
+        body = encode_entry(self.region, seq, ts, LINK, 0, b"", a, b)
+        before = st.distance_computations
+        st.graph.offer(a, b)
+        self.work += st.distance_computations - before
+        st.vv[self.region] = seq
+        st.max_ts = max(st.max_ts, ts)
+        self._pending = (self.region, seq)
+        return body
+
+    def linked(self, pos: int) -> None:
+        """The entry :meth:`take_links` returned is logged at ``pos``."""
+        self.applied = pos + 1
+        if self._pending is not None:
+            origin, seq = self._pending
+            self.state.where[origin][seq] = pos
+            self._pending = None
+
+    def apply_merge(self, body: bytes, pos: int) -> tuple:
+        """Merge the entry ``body`` at log position ``pos``; returns it decoded."""
         st = self.state
         try:
-            origin, seq, ts, kind, id_, vec, a, b = decode_entry(
-                body, self.config.dim, len(self.config.regions))
+            f = decode_entry(body, self.config.dim, len(self.config.regions))
+            origin, seq, ts, kind, id_ = f[:5]
         except MalformedMessage as exc:
             raise DamagedEntry(f"crdt entry at {pos}: {exc}") from None
         if seq != st.vv[origin] + 1:
             raise DamagedEntry(f"crdt entry at {pos} is write {seq} of region {origin}, "
                                f"which has {st.vv[origin]} merged: entries of a region are "
                                "merged in order")
-        merge(st.graph, (origin, seq, ts, kind, id_, vec, a, b))
-        if origin == self.region:
+        merge(st.graph, f)
+        if origin == self.region and kind != LINK:
             (self.id_pos if kind == INSERT else self.deleted_pos)[id_] = pos
+        if kind == INSERT:
+            st.keys[origin][seq] = (id_, ts)
         st.vv[origin] = seq
         st.where[origin][seq] = pos
         st.max_ts = max(st.max_ts, ts)
         self.hlc.observe(ts)
+        return f
 
     # ------------------------------------------------------------------ shipping
     def version_vector(self) -> list[int]:

@@ -43,11 +43,13 @@ from graphrep.ann.delta import FORMAT_VERSION, MAGIC, MIN_BYTES, EdgeDelta
 from graphrep.errors import DamagedEntry, DeltaError, GraphrepError, MalformedMessage
 from graphrep.protocol.messages import DELTA, MERGE, NOOP, OP, Entry, vector_of
 
-__all__ = ["DELETE", "INSERT", "check_entry", "decode_entry", "encode_entry", "entry_parts",
-           "wal_entry", "wal_record"]
+__all__ = ["DELETE", "INSERT", "LINK", "check_entry", "decode_entry", "encode_entry",
+           "entry_parts", "wal_entry", "wal_record"]
 
-INSERT, DELETE = 0, 1
-"""The kinds of write a ``MERGE`` entry carries."""
+INSERT, DELETE, LINK = 0, 1, 2
+"""The kinds of write a ``MERGE`` entry carries: an insert, a delete, or a link (candidate
+additions alone: a region's leader linking nodes written concurrently in two regions,
+which never saw each other)."""
 
 _WAL_HEAD = struct.Struct("<qB")
 _OPS = ("insert", "delete")
@@ -156,17 +158,19 @@ def _pack_keys(keys: list[tuple[int, int]]) -> tuple[bytes, bytes]:
 
 
 def encode_entry(origin: int, seq: int, ts: int, kind: int, id_: int, vector: bytes,
-                 a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bytes:
+                 a: list[tuple[int, int]], b: list[tuple[int, int]],
+                 vv: list[int] | tuple[int, ...] = ()) -> bytes:
     """An entry's body: msgpack ``[origin, seq, ts, kind, id, vector, a_ids, a_versions,
-    b_ids, b_versions]`` (key arrays as little-endian int64 bytes). Insert: ``a`` is the
-    new node's pool, ``b`` the nodes offered the new node. Delete: ``b[k]`` is offered
-    to ``a[k]``."""
+    b_ids, b_versions, vv]`` (key arrays as little-endian int64 bytes). Insert: ``a`` is
+    the new node's pool, ``b`` the nodes offered the new node. Delete and link: ``b[k]``
+    is offered to ``a[k]``. ``vv``: the writer's version vector when it wrote (what it
+    had seen of each region; empty for a link)."""
     return msgpack.packb([origin, seq, ts, kind, id_, vector, *_pack_keys(a),
-                          *_pack_keys(b)], use_bin_type=True)
+                          *_pack_keys(b), list(vv)], use_bin_type=True)
 
 
 def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tuple:
-    """``(origin, seq, ts, kind, id, vector, a, b)`` of a ``MERGE`` body, every field
+    """``(origin, seq, ts, kind, id, vector, a, b, vv)`` of a ``MERGE`` body, every field
     checked (``dim``: the shard's dimension, None: any; ``regions``: how many regions the
     shard has, None: any origin); a bad body
     raises :class:`MalformedMessage` (nothing changes)."""
@@ -174,17 +178,21 @@ def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tu
         f = msgpack.unpackb(body, raw=False)
     except Exception as exc:
         raise MalformedMessage(f"undecodable crdt entry ({type(exc).__name__})") from None
-    if type(f) is not list or len(f) != 10 or not all(type(x) is int for x in f[:5]) \
-            or not all(type(x) is bytes for x in f[5:]):
+    if type(f) is not list or len(f) != 11 or not all(type(x) is int for x in f[:5]) \
+            or not all(type(x) is bytes for x in f[5:10]) or type(f[10]) is not list \
+            or not all(type(x) is int and x >= 0 for x in f[10]):
         raise MalformedMessage("a crdt entry is [origin, seq, ts, kind, id, vector, a_ids, "
-                               "a_versions, b_ids, b_versions]")
-    origin, seq, ts, kind, id_, vec, ai, av, bi, bv = f
-    if not 0 <= origin < (regions or 256) or seq < 1 or kind not in (INSERT, DELETE):
+                               "a_versions, b_ids, b_versions, vv]")
+    origin, seq, ts, kind, id_, vec, ai, av, bi, bv, vv = f
+    if not 0 <= origin < (regions or 256) or seq < 1 or kind not in (INSERT, DELETE, LINK):
         raise MalformedMessage(f"crdt entry with origin {origin}, seq {seq}, kind {kind}")
+    if vv and len(vv) != (regions or len(vv)):
+        raise MalformedMessage(f"crdt entry with a version vector of {len(vv)} regions, the "
+                               f"shard has {regions}")
     if len(ai) != len(av) or len(bi) != len(bv) or len(ai) % 8 or len(bi) % 8:
         raise MalformedMessage("crdt entry key arrays of unequal or ragged length")
-    if kind == DELETE and len(ai) != len(bi):
-        raise MalformedMessage("a delete's repair targets and candidates differ in number")
+    if kind != INSERT and len(ai) != len(bi):
+        raise MalformedMessage("a delete's or link's targets and candidates differ in number")
     if kind == INSERT and dim is not None:
         try:
             v = vector_of(vec, dim)
@@ -194,7 +202,7 @@ def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tu
             raise MalformedMessage("crdt insert with a NaN or inf vector")
     a = _keys(np.frombuffer(ai, "<i8"), np.frombuffer(av, "<i8"))
     b = _keys(np.frombuffer(bi, "<i8"), np.frombuffer(bv, "<i8"))
-    return origin, seq, ts, kind, id_, vec, a, b
+    return origin, seq, ts, kind, id_, vec, a, b, vv
 
 
 def _short(x: Any) -> str:

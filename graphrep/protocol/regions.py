@@ -140,6 +140,9 @@ class Shipping:
             took += 1
         if not took:
             return
+        links = a.take_links()  # the remote inserts linked with this region's unseen ones
+        if links is not None:
+            a.linked(r.log.append((r.term, MERGE, links), out))
         out.append(Metric("shipped_in", float(took)))
         r.after_append(out)
         if len(m.entries) >= r.config.ship_batch:  # more where these came from

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from graphrep.ann.pools import PoolGraph
 from graphrep.errors import DamagedEntry, InvalidArgument, MalformedMessage
 from graphrep.protocol.crdt import merge, write
-from graphrep.protocol.entries import DELETE, INSERT, check_entry, decode_entry, entry_parts
+from graphrep.protocol.entries import (
+    DELETE,
+    INSERT,
+    LINK,
+    check_entry,
+    decode_entry,
+    encode_entry,
+    entry_parts,
+)
 from graphrep.protocol.hlc import HLC, pack, unpack
 from graphrep.protocol.messages import MERGE
 
@@ -40,6 +48,21 @@ class Region:
                      VECTORS[vec].tobytes() if op == "insert" else b"")
         self.log.append(body)
 
+    def link(self, now_ms: int, i: int, j: int) -> None:
+        """A LINK entry (as a leader makes after merging a remote insert): the i-th and
+        j-th incarnations this region knows offered to each other."""
+        keys = sorted(self.graph.keys())
+        if len(keys) < 2:
+            return
+        x, y = keys[i % len(keys)], keys[j % len(keys)]
+        if x == y:
+            return
+        ts = self.hlc.tick(now_ms * 1_000_000)
+        self.vv[self.k] += 1
+        body = encode_entry(self.k, self.vv[self.k], ts, LINK, 0, b"", [x, y], [y, x])
+        merge(self.graph, decode_entry(body, DIM, REGIONS))
+        self.log.append(body)
+
     def pull(self, other: Region) -> None:
         """Merge what ``other`` has and this lacks, in ``other``'s log order."""
         for body in other.log:
@@ -57,6 +80,9 @@ def run_program(program: list, cls: type[PoolGraph] = PoolGraph) -> list[Region]
         if step[0] == "write":
             _, k, op, id_, vec = step
             regions[k].write(now, op, id_, vec)
+        elif step[0] == "link":
+            _, k, i, j = step
+            regions[k].link(now, i, j)
         else:
             _, src, dst = step
             if src != dst:
@@ -100,6 +126,8 @@ step = st.one_of(
               st.sampled_from(["insert", "insert", "insert", "delete"]),
               st.integers(0, 15), st.integers(0, 63)),
     st.tuples(st.just("pull"), st.integers(0, REGIONS - 1), st.integers(0, REGIONS - 1)),
+    st.tuples(st.just("link"), st.integers(0, REGIONS - 1), st.integers(0, 63),
+              st.integers(0, 63)),
 )
 orders = st.lists(st.integers(0, 10**6), max_size=80)
 
@@ -167,9 +195,14 @@ def test_timestamps_of_two_regions_never_tie():
 
 def test_an_entry_decodes_to_what_was_written_and_damage_is_refused():
     g = PoolGraph(DIM, R=4, L=8)
-    body = write(g, 1, 1, pack(3, 0, 1), "insert", 9, VECTORS[0].tobytes())
-    origin, seq, _ts, kind, id_, vec, _a, _b = decode_entry(body, DIM, REGIONS)
+    body = write(g, 1, 1, pack(3, 0, 1), "insert", 9, VECTORS[0].tobytes(),
+                 [0] * REGIONS)
+    origin, seq, _ts, kind, id_, vec, _a, _b, vv = decode_entry(body, DIM, REGIONS)
     assert (origin, seq, kind, id_, vec) == (1, 1, INSERT, 9, VECTORS[0].tobytes())
+    assert vv == [0] * REGIONS
+    with pytest.raises(MalformedMessage):  # a version vector of another shard's regions
+        decode_entry(write(PoolGraph(DIM, R=4, L=8), 1, 1, 5, "insert", 9,
+                           VECTORS[0].tobytes(), [0] * (REGIONS + 1)), DIM, REGIONS)
     check_entry((1, MERGE, body), DIM)
     parts = entry_parts((1, MERGE, body))
     assert parts["vector"] == 4 * DIM and parts["total"] == len(body)
