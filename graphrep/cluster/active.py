@@ -359,7 +359,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
         ids, _ = reps[n].index.search(queries, k=10, L=cfg.L)
         recall[n] = round(recall_at_k(ids, truth, 10), 4)
         unreachable[n] = int(reps[n].index.unreachable_count())
-    single = _single_writer_recall(cfg, live, vectors, queries, truth)
+    single, single_unreachable = _single_writer(cfg, live, vectors, queries, truth)
     links = sim.link_stats()
     region_node = {**region_of}
     total = sum(x["bytes"] for x in links if x["src"] in reps and x["dst"] in reps)
@@ -393,6 +393,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
         "recall_at_10": recall,
         "recall_single_writer": single,
         "unreachable": unreachable,
+        "unreachable_single_writer": single_unreachable,
         "bytes_per_insert": round(total / max(inserts, 1), 1),
         "cross_region_bytes_per_insert": round(cross / max(inserts, 1), 1),
         "leader_distances_per_write": round(own_ins / max(local_ops, 1), 1),
@@ -405,16 +406,17 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
     }
 
 
-def _single_writer_recall(cfg: ActiveConfig, live: list[int], vectors: dict[int, np.ndarray],
-                          queries: np.ndarray, truth: np.ndarray) -> float:
-    """Recall@10 of the same index built by one writer inserting the live vectors in id
-    order (no replication, no merging): the reference the replicas are held to."""
+def _single_writer(cfg: ActiveConfig, live: list[int], vectors: dict[int, np.ndarray],
+                   queries: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
+    """Recall@10 and unreachable nodes of the same index built by one writer inserting
+    the live vectors in id order (no replication, no merging): the reference the
+    replicas are held to."""
     if cfg.policy == "leader":
         index = ReplicaConfig(replicas=("x",), dim=cfg.dim, R=cfg.R, L=cfg.L,
                               index_seed=cfg.seed).index()
         index.build(np.stack([vectors[i] for i in live]), np.asarray(live))
         ids, _ = index.search(queries, k=10, L=cfg.L)
-        return round(recall_at_k(ids, truth, 10), 4)
+        return round(recall_at_k(ids, truth, 10), 4), int(index.unreachable_count())
     from graphrep.ann.pools import PoolGraph
     from graphrep.protocol.crdt import write
 
@@ -422,7 +424,7 @@ def _single_writer_recall(cfg: ActiveConfig, live: list[int], vectors: dict[int,
     for seq, i in enumerate(live, 1):
         write(g, 0, seq, seq << 22, "insert", i, vectors[i].tobytes())
     ids, _ = g.search(queries, k=10, L=cfg.L)
-    return round(recall_at_k(ids, truth, 10), 4)
+    return round(recall_at_k(ids, truth, 10), 4), g.unreachable_count()
 
 
 def active_lines(s: Mapping[str, Any]) -> list[str]:
@@ -438,7 +440,8 @@ def active_lines(s: Mapping[str, Any]) -> list[str]:
         f"{s['writes_sent']} sent; lost per replica max {max(s['lost'].values())}",
         f"write latency       {lat}",
         f"recall@10           min {min(rec):.4f} max {max(rec):.4f}; one writer "
-        f"{s['recall_single_writer']:.4f}; unreachable max {max(s['unreachable'].values())}",
+        f"{s['recall_single_writer']:.4f}; unreachable max {max(s['unreachable'].values())} "
+        f"(one writer {s['unreachable_single_writer']})",
         f"bytes per insert    {s['bytes_per_insert']} (between regions "
         f"{s['cross_region_bytes_per_insert']})",
         f"replica CPU         insert {s['op_cpu_us_per_write']} us, apply one entry "

@@ -23,7 +23,17 @@ that applying an entry is a *merge* into a state that does not depend on the ord
   held the deleted node is offered a few of that node's neighbours, as a Vamana
   consolidation would do;
 * an entry names its origin region and its sequence number there; the version vector
-  (entries merged per origin, always a prefix) is what a region pulls by.
+  (entries merged per origin, always a prefix) is what a region pulls by. An insert
+  or delete also carries its writer's version vector;
+* links: a leader that merges a remote insert knows from that vector which of its own
+  region's inserts the writer had not seen (and which, written before the insert
+  arrived, had not seen it). It offers the nearest :data:`LINK_K` of them (a scan, no
+  search, up to :data:`LINK_SCAN` of them) and the remote node to each other, where the
+  offer would enter a pool, and logs those offers as a ``LINK`` entry of its own region,
+  shipped and merged like any write (so every copy merges the same offers). Without
+  them, nodes written near each other in two regions during a partition never meet;
+* the graph has one entry point per origin region (``PoolGraph(origin_bits=8)``: the
+  region is a timestamp's low byte), so what a cut-off region wrote stays reachable.
 
 Timestamps come from each leader's hybrid logical clock, which observes every entry it
 merges, so a write that follows another it has seen gets the larger timestamp.
