@@ -61,7 +61,7 @@ from graphrep.cluster.active import ActiveConfig, run_active  # noqa: E402
 
 RESULTS = ROOT / "results"
 REGIONS = ("eu", "us", "ap")
-POLICIES = ("crdt", "leader")
+POLICIES = ("crdt", "ordered", "leader")
 OVERLAPS = (0.0, 1.0)
 NEMESES = ("none", "region-partition")
 DEFAULT_WRITES = 500
@@ -173,6 +173,7 @@ def make_row(cfg: ActiveConfig, s: dict[str, Any], wall_s: float) -> dict[str, A
         "op_cpu_us_per_write": s["op_cpu_us_per_write"],
         "apply_cpu_us_per_entry": s["apply_cpu_us_per_entry"],
         "apply_to_insert_cpu": s["apply_to_insert_cpu"],
+        "replica_cpu_us_per_write": s["replica_cpu_us_per_write"],
         "sim_cpu_s": s["sim_cpu_s"], "wall_s": round(wall_s, 2),
         "trace_hash": s["trace_hash"],
     }
@@ -203,11 +204,13 @@ def cell_medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "bytes_per_insert": med("bytes_per_insert"),
         "cross_region_bytes_per_insert": med("cross_region_bytes_per_insert"),
         "apply_to_insert_cpu": med("apply_to_insert_cpu"),
+        "replica_cpu_us_per_write": med("replica_cpu_us_per_write"),
     }
 
 
 def make_headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     crdt = [r for r in rows if r["policy"] == "crdt"]
+    ordered = [r for r in rows if r["policy"] == "ordered"]
     leader = [r for r in rows if r["policy"] == "leader"]
     p99s = [r["latency_ms"][g]["p99"] for r in crdt for g in REGIONS]
     return {
@@ -216,6 +219,13 @@ def make_headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                                for r in crdt),
             "worst_recall_gap": max(r["recall_gap"] for r in crdt),
             "max_p99_ms": max((x for x in p99s if x is not None), default=None),
+            "replica_cpu_us_per_write": median([r["replica_cpu_us_per_write"] for r in crdt]),
+        },
+        "ordered": {
+            "all_converged_digests_equal": all(r["converged"] and r["digests_equal"]
+                                               for r in ordered),
+            "replica_cpu_us_per_write": median([r["replica_cpu_us_per_write"]
+                                                for r in ordered]),
         },
         "leader": {
             "p50_ms": {n: {g: median([r["latency_ms"][g]["p50"] for r in leader
@@ -243,7 +253,7 @@ def print_table(cells: dict[str, dict[str, Any]]) -> None:
     head = (f"{'policy/overlap/nemesis':29s} {'conv':>5s} {'conv ms':>8s} {'rec min':>7s} "
             f"{'single':>7s} {'gap':>6s} {'lost':>4s} {'unr':>3s} {'1w':>3s}  "
             f"{'p50 ms eu/us/ap':>20s}  {'p99 ms eu/us/ap':>22s} {'B/ins':>7s} "
-            f"{'xreg B':>7s} {'apply/ins':>9s}")
+            f"{'xreg B':>7s} {'apply/ins':>9s} {'cpu us/w':>9s}")
     print("medians over seeds (conv: runs converged with equal digests / runs)")
     print(head)
     for key, c in cells.items():
@@ -257,7 +267,8 @@ def print_table(cells: dict[str, dict[str, Any]]) -> None:
               f"{p50:>20s}  {p99:>22s} "
               f"{fmt(c['bytes_per_insert'], '.0f'):>7s} "
               f"{fmt(c['cross_region_bytes_per_insert'], '.0f'):>7s} "
-              f"{fmt(c['apply_to_insert_cpu'], '.3f'):>9s}")
+              f"{fmt(c['apply_to_insert_cpu'], '.3f'):>9s} "
+              f"{fmt(c['replica_cpu_us_per_write'], '.0f'):>9s}")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -46,6 +46,10 @@ class Policy(StrEnum):
     """Active-active: every region's group accepts writes; entries carry candidate
     additions to a :class:`~graphrep.ann.pools.PoolGraph`, whose merge is order-free, and
     are shipped between regions asynchronously (:mod:`graphrep.protocol.crdt`)."""
+    ORDERED = "ordered"
+    """Active-active baseline: every replica of every region runs every write on its own
+    index in one global timestamp order, once no earlier write can still arrive
+    (:mod:`graphrep.protocol.ordered`)."""
 
 
 class Concern(StrEnum):

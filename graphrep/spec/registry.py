@@ -103,3 +103,7 @@ register_policy(PolicySpec(
     "crdt", config={"policy": "crdt"}, repairs_damage=False,
     description="active-active: entries carry candidate additions merged into "
                 "grow-only capped pools; lists are canonical prunes of them"))
+register_policy(PolicySpec(
+    "ordered", config={"policy": "ordered"}, repairs_damage=False,
+    description="active-active baseline: every replica runs every write in one global "
+                "timestamp order, once no earlier write can arrive"))
