@@ -197,6 +197,54 @@ def _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, kd, R, alpha
     return True
 
 
+# (id, version) -> slot, as a flat open-addressing table the offer path reads in one
+# kernel call per entry instead of a Python dict lookup per key (the dict ``_slot`` stays
+# the reference; the table is rebuilt from the slots and never reaches the state).
+
+_H1 = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64: multiplication wraps
+_H2 = np.int64(-4658895280553007687)  # 0xBF58476D1CE4E5B9 as int64
+
+
+@njit(inline="always")
+def _pbucket(i, v, mask):
+    h = i * _H1 + v * _H2
+    return (h >> 29) & mask
+
+
+@njit(cache=True)
+def _table_put(tid, tver, tval, tused, i, v, s):
+    mask = tid.shape[0] - 1
+    b = _pbucket(i, v, mask)
+    while tused[b] and not (tid[b] == i and tver[b] == v):
+        b = (b + 1) & mask
+    tused[b] = 1
+    tid[b] = i
+    tver[b] = v
+    tval[b] = s
+
+
+@njit(cache=True)
+def _table_fill(tid, tver, tval, tused, kid, kver, n):
+    for s in range(n):
+        _table_put(tid, tver, tval, tused, kid[s], kver[s], s)
+
+
+@njit(cache=True)
+def _table_get(tid, tver, tval, tused, keys, out):
+    """``out[k]`` = the slot of incarnation ``keys[k]`` (an (n, 2) array), -1 if absent."""
+    mask = tid.shape[0] - 1
+    for k in range(keys.shape[0]):
+        i = keys[k, 0]
+        v = keys[k, 1]
+        b = _pbucket(i, v, mask)
+        out[k] = -1
+        while tused[b]:
+            if tid[b] == i and tver[b] == v:
+                out[k] = tval[b]
+                break
+            b = (b + 1) & mask
+
+
 @njit(cache=True)
 def _offer_many(ts, cs, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, kd, R, alpha,
                 counters):
@@ -368,6 +416,7 @@ class PoolGraph:
         self._n = 0
         self._cap = 0
         self._slot: dict[tuple[int, int], int] = {}
+        self._table_size = 0
         self._best: dict[int, int] = {}  # id -> largest version present
         self._tomb: dict[int, int] = {}  # id -> largest tombstone version
         self._pending: dict[int, list[tuple[int, int]]] = {}  # placeholder -> offers
@@ -417,7 +466,35 @@ class PoolGraph:
         self._slot[key] = s
         self.kid[s] = id_
         self.kver[s] = ver
+        if 2 * self._n > self._table_size:
+            self._rebuild_table()
+        else:
+            _table_put(self._tid, self._tver, self._tval, self._tused, np.int64(id_),
+                       np.int64(ver), np.int32(s))
         return s
+
+    def _rebuild_table(self) -> None:
+        """The (id, version) -> slot table, at least four times the slots in use."""
+        size = 64
+        while size < 4 * max(self._n, 1):
+            size *= 2
+        self._tid = np.zeros(size, dtype=np.int64)
+        self._tver = np.zeros(size, dtype=np.int64)
+        self._tval = np.zeros(size, dtype=np.int32)
+        self._tused = np.zeros(size, dtype=np.uint8)
+        self._table_size = size
+        _table_fill(self._tid, self._tver, self._tval, self._tused, self.kid, self.kver,
+                    self._n)
+
+    def _slots_of(self, keys: Any) -> np.ndarray:
+        """Slots of the incarnations ``keys`` (pairs), placeholders made for the absent
+        ones in the order they are named."""
+        arr = np.ascontiguousarray(np.asarray(keys, dtype=np.int64).reshape(-1, 2))
+        out = np.empty(arr.shape[0], dtype=np.int32)
+        if self._table_size == 0:
+            self._rebuild_table()
+        _table_get(self._tid, self._tver, self._tval, self._tused, arr, out)
+        return out
 
     def _args(self) -> tuple:
         return (self.vecs, self.kid, self.kver, self.alive, self.ps, self.pd, self.pn,
@@ -515,22 +592,36 @@ class PoolGraph:
         version)); offers naming an incarnation not here yet wait for it."""
         if len(targets) != len(candidates):
             raise InvalidArgument(f"{len(targets)} targets for {len(candidates)} candidates")
-        pairs = [(self._slot_for(int(t[0]), int(t[1])), self._slot_for(int(c[0]), int(c[1])))
-                 for t, c in zip(targets, candidates, strict=True)]
-        self._offer_pairs(pairs)
+        if len(targets) == 0:
+            return
+        ts, cs = self._slots_of(targets), self._slots_of(candidates)
+        miss = np.flatnonzero((ts < 0) | (cs < 0))
+        if miss.size:  # placeholders, made in the order of the pairs (target first)
+            tk = np.asarray(targets, dtype=np.int64).reshape(-1, 2)
+            ck = np.asarray(candidates, dtype=np.int64).reshape(-1, 2)
+            for k in miss.tolist():
+                if ts[k] < 0:
+                    ts[k] = self._slot_for(int(tk[k, 0]), int(tk[k, 1]))
+                if cs[k] < 0:
+                    cs[k] = self._slot_for(int(ck[k, 0]), int(ck[k, 1]))
+        self._offer_slots(ts, cs)
 
     def _offer_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
-        ready_t: list[int] = []
-        ready_c: list[int] = []
+        got = list(pairs)
+        if got:
+            a = np.asarray(got, dtype=np.int32).reshape(-1, 2)
+            self._offer_slots(np.ascontiguousarray(a[:, 0]), np.ascontiguousarray(a[:, 1]))
+
+    def _offer_slots(self, ts: np.ndarray, cs: np.ndarray) -> None:
+        """Offer slot ``cs[k]`` to slot ``ts[k]``: at once where both are here, else kept
+        pending on the missing one (in the order given)."""
         present = self.present
-        for t, c in pairs:
-            if present[t] and present[c]:
-                ready_t.append(t)
-                ready_c.append(c)
-            else:
+        ready = (present[ts] == 1) & (present[cs] == 1)
+        if not ready.all():
+            for t, c in zip(ts[~ready].tolist(), cs[~ready].tolist(), strict=True):
                 self._pending.setdefault(t if not present[t] else c, []).append((t, c))
-        if ready_t:
-            _offer_many(np.asarray(ready_t, dtype=np.int32), np.asarray(ready_c, dtype=np.int32),
+        if ready.any():
+            _offer_many(np.ascontiguousarray(ts[ready]), np.ascontiguousarray(cs[ready]),
                         *self._args())
 
     # ------------------------------------------------------------------ search
@@ -799,6 +890,7 @@ class PoolGraph:
             g._tomb = {int(k): int(v) for k, v in d["tomb"]}
             g._pending = {int(k): [tuple(p) for p in v] for k, v in d["pending"]}
             g._slot = {(int(g.kid[s]), int(g.kver[s])): s for s in range(n)}
+            g._rebuild_table()
             g.counters[:] = d["counters"]
         except CorruptIndexFile:
             raise

@@ -146,8 +146,9 @@ def entry_parts(entry: Entry) -> dict[str, int]:
     return {"vector": 0, "edges": 0, "metadata": 0, "total": 0}
 
 
-def _keys(ids: np.ndarray, vers: np.ndarray) -> list[tuple[int, int]]:
-    return list(zip(ids.tolist(), vers.tolist(), strict=True))
+def _keys(ids: np.ndarray, vers: np.ndarray) -> np.ndarray:
+    """Incarnation keys as an (n, 2) int64 array of (id, version) rows."""
+    return np.stack([ids.astype(np.int64), vers.astype(np.int64)], axis=1)
 
 
 def _pack_keys(keys: list[tuple[int, int]]) -> tuple[bytes, bytes]:
