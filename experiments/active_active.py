@@ -1,4 +1,4 @@
-"""Active-active writes across simulated regions: per-region merged groups against one leader.
+"""Active-active writes across simulated regions: crdt and ordered groups against one leader.
 
 Three regions (``eu``, ``us``, ``ap``: the latency presets of
 :mod:`graphrep.sim.regions`, 40 to 120 ms one way between them), three replica nodes
@@ -6,8 +6,10 @@ and one writer in each; every writer sends ``--writes`` inserts, one every 5 ms 
 virtual time (:func:`graphrep.cluster.active.run_active`). The grid:
 
 - policy ``crdt`` (a replica group per region, a write acknowledged in its own region,
-  committed entries pulled and merged by the other regions) or ``leader`` (one group
-  stretched over the three regions, every write sent to its one leader);
+  committed entries pulled and merged by the other regions), ``ordered`` (the same
+  groups and shipping, every replica running every write in one timestamp order once
+  no earlier write can arrive) or ``leader`` (one group stretched over the three
+  regions, every write sent to its one leader);
 - overlap ``0.0`` (each region writes its own clusters of a Gaussian mixture) or
   ``1.0`` (every region writes all of the clusters);
 - nemesis ``none`` or ``region-partition`` (``eu`` cut off from the other two regions
@@ -22,8 +24,10 @@ surviving vector (and the gap, single writer minus worst replica: negative when 
 replica did better than the single writer), the most unreachable
 nodes and lost acknowledged writes on any replica, write latency p50/p99 per region
 (virtual ms, first send to acknowledgement), bytes per insert (all replica traffic and
-between regions), and replica CPU: a leader's own insert against applying one
-replicated entry. Before the grid, one small run per policy loads the kernels, so no
+between regions), replica CPU (a leader's own insert against applying one replicated
+entry, and every replica's CPU per write), and when an insert became searchable in its
+writer's region and on every replica (virtual ms from its first send, at 5 ms
+resolution). Before the grid, one small run per policy loads the kernels, so no
 measured run pays Numba's loading.
 
 Results go to ``experiments/results/active_active.json`` and ``.png`` (with a
@@ -174,6 +178,9 @@ def make_row(cfg: ActiveConfig, s: dict[str, Any], wall_s: float) -> dict[str, A
         "apply_cpu_us_per_entry": s["apply_cpu_us_per_entry"],
         "apply_to_insert_cpu": s["apply_to_insert_cpu"],
         "replica_cpu_us_per_write": s["replica_cpu_us_per_write"],
+        "visible_local_p50_ms": s["visible_ms"]["local_p50"],
+        "visible_all_p50_ms": s["visible_ms"]["all_p50"],
+        "visible_all_p99_ms": s["visible_ms"]["all_p99"],
         "sim_cpu_s": s["sim_cpu_s"], "wall_s": round(wall_s, 2),
         "trace_hash": s["trace_hash"],
     }
@@ -205,6 +212,9 @@ def cell_medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "cross_region_bytes_per_insert": med("cross_region_bytes_per_insert"),
         "apply_to_insert_cpu": med("apply_to_insert_cpu"),
         "replica_cpu_us_per_write": med("replica_cpu_us_per_write"),
+        "visible_local_p50_ms": med("visible_local_p50_ms"),
+        "visible_all_p50_ms": med("visible_all_p50_ms"),
+        "visible_all_p99_ms": med("visible_all_p99_ms"),
     }
 
 
@@ -253,13 +263,14 @@ def print_table(cells: dict[str, dict[str, Any]]) -> None:
     head = (f"{'policy/overlap/nemesis':29s} {'conv':>5s} {'conv ms':>8s} {'rec min':>7s} "
             f"{'single':>7s} {'gap':>6s} {'lost':>4s} {'unr':>3s} {'1w':>3s}  "
             f"{'p50 ms eu/us/ap':>20s}  {'p99 ms eu/us/ap':>22s} {'B/ins':>7s} "
-            f"{'xreg B':>7s} {'apply/ins':>9s} {'cpu us/w':>9s}")
+            f"{'xreg B':>7s} {'apply/ins':>9s} {'cpu us/w':>9s} {'vis loc/all ms':>15s}")
     print("medians over seeds (conv: runs converged with equal digests / runs)")
     print(head)
     for key, c in cells.items():
         conv = f"{min(c['converged_runs'], c['digests_equal_runs'])}/{c['runs']}"
         p50 = "/".join(fmt(c["p50_ms"][g]) for g in REGIONS)
         p99 = "/".join(fmt(c["p99_ms"][g]) for g in REGIONS)
+        vis = f"{fmt(c['visible_local_p50_ms'], '.0f')}/{fmt(c['visible_all_p50_ms'], '.0f')}"
         print(f"{key:29s} {conv:>5s} {fmt(c['convergence_ms'], '.0f'):>8s} "
               f"{fmt(c['recall_min'], '.4f'):>7s} {fmt(c['recall_single_writer'], '.4f'):>7s} "
               f"{fmt(c['recall_gap'], '.4f'):>6s} {c['lost_max']:>4d} "
@@ -268,7 +279,8 @@ def print_table(cells: dict[str, dict[str, Any]]) -> None:
               f"{fmt(c['bytes_per_insert'], '.0f'):>7s} "
               f"{fmt(c['cross_region_bytes_per_insert'], '.0f'):>7s} "
               f"{fmt(c['apply_to_insert_cpu'], '.3f'):>9s} "
-              f"{fmt(c['replica_cpu_us_per_write'], '.0f'):>9s}")
+              f"{fmt(c['replica_cpu_us_per_write'], '.0f'):>9s} "
+              f"{vis:>15s}")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

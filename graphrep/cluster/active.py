@@ -287,16 +287,70 @@ def run_active(cfg: ActiveConfig) -> dict[str, Any]:
         others = [r for r in cfg.regions if r != cut]
         sim.at(cfg.start_ns + span // 5, lambda s: s.partition_regions([[cut], others]))
         sim.at(cfg.start_ns + span * 7 // 10, lambda s: s.heal())
-    sim.run_until(write_end)
+    seen = Visibility(cfg, writers, region_of)
+    while sim.now < write_end:
+        sim.run_until(min(sim.now + VISIBILITY_STEP_NS, write_end))
+        seen.look(sim)
     converged_at = None
     while sim.now < write_end + cfg.settle_ns:
-        sim.run_until(sim.now + 10 * MS)
+        sim.run_until(sim.now + VISIBILITY_STEP_NS)
+        seen.look(sim)
         if all(w.done for w in writers.values()) and _converged(sim, cfg):
             converged_at = sim.now
             break
     sim_cpu = time.process_time() - t0
-    return _summary(cfg, sim, writers, region_of, queries, vectors, write_end, converged_at,
-                    {"cpu": cpu, "apply": apply_cpu, "op": op_cpu}, sim_cpu)
+    s = _summary(cfg, sim, writers, region_of, queries, vectors, write_end, converged_at,
+                 {"cpu": cpu, "apply": apply_cpu, "op": op_cpu}, sim_cpu)
+    s["visible_ms"] = seen.percentiles()
+    return s
+
+
+VISIBILITY_STEP_NS = 5 * MS
+"""How often a run looks which inserts are searchable where (the resolution of
+``visible_ms``)."""
+
+
+class Visibility:
+    """When each insert became searchable: first on a replica of its writer's region
+    (``local``), then on every replica of a region holding the shard (``all``), in
+    virtual time from the writer's first send, looked at every
+    :data:`VISIBILITY_STEP_NS`. A write acknowledged is not yet visible under
+    ``ordered`` (it waits for every region) nor, across regions, under ``crdt``."""
+
+    def __init__(self, cfg: ActiveConfig, writers: Mapping[str, Writer],
+                 region_of: Mapping[str, str]) -> None:
+        allowed = cfg.allowed or cfg.regions
+        self.everywhere = [n for r in allowed for n in cfg.group(r)]
+        self.todo: list[tuple[Writer, int, int, tuple[str, ...]]] = [
+            (w, i, op[1], cfg.group(region_of[name]))
+            for name, w in writers.items() for i, op in enumerate(w.ops) if op[0] == "insert"]
+        self.local: list[float] = []
+        self.all: list[float] = []
+        self._local_done: set[tuple[int, int]] = set()
+
+    def look(self, sim: Simulation) -> None:
+        reps = {n: sim.process(n) for n in self.everywhere}
+        keep = []
+        for w, i, id_, home in self.todo:
+            if i not in w.sent:
+                keep.append((w, i, id_, home))
+                continue
+            key = (id(w), i)
+            if key not in self._local_done and any(
+                    (p := sim.process(n)) is not None and id_ in p.index for n in home):
+                self._local_done.add(key)
+                self.local.append((sim.now - w.sent[i]) / MS)
+            if key in self._local_done and all(
+                    p is not None and id_ in p.index for p in reps.values()):
+                self.all.append((sim.now - w.sent[i]) / MS)
+                continue
+            keep.append((w, i, id_, home))
+        self.todo = keep
+
+    def percentiles(self) -> dict[str, Any]:
+        return {"local_p50": _pct(self.local, 50), "local_p99": _pct(self.local, 99),
+                "all_p50": _pct(self.all, 50), "all_p99": _pct(self.all, 99),
+                "never_all": len(self.todo)}
 
 
 def _replicas(sim: Simulation, cfg: ActiveConfig) -> dict[str, Replica]:
@@ -452,6 +506,9 @@ def active_lines(s: Mapping[str, Any]) -> list[str]:
         f"recall@10           min {min(rec):.4f} max {max(rec):.4f}; one writer "
         f"{s['recall_single_writer']:.4f}; unreachable max {max(s['unreachable'].values())} "
         f"(one writer {s['unreachable_single_writer']})",
+        f"visible             in its region p50 {s['visible_ms']['local_p50']} ms p99 "
+        f"{s['visible_ms']['local_p99']}; everywhere p50 {s['visible_ms']['all_p50']} ms p99 "
+        f"{s['visible_ms']['all_p99']}",
         f"bytes per insert    {s['bytes_per_insert']} (between regions "
         f"{s['cross_region_bytes_per_insert']})",
         f"replica CPU         insert {s['op_cpu_us_per_write']} us, apply one entry "

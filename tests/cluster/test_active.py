@@ -119,3 +119,16 @@ def test_ordered_waits_for_every_region_before_running_a_write():
     assert st.run_ready() == 0
     st.take(2, 2, 101, 2, 0, b"")
     assert st.run_ready() == 1 and 7 in st
+
+
+def test_visibility_crdt_at_home_at_once_ordered_after_every_region():
+    crdt = run_active(ActiveConfig(**SMALL))
+    ordered = run_active(ActiveConfig(policy="ordered", **SMALL))
+    # crdt: searchable in its own region by the first look after the write (5 ms steps)
+    assert crdt["visible_ms"]["local_p99"] <= 10
+    # ordered: a write waits until every region has been heard from past it, which
+    # takes at least the nearest other region's one-way delay (40 ms)
+    assert ordered["visible_ms"]["local_p50"] > 40
+    for s in (crdt, ordered):
+        assert s["visible_ms"]["never_all"] == 0
+        assert s["visible_ms"]["all_p50"] >= s["visible_ms"]["local_p50"]
