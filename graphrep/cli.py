@@ -336,13 +336,24 @@ def _fuzz(args: argparse.Namespace) -> int:
 
 def _mutants(args: argparse.Namespace) -> int:
     """Run the specification against every planted bug; exit 0 if all are caught."""
-    from graphrep.spec.mutants import MUTANTS, run_mutant
+    from graphrep.spec.mutants import MERGE_MUTANTS, MUTANTS, run_merge_mutant, run_mutant
     from graphrep.spec.profiles import load
 
     load(args.profile)
-    names = args.only.split(",") if args.only else list(MUTANTS)
+    names = args.only.split(",") if args.only else [*MUTANTS, *MERGE_MUTANTS]
     reports = []
     for name in names:
+        if name in MERGE_MUTANTS:  # the crdt merge's planted bugs: the merge specification
+            r = run_merge_mutant(name, max_examples=args.examples or 150)
+            reports.append(r)
+            if not args.json:
+                verdict = (f"caught by {r['invariant']}; shrunk to {len(r['shrunk_steps'])} "
+                           "steps of the merge specification" if r["caught"] else
+                           "NOT caught by the merge specification")
+                print(f"{name:36s} {verdict}", flush=True)
+                for step in r["shrunk_steps"]:
+                    print(f"    {step}")
+            continue
         r = run_mutant(name, max_examples=args.examples, steps=args.steps)
         reports.append(r)
         if not args.json:
@@ -350,7 +361,7 @@ def _mutants(args: argparse.Namespace) -> int:
                        f"example(s); shrunk to {len(r['shrunk_steps'])} steps (world seed "
                        f"{r['seed']}, sync {r['sync']})" if r["caught"] else
                        f"NOT caught in {r['examples']} examples")
-            print(f"{name:28s} {verdict}", flush=True)
+            print(f"{name:36s} {verdict}", flush=True)
             for step in r["shrunk_steps"]:
                 print(f"    {step}")
     caught = sum(r["caught"] for r in reports)
@@ -483,12 +494,13 @@ def _check_fuzz(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 def _check_mutants(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.only is None:
         return
-    from graphrep.spec.mutants import MUTANTS
+    from graphrep.spec.mutants import MERGE_MUTANTS, MUTANTS
 
-    unknown = [n for n in a.only.split(",") if n not in MUTANTS]
+    known = [*MUTANTS, *MERGE_MUTANTS]
+    unknown = [n for n in a.only.split(",") if n not in known]
     if unknown:
         p.error(f"argument --only: unknown mutant(s) {', '.join(map(repr, unknown))}; "
-                f"choose from {', '.join(MUTANTS)}")
+                f"choose from {', '.join(known)}")
 
 
 def _with_check(p: argparse.ArgumentParser,

@@ -20,6 +20,18 @@ search-ignores-token        clients       ``Clients.can_answer``
 placement-ignores-regions   (placer)      the placement function
 ==========================  ============  ==========================================
 
+The ``crdt`` merge has planted bugs of its own (:data:`MERGE_MUTANTS`): graph classes
+that break the order-freedom of the merge, caught by the merge specification
+(:mod:`graphrep.spec.merge`):
+
+===================================  ==============================================
+mutant                               what it breaks
+===================================  ==============================================
+crdt-cap-by-arrival                  a full pool keeps what came first
+crdt-tombstone-loses-to-older-write  a late older insert outlives a delete
+crdt-prune-in-arrival-order          lists pruned from the pool in arrival order
+===================================  ==============================================
+
 No mutant overrides a private method of the replica, so a refactoring of the replica
 that keeps the seams keeps every mutant armed. The replica is built as
 ``Replica(name, disk, config, rng, seams=mutant.seams)`` (``Mutant.replica`` is that
@@ -42,6 +54,7 @@ import numpy as np
 
 from graphrep.ann import EdgeDelta
 from graphrep.ann.delta import KIND_DIFF
+from graphrep.ann.pools import PoolGraph, _prune_from
 from graphrep.errors import InvalidArgument
 from graphrep.protocol.antientropy import AntiEntropy
 from graphrep.protocol.clients import Clients
@@ -54,7 +67,8 @@ from graphrep.protocol.seams import Seams
 from graphrep.protocol.snapshots import Snapshots
 from graphrep.protocol.terms import Terms
 
-__all__ = ["MUTANTS", "Mutant", "run_mutant"]
+__all__ = ["MERGE_MUTANTS", "MUTANTS", "MergeMutant", "Mutant", "run_merge_mutant",
+           "run_mutant"]
 
 
 # ---------------------------------------------------------------------- the planted bugs
@@ -251,3 +265,74 @@ def run_mutant(name: str, max_examples: int | None = None, steps: int = 50,
             "steps_json": [s.to_json() for s in report.steps],
             "detail": report.detail, "seed": report.config.get("seed"),
             "sync": report.config.get("replica_settings", {}).get("sync")}
+
+
+# ---------------------------------------------------------------------- the crdt merge
+# Planted bugs in the graph whose merge must be order-free (graphrep.ann.pools): each is a
+# PoolGraph subclass, and the merge specification (graphrep.spec.merge) must catch it.
+
+
+class CapByArrival(PoolGraph):
+    """A full candidate pool refuses newcomers, however close: the cap keeps whatever
+    came first, so the pool depends on the arrival order."""
+
+    def _offer_slots(self, ts: np.ndarray, cs: np.ndarray) -> None:
+        room = self.pn[ts] < self.pool
+        super()._offer_slots(np.ascontiguousarray(ts[room]), np.ascontiguousarray(cs[room]))
+
+
+class TombstoneLosesToAnOlderWrite(PoolGraph):
+    """An incarnation that arrives after a tombstone lives, whatever its timestamp: the
+    delete loses to an older write that happens to arrive later."""
+
+    def add(self, id_: int, version: int, vector: Any) -> bool:
+        self._tomb.pop(int(id_), None)
+        return super().add(id_, version, vector)
+
+
+class PruneInArrivalOrder(PoolGraph):
+    """A list is pruned from the pool taken in arrival order (slot order) instead of the
+    canonical (distance, id, version) order."""
+
+    def _offer_slots(self, ts: np.ndarray, cs: np.ndarray) -> None:
+        super()._offer_slots(ts, cs)
+        for t in sorted(set(ts.tolist())):
+            n = int(self.pn[t])
+            order = np.argsort(self.ps[t, :n], kind="stable")
+            self.ps[t, :n] = self.ps[t, :n][order]
+            self.pd[t, :n] = self.pd[t, :n][order]
+            _prune_from(t, 0, 0, self.vecs, self.alive, self.ps, self.pd, self.pn, self.nbrs,
+                        self.deg, self.kd, self.R, self.alpha, self.counters)
+
+
+@dataclass(frozen=True)
+class MergeMutant:
+    """A planted bug in the crdt merge: a graph class that breaks one of its rules."""
+
+    name: str
+    description: str
+    graph: type[PoolGraph]
+
+
+MERGE_MUTANTS: dict[str, MergeMutant] = {m.name: m for m in (
+    MergeMutant(name, " ".join((cls.__doc__ or "").split()), cls) for name, cls in (
+        ("crdt-cap-by-arrival", CapByArrival),
+        ("crdt-tombstone-loses-to-older-write", TombstoneLosesToAnOlderWrite),
+        ("crdt-prune-in-arrival-order", PruneInArrivalOrder),
+    ))}
+
+
+def run_merge_mutant(name: str, max_examples: int = 150) -> dict[str, Any]:
+    """Run the merge specification (:func:`graphrep.spec.merge.run_merge_spec`) against
+    one planted bug of :data:`MERGE_MUTANTS`; a JSON-able report like
+    :func:`run_mutant`'s."""
+    from graphrep.spec.merge import run_merge_spec
+
+    m = MERGE_MUTANTS.get(name)
+    if m is None:
+        raise InvalidArgument(f"unknown merge mutant {name!r}; choose from "
+                              f"{', '.join(MERGE_MUTANTS)}")
+    r = run_merge_spec(m.graph, max_examples)
+    return {"mutant": name, "description": m.description, "caught": not r["passed"],
+            "invariant": r["invariant"], "detail": r["detail"],
+            "shrunk_steps": [repr(tuple(s)) for s in r["steps"]]}

@@ -10,7 +10,8 @@ import pytest
 from graphrep.cli import main
 from graphrep.errors import InvariantViolation
 from graphrep.spec import Step, WorldConfig, replay
-from graphrep.spec.mutants import MUTANTS, run_mutant
+from graphrep.spec.merge import run_merge_spec
+from graphrep.spec.mutants import MERGE_MUTANTS, MUTANTS, run_merge_mutant, run_mutant
 
 
 def test_there_are_at_least_eight_mutants_with_descriptions():
@@ -52,3 +53,20 @@ def test_mutants_command_reports_json(capsys):
 def test_mutants_command_refuses_unknown_names(capsys):
     assert main(["mutants", "--only", "no-such-bug"]) == 2
     assert "unknown mutant" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(MERGE_MUTANTS))
+def test_the_merge_specification_catches(name):
+    report = run_merge_mutant(name)
+    assert report["caught"] and report["invariant"].startswith("merge_")
+    assert report["shrunk_steps"]
+
+
+def test_the_real_merge_passes_the_merge_specification():
+    assert run_merge_spec()["passed"]
+
+
+def test_mutants_command_runs_a_merge_mutant(capsys):
+    assert main(["mutants", "--only", "crdt-cap-by-arrival", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["caught"] == 1 and out["list"][0]["invariant"] == "merge_order_free"
