@@ -6,7 +6,9 @@ and one writer in each; every writer sends ``--writes`` inserts, one every 5 ms 
 virtual time (:func:`graphrep.cluster.active.run_active`). The grid:
 
 - policy ``crdt`` (a replica group per region, a write acknowledged in its own region,
-  committed entries pulled and merged by the other regions), ``ordered`` (the same
+  committed entries pulled and merged by the other regions), ``lww`` (the same groups
+  and shipping, entries of the full records a write changed, kept per node by the
+  largest timestamp), ``ordered`` (the same
   groups and shipping, every replica running every write in one timestamp order once
   no earlier write can arrive) or ``leader`` (one group stretched over the three
   regions, every write sent to its one leader);
@@ -65,7 +67,7 @@ from graphrep.cluster.active import ActiveConfig, run_active  # noqa: E402
 
 RESULTS = ROOT / "results"
 REGIONS = ("eu", "us", "ap")
-POLICIES = ("crdt", "ordered", "leader")
+POLICIES = ("crdt", "lww", "ordered", "leader")
 OVERLAPS = (0.0, 1.0)
 NEMESES = ("none", "region-partition")
 DEFAULT_WRITES = 500
@@ -161,6 +163,7 @@ def make_row(cfg: ActiveConfig, s: dict[str, Any], wall_s: float) -> dict[str, A
         "policy": cfg.policy, "overlap": cfg.overlap, "nemesis": cfg.nemesis,
         "seed": cfg.seed, "writes": cfg.writes,
         "converged": s["converged"], "convergence_ms": s["convergence_ms"],
+        "quiet_ms": s["quiet_ms"],
         "digests_equal": s["digests_equal"],
         "writes_acknowledged": s["writes_acknowledged"], "writes_sent": s["writes_sent"],
         "lost_max": max(s["lost"].values()),
@@ -199,6 +202,7 @@ def cell_medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "runs": len(rows),
         "converged_runs": sum(r["converged"] for r in rows),
+        "quiet_ms": med("quiet_ms"),
         "digests_equal_runs": sum(r["digests_equal"] for r in rows),
         "convergence_ms": med("convergence_ms"),
         "lost_max": max(r["lost_max"] for r in rows),
@@ -221,6 +225,7 @@ def cell_medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def make_headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     crdt = [r for r in rows if r["policy"] == "crdt"]
     ordered = [r for r in rows if r["policy"] == "ordered"]
+    lww = [r for r in rows if r["policy"] == "lww"]
     leader = [r for r in rows if r["policy"] == "leader"]
     p99s = [r["latency_ms"][g]["p99"] for r in crdt for g in REGIONS]
     return {
@@ -230,6 +235,12 @@ def make_headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "worst_recall_gap": max(r["recall_gap"] for r in crdt),
             "max_p99_ms": max((x for x in p99s if x is not None), default=None),
             "replica_cpu_us_per_write": median([r["replica_cpu_us_per_write"] for r in crdt]),
+        },
+        "lww": {
+            "runs_with_digests_equal": sum(r["digests_equal"] for r in lww),
+            "runs": len(lww),
+            "worst_recall_gap": max(r["recall_gap"] for r in lww),
+            "unreachable_max": max(r["unreachable_max"] for r in lww),
         },
         "ordered": {
             "all_converged_digests_equal": all(r["converged"] and r["digests_equal"]
@@ -260,18 +271,19 @@ def print_table(cells: dict[str, dict[str, Any]]) -> None:
     def fmt(x: float | None, spec: str = ".1f") -> str:
         return "-" if x is None else format(x, spec)
 
-    head = (f"{'policy/overlap/nemesis':29s} {'conv':>5s} {'conv ms':>8s} {'rec min':>7s} "
+    head = (f"{'policy/overlap/nemesis':29s} {'conv':>5s} {'quiet ms':>8s} {'rec min':>7s} "
             f"{'single':>7s} {'gap':>6s} {'lost':>4s} {'unr':>3s} {'1w':>3s}  "
             f"{'p50 ms eu/us/ap':>20s}  {'p99 ms eu/us/ap':>22s} {'B/ins':>7s} "
             f"{'xreg B':>7s} {'apply/ins':>9s} {'cpu us/w':>9s} {'vis loc/all ms':>15s}")
-    print("medians over seeds (conv: runs converged with equal digests / runs)")
+    print("medians over seeds (conv: runs converged with equal digests / runs; quiet: "
+          "nothing left to ship or run, after the last write)")
     print(head)
     for key, c in cells.items():
         conv = f"{min(c['converged_runs'], c['digests_equal_runs'])}/{c['runs']}"
         p50 = "/".join(fmt(c["p50_ms"][g]) for g in REGIONS)
         p99 = "/".join(fmt(c["p99_ms"][g]) for g in REGIONS)
         vis = f"{fmt(c['visible_local_p50_ms'], '.0f')}/{fmt(c['visible_all_p50_ms'], '.0f')}"
-        print(f"{key:29s} {conv:>5s} {fmt(c['convergence_ms'], '.0f'):>8s} "
+        print(f"{key:29s} {conv:>5s} {fmt(c['quiet_ms'], '.0f'):>8s} "
               f"{fmt(c['recall_min'], '.4f'):>7s} {fmt(c['recall_single_writer'], '.4f'):>7s} "
               f"{fmt(c['recall_gap'], '.4f'):>6s} {c['lost_max']:>4d} "
               f"{c['unreachable_max']:>3d} {c['unreachable_single_writer']:>3d}  "

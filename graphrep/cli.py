@@ -40,7 +40,7 @@ SEARCH_K = 10
 # library (graphrep.cluster, graphrep.protocol.replica, graphrep.sim.examples) when the
 # parser is built; those of the other commands are listed here, and the tests check
 # them against the library's own lists.
-FUZZ_POLICIES = ("leader", "replay", "snapshot", "crdt", "ordered")
+FUZZ_POLICIES = ("leader", "replay", "snapshot", "crdt", "lww", "ordered")
 FUZZ_NEMESES = ("none", "partitions", "crashes", "loss", "mixed")
 PROFILES = ("ci", "dev", "nightly")
 
@@ -257,7 +257,7 @@ def _sim_config(args: argparse.Namespace) -> ClusterConfig:
 def _active(args: argparse.Namespace) -> bool:
     """Whether ``graphrep sim`` runs active-active (graphrep.cluster.active): writers in
     every region, for ``--policy crdt`` with ``--regions`` or ``--writers-per-region``."""
-    return args.regions is not None and (args.policy in ("crdt", "ordered")
+    return args.regions is not None and (args.policy in ("crdt", "lww", "ordered")
                                          or args.writers_per_region is not None)
 
 
@@ -436,9 +436,9 @@ def _check_sim_regions(p: argparse.ArgumentParser, a: argparse.Namespace) -> Non
         p.error("argument --writers-per-region: writers go in regions; give --regions (as "
                 "--regions eu,us,ap)")
     if _active(a):
-        if a.policy not in ("crdt", "ordered", "leader"):
-            p.error(f"argument --policy: writers in every region run crdt or ordered (a "
-                    f"group per region) or leader (one group stretched across them), got "
+        if a.policy not in ("crdt", "lww", "ordered", "leader"):
+            p.error(f"argument --policy: writers in every region run crdt, lww or ordered "
+                    f"(a group per region) or leader (one group stretched across them), got "
                     f"{a.policy}")
         if a.nemesis not in ("none", "region-partition"):
             p.error(f"argument --nemesis: writers in every region run with none or "
@@ -581,10 +581,10 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
                    "region)")
     _int_arg(c, "--nodes-per-region", 1, 15, 3, "nodes in each of --regions")
     _int_arg(c, "--writers-per-region", 1, 8, None, "active-active (with --regions; the "
-             "default for --policy crdt or ordered, one writer each): writers in every "
+             "default for --policy crdt, lww or ordered, one writer each): writers in every "
              "region at once, each making --writes writes (--deletes of them deletes) to its "
-             "own region's group (crdt, ordered: a group per region) or to one group "
-             "stretched across the regions (leader); only --policy crdt|ordered|leader, "
+             "own region's group (crdt, lww, ordered: a group per region) or to one group "
+             "stretched across the regions (leader); only --policy crdt|lww|ordered|leader, "
              "--nodes-per-region, --writes, --deletes, --dim, --queries, --seed and "
              "--nemesis none|region-partition apply")
     option("--shards", (1, 64), "shards: id i lives in shard i %% shards; every node hosts "

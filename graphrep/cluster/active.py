@@ -35,7 +35,9 @@ The summary (measured, nothing asserted): per-region write latency p50/p99 (ms, 
 send to acknowledgement), convergence after the last write (ms; ``None``: not within
 ``settle_ns``), whether every replica's digest is equal, acknowledged writes missing
 from a replica, writes of other regions held in a region not allowed the shard
-(``residency_violations``), recall@10 of each replica against exact neighbours of the live vectors,
+(``residency_violations``), edges ``lww`` dropped because they named a node not
+there yet (``dangling_edges``), recall@10 of each replica against exact neighbours of
+the live vectors,
 the recall of one writer that applied every surviving insert (a
 :class:`~graphrep.ann.pools.PoolGraph` fed them in id order: the same index, no
 replication), unreachable live nodes, bytes on the wire per insert (all, and between
@@ -65,10 +67,11 @@ from graphrep.sim.regions import INTRA_REGION, known_regions, region_latency
 
 __all__ = ["ACTIVE_POLICIES", "ActiveConfig", "Writer", "active_lines", "run_active"]
 
-ACTIVE_POLICIES = ("crdt", "ordered", "leader")
-"""``crdt``: a group per region, writes merged across regions; ``ordered``: a group per
-region, every write run everywhere in one timestamp order; ``leader``: one group
-stretched across the regions."""
+ACTIVE_POLICIES = ("crdt", "lww", "ordered", "leader")
+"""``crdt``: a group per region, writes merged across regions; ``lww``: a group per
+region, full records merged last-writer-wins per node; ``ordered``: a group per region,
+every write run everywhere in one timestamp order; ``leader``: one group stretched across
+the regions."""
 _CLUSTERS_PER_REGION = 8
 
 
@@ -291,17 +294,20 @@ def run_active(cfg: ActiveConfig) -> dict[str, Any]:
     while sim.now < write_end:
         sim.run_until(min(sim.now + VISIBILITY_STEP_NS, write_end))
         seen.look(sim)
-    converged_at = None
+    quiet_at = None
     while sim.now < write_end + cfg.settle_ns:
         sim.run_until(sim.now + VISIBILITY_STEP_NS)
         seen.look(sim)
-        if all(w.done for w in writers.values()) and _converged(sim, cfg):
-            converged_at = sim.now
+        if all(w.done for w in writers.values()) and _quiet(sim, cfg):
+            quiet_at = sim.now
             break
+    # converged: quiet with equal digests (merging the same entries gave the same graph)
+    converged_at = quiet_at if quiet_at is not None and _digests_agree(sim, cfg) else None
     sim_cpu = time.process_time() - t0
     s = _summary(cfg, sim, writers, region_of, queries, vectors, write_end, converged_at,
                  {"cpu": cpu, "apply": apply_cpu, "op": op_cpu}, sim_cpu)
     s["visible_ms"] = seen.percentiles()
+    s["quiet_ms"] = None if quiet_at is None else (quiet_at - write_end) / MS
     return s
 
 
@@ -363,20 +369,26 @@ def _groups(cfg: ActiveConfig) -> list[tuple[str, ...]]:
     return [cfg.group(r) for r in cfg.regions]
 
 
-def _converged(sim: Simulation, cfg: ActiveConfig) -> bool:
-    """Every group settled; every allowed region's replicas hold the same version vector
-    and the same digest (a region not allowed the shard: its group's own)."""
+def _quiet(sim: Simulation, cfg: ActiveConfig) -> bool:
+    """Every group settled, and every allowed region's replicas merged the same entries
+    (the same version vector) and have nothing waiting: nothing more will happen."""
     reps = _replicas(sim, cfg)
     if not all(shard_settled([reps[n] for n in g]) for g in _groups(cfg)):
         return False
     if cfg.policy == "leader":
-        return len({r.index.digest() for r in reps.values()}) == 1
+        return True
     allowed = cfg.allowed or cfg.regions
     sharing = [reps[n] for r in allowed for n in cfg.group(r)]
     if len({tuple(r.applier.version_vector()) for r in sharing}) != 1:
         return False
-    if any(getattr(r.index, "waiting", None) for r in reps.values()):
-        return False  # ``ordered``: writes not run yet
+    return not any(getattr(r.index, "waiting", None) for r in reps.values())
+
+
+def _digests_agree(sim: Simulation, cfg: ActiveConfig) -> bool:
+    """Every allowed region's replicas hold the same digest (a region not allowed the
+    shard: its group's own)."""
+    reps = _replicas(sim, cfg)
+    allowed = cfg.allowed or cfg.regions
     return all(len({reps[n].index.digest() for n in g}) == 1
                for g in [tuple(n for r in allowed for n in cfg.group(r))] +
                [cfg.group(r) for r in cfg.regions if r not in allowed])
@@ -452,6 +464,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
         "writes_sent": sum(len(w.sent) for w in writers.values()),
         "lost": lost,
         "residency_violations": sum(outside.values()),
+        "dangling_edges": {n: int(getattr(reps[n].index, "dangling", 0)) for n in sharing},
         "latency": per_region,
         "recall_at_10": recall,
         "recall_single_writer": single,

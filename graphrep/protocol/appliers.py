@@ -428,4 +428,5 @@ class SnapshotApplier(Applier):
 
 # the active-active policies live in modules of their own and register on import
 from graphrep.protocol import crdt as _crdt  # noqa: E402, F401
+from graphrep.protocol import lww as _lww  # noqa: E402, F401
 from graphrep.protocol import ordered as _ordered  # noqa: E402, F401

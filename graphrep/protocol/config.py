@@ -46,6 +46,9 @@ class Policy(StrEnum):
     """Active-active: every region's group accepts writes; entries carry candidate
     additions to a :class:`~graphrep.ann.pools.PoolGraph`, whose merge is order-free, and
     are shipped between regions asynchronously (:mod:`graphrep.protocol.crdt`)."""
+    LWW = "lww"
+    """Active-active baseline: entries ship the full records a write changed, and each
+    node keeps the record with the largest timestamp (:mod:`graphrep.protocol.lww`)."""
     ORDERED = "ordered"
     """Active-active baseline: every replica of every region runs every write on its own
     index in one global timestamp order, once no earlier write can still arrive

@@ -40,16 +40,18 @@ import msgpack
 import numpy as np
 
 from graphrep.ann.delta import FORMAT_VERSION, MAGIC, MIN_BYTES, EdgeDelta
+from graphrep.ann.records import RecordSet
 from graphrep.errors import DamagedEntry, DeltaError, GraphrepError, MalformedMessage
 from graphrep.protocol.messages import DELTA, MERGE, NOOP, OP, Entry, vector_of
 
-__all__ = ["DELETE", "INSERT", "LINK", "check_entry", "decode_entry", "encode_entry",
+__all__ = ["DELETE", "INSERT", "LINK", "RECORDS", "check_entry", "decode_entry", "encode_entry",
            "entry_parts", "wal_entry", "wal_record"]
 
-INSERT, DELETE, LINK = 0, 1, 2
-"""The kinds of write a ``MERGE`` entry carries: an insert, a delete, or a link (candidate
+INSERT, DELETE, LINK, RECORDS = 0, 1, 2, 3
+"""The kinds of write a ``MERGE`` entry carries: an insert, a delete, a link (candidate
 additions alone: a region's leader linking nodes written concurrently in two regions,
-which never saw each other)."""
+which never saw each other), or the full records a write changed (``lww``: the
+``vector`` field holds a :class:`~graphrep.ann.records.RecordSet`'s bytes)."""
 
 _WAL_HEAD = struct.Struct("<qB")
 _OPS = ("insert", "delete")
@@ -139,7 +141,11 @@ def entry_parts(entry: Entry) -> dict[str, int]:
             f = decode_entry(body, None)
         except MalformedMessage as exc:
             raise DamagedEntry(f"MERGE entry of term {term}: {exc}") from None
-        vector, keys = len(f[5]), 16 * (len(f[6]) + len(f[7]))
+        if f[3] == RECORDS:
+            parts = RecordSet.from_bytes(f[5]).size_by_part()
+            vector, keys = parts["vector"], parts["edges"]
+        else:
+            vector, keys = len(f[5]), 16 * (len(f[6]) + len(f[7]))
         return {"vector": vector, "edges": keys, "metadata": total - vector - keys,
                 "total": total}
     check_entry(entry, 1)  # a NOOP with an empty body passes; anything else raises
@@ -185,13 +191,21 @@ def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tu
         raise MalformedMessage("a crdt entry is [origin, seq, ts, kind, id, vector, a_ids, "
                                "a_versions, b_ids, b_versions, vv]")
     origin, seq, ts, kind, id_, vec, ai, av, bi, bv, vv = f
-    if not 0 <= origin < (regions or 256) or seq < 1 or kind not in (INSERT, DELETE, LINK):
+    if not 0 <= origin < (regions or 256) or seq < 1 \
+            or kind not in (INSERT, DELETE, LINK, RECORDS):
         raise MalformedMessage(f"crdt entry with origin {origin}, seq {seq}, kind {kind}")
     if vv and len(vv) != (regions or len(vv)):
         raise MalformedMessage(f"crdt entry with a version vector of {len(vv)} regions, the "
                                f"shard has {regions}")
     if len(ai) != len(av) or len(bi) != len(bv) or len(ai) % 8 or len(bi) % 8:
         raise MalformedMessage("crdt entry key arrays of unequal or ragged length")
+    if kind == RECORDS:
+        try:
+            rs = RecordSet.from_bytes(vec)
+        except GraphrepError as exc:
+            raise MalformedMessage(f"crdt entry's records: {exc}") from None
+        if dim is not None and rs.dim != dim:
+            raise MalformedMessage(f"records of dimension {rs.dim}, the shard has {dim}")
     if kind != INSERT and len(ai) != len(bi):
         raise MalformedMessage("a delete's or link's targets and candidates differ in number")
     if kind == INSERT and dim is not None:

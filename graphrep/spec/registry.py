@@ -104,6 +104,10 @@ register_policy(PolicySpec(
     description="active-active: entries carry candidate additions merged into "
                 "grow-only capped pools; lists are canonical prunes of them"))
 register_policy(PolicySpec(
+    "lww", config={"policy": "lww"}, converges=False, repairs_damage=False,
+    description="active-active baseline: full records merged last-writer-wins per node "
+                "(what it loses is measured, not promised away)"))
+register_policy(PolicySpec(
     "ordered", config={"policy": "ordered"}, repairs_damage=False,
     description="active-active baseline: every replica runs every write in one global "
                 "timestamp order, once no earlier write can arrive"))

@@ -13,7 +13,7 @@ from graphrep.errors import ProtocolError
 
 
 def test_the_tuples_are_the_enum_values_as_plain_strings():
-    assert p.POLICIES == ("leader", "replay", "snapshot", "crdt", "ordered")
+    assert p.POLICIES == ("leader", "replay", "snapshot", "crdt", "lww", "ordered")
     assert p.CONCERNS == ("one", "majority", "all")
     assert p.SYNC_POLICIES == ("always", "tick")
     for values, enum in ((p.POLICIES, p.Policy), (p.CONCERNS, p.Concern),
