@@ -172,9 +172,10 @@ def merge_property(cls: type[PoolGraph] = PoolGraph,
 
 
 def run_merge_spec(cls: type[PoolGraph] = PoolGraph, max_examples: int = 150) -> dict[str, Any]:
-    """Run :func:`merge_property` against ``cls`` (derandomized: the same examples every
-    time); a JSON-able report: ``passed``, the ``invariant`` broken, the shortest failing
-    program found (``steps``)."""
+    """Run :func:`merge_property` against ``cls``, derandomized (the same examples in
+    every run that loaded the same modules: Hypothesis also draws integer constants it
+    finds in them); a JSON-able report: ``passed``, the ``invariant`` broken, the
+    shortest failing program found (``steps``)."""
     failing: list = []
     prop = merge_property(cls, failing)
     run = settings(max_examples=max_examples, derandomize=True, database=None,
