@@ -336,13 +336,29 @@ def _fuzz(args: argparse.Namespace) -> int:
 
 def _mutants(args: argparse.Namespace) -> int:
     """Run the specification against every planted bug; exit 0 if all are caught."""
-    from graphrep.spec.mutants import MERGE_MUTANTS, MUTANTS, run_merge_mutant, run_mutant
+    from graphrep.spec.mutants import (
+        ACTIVE_MUTANTS,
+        MERGE_MUTANTS,
+        MUTANTS,
+        run_active_mutant,
+        run_merge_mutant,
+        run_mutant,
+    )
     from graphrep.spec.profiles import load
 
     load(args.profile)
-    names = args.only.split(",") if args.only else [*MUTANTS, *MERGE_MUTANTS]
+    names = args.only.split(",") if args.only else [*MUTANTS, *MERGE_MUTANTS,
+                                                    *ACTIVE_MUTANTS]
     reports = []
     for name in names:
+        if name in ACTIVE_MUTANTS:  # a whole active-active run, checked by the run
+            r = run_active_mutant(name)
+            reports.append(r)
+            if not args.json:
+                verdict = (f"caught by {r['invariant']}: {r['detail']}" if r["caught"]
+                           else "NOT caught by the active-active run")
+                print(f"{name:36s} {verdict}", flush=True)
+            continue
         if name in MERGE_MUTANTS:  # the crdt merge's planted bugs: the merge specification
             r = run_merge_mutant(name, max_examples=args.examples or 150)
             reports.append(r)
@@ -494,9 +510,9 @@ def _check_fuzz(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 def _check_mutants(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.only is None:
         return
-    from graphrep.spec.mutants import MERGE_MUTANTS, MUTANTS
+    from graphrep.spec.mutants import ACTIVE_MUTANTS, MERGE_MUTANTS, MUTANTS
 
-    known = [*MUTANTS, *MERGE_MUTANTS]
+    known = [*MUTANTS, *MERGE_MUTANTS, *ACTIVE_MUTANTS]
     unknown = [n for n in a.only.split(",") if n not in known]
     if unknown:
         p.error(f"argument --only: unknown mutant(s) {', '.join(map(repr, unknown))}; "

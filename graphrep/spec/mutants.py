@@ -32,6 +32,10 @@ crdt-tombstone-loses-to-older-write  a late older insert outlives a delete
 crdt-prune-in-arrival-order          lists pruned from the pool in arrival order
 ===================================  ==============================================
 
+and one of a whole active-active run (:data:`ACTIVE_MUTANTS`), caught by the run's
+residency check: ``crdt-ships-outside-residency`` (the shard's groups configured with
+every region, so entries reach a region the shard is not allowed in).
+
 No mutant overrides a private method of the replica, so a refactoring of the replica
 that keeps the seams keeps every mutant armed. The replica is built as
 ``Replica(name, disk, config, rng, seams=mutant.seams)`` (``Mutant.replica`` is that
@@ -67,8 +71,8 @@ from graphrep.protocol.seams import Seams
 from graphrep.protocol.snapshots import Snapshots
 from graphrep.protocol.terms import Terms
 
-__all__ = ["MERGE_MUTANTS", "MUTANTS", "MergeMutant", "Mutant", "run_merge_mutant",
-           "run_mutant"]
+__all__ = ["ACTIVE_MUTANTS", "MERGE_MUTANTS", "MUTANTS", "MergeMutant", "Mutant",
+           "run_active_mutant", "run_merge_mutant", "run_mutant"]
 
 
 # ---------------------------------------------------------------------- the planted bugs
@@ -336,3 +340,50 @@ def run_merge_mutant(name: str, max_examples: int = 150) -> dict[str, Any]:
     return {"mutant": name, "description": m.description, "caught": not r["passed"],
             "invariant": r["invariant"], "detail": r["detail"],
             "shrunk_steps": [repr(tuple(s)) for s in r["steps"]]}
+
+
+# ---------------------------------------------------------------------- active-active runs
+# Planted bugs of a whole active-active run (graphrep.cluster.active), caught by the
+# run's own checks.
+
+
+def _ships_outside_residency() -> Any:
+    from dataclasses import replace
+
+    from graphrep.cluster.active import ActiveConfig
+
+    class ShipsOutsideResidency(ActiveConfig):
+        """The shard's groups are configured with every region, ignoring the regions
+        the shard is allowed in: entries are shipped to a disallowed region."""
+
+        def replica_configs(self) -> dict:
+            return ActiveConfig.replica_configs(replace(self, allowed=()))
+
+    return ShipsOutsideResidency
+
+
+ACTIVE_MUTANTS: dict[str, Callable[[], Any]] = {
+    "crdt-ships-outside-residency": _ships_outside_residency,
+}
+"""Name -> a factory of the broken :class:`~graphrep.cluster.active.ActiveConfig`
+subclass."""
+
+
+def run_active_mutant(name: str) -> dict[str, Any]:
+    """Run an active-active run (three regions, the shard allowed in ``eu`` and ``us``
+    only, a region partition) with the planted bug ``name``; caught when the run's
+    residency check sees writes of other regions in ``ap``."""
+    from graphrep.cluster.active import run_active
+
+    make = ACTIVE_MUTANTS.get(name)
+    if make is None:
+        raise InvalidArgument(f"unknown active-active mutant {name!r}; choose from "
+                              f"{', '.join(ACTIVE_MUTANTS)}")
+    cls = make()
+    s = run_active(cls(allowed=("eu", "us"), writes=60, queries=20,
+                       nemesis="region-partition"))
+    caught = s["residency_violations"] > 0
+    return {"mutant": name, "description": " ".join((cls.__doc__ or "").split()),
+            "caught": caught, "invariant": "residency" if caught else None,
+            "detail": f"{s['residency_violations']} writes of eu and us held in ap",
+            "shrunk_steps": []}

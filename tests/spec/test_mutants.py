@@ -11,7 +11,14 @@ from graphrep.cli import main
 from graphrep.errors import InvariantViolation
 from graphrep.spec import Step, WorldConfig, replay
 from graphrep.spec.merge import run_merge_spec
-from graphrep.spec.mutants import MERGE_MUTANTS, MUTANTS, run_merge_mutant, run_mutant
+from graphrep.spec.mutants import (
+    ACTIVE_MUTANTS,
+    MERGE_MUTANTS,
+    MUTANTS,
+    run_active_mutant,
+    run_merge_mutant,
+    run_mutant,
+)
 
 
 def test_there_are_at_least_eight_mutants_with_descriptions():
@@ -71,3 +78,9 @@ def test_mutants_command_runs_a_merge_mutant(capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # which of the merge's invariants breaks first depends on the examples drawn
     assert out["caught"] == 1 and out["list"][0]["invariant"].startswith("merge_")
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE_MUTANTS))
+def test_the_active_active_run_catches(name):
+    report = run_active_mutant(name)
+    assert report["caught"] and report["invariant"] == "residency"
