@@ -39,6 +39,7 @@ the error propagates.
 from __future__ import annotations
 
 from enum import StrEnum
+from importlib import import_module
 from typing import ClassVar
 
 import msgpack
@@ -318,8 +319,16 @@ def register_applier(cls: type[Applier]) -> type[Applier]:
     return cls
 
 
+_ACTIVE_ACTIVE_MODULES = {"crdt": "graphrep.protocol.crdt", "lww": "graphrep.protocol.lww",
+                          "ordered": "graphrep.protocol.ordered"}
+"""The active-active policies live in modules of their own (which import this one) and
+register when first asked for."""
+
+
 def applier_class(policy: str) -> type[Applier]:
     """The applier registered for ``policy``."""
+    if policy not in APPLIERS and policy in _ACTIVE_ACTIVE_MODULES:
+        import_module(_ACTIVE_ACTIVE_MODULES[policy])
     try:
         return APPLIERS[policy]
     except KeyError:
@@ -425,8 +434,3 @@ class SnapshotApplier(Applier):
                   delta: EdgeDelta | None) -> Entry:
         return _tally_op(self, _op_entry(term, op, id_, vector))
 
-
-# the active-active policies live in modules of their own and register on import
-from graphrep.protocol import crdt as _crdt  # noqa: E402, F401
-from graphrep.protocol import lww as _lww  # noqa: E402, F401
-from graphrep.protocol import ordered as _ordered  # noqa: E402, F401

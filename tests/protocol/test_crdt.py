@@ -82,3 +82,18 @@ def test_an_entry_decodes_to_what_was_written_and_damage_is_refused():
         decode_entry(body, DIM, 1)  # an origin the shard does not have
     delete = write(g, 1, 2, pack(4, 0, 1), "delete", 9, b"")
     assert decode_entry(delete, DIM, REGIONS)[3] == DELETE
+
+
+@pytest.mark.parametrize("module", ["crdt", "lww", "ordered"])
+def test_each_active_active_module_can_be_imported_first(module):
+    """The policies' modules import the appliers and register with them; the appliers
+    find them on first use. Importing one first, in a fresh process, must work."""
+    import subprocess
+    import sys
+
+    code = (f"import graphrep.protocol.{module}\n"
+            "from graphrep.protocol.appliers import applier_class\n"
+            "print(*(applier_class(p).policy for p in ('crdt', 'lww', 'ordered')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.split() == ["crdt", "lww", "ordered"]
