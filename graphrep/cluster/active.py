@@ -4,8 +4,8 @@
 (the latency presets of :mod:`graphrep.sim.regions`), ``nodes_per_region`` replica
 nodes in each (``eu0, eu1, ...``) and ``writers_per_region`` writer processes in each,
 runs the writes, optionally cuts one region off for part of the write phase
-(``nemesis="region-partition"``), heals, runs until the replicas have converged (or
-``settle_ns`` passes) and returns a JSON-able summary.
+(``nemesis="region-partition"``), heals, runs until nothing is left to ship or run
+(or ``settle_ns`` passes) and returns a JSON-able summary.
 
 Policies:
 
@@ -15,6 +15,9 @@ Policies:
   leaders (:mod:`graphrep.protocol.regions`) and merged (:mod:`graphrep.protocol.crdt`).
   ``allowed`` restricts the shard to some regions (residency): a group in a region not
   allowed holds only the writes made there and ships nothing in or out.
+* ``lww`` and ``ordered``: the same groups and shipping, with the baselines' merges
+  (:mod:`graphrep.protocol.lww`: full records, last writer wins per node;
+  :mod:`graphrep.protocol.ordered`: every write run everywhere in timestamp order).
 * ``leader``: one group stretched across every region (one leader for all), writers
   everywhere sending to it: every write pays the round trip to the leader's region and
   to a majority. The latency baseline.
@@ -31,19 +34,24 @@ Data: a Gaussian mixture of ``8 * len(regions)`` clusters; region ``k`` owns clu
 ``overlap`` and among its own region's otherwise: ``overlap = 0`` gives regions disjoint
 parts of the space, ``1`` the same clusters. Queries come from all clusters.
 
-The summary (measured, nothing asserted): per-region write latency p50/p99 (ms, first
-send to acknowledgement), convergence after the last write (ms; ``None``: not within
-``settle_ns``), whether every replica's digest is equal, acknowledged writes missing
-from a replica, writes of other regions held in a region not allowed the shard
-(``residency_violations``), edges ``lww`` dropped because they named a node not
-there yet (``dangling_edges``), recall@10 of each replica against exact neighbours of
-the live vectors,
-the recall of one writer that applied every surviving insert (a
-:class:`~graphrep.ann.pools.PoolGraph` fed them in id order: the same index, no
-replication), unreachable live nodes, bytes on the wire per insert (all, and between
-regions), and replica CPU: a leader's own insert against applying one replicated entry,
-and the CPU of every replica's callbacks for writing and applying, per write (for
-``ordered`` the write's own insert runs in the apply, so only this total compares).
+The summary (measured, nothing asserted):
+
+* per-region write latency p50/p99 (ms, first send to acknowledgement), and when each
+  insert became searchable in its writer's region and everywhere (``visible_ms``);
+* ``quiet_ms``: when, after the last write, nothing was left to ship or run (``None``:
+  not within ``settle_ns``); ``converged``/``convergence_ms``: quiet with every
+  replica's digest equal (``digests_equal``);
+* acknowledged writes missing from a replica (``lost``), writes of other regions held
+  in a region not allowed the shard (``residency_violations``), edges ``lww`` dropped
+  because they named a node not there (``dangling_edges``);
+* recall@10 of each replica against exact neighbours of the live vectors, and of one
+  writer that inserted every surviving vector in id order with no replication (a
+  :class:`~graphrep.ann.pools.PoolGraph` for ``crdt``, a Vamana index otherwise), and
+  the unreachable live nodes of each;
+* bytes on the wire per insert (all, and between regions), and replica CPU: a leader's
+  own insert against applying one replicated entry, and every replica's callbacks per
+  write (for ``ordered`` the write's own insert runs in the apply, so only this total
+  compares).
 """
 
 from __future__ import annotations
