@@ -145,35 +145,52 @@ def entry_parts(entry: Entry) -> dict[str, int]:
             parts = RecordSet.from_bytes(f[5]).size_by_part()
             vector, keys = parts["vector"], parts["edges"]
         else:
-            vector, keys = len(f[5]), 16 * (len(f[6]) + len(f[7]))
+            vector, keys = len(f[5]), len(msgpack.unpackb(body)[6])
         return {"vector": vector, "edges": keys, "metadata": total - vector - keys,
                 "total": total}
     check_entry(entry, 1)  # a NOOP with an empty body passes; anything else raises
     return {"vector": 0, "edges": 0, "metadata": 0, "total": 0}
 
 
-def _keys(ids: np.ndarray, vers: np.ndarray) -> np.ndarray:
-    """Incarnation keys as an (n, 2) int64 array of (id, version) rows."""
-    return np.stack([ids.astype(np.int64), vers.astype(np.int64)], axis=1)
+MAX_ENTRY_KEYS = 1 << 20
+"""Incarnation keys one crdt entry may carry, at most (a decoder allocates no more)."""
 
 
-def _pack_keys(keys: list[tuple[int, int]]) -> tuple[bytes, bytes]:
-    if not keys:
-        return b"", b""
-    a = np.asarray(keys, dtype="<i8")
-    return a[:, 0].tobytes(), a[:, 1].tobytes()
+def _pack_keys(a: Any, b: Any) -> bytes:
+    """The keys of ``a`` and ``b`` (pairs of id, version) as one compressed block: the
+    int64 columns a_ids, a_versions, b_ids, b_versions, byte-shuffled (every value's
+    first byte, then every second byte, ...: ids and timestamps share their high bytes)
+    and deflated. Keys are most of an entry; this makes them about a fifth."""
+    cols = [np.asarray(k, dtype="<i8").reshape(-1, 2) for k in (a, b)]
+    flat = np.concatenate([cols[0][:, 0], cols[0][:, 1], cols[1][:, 0], cols[1][:, 1]])
+    return zlib.compress(flat.astype("<i8").view(np.uint8).reshape(-1, 8).T.tobytes(), 1)
+
+
+def _unpack_keys(blob: bytes, na: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
+    n = 2 * (na + nb)
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(blob, 8 * n)
+    except zlib.error as exc:
+        raise MalformedMessage(f"crdt entry keys do not inflate ({exc})") from None
+    if len(raw) != 8 * n or d.unconsumed_tail or not d.eof:
+        raise MalformedMessage(f"crdt entry keys are not the {na} + {nb} pairs it names")
+    flat = np.frombuffer(raw, np.uint8).reshape(8, n).T.copy().view("<i8").ravel()
+    a = np.stack([flat[:na], flat[na: 2 * na]], axis=1)
+    b = np.stack([flat[2 * na: 2 * na + nb], flat[2 * na + nb:]], axis=1)
+    return a, b
 
 
 def encode_entry(origin: int, seq: int, ts: int, kind: int, id_: int, vector: bytes,
                  a: list[tuple[int, int]], b: list[tuple[int, int]],
                  vv: list[int] | tuple[int, ...] = ()) -> bytes:
-    """An entry's body: msgpack ``[origin, seq, ts, kind, id, vector, a_ids, a_versions,
-    b_ids, b_versions, vv]`` (key arrays as little-endian int64 bytes). Insert: ``a`` is
-    the new node's pool, ``b`` the nodes offered the new node. Delete and link: ``b[k]``
-    is offered to ``a[k]``. ``vv``: the writer's version vector when it wrote (what it
-    had seen of each region; empty for a link)."""
-    return msgpack.packb([origin, seq, ts, kind, id_, vector, *_pack_keys(a),
-                          *_pack_keys(b), list(vv)], use_bin_type=True)
+    """An entry's body: msgpack ``[origin, seq, ts, kind, id, vector, keys, len(a),
+    len(b), vv]`` (``keys``: :func:`_pack_keys`). Insert: ``a`` is the new node's pool,
+    ``b`` the nodes offered the new node. Delete and link: ``b[k]`` is offered to
+    ``a[k]``. ``vv``: the writer's version vector when it wrote (what it had seen of
+    each region; empty for a link)."""
+    return msgpack.packb([origin, seq, ts, kind, id_, vector, _pack_keys(a, b), len(a),
+                          len(b), list(vv)], use_bin_type=True)
 
 
 def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tuple:
@@ -185,20 +202,19 @@ def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tu
         f = msgpack.unpackb(body, raw=False)
     except Exception as exc:
         raise MalformedMessage(f"undecodable crdt entry ({type(exc).__name__})") from None
-    if type(f) is not list or len(f) != 11 or not all(type(x) is int for x in f[:5]) \
-            or not all(type(x) is bytes for x in f[5:10]) or type(f[10]) is not list \
-            or not all(type(x) is int and x >= 0 for x in f[10]):
-        raise MalformedMessage("a crdt entry is [origin, seq, ts, kind, id, vector, a_ids, "
-                               "a_versions, b_ids, b_versions, vv]")
-    origin, seq, ts, kind, id_, vec, ai, av, bi, bv, vv = f
+    if type(f) is not list or len(f) != 10 or not all(type(x) is int for x in f[:5]) \
+            or not all(type(x) is bytes for x in f[5:7]) \
+            or not all(type(x) is int and 0 <= x <= MAX_ENTRY_KEYS for x in f[7:9]) \
+            or type(f[9]) is not list or not all(type(x) is int and x >= 0 for x in f[9]):
+        raise MalformedMessage("a crdt entry is [origin, seq, ts, kind, id, vector, keys, "
+                               f"len(a), len(b), vv] with at most {MAX_ENTRY_KEYS} keys")
+    origin, seq, ts, kind, id_, vec, keys, na, nb, vv = f
     if not 0 <= origin < (regions or 256) or seq < 1 \
             or kind not in (INSERT, DELETE, LINK, RECORDS):
         raise MalformedMessage(f"crdt entry with origin {origin}, seq {seq}, kind {kind}")
     if vv and len(vv) != (regions or len(vv)):
         raise MalformedMessage(f"crdt entry with a version vector of {len(vv)} regions, the "
                                f"shard has {regions}")
-    if len(ai) != len(av) or len(bi) != len(bv) or len(ai) % 8 or len(bi) % 8:
-        raise MalformedMessage("crdt entry key arrays of unequal or ragged length")
     if kind == RECORDS:
         try:
             rs = RecordSet.from_bytes(vec)
@@ -206,7 +222,7 @@ def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tu
             raise MalformedMessage(f"crdt entry's records: {exc}") from None
         if dim is not None and rs.dim != dim:
             raise MalformedMessage(f"records of dimension {rs.dim}, the shard has {dim}")
-    if kind != INSERT and len(ai) != len(bi):
+    if kind != INSERT and na != nb:
         raise MalformedMessage("a delete's or link's targets and candidates differ in number")
     if kind == INSERT and dim is not None:
         try:
@@ -215,8 +231,7 @@ def decode_entry(body: bytes, dim: int | None, regions: int | None = None) -> tu
             raise MalformedMessage(f"crdt insert: {exc}") from None
         if not np.isfinite(v).all():
             raise MalformedMessage("crdt insert with a NaN or inf vector")
-    a = _keys(np.frombuffer(ai, "<i8"), np.frombuffer(av, "<i8"))
-    b = _keys(np.frombuffer(bi, "<i8"), np.frombuffer(bv, "<i8"))
+    a, b = _unpack_keys(keys, na, nb)
     return origin, seq, ts, kind, id_, vec, a, b, vv
 
 

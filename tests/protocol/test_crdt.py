@@ -97,3 +97,25 @@ def test_each_active_active_module_can_be_imported_first(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.split() == ["crdt", "lww", "ordered"]
+
+
+def test_an_entry_whose_keys_do_not_match_their_counts_is_refused():
+    import zlib
+
+    import msgpack
+
+    g = PoolGraph(DIM, R=4, L=8)
+    write(g, 0, 1, pack(1, 0, 0), "insert", 1, VECTORS[1].tobytes(), [0] * REGIONS)
+    body = write(g, 0, 2, pack(2, 0, 0), "insert", 2, VECTORS[2].tobytes(), [1, 0, 0])
+    f = msgpack.unpackb(body)
+    assert f[7] == 1 and f[8] >= 1
+    bomb = zlib.compress(b"\x00" * (1 << 22))  # inflates far past what it names
+    for bad in ({7: f[7] + 1}, {8: 0}, {6: bomb}, {6: b"not deflate"}, {7: -1},
+                {8: 1 << 30}):
+        g2 = list(f)
+        for k, v in bad.items():
+            g2[k] = v
+        with pytest.raises(MalformedMessage):
+            decode_entry(msgpack.packb(g2, use_bin_type=True), DIM, REGIONS)
+    a, b = decode_entry(body, DIM, REGIONS)[6:8]
+    assert a.tolist() == [[1, pack(1, 0, 0)]] and b.tolist() == [[1, pack(1, 0, 0)]]
