@@ -18,7 +18,8 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from graphrep.errors import GraphrepError
 
@@ -636,6 +637,79 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_sim, check=_with_check(c, _check_sim))
 
 
+def _no_check(a: argparse.Namespace) -> None:
+    return None
+
+
+def _add_exp(sub: Any) -> None:
+    """``graphrep exp list|run|plot``: the experiments of :mod:`graphrep.exp`."""
+    e = sub.add_parser("exp", help="experiments: list them, run a sweep (local processes "
+                       "or a Dask cluster), plot its results")
+    esub = e.add_subparsers(dest="exp_command", required=True)
+    ls = esub.add_parser("list", help="the registered experiments and their profiles")
+    ls.set_defaults(func=_exp_list, check=_no_check)
+    r = esub.add_parser("run", help="run the cells of a sweep not finished yet; print a "
+                        "JSON summary last (exit 0 if no cell failed)")
+    r.add_argument("name", help="an experiment (graphrep exp list)")
+    r.add_argument("--profile", default="small", help="the sweep: small or full")
+    r.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the cells on this Dask cluster (default: local processes)")
+    _int_arg(r, "--jobs", 1, 256, 1, "local processes (without --scheduler)")
+    r.add_argument("--force", action="store_true", help="run finished cells again")
+    r.add_argument("--root", default="results", help="where results go")
+    r.set_defaults(func=_exp_run, check=_no_check)
+    pl = esub.add_parser("plot", help="plot an experiment's results (PNG, PDF and a "
+                         "caption file)")
+    pl.add_argument("name")
+    pl.add_argument("--root", default="results", help="where results are")
+    pl.set_defaults(func=_exp_plot, check=_no_check)
+
+
+def _exp_list(args: argparse.Namespace) -> int:
+    from graphrep.exp import get, names
+
+    for n in names():
+        e = get(n)
+        print(f"{n:20s} profiles {', '.join(e.profiles)}: {e.description}")
+    return 0
+
+
+def _exp_run(args: argparse.Namespace) -> int:
+    from graphrep.exp import dask_executor, get, run_sweep
+
+    exp = get(args.name)
+    prof = exp.profile(args.profile)
+    executor = dask_executor(args.scheduler) if args.scheduler else None
+    report = run_sweep(exp.name, prof.configs(), prof.seeds, root=Path(args.root),
+                       executor=executor, jobs=args.jobs, force=args.force,
+                       progress=sys.stderr.isatty())
+    print(json.dumps({**report.to_json(), "profile": args.profile, "root": args.root}))
+    return 0 if not report.failed else 1
+
+
+def _exp_plot(args: argparse.Namespace) -> int:
+    from graphrep.errors import InvalidArgument
+    from graphrep.exp import get, load
+
+    exp = get(args.name)
+    frame = load(exp.name, Path(args.root))
+    if frame.empty:
+        raise InvalidArgument(f"no finished results of {exp.name!r} under {args.root}: run "
+                              f"graphrep exp run {exp.name} first")
+    if exp.plot is None:
+        raise InvalidArgument(f"experiment {exp.name!r} has no plot")
+    out = Path(args.root) / exp.name / "figures"
+    paths = exp.plot(frame, out)
+    caption = out / f"{exp.name}.caption.txt"
+    seeds = sorted(set(frame["seed"].tolist()))
+    caption.write_text(f"{exp.caption}\nFrom {len(frame)} rows of {frame['cell'].nunique()} "
+                       f"cells (seeds {seeds}) under {args.root}/{exp.name}, made by "
+                       f"`graphrep exp run {exp.name}` and `graphrep exp plot {exp.name}`."
+                       "\n")
+    print(json.dumps({"figures": [str(p) for p in paths], "caption": str(caption)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; every option's allowed values are declared here."""
     p = _Parser(prog="graphrep", description="Replicate graph ANN indexes by their edge "
@@ -685,6 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     _choice_arg(m, "--profile", PROFILES, "ci", "Hypothesis profile")
     m.add_argument("--json", action="store_true", help="print only the JSON summary")
     m.set_defaults(func=_mutants, check=_with_check(m, _check_mutants))
+
+    _add_exp(sub)
 
     from graphrep.net.cli import add_commands
 

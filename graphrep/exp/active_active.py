@@ -1,0 +1,130 @@
+"""The active-active experiment: ``crdt``, ``lww``, ``ordered`` and one stretched
+``leader`` over three regions (:func:`graphrep.cluster.active.run_active`), with and
+without a region partition, on regions writing disjoint or the same parts of the data.
+
+One row per cell: the run's scalar figures (write latency per region, visibility,
+convergence, recall against one writer, unreachable nodes, bytes and CPU per write).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from graphrep.exp.core import Experiment, Profile, register
+
+__all__ = ["ActiveCell", "run"]
+
+POLICIES = ("crdt", "lww", "ordered", "leader")
+OVERLAPS = (0.0, 1.0)
+NEMESES = ("none", "region-partition")
+
+
+@dataclass(frozen=True)
+class ActiveCell:
+    """One cell's settings (the rest are :class:`~graphrep.cluster.active.ActiveConfig`'s
+    defaults)."""
+
+    policy: str = "crdt"
+    overlap: float = 0.0
+    nemesis: str = "none"
+    writes: int = 500
+    dim: int = 32
+    regions: tuple[str, ...] = ("eu", "us", "ap")
+    nodes_per_region: int = 3
+    writers_per_region: int = 1
+
+
+def run(cell: ActiveCell, seed: int) -> list[dict[str, Any]]:
+    from graphrep.cluster.active import ActiveConfig, run_active
+
+    s = run_active(ActiveConfig(**asdict(cell), seed=seed))
+    row: dict[str, Any] = {
+        "converged": s["converged"], "digests_equal": s["digests_equal"],
+        "quiet_ms": s["quiet_ms"], "lost_max": max(s["lost"].values()),
+        "recall_min": min(s["recall_at_10"].values()),
+        "recall_single_writer": s["recall_single_writer"],
+        "unreachable_max": max(s["unreachable"].values()),
+        "unreachable_single_writer": s["unreachable_single_writer"],
+        "bytes_per_insert": s["bytes_per_insert"],
+        "cross_region_bytes_per_insert": s["cross_region_bytes_per_insert"],
+        "replica_cpu_us_per_write": s["replica_cpu_us_per_write"],
+        "apply_to_insert_cpu": s["apply_to_insert_cpu"],
+        "visible_local_p50_ms": s["visible_ms"]["local_p50"],
+        "visible_all_p50_ms": s["visible_ms"]["all_p50"],
+    }
+    for region, d in s["latency"].items():
+        row[f"p50_ms.{region}"] = d["p50_ms"]
+        row[f"p99_ms.{region}"] = d["p99_ms"]
+    return [row]
+
+
+def _grid(writes: int) -> list[ActiveCell]:
+    return [ActiveCell(policy=p, overlap=o, nemesis=n, writes=writes)
+            for p in POLICIES for o in OVERLAPS for n in NEMESES]
+
+
+def plot(frame: Any, out: Path) -> list[Path]:
+    """Write latency p99 per region, visibility and recall per policy (medians over
+    seeds and overlaps), as PNG and PDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regions = [c.split(".", 1)[1] for c in frame.columns if c.startswith("p99_ms.")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    combos = [(p, n) for p in POLICIES for n in NEMESES
+              if ((frame["cfg.policy"] == p) & (frame["cfg.nemesis"] == n)).any()]
+    width = 0.8 / max(len(combos), 1)
+    for i, (p, n) in enumerate(combos):
+        sel = frame[(frame["cfg.policy"] == p) & (frame["cfg.nemesis"] == n)]
+        axes[0].bar([r + i * width for r in range(len(regions))],
+                    [sel[f"p99_ms.{g}"].median() for g in regions], width,
+                    label=f"{p}, {n}")
+    axes[0].set_xticks([r + 0.4 - width / 2 for r in range(len(regions))],
+                       [f"writer in {g}" for g in regions])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("write latency p99 (ms, virtual time)")
+    axes[0].set_title("(a) write latency p99 per region")
+    axes[0].legend(fontsize=6, ncol=2, loc="upper left")
+    labels = [f"{p}\n{n.replace('region-partition', 'partition')}" for p, n in combos]
+    meds = [frame[(frame["cfg.policy"] == p) & (frame["cfg.nemesis"] == n)]
+            for p, n in combos]
+    xs = range(len(combos))
+    axes[1].bar([x - 0.2 for x in xs], [m["visible_local_p50_ms"].median() for m in meds],
+                0.4, label="in the writer's region")
+    axes[1].bar([x + 0.2 for x in xs], [m["visible_all_p50_ms"].median() for m in meds],
+                0.4, label="on every replica")
+    axes[1].set_xticks(list(xs), labels, fontsize=7)
+    axes[1].set_ylabel("insert searchable after, p50 (ms, virtual time)")
+    axes[1].set_title("(b) visibility of a write")
+    axes[1].legend(fontsize=7)
+    axes[2].bar([x - 0.2 for x in xs], [m["recall_min"].median() for m in meds], 0.4,
+                label="worst replica")
+    axes[2].bar([x + 0.2 for x in xs], [m["recall_single_writer"].median() for m in meds],
+                0.4, label="one writer, no replication")
+    axes[2].set_xticks(list(xs), labels, fontsize=7)
+    axes[2].set_ylim(0, 1.05)
+    axes[2].set_ylabel("recall@10 (median over seeds and overlaps)")
+    axes[2].set_title("(c) recall")
+    axes[2].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "active_active.png", out / "active_active.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+EXPERIMENT = register(Experiment(
+    "active_active", ActiveCell, run,
+    profiles={"small": Profile(lambda: _grid(60), (7,)),
+              "full": Profile(lambda: _grid(500), (7, 8))},
+    description="crdt, lww, ordered and one stretched leader over three regions, with "
+                "and without a region partition",
+    plot=plot,
+    caption="Active-active over regions eu, us, ap (3 nodes and 1 writer each); "
+            "medians over seeds and overlaps."))
