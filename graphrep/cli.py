@@ -650,8 +650,11 @@ def _add_exp(sub: Any) -> None:
     ls.set_defaults(func=_exp_list, check=_no_check)
     r = esub.add_parser("run", help="run the cells of a sweep not finished yet; print a "
                         "JSON summary last (exit 0 if no cell failed)")
-    r.add_argument("name", help="an experiment (graphrep exp list)")
-    r.add_argument("--profile", default="small", help="the sweep: small or full")
+    from graphrep.exp.core import names
+
+    r.add_argument("name", choices=names(), help="an experiment (graphrep exp list)")
+    r.add_argument("--profile", default="small", choices=("small", "full"),
+                   help="the sweep: small or full")
     r.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run the cells on this Dask cluster (default: local processes)")
     _int_arg(r, "--jobs", 1, 256, 1, "local processes (without --scheduler)")
@@ -660,7 +663,7 @@ def _add_exp(sub: Any) -> None:
     r.set_defaults(func=_exp_run, check=_no_check)
     pl = esub.add_parser("plot", help="plot an experiment's results (PNG, PDF and a "
                          "caption file)")
-    pl.add_argument("name")
+    pl.add_argument("name", choices=names(), help="an experiment (graphrep exp list)")
     pl.add_argument("--root", default="results", help="where results are")
     pl.set_defaults(func=_exp_plot, check=_no_check)
 

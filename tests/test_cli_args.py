@@ -24,14 +24,15 @@ from graphrep.net.cli import BoundedFloat
 FREE_TEXT = {("demo", "--out"), ("sim-example", "--plot"), ("mutants", "--only"),
              ("sim", "--regions"),
              ("node", "--config"), ("node", "--name"), ("load", "--dir"), ("top", "--dir"),
-             ("cluster up", "--tls"),
+             ("cluster up", "--tls"), ("exp run", "--scheduler"), ("exp run", "--root"),
+             ("exp plot", "--root"),
              *((f"cluster {c}", "--dir") for c in ("up", "status", "stop", "kill", "start",
                                                   "down")),
              *((f"cluster {c}", "node") for c in ("stop", "kill", "start"))}
 """Options that take any text (a folder, a file, a node's name, a list checked after
 parsing): checked when the command runs."""
 POSITIONALS = {"sim-example": ["gossip"], "cluster start": ["n1"], "cluster stop": ["n1"],
-               "cluster kill": ["n1"]}
+               "cluster kill": ["n1"], "exp run": ["active_active"]}
 """What a command needs besides options, so that an option can be tried on its own."""
 
 
@@ -107,11 +108,11 @@ def test_every_option_declares_what_it_allows():
 
 
 def test_the_table_covers_every_command():
-    commands = {c for c, _ in _options()}
+    commands = {c for c, _ in _options()} | {"exp list"}  # the one that takes no value
     assert commands == set(_commands()) == {
         "demo", "sim-example", "sim", "fuzz", "mutants", "node", "load", "cluster up",
         "cluster status", "cluster stop", "cluster kill", "cluster start", "cluster down",
-        "top"}
+        "top", "exp list", "exp run", "exp plot"}
     assert len(_bad_values()) > 200
 
 

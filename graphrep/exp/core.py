@@ -80,9 +80,11 @@ def register(exp: Experiment, replace: bool = False) -> Experiment:
     return exp
 
 
-def names() -> list[str]:
-    """The registered experiments, in registration order."""
-    _load_builtin()
+def names(registered_only: bool = False) -> list[str]:
+    """The registered experiments, in registration order (the built-in ones loaded
+    first, unless ``registered_only``)."""
+    if not registered_only:
+        _load_builtin()
     return list(_REGISTRY)
 
 

@@ -2,28 +2,32 @@
 
 :func:`run_sweep` submits each cell not finished yet (all of them with ``force``) to the
 executor it is given, or to a :class:`~concurrent.futures.ProcessPoolExecutor` of
-``jobs`` local processes. For a Dask cluster pass ``dask_executor(address)``
+``jobs`` local processes, started fresh ("spawn": forking a process that holds threads,
+as one with a Dask client or Numba's pool does, can kill the child). For a Dask
+cluster pass ``dask_executor(address)``
 (``distributed.Client(address).get_executor()``): the same code path, the work on the
-cluster's workers. A cell runs :func:`run_cell` in the worker (which looks the
-experiment up by name, so only plain data crosses to it); this process writes each
-result as it arrives (:mod:`.store`). A cell that raises is recorded as failed, with its
-traceback and seed, and the sweep goes on. A progress bar shows cells done, failed and
-the time left.
+cluster's workers. A cell runs :func:`run_cell` in the worker, which looks the
+experiment up by name (importing the module of its ``run`` if the worker has not), so
+only plain data crosses to it; this process writes each result as it arrives
+(:mod:`.store`). A cell that raises is recorded as failed, with its traceback and
+seed, and the sweep goes on. A progress bar shows cells done, failed and the time left.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from graphrep.errors import InvalidArgument
-from graphrep.exp.core import cell_key, get, settings_of
+from graphrep.exp.core import cell_key, get, names, settings_of
 from graphrep.exp.store import DEFAULT_ROOT, finished, machine, write_cell
 
 __all__ = ["SweepReport", "dask_executor", "run_cell", "run_sweep"]
@@ -47,11 +51,15 @@ class SweepReport:
                 "failures": self.failed, "wall_s": round(self.wall_s, 1)}
 
 
-def run_cell(exp_name: str, settings: dict[str, Any], seed: int) -> tuple[list, float,
-                                                                         str | None]:
-    """Run one cell (in a worker): ``(rows, wall seconds, traceback or None)``."""
+def run_cell(exp_name: str, module: str, settings: dict[str, Any], seed: int
+             ) -> tuple[list, float, str | None]:
+    """Run one cell (in a worker): ``(rows, wall seconds, traceback or None)``. A fresh
+    worker imports ``module`` (where the experiment's ``run`` lives), which registers
+    it."""
     t0 = time.perf_counter()
     try:
+        if exp_name not in names(registered_only=True):
+            import_module(module)
         exp = get(exp_name)
         rows = exp.run(exp.config_of(_tuples(settings)), seed)
         return list(rows), time.perf_counter() - t0, None
@@ -92,10 +100,12 @@ def run_sweep(exp_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
     t0 = time.perf_counter()
     run_by = machine()
     with ExitStack() as stack:
-        if executor is None:
-            executor = stack.enter_context(ProcessPoolExecutor(max_workers=jobs))
-        futures = {executor.submit(run_cell, exp.name, settings, seed): (key, settings, seed)
-                   for key, settings, seed in todo}
+        if executor is None:  # fresh processes: no fork of a process that holds threads
+            executor = stack.enter_context(ProcessPoolExecutor(
+                max_workers=jobs, mp_context=multiprocessing.get_context("spawn")))
+        module = exp.run.__module__
+        futures = {executor.submit(run_cell, exp.name, module, settings, seed):
+                   (key, settings, seed) for key, settings, seed in todo}
         bar = _bar(len(todo), exp.name) if progress else None
         for fut in as_completed(futures):
             key, settings, seed = futures[fut]
