@@ -63,9 +63,11 @@ from bench_common import GRAPH_OPTIONS, add_options  # noqa: E402
 from graphrep.ann import VamanaIndex  # noqa: E402
 from graphrep.cluster import ClusterConfig, run_cluster  # noqa: E402
 from graphrep.datasets import gmm_dataset  # noqa: E402
-from graphrep.protocol.config import POLICIES  # noqa: E402
 
 RESULTS = ROOT / "results"
+POLICIES = ("leader", "replay", "snapshot")
+"""The one-group policies (the active-active ones: experiments/active_active.py)."""
+
 NEMESES = ("none", "partitions")
 
 
