@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from graphrep.exp.core import Experiment, Profile, register
+from graphrep.plotstyle import new_figure, save_all, style
 
 __all__ = ["ActiveCell", "run"]
 
@@ -68,13 +69,14 @@ def _grid(writes: int) -> list[ActiveCell]:
 def plot(frame: Any, out: Path) -> list[Path]:
     """Write latency p99 per region, visibility and recall per policy (medians over
     seeds and overlaps), as PNG and PDF."""
-    import matplotlib
+    with style():
+        return _plot(frame, out)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _plot(frame: Any, out: Path) -> list[Path]:
     regions = [c.split(".", 1)[1] for c in frame.columns if c.startswith("p99_ms.")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = new_figure(15, 4.2)
+    axes = fig.subplots(1, 3)
     combos = [(p, n) for p in POLICIES for n in NEMESES
               if ((frame["cfg.policy"] == p) & (frame["cfg.nemesis"] == n)).any()]
     width = 0.8 / max(len(combos), 1)
@@ -110,13 +112,7 @@ def plot(frame: Any, out: Path) -> list[Path]:
     axes[2].set_ylabel("recall@10 (median over seeds and overlaps)")
     axes[2].set_title("(c) recall")
     axes[2].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "active_active.png", out / "active_active.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_all(fig, out / "active_active")
 
 
 EXPERIMENT = register(Experiment(

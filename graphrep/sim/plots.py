@@ -30,13 +30,18 @@ time: any unpaired send with the key was sent before the delivery.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from graphrep.errors import InvalidArgument
+from graphrep.plotstyle import colors as _colors
+from graphrep.plotstyle import new_figure as _new_figure
+from graphrep.plotstyle import save as _save
+from graphrep.plotstyle import style as _style
 from graphrep.sim.trace import Trace, payload_digest
 
 __all__ = ["Interval", "Message", "fault_intervals", "fault_timeline", "pair_messages",
@@ -180,6 +185,17 @@ def fault_intervals(trace: Trace, end_ns: int | None = None) -> list[Interval]:
     return out
 
 
+def _styled(draw: Callable[..., Path]) -> Callable[..., Path]:
+    """Draw and save under the project's plot style (:mod:`graphrep.plotstyle`)."""
+
+    @functools.wraps(draw)
+    def styled(*args: Any, **kwargs: Any) -> Path:
+        with _style():
+            return draw(*args, **kwargs)
+
+    return styled
+
+
 def _check_nodes(nodes: Sequence[str]) -> list[str]:
     names = list(nodes)
     if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
@@ -187,34 +203,7 @@ def _check_nodes(nodes: Sequence[str]) -> list[str]:
     return names
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    import matplotlib
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    metadata = {"Date": None} if fmt in ("svg", "pdf") else {}
-    with matplotlib.rc_context({"svg.hashsalt": "graphrep", "svg.fonttype": "none"}):
-        fig.savefig(path, format=fmt, metadata=metadata)
-    return path
-
-
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _colors(labels: Iterable[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
-    return {lab: cmap(i % 10) for i, lab in enumerate(sorted(set(labels)))}
-
-
+@_styled
 def sequence_chart(trace: Trace, nodes: Sequence[str], path: str | Path, *,
                    start_ns: int = 0, end_ns: int | None = None,
                    max_messages: int | None = 400, labels: bool = True,
@@ -313,6 +302,7 @@ def sequence_chart(trace: Trace, nodes: Sequence[str], path: str | Path, *,
     return _save(fig, path)
 
 
+@_styled
 def fault_timeline(trace: Trace, nodes: Sequence[str], path: str | Path, *,
                    end_ns: int | None = None, title: str | None = None) -> Path:
     """Draw the faults of ``trace`` on a time line to ``path``; returns the path.

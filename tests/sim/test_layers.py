@@ -1,7 +1,8 @@
 """The packages depend on each other in one direction only, checked on the source.
 
 ``graphrep.sim`` is a library: it imports nothing of graphrep but the process interface
-(``graphrep.sansio``) and the errors. The index (``graphrep.ann``) knows nothing of
+(``graphrep.sansio``), the errors and the plot style (``graphrep.plotstyle``, which
+imports nothing of graphrep). The index (``graphrep.ann``) knows nothing of
 replication, simulation, the cluster scenario, the specification or the workload data;
 the protocol knows no simulator, scenario or network runtime; the cluster scenario no
 network runtime, and the network runtime (``graphrep.net``) no simulator, scenario or
@@ -20,7 +21,7 @@ import pytest
 from graphrep import layers
 from graphrep.layers import PACKAGE, imported
 
-ONLY = {"sim": ("graphrep.sansio", "graphrep.errors", "graphrep.sim")}
+ONLY = {"sim": ("graphrep.sansio", "graphrep.errors", "graphrep.sim", "graphrep.plotstyle")}
 """Packages that may import nothing of graphrep but these (and their submodules)."""
 
 NEVER = {
