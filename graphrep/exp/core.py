@@ -98,7 +98,7 @@ def get(name: str) -> Experiment:
 
 
 def _load_builtin() -> None:
-    from graphrep.exp import active_active  # noqa: F401  (registers on import)
+    from graphrep.exp import active_active, apply_scaling  # noqa: F401  (register on import)
 
 
 def settings_of(config: Any) -> dict[str, Any]:

@@ -130,3 +130,17 @@ def test_the_active_active_experiment_runs_its_cells_and_plots(tmp_path):
     paths = exp.plot(frame, tmp_path / "figures")
     assert all(p.stat().st_size > 0 for p in paths)
     assert {p.suffix for p in paths} == {".png", ".pdf"}
+
+
+def test_the_apply_scaling_experiment_measures_a_cell_and_plots(tmp_path):
+    from graphrep.exp.apply_scaling import ApplyCell
+
+    exp = get("apply_scaling")
+    cells = [ApplyCell(n=n, inserts=30, dim=8, R=8, L=16, repeats=1) for n in (200, 400)]
+    r = run_sweep("apply_scaling", cells, (7,), root=tmp_path, progress=False)
+    assert r.ran == 2 and not r.failed
+    frame = load("apply_scaling", tmp_path)
+    assert sorted(frame["n"]) == [200, 400]
+    assert (frame["apply_us"] > 0).all() and (frame["insert_us"] > 0).all()
+    assert (frame["records_per_delta"] >= 1).all()
+    assert {p.suffix for p in exp.plot(frame, tmp_path / "fig")} == {".png", ".pdf"}
