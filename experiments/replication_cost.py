@@ -63,10 +63,12 @@ from bench_common import GRAPH_OPTIONS, add_options  # noqa: E402
 from graphrep.ann import VamanaIndex  # noqa: E402
 from graphrep.cluster import ClusterConfig, run_cluster  # noqa: E402
 from graphrep.datasets import gmm_dataset  # noqa: E402
+from graphrep.exp.replication_cost import warm_up  # noqa: E402
 
 RESULTS = ROOT / "results"
 POLICIES = ("leader", "replay", "snapshot")
-"""The one-group policies (the active-active ones: experiments/active_active.py)."""
+"""The one-group policies (the active-active ones: experiments/active_active.py). The
+same runs as cells of a sweep: ``graphrep exp run replication_cost``."""
 
 NEMESES = ("none", "partitions")
 
@@ -192,22 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     plot(runs, RESULTS / f"{name}.png")
     print(json.dumps(result))
     return 0
-
-
-def warm_up(dim: int) -> None:
-    """Load every kernel the runs use (insert, delta encode/decode, apply, record hashes,
-    snapshots) once, so that no run pays Numba's cache loading or compilation."""
-    from graphrep.ann import EdgeDelta
-
-    rng = np.random.default_rng(0)
-    a, b = VamanaIndex(dim, R=8, L=16), VamanaIndex(dim, R=8, L=16)
-    deltas = a.build(rng.random((64, dim), dtype=np.float32))
-    deltas += [a.insert(1000 + i, rng.random(dim, dtype=np.float32)) for i in range(4)]
-    deltas.append(a.delete(1000))
-    b.apply([EdgeDelta.from_bytes(d.to_bytes()) for d in deltas])
-    VamanaIndex(dim, R=8, L=16).apply_bytes([d.to_bytes() for d in deltas])  # followers' path
-    a.record_hashes()
-    VamanaIndex.from_bytes(a.to_bytes()).search(rng.random(dim, dtype=np.float32), k=5)
 
 
 def plot(runs: dict[str, dict], path: Path) -> None:

@@ -98,7 +98,11 @@ def get(name: str) -> Experiment:
 
 
 def _load_builtin() -> None:
-    from graphrep.exp import active_active, apply_scaling  # noqa: F401  (register on import)
+    from graphrep.exp import (  # noqa: F401  (they register on import)
+        active_active,
+        apply_scaling,
+        replication_cost,
+    )
 
 
 def settings_of(config: Any) -> dict[str, Any]:

@@ -144,3 +144,20 @@ def test_the_apply_scaling_experiment_measures_a_cell_and_plots(tmp_path):
     assert (frame["apply_us"] > 0).all() and (frame["insert_us"] > 0).all()
     assert (frame["records_per_delta"] >= 1).all()
     assert {p.suffix for p in exp.plot(frame, tmp_path / "fig")} == {".png", ".pdf"}
+
+
+def test_the_replication_cost_experiment_measures_cells_and_plots(tmp_path):
+    from graphrep.exp.replication_cost import ReplicationCell
+
+    exp = get("replication_cost")
+    cells = [ReplicationCell(policy=p, initial=300, writes=60, dim=8, R=8, L=16, queries=20)
+             for p in ("leader", "replay")]
+    r = run_sweep("replication_cost", cells, (7,), root=tmp_path, progress=False)
+    assert r.ran == 2 and not r.failed, r.failed
+    frame = load("replication_cost", tmp_path).set_index("cfg.policy")
+    assert frame["converged"].all() and (frame["lost_writes"] == 0).all()
+    # a leader-policy follower applies deltas, a replay follower re-runs every insert
+    assert frame.loc["leader", "replica_distance_computations_per_insert"] < \
+        frame.loc["replay", "replica_distance_computations_per_insert"]
+    assert {p.suffix for p in exp.plot(frame.reset_index(), tmp_path / "fig")} == \
+        {".png", ".pdf"}
