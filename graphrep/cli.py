@@ -653,8 +653,8 @@ def _add_exp(sub: Any) -> None:
     from graphrep.exp.core import names
 
     r.add_argument("name", choices=names(), help="an experiment (graphrep exp list)")
-    r.add_argument("--profile", default="small", choices=("small", "full"),
-                   help="the sweep: small or full")
+    r.add_argument("--profile", default="small", choices=("tiny", "small", "full"),
+                   help="the sweep: tiny (a smoke test), small or full")
     r.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run the cells on this Dask cluster (default: local processes)")
     _int_arg(r, "--jobs", 1, 256, 1, "local processes (without --scheduler)")
@@ -666,6 +666,18 @@ def _add_exp(sub: Any) -> None:
     pl.add_argument("name", choices=names(), help="an experiment (graphrep exp list)")
     pl.add_argument("--root", default="results", help="where results are")
     pl.set_defaults(func=_exp_plot, check=_no_check)
+
+
+def _paper_build(args: argparse.Namespace) -> int:
+    from graphrep import paper
+    from graphrep.exp import dask_executor
+
+    executor = dask_executor(args.scheduler) if args.scheduler else None
+    summary = paper.build(args.profile, Path(args.root),
+                          Path(args.out) if args.out else paper.PAPER, executor=executor,
+                          jobs=args.jobs, progress=sys.stderr.isatty())
+    print(json.dumps(summary))
+    return 0
 
 
 def _exp_list(args: argparse.Namespace) -> int:
@@ -764,6 +776,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_mutants, check=_with_check(m, _check_mutants))
 
     _add_exp(sub)
+    pa = sub.add_parser("paper", help="the write-up papers/edge-delta-replication")
+    psub = pa.add_subparsers(dest="paper_command", required=True)
+    b = psub.add_parser("build", help="run its sweeps (finished cells reused), draw its "
+                        "figures and render paper.md from the results")
+    b.add_argument("--profile", default="small", choices=("tiny", "small", "full"),
+                   help="the sweeps: tiny (a smoke test), small or full")
+    b.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the cells on this Dask cluster (default: local processes)")
+    _int_arg(b, "--jobs", 1, 256, 2, "local processes (without --scheduler)")
+    b.add_argument("--root", default="results", help="where results go (per profile)")
+    b.add_argument("--out", default=None, help="where the paper goes (default: "
+                   "papers/edge-delta-replication)")
+    b.set_defaults(func=_paper_build, check=_no_check)
 
     from graphrep.net.cli import add_commands
 

@@ -25,7 +25,8 @@ FREE_TEXT = {("demo", "--out"), ("sim-example", "--plot"), ("mutants", "--only")
              ("sim", "--regions"),
              ("node", "--config"), ("node", "--name"), ("load", "--dir"), ("top", "--dir"),
              ("cluster up", "--tls"), ("exp run", "--scheduler"), ("exp run", "--root"),
-             ("exp plot", "--root"),
+             ("exp plot", "--root"), ("paper build", "--scheduler"),
+             ("paper build", "--root"), ("paper build", "--out"),
              *((f"cluster {c}", "--dir") for c in ("up", "status", "stop", "kill", "start",
                                                   "down")),
              *((f"cluster {c}", "node") for c in ("stop", "kill", "start"))}
@@ -112,7 +113,7 @@ def test_the_table_covers_every_command():
     assert commands == set(_commands()) == {
         "demo", "sim-example", "sim", "fuzz", "mutants", "node", "load", "cluster up",
         "cluster status", "cluster stop", "cluster kill", "cluster start", "cluster down",
-        "top", "exp list", "exp run", "exp plot"}
+        "top", "exp list", "exp run", "exp plot", "paper build"}
     assert len(_bad_values()) > 200
 
 

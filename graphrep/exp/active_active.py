@@ -117,7 +117,9 @@ def _plot(frame: Any, out: Path) -> list[Path]:
 
 EXPERIMENT = register(Experiment(
     "active_active", ActiveCell, run,
-    profiles={"small": Profile(lambda: _grid(60), (7,)),
+    profiles={"tiny": Profile(lambda: [ActiveCell(policy=p, nemesis=n, writes=30)
+                                       for p in POLICIES for n in NEMESES], (7,)),
+              "small": Profile(lambda: _grid(60), (7,)),
               "full": Profile(lambda: _grid(500), (7, 8))},
     description="crdt, lww, ordered and one stretched leader over three regions, with "
                 "and without a region partition",

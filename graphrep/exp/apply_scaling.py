@@ -133,7 +133,9 @@ def plot(frame: Any, out: Path) -> list[Path]:
 
 EXPERIMENT = register(Experiment(
     "apply_scaling", ApplyCell, run,
-    profiles={"small": Profile(lambda: [ApplyCell(n, 500) for n in (2_000, 5_000, 10_000)],
+    profiles={"tiny": Profile(lambda: [ApplyCell(n, 50, dim=16, R=16, L=32, repeats=1)
+                                       for n in (300, 600)], (7,)),
+              "small": Profile(lambda: [ApplyCell(n, 500) for n in (2_000, 5_000, 10_000)],
                                (7,)),
               "full": Profile(lambda: [ApplyCell(n) for n in (10_000, 30_000, 100_000)],
                               (7, 8, 9))},

@@ -145,7 +145,8 @@ def _grid(sizes: tuple[int, ...], writes: int, dim: int, R: int, L: int
 
 EXPERIMENT = register(Experiment(
     "replication_cost", ReplicationCell, run,
-    profiles={"small": Profile(lambda: _grid((2_000, 5_000), 1_000, 64, 32, 64), (7,)),
+    profiles={"tiny": Profile(lambda: _grid((300, 600), 60, 8, 8, 16), (7,)),
+              "small": Profile(lambda: _grid((2_000, 5_000), 1_000, 64, 32, 64), (7,)),
               "full": Profile(lambda: _grid((10_000, 100_000, 1_000_000), 20_000, 128, 64,
                                             100), (7, 8))},
     description="bytes and replica CPU per insert of leader, replay and snapshot, as the "

@@ -1,0 +1,143 @@
+"""The write-up ``papers/edge-delta-replication``, built from results.
+
+:func:`build` runs the sweeps the paper needs (:mod:`graphrep.exp`: ``replication_cost``,
+``apply_scaling``, ``active_active``; cells finished before are reused), reads their
+results, computes every number the text quotes (:func:`numbers`), draws the figures
+(each experiment's plot), and renders ``paper.md`` from the template ``paper.md.in`` with
+:meth:`str.format_map`: no number in the text is typed by hand. ``numbers.json`` beside
+it records the numbers, the profile and the cells they came from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from graphrep.errors import InvalidArgument
+
+__all__ = ["EXPERIMENTS", "PAPER", "build", "numbers", "render"]
+
+PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replication"
+"""The paper's directory in a source checkout."""
+EXPERIMENTS = ("replication_cost", "apply_scaling", "active_active")
+
+
+def _med(frame: Any, col: str) -> float:
+    return float(frame[col].median())
+
+
+def numbers(root: Path) -> dict[str, Any]:
+    """Every number the paper quotes, from the finished results under ``root``."""
+    from graphrep.exp import load
+
+    rc = load("replication_cost", root)
+    ap = load("apply_scaling", root)
+    aa = load("active_active", root)
+    for name, frame in (("replication_cost", rc), ("apply_scaling", ap),
+                        ("active_active", aa)):
+        if frame.empty:
+            raise InvalidArgument(f"no results of {name} under {root}: build runs them")
+    out: dict[str, Any] = {}
+    # replication cost, at the largest index of the sweep
+    big = rc["cfg.initial"].max()
+    out["rc_initial"] = int(big)
+    out["rc_writes"] = int(rc["cfg.writes"].max())
+    out["rc_dim"] = int(rc["cfg.dim"].max())
+    out["rc_seeds"] = int(rc["seed"].nunique())
+    for nem in ("none", "partitions"):
+        sel = rc[(rc["cfg.initial"] == big) & (rc["cfg.nemesis"] == nem)]
+        for pol in ("leader", "replay", "snapshot"):
+            g = sel[sel["cfg.policy"] == pol]
+            out[f"rc_{pol}_{nem}_bytes"] = _med(g, "bytes_per_insert.total")
+            out[f"rc_{pol}_{nem}_cpu_us"] = _med(g, "replica_cpu_us_per_insert")
+            out[f"rc_{pol}_{nem}_dist"] = _med(g, "replica_distance_computations_per_insert")
+        out[f"rc_cpu_ratio_{nem}"] = (out[f"rc_leader_{nem}_cpu_us"]
+                                      / out[f"rc_replay_{nem}_cpu_us"])
+        out[f"rc_bytes_ratio_{nem}"] = (out[f"rc_leader_{nem}_bytes"]
+                                        / out[f"rc_replay_{nem}_bytes"])
+    out["rc_all_converged"] = bool(rc["converged"].all())
+    out["rc_lost"] = int(rc["lost_writes"].sum())
+    out["rc_overhead_leader"] = _med(rc[(rc["cfg.initial"] == big)
+                                        & (rc["cfg.policy"] == "leader")
+                                        & (rc["cfg.nemesis"] == "none")], "overhead_in_run")
+    # apply scaling
+    by_n = ap.groupby("n")
+    ns = sorted(by_n.groups)
+    out["ap_n_min"], out["ap_n_max"] = int(ns[0]), int(ns[-1])
+    out["ap_ratio_min_n"] = float(by_n["apply_over_insert"].median()[ns[0]]) * 100
+    out["ap_ratio_max_n"] = float(by_n["apply_over_insert"].median()[ns[-1]]) * 100
+    out["ap_records"] = float(by_n["records_per_delta"].median()[ns[-1]])
+    out["ap_values"] = float(by_n["values_per_delta"].median()[ns[-1]])
+    # active-active
+    p99 = [c for c in aa.columns if c.startswith("p99_ms.")]
+    out["aa_writes"] = int(aa["cfg.writes"].max())
+    for pol in ("crdt", "lww", "ordered", "leader"):
+        g = aa[aa["cfg.policy"] == pol]
+        out[f"aa_{pol}_runs"] = len(g)
+        out[f"aa_{pol}_converged"] = int(g["converged"].sum())
+        out[f"aa_{pol}_p99_max"] = float(g[p99].max().max())
+        out[f"aa_{pol}_visible_local"] = _med(g, "visible_local_p50_ms")
+        out[f"aa_{pol}_visible_all"] = _med(g, "visible_all_p50_ms")
+        out[f"aa_{pol}_recall_gap"] = float((g["recall_single_writer"]
+                                             - g["recall_min"]).max())
+        out[f"aa_{pol}_bytes"] = _med(g, "bytes_per_insert")
+    out["aa_crdt_over_ordered_bytes"] = out["aa_crdt_bytes"] / out["aa_ordered_bytes"]
+    out["aa_leader_p50_min"] = float(aa[aa["cfg.policy"] == "leader"][
+        [c.replace("p99", "p50") for c in p99]].median().min())
+    out["aa_leader_p50_max"] = float(aa[aa["cfg.policy"] == "leader"][
+        [c.replace("p99", "p50") for c in p99]].median().max())
+    return out
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """The template with every ``{name:spec}`` filled from ``values`` (a missing name
+    raises :class:`InvalidArgument`)."""
+    try:
+        return template.format_map(dict(values))
+    except KeyError as exc:
+        raise InvalidArgument(f"the paper's template names {exc}, which numbers() does "
+                              "not compute") from None
+
+
+def build(profile: str = "small", root: Path = Path("results"), out: Path = PAPER,
+          executor: Executor | None = None, jobs: int = 1, progress: bool = True
+          ) -> dict[str, Any]:
+    """Run the sweeps of ``profile``, then write ``out/paper.md``, ``out/figures/`` and
+    ``out/numbers.json``; returns a summary."""
+    from graphrep.exp import get, load, run_sweep
+
+    template_path = PAPER / "paper.md.in"
+    if not template_path.exists():
+        raise InvalidArgument(f"no paper template at {template_path}: build from a source "
+                              "checkout")
+    out = Path(out)
+    root = Path(root) / profile
+    sweeps = {}
+    for name in EXPERIMENTS:
+        exp = get(name)
+        prof = exp.profile(profile)
+        r = run_sweep(name, prof.configs(), prof.seeds, root=root, executor=executor,
+                      jobs=jobs, progress=progress)
+        if r.failed:
+            raise InvalidArgument(f"{len(r.failed)} cell(s) of {name} failed, e.g. "
+                                  f"{r.failed[0]['error']}; see {root}/{name}")
+        sweeps[name] = r.to_json()
+    figures = out / "figures"
+    drawn = []
+    for name in EXPERIMENTS:
+        exp = get(name)
+        if exp.plot is not None:
+            drawn += [str(p) for p in exp.plot(load(name, root), figures)]
+    values = numbers(root)
+    text = render(template_path.read_text(), {**values, "profile": profile})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "paper.md").write_text(text)
+    cells = {name: sorted(set(load(name, root)["cell"])) for name in EXPERIMENTS}
+    (out / "numbers.json").write_text(json.dumps(
+        {"profile": profile, "numbers": values, "cells": cells}, indent=2, sort_keys=True)
+        + "\n")
+    return {"paper": str(out / "paper.md"), "figures": drawn, "profile": profile,
+            "sweeps": sweeps}
