@@ -22,7 +22,7 @@ __all__ = ["EXPERIMENTS", "PAPER", "build", "numbers", "render"]
 
 PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replication"
 """The paper's directory in a source checkout."""
-EXPERIMENTS = ("replication_cost", "apply_scaling", "active_active")
+EXPERIMENTS = ("replication_cost", "apply_scaling", "convergence", "active_active")
 
 
 def _med(frame: Any, col: str) -> float:
@@ -36,8 +36,9 @@ def numbers(root: Path) -> dict[str, Any]:
     rc = load("replication_cost", root)
     ap = load("apply_scaling", root)
     aa = load("active_active", root)
+    cv = load("convergence", root)
     for name, frame in (("replication_cost", rc), ("apply_scaling", ap),
-                        ("active_active", aa)):
+                        ("active_active", aa), ("convergence", cv)):
         if frame.empty:
             raise InvalidArgument(f"no results of {name} under {root}: build runs them")
     out: dict[str, Any] = {}
@@ -71,6 +72,26 @@ def numbers(root: Path) -> dict[str, Any]:
     out["ap_ratio_max_n"] = float(by_n["apply_over_insert"].median()[ns[-1]]) * 100
     out["ap_records"] = float(by_n["records_per_delta"].median()[ns[-1]])
     out["ap_values"] = float(by_n["values_per_delta"].median()[ns[-1]])
+    # convergence after a partition, at the longest one, without and with the most loss
+    longest = cv["cfg.partition_ms"].max()
+    out["cv_partition_ms"] = int(longest)
+    out["cv_loss"] = float(cv["cfg.loss"].max())
+    out["cv_seeds"] = int(cv["seed"].nunique())
+    from graphrep.exp.convergence import CONFIDENCE
+
+    out["cv_ci_percent"] = 100 * CONFIDENCE
+    out["cv_all_converged"] = bool(cv["converged"].all())
+    out["cv_lost"] = int(cv["lost_writes"].sum())
+    for tag, loss in (("calm", 0.0), ("lossy", out["cv_loss"])):
+        sel = cv[(cv["cfg.partition_ms"] == longest) & (cv["cfg.loss"] == loss)]
+        for pol in ("leader", "replay", "snapshot"):
+            g = sel[sel["cfg.policy"] == pol]
+            out[f"cv_{pol}_{tag}_ms"] = float(g["converge_ms"].mean())
+    base = cv[(cv["cfg.partition_ms"] == 0) & (cv["cfg.policy"] == "leader")]
+    cut = cv[(cv["cfg.partition_ms"] == longest) & (cv["cfg.loss"] == 0.0)
+             & (cv["cfg.policy"] == "leader")]
+    out["cv_leader_bytes_base"] = float(base["bytes_per_insert"].mean())
+    out["cv_leader_bytes_cut"] = float(cut["bytes_per_insert"].mean())
     # active-active
     p99 = [c for c in aa.columns if c.startswith("p99_ms.")]
     out["aa_writes"] = int(aa["cfg.writes"].max())

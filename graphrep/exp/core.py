@@ -101,6 +101,7 @@ def _load_builtin() -> None:
     from graphrep.exp import (  # noqa: F401  (they register on import)
         active_active,
         apply_scaling,
+        convergence,
         replication_cost,
     )
 
