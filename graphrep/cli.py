@@ -587,8 +587,10 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
         else:
             _int_arg(c, flag, *allowed, value, help_text)
 
-    option("--policy", POLICIES, "leader (edge deltas), replay (every replica inserts) or "
-           "snapshot (the leader ships its whole index periodically)")
+    option("--policy", POLICIES, "leader (edge deltas), replay (every replica inserts), "
+           "snapshot (the leader ships its whole index periodically); active-active, with "
+           "--regions: crdt (merged candidate additions), lww (records, last writer wins) "
+           "or ordered (every write everywhere in timestamp order)")
     option("--nodes", (1, 15), "nodes (replicas of the shard, when there is one)")
     c.add_argument("--regions", metavar="R,R,...", default=None,
                    help=f"put the nodes in these geo regions, comma-separated, of "
