@@ -16,13 +16,18 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from graphrep.errors import InvalidArgument
 
-__all__ = ["EXPERIMENTS", "PAPER", "build", "numbers", "render"]
+__all__ = ["EXPERIMENTS", "PAPER", "RECOVERED_WITHIN", "build", "numbers", "render"]
 
 PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replication"
 """The paper's directory in a source checkout."""
-EXPERIMENTS = ("replication_cost", "apply_scaling", "convergence", "active_active")
+RECOVERED_WITHIN = 0.01
+"""A cut-off replica has recovered once its recall is within this of the others'."""
+EXPERIMENTS = ("replication_cost", "apply_scaling", "convergence", "recall_timeline",
+               "active_active")
 
 
 def _med(frame: Any, col: str) -> float:
@@ -37,8 +42,9 @@ def numbers(root: Path) -> dict[str, Any]:
     ap = load("apply_scaling", root)
     aa = load("active_active", root)
     cv = load("convergence", root)
+    rt = load("recall_timeline", root)
     for name, frame in (("replication_cost", rc), ("apply_scaling", ap),
-                        ("active_active", aa), ("convergence", cv)):
+                        ("active_active", aa), ("convergence", cv), ("recall_timeline", rt)):
         if frame.empty:
             raise InvalidArgument(f"no results of {name} under {root}: build runs them")
     out: dict[str, Any] = {}
@@ -92,6 +98,26 @@ def numbers(root: Path) -> dict[str, Any]:
              & (cv["cfg.policy"] == "leader")]
     out["cv_leader_bytes_base"] = float(base["bytes_per_insert"].mean())
     out["cv_leader_bytes_cut"] = float(cut["bytes_per_insert"].mean())
+    # recall over time: the cut-off replica during the partition, and its recovery
+    lows, backs = [], []
+    for (_pol, _seed), g in rt.groupby(["cfg.policy", "seed"]):
+        start = float(g["cfg.start_ms"].iloc[0])
+        heal = start + float(g["cfg.partition_ms"].iloc[0])
+        cut = g[g["replica"] == "r2"].set_index("t_ms")["recall"]
+        others = g[g["replica"] != "r2"].groupby("t_ms")["recall"].min()
+        during = cut[(cut.index >= start) & (cut.index <= heal)]
+        if len(during):
+            lows.append(float(during.min()))
+        after = [t for t in cut.index if t >= heal and t in others.index
+                 and cut[t] >= others[t] - RECOVERED_WITHIN]
+        if after:
+            backs.append(min(after) - heal)
+    out["rt_partition_ms"] = int(rt["cfg.partition_ms"].max())
+    out["rt_low"] = float(np.median(lows)) if lows else float("nan")
+    out["rt_back_ms"] = float(np.median(backs)) if backs else float("nan")
+    out["rt_sample_ms"] = int(rt["cfg.sample_ms"].max())
+    out["rt_seeds"] = int(rt["seed"].nunique())
+    out["rt_within"] = RECOVERED_WITHIN
     # active-active
     p99 = [c for c in aa.columns if c.startswith("p99_ms.")]
     out["aa_writes"] = int(aa["cfg.writes"].max())

@@ -31,7 +31,7 @@ from graphrep.sim.engine import SimConfig, Simulation
 from graphrep.sim.nemesis import Fault, apply_schedule, draw_schedule
 
 __all__ = ["REGION_PARTITION_PERCENT", "CpuHooks", "ReplicaNodes", "TimedReplica",
-           "region_partition", "run_cluster"]
+           "dataset", "region_partition", "run_cluster"]
 
 
 def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
@@ -61,7 +61,7 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     if bootstrap is not None and layout.sharded:
         raise InvalidArgument("bootstrap holds one index; a sharded run builds one per "
                               "shard itself: leave bootstrap out")
-    vectors, queries = _dataset(cfg)
+    vectors, queries = dataset(cfg)
     sim = Simulation(cfg.seed, SimConfig(network=cfg.network(),
                                          cpu_ns_per_distance=cfg.cpu_ns_per_distance,
                                          cpu_ns_per_entry=cfg.cpu_ns_per_entry))
@@ -232,9 +232,9 @@ class TimedReplica(Replica):
                          hooks=CpuHooks(name, cpu, apply_cpu, op_cpu))
 
 
-def _dataset(cfg: ClusterConfig) -> tuple[np.ndarray, np.ndarray]:
+def dataset(cfg: ClusterConfig) -> tuple[np.ndarray, np.ndarray]:
     """The run's vectors (ids ``0 .. initial + writes - 1``) and queries, as contiguous
-    float32 arrays, from ``cfg.dataset``."""
+    float32 arrays, from ``cfg.dataset`` (what :func:`run_cluster` runs on)."""
     n_base = cfg.initial + cfg.writes
     if cfg.dataset == "fmnist":
         vectors, queries = load_fashion_mnist()

@@ -102,6 +102,7 @@ def _load_builtin() -> None:
         active_active,
         apply_scaling,
         convergence,
+        recall_timeline,
         replication_cost,
     )
 
