@@ -49,19 +49,18 @@ Not done here: tombstones and the pool entries of dead incarnations are kept for
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-import msgpack
 import numpy as np
 
 from graphrep.ann.pools import PoolGraph
-from graphrep.errors import DamagedEntry, InvalidArgument, InvalidVector, MalformedMessage
-from graphrep.protocol.appliers import Applier, register_applier
+from graphrep.errors import InvalidArgument, InvalidVector
+from graphrep.protocol.activeactive import RegionApplier, RegionState
+from graphrep.protocol.appliers import register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
-from graphrep.protocol.entries import DELETE, INSERT, LINK, decode_entry, encode_entry
-from graphrep.protocol.hlc import HLC, REGION_BITS
-from graphrep.protocol.log import Log
-from graphrep.protocol.messages import MERGE, Entry, vector_of
+from graphrep.protocol.entries import DELETE, INSERT, LINK, encode_entry
+from graphrep.protocol.hlc import REGION_BITS
+from graphrep.protocol.messages import vector_of
 
 __all__ = ["CrdtApplier", "CrdtState", "merge", "write"]
 
@@ -73,7 +72,6 @@ where the offer would enter the other's pool)."""
 LINK_SCAN = 512
 """Up to this many unseen local inserts are scanned for a remote insert's links; beyond,
 (after a long partition) a search of the merged state finds them."""
-_FORMAT = "graphrep.crdt/2"
 
 
 def write(graph: PoolGraph, region: int, seq: int, ts: int, op: str, id_: int,
@@ -123,126 +121,38 @@ def merge(graph: PoolGraph, entry: tuple) -> None:
         graph.offer(a, b)
 
 
-class CrdtState:
-    """What a ``crdt`` replica holds: the pool graph, the version vector, and where each
-    origin's entries sit in this replica's log (to ship them). Reads go to the graph."""
+class CrdtState(RegionState):
+    """What a ``crdt`` replica holds: the pool graph (``graph``, where reads go) and the
+    shipping bookkeeping of :class:`~.activeactive.RegionState`."""
+
+    FORMAT = "graphrep.crdt/3"
 
     def __init__(self, config: ReplicaConfig, graph: PoolGraph | None = None) -> None:
-        self.graph = graph or PoolGraph(config.dim, R=config.R, L=config.L,
-                                        alpha=config.alpha, pool=config.pool,
-                                        origin_bits=REGION_BITS)
-        n = max(len(config.regions), 1)
-        self.vv = [0] * n
-        """Entries merged per origin region (a prefix of each region's writes)."""
-        self.where: list[dict[int, int]] = [{} for _ in range(n)]
-        """Per origin: seq -> this log's position of that entry."""
-        self.keys: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
-        """Per origin: seq -> the incarnation ``(id, ts)`` its insert wrote (inserts only):
-        which inserts a region's entry had not seen, from its version vector."""
-        self.max_ts = 0
-        self.dim = config.dim
-
-    # reads (what clients, the checker and the recovery use of an index)
-    def search(self, queries: Any, k: int = 10, L: int | None = None) -> Any:
-        return self.graph.search(queries, k=k, L=L)
-
-    def __len__(self) -> int:
-        return len(self.graph)
-
-    def __contains__(self, id_: object) -> bool:
-        return id_ in self.graph
-
-    def ids(self, include_deleted: bool = False) -> np.ndarray:
-        return self.graph.ids(include_deleted)
-
-    def is_deleted(self, id_: int) -> bool:
-        return self.graph.is_deleted(id_)
-
-    def unreachable_count(self) -> int:
-        return self.graph.unreachable_count()
-
-    def graph_problems(self) -> list[str]:
-        return self.graph.graph_problems()
+        super().__init__(config, graph or PoolGraph(
+            config.dim, R=config.R, L=config.L, alpha=config.alpha, pool=config.pool,
+            origin_bits=REGION_BITS))
 
     @property
-    def distance_computations(self) -> int:
-        return self.graph.distance_computations
-
-    @property
-    def entry_id(self) -> int:
-        return self.graph.entry_id
-
-    @property
-    def seq(self) -> int:
-        return sum(self.vv)
-
-    def digest(self) -> bytes:
-        """The graph's digest with the version vector: equal on two replicas that merged
-        the same entries (in whatever order)."""
-        import hashlib
-
-        return hashlib.blake2b(self.graph.digest() + msgpack.packb(self.vv),
-                               digest_size=32).digest()
-
-    def to_bytes(self) -> bytes:
-        return msgpack.packb([_FORMAT, self.graph.to_bytes(), self.vv,
-                              [sorted(w.items()) for w in self.where], self.max_ts,
-                              [sorted((q, list(k)) for q, k in w.items()) for w in self.keys]],
-                             use_bin_type=True)
+    def graph(self) -> PoolGraph:
+        return self.reads  # type: ignore[no-any-return]
 
     @classmethod
-    def from_bytes(cls, config: ReplicaConfig, data: bytes) -> CrdtState:
-        from graphrep.errors import CorruptIndexFile
-
-        try:
-            fmt, graph, vv, where, max_ts, keys = msgpack.unpackb(data, raw=False)
-            if fmt != _FORMAT:
-                raise CorruptIndexFile(f"not a crdt state (format {fmt!r})")
-        except CorruptIndexFile:
-            raise
-        except Exception as exc:
-            raise CorruptIndexFile(f"crdt state bytes do not load ({type(exc).__name__})"
-                                   ) from None
-        s = cls(config, PoolGraph.from_bytes(graph))
-        if len(vv) != len(s.vv):
-            raise CorruptIndexFile(f"crdt state for {len(vv)} regions, the shard has "
-                                   f"{len(s.vv)}")
-        s.vv = [int(x) for x in vv]
-        s.where = [{int(k): int(v) for k, v in w} for w in where]
-        s.keys = [{int(q): (int(k[0]), int(k[1])) for q, k in w} for w in keys]
-        s.max_ts = int(max_ts)
-        return s
+    def load_reads(cls, data: bytes) -> PoolGraph:
+        return PoolGraph.from_bytes(data)
 
 
 @register_applier
-class CrdtApplier(Applier):
-    """``crdt`` (see the module docstring): entries are ``MERGE`` entries whose bodies
-    :func:`~.entries.encode_entry` makes; applying one merges it. A leader that is deposed with
-    entries overwritten rebuilds from its snapshot and log, as under ``leader``."""
+class CrdtApplier(RegionApplier):
+    """``crdt`` (see the module docstring): applying an entry merges its candidate
+    additions into the pool graph; a leader merging another region's insert links it
+    with the local inserts it never saw (:meth:`take_links`)."""
 
     policy = Policy.CRDT.value
-    anti_entropy = False
-    rebuild_when_elected = True
-    active_active: ClassVar[bool] = True
+    state_class = CrdtState
 
     def __init__(self, config: ReplicaConfig) -> None:
         super().__init__(config)
-        self.region = config.region_index
-        self.hlc = HLC(self.region)
-        self.now = 0
-        self._pending: tuple | None = None  # the entry the last execute made
         self._links: list[tuple[tuple[int, int], tuple[int, int]]] = []
-
-    def new_index(self) -> CrdtState:  # type: ignore[override]
-        return CrdtState(self.config)
-
-    @property
-    def state(self) -> CrdtState:
-        return self.index  # type: ignore[return-value]
-
-    # ------------------------------------------------------------------ local writes
-    def clock(self, now: int) -> None:
-        self.now = now
 
     def execute(self, op: str, id_: int, vector: bytes) -> Any:
         """A local write: a timestamp from the clock, the candidate additions from a search
@@ -251,53 +161,27 @@ class CrdtApplier(Applier):
         if op == "delta":
             raise InvalidArgument("policy 'crdt' logs candidate additions, not deltas: "
                                   "write with insert or delete")
-        st = self.state
-        g = st.graph
-        before = g.distance_computations
-        ts = self.hlc.tick(self.now)
-        seq = st.vv[self.region] + 1
         if op == "insert":
             vec = vector_of(vector, self.config.dim)
             if not np.isfinite(vec).all():
                 raise InvalidVector("the vector contains NaN or inf: send finite floats")
-        body = write(g, self.region, seq, ts, op, id_, bytes(vector), st.vv)
-        if op == "insert":
-            st.keys[self.region][seq] = (id_, ts)
-        st.vv[self.region] = seq
-        st.max_ts = max(st.max_ts, ts)
-        self.op_distances += g.distance_computations - before
-        self._pending = (self.region, seq)
+        st = self.state
+        before = st.distance_computations
+        seq, ts = self.next_local()
+        body = write(st.graph, self.region, seq, ts, op, id_, bytes(vector), st.vv)
+        self.wrote(seq, ts, INSERT if op == "insert" else DELETE, id_)
+        self.op_distances += st.distance_computations - before
         return body
 
-    def entry_for(self, term: int, op: str, id_: int, vector: bytes, delta: Any) -> Entry:
-        tally = self.logged_bytes
-        tally["op"] = tally.get("op", 0) + len(delta)
-        return (term, MERGE, delta)
+    def merge_into(self, entry: tuple, pos: int) -> None:
+        merge(self.state.graph, entry)
 
-    def executed(self, op: str, id_: int, pos: int) -> None:
-        super().executed(op, id_, pos)
-        if self._pending is not None:
-            origin, seq = self._pending
-            self.state.where[origin][seq] = pos
-            self._pending = None
-
-    # ------------------------------------------------------------------ merging
-    def check_remote(self, body: bytes) -> tuple[int, int]:
-        """(origin, seq) of a shipped entry body, fully checked; raises
-        ``MalformedMessage`` for a damaged or foreign body."""
-        f = decode_entry(body, self.config.dim, len(self.config.regions))
-        return f[0], f[1]
-
-    def merge_remote(self, body: bytes, pos: int) -> None:
-        """A leader appended a shipped entry at ``pos``: merge it now. A remote insert
-        that had not seen some of this region's inserts is linked with the nearest of
-        them (:meth:`take_links` logs the links as this region's entry)."""
-        before = self.state.distance_computations
-        origin, _seq, ts, kind, id_, vec, _a, _b, vv = self.apply_merge(body, pos)
-        self.applied = pos + 1
+    def after_remote(self, entry: tuple) -> None:
+        """A remote insert that had not seen some of this region's inserts is linked with
+        the nearest of them."""
+        origin, _seq, ts, kind, id_, vec, _a, _b, vv = entry
         if kind == INSERT and origin != self.region and vv:
             self._link(id_, ts, vec, vv[self.region])
-        self.work += self.state.distance_computations - before
 
     def _link(self, id_: int, ts: int, vec: bytes, have: int) -> None:
         """Pairs linking the remote insert ``(id_, ts)`` with the nearest live inserts of
@@ -332,97 +216,10 @@ class CrdtApplier(Applier):
         self._links = []
         a = [t for t, _ in pairs]
         b = [c for _, c in pairs]
-        ts = self.hlc.tick(self.now)
-        seq = st.vv[self.region] + 1
+        seq, ts = self.next_local()
         body = encode_entry(self.region, seq, ts, LINK, 0, b"", a, b)
         before = st.distance_computations
         st.graph.offer(a, b)
         self.work += st.distance_computations - before
-        st.vv[self.region] = seq
-        st.max_ts = max(st.max_ts, ts)
-        self._pending = (self.region, seq)
+        self.wrote(seq, ts, LINK, 0)
         return body
-
-    def linked(self, pos: int) -> None:
-        """The entry :meth:`take_links` returned is logged at ``pos``."""
-        self.applied = pos + 1
-        if self._pending is not None:
-            origin, seq = self._pending
-            self.state.where[origin][seq] = pos
-            self._pending = None
-
-    def apply_merge(self, body: bytes, pos: int) -> tuple:
-        """Merge the entry ``body`` at log position ``pos``; returns it decoded."""
-        st = self.state
-        try:
-            f = decode_entry(body, self.config.dim, len(self.config.regions))
-            origin, seq, ts, kind, id_ = f[:5]
-        except MalformedMessage as exc:
-            raise DamagedEntry(f"crdt entry at {pos}: {exc}") from None
-        if seq != st.vv[origin] + 1:
-            raise DamagedEntry(f"crdt entry at {pos} is write {seq} of region {origin}, "
-                               f"which has {st.vv[origin]} merged: entries of a region are "
-                               "merged in order")
-        merge(st.graph, f)
-        if origin == self.region and kind != LINK:
-            (self.id_pos if kind == INSERT else self.deleted_pos)[id_] = pos
-        if kind == INSERT:
-            st.keys[origin][seq] = (id_, ts)
-        st.vv[origin] = seq
-        st.where[origin][seq] = pos
-        st.max_ts = max(st.max_ts, ts)
-        self.hlc.observe(ts)
-        return f
-
-    # ------------------------------------------------------------------ shipping
-    def version_vector(self) -> list[int]:
-        return list(self.state.vv)
-
-    def shippable(self, log: Log, end: int, vv: list[int], limit: int) -> list[bytes]:
-        """The bodies of the entries below log position ``end`` that a region holding
-        ``vv`` lacks, in this log's order (each after what it was computed from), at most
-        ``limit``; stops early at an entry compacted out of the log (which compaction
-        avoids for the regions it has heard from: :meth:`.regions.Shipping.keep_from`)."""
-        st = self.state
-        wanted: list[int] = []
-        for origin, have in enumerate(vv):
-            w = st.where[origin]
-            for seq in range(have + 1, st.vv[origin] + 1):
-                pos = w.get(seq)
-                if pos is None or pos >= end:
-                    break
-                wanted.append(pos)
-        wanted.sort()
-        out = []
-        for pos in wanted[:limit]:
-            if pos < log.start:
-                break
-            out.append(log.entry(pos)[2])
-        return out
-
-    def first_needed(self, vv: list[int]) -> int:
-        """The log position of the first entry a region holding ``vv`` lacks (a large
-        number if it lacks none this log holds)."""
-        st = self.state
-        out = 1 << 62
-        for origin, have in enumerate(vv):
-            pos = st.where[origin].get(have + 1)
-            if pos is not None and pos < out:
-                out = pos
-        return out
-
-    # ------------------------------------------------------------------ rebuilding
-    def reset(self) -> None:
-        super().reset()
-        self.hlc = HLC(self.region)
-
-    def load(self, data: bytes) -> CrdtState:  # type: ignore[override]
-        return CrdtState.from_bytes(self.config, data)
-
-    def adopt(self, index: Any, end: int) -> None:
-        super().adopt(index, end)
-        self.hlc = HLC(self.region)
-        self.hlc.observe(index.max_ts)
-
-    def snapshot_bytes(self) -> bytes:
-        return self.state.to_bytes()

@@ -22,78 +22,46 @@ dropped. What that loses is the point of the baseline:
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any, ClassVar
+from typing import Any
 
-import msgpack
 import numpy as np
 
 from graphrep.ann import VamanaIndex
 from graphrep.ann.records import RecordSet
-from graphrep.errors import CorruptIndexFile, DamagedEntry, InvalidArgument, MalformedMessage
+from graphrep.errors import DamagedEntry, InvalidArgument
+from graphrep.protocol.activeactive import RegionApplier, RegionState
 from graphrep.protocol.appliers import register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
-from graphrep.protocol.crdt import CrdtApplier
-from graphrep.protocol.entries import RECORDS, decode_entry, encode_entry
+from graphrep.protocol.entries import DELETE, INSERT, RECORDS, encode_entry
 
 __all__ = ["LwwApplier", "LwwState"]
 
-_FORMAT = "graphrep.lww/1"
 
+class LwwState(RegionState):
+    """What an ``lww`` replica holds: its index (``index``, where reads go), each node's
+    record timestamp, and the shipping bookkeeping of
+    :class:`~.activeactive.RegionState`."""
 
-class LwwState:
-    """What an ``lww`` replica holds: its index, each node's record timestamp, and the
-    version vector and log positions for shipping (as :class:`~.crdt.CrdtState`)."""
+    FORMAT = "graphrep.lww/2"
 
     def __init__(self, config: ReplicaConfig, index: VamanaIndex | None = None) -> None:
-        self.index = index if index is not None else config.index()
-        n = max(len(config.regions), 1)
-        self.vv = [0] * n
-        self.where: list[dict[int, int]] = [{} for _ in range(n)]
-        self.keys: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
+        super().__init__(config, index if index is not None else config.index())
         self.stamp: dict[int, int] = {}
         """Per node id, the timestamp of the record it holds."""
         self.dangling = 0
         """Edges dropped because they named a node not here."""
         self.stale = 0
         """Records dropped because this replica held a newer one."""
-        self.max_ts = 0
-        self.known: set[int] = set()
+        self.known: set[int] = set(self.index.ids(include_deleted=True).tolist())
         """Every id this index stores (live or deleted): the edges it can keep."""
 
-    # reads
-    def search(self, queries: Any, k: int = 10, L: int | None = None) -> Any:
-        return self.index.search(queries, k=k, L=L)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __contains__(self, id_: object) -> bool:
-        return id_ in self.index
-
-    def ids(self, include_deleted: bool = False) -> np.ndarray:
-        return self.index.ids(include_deleted)
-
-    def is_deleted(self, id_: int) -> bool:
-        return self.index.is_deleted(id_)
-
-    def unreachable_count(self) -> int:
-        return self.index.unreachable_count()
-
-    def graph_problems(self) -> list[str]:
-        return self.index.graph_problems()
-
     @property
-    def distance_computations(self) -> int:
-        return self.index.distance_computations
+    def index(self) -> VamanaIndex:
+        return self.reads  # type: ignore[no-any-return]
 
-    @property
-    def entry_id(self) -> int:
-        return self.index.entry_id
-
-    @property
-    def seq(self) -> int:
-        return sum(self.vv)
+    @classmethod
+    def load_reads(cls, data: bytes) -> VamanaIndex:
+        return VamanaIndex.from_bytes(data)
 
     def stamp_records(self, records: RecordSet, ts: int) -> None:
         for i in records.ids.tolist():
@@ -123,54 +91,22 @@ class LwwState:
         self.index.overwrite_records(rs, entry_id=entry)
         self.stamp_records(rs, ts)
 
-    def digest(self) -> bytes:
-        return hashlib.blake2b(self.index.digest() + msgpack.packb(self.vv),
-                               digest_size=32).digest()
+    def extra(self) -> list:
+        return [sorted(self.stamp.items()), self.dangling, self.stale]
 
-    def to_bytes(self) -> bytes:
-        return msgpack.packb([_FORMAT, self.index.to_bytes(), self.vv,
-                              [sorted(w.items()) for w in self.where],
-                              sorted(self.stamp.items()), self.dangling, self.stale,
-                              self.max_ts], use_bin_type=True)
-
-    @classmethod
-    def from_bytes(cls, config: ReplicaConfig, data: bytes) -> LwwState:
-        try:
-            f = msgpack.unpackb(data, raw=False)
-            if f[0] != _FORMAT:
-                raise CorruptIndexFile(f"not an lww state (format {f[0]!r})")
-            _, index, vv, where, stamp, dangling, stale, max_ts = f
-            s = cls(config, VamanaIndex.from_bytes(index))
-            if len(vv) != len(s.vv):
-                raise CorruptIndexFile(f"lww state for {len(vv)} regions, the shard has "
-                                       f"{len(s.vv)}")
-            s.vv = [int(x) for x in vv]
-            s.where = [{int(k): int(v) for k, v in w} for w in where]
-            s.stamp = {int(k): int(v) for k, v in stamp}
-            s.dangling, s.stale, s.max_ts = int(dangling), int(stale), int(max_ts)
-            s.known = set(s.index.ids(include_deleted=True).tolist())
-        except CorruptIndexFile:
-            raise
-        except Exception as exc:
-            raise CorruptIndexFile(f"lww state bytes do not load ({type(exc).__name__})"
-                                   ) from None
-        return s
+    def restore(self, extra: list) -> None:
+        stamp, dangling, stale = extra
+        self.stamp = {int(k): int(v) for k, v in stamp}
+        self.dangling, self.stale = int(dangling), int(stale)
 
 
 @register_applier
-class LwwApplier(CrdtApplier):
-    """``lww`` (see the module docstring): :class:`~.crdt.CrdtApplier`'s shipping and
-    bookkeeping, with entries of full records merged last-writer-wins per node."""
+class LwwApplier(RegionApplier):
+    """``lww`` (see the module docstring): entries of full records, merged
+    last-writer-wins per node."""
 
     policy = Policy.LWW.value
-    active_active: ClassVar[bool] = True
-
-    def new_index(self) -> LwwState:  # type: ignore[override]
-        return LwwState(self.config)
-
-    @property
-    def lww(self) -> LwwState:
-        return self.index  # type: ignore[return-value]
+    state_class = LwwState
 
     def execute(self, op: str, id_: int, vector: bytes) -> Any:
         """A local write on the leader's index; returns the entry body: the records it
@@ -178,60 +114,28 @@ class LwwApplier(CrdtApplier):
         if op == "delta":
             raise InvalidArgument("policy 'lww' ships records, not deltas: write with "
                                   "insert or delete")
-        st = self.lww
+        st = self.state
         before = st.distance_computations
         if op == "insert":
             delta = st.index.insert(id_, np.frombuffer(vector, dtype="<f4"))
             st.known.add(int(id_))
         else:
             delta = st.index.delete(id_)
-        ts = self.hlc.tick(self.now)
-        seq = st.vv[self.region] + 1
+        seq, ts = self.next_local()
         records = st.index.export_records(np.unique(delta.ids))
         st.stamp_records(records, ts)
         body = encode_entry(self.region, seq, ts, RECORDS, id_, records.to_bytes(), [], [],
                             st.vv)
-        if op == "insert":
-            st.keys[self.region][seq] = (id_, ts)
-        st.vv[self.region] = seq
-        st.max_ts = max(st.max_ts, ts)
+        self.wrote(seq, ts, INSERT if op == "insert" else DELETE, id_)
         self.op_distances += st.distance_computations - before
-        self._pending = (self.region, seq)
         return body
 
-    def apply_merge(self, body: bytes, pos: int) -> tuple:
-        st = self.lww
-        try:
-            f = decode_entry(body, self.config.dim, len(self.config.regions))
-        except MalformedMessage as exc:
-            raise DamagedEntry(f"lww entry at {pos}: {exc}") from None
-        origin, seq, ts, kind, id_, payload = f[:6]
-        if seq != st.vv[origin] + 1:
-            raise DamagedEntry(f"lww entry at {pos} is write {seq} of region {origin}, "
-                               f"which has {st.vv[origin]} merged: entries of a region are "
-                               "merged in order")
+    def merge_into(self, entry: tuple, pos: int) -> None:
+        origin, _seq, ts, kind, id_, payload = entry[:6]
         if kind != RECORDS:
             raise DamagedEntry(f"lww entry at {pos} of kind {kind}: lww entries carry records")
         rs = RecordSet.from_bytes(payload)
-        st.take(rs, ts)
-        if origin == self.region:
+        self.state.take(rs, ts)
+        if origin == self.region:  # which op of the id this region's entry was
             mine = rs.flags[rs.ids == id_]
             (self.deleted_pos if mine.size and mine[0] == 2 else self.id_pos)[id_] = pos
-        st.vv[origin] = seq
-        st.where[origin][seq] = pos
-        st.max_ts = max(st.max_ts, ts)
-        self.hlc.observe(ts)
-        return f
-
-    def merge_remote(self, body: bytes, pos: int) -> None:
-        before = self.lww.distance_computations
-        self.apply_merge(body, pos)
-        self.applied = pos + 1
-        self.work += self.lww.distance_computations - before
-
-    def take_links(self) -> bytes | None:
-        return None
-
-    def load(self, data: bytes) -> LwwState:  # type: ignore[override]
-        return LwwState.from_bytes(self.config, data)
-

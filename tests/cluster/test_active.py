@@ -99,13 +99,13 @@ def test_ordered_waits_for_every_region_before_running_a_write():
     cfg = ActiveConfig(policy="ordered", writes=40, queries=10)
     c = cfg.replica_configs()["eu0"]
     st = OrderedState(c)
-    st.take(0, 1, 100, 0, 7, np.zeros(c.dim, "<f4").tobytes())
+    st.queue(0, 100, 0, 7, np.zeros(c.dim, "<f4").tobytes())
     assert st.run_ready() == 0 and 7 not in st  # regions 1 and 2 not heard past 100
-    st.take(1, 1, 150, 2, 0, b"")  # a tick of region 1
+    st.queue(1, 150, 2, 0, b"")  # a tick of region 1
     assert st.run_ready() == 0
-    st.take(2, 1, 99, 2, 0, b"")  # region 2 is still behind
+    st.queue(2, 99, 2, 0, b"")  # region 2 is still behind
     assert st.run_ready() == 0
-    st.take(2, 2, 101, 2, 0, b"")
+    st.queue(2, 101, 2, 0, b"")
     assert st.run_ready() == 1 and 7 in st
 
 
