@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from graphrep.ann.pools import PoolGraph
-from graphrep.errors import InvalidArgument, InvalidVector
+from graphrep.errors import InvalidArgument, InvalidVector, UnknownId
 from graphrep.protocol.activeactive import RegionApplier, RegionState
 from graphrep.protocol.appliers import register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
@@ -166,6 +166,11 @@ class CrdtApplier(RegionApplier):
             if not np.isfinite(vec).all():
                 raise InvalidVector("the vector contains NaN or inf: send finite floats")
         st = self.state
+        if op == "delete" and id_ not in st.graph:
+            # a region deletes what it holds: a delete of an id whose insert has not
+            # arrived would be overtaken by that insert (a newer timestamp) when it does
+            raise UnknownId(f"delete: id {id_} is not live in this region; delete an id "
+                            "after its insert is acknowledged here")
         before = st.distance_computations
         seq, ts = self.next_local()
         body = write(st.graph, self.region, seq, ts, op, id_, bytes(vector), st.vv)

@@ -141,6 +141,12 @@ class OrderedApplier(RegionApplier):
             if not np.isfinite(vec).all():
                 raise InvalidVector("the vector contains NaN or inf: send finite floats")
         st = self.state
+        if kind == DELETE and id_ not in st.index and not any(
+                w[1] == INSERT and w[2] == id_ for w in st.waiting):
+            # as under crdt: a region deletes only ids it has seen inserted, or a retried
+            # insert would run after the delete and bring the id back
+            raise UnknownId(f"delete: id {id_} is not inserted in this region; delete an "
+                            "id after its insert is acknowledged here")
         before = st.distance_computations
         seq, ts = self.next_local()
         payload = bytes(vector) if kind == INSERT else b""

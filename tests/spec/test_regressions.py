@@ -81,3 +81,28 @@ def test_fuzz_snapshot_seed_300430_a_damaged_follower_elected_shipped_its_damage
 
     result = fuzz_seed(300430, "snapshot", 200, "mixed")
     assert result.ok, result.detail
+
+
+def test_crdt_seed_18_a_retried_insert_overtook_an_acknowledged_delete():
+    """crdt: the client's insert of id 17 was dropped, its delete of 17 arrived and was
+    acknowledged (a tombstone for an id the region did not hold), then the insert's retry
+    came with a newer timestamp and brought 17 back (no_lost_writes). Fixed: a region
+    deletes only ids it holds (ordered likewise: only ids it has seen inserted)."""
+    cfg = WorldConfig(policy="crdt", seed=18, sync="always")
+    release = Step("release", dst="n1", src="n0")
+    steps = [Step("advance", ms=300),
+             Step("delete", concern="one", pick=0, replica=0, shard=0),
+             Step("insert", concern="one", count=5, read=0, replica=1, shard=1),
+             release, release,
+             Step("insert", concern="one", count=5, read=0, replica=1, shard=1),
+             release, release, release, release,
+             Step("insert", concern="one", count=1, read=2, replica=0, shard=0),
+             release, release,
+             Step("insert", concern="one", count=3, read=2, replica=0, shard=0),
+             Step("drop", pick=218),
+             Step("insert", concern="one", count=3, read=2, replica=0, shard=0),
+             Step("insert", concern="one", count=3, read=0, replica=0, shard=0),
+             Step("drop", pick=0),
+             Step("delete", concern="one", pick=37, replica=0, shard=0),
+             release]
+    replay(cfg, steps)
