@@ -128,7 +128,8 @@ class CrdtState(RegionState):
     FORMAT = "graphrep.crdt/3"
 
     def __init__(self, config: ReplicaConfig, graph: PoolGraph | None = None) -> None:
-        super().__init__(config, graph or PoolGraph(
+        # not ``graph or ...``: a graph whose every node is dead has length 0
+        super().__init__(config, graph if graph is not None else PoolGraph(
             config.dim, R=config.R, L=config.L, alpha=config.alpha, pool=config.pool,
             origin_bits=REGION_BITS))
 

@@ -119,3 +119,21 @@ def test_an_entry_whose_keys_do_not_match_their_counts_is_refused():
             decode_entry(msgpack.packb(g2, use_bin_type=True), DIM, REGIONS)
     a, b = decode_entry(body, DIM, REGIONS)[6:8]
     assert a.tolist() == [[1, pack(1, 0, 0)]] and b.tolist() == [[1, pack(1, 0, 0)]]
+
+
+def test_a_state_whose_every_node_is_dead_survives_its_bytes():
+    """A snapshot of a state holding only dead incarnations (an insert, then its delete)
+    loaded as an empty graph: the pool graph's length is its live count, and the state
+    took an empty graph for "no graph given". Found by ``graphrep fuzz --policy crdt
+    --nemesis partitions --steps 150 --seed 15`` (digests differed after quiescence)."""
+    from graphrep.protocol.config import ReplicaConfig
+    from graphrep.protocol.crdt import CrdtState
+
+    cfg = ReplicaConfig(replicas=("a",), dim=DIM, R=8, L=16, policy="crdt")
+    st = CrdtState(cfg)
+    write(st.graph, 0, 1, 10 << 8, "insert", 3, VECTORS[3].tobytes())
+    write(st.graph, 0, 2, 11 << 8, "delete", 3, b"")
+    assert len(st.graph) == 0 and st.graph.version(3) is not None
+    back = CrdtState.from_bytes(cfg, st.to_bytes())
+    assert back.digest() == st.digest()
+    assert back.graph.tombstone_version(3) == 11 << 8
