@@ -1,7 +1,7 @@
 """The write-up ``papers/edge-delta-replication``, built from results.
 
-:func:`build` runs the sweeps the paper needs (:mod:`graphrep.exp`: ``replication_cost``,
-``apply_scaling``, ``active_active``; cells finished before are reused), reads their
+:func:`build` runs the sweeps the paper needs (:mod:`graphrep.exp`, the experiments of
+:data:`EXPERIMENTS`; cells finished before are reused), reads their
 results, computes every number the text quotes (:func:`numbers`), draws the figures
 (each experiment's plot), and renders ``paper.md`` from the template ``paper.md.in`` with
 :meth:`str.format_map`: no number in the text is typed by hand. ``numbers.json`` beside
@@ -27,7 +27,7 @@ PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replicat
 RECOVERED_WITHIN = 0.01
 """A cut-off replica has recovered once its recall is within this of the others'."""
 EXPERIMENTS = ("replication_cost", "apply_scaling", "convergence", "recall_timeline",
-               "active_active")
+               "drift", "lag", "active_active")
 
 
 def _med(frame: Any, col: str) -> float:
@@ -43,8 +43,11 @@ def numbers(root: Path) -> dict[str, Any]:
     aa = load("active_active", root)
     cv = load("convergence", root)
     rt = load("recall_timeline", root)
+    dr = load("drift", root)
+    lg = load("lag", root)
     for name, frame in (("replication_cost", rc), ("apply_scaling", ap),
-                        ("active_active", aa), ("convergence", cv), ("recall_timeline", rt)):
+                        ("active_active", aa), ("convergence", cv), ("recall_timeline", rt),
+                        ("drift", dr), ("lag", lg)):
         if frame.empty:
             raise InvalidArgument(f"no results of {name} under {root}: build runs them")
     out: dict[str, Any] = {}
@@ -118,6 +121,33 @@ def numbers(root: Path) -> dict[str, Any]:
     out["rt_sample_ms"] = int(rt["cfg.sample_ms"].max())
     out["rt_seeds"] = int(rt["seed"].nunique())
     out["rt_within"] = RECOVERED_WITHIN
+    # drift: agreement with r0 at equal logs, and once settled
+    eq = dr[dr["behind"] == 0]
+    out["dr_seeds"] = int(dr["seed"].nunique())
+    out["dr_writes"] = int(dr["cfg.writes"].max())
+    out["dr_search_L"] = int(dr["cfg.search_L"].max())
+    for pol in ("leader", "replay"):
+        g = eq[eq["cfg.policy"] == pol]
+        fin = g[g["final"]]
+        out[f"dr_{pol}_same_graph_final"] = int(fin["same_graph"].sum())
+        out[f"dr_{pol}_final_rows"] = len(fin)
+        out[f"dr_{pol}_identical_min"] = float(g["identical"].min())
+        out[f"dr_{pol}_identical_final"] = float(fin["identical"].median())
+        out[f"dr_{pol}_overlap_final"] = float(fin["overlap"].median())
+    # lag under load, at the highest write rate
+    busiest = int(lg["cfg.write_interval_us"].min())
+    out["lg_writes_per_s"] = 1e6 / busiest
+    out["lg_seeds"] = int(lg["seed"].nunique())
+    out["lg_ns_per_distance"] = int(lg["cfg.cpu_ns_per_distance"].max())
+    out["lg_latency_us"] = int(lg["cfg.latency_us"].max())
+    top = lg[lg["cfg.write_interval_us"] == busiest]
+    out["lg_replay_busy"] = float(top[top["cfg.policy"] == "replay"]
+                                  ["follower_busy_share"].median())
+    for pol in ("leader", "replay"):
+        v = top[top["cfg.policy"] == pol]["lag_ms"].to_numpy()
+        out[f"lg_{pol}_p50"] = float(np.percentile(v, 50))
+        out[f"lg_{pol}_p99"] = float(np.percentile(v, 99))
+    out["lg_all_converged"] = bool(lg["converged"].all())
     # active-active
     p99 = [c for c in aa.columns if c.startswith("p99_ms.")]
     out["aa_writes"] = int(aa["cfg.writes"].max())

@@ -31,8 +31,8 @@ from graphrep.protocol.messages import Append, decode
 from graphrep.sansio import MS
 from graphrep.sim.engine import Simulation
 
-__all__ = ["entry_bytes", "lag", "lost_writes", "metric_count", "metric_sum", "percentiles",
-           "replica_sends", "search_quality"]
+__all__ = ["entry_bytes", "lag", "lag_samples", "lost_writes", "metric_count", "metric_sum",
+           "percentiles", "replica_sends", "search_quality"]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -120,9 +120,10 @@ def metric_sum(metrics: dict[str, list], name: str) -> float:
                      if k == name or k.startswith(name + "@")))
 
 
-def lag(sim: Simulation, layout: Layout) -> dict[str, float]:
-    """Replication lag: for each acknowledged write, from the leader's append (the
-    client's ack time for ``one``, else the write's ack) to each follower applying it.
+def lag_samples(sim: Simulation, layout: Layout) -> list[float]:
+    """Replication lag in ms: for each log position a leader appended, from that append
+    to each follower applying it (one value per position and follower that applied it;
+    a leader applies what it appends at once and reports nothing).
     Measured from the ``appended`` and ``applied`` metrics the replicas emit (per shard:
     positions are a shard's own)."""
     appended: dict[int, dict[int, int]] = {s: {} for s in layout.shards}
@@ -144,7 +145,12 @@ def lag(sim: Simulation, layout: Layout) -> dict[str, float]:
                     if seen[i][1] > pos:
                         lags.append((seen[i][0] - t0) / MS)
                         break
-    return percentiles(lags)
+    return lags
+
+
+def lag(sim: Simulation, layout: Layout) -> dict[str, float]:
+    """The percentiles of :func:`lag_samples`."""
+    return percentiles(lag_samples(sim, layout))
 
 
 def replica_sends(sim: Simulation, layout: Layout) -> Iterator[tuple[str, str, Any]]:

@@ -102,6 +102,8 @@ def _load_builtin() -> None:
         active_active,
         apply_scaling,
         convergence,
+        drift,
+        lag,
         recall_timeline,
         replication_cost,
     )
