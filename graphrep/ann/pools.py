@@ -18,6 +18,13 @@ of offers ("candidate additions") it has received, in any order, with duplicates
   that was cut off, which found only each other when they were inserted, stay
   reachable from that region's entry point after the merge.
 
+Prunes can leave a live node without an in-edge from anything the entry points reach.
+A search therefore also starts from *rescue points* (:meth:`PoolGraph.rescue_points`):
+the unreachable live node with the smallest (id, version), then the smallest not
+reachable from that one either, and so on. They too are a function of the state, so
+every copy searches alike; they are recomputed (a walk of the graph) at the first
+search after a change. A local insert's search starts from the entry points only.
+
 A node is an *incarnation* ``(id, version)``: versions are opaque int64 values (the
 replication layer uses timestamps). For each id the incarnation with the largest
 version is its value and the others are dead; a tombstone ``(id, version)`` kills every
@@ -354,10 +361,9 @@ def _beam(q, entries, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, 
 
 
 @njit(cache=True)
-def _reach(entries, n_slots, nbrs, deg, alive, present, queue, mark):
-    """Live slots a search from the slots ``entries`` can never reach."""
-    for i in range(n_slots):
-        mark[i] = 0
+def _mark(entries, nbrs, deg, queue, mark):
+    """Mark every slot reachable from the slots ``entries`` (those marked already, and
+    what only they reach, are skipped)."""
     head = 0
     tail = 0
     for e in entries:
@@ -374,6 +380,32 @@ def _reach(entries, n_slots, nbrs, deg, alive, present, queue, mark):
                 mark[v] = 1
                 queue[tail] = v
                 tail += 1
+
+
+@njit(cache=True)
+def _rescue(entries, order, alive, present, nbrs, deg, queue, mark):
+    """The rescue points' slots: walking the slots ``order`` (the canonical order), each
+    live one not reached from ``entries`` or an earlier rescue point becomes one.
+    ``mark`` must start all zero."""
+    _mark(entries, nbrs, deg, queue, mark)
+    out = np.empty(order.size, dtype=np.int32)
+    k = 0
+    one = np.empty(1, dtype=np.int32)
+    for s in order:
+        if alive[s] == 1 and present[s] == 1 and mark[s] == 0:
+            out[k] = s
+            k += 1
+            one[0] = s
+            _mark(one, nbrs, deg, queue, mark)
+    return out[:k]
+
+
+@njit(cache=True)
+def _reach(entries, n_slots, nbrs, deg, alive, present, queue, mark):
+    """Live slots a search from the slots ``entries`` can never reach."""
+    for i in range(n_slots):
+        mark[i] = 0
+    _mark(entries, nbrs, deg, queue, mark)
     out = 0
     for i in range(n_slots):
         if alive[i] == 1 and present[i] == 1 and mark[i] == 0:
@@ -425,6 +457,8 @@ class PoolGraph:
         self.origin_bits = int(origin_bits)
         self._entries: dict[int, int] = {}  # origin -> slot of its smallest live id
         self._stamp = 0
+        self._changes = 0  # bumped by every mutation: the rescue points' cache key
+        self._rescue: tuple[int, np.ndarray] = (-1, np.empty(0, np.int32))
         self.counters = np.zeros(2, dtype=np.int64)
         """[0] distance computations, [1] nodes expanded by searches."""
         self._grow(int(capacity))
@@ -553,6 +587,7 @@ class PoolGraph:
         largest and above its tombstone; the incarnation it supersedes dies."""
         vec = self._vector(vector)
         s = self._slot_for(int(id_), int(version))
+        self._changes += 1
         if self.present[s]:
             if not np.array_equal(self.vecs[s], vec):
                 raise InvalidArgument(f"incarnation ({id_}, {version}) arrived with two "
@@ -581,6 +616,7 @@ class PoolGraph:
         i, v = int(id_), int(version)
         if v <= self._tomb.get(i, -1):
             return
+        self._changes += 1
         self._tomb[i] = v
         b = self._best.get(i)
         if b is not None and b < v:
@@ -615,6 +651,7 @@ class PoolGraph:
     def _offer_slots(self, ts: np.ndarray, cs: np.ndarray) -> None:
         """Offer slot ``cs[k]`` to slot ``ts[k]``: at once where both are here, else kept
         pending on the missing one (in the order given)."""
+        self._changes += 1
         present = self.present
         ready = (present[ts] == 1) & (present[cs] == 1)
         if not ready.all():
@@ -625,17 +662,42 @@ class PoolGraph:
                         *self._args())
 
     # ------------------------------------------------------------------ search
-    def _search_slots(self, q: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
-        """The beam (slots, distances), dead slots included."""
+    def _search_slots(self, q: np.ndarray, L: int, starts: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The beam (slots, distances), dead slots included, from the slots ``starts``
+        (default: the entry points)."""
         if not self._entries:
             return np.empty(0, np.int32), np.empty(0, np.float32)
         self._stamp += 1
         bid = np.empty(L, dtype=np.int32)
         bd = np.empty(L, dtype=np.float32)
         bexp = np.zeros(L, dtype=np.uint8)
-        size = _beam(q, self._entry_slots(), self.vecs, self.kid, self.kver, self.nbrs, self.deg, L,
+        if starts is None:
+            starts = self._entry_slots()
+        size = _beam(q, starts, self.vecs, self.kid, self.kver, self.nbrs, self.deg, L,
                      self._vis, self._stamp, bid, bd, bexp, self.counters)
         return bid[:size], bd[:size]
+
+    def _rescue_slots(self) -> np.ndarray:
+        """The rescue points' slots (see the module docstring), recomputed after a change."""
+        if self._rescue[0] != self._changes:
+            n = self._n
+            order = np.lexsort((self.kver[:n], self.kid[:n])).astype(np.int32)
+            slots = _rescue(self._entry_slots(), order, self.alive, self.present, self.nbrs,
+                            self.deg, np.empty(max(n, 1), np.int32),
+                            np.zeros(max(n, 1), np.uint8))
+            self._rescue = (self._changes, slots)
+        return self._rescue[1]
+
+    def _search_starts(self) -> np.ndarray:
+        """Where a query's search starts: the entry points, then the rescue points."""
+        return np.concatenate([self._entry_slots(), self._rescue_slots()])
+
+    def rescue_points(self) -> list[tuple[int, int]]:
+        """The live nodes a query's search starts from besides the entry points, as
+        (id, version): the smallest unreachable one, then the smallest not reachable
+        from it either, and so on (empty when the entry points reach every live node)."""
+        return [(int(self.kid[s]), int(self.kver[s])) for s in self._rescue_slots()]
 
     def candidates_for(self, vector: Any) -> list[tuple[int, int]]:
         """The pool a new node at ``vector`` gets from a search of the current state with
@@ -682,8 +744,9 @@ class PoolGraph:
         beam = max(k, L or self.L)
         ids = np.full((Q.shape[0], k), -1, dtype=np.int64)
         dists = np.full((Q.shape[0], k), np.inf, dtype=np.float32)
+        starts = self._search_starts()
         for r in range(Q.shape[0]):
-            slots, d = self._search_slots(np.ascontiguousarray(Q[r]), beam)
+            slots, d = self._search_slots(np.ascontiguousarray(Q[r]), beam, starts)
             keep = self.alive[slots] == 1
             slots, d = slots[keep][:k], d[keep][:k]
             ids[r, : slots.size] = self.kid[slots]
@@ -791,9 +854,18 @@ class PoolGraph:
         return int(self.counters[0])
 
     def unreachable_count(self) -> int:
-        """Live nodes a search from the entry points can never reach."""
+        """Live nodes a query's search can never reach (from the entry points and the
+        rescue points: none, unless the rescue points are stale)."""
+        return self._unreached(self._search_starts())
+
+    def orphan_count(self) -> int:
+        """Live nodes the entry points alone cannot reach: what the rescue points stand
+        in for (a measure of the graph, not of search)."""
+        return self._unreached(self._entry_slots())
+
+    def _unreached(self, starts: np.ndarray) -> int:
         n = self._n
-        return int(_reach(self._entry_slots(), n, self.nbrs, self.deg, self.alive, self.present,
+        return int(_reach(starts, n, self.nbrs, self.deg, self.alive, self.present,
                           np.empty(max(n, 1), np.int32), np.zeros(max(n, 1), np.uint8)))
 
     def graph_problems(self) -> list[str]:

@@ -47,7 +47,8 @@ The summary (measured, nothing asserted):
 * recall@10 of each replica against exact neighbours of the live vectors, and of one
   writer that inserted every surviving vector in id order with no replication (a
   :class:`~graphrep.ann.pools.PoolGraph` for ``crdt``, a Vamana index otherwise), and
-  the unreachable live nodes of each;
+  the unreachable live nodes of each (for ``crdt``, ``orphans``: live nodes its entry
+  points alone do not reach, which queries find from rescue points);
 * bytes on the wire per insert (all, and between regions), and replica CPU: a leader's
   own insert against applying one replicated entry, and every replica's callbacks per
   write (for ``ordered`` the write's own insert runs in the apply, so only this total
@@ -438,10 +439,14 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
                             ids=np.asarray(live, dtype=np.int64))
     recall = {}
     unreachable = {}
+    orphans = {}
     for n in sharing:
         ids, _ = reps[n].index.search(queries, k=10, L=cfg.L)
         recall[n] = round(recall_at_k(ids, truth, truth.shape[1]), 4)
         unreachable[n] = int(reps[n].index.unreachable_count())
+        graph = getattr(reps[n].index, "reads", None)
+        if hasattr(graph, "orphan_count"):
+            orphans[n] = int(graph.orphan_count())
     single, single_unreachable = _single_writer(cfg, live, vectors, queries, truth)
     links = sim.link_stats()
     region_node = {**region_of}
@@ -477,6 +482,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
         "recall_at_10": recall,
         "recall_single_writer": single,
         "unreachable": unreachable,
+        "orphans": orphans,
         "unreachable_single_writer": single_unreachable,
         "bytes_per_insert": round(total / max(inserts, 1), 1),
         "cross_region_bytes_per_insert": round(cross / max(inserts, 1), 1),
@@ -526,7 +532,8 @@ def active_lines(s: Mapping[str, Any]) -> list[str]:
         f"write latency       {lat}",
         f"recall@10           min {min(rec):.4f} max {max(rec):.4f}; one writer "
         f"{s['recall_single_writer']:.4f}; unreachable max {max(s['unreachable'].values())} "
-        f"(one writer {s['unreachable_single_writer']})",
+        f"(one writer {s['unreachable_single_writer']}); orphans max "
+        f"{max(s['orphans'].values(), default=0)}",
         f"visible             in its region p50 {s['visible_ms']['local_p50']} ms p99 "
         f"{s['visible_ms']['local_p99']}; everywhere p50 {s['visible_ms']['all_p50']} ms p99 "
         f"{s['visible_ms']['all_p99']}",

@@ -47,6 +47,7 @@ def run(cell: ActiveCell, seed: int) -> list[dict[str, Any]]:
         "recall_min": min(s["recall_at_10"].values()),
         "recall_single_writer": s["recall_single_writer"],
         "unreachable_max": max(s["unreachable"].values()),
+        "orphans_max": max(s["orphans"].values(), default=0),
         "unreachable_single_writer": s["unreachable_single_writer"],
         "bytes_per_insert": s["bytes_per_insert"],
         "cross_region_bytes_per_insert": s["cross_region_bytes_per_insert"],

@@ -33,7 +33,9 @@ that applying an entry is a *merge* into a state that does not depend on the ord
   shipped and merged like any write (so every copy merges the same offers). Without
   them, nodes written near each other in two regions during a partition never meet;
 * the graph has one entry point per origin region (``PoolGraph(origin_bits=8)``: the
-  region is a timestamp's low byte), so what a cut-off region wrote stays reachable.
+  region is a timestamp's low byte), so what a cut-off region wrote stays reachable;
+  a node that prunes left with no in-edge from what those reach is found by queries
+  from the graph's rescue points, which are a function of the state as well.
 
 Timestamps come from each leader's hybrid logical clock, which observes every entry it
 merges, so a write that follows another it has seen gets the larger timestamp.

@@ -133,3 +133,23 @@ def test_bad_input_is_refused_and_changes_nothing():
     assert len(g) == 1 and g.vector(1, 1).tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(InvalidArgument):
         PoolGraph(3, R=8, pool=4)
+
+
+def test_queries_start_from_rescue_points_that_reach_every_live_node():
+    """Prunes orphan a few nodes (no in-edge from what the entry points reach); a query
+    also starts from the rescue points, a function of the state: every copy has the same
+    ones, whatever the arrival order, and they follow every change."""
+    g, ops, X = build(600, seed=4)
+    assert g.orphan_count() > 0  # the case the rescue points exist for
+    rescue = g.rescue_points()
+    assert rescue == sorted(rescue) and all(g.is_live(*k) for k in rescue)
+    assert g.unreachable_count() == 0
+    shuffled = list(ops)
+    random.Random(1).shuffle(shuffled)
+    assert replay(shuffled).rescue_points() == rescue
+    for id_, ver in rescue:  # a query for an orphan's own vector finds it
+        ids, _ = g.search(X[id_], k=1)
+        assert ids[0] == id_
+    g.tombstone(rescue[0][0], rescue[0][1] + 1)  # a change: recomputed, still complete
+    assert rescue[0] not in g.rescue_points() and g.unreachable_count() == 0
+    assert 0 < len(g.rescue_points()) <= g.orphan_count()
