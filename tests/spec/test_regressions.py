@@ -116,3 +116,13 @@ def test_fuzz_crdt_seed_15_a_snapshot_of_only_dead_nodes_loaded_empty():
 
     result = fuzz_seed(15, "crdt", 150, "partitions")
     assert result.ok, result.detail
+
+
+def test_fuzz_crdt_seed_69_a_pruned_node_was_unreachable_from_the_entry_points():
+    """crdt: prunes left one live node with no in-edge from anything the entry points
+    reach, so no search found it (reachability). Fixed: queries also start from the
+    pool graph's rescue points."""
+    from graphrep.spec.fuzz import fuzz_seed
+
+    result = fuzz_seed(69, "crdt", 150, "partitions")
+    assert result.ok, result.detail
