@@ -26,7 +26,7 @@ PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replicat
 """The paper's directory in a source checkout."""
 RECOVERED_WITHIN = 0.01
 """A cut-off replica has recovered once its recall is within this of the others'."""
-EXPERIMENTS = ("replication_cost", "apply_scaling", "convergence", "recall_timeline",
+EXPERIMENTS = ("ann_quality", "replication_cost", "apply_scaling", "convergence", "recall_timeline",
                "drift", "lag", "active_active")
 
 
@@ -45,12 +45,14 @@ def numbers(root: Path) -> dict[str, Any]:
     rt = load("recall_timeline", root)
     dr = load("drift", root)
     lg = load("lag", root)
-    for name, frame in (("replication_cost", rc), ("apply_scaling", ap),
+    aq = load("ann_quality", root)
+    for name, frame in (("ann_quality", aq), ("replication_cost", rc), ("apply_scaling", ap),
                         ("active_active", aa), ("convergence", cv), ("recall_timeline", rt),
                         ("drift", dr), ("lag", lg)):
         if frame.empty:
             raise InvalidArgument(f"no results of {name} under {root}: build runs them")
     out: dict[str, Any] = {}
+    out.update(_ann_numbers(aq))
     # replication cost, at the largest index of the sweep
     big = rc["cfg.initial"].max()
     out["rc_initial"] = int(big)
@@ -165,6 +167,42 @@ def numbers(root: Path) -> dict[str, Any]:
     calm = aa[(aa["cfg.policy"] == "leader") & (aa["cfg.nemesis"] == "none")]
     p50 = calm[[c.replace("p99", "p50") for c in p99]].median()
     out["aa_leader_p50_min"], out["aa_leader_p50_max"] = float(p50.min()), float(p50.max())
+    return out
+
+
+ANN_TARGET = 0.95
+"""The recall@10 at which the paper's text compares queries per second."""
+
+
+def _ann_numbers(aq: Any) -> dict[str, Any]:
+    """The ANN-quality table, and graphrep against the best reference at recall@10
+    :data:`ANN_TARGET` on the first data set ("n/a" where no reference ran or none
+    reaches the recall)."""
+    from graphrep.exp.ann_quality import qps_at, table
+
+    out: dict[str, Any] = {"aq_table": table(aq), "aq_target": ANN_TARGET}
+    name = sorted(set(aq["cfg.dataset"]))[0]
+    sel = aq[aq["cfg.dataset"] == name]
+    out["aq_dataset"] = name
+    out["aq_n"], out["aq_dim"] = int(sel["n_base"].iloc[0]), int(sel["dim"].iloc[0])
+    refs = sorted(set(sel["lib"]) - {"graphrep"})
+    out["aq_references"] = ", ".join(refs) or "none"
+    mine = sel[sel["lib"] == "graphrep"]
+    for mode in ("batched", "single"):
+        g = qps_at(mine, mode, ANN_TARGET)
+        theirs = {r: qps_at(sel[sel["lib"] == r], mode, ANN_TARGET) for r in refs}
+        theirs = {r: q for r, q in theirs.items() if q is not None}
+        best = max(theirs, key=lambda r: (theirs[r], r)) if theirs else None
+        out[f"aq_graphrep_{mode}"] = "n/a" if g is None else round(g)
+        out[f"aq_best_{mode}"] = best or "none"
+        out[f"aq_best_{mode}_qps"] = "n/a" if best is None else round(theirs[best])
+        out[f"aq_ratio_{mode}"] = ("n/a" if g is None or best is None
+                                   else round(g / theirs[best], 2))
+    builds = {r: float(sel[sel["lib"] == r]["build_s"].iloc[0]) for r in refs}
+    fastest = min(builds, key=lambda r: (builds[r], r)) if builds else None
+    out["aq_fastest_build"] = fastest or "none"
+    out["aq_build_ratio"] = ("n/a" if fastest is None else
+                             round(float(mine["build_s"].iloc[0]) / builds[fastest], 2))
     return out
 
 

@@ -62,3 +62,24 @@ def test_the_template_types_no_number_by_hand():
     prose = re.sub(r"\]\([^)]*\)", "]", prose)  # figure paths
     words = {w.strip("(),.;:`*") for w in re.findall(r"\S*\d\S*", prose)}
     assert words <= {"p99", "recall@10", "top-10"}, words
+
+
+def test_the_ann_numbers_compare_graphrep_with_the_best_reference():
+    import pandas as pd
+
+    def rows(lib, build, points):
+        return [{"cfg.dataset": "gmm", "lib": lib, "n_base": 1000, "dim": 8, "nq": 50,
+                 "build_s": build, "insert_us": 10.0, "L": L, "recall_batched": r,
+                 "qps_batched": q, "recall_single": r, "qps_single": q / 2}
+                for L, r, q in points]
+
+    frame = pd.DataFrame(rows("graphrep", 2.0, [(10, 0.93, 900.0), (20, 0.97, 600.0)])
+                         + rows("hnswlib", 1.0, [(10, 0.96, 800.0), (20, 0.99, 500.0)])
+                         + rows("faiss", 4.0, [(10, 0.94, 5000.0), (20, 0.951, 700.0)]))
+    n = paper._ann_numbers(frame)
+    assert n["aq_graphrep_batched"] == 600 and n["aq_best_batched"] == "hnswlib"
+    assert n["aq_ratio_batched"] == 0.75 and n["aq_ratio_single"] == 0.75
+    assert n["aq_fastest_build"] == "hnswlib" and n["aq_build_ratio"] == 2.0
+    assert "| graphrep | 2.00 | 900 / 450 | 600 / 300 | - / - | 10 |" in n["aq_table"]
+    alone = paper._ann_numbers(frame[frame["lib"] == "graphrep"])
+    assert alone["aq_ratio_batched"] == "n/a" and alone["aq_references"] == "none"

@@ -37,7 +37,10 @@ class Profile:
 @dataclass(frozen=True)
 class Experiment:
     """One experiment: ``config`` (a frozen dataclass type), ``run(config, seed) ->
-    rows``, its ``profiles`` and, optionally, ``plot(frame, out_dir) -> paths``."""
+    rows``, its ``profiles`` and, optionally, ``plot(frame, out_dir) -> paths``.
+    ``exclusive``: its cells time themselves in wall-clock time, so local processes run
+    them one at a time whatever ``jobs`` says (a Dask cluster's workers are the
+    caller's to keep idle)."""
 
     name: str
     config: type
@@ -46,6 +49,7 @@ class Experiment:
     description: str = ""
     plot: Callable[..., list[Path]] | None = None
     caption: str = ""
+    exclusive: bool = False
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.config):
@@ -100,6 +104,7 @@ def get(name: str) -> Experiment:
 def _load_builtin() -> None:
     from graphrep.exp import (  # noqa: F401  (they register on import)
         active_active,
+        ann_quality,
         apply_scaling,
         convergence,
         drift,

@@ -2,7 +2,8 @@
 
 :func:`run_sweep` submits each cell not finished yet (all of them with ``force``) to the
 executor it is given, or to a :class:`~concurrent.futures.ProcessPoolExecutor` of
-``jobs`` local processes, started fresh ("spawn": forking a process that holds threads,
+``jobs`` local processes (one for an ``exclusive`` experiment, whose cells time
+themselves), started fresh ("spawn": forking a process that holds threads,
 as one with a Dask client or Numba's pool does, can kill the child). For a Dask
 cluster pass ``dask_executor(address)``
 (``distributed.Client(address).get_executor()``): the same code path, the work on the
@@ -102,7 +103,8 @@ def run_sweep(exp_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
     with ExitStack() as stack:
         if executor is None:  # fresh processes: no fork of a process that holds threads
             executor = stack.enter_context(ProcessPoolExecutor(
-                max_workers=jobs, mp_context=multiprocessing.get_context("spawn")))
+                max_workers=1 if exp.exclusive else jobs,
+                mp_context=multiprocessing.get_context("spawn")))
         module = exp.run.__module__
         futures = {executor.submit(run_cell, exp.name, module, settings, seed):
                    (key, settings, seed) for key, settings, seed in todo}

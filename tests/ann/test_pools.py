@@ -147,7 +147,7 @@ def test_queries_start_from_rescue_points_that_reach_every_live_node():
     shuffled = list(ops)
     random.Random(1).shuffle(shuffled)
     assert replay(shuffled).rescue_points() == rescue
-    for id_, ver in rescue:  # a query for an orphan's own vector finds it
+    for id_, _ver in rescue:  # a query for a rescue point's own vector finds it
         ids, _ = g.search(X[id_], k=1)
         assert ids[0] == id_
     g.tombstone(rescue[0][0], rescue[0][1] + 1)  # a change: recomputed, still complete
