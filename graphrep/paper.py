@@ -177,7 +177,7 @@ ANN_TARGET = 0.95
 def _ann_numbers(aq: Any) -> dict[str, Any]:
     """The ANN-quality table, and graphrep against the best reference at recall@10
     :data:`ANN_TARGET` on the first data set ("n/a" where no reference ran or none
-    reaches the recall)."""
+    reaches the recall; queries per second as text with thousands separators)."""
     from graphrep.exp.ann_quality import qps_at, table
 
     out: dict[str, Any] = {"aq_table": table(aq), "aq_target": ANN_TARGET}
@@ -193,9 +193,9 @@ def _ann_numbers(aq: Any) -> dict[str, Any]:
         theirs = {r: qps_at(sel[sel["lib"] == r], mode, ANN_TARGET) for r in refs}
         theirs = {r: q for r, q in theirs.items() if q is not None}
         best = max(theirs, key=lambda r: (theirs[r], r)) if theirs else None
-        out[f"aq_graphrep_{mode}"] = "n/a" if g is None else round(g)
+        out[f"aq_graphrep_{mode}"] = "n/a" if g is None else f"{g:,.0f}"
         out[f"aq_best_{mode}"] = best or "none"
-        out[f"aq_best_{mode}_qps"] = "n/a" if best is None else round(theirs[best])
+        out[f"aq_best_{mode}_qps"] = "n/a" if best is None else f"{theirs[best]:,.0f}"
         out[f"aq_ratio_{mode}"] = ("n/a" if g is None or best is None
                                    else round(g / theirs[best], 2))
     builds = {r: float(sel[sel["lib"] == r]["build_s"].iloc[0]) for r in refs}
