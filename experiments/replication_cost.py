@@ -31,8 +31,9 @@ Overhead of the simulator plus the protocol, two ways:
 Set-up (loading the common index into each replica) and the final recall computation
 are outside both.
 
-Targets (issue 4): replica CPU per insert <= 2% of replay's; bytes per insert <= 2x
-replay's; simulator + protocol overhead <= 25% over the bare inserts.
+The goals these figures are read against: replica CPU per insert <= 2% of replay's;
+bytes per insert <= 2x replay's; simulator + protocol overhead <= 25% over the bare
+inserts.
 
 Results go to ``experiments/results/replication_cost.json`` and ``.png`` (with
 ``--max-inflight N``, ``replication_cost_inflightN``); the last line of output is one

@@ -27,7 +27,7 @@ PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replicat
 RECOVERED_WITHIN = 0.01
 """A cut-off replica has recovered once its recall is within this of the others'."""
 EXPERIMENTS = ("ann_quality", "replication_cost", "apply_scaling", "convergence", "recall_timeline",
-               "drift", "lag", "active_active")
+               "drift", "lag", "live_throughput", "active_active")
 
 
 def _med(frame: Any, col: str) -> float:
@@ -38,19 +38,13 @@ def numbers(root: Path) -> dict[str, Any]:
     """Every number the paper quotes, from the finished results under ``root``."""
     from graphrep.exp import load
 
-    rc = load("replication_cost", root)
-    ap = load("apply_scaling", root)
-    aa = load("active_active", root)
-    cv = load("convergence", root)
-    rt = load("recall_timeline", root)
-    dr = load("drift", root)
-    lg = load("lag", root)
-    aq = load("ann_quality", root)
-    for name, frame in (("ann_quality", aq), ("replication_cost", rc), ("apply_scaling", ap),
-                        ("active_active", aa), ("convergence", cv), ("recall_timeline", rt),
-                        ("drift", dr), ("lag", lg)):
+    frames = {name: load(name, root) for name in EXPERIMENTS}
+    for name, frame in frames.items():
         if frame.empty:
             raise InvalidArgument(f"no results of {name} under {root}: build runs them")
+    rc, ap, aa = frames["replication_cost"], frames["apply_scaling"], frames["active_active"]
+    cv, rt, dr = frames["convergence"], frames["recall_timeline"], frames["drift"]
+    lg, aq, lt = frames["lag"], frames["ann_quality"], frames["live_throughput"]
     out: dict[str, Any] = {}
     out.update(_ann_numbers(aq))
     # replication cost, at the largest index of the sweep
@@ -150,6 +144,24 @@ def numbers(root: Path) -> dict[str, Any]:
         out[f"lg_{pol}_p50"] = float(np.percentile(v, 50))
         out[f"lg_{pol}_p99"] = float(np.percentile(v, 99))
     out["lg_all_converged"] = bool(lg["converged"].all())
+    # the live cluster: medians over seeds, per number of writes outstanding
+    by = lt.groupby("outstanding").median(numeric_only=True).sort_index()
+    many = int(by.index.max())
+    out["lt_n"], out["lt_dim"] = int(lt["cfg.n"].max()), int(lt["cfg.dim"].max())
+    out["lt_writes"] = int(lt["cfg.writes"].max())
+    out["lt_seeds"] = int(lt["seed"].nunique())
+    out["lt_outstanding"] = many
+    out["lt_bare"] = float(by["bare_inserts_per_s"].median())
+    out["lt_one_wps"] = float(by.loc[1, "writes_per_s"])
+    out["lt_many_wps"] = float(by.loc[many, "writes_per_s"])
+    out["lt_over_bare"] = out["lt_many_wps"] / out["lt_bare"]
+    out["lt_bare_ms"] = 1_000 / out["lt_bare"]
+    out["lt_p99_many"] = float(by.loc[many, "latency_ms_p99"])
+    out["lt_commit_p50"] = float(by.loc[many, "commit_ms_p50"])
+    out["lt_leader_cpu"] = float(by.loc[many, "leader_cpu_ms_per_write"])
+    out["lt_follower_cpu"] = float(by.loc[many, "follower_cpu_ms_per_write"])
+    out["lt_follower_over_leader"] = out["lt_follower_cpu"] / out["lt_leader_cpu"]
+    out["lt_failed"] = int(lt["failed"].sum())
     # active-active
     p99 = [c for c in aa.columns if c.startswith("p99_ms.")]
     out["aa_writes"] = int(aa["cfg.writes"].max())

@@ -109,6 +109,7 @@ def _load_builtin() -> None:
         convergence,
         drift,
         lag,
+        live_throughput,
         recall_timeline,
         replication_cost,
     )

@@ -1,0 +1,121 @@
+"""The live cluster's write throughput: three node processes on this machine, real sockets
+(127.0.0.1) and real fsyncs, against the leader's bare insert rate.
+
+A cell runs ``experiments/live_bench.py`` in a process of its own: it seeds every node's
+store with the same ``n`` x ``dim`` index, starts three node processes
+(:mod:`graphrep.net.local`, stopped on every path), and sends ``writes`` inserts at write
+concern ``majority`` through one client with one write outstanding, then with
+``clients``. One row per phase: writes per second, write latency p50/p99, the leader's
+and the followers' CPU milliseconds per write (user + system time of their processes),
+their commit (SQLite transaction with its fsync) p50/p99, and the bare insert rate of
+the same index in one process, measured in the same cell. The script's data do not
+depend on the seed: seeds are repetitions.
+
+Timings are wall times on a shared machine: the cells run one at a time, and what they
+mean is the ratio to the bare rate measured beside them. Needs a source checkout (the
+script lives in ``experiments/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphrep.errors import InvalidArgument
+from graphrep.exp.core import Experiment, Profile, register
+from graphrep.plotstyle import colors, new_figure, save_all, style
+
+__all__ = ["LiveCell", "run"]
+
+BENCH = Path(__file__).resolve().parents[2] / "experiments" / "live_bench.py"
+"""The benchmark script a cell runs (in a source checkout)."""
+
+
+@dataclass(frozen=True)
+class LiveCell:
+    n: int = 20_000
+    dim: int = 64
+    writes: int = 500
+    clients: int = 16
+
+
+def run(cell: LiveCell, seed: int) -> list[dict[str, Any]]:
+    if not BENCH.exists():
+        raise InvalidArgument(f"{BENCH} is missing: the live-throughput experiment runs "
+                              "from a source checkout")
+    with tempfile.TemporaryDirectory(prefix="live_throughput_") as out:
+        cmd = [sys.executable, str(BENCH), "--n", str(cell.n), "--dim", str(cell.dim),
+               "--writes", str(cell.writes), "--clients", str(cell.clients), "--out", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": "0"})
+        report = Path(out) / "live_bench.json"
+        if proc.returncode != 0 or not report.exists():
+            raise RuntimeError(f"live_bench.py exited with {proc.returncode}: "
+                               f"{proc.stderr[-2000:]}")
+        data = json.loads(report.read_text())
+    rows = []
+    for outstanding, ph in data["phases"].items():
+        nodes = ph["nodes"].values()
+        leader = [x for x in nodes if x["role"] == "leader"]
+        followers = [x for x in nodes if x["role"] != "leader"]
+        rows.append({
+            "outstanding": int(outstanding), "acknowledged": int(ph["acknowledged"]),
+            "failed": int(ph["failed"]), "writes_per_s": float(ph["writes_per_s"]),
+            "latency_ms_p50": float(ph["latency_ms_p50"]),
+            "latency_ms_p99": float(ph["latency_ms_p99"]),
+            "bare_inserts_per_s": float(data["bare_inserts_per_s"]),
+            "leader_cpu_ms_per_write": float(leader[0]["cpu_ms_per_write"]) if leader
+            else float("nan"),
+            "follower_cpu_ms_per_write": float(np.mean([x["cpu_ms_per_write"]
+                                                        for x in followers]))
+            if followers else float("nan"),
+            "commit_ms_p50": float(np.median([x["commit_ms_p50"] for x in nodes])),
+            "commit_ms_p99": float(max(x["commit_ms_p99"] for x in nodes)),
+        })
+    return rows
+
+
+def plot(frame: Any, out: Path) -> list[Path]:
+    """Writes per second by writes outstanding, beside the bare insert rate (medians over
+    seeds), and the CPU per write of the leader and of a follower."""
+    with style():
+        fig = new_figure(9, 3.4)
+        a, b = fig.subplots(1, 2)
+        by = frame.groupby("outstanding").median(numeric_only=True).sort_index()
+        labels = ["bare insert"] + [f"{o} outstanding" for o in by.index]
+        shade = colors(["bare", "live"])
+        a.bar(labels, [float(by["bare_inserts_per_s"].iloc[0]), *by["writes_per_s"]],
+              color=[shade["bare"]] + [shade["live"]] * len(by))
+        a.set_ylabel("writes per second")
+        a.set_title("majority, fsync on, three processes")
+        x = np.arange(len(by))
+        b.bar(x - 0.2, by["leader_cpu_ms_per_write"], 0.4, label="leader")
+        b.bar(x + 0.2, by["follower_cpu_ms_per_write"], 0.4, label="follower (mean)")
+        b.set_xticks(x, [f"{o} outstanding" for o in by.index])
+        b.set_ylabel("CPU per write (ms)")
+        b.legend()
+        return save_all(fig, out / "live_throughput")
+
+
+EXPERIMENT = register(Experiment(
+    "live_throughput", LiveCell, run,
+    profiles={"tiny": Profile(lambda: [LiveCell(n=2_000, dim=16, writes=100, clients=8)],
+                              (0,)),
+              "small": Profile(lambda: [LiveCell()], (0, 1, 2)),
+              "full": Profile(lambda: [LiveCell(n=100_000, dim=128, writes=2_000)],
+                              (0, 1, 2))},
+    description="the live cluster's writes per second against the bare insert rate",
+    plot=plot,
+    exclusive=True,
+    caption="Writes per second of a live three-process cluster (127.0.0.1, SQLite with "
+            "fsync) at write concern majority, with one and with several writes "
+            "outstanding, beside the leader's bare insert rate in one process; and CPU per "
+            "write of the leader and of a follower; medians over seeds."))
