@@ -27,7 +27,7 @@ PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replicat
 RECOVERED_WITHIN = 0.01
 """A cut-off replica has recovered once its recall is within this of the others'."""
 EXPERIMENTS = ("ann_quality", "replication_cost", "apply_scaling", "convergence", "recall_timeline",
-               "drift", "lag", "live_throughput", "active_active")
+               "drift", "lag", "live_throughput", "sim_speed", "active_active")
 
 
 def _med(frame: Any, col: str) -> float:
@@ -45,8 +45,19 @@ def numbers(root: Path) -> dict[str, Any]:
     rc, ap, aa = frames["replication_cost"], frames["apply_scaling"], frames["active_active"]
     cv, rt, dr = frames["convergence"], frames["recall_timeline"], frames["drift"]
     lg, aq, lt = frames["lag"], frames["ann_quality"], frames["live_throughput"]
+    ss = frames["sim_speed"].groupby("engine")["deliveries_per_s"].median()
     out: dict[str, Any] = {}
     out.update(_ann_numbers(aq))
+    # the simulator's speed (SimPy's engines only where SimPy was installed)
+    out["ss_graphrep"] = float(ss["graphrep"])
+    variants = frames["sim_speed"].query("engine == 'graphrep'")["variant"]
+    out["ss_variant"] = ("compiled with mypyc" if set(variants) == {"mypyc"}
+                         else "plain Python" if set(variants) == {"python"} else "mixed")
+    out["ss_over_heapq"] = float(ss["graphrep"] / ss["bare_heapq"])
+    for style in ("callback", "process"):
+        other = ss.get(f"simpy_{style}")
+        out[f"ss_over_simpy_{style}"] = ("n/a" if other is None
+                                         else round(float(ss["graphrep"] / other), 1))
     # replication cost, at the largest index of the sweep
     big = rc["cfg.initial"].max()
     out["rc_initial"] = int(big)

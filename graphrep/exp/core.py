@@ -112,6 +112,7 @@ def _load_builtin() -> None:
         live_throughput,
         recall_timeline,
         replication_cost,
+        sim_speed,
     )
 
 
