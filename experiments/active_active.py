@@ -1,45 +1,40 @@
-"""Active-active writes across simulated regions: crdt and ordered groups against one leader.
+"""Active-active writes across simulated regions: crdt, lww and ordered groups against one
+stretched leader (an entry point over ``graphrep exp run active_active``).
 
 Three regions (``eu``, ``us``, ``ap``: the latency presets of
 :mod:`graphrep.sim.regions`, 40 to 120 ms one way between them), three replica nodes
 and one writer in each; every writer sends ``--writes`` inserts, one every 5 ms of
-virtual time (:func:`graphrep.cluster.active.run_active`). The grid:
+virtual time (:func:`graphrep.cluster.active.run_active`). The grid
+(:mod:`graphrep.exp.active_active`):
 
 - policy ``crdt`` (a replica group per region, a write acknowledged in its own region,
   committed entries pulled and merged by the other regions), ``lww`` (the same groups
   and shipping, entries of the full records a write changed, kept per node by the
-  largest timestamp), ``ordered`` (the same
-  groups and shipping, every replica running every write in one timestamp order once
-  no earlier write can arrive) or ``leader`` (one group stretched over the three
-  regions, every write sent to its one leader);
+  largest timestamp), ``ordered`` (the same groups and shipping, every replica running
+  every write in one timestamp order once no earlier write can arrive) or ``leader``
+  (one group stretched over the three regions, every write sent to its one leader);
 - overlap ``0.0`` (each region writes its own clusters of a Gaussian mixture) or
   ``1.0`` (every region writes all of the clusters);
 - nemesis ``none`` or ``region-partition`` (``eu`` cut off from the other two regions
   from 20% to 70% of the way through the write phase, then healed);
 
-each over ``--seeds`` seeds (``--seed``, ``--seed + 1``, ...).
+each over ``--seeds`` seeds (``--seed``, ``--seed + 1``, ...). The cells run through
+:func:`graphrep.exp.run_sweep` (``--jobs`` processes) and are stored under ``--root``
+like any sweep's, so a rerun skips the cells it finished.
 
-Per run, one row: the configuration and the summary's figures: whether the replicas
-converged and how long after the last write (virtual ms), whether their digests are
-equal, recall@10 of the worst replica against that of one writer that inserted every
-surviving vector (and the gap, single writer minus worst replica: negative when every
-replica did better than the single writer), the most unreachable
-nodes and lost acknowledged writes on any replica, write latency p50/p99 per region
-(virtual ms, first send to acknowledgement), bytes per insert (all replica traffic and
-between regions), replica CPU (a leader's own insert against applying one replicated
-entry, and every replica's CPU per write), and when an insert became searchable in its
-writer's region and on every replica (virtual ms from its first send, at 5 ms
-resolution). Before the grid, one small run per policy loads the kernels, so no
-measured run pays Numba's loading.
-
-Results go to ``experiments/results/active_active.json`` and ``.png`` (with a
-``--writes`` other than 500, ``active_active_w<N>``; with a ``--dim`` other than 32,
-``_d<dim>``); the rows, the medians over seeds
-per (policy, overlap, nemesis) cell and the headline figures. The output ends with a
-table of the medians and then, as its last line, one JSON object: the medians per cell
-and the headline (``crdt``: whether every run converged with equal digests, the worst
-recall gap, the largest p99 write latency; ``leader``: p50 write latency per region,
-median over its runs, per nemesis).
+This script prints, per (policy, overlap, nemesis), the medians over seeds: runs that
+converged with equal digests, when they went quiet, recall@10 of the worst replica and
+of one writer that inserted every surviving vector (and the gap), lost writes,
+unreachable nodes, write latency p50/p99 per region (virtual ms), bytes per insert (all
+replica traffic and between regions), replica CPU (applying one replicated entry
+against a leader's own insert, and every replica's CPU per write) and when an insert
+became searchable in its writer's region and everywhere (virtual ms, 5 ms resolution).
+It writes them, the headline and every row to ``--out`` (``active_active.json``, with
+a ``--writes`` other than 500 ``active_active_w<N>``, with a ``--dim`` other than 32
+``_d<dim>``) beside the experiment's figure, and its last line is one JSON object: the
+medians per cell and the headline (``crdt``: whether every run converged with equal
+digests, the worst recall gap, the largest p99 write latency; ``leader``: p50 write
+latency per region, median over its runs, per nemesis).
 
 Usage::
 
@@ -52,10 +47,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +56,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import one_thread  # noqa: E402,F401  (pins BLAS/numba threads before numpy work)
 
-from graphrep.cluster.active import ActiveConfig, run_active  # noqa: E402
+from graphrep.exp import get, load, run_sweep  # noqa: E402
+from graphrep.exp.active_active import NEMESES, POLICIES, grid  # noqa: E402
 
 RESULTS = ROOT / "results"
 REGIONS = ("eu", "us", "ap")
-POLICIES = ("crdt", "lww", "ordered", "leader")
-OVERLAPS = (0.0, 1.0)
-NEMESES = ("none", "region-partition")
 DEFAULT_WRITES = 500
 DEFAULT_DIM = 32
 
@@ -85,186 +76,112 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"vector dimension (default {DEFAULT_DIM})")
     p.add_argument("--small", action="store_true",
                    help="a quick smoke run: 60 writes per writer, 1 seed")
+    p.add_argument("--jobs", type=int, default=2, help="local processes (default 2)")
+    p.add_argument("--root", type=Path, default=RESULTS / "exp",
+                   help="where the sweep's cells are stored")
     p.add_argument("--out", type=Path, default=RESULTS,
-                   help="directory for the JSON results and the plot")
+                   help="directory for the JSON results and the figure")
     args = p.parse_args(argv)
     writes = args.writes if args.writes is not None else 60 if args.small else DEFAULT_WRITES
     seeds = args.seeds if args.seeds is not None else 1 if args.small else 2
-    if writes < 1 or seeds < 1:
-        p.error("--writes and --seeds must be >= 1")
-    base = dict(regions=REGIONS, nodes_per_region=3, writers_per_region=1, writes=writes,
-                dim=args.dim)
+    if writes < 1 or seeds < 1 or args.jobs < 1:
+        p.error("--writes, --seeds and --jobs must be >= 1")
+    seed_list = list(range(args.seed, args.seed + seeds))
 
     t_start = time.perf_counter()
-    warm_up()
-    rows: list[dict[str, Any]] = []
-    for seed in range(args.seed, args.seed + seeds):
-        for policy in POLICIES:
-            for overlap in OVERLAPS:
-                for nemesis in NEMESES:
-                    cfg = ActiveConfig(**base, policy=policy, overlap=overlap,
-                                       nemesis=nemesis, seed=seed)
-                    t0 = time.perf_counter()
-                    s = run_active(cfg)
-                    row = make_row(cfg, s, time.perf_counter() - t0)
-                    rows.append(row)
-                    print(progress_line(row), flush=True)
+    report = run_sweep("active_active", grid(writes, args.dim), seed_list, root=args.root,
+                       jobs=args.jobs)
     wall_s = time.perf_counter() - t_start
-
-    cells = {cell_key(*c): cell_medians([r for r in rows if cell_of(r) == c])
-             for c in grid()}
-    headline = make_headline(rows)
+    if report.failed:
+        print(json.dumps(report.to_json()), file=sys.stderr)
+        return 1
+    frame = load("active_active", args.root)
+    frame = frame[(frame["cfg.writes"] == writes) & (frame["cfg.dim"] == args.dim)
+                  & frame["seed"].isin(seed_list)]
+    rows = json.loads(frame.to_json(orient="records"))
+    groups = frame.groupby(["cfg.policy", "cfg.overlap", "cfg.nemesis"])
+    order = sorted(groups.groups, key=lambda k: (POLICIES.index(k[0]), k[1],
+                                                 NEMESES.index(k[2])))
+    cells = {f"{pol}/{ov:g}/{nem}": cell_medians(groups.get_group((pol, ov, nem)))
+             for pol, ov, nem in order}
+    headline = make_headline(frame)
     name = "active_active" + ("" if writes == DEFAULT_WRITES else f"_w{writes}") + (
         "" if args.dim == DEFAULT_DIM else f"_d{args.dim}")
     args.out.mkdir(parents=True, exist_ok=True)
-    path_json, path_png = args.out / f"{name}.json", args.out / f"{name}.png"
-    workload = {**base, "seeds": list(range(args.seed, args.seed + seeds)),
-                "policies": list(POLICIES), "overlaps": list(OVERLAPS),
-                "nemeses": list(NEMESES), "cut_region": REGIONS[0],
-                "write_interval_ms": ActiveConfig().write_interval_ns / 1e6,
-                "R": ActiveConfig().R, "L": ActiveConfig().L}
-    result = {"workload": workload, "wall_s": round(wall_s, 1), "headline": headline,
-              "cells": cells, "rows": rows}
+    path_json = args.out / f"{name}.json"
+    figures = [str(x) for x in get("active_active").plot(frame, args.out / name)]
+    workload = {"regions": list(REGIONS), "nodes_per_region": 3, "writers_per_region": 1,
+                "writes": writes, "dim": args.dim, "seeds": seed_list,
+                "policies": list(POLICIES), "nemeses": list(NEMESES), "cut_region": "eu"}
+    result = {"workload": workload, "wall_s": round(wall_s, 1), "sweep": report.to_json(),
+              "headline": headline, "cells": cells, "rows": rows}
     path_json.write_text(json.dumps(result, indent=2) + "\n")
-    plot(rows, path_png)
 
     print()
     print_table(cells)
     print()
-    print(f"{len(rows)} runs in {wall_s:.0f} s; results in {path_json}, plot in {path_png}")
+    print(f"{len(rows)} runs ({report.ran} run now, {report.skipped} reused) in "
+          f"{wall_s:.0f} s; results in {path_json}, figures {figures}")
     print(json.dumps({"workload": workload, "wall_s": round(wall_s, 1),
                       "headline": headline, "cells": cells,
-                      "results": str(path_json), "plot": str(path_png)}))
+                      "results": str(path_json), "figures": figures}))
     return 0
 
 
-def warm_up() -> None:
-    """One small run per policy, so that no measured run loads or compiles a kernel."""
-    for policy in POLICIES:
-        run_active(ActiveConfig(policy=policy, writes=10, queries=10, settle_ns=10**10))
+def _med(frame: Any, col: str) -> float | None:
+    vals = frame[col].dropna()
+    return round(float(vals.median()), 4) if len(vals) else None
 
 
-def grid() -> list[tuple[str, float, str]]:
-    return [(p, o, n) for p in POLICIES for o in OVERLAPS for n in NEMESES]
-
-
-def cell_key(policy: str, overlap: float, nemesis: str) -> str:
-    return f"{policy}/{overlap:g}/{nemesis}"
-
-
-def cell_of(row: dict[str, Any]) -> tuple[str, float, str]:
-    return row["policy"], row["overlap"], row["nemesis"]
-
-
-def make_row(cfg: ActiveConfig, s: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    """The scalar figures of one run's summary."""
-    recall_min = min(s["recall_at_10"].values())
-    return {
-        "policy": cfg.policy, "overlap": cfg.overlap, "nemesis": cfg.nemesis,
-        "seed": cfg.seed, "writes": cfg.writes,
-        "converged": s["converged"], "convergence_ms": s["convergence_ms"],
-        "quiet_ms": s["quiet_ms"],
-        "digests_equal": s["digests_equal"],
-        "writes_acknowledged": s["writes_acknowledged"], "writes_sent": s["writes_sent"],
-        "lost_max": max(s["lost"].values()),
-        "recall_min": recall_min, "recall_single_writer": s["recall_single_writer"],
-        "recall_gap": round(s["recall_single_writer"] - recall_min, 4),
-        "unreachable_max": max(s["unreachable"].values()),
-        "unreachable_single_writer": s["unreachable_single_writer"],
-        "latency_ms": {r: {"p50": s["latency"].get(r, {}).get("p50_ms"),
-                           "p99": s["latency"].get(r, {}).get("p99_ms"),
-                           "acked": s["latency"].get(r, {}).get("acked", 0)}
-                       for r in cfg.regions},
-        "bytes_per_insert": s["bytes_per_insert"],
-        "cross_region_bytes_per_insert": s["cross_region_bytes_per_insert"],
-        "op_cpu_us_per_write": s["op_cpu_us_per_write"],
-        "apply_cpu_us_per_entry": s["apply_cpu_us_per_entry"],
-        "apply_to_insert_cpu": s["apply_to_insert_cpu"],
-        "replica_cpu_us_per_write": s["replica_cpu_us_per_write"],
-        "visible_local_p50_ms": s["visible_ms"]["local_p50"],
-        "visible_all_p50_ms": s["visible_ms"]["all_p50"],
-        "visible_all_p99_ms": s["visible_ms"]["all_p99"],
-        "sim_cpu_s": s["sim_cpu_s"], "wall_s": round(wall_s, 2),
-        "trace_hash": s["trace_hash"],
-    }
-
-
-def median(xs: Sequence[float | None]) -> float | None:
-    vals = [x for x in xs if x is not None]
-    return round(statistics.median(vals), 4) if vals else None
-
-
-def cell_medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def cell_medians(g: Any) -> dict[str, Any]:
     """Medians over a cell's seeds (``convergence_ms``: over the runs that converged)."""
-    def med(key: str) -> float | None:
-        return median([r[key] for r in rows])
-
-    return {
-        "runs": len(rows),
-        "converged_runs": sum(r["converged"] for r in rows),
-        "quiet_ms": med("quiet_ms"),
-        "digests_equal_runs": sum(r["digests_equal"] for r in rows),
-        "convergence_ms": med("convergence_ms"),
-        "lost_max": max(r["lost_max"] for r in rows),
-        "recall_min": med("recall_min"), "recall_single_writer": med("recall_single_writer"),
-        "recall_gap": med("recall_gap"),
-        "unreachable_max": max(r["unreachable_max"] for r in rows),
-        "unreachable_single_writer": max(r["unreachable_single_writer"] for r in rows),
-        "p50_ms": {g: median([r["latency_ms"][g]["p50"] for r in rows]) for g in REGIONS},
-        "p99_ms": {g: median([r["latency_ms"][g]["p99"] for r in rows]) for g in REGIONS},
-        "bytes_per_insert": med("bytes_per_insert"),
-        "cross_region_bytes_per_insert": med("cross_region_bytes_per_insert"),
-        "apply_to_insert_cpu": med("apply_to_insert_cpu"),
-        "replica_cpu_us_per_write": med("replica_cpu_us_per_write"),
-        "visible_local_p50_ms": med("visible_local_p50_ms"),
-        "visible_all_p50_ms": med("visible_all_p50_ms"),
-        "visible_all_p99_ms": med("visible_all_p99_ms"),
+    out: dict[str, Any] = {
+        "runs": len(g), "converged_runs": int(g["converged"].sum()),
+        "digests_equal_runs": int(g["digests_equal"].sum()),
+        "lost_max": int(g["lost_max"].max()),
+        "unreachable_max": int(g["unreachable_max"].max()),
+        "unreachable_single_writer": int(g["unreachable_single_writer"].max()),
+        "p50_ms": {r: _med(g, f"p50_ms.{r}") for r in REGIONS},
+        "p99_ms": {r: _med(g, f"p99_ms.{r}") for r in REGIONS},
     }
+    for col in ("quiet_ms", "convergence_ms", "recall_min", "recall_single_writer",
+                "recall_gap", "bytes_per_insert", "cross_region_bytes_per_insert",
+                "apply_to_insert_cpu", "replica_cpu_us_per_write", "visible_local_p50_ms",
+                "visible_all_p50_ms", "visible_all_p99_ms"):
+        out[col] = _med(g, col)
+    return out
 
 
-def make_headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    crdt = [r for r in rows if r["policy"] == "crdt"]
-    ordered = [r for r in rows if r["policy"] == "ordered"]
-    lww = [r for r in rows if r["policy"] == "lww"]
-    leader = [r for r in rows if r["policy"] == "leader"]
-    p99s = [r["latency_ms"][g]["p99"] for r in crdt for g in REGIONS]
+def make_headline(frame: Any) -> dict[str, Any]:
+    def pol(name: str) -> Any:
+        return frame[frame["cfg.policy"] == name]
+
+    crdt, lww, ordered, leader = pol("crdt"), pol("lww"), pol("ordered"), pol("leader")
+    p99 = crdt[[f"p99_ms.{r}" for r in REGIONS]].to_numpy().ravel()
+    p99 = [float(x) for x in p99 if x == x]  # NaN: a region with no acknowledged write
     return {
         "crdt": {
-            "all_converged_digests_equal": all(r["converged"] and r["digests_equal"]
-                                               for r in crdt),
-            "worst_recall_gap": max(r["recall_gap"] for r in crdt),
-            "max_p99_ms": max((x for x in p99s if x is not None), default=None),
-            "replica_cpu_us_per_write": median([r["replica_cpu_us_per_write"] for r in crdt]),
+            "all_converged_digests_equal": bool((crdt["converged"]
+                                                 & crdt["digests_equal"]).all()),
+            "worst_recall_gap": float(crdt["recall_gap"].max()),
+            "max_p99_ms": max(p99, default=None),
+            "replica_cpu_us_per_write": _med(crdt, "replica_cpu_us_per_write"),
         },
         "lww": {
-            "runs_with_digests_equal": sum(r["digests_equal"] for r in lww),
-            "runs": len(lww),
-            "worst_recall_gap": max(r["recall_gap"] for r in lww),
-            "unreachable_max": max(r["unreachable_max"] for r in lww),
+            "runs_with_digests_equal": int(lww["digests_equal"].sum()), "runs": len(lww),
+            "worst_recall_gap": float(lww["recall_gap"].max()),
+            "unreachable_max": int(lww["unreachable_max"].max()),
         },
         "ordered": {
-            "all_converged_digests_equal": all(r["converged"] and r["digests_equal"]
-                                               for r in ordered),
-            "replica_cpu_us_per_write": median([r["replica_cpu_us_per_write"]
-                                                for r in ordered]),
+            "all_converged_digests_equal": bool((ordered["converged"]
+                                                 & ordered["digests_equal"]).all()),
+            "replica_cpu_us_per_write": _med(ordered, "replica_cpu_us_per_write"),
         },
         "leader": {
-            "p50_ms": {n: {g: median([r["latency_ms"][g]["p50"] for r in leader
-                                      if r["nemesis"] == n]) for g in REGIONS}
-                       for n in NEMESES},
+            "p50_ms": {n: {r: _med(leader[leader["cfg.nemesis"] == n], f"p50_ms.{r}")
+                           for r in REGIONS} for n in NEMESES},
         },
     }
-
-
-def progress_line(r: dict[str, Any]) -> str:
-    lat = " ".join(f"{g} {r['latency_ms'][g]['p50']}/{r['latency_ms'][g]['p99']}"
-                   for g in REGIONS)
-    return (f"{r['policy']:6s} overlap {r['overlap']:.1f} {r['nemesis']:16s} seed {r['seed']}: "
-            f"converged {r['converged']} ({r['convergence_ms']} ms) digests equal "
-            f"{r['digests_equal']} lost {r['lost_max']} recall {r['recall_min']:.4f} vs "
-            f"{r['recall_single_writer']:.4f} unreachable {r['unreachable_max']} vs "
-            f"{r['unreachable_single_writer']}; p50/p99 ms "
-            f"{lat}; {r['bytes_per_insert']:.0f} B/insert; {r['wall_s']:.1f} s")
 
 
 def print_table(cells: dict[str, dict[str, Any]]) -> None:
@@ -293,73 +210,6 @@ def print_table(cells: dict[str, dict[str, Any]]) -> None:
               f"{fmt(c['apply_to_insert_cpu'], '.3f'):>9s} "
               f"{fmt(c['replica_cpu_us_per_write'], '.0f'):>9s} "
               f"{vis:>15s}")
-
-
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 5.5))
-
-    # (a) write latency p99 per region, per policy and nemesis (median over seeds and
-    # overlaps)
-    combos = [(p, n) for p in POLICIES for n in NEMESES]
-    width = 0.8 / len(combos)
-    x = np.arange(len(REGIONS))
-    for i, (pol, nem) in enumerate(combos):
-        vals = [median([r["latency_ms"][g]["p99"] for r in rows
-                        if r["policy"] == pol and r["nemesis"] == nem]) for g in REGIONS]
-        ax1.bar(x + (i - (len(combos) - 1) / 2) * width,
-                [np.nan if v is None else v for v in vals], width, label=f"{pol}, {nem}")
-    ax1.set_xticks(x, [f"writer in {g}" for g in REGIONS])
-    ax1.set_yscale("log")
-    ax1.set_ylabel("write latency p99 (ms, virtual time)")
-    ax1.set_title("(a) write latency p99 per region\n(median over seeds and overlaps)")
-    ax1.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1))
-
-    # (b) recall@10: worst replica against one writer, per policy / overlap / nemesis
-    cells = grid()
-    x = np.arange(len(cells))
-    rec_min = [median([r["recall_min"] for r in rows if cell_of(r) == c]) for c in cells]
-    rec_one = [median([r["recall_single_writer"] for r in rows if cell_of(r) == c])
-               for c in cells]
-    ax2.bar(x - 0.2, [np.nan if v is None else v for v in rec_min], 0.4,
-            label="replicas (min over replicas)")
-    ax2.bar(x + 0.2, [np.nan if v is None else v for v in rec_one], 0.4,
-            label="one writer, no replication")
-    ax2.set_xticks(x, [f"{p}\noverlap {o:g}\n{'part.' if n != 'none' else 'none'}"
-                       for p, o, n in cells], fontsize=7)
-    lo = min(v for v in rec_min + rec_one if v is not None)
-    ax2.set_ylim(0.0 if lo < 0.9 else lo - 0.02, 1.005)
-    ax2.set_ylabel("recall@10 (median over seeds)")
-    ax2.set_title("(b) recall@10: worst replica vs single writer")
-    ax2.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.26))
-
-    # (c) convergence after the last write, per policy and nemesis (every run a dot)
-    x = np.arange(len(combos))
-    for i, (pol, nem) in enumerate(combos):
-        vals = [r["convergence_ms"] for r in rows if r["policy"] == pol and r["nemesis"] == nem]
-        done = [v for v in vals if v is not None]
-        if done:
-            ax3.bar(i, statistics.median(done), 0.6, color=f"C{i}", alpha=0.6)
-            ax3.plot([i] * len(done), done, "k.", markersize=5)
-        missed = len(vals) - len(done)
-        if missed:
-            ax3.annotate(f"{missed} not converged", (i, 1), ha="center", fontsize=7,
-                         xycoords=("data", "axes fraction"), va="top", color="red")
-    ax3.set_xticks(x, [f"{p}\n{n}" for p, n in combos], fontsize=8)
-    ax3.set_ylim(bottom=0)
-    ax3.set_ylabel("convergence after the last write (ms, virtual time)")
-    ax3.set_title("(c) convergence time\n(bar: median; dots: runs, both overlaps)")
-
-    fig.suptitle(f"active-active, regions {'/'.join(REGIONS)}, 3 nodes and 1 writer each, "
-                 f"{rows[0]['writes']} writes per writer; eu cut off under region-partition")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":
