@@ -643,6 +643,17 @@ def _no_check(a: argparse.Namespace) -> None:
     return None
 
 
+def _sweep_options(p: argparse.ArgumentParser, jobs: int, root_help: str) -> None:
+    """The options of a command that runs sweeps: ``--profile``, ``--scheduler``,
+    ``--jobs`` (default ``jobs``) and ``--root``."""
+    p.add_argument("--profile", default="small", choices=("tiny", "small", "full"),
+                   help="the sweeps: tiny (a smoke test), small or full")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the cells on this Dask cluster (default: local processes)")
+    _int_arg(p, "--jobs", 1, 256, jobs, "local processes (without --scheduler)")
+    p.add_argument("--root", default="results", help=root_help)
+
+
 def _add_exp(sub: Any) -> None:
     """``graphrep exp list|run|plot``: the experiments of :mod:`graphrep.exp`."""
     e = sub.add_parser("exp", help="experiments: list them, run a sweep (local processes "
@@ -655,13 +666,8 @@ def _add_exp(sub: Any) -> None:
     from graphrep.exp.core import names
 
     r.add_argument("name", choices=names(), help="an experiment (graphrep exp list)")
-    r.add_argument("--profile", default="small", choices=("tiny", "small", "full"),
-                   help="the sweep: tiny (a smoke test), small or full")
-    r.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="run the cells on this Dask cluster (default: local processes)")
-    _int_arg(r, "--jobs", 1, 256, 1, "local processes (without --scheduler)")
+    _sweep_options(r, 1, "where results go")
     r.add_argument("--force", action="store_true", help="run finished cells again")
-    r.add_argument("--root", default="results", help="where results go")
     r.set_defaults(func=_exp_run, check=_no_check)
     pl = esub.add_parser("plot", help="plot an experiment's results (PNG, PDF and a "
                          "caption file)")
@@ -782,12 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     psub = pa.add_subparsers(dest="paper_command", required=True)
     b = psub.add_parser("build", help="run its sweeps (finished cells reused), draw its "
                         "figures and render paper.md from the results")
-    b.add_argument("--profile", default="small", choices=("tiny", "small", "full"),
-                   help="the sweeps: tiny (a smoke test), small or full")
-    b.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="run the cells on this Dask cluster (default: local processes)")
-    _int_arg(b, "--jobs", 1, 256, 2, "local processes (without --scheduler)")
-    b.add_argument("--root", default="results", help="where results go (per profile)")
+    _sweep_options(b, 2, "where results go (per profile)")
     b.add_argument("--out", default=None, help="where the paper goes (default: "
                    "papers/edge-delta-replication)")
     b.set_defaults(func=_paper_build, check=_no_check)
