@@ -290,6 +290,31 @@ def _kill(x, n_slots, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters
                 break
 
 
+@njit(inline="always")
+def _beam_put(n, d, kid, kver, bid, bd, bexp, size, L):
+    """Put slot ``n`` at distance ``d`` into the beam (``size`` slots sorted by (distance,
+    id, version), at most ``L``). Returns the new size and where ``n`` went (``L``: not
+    taken)."""
+    if size == L and not _before(d, kid[n], kver[n], bd[L - 1], kid[bid[L - 1]],
+                                 kver[bid[L - 1]]):
+        return size, L
+    lo = size if size < L else L - 1
+    while lo > 0 and _before(d, kid[n], kver[n], bd[lo - 1], kid[bid[lo - 1]],
+                             kver[bid[lo - 1]]):
+        lo -= 1
+    last = size if size < L else L - 1
+    for u in range(last, lo, -1):
+        bid[u] = bid[u - 1]
+        bd[u] = bd[u - 1]
+        bexp[u] = bexp[u - 1]
+    bid[lo] = n
+    bd[lo] = d
+    bexp[lo] = 0
+    if size < L:
+        size += 1
+    return size, lo
+
+
 @njit(cache=True)
 def _beam(q, entries, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, counters):
     """Greedy beam search from the slots ``entries``: the best ``L`` slots by (distance,
@@ -301,25 +326,8 @@ def _beam(q, entries, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, 
         if vis[e] == stamp:
             continue
         vis[e] = stamp
-        d = _dq(vecs, e, q)
         nd += 1
-        if size == L and not _before(d, kid[e], kver[e], bd[L - 1], kid[bid[L - 1]],
-                                     kver[bid[L - 1]]):
-            continue
-        lo = size if size < L else L - 1
-        while lo > 0 and _before(d, kid[e], kver[e], bd[lo - 1], kid[bid[lo - 1]],
-                                 kver[bid[lo - 1]]):
-            lo -= 1
-        last = size if size < L else L - 1
-        for u in range(last, lo, -1):
-            bid[u] = bid[u - 1]
-            bd[u] = bd[u - 1]
-            bexp[u] = bexp[u - 1]
-        bid[lo] = e
-        bd[lo] = d
-        bexp[lo] = 0
-        if size < L:
-            size += 1
+        size, _ = _beam_put(e, _dq(vecs, e, q), kid, kver, bid, bd, bexp, size, L)
     cur = 0
     while cur < size:
         node = bid[cur]
@@ -331,25 +339,8 @@ def _beam(q, entries, vecs, kid, kver, nbrs, deg, L, vis, stamp, bid, bd, bexp, 
             if vis[n] == stamp:
                 continue
             vis[n] = stamp
-            d = _dq(vecs, n, q)
             nd += 1
-            if size == L and not _before(d, kid[n], kver[n], bd[L - 1], kid[bid[L - 1]],
-                                         kver[bid[L - 1]]):
-                continue
-            lo = size if size < L else L - 1
-            while lo > 0 and _before(d, kid[n], kver[n], bd[lo - 1], kid[bid[lo - 1]],
-                                     kver[bid[lo - 1]]):
-                lo -= 1
-            last = size if size < L else L - 1
-            for u in range(last, lo, -1):
-                bid[u] = bid[u - 1]
-                bd[u] = bd[u - 1]
-                bexp[u] = bexp[u - 1]
-            bid[lo] = n
-            bd[lo] = d
-            bexp[lo] = 0
-            if size < L:
-                size += 1
+            size, lo = _beam_put(n, _dq(vecs, n, q), kid, kver, bid, bd, bexp, size, L)
             if lo < best:
                 best = lo
         k = cur if cur < best else best
