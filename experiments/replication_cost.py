@@ -14,7 +14,9 @@ nemeses (``none`` and ``partitions``), once per policy:
 Per run: bytes per insert by part (replica-to-replica traffic only), replica distance
 computations and replica CPU seconds per insert (time spent applying the log on every
 replica, summed), replication lag and write latency percentiles, top-10 agreement across
-replicas, and whether the replicas converged with no acknowledged write lost.
+replicas, whether the replicas converged with no acknowledged write lost, and the
+process's peak resident memory during the run (``peak_rss_mb``; Linux: VmHWM, reset
+before each run, so each run's own peak; the top-level ``peak_rss_mb`` is the largest).
 
 Overhead of the simulator plus the protocol, two ways:
 
@@ -59,7 +61,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import one_thread  # noqa: E402,F401  (pins BLAS/numba threads before numpy work)
-from bench_common import GRAPH_OPTIONS, add_options  # noqa: E402
+from bench_common import (  # noqa: E402
+    GRAPH_OPTIONS,
+    add_options,
+    peak_rss_mb,
+    reset_peak_rss,
+)
 
 from graphrep.ann import VamanaIndex  # noqa: E402
 from graphrep.cluster import ClusterConfig, run_cluster  # noqa: E402
@@ -130,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     for nemesis in NEMESES:
         for policy in POLICIES:
             cfg = ClusterConfig(nemesis=nemesis, **base, replica={**replica, "policy": policy})
+            reset_peak_rss()
             t0 = time.process_time()
             s = run_cluster(cfg, bootstrap=bootstrap)
+            run_peak = peak_rss_mb()
             total_cpu = time.process_time() - t0
             inserts = max(s["acked_writes"], 1)
             apply_cpu = sum(s["apply_cpu_s"].values())
@@ -154,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 "overhead_in_run": round((s["sim_cpu_s"] - apply_cpu - op_cpu) / op_cpu, 3),
                 "leader_insert_over_bare": round(op_cpu / bare_cpu, 3),
                 "trace_hash": s["trace_hash"],
+                "peak_rss_mb": run_peak,
             }
             runs[f"{policy}/{nemesis}"] = row
             print(f"{policy:7s} {nemesis:10s} converged={row['converged']} lost="
@@ -163,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"lag p50/p99={row['lag_ms']['p50']:.1f}/{row['lag_ms']['p99']:.1f} ms "
                   f"agreement={row['topk_agreement']:.3f} "
                   f"overhead={row['overhead_in_run']:.2f} in run, "
-                  f"{row['overhead_vs_bare']:.2f} vs bare", flush=True)
+                  f"{row['overhead_vs_bare']:.2f} vs bare; peak RSS {run_peak:.0f} MB",
+                  flush=True)
 
     ratios = {}
     for nemesis in NEMESES:
@@ -182,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_insert_us": round(1e6 * bare_cpu / args.writes, 1),
         "bare_distance_computations_per_insert": round(bare_dist / args.writes, 1),
         "runs": runs,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs.values()),
         "ratios_leader_over_replay": ratios,
         "targets": {
             "replica_cpu_at_most_2pct": all(r["replica_cpu"] <= 0.02 for r in ratios.values()),
