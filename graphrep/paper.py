@@ -27,7 +27,7 @@ PAPER = Path(__file__).resolve().parent.parent / "papers" / "edge-delta-replicat
 RECOVERED_WITHIN = 0.01
 """A cut-off replica has recovered once its recall is within this of the others'."""
 EXPERIMENTS = ("ann_quality", "replication_cost", "apply_scaling", "convergence", "recall_timeline",
-               "drift", "lag", "live_throughput", "sim_speed", "active_active")
+               "drift", "lag", "live_throughput", "soak", "sim_speed", "active_active")
 
 
 def _med(frame: Any, col: str) -> float:
@@ -173,6 +173,21 @@ def numbers(root: Path) -> dict[str, Any]:
     out["lt_follower_cpu"] = float(by.loc[many, "follower_cpu_ms_per_write"])
     out["lt_follower_over_leader"] = out["lt_follower_cpu"] / out["lt_leader_cpu"]
     out["lt_failed"] = int(lt["failed"].sum())
+    # the soak
+    sk = frames["soak"]
+    out["sk_runs"] = len(sk)
+    out["sk_duration_s"] = float(sk["cfg.duration"].max())
+    out["sk_kill_every_s"] = float(sk["cfg.kill_every"].max())
+    out["sk_load"] = float(sk["cfg.load"].max())
+    for col in ("kills", "leader_kills", "writes_acknowledged", "writes_failed",
+                "lost_acknowledged_writes", "phantoms", "ryw_checks", "ryw_violations",
+                "restarts_failed"):
+        out[f"sk_{col}"] = int(sk[col].sum())
+    out["sk_converged"] = int((sk["converged"] & sk["digests_equal"]).sum())
+    out["sk_agreement_min"] = float(sk["top10_agreement"].min())
+    out["sk_p99_steady"] = float(sk["write_p99_ms_steady"].median())
+    out["sk_p99_worst_minute"] = float(sk["write_p99_ms_worst_minute"].max())
+    out["sk_lag_p99"] = float(sk["follower_lag_p99_outside_failover"].median())
     # active-active
     p99 = [c for c in aa.columns if c.startswith("p99_ms.")]
     out["aa_writes"] = int(aa["cfg.writes"].max())

@@ -113,6 +113,7 @@ def _load_builtin() -> None:
         recall_timeline,
         replication_cost,
         sim_speed,
+        soak,
     )
 
 
