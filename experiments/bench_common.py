@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:  # the reference venv does not have graphrep insta
     sys.path.insert(0, str(REPO))
 
 from graphrep.datasets import recall_at_k  # noqa: E402
+from graphrep.exp.memory import peak_rss_mb, reset_peak_rss  # noqa: E402
 
 __all__ = ["GRAPH_OPTIONS", "INDEX_OPTIONS", "SWEEP_OPTIONS", "add_options", "best_time",
            "cpu_seconds", "forward", "peak_rss_mb", "recall_at_k", "reset_peak_rss",
@@ -49,32 +50,6 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
     ("--stop-recall", float, 0.999, "stop the sweep once both recalls reach this"),
     ("--insert-frac", float, 0.1, "fraction of the base inserted one point at a time"),
 )
-
-
-def reset_peak_rss() -> bool:
-    """Start measuring this process's peak resident memory afresh (Linux: write 5 to
-    /proc/self/clear_refs); whether it could. Elsewhere the peak stays the process's."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB since the last :func:`reset_peak_rss`
-    (Linux's VmHWM), or since it started where that cannot be reset."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def cpu_seconds(pid: int) -> float:

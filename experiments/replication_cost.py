@@ -1,7 +1,12 @@
 """What does replicating edge deltas save, and what does it cost, against replaying inserts?
 
+An entry point over ``graphrep exp run replication_cost``: its six runs are cells of
+that experiment (:mod:`graphrep.exp.replication_cost`), run one after the other through
+:func:`graphrep.exp.run_sweep` and stored under ``--root``, so a rerun reuses the cells
+it finished (``--force`` runs them again).
+
 Three replicas start from the same index (``--initial`` vectors of a Gaussian mixture,
-built once and handed to every replica as a bootstrap snapshot); a client then inserts
+handed to every replica as a bootstrap snapshot); a client then inserts
 ``--writes`` more vectors at write concern ``majority``, in the simulator, under two
 nemeses (``none`` and ``partitions``), once per policy:
 
@@ -16,7 +21,8 @@ computations and replica CPU seconds per insert (time spent applying the log on 
 replica, summed), replication lag and write latency percentiles, top-10 agreement across
 replicas, whether the replicas converged with no acknowledged write lost, and the
 process's peak resident memory during the run (``peak_rss_mb``; Linux: VmHWM, reset
-before each run, so each run's own peak; the top-level ``peak_rss_mb`` is the largest).
+before the cluster run, so each run's own peak; the top-level ``peak_rss_mb`` is the
+largest).
 
 Overhead of the simulator plus the protocol, two ways:
 
@@ -25,10 +31,10 @@ Overhead of the simulator plus the protocol, two ways:
   inside the same run. Numerator and denominator interleave at the scale of one insert,
   so a machine that slows down or speeds up during the run moves both alike.
 - ``overhead_vs_bare``: the same, against the same inserts run beforehand on a bare
-  index, one at a time. On a shared machine the two timings are seconds apart and can
-  differ by 30% on their own; ``leader_insert_over_bare`` shows by how much they did
-  (above 1 also when the other replicas' indexes, in the same process, evict the
-  leader's from the cache).
+  index, one at a time, in the same cell. On a shared machine the two timings are
+  seconds apart and can differ by 30% on their own; ``leader_insert_over_bare`` shows by
+  how much they did (above 1 also when the other replicas' indexes, in the same process,
+  evict the leader's from the cache).
 
 Set-up (loading the common index into each replica) and the final recall computation
 are outside both.
@@ -53,32 +59,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import one_thread  # noqa: E402,F401  (pins BLAS/numba threads before numpy work)
-from bench_common import (  # noqa: E402
-    GRAPH_OPTIONS,
-    add_options,
-    peak_rss_mb,
-    reset_peak_rss,
-)
+from bench_common import GRAPH_OPTIONS, add_options  # noqa: E402
 
-from graphrep.ann import VamanaIndex  # noqa: E402
-from graphrep.cluster import ClusterConfig, run_cluster  # noqa: E402
-from graphrep.datasets import gmm_dataset  # noqa: E402
-from graphrep.exp.replication_cost import warm_up  # noqa: E402
+from graphrep.exp import cell_key, load, run_sweep  # noqa: E402
+from graphrep.exp.replication_cost import NEMESES, POLICIES, grid  # noqa: E402
 
 RESULTS = ROOT / "results"
-POLICIES = ("leader", "replay", "snapshot")
-"""The one-group policies (the active-active ones: experiments/active_active.py). The
-same runs as cells of a sweep: ``graphrep exp run replication_cost``."""
-
-NEMESES = ("none", "partitions")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,84 +91,37 @@ def main(argv: list[str] | None = None) -> int:
                    "limit, the protocol's default); results go to replication_cost_"
                    "inflight<N>.json/.png")
     p.add_argument("--quick", action="store_true", help="5k initial, 1k inserts, d=64")
+    p.add_argument("--root", type=Path, default=RESULTS / "exp",
+                   help="where the sweep's cells are stored")
+    p.add_argument("--force", action="store_true", help="run finished cells again")
     args = p.parse_args(argv)
     if args.quick:
         args.initial, args.writes, args.dim, args.R, args.L = 5_000, 1_000, 64, 32, 64
-    base = dict(nodes=3, writes=args.writes, deletes=0, dim=args.dim, initial=args.initial,
-                queries=args.queries, seed=args.seed, concern="majority",
-                write_interval_ns=1_000_000, max_outstanding=64)
-    replica = dict(R=args.R, L=args.L, snapshot_every=0, apply_batch=args.apply_batch,
-                   snapshot_ticks=500, max_inflight=args.max_inflight)
-
-    # the common starting index, built once
-    probe = ClusterConfig(**base, replica=replica)
-    rcfg = probe.replica_config(("r0",))
-    n_base = args.initial + args.writes
-    X, _ = gmm_dataset(n_base, 1, args.dim, n_clusters=16 if n_base < 20_000 else 100,
-                       seed=args.seed)
-    X = np.ascontiguousarray(X[:n_base], dtype=np.float32)
-    t0 = time.perf_counter()
-    index = rcfg.index()
-    index.build(X[: args.initial], np.arange(args.initial))
-    build_s = time.perf_counter() - t0
-    bootstrap = index.to_bytes()
-    print(f"built the common index of {args.initial} x {args.dim} in {build_s:.1f} s",
-          flush=True)
-
-    warm_up(args.dim)
-    # the same inserts on a bare index
-    bare = VamanaIndex.from_bytes(bootstrap)
-    t0 = time.process_time()
-    for i in range(args.initial, n_base):
-        bare.insert(i, X[i])
-    bare_cpu = time.process_time() - t0
-    bare_dist = bare.stats()["counters"]["insert"]["distance_computations"]
-    print(f"bare index: {args.writes} inserts in {bare_cpu:.1f} s CPU "
-          f"({1e6 * bare_cpu / args.writes:.0f} us each)", flush=True)
-    assert probe.initial == args.initial
-
-    runs: dict[str, dict] = {}
-    for nemesis in NEMESES:
-        for policy in POLICIES:
-            cfg = ClusterConfig(nemesis=nemesis, **base, replica={**replica, "policy": policy})
-            reset_peak_rss()
-            t0 = time.process_time()
-            s = run_cluster(cfg, bootstrap=bootstrap)
-            run_peak = peak_rss_mb()
-            total_cpu = time.process_time() - t0
-            inserts = max(s["acked_writes"], 1)
-            apply_cpu = sum(s["apply_cpu_s"].values())
-            op_cpu = sum(s["op_cpu_s"].values())  # the leader's inserts, inside the run
-            row = {
-                "converged": s["converged"], "lost_writes": s["lost_writes"],
-                "acked_writes": s["acked_writes"], "faults": s["faults"],
-                "bytes_per_insert": {k: round(v, 1) for k, v in s["bytes_per_insert"].items()},
-                "replica_distance_computations_per_insert":
-                    round(s["replica_distance_computations_per_insert"], 1),
-                "replica_cpu_us_per_insert": round(1e6 * apply_cpu / inserts, 1),
-                "lag_ms": {k: round(v, 2) for k, v in s["lag_ms"].items()},
-                "write_latency_ms": {k: round(v, 2) for k, v in s["write_latency_ms"].items()},
-                "topk_agreement": s["topk_agreement"],
-                "recall_at_10": s["recall_at_10"],
-                "cpu_s": {"total": round(total_cpu, 2), "apply": round(apply_cpu, 2),
-                          "leader_ops": round(op_cpu, 2), "sim": s["sim_cpu_s"],
-                          **s["cpu_s"]},
-                "overhead_vs_bare": round((s["sim_cpu_s"] - apply_cpu - bare_cpu) / bare_cpu, 3),
-                "overhead_in_run": round((s["sim_cpu_s"] - apply_cpu - op_cpu) / op_cpu, 3),
-                "leader_insert_over_bare": round(op_cpu / bare_cpu, 3),
-                "trace_hash": s["trace_hash"],
-                "peak_rss_mb": run_peak,
-            }
-            runs[f"{policy}/{nemesis}"] = row
-            print(f"{policy:7s} {nemesis:10s} converged={row['converged']} lost="
-                  f"{row['lost_writes']} bytes/insert={row['bytes_per_insert']['total']:.0f} "
-                  f"replica dist/insert={row['replica_distance_computations_per_insert']:.0f}"
-                  f" replica CPU/insert={row['replica_cpu_us_per_insert']:.0f} us "
-                  f"lag p50/p99={row['lag_ms']['p50']:.1f}/{row['lag_ms']['p99']:.1f} ms "
-                  f"agreement={row['topk_agreement']:.3f} "
-                  f"overhead={row['overhead_in_run']:.2f} in run, "
-                  f"{row['overhead_vs_bare']:.2f} vs bare; peak RSS {run_peak:.0f} MB",
-                  flush=True)
+    cells = grid((args.initial,), args.writes, args.dim, args.R, args.L,
+                 queries=args.queries, apply_batch=args.apply_batch,
+                 max_inflight=args.max_inflight)
+    # one after the other: each cell times its own runs
+    report = run_sweep("replication_cost", cells, (args.seed,), root=args.root, jobs=1,
+                       force=args.force)
+    if report.failed:
+        print(json.dumps(report.to_json()), file=sys.stderr)
+        return 1
+    frame = load("replication_cost", args.root)
+    keys = {cell_key("replication_cost", c, args.seed): c for c in cells}
+    runs: dict[str, dict[str, Any]] = {}
+    for _, r in frame[frame["cell"].isin(list(keys))].iterrows():
+        c = keys[r["cell"]]
+        runs[f"{c.policy}/{c.nemesis}"] = run_row(r)
+    runs = {f"{pol}/{nem}": runs[f"{pol}/{nem}"] for nem in NEMESES for pol in POLICIES}
+    for name, row in runs.items():
+        print(f"{name:20s} converged={row['converged']} lost={row['lost_writes']} "
+              f"bytes/insert={row['bytes_per_insert']['total']:.0f} "
+              f"replica dist/insert={row['replica_distance_computations_per_insert']:.0f}"
+              f" replica CPU/insert={row['replica_cpu_us_per_insert']:.0f} us "
+              f"lag p50/p99={row['lag_ms']['p50']:.1f}/{row['lag_ms']['p99']:.1f} ms "
+              f"agreement={row['topk_agreement']:.3f} "
+              f"overhead={row['overhead_in_run']:.2f} in run, "
+              f"{row['overhead_vs_bare']:.2f} vs bare; peak RSS {row['peak_rss_mb']:.0f} MB")
 
     ratios = {}
     for nemesis in NEMESES:
@@ -184,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
                                  / max(b["replica_cpu_us_per_insert"], 1e-9), 4),
             "bytes": round(a["bytes_per_insert"]["total"] / b["bytes_per_insert"]["total"], 3),
         }
+    first = frame[frame["cell"].isin(list(keys))].iloc[0]
     result = {
         "workload": {"initial": args.initial, "writes": args.writes, "dim": args.dim,
                      "R": args.R, "L": args.L, "replicas": 3, "concern": "majority",
                      "seed": args.seed, "apply_batch": args.apply_batch,
                      "max_inflight": args.max_inflight},
-        "build_s": round(build_s, 1),
-        "bare_insert_us": round(1e6 * bare_cpu / args.writes, 1),
-        "bare_distance_computations_per_insert": round(bare_dist / args.writes, 1),
+        "sweep": report.to_json(),
+        "build_s": float(first["build_s"]),
+        "bare_insert_us": float(first["bare_insert_us"]),
         "runs": runs,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs.values()),
         "ratios_leader_over_replay": ratios,
@@ -207,6 +155,32 @@ def main(argv: list[str] | None = None) -> int:
     plot(runs, RESULTS / f"{name}.png")
     print(json.dumps(result))
     return 0
+
+
+def run_row(r: Any) -> dict[str, Any]:
+    """One stored row as the report shows a run (parts and percentiles nested)."""
+    def nested(prefix: str) -> dict[str, float]:
+        return {c.split(".", 1)[1]: float(r[c]) for c in r.index
+                if c.startswith(prefix + ".") and r[c] == r[c]}
+
+    return {
+        "converged": bool(r["converged"]), "lost_writes": int(r["lost_writes"]),
+        "acked_writes": int(r["acked_writes"]),
+        "bytes_per_insert": nested("bytes_per_insert"),
+        "replica_distance_computations_per_insert":
+            float(r["replica_distance_computations_per_insert"]),
+        "replica_cpu_us_per_insert": float(r["replica_cpu_us_per_insert"]),
+        "lag_ms": nested("lag_ms"), "write_latency_ms": nested("write_latency_ms"),
+        "topk_agreement": float(r["topk_agreement"]),
+        "recall_at_10_min": float(r["recall_at_10_min"]),
+        "cpu_s": {"apply": float(r["apply_cpu_s"]), "leader_ops": float(r["op_cpu_s"]),
+                  "sim": float(r["sim_cpu_s"]), "bare": float(r["bare_cpu_s"])},
+        "overhead_vs_bare": float(r["overhead_vs_bare"]),
+        "overhead_in_run": float(r["overhead_in_run"]),
+        "leader_insert_over_bare": float(r["leader_insert_over_bare"]),
+        "peak_rss_mb": float(r["peak_rss_mb"]),
+        "trace_hash": r["trace_hash"],
+    }
 
 
 def plot(runs: dict[str, dict], path: Path) -> None:

@@ -10,8 +10,10 @@ The same inserts also run on a bare index, one at a time, timed.
 Its row: bytes per insert by part (replica-to-replica traffic), replica distance
 computations and CPU per insert (applying the log, every replica summed), lag and write
 latency percentiles, top-10 agreement, whether the replicas converged with no
-acknowledged write lost, and the overhead of the simulator plus the protocol over the
-leader's own inserts in the same run.
+acknowledged write lost, the overhead of the simulator plus the protocol over the
+leader's own inserts in the same run (``overhead_in_run``) and over the bare inserts
+(``overhead_vs_bare``), and the process's peak resident memory during the cluster run
+(``peak_rss_mb``, :mod:`.memory`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from graphrep.exp.core import Experiment, Profile, register
+from graphrep.exp.memory import peak_rss_mb, reset_peak_rss
 from graphrep.plotstyle import new_figure, save_all, style
 
-__all__ = ["ReplicationCell", "run", "warm_up"]
+__all__ = ["NEMESES", "POLICIES", "ReplicationCell", "grid", "run", "warm_up"]
 
 POLICIES = ("leader", "replay", "snapshot")
 NEMESES = ("none", "partitions")
@@ -88,7 +91,9 @@ def run(cell: ReplicationCell, seed: int) -> list[dict[str, Any]]:
     for i in range(cell.initial, n_base):
         bare.insert(i, X[i])
     bare_cpu = time.process_time() - t0
+    reset_peak_rss()
     s = run_cluster(cfg, bootstrap=bootstrap)
+    peak = peak_rss_mb()
     inserts = max(s["acked_writes"], 1)
     apply_cpu = sum(s["apply_cpu_s"].values())
     op_cpu = sum(s["op_cpu_s"].values())
@@ -102,6 +107,13 @@ def run(cell: ReplicationCell, seed: int) -> list[dict[str, Any]]:
         "topk_agreement": s["topk_agreement"],
         "overhead_in_run": round((s["sim_cpu_s"] - apply_cpu - op_cpu) / max(op_cpu, 1e-9),
                                  3),
+        "overhead_vs_bare": round((s["sim_cpu_s"] - apply_cpu - bare_cpu) / max(bare_cpu, 1e-9),
+                                  3),
+        "leader_insert_over_bare": round(op_cpu / max(bare_cpu, 1e-9), 3),
+        "sim_cpu_s": s["sim_cpu_s"], "apply_cpu_s": round(apply_cpu, 3),
+        "op_cpu_s": round(op_cpu, 3), "bare_cpu_s": round(bare_cpu, 3),
+        "recall_at_10_min": min(s["recall_at_10"].values()),
+        "peak_rss_mb": peak,
         "trace_hash": s["trace_hash"],
     }
     for part, v in s["bytes_per_insert"].items():
@@ -137,17 +149,19 @@ def plot(frame: Any, out: Path) -> list[Path]:
         return save_all(fig, out / "replication_cost")
 
 
-def _grid(sizes: tuple[int, ...], writes: int, dim: int, R: int, L: int
-          ) -> list[ReplicationCell]:
-    return [ReplicationCell(policy=p, nemesis=n, initial=i, writes=writes, dim=dim, R=R, L=L)
-            for i in sizes for p in POLICIES for n in NEMESES]
+def grid(sizes: tuple[int, ...], writes: int, dim: int, R: int, L: int, **kw: Any
+         ) -> list[ReplicationCell]:
+    """Every (size, policy, nemesis) cell; ``kw``: the cells' other settings."""
+    return [ReplicationCell(policy=p, nemesis=n, initial=i, writes=writes, dim=dim, R=R, L=L,
+                            **kw)
+            for i in sizes for n in NEMESES for p in POLICIES]
 
 
 EXPERIMENT = register(Experiment(
     "replication_cost", ReplicationCell, run,
-    profiles={"tiny": Profile(lambda: _grid((300, 600), 60, 8, 8, 16), (7,)),
-              "small": Profile(lambda: _grid((2_000, 5_000), 1_000, 64, 32, 64), (7,)),
-              "full": Profile(lambda: _grid((10_000, 100_000, 1_000_000), 20_000, 128, 64,
+    profiles={"tiny": Profile(lambda: grid((300, 600), 60, 8, 8, 16), (7,)),
+              "small": Profile(lambda: grid((2_000, 5_000), 1_000, 64, 32, 64), (7,)),
+              "full": Profile(lambda: grid((10_000, 100_000, 1_000_000), 20_000, 128, 64,
                                             100), (7, 8))},
     description="bytes and replica CPU per insert of leader, replay and snapshot, as the "
                 "index grows",
