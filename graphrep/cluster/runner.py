@@ -36,7 +36,8 @@ __all__ = ["REGION_PARTITION_PERCENT", "CpuHooks", "ReplicaNodes", "TimedReplica
 
 def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
                 actions: Sequence[tuple[int, Callable[[Simulation], None]]] = (),
-                min_settle_ns: int = 0, bootstrap: bytes | None = None) -> dict[str, Any]:
+                min_settle_ns: int = 0, bootstrap: bytes | None = None,
+                settled: Callable[[Simulation], None] | None = None) -> dict[str, Any]:
     """Run one cluster and return its summary (see :mod:`graphrep.cluster`).
 
     ``schedule`` replaces the named nemesis with explicit faults (plain data: a test or a
@@ -44,7 +45,9 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     ``actions`` are ``(time_ns, call)`` pairs run at those virtual times, for scenarios
     that reach into a replica (corrupting its index, say). ``min_settle_ns`` keeps the
     cluster running at least that long after the heal, so that periodic work such as
-    anti-entropy gets its turn.
+    anti-entropy gets its turn. ``settled`` is called with the simulation once the run
+    has settled (or its settle time is up), before the summary: to read what the summary
+    does not report.
 
     With ``cfg.initial`` > 0 every replica starts from the same index of ``initial``
     vectors (ids 0..initial-1; sharded, the shard's share of them), given as a bootstrap
@@ -85,6 +88,8 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
         sim.run_until(heal_at + min_settle_ns)
         if not _settled(sim, layout, client):
             converged_at = None
+    if settled is not None:
+        settled(sim)
 
     summary = summarize(cfg, sim, layout, client, vectors, queries, heal_at, converged_at)
     summary["faults"] = n_faults

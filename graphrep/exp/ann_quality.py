@@ -16,24 +16,18 @@ references need a source checkout (the script and its reference runner live in
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from graphrep.errors import InvalidArgument
 from graphrep.exp.core import Experiment, Profile, register
+from graphrep.exp.scripts import run_script
 from graphrep.plotstyle import colors, new_figure, save_all, style
 
 __all__ = ["LIBRARIES", "AnnCell", "qps_at", "run", "table"]
 
 LIBRARIES = ("graphrep", "hnswlib", "faiss", "diskannpy")
-BENCH = Path(__file__).resolve().parents[2] / "experiments" / "ann_bench.py"
-"""The benchmark script a cell runs (in a source checkout)."""
 QUICK_SWEEP = (10, 20, 40, 80, 160, 320)
 
 
@@ -52,21 +46,11 @@ def run(cell: AnnCell, seed: int) -> list[dict[str, Any]]:
     if cell.library not in LIBRARIES:
         raise InvalidArgument(f"unknown library {cell.library!r}; expected one of "
                               f"{', '.join(LIBRARIES)}")
-    if not BENCH.exists():
-        raise InvalidArgument(f"{BENCH} is missing: the ANN-quality experiment runs from a "
-                              "source checkout")
-    with tempfile.TemporaryDirectory(prefix="ann_quality_") as out:
-        cmd = [sys.executable, str(BENCH), "--datasets", cell.dataset, "--libs", cell.library,
-               "--n", str(cell.n), "--nq", str(cell.queries), "--seed", str(seed),
-               "--sweep", ",".join(map(str, cell.sweep)), "--repeats", str(cell.repeats),
-               "--insert-frac", str(cell.insert_frac), "--out", out]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        report = Path(out) / "ann_bench.json"
-        if proc.returncode != 0 or not report.exists():
-            raise RuntimeError(f"ann_bench.py exited with {proc.returncode}: "
-                               f"{proc.stderr[-2000:]}")
-        data = json.loads(report.read_text())
+    data, _ = run_script("ann_bench.py", [
+        "--datasets", cell.dataset, "--libs", cell.library, "--n", str(cell.n),
+        "--nq", str(cell.queries), "--seed", str(seed), "--sweep", ",".join(map(str, cell.sweep)),
+        "--repeats", str(cell.repeats), "--insert-frac", str(cell.insert_frac)],
+        report="ann_bench.json")
     ds = data["datasets"].get(cell.dataset)
     if ds is None:
         reason = data["summary"]["datasets"].get(cell.dataset, {}).get("error", "no result")

@@ -64,13 +64,12 @@ def compare(mine: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 def run(cell: DriftCell, seed: int) -> list[dict[str, Any]]:
     from graphrep.cluster import ClusterConfig, run_cluster
+    from graphrep.cluster.runner import dataset
     from graphrep.sansio import MS
     from graphrep.sim.nemesis import Fault
 
     cfg = ClusterConfig(writes=cell.writes, deletes=0, dim=cell.dim, queries=50, seed=seed,
                         replica={"policy": cell.policy})
-    from graphrep.cluster.runner import dataset
-
     _, queries = dataset(cfg)
     rows: list[dict[str, Any]] = []
 
@@ -105,11 +104,8 @@ def run(cell: DriftCell, seed: int) -> list[dict[str, Any]]:
     actions: list[tuple[int, Any]] = []
     for t in range(cell.sample_ms * MS, end, cell.sample_ms * MS):
         actions += [(t - cell.quiet_ms * MS, pause), (t, sample_and_resume)]
-    holder: list[Any] = []  # the simulation, for the sample once it has settled
-    actions.append((MS, holder.append))
-    run_cluster(cfg, schedule=schedule, actions=actions, min_settle_ns=1_000 * MS)
-    if holder:
-        sample(holder[0], final=True)
+    run_cluster(cfg, schedule=schedule, actions=actions, min_settle_ns=1_000 * MS,
+                settled=lambda sim: sample(sim, final=True))
     return rows
 
 

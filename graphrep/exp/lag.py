@@ -52,25 +52,23 @@ def run(cell: LagCell, seed: int) -> list[dict[str, Any]]:
     from graphrep.cluster import ClusterConfig, run_cluster
     from graphrep.cluster.checker import lag_samples
     from graphrep.cluster.config import Layout
-    from graphrep.sansio import MS
     from graphrep.sim.network import LatencyModel
 
-    US = MS // 1_000
-
+    interval_ns = cell.write_interval_us * 1_000
     cfg = ClusterConfig(writes=cell.writes, initial=cell.initial, deletes=0, dim=cell.dim,
-                        queries=10, seed=seed, write_interval_ns=cell.write_interval_us * US,
-                        latency=LatencyModel.exponential(cell.latency_us * US),
+                        queries=10, seed=seed, write_interval_ns=interval_ns,
+                        latency=LatencyModel.exponential(cell.latency_us * 1_000),
                         cpu_ns_per_distance=cell.cpu_ns_per_distance,
                         cpu_ns_per_entry=cell.cpu_ns_per_entry,
                         replica={"policy": cell.policy})
-    holder: list[Any] = []  # the simulation, read once the run has settled
-    summary = run_cluster(cfg, actions=[(MS, holder.append)])
-    lags = lag_samples(holder[0], Layout.of(cfg))
+    layout = Layout.of(cfg)
+    lags: list[float] = []
+    summary = run_cluster(cfg, settled=lambda sim: lags.extend(lag_samples(sim, layout)))
     busy = summary["replica_distance_computations_per_insert"] * cell.cpu_ns_per_distance
     return [{"lag_ms": float(v), "converged": bool(summary["converged"]),
              "lost_writes": int(summary["lost_writes"]),
              "writes_per_s": 1e6 / cell.write_interval_us,
-             "follower_busy_share": busy / (cell.write_interval_us * 1_000)} for v in lags]
+             "follower_busy_share": busy / interval_ns} for v in lags]
 
 
 def plot(frame: Any, out: Path) -> list[Path]:

@@ -18,25 +18,18 @@ script lives in ``experiments/``).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from graphrep.errors import InvalidArgument
 from graphrep.exp.core import Experiment, Profile, register
+from graphrep.exp.scripts import run_script
 from graphrep.plotstyle import colors, new_figure, save_all, style
 
 __all__ = ["LiveCell", "run"]
 
-BENCH = Path(__file__).resolve().parents[2] / "experiments" / "live_bench.py"
-"""The benchmark script a cell runs (in a source checkout)."""
 
 
 @dataclass(frozen=True)
@@ -48,19 +41,9 @@ class LiveCell:
 
 
 def run(cell: LiveCell, seed: int) -> list[dict[str, Any]]:
-    if not BENCH.exists():
-        raise InvalidArgument(f"{BENCH} is missing: the live-throughput experiment runs "
-                              "from a source checkout")
-    with tempfile.TemporaryDirectory(prefix="live_throughput_") as out:
-        cmd = [sys.executable, str(BENCH), "--n", str(cell.n), "--dim", str(cell.dim),
-               "--writes", str(cell.writes), "--clients", str(cell.clients), "--out", out]
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONHASHSEED": "0"})
-        report = Path(out) / "live_bench.json"
-        if proc.returncode != 0 or not report.exists():
-            raise RuntimeError(f"live_bench.py exited with {proc.returncode}: "
-                               f"{proc.stderr[-2000:]}")
-        data = json.loads(report.read_text())
+    data, _ = run_script("live_bench.py", [
+        "--n", str(cell.n), "--dim", str(cell.dim), "--writes", str(cell.writes),
+        "--clients", str(cell.clients)], report="live_bench.json")
     rows = []
     for outstanding, ph in data["phases"].items():
         nodes = ph["nodes"].values()

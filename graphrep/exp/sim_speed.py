@@ -16,21 +16,17 @@ the profiles leave them out otherwise. Needs a source checkout (the script lives
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from graphrep.errors import InvalidArgument
 from graphrep.exp.core import Experiment, Profile, register
+from graphrep.exp.scripts import run_script
 from graphrep.plotstyle import colors, new_figure, save_all, style
 
 __all__ = ["SpeedCell", "engines", "run"]
 
-BENCH = Path(__file__).resolve().parents[2] / "experiments" / "sim_bench.py"
-"""The benchmark script a cell runs (in a source checkout)."""
 ENGINES = ("graphrep", "graphrep_send", "simpy_callback", "simpy_process", "bare_heapq")
 
 
@@ -50,16 +46,8 @@ def run(cell: SpeedCell, seed: int) -> list[dict[str, Any]]:
     if cell.engine not in ENGINES:
         raise InvalidArgument(f"unknown engine {cell.engine!r}; expected one of "
                               f"{', '.join(ENGINES)}")
-    if not BENCH.exists():
-        raise InvalidArgument(f"{BENCH} is missing: the simulator-speed experiment runs "
-                              "from a source checkout")
-    proc = subprocess.run([sys.executable, str(BENCH), "--worker", cell.engine,
-                           "--deliveries", str(cell.deliveries)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"sim_bench.py --worker {cell.engine} exited with "
-                           f"{proc.returncode}: {proc.stderr[-2000:]}")
-    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    line, _ = run_script("sim_bench.py", ["--worker", cell.engine,
+                                          "--deliveries", str(cell.deliveries)], out=False)
     return [{"engine": cell.engine, "deliveries_per_s": float(line["rate"]),
              "variant": line.get("variant") or ""}]
 
