@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import msgpack
 import numpy as np
 
+from graphrep.ann import VamanaIndex
 from graphrep.errors import CorruptIndexFile, DamagedEntry, MalformedMessage
 from graphrep.protocol.appliers import Applier
 from graphrep.protocol.config import ReplicaConfig
@@ -31,7 +32,7 @@ from graphrep.protocol.hlc import HLC
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import MERGE, Entry
 
-__all__ = ["RegionApplier", "RegionState"]
+__all__ = ["IndexRegionState", "RegionApplier", "RegionState"]
 
 
 class RegionState:
@@ -136,6 +137,22 @@ class RegionState:
             raise CorruptIndexFile(f"{cls.FORMAT} state bytes do not load "
                                    f"({type(exc).__name__})") from None
         return s
+
+
+class IndexRegionState(RegionState):
+    """A region state whose reads go to a :class:`~graphrep.ann.VamanaIndex` (``index``;
+    a new one of the config's settings unless given): ``lww``'s and ``ordered``'s."""
+
+    def __init__(self, config: ReplicaConfig, index: VamanaIndex | None = None) -> None:
+        super().__init__(config, index if index is not None else config.index())
+
+    @property
+    def index(self) -> VamanaIndex:
+        return self.reads  # type: ignore[no-any-return]
+
+    @classmethod
+    def load_reads(cls, data: bytes) -> VamanaIndex:
+        return VamanaIndex.from_bytes(data)
 
 
 class RegionApplier(Applier):

@@ -29,7 +29,7 @@ import numpy as np
 from graphrep.ann import VamanaIndex
 from graphrep.ann.records import RecordSet
 from graphrep.errors import DamagedEntry, InvalidArgument
-from graphrep.protocol.activeactive import RegionApplier, RegionState
+from graphrep.protocol.activeactive import IndexRegionState, RegionApplier
 from graphrep.protocol.appliers import register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.entries import DELETE, INSERT, RECORDS, encode_entry
@@ -37,7 +37,7 @@ from graphrep.protocol.entries import DELETE, INSERT, RECORDS, encode_entry
 __all__ = ["LwwApplier", "LwwState"]
 
 
-class LwwState(RegionState):
+class LwwState(IndexRegionState):
     """What an ``lww`` replica holds: its index (``index``, where reads go), each node's
     record timestamp, and the shipping bookkeeping of
     :class:`~.activeactive.RegionState`."""
@@ -45,7 +45,7 @@ class LwwState(RegionState):
     FORMAT = "graphrep.lww/2"
 
     def __init__(self, config: ReplicaConfig, index: VamanaIndex | None = None) -> None:
-        super().__init__(config, index if index is not None else config.index())
+        super().__init__(config, index)
         self.stamp: dict[int, int] = {}
         """Per node id, the timestamp of the record it holds."""
         self.dangling = 0
@@ -54,14 +54,6 @@ class LwwState(RegionState):
         """Records dropped because this replica held a newer one."""
         self.known: set[int] = set(self.index.ids(include_deleted=True).tolist())
         """Every id this index stores (live or deleted): the edges it can keep."""
-
-    @property
-    def index(self) -> VamanaIndex:
-        return self.reads  # type: ignore[no-any-return]
-
-    @classmethod
-    def load_reads(cls, data: bytes) -> VamanaIndex:
-        return VamanaIndex.from_bytes(data)
 
     def stamp_records(self, records: RecordSet, ts: int) -> None:
         for i in records.ids.tolist():

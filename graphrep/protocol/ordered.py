@@ -36,7 +36,7 @@ import numpy as np
 
 from graphrep.ann import VamanaIndex
 from graphrep.errors import InvalidArgument, InvalidVector, UnknownId
-from graphrep.protocol.activeactive import RegionApplier, RegionState
+from graphrep.protocol.activeactive import IndexRegionState, RegionApplier
 from graphrep.protocol.appliers import register_applier
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.entries import DELETE, INSERT, LINK, encode_entry
@@ -54,7 +54,7 @@ def _written(index: VamanaIndex, id_: int) -> bool:
     return True
 
 
-class OrderedState(RegionState):
+class OrderedState(IndexRegionState):
     """What an ``ordered`` replica holds: the index of the writes run so far (``index``,
     where reads go), the writes waiting for the watermark, and the shipping bookkeeping
     of :class:`~.activeactive.RegionState`."""
@@ -62,21 +62,13 @@ class OrderedState(RegionState):
     FORMAT = "graphrep.ordered/2"
 
     def __init__(self, config: ReplicaConfig, index: VamanaIndex | None = None) -> None:
-        super().__init__(config, index if index is not None else config.index())
+        super().__init__(config, index)
         self.last_ts = [0] * len(self.vv)
         """Per origin, the timestamp of its last entry merged here."""
         self.waiting: list[tuple[int, int, int, bytes]] = []
         """Writes not run yet, ``(ts, kind, id, vector)``, sorted by timestamp."""
         self.ran = 0
         self.skipped = 0
-
-    @property
-    def index(self) -> VamanaIndex:
-        return self.reads  # type: ignore[no-any-return]
-
-    @classmethod
-    def load_reads(cls, data: bytes) -> VamanaIndex:
-        return VamanaIndex.from_bytes(data)
 
     @property
     def watermark(self) -> int:
