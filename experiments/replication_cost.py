@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios_leader_over_replay": ratios,
         "targets": {
             "replica_cpu_at_most_2pct": all(r["replica_cpu"] <= 0.02 for r in ratios.values()),
-            "bytes_at_most_2x": all(r["bytes"] <= 2.0 for r in ratios.values()),
+            "bytes_at_most_1_5x": all(r["bytes"] <= 1.5 for r in ratios.values()),
             "overhead_at_most_25pct": runs["leader/none"]["overhead_in_run"] <= 0.25,
         },
     }

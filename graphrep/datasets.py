@@ -97,14 +97,27 @@ def _mixture_centres(dim: int, n_clusters: int, seed: int) -> tuple[np.ndarray, 
     return centres, sigmas
 
 
+_DRAW_ROWS = 16_384
+
+
 def _mixture_draw(
-    n: int, centres: np.ndarray, sigmas: np.ndarray, rng: np.random.Generator
+    n: int, centres: np.ndarray, sigmas: np.ndarray, rng: np.random.Generator,
+    rows: int = _DRAW_ROWS,
 ) -> np.ndarray:
+    """``n`` points: every label first, then the noise ``rows`` points at a time.
+
+    The generator draws the same stream in pieces as at once, and each row's float64
+    arithmetic is the same, so the bits do not depend on ``rows``; drawing in pieces
+    keeps the float64 temporaries to ``rows`` points (at a million 128-d points, whole
+    temporaries would take gigabytes)."""
     n_clusters, dim = centres.shape
     labels = rng.integers(0, n_clusters, size=n)
-    noise = rng.standard_normal((n, dim))
-    out = centres[labels] + noise * sigmas[labels, None]
-    return out.astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, rows):
+        lab = labels[lo:lo + rows]
+        noise = rng.standard_normal((len(lab), dim))
+        out[lo:lo + rows] = centres[lab] + noise * sigmas[lab, None]
+    return out
 
 
 # --------------------------------------------------------------------------- synthetic data

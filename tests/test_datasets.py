@@ -81,6 +81,20 @@ def test_gmm_dataset_base_matches_gaussian_mixture_and_queries_are_fresh():
     assert not (queries[:, None, :] == base[None, :, :]).all(axis=2).any()
 
 
+@pytest.mark.parametrize("rows", [1, 7, 64, 10**6])
+def test_mixture_drawn_in_pieces_has_the_bits_of_one_draw(rows):
+    """The mixture is drawn a few thousand points at a time to bound its temporaries;
+    the pieces' size must not change a bit (every label first, then the noise rows)."""
+    from graphrep.datasets import _mixture_centres, _mixture_draw
+
+    centres, sigmas = _mixture_centres(9, 5, 2)
+    rng = np.random.default_rng([2, 1])
+    labels = rng.integers(0, 5, size=300)
+    whole = (centres[labels] + rng.standard_normal((300, 9)) * sigmas[labels, None])
+    got = _mixture_draw(300, centres, sigmas, np.random.default_rng([2, 1]), rows=rows)
+    assert got.dtype == np.float32 and np.array_equal(got, whole.astype(np.float32))
+
+
 def test_gmm_is_clustered():
     """Points sit closer to their own cluster than the data's overall spread."""
     base = gaussian_mixture(2000, 32, n_clusters=4, seed=0)

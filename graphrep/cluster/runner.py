@@ -25,6 +25,7 @@ from graphrep.datasets import gmm_dataset, load_fashion_mnist, uniform_dataset
 from graphrep.errors import InvalidArgument
 from graphrep.protocol.hooks import ReplicaHooks
 from graphrep.protocol.host import ShardHost
+from graphrep.protocol.messages import is_snapshot_frame
 from graphrep.protocol.replica import LEADER, Replica, ReplicaConfig, shard_settled
 from graphrep.sansio import MS
 from graphrep.sim.engine import SimConfig, Simulation
@@ -56,6 +57,10 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     has built it already (the benchmark reuses one across runs; unsharded runs only);
     otherwise it is built here.
 
+    The trace keeps snapshot chunks as their digests alone
+    (``SimConfig.trace_digest_only``): nothing reads them back, and a run that installs
+    snapshots would otherwise hold every chunk it ever sent.
+
     The summary times, per replica, its callbacks as a whole (``cpu_s``), its
     replication work (``apply_cpu_s``) and, as leader, its own inserts and deletes
     (``op_cpu_s``).
@@ -67,7 +72,8 @@ def run_cluster(cfg: ClusterConfig, schedule: Sequence[Fault] | None = None,
     vectors, queries = dataset(cfg)
     sim = Simulation(cfg.seed, SimConfig(network=cfg.network(),
                                          cpu_ns_per_distance=cfg.cpu_ns_per_distance,
-                                         cpu_ns_per_entry=cfg.cpu_ns_per_entry))
+                                         cpu_ns_per_entry=cfg.cpu_ns_per_entry,
+                                         trace_digest_only=is_snapshot_frame))
     nodes = ReplicaNodes(cfg, layout, sim, _initial_disk(cfg, layout, vectors, bootstrap))
     for i, n in enumerate(layout.names):
         sim.add_node(n, nodes, region=cfg.region(i))

@@ -40,7 +40,9 @@ class Experiment:
     rows``, its ``profiles`` and, optionally, ``plot(frame, out_dir) -> paths``.
     ``exclusive``: its cells time themselves in wall-clock time, so local processes run
     them one at a time whatever ``jobs`` says (a Dask cluster's workers are the
-    caller's to keep idle)."""
+    caller's to keep idle). ``fresh_process``: each cell runs in a local process of
+    its own, for cells that measure the process (its peak resident memory, say), which
+    a process that ran other cells before would distort."""
 
     name: str
     config: type
@@ -50,6 +52,7 @@ class Experiment:
     plot: Callable[..., list[Path]] | None = None
     caption: str = ""
     exclusive: bool = False
+    fresh_process: bool = False
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.config):

@@ -4,7 +4,8 @@
 executor it is given, or to a :class:`~concurrent.futures.ProcessPoolExecutor` of
 ``jobs`` local processes (one for an ``exclusive`` experiment, whose cells time
 themselves), started fresh ("spawn": forking a process that holds threads,
-as one with a Dask client or Numba's pool does, can kill the child). For a Dask
+as one with a Dask client or Numba's pool does, can kill the child); a
+``fresh_process`` experiment's cells each get a process of their own. For a Dask
 cluster pass ``dask_executor(address)``
 (``distributed.Client(address).get_executor()``): the same code path, the work on the
 cluster's workers. A cell runs :func:`run_cell` in the worker, which looks the
@@ -104,7 +105,8 @@ def run_sweep(exp_name: str, configs: Sequence[Any], seeds: Sequence[int], *,
         if executor is None:  # fresh processes: no fork of a process that holds threads
             executor = stack.enter_context(ProcessPoolExecutor(
                 max_workers=1 if exp.exclusive else jobs,
-                mp_context=multiprocessing.get_context("spawn")))
+                mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=1 if exp.fresh_process else None))
         module = exp.run.__module__
         futures = {executor.submit(run_cell, exp.name, module, settings, seed):
                    (key, settings, seed) for key, settings, seed in todo}

@@ -41,7 +41,7 @@ __all__ = [
     "AppendReply",
     "ClientSearch", "ClientWrite", "Entry", "Pull", "Repair", "RequestVote", "SearchReply",
     "Ship", "Snapshot", "SnapshotReply", "TreeLeaves", "TreeRoot", "VoteReply", "WriteReply",
-    "decode", "encode", "message_type", "vector_of",
+    "decode", "encode", "is_snapshot_frame", "message_type", "vector_of",
 ]
 
 PROTOCOL_VERSION = 1
@@ -365,3 +365,14 @@ def vector_of(data: bytes, dim: int) -> np.ndarray:
         raise InvalidVector(f"a vector of this shard is {dim} float32 ({4 * dim} bytes), "
                             f"got {len(data)} bytes")
     return np.frombuffer(data, dtype="<f4")
+
+
+_SNAPSHOT_HEAD = encode(Snapshot(0, 0, "", 0, 0, 0, 0, b""))[:3]  # array, version, type
+
+
+def is_snapshot_frame(data: Any) -> bool:
+    """Whether ``data`` looks like the frame of a :class:`Snapshot` chunk, by its first
+    three bytes (the array header, the version and the type code; no decoding): cheap
+    enough to ask of every message, as a simulation that keeps only the digests of
+    snapshot chunks in its trace does."""
+    return type(data) is bytes and data[:3] == _SNAPSHOT_HEAD

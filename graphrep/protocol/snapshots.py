@@ -183,9 +183,11 @@ class Snapshots:
         if m.offset == len(buf):
             buf += m.data
         if len(buf) >= m.total:
-            r.install(m.end, m.last_term, bytes(buf), out)
+            data = bytes(buf)
+            # drop the buffer before loading: the index and this copy are big enough
+            self.incoming = inc = buf = None  # type: ignore[assignment]
+            r.install(m.end, m.last_term, data, out)
             r.verify(m.end)
-            self.incoming = None
             r.send(out, src, SnapshotReply(r.config.shard, r.term, m.end, m.total))
             return
         r.send(out, src, SnapshotReply(r.config.shard, r.term, m.end, len(buf)))

@@ -87,6 +87,10 @@ class SimConfig:
     """Virtual CPU time a ``Work`` effect's distance computation costs (0: free)."""
     cpu_ns_per_entry: int = 0
     """Virtual CPU time a ``Work`` effect's applied log entry costs (0: free)."""
+    trace_digest_only: Callable[[Any], bool] | None = None
+    """Payloads for which this is true are traced as their digest alone (see
+    :class:`~graphrep.sim.trace.Trace`): for large messages nothing reads back from the
+    trace, so that the trace does not keep them all alive. The hash is the same."""
 
     def __post_init__(self) -> None:
         for name in ("sample_ns", "cpu_ns_per_distance", "cpu_ns_per_entry"):
@@ -103,7 +107,7 @@ class Simulation:
         self.config = config if config is not None else SimConfig()
         self.streams = RandomStreams(seed)
         self.network = Network(self.config.network, self.streams)
-        self.trace = Trace()
+        self.trace = Trace(self.config.trace_digest_only)
         self._host = LoopHost(self)
         self.metrics = self._host.metrics
         """``(time_ns, node, name, value)`` of every ``Metric`` effect, in order."""

@@ -5,6 +5,11 @@ in processing order. Payloads are kept by reference and digested only when the t
 hashed or exported, which keeps the engine's hot loop to one tuple and one append per
 record (payloads are values, see :mod:`graphrep.sansio`).
 
+A run that sends large payloads nothing reads back (snapshot chunks, say) would keep
+every one of them alive to the end. ``Trace(digest_only=pred)`` keeps a payload for which
+``pred`` is true as a :class:`Digested` (its digest and size) instead: the hash and the
+export are the same, and the memory is freed once the message is delivered.
+
 The hash must not depend on the interpreter: the canonical encoding sorts dict items and
 set elements by their own encoded bytes (a set's iteration order changes with
 PYTHONHASHSEED), writes floats exactly (``float.hex``), and refuses objects whose repr
@@ -17,14 +22,14 @@ import dataclasses
 import enum
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import numpy as np
 
 from graphrep.errors import InvalidArgument
 
-__all__ = ["KINDS", "Trace", "canonical_bytes", "payload_digest"]
+__all__ = ["KINDS", "Digested", "Trace", "canonical_bytes", "payload_digest"]
 
 KINDS = (
     "start", "send", "deliver", "drop", "duplicate", "timer", "crash", "restart",
@@ -83,18 +88,58 @@ def canonical_bytes(obj: Any) -> bytes:
 
 
 def payload_digest(payload: Any) -> str:
-    """A short hex digest of a payload (16 hex digits)."""
+    """A short hex digest of a payload (16 hex digits); a :class:`Digested` payload's is
+    the digest it stands for."""
+    if type(payload) is Digested:
+        return payload.digest
     return hashlib.blake2b(canonical_bytes(payload), digest_size=8).hexdigest()
 
 
+class Digested:
+    """What a ``digest_only`` trace keeps of a payload: its :func:`payload_digest` and,
+    for bytes, its length (``nbytes``; -1 for other values)."""
+
+    __slots__ = ("digest", "nbytes")
+
+    def __init__(self, digest: str, nbytes: int) -> None:
+        self.digest, self.nbytes = digest, nbytes
+
+    def __repr__(self) -> str:
+        return f"Digested({self.digest!r}, {self.nbytes})"
+
+
+_MESSAGE_KINDS = frozenset(("send", "deliver", "drop", "duplicate", "delay"))
+_MEMO = 64  # payloads digested lately, so that a send and its delivery digest once
+
+
 class Trace:
-    """An append-only list of records; ``append`` is what the engine calls."""
+    """An append-only list of records; ``append`` is what the engine calls.
 
-    __slots__ = ("append", "records")
+    ``digest_only``: a predicate over payloads; those it is true for are recorded as a
+    :class:`Digested`. Without it ``append`` is the list's own (the engine's fast path).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_memo", "append", "digest_only", "records")
+
+    def __init__(self, digest_only: Callable[[Any], bool] | None = None) -> None:
         self.records: list[Record] = []
-        self.append = self.records.append
+        self.digest_only = digest_only
+        # id(payload) -> (payload, Digested): holding the payload keeps its id unique
+        self._memo: dict[int, tuple[Any, Digested]] = {}
+        self.append = self.records.append if digest_only is None else self._append
+
+    def _append(self, record: Record) -> None:
+        payload = record[4]
+        if record[1] in _MESSAGE_KINDS and self.digest_only(payload):  # type: ignore[misc]
+            hit = self._memo.get(id(payload))
+            if hit is None:
+                nbytes = len(payload) if isinstance(payload, bytes | bytearray) else -1
+                hit = (payload, Digested(payload_digest(payload), nbytes))
+                if len(self._memo) >= _MEMO:
+                    del self._memo[next(iter(self._memo))]
+                self._memo[id(payload)] = hit
+            record = (*record[:4], hit[1], record[5])
+        self.records.append(record)
 
     def __len__(self) -> int:
         return len(self.records)

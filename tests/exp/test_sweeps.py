@@ -4,6 +4,7 @@ and the same code path on local processes and on a Dask cluster."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -56,6 +57,22 @@ def test_a_sweep_stores_every_cell_and_a_rerun_skips_them(tmp_path):
                       .read_text())
     assert meta["status"] == "ok" and meta["seed"] == 1 and meta["settings"]["scale"] == 1
     assert {"graphrep", "git_commit", "packages", "platform", "wall_s"} <= set(meta)
+
+
+def pid_run(cfg: Toy, seed: int) -> list[dict]:
+    return [{"pid": os.getpid()}]
+
+
+register(Experiment("pids", Toy, pid_run, profiles={}), replace=True)
+register(Experiment("fresh_pids", Toy, pid_run, profiles={}, fresh_process=True),
+         replace=True)
+
+
+def test_a_fresh_process_experiment_runs_each_cell_in_a_process_of_its_own(tmp_path):
+    """Cells that measure their process (peak memory) must not inherit another cell's."""
+    for name, processes in (("pids", 1), ("fresh_pids", 2)):
+        run_sweep(name, [Toy(1), Toy(2)], (1,), root=tmp_path, jobs=1, progress=False)
+        assert load(name, tmp_path)["pid"].nunique() == processes
 
 
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path):

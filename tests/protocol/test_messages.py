@@ -181,3 +181,11 @@ def test_the_canonical_frames_of_the_table_above_are_accepted():
     assert decode(b"\x97\x01\x07\x00\x01\xa2r2\x00\x00") == RequestVote(0, 1, "r2", 0, 0)
     assert decode(b"\x96\x01\x0c\x00\x01\x02\x91\xc4\x01a") == messages.TreeLeaves(0, 1, 2,
                                                                                   [b"a"])
+
+
+@given(any_message)
+def test_a_snapshot_frame_is_recognised_by_its_header_alone(msg):
+    data = encode(msg)
+    assert messages.is_snapshot_frame(data) is (type(msg) is messages.Snapshot)
+    assert not messages.is_snapshot_frame(bytearray(data))  # frames are bytes
+    assert not messages.is_snapshot_frame(data[:2])

@@ -84,14 +84,15 @@ class Ponger(BaseProcess):
         return [Send(src, ("pong", payload[1]), 16)]
 
 
-def faulty_gossip_run(seed: int) -> Simulation:
-    """Five gossip nodes in two regions under loss, duplication, a partition and a crash."""
+def faulty_gossip_run(seed: int, digest_only: Any = None) -> Simulation:
+    """Five gossip nodes in two regions under loss, duplication, a partition and a crash
+    (``digest_only``: ``SimConfig.trace_digest_only``)."""
     net = NetworkConfig(
         default=LatencyModel.exponential(10 * MS, jitter_ns=1 * MS),
         regions={("eu", "us"): LatencyModel.lognormal(40 * MS, 0.3, jitter_ns=2 * MS)},
         loss=0.1, duplicate=0.05,
     )
-    sim = Simulation(seed, SimConfig(network=net))
+    sim = Simulation(seed, SimConfig(network=net, trace_digest_only=digest_only))
     names = [f"n{i}" for i in range(5)]
     initial = {n: [f"v{n}-{j}" for j in range(3)] for n in names}
     for i, n in enumerate(names):

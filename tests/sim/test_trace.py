@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graphrep.errors import InvalidArgument
-from graphrep.sim.trace import Trace, canonical_bytes, payload_digest
+from graphrep.sim.trace import Digested, Trace, canonical_bytes, payload_digest
+from tests.sim.protocols import faulty_gossip_run
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,32 @@ def test_hash_and_jsonl():
     other.append((9, "timer", "a", None, None, ("tick", 2)))
     assert other.hash() != h
     assert t.count("send") == 1
+
+
+def test_digest_only_payloads_keep_the_hash_and_rows():
+    """Payloads a ``trace_digest_only`` predicate picks are kept as their digests alone;
+    the hash and the exported rows are the same as with every payload kept."""
+    def big(payload):
+        return len(payload[1]) > 8
+
+    full, lean = faulty_gossip_run(3), faulty_gossip_run(3, digest_only=big)
+    assert lean.trace.hash() == full.trace.hash()
+    assert list(lean.trace.rows()) == list(full.trace.rows())
+    kept = [r[4] for r in lean.trace.records if r[1] in ("send", "deliver", "duplicate")]
+    digested = [p for p in kept if type(p) is Digested]
+    assert digested and len(digested) < len(kept)  # the predicate picked some, not all
+    assert not any(big(p) for p in kept if type(p) is not Digested)
+    # a send and its delivery share one Digested (digested once)
+    assert len({id(p) for p in digested}) < len(digested)
+
+
+def test_digest_only_trace_digests_a_payload_seen_again_after_the_memo_forgot_it():
+    t = Trace(digest_only=lambda p: isinstance(p, bytes))
+    payloads = [bytes([i]) * 100 for i in range(200)]
+    for i, p in enumerate(payloads):
+        t.append((i, "send", "a", "b", p, None))
+    t.append((999, "deliver", "a", "b", payloads[0], None))  # long evicted from the memo
+    t.append((999, "timer", "a", None, b"not a message", None))
+    assert t.records[-2][4].digest == payload_digest(payloads[0]) == t.records[0][4].digest
+    assert t.records[0][4].nbytes == 100
+    assert t.records[-1][4] == b"not a message"  # only message records are digested
