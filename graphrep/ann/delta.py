@@ -41,6 +41,7 @@ from graphrep.ann.delta_wire import (
     MAX_DIM,
     MIN_BYTES,
     OPS,
+    READ_VERSIONS,
     WHY,
     decode_kernel,
     encode_kernel,
@@ -48,9 +49,8 @@ from graphrep.ann.delta_wire import (
 from graphrep.errors import CorruptDelta, DeltaError
 
 __all__ = ["ARRAY_DTYPES", "FORMAT_VERSION", "KIND_DIFF", "KIND_FULL", "KIND_NONE", "MAGIC",
-           "MIN_BYTES",
-           "OPS", "DeltaBatch", "EdgeDelta", "NodeRecord", "array_problem", "corrupt_at",
-           "decode_many", "float32s", "joined"]
+           "MIN_BYTES", "OPS", "READ_VERSIONS", "DeltaBatch", "EdgeDelta", "NodeRecord",
+           "array_problem", "corrupt_at", "decode_many", "float32s", "joined"]
 
 _OP_CODE = {name: i for i, name in enumerate(OPS)}
 

@@ -1,11 +1,12 @@
 """The wire form of an edge delta: Numba kernels that encode one delta and decode many.
 
-Wire format (:meth:`graphrep.ann.delta.EdgeDelta.to_bytes`), version 2,
+Wire format (:meth:`graphrep.ann.delta.EdgeDelta.to_bytes`), version 3,
 little endian. A varint is LEB128 (7 bits a byte, low bits first, shortest
 form); zigzag maps signed to unsigned (0, -1, 1, -2 -> 0, 1, 2, 3)::
 
-    header  "GRD1", u8 version (2), u8 op,
-            varints: dim, seq, entry + 1, n_records, n_new, n_removed, n_values
+    header  "GRD1", u8 version (3), u8 op,
+            varints: dim, seq, entry + 1, n_records, n_back, n_new, n_removed,
+            n_values
     body    record ids   zigzag varints of successive differences
             tags         one byte per record: bits 0-1 kind, bit 2 deleted (else
                          live), bit 3 "the list (full) or the ids added (diff)
@@ -17,17 +18,28 @@ form); zigzag maps signed to unsigned (0, -1, 1, -2 -> 0, 1, 2, 3)::
                          longer / more: its excess over 15 (full) or 3 (diff)
             values       per list (or diff part): varints of its sorted written
                          ids, each as the difference from the previous one
+            back-links   (when n_back > 0) a bitmap over the first record's list
             removed      zigzag varints of successive differences
             vectors      n_new x dim float32
     trailer u32 CRC-32 of everything before it
 
 The first record of an insert's delta is the new node, and nearly every other
 record is a neighbour list that gained a link to it: bit 3 says so in one bit
-instead of a three-byte id. ``size_by_part`` counts the lengths and values as
-``edges``, the vectors as ``vector`` and the rest (header, record ids, tags,
-removed ids, CRC) as ``metadata``. Version 1 bytes (fixed 44-byte header; a
-flags byte, a kind byte and varint lengths per record; every id written) are
-rejected as an unknown version: nothing stores deltas across versions.
+instead of a three-byte id. Most of those neighbours are in the new node's own
+list, which the delta carries in full: such a record (live, a diff that only adds
+the first id, at or after the new records) is a *back-link*, written as bit j of
+a bitmap over that list (bit j of byte j // 8, from the low bit; padding bits
+zero) and nothing else. ``n_records`` and ``n_values`` count what is written
+out; the decoded delta has ``n_back`` more records, each with one more value.
+Back-links are used only when the records after the first are in id order (as
+an insert's are), so that the decoder puts each back in its place by id; a
+delta with records out of order is written out whole.
+
+``size_by_part`` counts the lengths, values and back-link bitmap as ``edges``,
+the vectors as ``vector`` and the rest (header, record ids, tags, removed ids,
+CRC) as ``metadata``. Version 2 (no ``n_back`` in the header, no back-links) is
+still read; version 1 bytes (fixed 44-byte header) are rejected as an unknown
+version.
 
 The kernels take arrays and scalars only: :func:`encode_kernel` writes one
 delta into a byte buffer, :func:`decode_kernel` checks and decodes a batch of
@@ -41,7 +53,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READ_VERSIONS = (2, 3)  # what the decoder reads: 2 is 3 without back-links
 MAGIC = b"GRD1"  # the same four bytes in every version; the version byte follows
 _MAGIC = np.frombuffer(MAGIC, dtype=np.uint8).copy()
 
@@ -231,6 +244,31 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
                     return 0, 0, 0, ENC_ORDER, i
                 prev = values[vp]
                 vp += 1
+    # back-links: records after the first that only gained the first record's id, and
+    # whose own id is in the first record's (full) list, written as a bit of that list
+    # (an insert's delta is mostly such records). Only when the records after the first
+    # are in id order, so that the decoder can put them back in their places.
+    back = np.full(n, -1, dtype=np.int64)  # the record's index in the first list
+    n_back = 0
+    if n >= 2 and kinds[0] == KIND_FULL:
+        ordered = True
+        for i in range(2, n):
+            if ids[i] <= ids[i - 1]:
+                ordered = False
+                break
+        m0 = np.int64(counts[0, 0])
+        vp = m0
+        for i in range(1, n):
+            a = counts[i, 0]
+            b = counts[i, 1]
+            if (ordered and i >= n_new and flags[i] == FLAG_LIVE and kinds[i] == KIND_DIFF
+                    and a == 0 and b == 1 and values[vp] == ids[0] and ids[i] != ids[0]):
+                t = _holds(values, 0, m0, ids[i])
+                if t >= 0:
+                    back[i] = t
+                    n_back += 1
+            vp += a + b
+    n_exp = n - n_back
     # header
     pos = 0
     for c in _MAGIC:
@@ -242,24 +280,29 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
     pos = _put_varint(buf, pos, np.uint64(dim))
     pos = _put_varint(buf, pos, seq)
     pos = _put_varint(buf, pos, entry1)
-    pos = _put_varint(buf, pos, np.uint64(n))
+    pos = _put_varint(buf, pos, np.uint64(n_exp))
+    pos = _put_varint(buf, pos, np.uint64(n_back))
     pos = _put_varint(buf, pos, np.uint64(n_new))
     pos = _put_varint(buf, pos, np.uint64(removed.shape[0]))
-    pos = _put_varint(buf, pos, np.uint64(values.shape[0]))
+    pos = _put_varint(buf, pos, np.uint64(values.shape[0] - n_back))
     # record ids
     prev = np.int64(0)
     for i in range(n):
+        if back[i] >= 0:
+            continue
         pos = _put_varint(buf, pos, _zigzag(ids[i] - prev))
         prev = ids[i]
     # tags, remembering which value each list leaves out
     first = ids[0] if n else np.int64(-1)
     skip = np.full(n, -1, dtype=np.int64)
-    tags = pos
     vp = 0
     for i in range(n):
         k = kinds[i]
         a = counts[i, 0]
         b = counts[i, 1]
+        if back[i] >= 0:
+            vp += a + b
+            continue
         tag = np.int64(k)
         if flags[i] == FLAG_DELETED:
             tag |= _TAG_DELETED
@@ -277,12 +320,14 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
                 b -= 1
             skip[i] = s
             tag |= (min(a, _DIFF_MORE) << 4) | (min(b, _DIFF_MORE) << 6)
-        buf[tags + i] = np.uint8(tag)
+        buf[pos] = np.uint8(tag)
+        pos += 1
         vp += counts[i, 0] + counts[i, 1]
-    pos = tags + n
     edges_start = pos
     # lengths that did not fit in the tag
     for i in range(n):
+        if back[i] >= 0:
+            continue
         k = kinds[i]
         w = 1 if skip[i] >= 0 else 0
         if k == KIND_FULL and counts[i, 0] - w >= _FULL_MORE:
@@ -298,12 +343,25 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
         k = kinds[i]
         a = counts[i, 0]
         b = counts[i, 1]
-        if k == KIND_FULL:
+        if back[i] >= 0:
+            pass
+        elif k == KIND_FULL:
             pos = _put_part(buf, pos, values, vp, vp + a, skip[i])
         elif k == KIND_DIFF:
             pos = _put_part(buf, pos, values, vp, vp + a, -1)
             pos = _put_part(buf, pos, values, vp + a, vp + a + b, skip[i])
         vp += a + b
+    # the back-link bitmap: bit j (of byte j // 8, from its low bit) for the first list's
+    # j-th id, padded with zero bits to a whole byte
+    if n_back:
+        nbytes = (counts[0, 0] + 7) // 8
+        for t in range(nbytes):
+            buf[pos + t] = 0
+        for i in range(n):
+            j = back[i]
+            if j >= 0:
+                buf[pos + (j >> 3)] |= np.uint8(1 << (j & 7))
+        pos += nbytes
     edges_end = pos
     prev = np.int64(0)
     for i in range(removed.shape[0]):
@@ -334,12 +392,13 @@ _W_TAG = 8
 _W_LENGTHS = 9
 _W_VALUE = 10
 _W_TRAILING = 11
+_W_BACK = 12
 WHY = {
     _W_SHORT: "{v} bytes is shorter than the smallest delta",
     _W_CRC: "CRC-32 mismatch",
     _W_MAGIC: "bad magic (not a delta)",
-    _W_VERSION: "unknown format version {v}; this build reads version " + str(FORMAT_VERSION)
-                + " only",
+    _W_VERSION: "unknown format version {v}; this build reads versions 2 and "
+                + str(FORMAT_VERSION),
     _W_OP: "unknown op code {v}",
     _W_HEADER: "truncated or malformed header",
     _W_SIZES: "header sizes out of range",
@@ -348,9 +407,11 @@ WHY = {
     _W_LENGTHS: "list lengths do not add up to the values announced",
     _W_VALUE: "malformed or out-of-range id",
     _W_TRAILING: "body longer than its header announces",
+    _W_BACK: "malformed back-links (bitmap, or the records around them)",
 }
 MIN_BYTES = len(MAGIC) + 2 + 7 + 4
-"""The shortest a delta's bytes can be: magic, version, op, seven varints, CRC."""
+"""The shortest a delta's bytes can be: magic, version, op, seven varints (version 2;
+version 3 has eight), CRC."""
 
 
 @njit(cache=True)
@@ -367,8 +428,9 @@ def _read_header(buf, s, e, hdr, k, sizes):
     for t in range(_MAGIC.shape[0]):
         if buf[s + t] != _MAGIC[t]:
             return _W_MAGIC, 0
-    if buf[s + 4] != FORMAT_VERSION:
-        return _W_VERSION, np.int64(buf[s + 4])
+    version = buf[s + 4]
+    if version != FORMAT_VERSION and version != 2:
+        return _W_VERSION, np.int64(version)
     if buf[s + 5] >= len(OPS):
         return _W_OP, np.int64(buf[s + 5])
     end = e - 4
@@ -377,32 +439,37 @@ def _read_header(buf, s, e, hdr, k, sizes):
     seq, pos = _then_varint(buf, pos, end)
     entry1, pos = _then_varint(buf, pos, end)
     n, pos = _then_varint(buf, pos, end)
+    n_back = np.uint64(0)
+    if version != 2:
+        n_back, pos = _then_varint(buf, pos, end)
     n_new, pos = _then_varint(buf, pos, end)
     n_removed, pos = _then_varint(buf, pos, end)
     n_values, pos = _then_varint(buf, pos, end)
     if pos < 0:
         return _W_HEADER, 0
     if not (0 < dim <= MAX_DIM and seq < np.uint64(2**63) and entry1 <= np.uint64(2**63)
-            and n <= MAX_RECORDS and n_new <= n and n_removed <= MAX_RECORDS
-            and n_values < MAX_VALUES):
+            and n <= MAX_RECORDS and n_back <= MAX_RECORDS and n_new <= n
+            and n_removed <= MAX_RECORDS and n_values < MAX_VALUES):
         return _W_SIZES, 0
     body_end = end - np.int64(n_new) * np.int64(dim) * 4
     # a record takes >= 2 bytes, a removed id >= 1, a value >= 1 unless it is the
-    # record's one id left out (so the arrays allocated are bounded by the input)
+    # record's one id left out, a back-link one bit (so the arrays allocated are bounded
+    # by the input)
     room = body_end - pos
-    if room < 2 * np.int64(n) + np.int64(n_removed) or \
+    if room < 2 * np.int64(n) + np.int64(n_removed) + (np.int64(n_back) + 7) // 8 or \
             np.int64(n_values) > room + np.int64(n):
         return _W_BODY, 0
     hdr[0, k] = np.int64(buf[s + 5])
     hdr[1, k] = np.int64(dim)
     hdr[2, k] = np.int64(seq)
     hdr[3, k] = np.int64(entry1 - np.uint64(1)) if entry1 > 0 else np.int64(-1)
-    sizes[0] = np.int64(n)
+    sizes[0] = np.int64(n) + np.int64(n_back)
     sizes[1] = np.int64(n_new)
     sizes[2] = np.int64(n_removed)
-    sizes[3] = np.int64(n_values)
+    sizes[3] = np.int64(n_values) + np.int64(n_back)
     sizes[4] = pos
     sizes[5] = body_end
+    sizes[6] = np.int64(n_back)
     return -1, 0
 
 
@@ -444,10 +511,74 @@ def _get_id_run(buf, pos, end, n, out):
     return pos
 
 
+@njit(inline="always")
+def _get_back_links(buf, pos, end, n, n_back, n_new, n_values, ids, flags, kinds, counts,
+                    values):
+    """Read the back-link bitmap and put each back-link record in its place among the
+    ``n`` records decoded (whose values fill values[:n_values]), by id: the records after
+    the first are in id order whenever there are back-links. Returns the new pos (-1 if
+    the bitmap or the records around it are malformed)."""
+    if n < 1 or kinds[0] != KIND_FULL:
+        return -1
+    for i in range(2, n):
+        if ids[i] <= ids[i - 1]:
+            return -1
+    m0 = np.int64(counts[0, 0])
+    nbytes = (m0 + 7) // 8
+    if pos + nbytes > end:
+        return -1
+    bits = 0
+    for j in range(m0):
+        if buf[pos + (j >> 3)] >> (j & 7) & 1:
+            bits += 1
+    if bits != n_back or (m0 & 7 and buf[pos + nbytes - 1] >> (m0 & 7)):
+        return -1  # a count that disagrees, or padding bits set
+    first = ids[0]
+    lowest = ids[n_new - 1] if n_new >= 2 else first  # new nodes stay first
+    # merge from the back, in place: every record moves up by the back-links below it
+    o = n + n_back - 1
+    e = n - 1
+    ve = n_values
+    vo = n_values + n_back
+    for j in range(m0 - 1, -1, -1):
+        if not buf[pos + (j >> 3)] >> (j & 7) & 1:
+            continue
+        x = values[j]  # the first list stays where it is: record 0 never moves
+        if x == first or (n_new >= 2 and x <= lowest):
+            return -1
+        while e >= 1 and ids[e] > x:
+            c = np.int64(counts[e, 0]) + np.int64(counts[e, 1])
+            for t in range(c - 1, -1, -1):
+                values[vo - c + t] = values[ve - c + t]
+            ids[o] = ids[e]
+            flags[o] = flags[e]
+            kinds[o] = kinds[e]
+            counts[o, 0] = counts[e, 0]
+            counts[o, 1] = counts[e, 1]
+            o -= 1
+            e -= 1
+            ve -= c
+            vo -= c
+        if e >= 1 and ids[e] == x:
+            return -1  # a record written out and a back-link for one id
+        ids[o] = x
+        flags[o] = FLAG_LIVE
+        kinds[o] = KIND_DIFF
+        counts[o, 0] = 0
+        counts[o, 1] = 1
+        values[vo - 1] = first
+        o -= 1
+        vo -= 1
+    return pos + nbytes
+
+
 @njit(cache=True)
-def _decode_body(buf, pos, end, n, n_removed, n_values, ids, flags, kinds, counts, values,
-                 removed):
-    """One delta's body buf[pos:end] into the arrays; returns (why, value), why -1 if sound."""
+def _decode_body(buf, pos, end, n_all, n_back, n_new, n_removed, n_values_all, ids, flags,
+                 kinds, counts, values, removed):
+    """One delta's body buf[pos:end] into the arrays (``n_all`` records, ``n_back`` of
+    them back-links); returns (why, value), why -1 if sound."""
+    n = n_all - n_back  # the records written out, decoded first into the arrays' heads
+    n_values = n_values_all - n_back
     pos = _get_id_run(buf, pos, end, n, ids)
     if pos < 0 or pos + n > end:
         return _W_BODY, 0
@@ -521,6 +652,11 @@ def _decode_body(buf, pos, end, n, n_removed, n_values, ids, flags, kinds, count
             vp += a + b
         if pos < 0:
             return _W_VALUE, 0
+    if n_back:
+        pos = _get_back_links(buf, pos, end, n, n_back, n_new, n_values, ids, flags, kinds,
+                              counts, values)
+        if pos < 0:
+            return _W_BACK, 0
     pos = _get_id_run(buf, pos, end, n_removed, removed)
     if pos < 0:
         return _W_BODY, 0
@@ -536,7 +672,7 @@ def decode_kernel(buf, starts):
     counts, values, vector bytes, removed)."""
     nb = starts.shape[0] - 1
     hdr = np.zeros((4, nb), dtype=np.int64)
-    sizes = np.zeros((nb, 6), dtype=np.int64)
+    sizes = np.zeros((nb, 7), dtype=np.int64)
     off = np.zeros((nb + 1, 5), dtype=np.int64)
     for k in range(nb):
         why, val = _read_header(buf, starts[k], starts[k + 1], hdr, k, sizes[k])
@@ -560,7 +696,8 @@ def decode_kernel(buf, starts):
         r0 = off[k, 0]
         r1 = off[k + 1, 0]
         why, val = _decode_body(
-            buf, sizes[k, 4], sizes[k, 5], sizes[k, 0], sizes[k, 2], sizes[k, 3],
+            buf, sizes[k, 4], sizes[k, 5], sizes[k, 0], sizes[k, 6], sizes[k, 1],
+            sizes[k, 2], sizes[k, 3],
             ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1],
             values[off[k, 1]:off[k + 1, 1]], removed[off[k, 3]:off[k + 1, 3]],
         )

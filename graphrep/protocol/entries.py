@@ -39,7 +39,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from graphrep.ann.delta import FORMAT_VERSION, MAGIC, MIN_BYTES, EdgeDelta
+from graphrep.ann.delta import MAGIC, MIN_BYTES, READ_VERSIONS, EdgeDelta
 from graphrep.ann.records import RecordSet
 from graphrep.errors import DamagedEntry, DeltaError, GraphrepError, MalformedMessage
 from graphrep.protocol.messages import DELTA, MERGE, NOOP, OP, Entry, vector_of
@@ -86,9 +86,9 @@ def _check_delta(term: int, body: bytes) -> None:
     if len(body) < MIN_BYTES:
         raise DamagedEntry(f"DELTA entry of term {term} is {len(body)} bytes, shorter than "
                            f"any delta ({MIN_BYTES})")
-    if body[: len(MAGIC)] != MAGIC or body[len(MAGIC)] != FORMAT_VERSION:
-        raise DamagedEntry(f"DELTA entry of term {term} does not start with delta format "
-                           f"{FORMAT_VERSION}'s header")
+    if body[: len(MAGIC)] != MAGIC or body[len(MAGIC)] not in READ_VERSIONS:
+        raise DamagedEntry(f"DELTA entry of term {term} does not start with the header of "
+                           f"a delta format this replica reads ({READ_VERSIONS})")
     if zlib.crc32(memoryview(body)[:-4]) != int.from_bytes(body[-4:], "little"):
         raise DamagedEntry(f"DELTA entry of term {term} fails its CRC-32: damaged in "
                            "transit or on disk")

@@ -236,6 +236,83 @@ def test_codec_round_trips_any_well_formed_delta(d: EdgeDelta) -> None:
     assert s["total"] == len(b) and s["vector"] == 4 * d.dim * d.n_new
 
 
+@st.composite
+def insert_shaped_deltas(draw) -> EdgeDelta:
+    """Deltas shaped like an insert's: a first record with a full list, then records by
+    id, many of them only gaining the first id (back-links), some of them in its list,
+    and now and then one out of order, deleted, or changed otherwise."""
+    dim = draw(st.integers(1, 3))
+    first = draw(st.integers(0, 300))
+    pool = st.integers(0, 300).filter(lambda x: x != first)
+    lst = sorted(draw(st.sets(pool, max_size=20)))
+    others = sorted(draw(st.sets(st.one_of(st.sampled_from(lst), pool) if lst else pool,
+                                 max_size=20)))
+    if len(others) > 1 and draw(st.integers(0, 2)) == 0:
+        i, j = draw(st.permutations(range(len(others))))[:2]
+        others[i], others[j] = others[j], others[i]
+    ids, kinds, counts, values, flags = [first], [KIND_FULL], [(len(lst), 0)], list(lst), [1]
+    for x in others:
+        ids.append(x)
+        flags.append(2 if draw(st.integers(0, 9)) == 0 else 1)
+        shape = draw(st.sampled_from(["back", "back", "back", "full", "diff", "none"]))
+        if shape == "back":
+            kinds.append(KIND_DIFF)
+            counts.append((0, 1))
+            values.append(first)
+        elif shape == "full":
+            more = sorted(draw(st.sets(pool, max_size=3)) | {first})
+            kinds.append(KIND_FULL)
+            counts.append((len(more), 0))
+            values += more
+        elif shape == "diff":
+            rem = sorted(draw(st.sets(pool, max_size=3)))
+            add = sorted(draw(st.sets(st.one_of(pool, st.just(first)), max_size=2)))
+            kinds.append(KIND_DIFF)
+            counts.append((len(rem), len(add)))
+            values += rem + add
+        else:
+            kinds.append(KIND_NONE)
+            counts.append((0, 0))
+    n_new = draw(st.integers(0, 1))
+    return EdgeDelta(
+        seq=draw(st.integers(0, 99)), op="insert", dim=dim, entry=first,
+        ids=np.array(ids, np.int64), flags=np.array(flags, np.uint8),
+        kinds=np.array(kinds, np.uint8), counts=np.array(counts, np.int32).reshape(-1, 2),
+        values=np.array(values, np.int64), vectors=np.ones((n_new, dim), np.float32),
+        removed=np.zeros(0, np.int64),
+    )
+
+
+@given(d=insert_shaped_deltas())
+@settings(max_examples=max(300, scaled_examples(2.0)))  # cheap: a codec round trip
+def test_codec_round_trips_insert_shaped_deltas_with_back_links(d: EdgeDelta) -> None:
+    """Back-links are put back in their places, and only the records that are in the
+    first list and only gained its id become one (whatever else surrounds them)."""
+    b = d.to_bytes()
+    back = EdgeDelta.from_bytes(b)
+    assert back == d and back.to_bytes() == b
+    in_order = bool(np.all(np.diff(d.ids[1:]) > 0))
+    lst = set(d.values[:d.counts[0, 0]].tolist())
+    starts = np.concatenate([[0], np.cumsum(d.counts.sum(axis=1))])
+    links = sum(1 for i in range(1, d.n_records)
+                if in_order and d.flags[i] == 1 and d.kinds[i] == KIND_DIFF
+                and tuple(d.counts[i]) == (0, 1) and d.values[starts[i]] == d.ids[0]
+                and int(d.ids[i]) in lst)
+    hdr = b[6:]  # dim, seq, entry + 1, then the records written out and the back-links
+    fields, pos = [], 0
+    for _ in range(5):
+        v, shift = 0, 0
+        while True:
+            byte = hdr[pos]
+            pos += 1
+            v |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        fields.append(v)
+    assert fields[3:] == [d.n_records - links, links]
+
+
 @given(data=st.binary(max_size=200))
 @settings(max_examples=scaled_examples(2.0))
 def test_from_bytes_rejects_garbage_with_corrupt_delta(data: bytes) -> None:
@@ -253,10 +330,12 @@ def varint(v: int) -> bytes:
 
 
 def header(version: int, op: int, dim: int, seq: int, entry: int, n: int, n_new: int,
-           n_removed: int, n_values: int) -> bytes:
-    """A version 2 header (see graphrep.ann.delta)."""
+           n_removed: int, n_values: int, n_back: int = 0) -> bytes:
+    """A header (see graphrep.ann.delta_wire): version 3 writes ``n_back`` after ``n``,
+    version 2 has no back-links."""
+    sizes = (n, n_back) if version == 3 else (n,)
     return b"GRD1" + bytes([version, op]) + b"".join(
-        varint(v) for v in (dim, seq, entry + 1, n, n_new, n_removed, n_values))
+        varint(v) for v in (dim, seq, entry + 1, *sizes, n_new, n_removed, n_values))
 
 
 def sealed(raw: bytes) -> bytes:
@@ -294,28 +373,34 @@ def test_from_bytes_of_a_checksummed_random_body_never_crashes(
 
 def test_version_1_bytes_are_refused_by_name() -> None:
     """Version 1 (a fixed 44-byte header) is no longer read: the error says which
-    version arrived and which one this build reads."""
+    version arrived and which ones this build reads."""
     v1_header = struct.Struct("<4sBBHIQqIIII").pack(b"GRD1", 1, 1, 0, 4, 0, -1, 0, 0, 0, 0)
     with pytest.raises(CorruptDelta, match="unknown format version 1; this build reads "
-                                           "version 2 only"):
+                                           "versions 2 and 3"):
         EdgeDelta.from_bytes(sealed(v1_header))
     with pytest.raises(CorruptDelta, match="unknown format version 9"):
         EdgeDelta.from_bytes(sealed(header(9, 1, 4, 0, -1, 0, 0, 0, 0)))
 
 
-def test_a_list_that_gains_the_new_node_costs_its_tag_byte_only() -> None:
-    """Wire layout of a small insert delta, byte for byte: the records that gain a
-    link to the new node (the first record) write no id for it."""
+def small_insert(new_list: list[int]) -> EdgeDelta:
+    """An insert of node 100000 whose list is ``new_list``; nodes 5 and 6 gain it."""
     new = 100_000
-    d = EdgeDelta(
+    return EdgeDelta(
         seq=0, op="insert", dim=4, entry=new, ids=np.array([new, 5, 6], np.int64),
         flags=np.ones(3, np.uint8), kinds=np.array([KIND_FULL, KIND_DIFF, KIND_DIFF], np.uint8),
-        counts=np.array([[2, 0], [0, 1], [0, 1]], np.int32),
-        values=np.array([1, 2, new, new], np.int64), vectors=np.ones((1, 4), np.float32),
+        counts=np.array([[len(new_list), 0], [0, 1], [0, 1]], np.int32),
+        values=np.array([*new_list, new, new], np.int64), vectors=np.ones((1, 4), np.float32),
         removed=np.zeros(0, np.int64),
     )
+
+
+def test_a_list_that_gains_the_new_node_costs_its_tag_byte_only() -> None:
+    """Wire layout of a small insert delta, byte for byte: records that gain a link to
+    the new node (the first record) but are not in its list write no id for it."""
+    new = 100_000
+    d = small_insert([1, 2])
     b = d.to_bytes()
-    head = header(2, 1, 4, 0, new, 3, 1, 0, 4)
+    head = header(3, 1, 4, 0, new, 3, 1, 0, 4, n_back=0)
     ids = varint(2 * new) + varint(2 * (new - 5) - 1) + varint(2)  # zigzag differences
     tags = bytes([0x21, 0x0A, 0x0A])  # full of 2; diff adding the first id, nothing written
     lists = varint(1) + varint(1)  # the new node's list [1, 2]
@@ -323,6 +408,53 @@ def test_a_list_that_gains_the_new_node_costs_its_tag_byte_only() -> None:
     assert d.size_by_part() == {"vector": 16, "edges": 2, "metadata": len(b) - 18,
                                 "total": len(b)}
     assert EdgeDelta.from_bytes(b) == d
+    # the same delta in version 2 (no back-link count in the header) still reads
+    v2 = sealed(header(2, 1, 4, 0, new, 3, 1, 0, 4) + ids + tags + lists
+                + np.ones(4, "<f4").tobytes())
+    assert EdgeDelta.from_bytes(v2) == d
+
+
+def test_a_back_link_in_the_new_nodes_list_costs_one_bit() -> None:
+    """Records that gain a link to the new node and are in its list (most of an insert's
+    records) are one bit each of a bitmap over that list: no id, no tag."""
+    new = 100_000
+    d = small_insert([5, 6, 9])
+    b = d.to_bytes()
+    head = header(3, 1, 4, 0, new, 1, 1, 0, 3, n_back=2)
+    lists = varint(5) + varint(1) + varint(3)  # the new node's list [5, 6, 9]
+    bitmap = bytes([0b011])  # 5 and 6 gained the new node; 9 did not change
+    assert b == sealed(head + varint(2 * new) + bytes([0x31]) + lists + bitmap
+                       + np.ones(4, "<f4").tobytes())
+    assert d.size_by_part() == {"vector": 16, "edges": 4, "metadata": len(b) - 20,
+                                "total": len(b)}
+    assert EdgeDelta.from_bytes(b) == d
+
+
+@pytest.mark.parametrize("bitmap, why", [
+    (bytes([0b001]), "back-links"),  # one bit for two back-links
+    (bytes([0b1011]), "back-links"),  # a padding bit set
+    (bytes([0b111]), "back-links"),  # three bits for two back-links
+])
+def test_malformed_back_links_are_refused(bitmap, why) -> None:
+    new = 100_000
+    head = header(3, 1, 4, 0, new, 1, 1, 0, 3, n_back=2)
+    lists = varint(5) + varint(1) + varint(3)
+    raw = sealed(head + varint(2 * new) + bytes([0x31]) + lists + bitmap
+                 + np.ones(4, "<f4").tobytes())
+    with pytest.raises(CorruptDelta, match=why):
+        EdgeDelta.from_bytes(raw)
+
+
+def test_a_back_link_that_a_written_record_repeats_is_refused() -> None:
+    """Node 6 both as a back-link and as a record written out: refused, not doubled."""
+    new = 100_000
+    head = header(3, 1, 4, 0, new, 2, 1, 0, 4, n_back=2)
+    ids = varint(2 * new) + varint(2 * (new - 6) - 1)
+    tags = bytes([0x31, 0x0A])
+    raw = sealed(head + ids + tags + varint(5) + varint(1) + varint(3) + bytes([0b011])
+                 + np.ones(4, "<f4").tobytes())
+    with pytest.raises(CorruptDelta, match="back-links"):
+        EdgeDelta.from_bytes(raw)
 
 
 @pytest.mark.parametrize("change", ["flags", "kind", "counts", "unsorted", "negative", "entry"])
