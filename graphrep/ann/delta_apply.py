@@ -663,6 +663,9 @@ WIRE_SEQ = 3  # (delta whose seq is not the next, 0, -1, 0)
 WIRE_ROOM = 4  # (new nodes the index must first make room for, 0, -1, 0)
 
 
+# apply_wire compiles decode_kernel (graphrep.ann.delta_wire) into itself, and Numba keys
+# a cached function on its own file only: a change to the wire format must come with a
+# change to this file, or a checkout that kept its __pycache__ decodes with the old code.
 @njit(cache=True)
 def apply_wire(buf, starts, dim, seq0, id_count, tkeys, tvals, g, R, mark, mstate, free,
                state):

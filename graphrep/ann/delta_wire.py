@@ -16,12 +16,25 @@ form); zigzag maps signed to unsigned (0, -1, 1, -2 -> 0, 1, 2, 3)::
                          6-7 added, 0..2 each, 3 = more
             lengths      varints, in record order, for every length marked
                          longer / more: its excess over 15 (full) or 3 (diff)
-            values       per list (or diff part): varints of its sorted written
-                         ids, each as the difference from the previous one
+            values       (when any id is written) two bytes, the Rice parameters
+                         k1 and k2 (0..62), then one bit stream, zero-padded to
+                         a byte: per list (or diff part), its first written id
+                         Rice coded with k1, then each next one as its
+                         difference from the one before, with k2
             back-links   (when n_back > 0) a bitmap over the first record's list
             removed      zigzag varints of successive differences
             vectors      n_new x dim float32
     trailer u32 CRC-32 of everything before it
+
+Ids are spread over the whole id space, so the differences between a list's
+sorted ids are roughly geometric: a Rice code (``x >> k`` zero bits, a one bit,
+then the low ``k`` bits of ``x``, bits taken from the low bit of each byte up)
+with ``k`` near log2 of their mean spends about ``k + 2`` bits on each, where a
+varint spends whole bytes (16 bits for a difference of a few thousand). The
+encoder takes, for the first ids and for the differences each, the ``k`` among
+the five around log2 of their mean that codes them shortest (ties to the
+smaller): one rule, so that equal deltas give equal bytes. The decoder reads
+any ``k``.
 
 The first record of an insert's delta is the new node, and nearly every other
 record is a neighbour list that gained a link to it: bit 3 says so in one bit
@@ -37,9 +50,9 @@ delta with records out of order is written out whole.
 
 ``size_by_part`` counts the lengths, values and back-link bitmap as ``edges``,
 the vectors as ``vector`` and the rest (header, record ids, tags, removed ids,
-CRC) as ``metadata``. Version 2 (no ``n_back`` in the header, no back-links) is
-still read; version 1 bytes (fixed 44-byte header) are rejected as an unknown
-version.
+CRC) as ``metadata``. Version 2 (no ``n_back`` in the header, no back-links, each
+list's ids as varints of differences) is still read; version 1 bytes (fixed
+44-byte header) are rejected as an unknown version.
 
 The kernels take arrays and scalars only: :func:`encode_kernel` writes one
 delta into a byte buffer, :func:`decode_kernel` checks and decodes a batch of
@@ -199,15 +212,57 @@ def _holds(values, lo, hi, x):
 
 
 @njit(inline="always")
-def _put_part(buf, pos, values, lo, hi, skip):
-    """Sorted values[lo:hi] (except index ``skip``) as varints of differences."""
-    prev = np.int64(0)
-    for t in range(lo, hi):
-        if t == skip:
-            continue
-        pos = _put_varint(buf, pos, np.uint64(values[t] - prev))
-        prev = values[t]
-    return pos
+def _put_bits(buf, bit, v, nbits):
+    """Write the low ``nbits`` of ``v`` (an int64 >= 0) at bit ``bit`` (low bits of each
+    byte first) into a zeroed buffer; returns the next bit."""
+    while nbits > 0:
+        off = bit & 7
+        take = min(8 - off, nbits)
+        buf[bit >> 3] |= np.uint8((v & ((np.int64(1) << take) - 1)) << off)
+        v >>= take
+        nbits -= take
+        bit += take
+    return bit
+
+
+@njit(inline="always")
+def _put_rice(buf, bit, x, k):
+    """Rice code of ``x`` >= 0 with parameter ``k``: ``x >> k`` zero bits, a one bit, then
+    the low ``k`` bits of ``x``."""
+    bit += x >> k  # the zero bits are already there
+    buf[bit >> 3] |= np.uint8(1 << (bit & 7))
+    return _put_bits(buf, bit + 1, x & ((np.int64(1) << k) - 1), k)
+
+
+@njit(inline="always")
+def _rice_cost(xs, n, k):
+    """Bits of ``xs[:n]`` Rice coded with parameter ``k``."""
+    c = np.int64(0)
+    for t in range(n):
+        c += (xs[t] >> k) + 1 + k
+    return c
+
+
+@njit(inline="always")
+def _best_rice_k(xs, n):
+    """The parameter that codes ``xs[:n]`` (>= 0) shortest among the five around log2
+    of their mean, ties to the smaller (one rule, so that equal deltas give equal bytes;
+    the decoder takes any). At most 9 bytes a value: the mean bounds the zero bits."""
+    if n == 0:
+        return 0
+    total = 0.0
+    for t in range(n):
+        total += float(xs[t])  # in order, without fastmath: the same sum everywhere
+    mean = total / n
+    k0 = 0
+    while k0 < 62 and 2.0 ** (k0 + 1) <= mean:
+        k0 += 1
+    best, best_cost = 0, np.int64(-1)
+    for k in range(max(0, k0 - 2), min(62, k0 + 2) + 1):
+        c = _rice_cost(xs, n, k)
+        if best_cost < 0 or c < best_cost:
+            best, best_cost = k, c
+    return best
 
 
 @njit(cache=True)
@@ -337,20 +392,62 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
                 pos = _put_varint(buf, pos, np.uint64(counts[i, 0] - _DIFF_MORE))
             if counts[i, 1] - w >= _DIFF_MORE:
                 pos = _put_varint(buf, pos, np.uint64(counts[i, 1] - w - _DIFF_MORE))
-    # values
+    # values: each written part's first id, and the differences after it, Rice coded
+    firsts = np.empty(2 * n, dtype=np.int64)
+    gaps = np.empty(values.shape[0], dtype=np.int64)
+    nf, ng = 0, 0
     vp = 0
     for i in range(n):
         k = kinds[i]
         a = counts[i, 0]
         b = counts[i, 1]
-        if back[i] >= 0:
-            pass
-        elif k == KIND_FULL:
-            pos = _put_part(buf, pos, values, vp, vp + a, skip[i])
-        elif k == KIND_DIFF:
-            pos = _put_part(buf, pos, values, vp, vp + a, -1)
-            pos = _put_part(buf, pos, values, vp + a, vp + a + b, skip[i])
+        if back[i] < 0 and k != KIND_NONE:
+            for lo, hi, sk in ((vp, vp + a, skip[i] if k == KIND_FULL else -1),
+                               (vp + a, vp + a + b, skip[i] if k == KIND_DIFF else -1)):
+                prev = np.int64(-1)
+                for t in range(lo, hi):
+                    if t == sk:
+                        continue
+                    if prev < 0:
+                        firsts[nf] = values[t]
+                        nf += 1
+                    else:
+                        gaps[ng] = values[t] - prev
+                        ng += 1
+                    prev = values[t]
         vp += a + b
+    if nf:
+        k1 = _best_rice_k(firsts, nf)
+        k2 = _best_rice_k(gaps, ng)
+        buf[pos] = np.uint8(k1)
+        buf[pos + 1] = np.uint8(k2)
+        pos += 2
+        nbits = _rice_cost(firsts, nf, k1) + _rice_cost(gaps, ng, k2)
+        for t in range(pos, pos + (nbits + 7) // 8):
+            buf[t] = 0
+        bit = pos * 8
+        fi, gi = 0, 0
+        vp = 0
+        for i in range(n):
+            k = kinds[i]
+            a = counts[i, 0]
+            b = counts[i, 1]
+            if back[i] < 0 and k != KIND_NONE:
+                for lo, hi, sk in ((vp, vp + a, skip[i] if k == KIND_FULL else -1),
+                                   (vp + a, vp + a + b, skip[i] if k == KIND_DIFF else -1)):
+                    started = False
+                    for t in range(lo, hi):
+                        if t == sk:
+                            continue
+                        if not started:
+                            bit = _put_rice(buf, bit, firsts[fi], k1)
+                            fi += 1
+                            started = True
+                        else:
+                            bit = _put_rice(buf, bit, gaps[gi], k2)
+                            gi += 1
+            vp += a + b
+        pos += (nbits + 7) // 8
     # the back-link bitmap: bit j (of byte j // 8, from its low bit) for the first list's
     # j-th id, padded with zero bits to a whole byte
     if n_back:
@@ -457,7 +554,7 @@ def _read_header(buf, s, e, hdr, k, sizes):
     # by the input)
     room = body_end - pos
     if room < 2 * np.int64(n) + np.int64(n_removed) + (np.int64(n_back) + 7) // 8 or \
-            np.int64(n_values) > room + np.int64(n):
+            np.int64(n_values) > 8 * room + np.int64(n):
         return _W_BODY, 0
     hdr[0, k] = np.int64(buf[s + 5])
     hdr[1, k] = np.int64(dim)
@@ -470,6 +567,7 @@ def _read_header(buf, s, e, hdr, k, sizes):
     sizes[4] = pos
     sizes[5] = body_end
     sizes[6] = np.int64(n_back)
+    sizes[7] = np.int64(version)
     return -1, 0
 
 
@@ -495,6 +593,135 @@ def _get_part(buf, pos, end, m, values, vp, hold, first):
     if hold:
         values[vp] = first
     return pos
+
+
+@njit(inline="always")
+def _get_varint_values(buf, pos, end, n, tags, kinds, counts, values, first):
+    """Version 2's values: every list (or diff part) as varints of differences. Returns
+    the new pos (-1 if malformed)."""
+    vp = 0
+    for i in range(n):
+        k = kinds[i]
+        if k == KIND_NONE:
+            continue
+        hold = (buf[tags + i] & _TAG_FIRST) != 0
+        w = 1 if hold else 0
+        if k == KIND_FULL:
+            m = counts[i, 0]
+            pos = _get_part(buf, pos, end, m - w, values, vp, hold, first)
+            vp += m
+        else:
+            a = counts[i, 0]
+            b = counts[i, 1]
+            pos = _get_part(buf, pos, end, a, values, vp, False, first)
+            if pos < 0:
+                return -1
+            pos = _get_part(buf, pos, end, b - w, values, vp + a, hold, first)
+            vp += a + b
+        if pos < 0:
+            return -1
+    return pos
+
+
+_I63 = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+@njit(inline="always")
+def _get_rice(buf, bit, bitend, k):
+    """One Rice-coded value at bit ``bit``: returns (value, next bit), bit -1 if it runs
+    past ``bitend`` or does not fit in 63 bits."""
+    q = np.int64(0)
+    while True:
+        if bit >= bitend:
+            return np.int64(0), -1
+        if (buf[bit >> 3] >> (bit & 7)) & 1:
+            break
+        q += 1
+        bit += 1
+    bit += 1
+    if q > (_I63 >> k) or bit + k > bitend:
+        return np.int64(0), -1
+    r = np.int64(0)
+    got = 0
+    while got < k:
+        off = bit & 7
+        take = min(8 - off, k - got)
+        r |= ((np.int64(buf[bit >> 3]) >> off) & ((np.int64(1) << take) - 1)) << got
+        got += take
+        bit += take
+    return (q << k) | r, bit
+
+
+@njit(inline="always")
+def _get_rice_part(buf, bit, bitend, m, values, vp, hold, first, k1, k2):
+    """:func:`_get_part` from the Rice bit stream: the first id with ``k1``, each
+    difference after it with ``k2``. Returns the next bit (-1 if malformed)."""
+    if hold and first < 0:
+        return -1
+    prev = np.int64(0)
+    for t in range(m):
+        x, bit = _get_rice(buf, bit, bitend, k1 if t == 0 else k2)
+        if bit < 0 or x > _I63 - prev:
+            return -1
+        v = prev + x
+        if hold and first < v:
+            values[vp] = first
+            vp += 1
+            hold = False
+        values[vp] = v
+        vp += 1
+        prev = v
+    if hold:
+        values[vp] = first
+    return bit
+
+
+@njit(inline="always")
+def _get_rice_values(buf, pos, end, n, tags, kinds, counts, values, first):
+    """Version 3's values: the two Rice parameters (a byte each), then every list (or
+    diff part) in one bit stream, zero-padded to a byte; nothing at all when no id is
+    written. Returns the new pos (-1 if malformed)."""
+    written = np.int64(0)
+    for i in range(n):
+        if kinds[i] != KIND_NONE:
+            written += np.int64(counts[i, 0]) + np.int64(counts[i, 1])
+            if buf[tags + i] & _TAG_FIRST:
+                written -= 1
+    k1 = np.int64(0)
+    k2 = np.int64(0)
+    bit = pos * 8
+    if written:
+        if pos + 2 > end or buf[pos] > 62 or buf[pos + 1] > 62:
+            return -1
+        k1 = np.int64(buf[pos])
+        k2 = np.int64(buf[pos + 1])
+        bit += 16
+    bitend = end * 8
+    vp = 0
+    for i in range(n):
+        k = kinds[i]
+        if k == KIND_NONE:
+            continue
+        hold = (buf[tags + i] & _TAG_FIRST) != 0
+        w = 1 if hold else 0
+        if k == KIND_FULL:
+            m = counts[i, 0]
+            bit = _get_rice_part(buf, bit, bitend, m - w, values, vp, hold, first, k1, k2)
+            vp += m
+        else:
+            a = counts[i, 0]
+            b = counts[i, 1]
+            bit = _get_rice_part(buf, bit, bitend, a, values, vp, False, first, k1, k2)
+            if bit < 0:
+                return -1
+            bit = _get_rice_part(buf, bit, bitend, b - w, values, vp + a, hold, first, k1,
+                                 k2)
+            vp += a + b
+        if bit < 0:
+            return -1
+    if bit & 7 and buf[bit >> 3] >> (bit & 7):
+        return -1  # padding bits set
+    return (bit + 7) >> 3  # (no id written: pos, with only held ids filled in)
 
 
 @njit(inline="always")
@@ -573,8 +800,8 @@ def _get_back_links(buf, pos, end, n, n_back, n_new, n_values, ids, flags, kinds
 
 
 @njit(cache=True)
-def _decode_body(buf, pos, end, n_all, n_back, n_new, n_removed, n_values_all, ids, flags,
-                 kinds, counts, values, removed):
+def _decode_body(buf, pos, end, version, n_all, n_back, n_new, n_removed, n_values_all, ids,
+                 flags, kinds, counts, values, removed):
     """One delta's body buf[pos:end] into the arrays (``n_all`` records, ``n_back`` of
     them back-links); returns (why, value), why -1 if sound."""
     n = n_all - n_back  # the records written out, decoded first into the arrays' heads
@@ -631,27 +858,12 @@ def _decode_body(buf, pos, end, n_all, n_back, n_new, n_removed, n_values_all, i
     if total != n_values:
         return _W_LENGTHS, 0
     first_id = ids[0] if n else np.int64(-1)
-    vp = 0
-    for i in range(n):
-        k = kinds[i]
-        if k == KIND_NONE:
-            continue
-        hold = (buf[tags + i] & _TAG_FIRST) != 0
-        w = 1 if hold else 0
-        if k == KIND_FULL:
-            m = counts[i, 0]
-            pos = _get_part(buf, pos, end, m - w, values, vp, hold, first_id)
-            vp += m
-        else:
-            a = counts[i, 0]
-            b = counts[i, 1]
-            pos = _get_part(buf, pos, end, a, values, vp, False, first_id)
-            if pos < 0:
-                return _W_VALUE, 0
-            pos = _get_part(buf, pos, end, b - w, values, vp + a, hold, first_id)
-            vp += a + b
-        if pos < 0:
-            return _W_VALUE, 0
+    if version == 2:
+        pos = _get_varint_values(buf, pos, end, n, tags, kinds, counts, values, first_id)
+    else:
+        pos = _get_rice_values(buf, pos, end, n, tags, kinds, counts, values, first_id)
+    if pos < 0:
+        return _W_VALUE, 0
     if n_back:
         pos = _get_back_links(buf, pos, end, n, n_back, n_new, n_values, ids, flags, kinds,
                               counts, values)
@@ -672,7 +884,7 @@ def decode_kernel(buf, starts):
     counts, values, vector bytes, removed)."""
     nb = starts.shape[0] - 1
     hdr = np.zeros((4, nb), dtype=np.int64)
-    sizes = np.zeros((nb, 7), dtype=np.int64)
+    sizes = np.zeros((nb, 8), dtype=np.int64)
     off = np.zeros((nb + 1, 5), dtype=np.int64)
     for k in range(nb):
         why, val = _read_header(buf, starts[k], starts[k + 1], hdr, k, sizes[k])
@@ -696,7 +908,7 @@ def decode_kernel(buf, starts):
         r0 = off[k, 0]
         r1 = off[k + 1, 0]
         why, val = _decode_body(
-            buf, sizes[k, 4], sizes[k, 5], sizes[k, 0], sizes[k, 6], sizes[k, 1],
+            buf, sizes[k, 4], sizes[k, 5], sizes[k, 7], sizes[k, 0], sizes[k, 6], sizes[k, 1],
             sizes[k, 2], sizes[k, 3],
             ids[r0:r1], flags[r0:r1], kinds[r0:r1], counts[r0:r1],
             values[off[k, 1]:off[k + 1, 1]], removed[off[k, 3]:off[k + 1, 3]],

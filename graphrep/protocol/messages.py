@@ -375,4 +375,4 @@ def is_snapshot_frame(data: Any) -> bool:
     three bytes (the array header, the version and the type code; no decoding): cheap
     enough to ask of every message, as a simulation that keeps only the digests of
     snapshot chunks in its trace does."""
-    return type(data) is bytes and data[:3] == _SNAPSHOT_HEAD
+    return type(data) is bytes and data.startswith(_SNAPSHOT_HEAD)

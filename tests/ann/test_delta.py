@@ -403,15 +403,23 @@ def test_a_list_that_gains_the_new_node_costs_its_tag_byte_only() -> None:
     head = header(3, 1, 4, 0, new, 3, 1, 0, 4, n_back=0)
     ids = varint(2 * new) + varint(2 * (new - 5) - 1) + varint(2)  # zigzag differences
     tags = bytes([0x21, 0x0A, 0x0A])  # full of 2; diff adding the first id, nothing written
-    lists = varint(1) + varint(1)  # the new node's list [1, 2]
+    # the new node's list [1, 2]: Rice parameters 0 and 0, then 1 (first id) and 1 (the
+    # difference) as one zero bit and a one bit each, from the low bit: 0b1010
+    lists = bytes([0, 0, 0b1010])
     assert b == sealed(head + ids + tags + lists + np.ones(4, "<f4").tobytes())
-    assert d.size_by_part() == {"vector": 16, "edges": 2, "metadata": len(b) - 18,
+    assert d.size_by_part() == {"vector": 16, "edges": 3, "metadata": len(b) - 19,
                                 "total": len(b)}
     assert EdgeDelta.from_bytes(b) == d
-    # the same delta in version 2 (no back-link count in the header) still reads
-    v2 = sealed(header(2, 1, 4, 0, new, 3, 1, 0, 4) + ids + tags + lists
+    # the same delta in version 2 (no back-link count in the header, varint lists) reads
+    v2 = sealed(header(2, 1, 4, 0, new, 3, 1, 0, 4) + ids + tags + varint(1) + varint(1)
                 + np.ones(4, "<f4").tobytes())
     assert EdgeDelta.from_bytes(v2) == d
+
+
+# The list [5, 6, 9] Rice coded: parameters 1 (first ids) and 1 (differences); then 5 as
+# 00 1 1 (5 >> 1 zero bits, a one, the low bit), 1 as 1 1, 3 as 0 1 1: nine bits from the
+# low bit of the first byte, 0b10111100 0b1
+LIST_569 = bytes([1, 1, 0b10111100, 0b1])
 
 
 def test_a_back_link_in_the_new_nodes_list_costs_one_bit() -> None:
@@ -421,11 +429,10 @@ def test_a_back_link_in_the_new_nodes_list_costs_one_bit() -> None:
     d = small_insert([5, 6, 9])
     b = d.to_bytes()
     head = header(3, 1, 4, 0, new, 1, 1, 0, 3, n_back=2)
-    lists = varint(5) + varint(1) + varint(3)  # the new node's list [5, 6, 9]
     bitmap = bytes([0b011])  # 5 and 6 gained the new node; 9 did not change
-    assert b == sealed(head + varint(2 * new) + bytes([0x31]) + lists + bitmap
+    assert b == sealed(head + varint(2 * new) + bytes([0x31]) + LIST_569 + bitmap
                        + np.ones(4, "<f4").tobytes())
-    assert d.size_by_part() == {"vector": 16, "edges": 4, "metadata": len(b) - 20,
+    assert d.size_by_part() == {"vector": 16, "edges": 5, "metadata": len(b) - 21,
                                 "total": len(b)}
     assert EdgeDelta.from_bytes(b) == d
 
@@ -438,10 +445,25 @@ def test_a_back_link_in_the_new_nodes_list_costs_one_bit() -> None:
 def test_malformed_back_links_are_refused(bitmap, why) -> None:
     new = 100_000
     head = header(3, 1, 4, 0, new, 1, 1, 0, 3, n_back=2)
-    lists = varint(5) + varint(1) + varint(3)
-    raw = sealed(head + varint(2 * new) + bytes([0x31]) + lists + bitmap
+    raw = sealed(head + varint(2 * new) + bytes([0x31]) + LIST_569 + bitmap
                  + np.ones(4, "<f4").tobytes())
     with pytest.raises(CorruptDelta, match=why):
+        EdgeDelta.from_bytes(raw)
+
+
+@pytest.mark.parametrize("lists", [
+    bytes([63, 0, 0b1010]),  # a Rice parameter above 62
+    bytes([0, 0, 0b11010]),  # a padding bit set after the four bits
+    bytes([0, 0]),  # the bit stream cut off
+    bytes([0, 0, 0b0000]),  # no one bit: a unary run that never ends
+])
+def test_malformed_rice_values_are_refused(lists) -> None:
+    new = 100_000
+    head = header(3, 1, 4, 0, new, 3, 1, 0, 4, n_back=0)
+    ids = varint(2 * new) + varint(2 * (new - 5) - 1) + varint(2)
+    raw = sealed(head + ids + bytes([0x21, 0x0A, 0x0A]) + lists
+                 + np.ones(4, "<f4").tobytes())
+    with pytest.raises(CorruptDelta, match=r"malformed or out-of-range id|body"):
         EdgeDelta.from_bytes(raw)
 
 
@@ -451,7 +473,7 @@ def test_a_back_link_that_a_written_record_repeats_is_refused() -> None:
     head = header(3, 1, 4, 0, new, 2, 1, 0, 4, n_back=2)
     ids = varint(2 * new) + varint(2 * (new - 6) - 1)
     tags = bytes([0x31, 0x0A])
-    raw = sealed(head + ids + tags + varint(5) + varint(1) + varint(3) + bytes([0b011])
+    raw = sealed(head + ids + tags + LIST_569 + bytes([0b011])
                  + np.ones(4, "<f4").tobytes())
     with pytest.raises(CorruptDelta, match="back-links"):
         EdgeDelta.from_bytes(raw)
