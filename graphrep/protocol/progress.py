@@ -16,8 +16,12 @@ transition                when
                           it (``RESEND``), or after two reports below ``match`` in a row
                           believe the follower lost entries (``REGRESSED``), or ignore a
                           stale reply (``STALE``)
-``retransmit(now)``       nothing acknowledged for ``retransmit_ns``: resend from
-                          ``match``
+``retransmit(now)``       nothing acknowledged for ``retransmit_ns`` (doubled per
+                          resend since the last progress, up to 32 x): resend from
+                          ``match``, and probe (below)
+``answered_probe(now)``   a probed follower answered without progress (a heartbeat's
+                          reply) ``retransmit_ns`` or more after the last resend: it
+                          is reachable, so resend from ``match`` now
 ``snapshot_sent()``       a snapshot chunk left: the Appends in flight are superseded, and
                           no other chunk leaves until it is answered or seems lost
 ``snapshot_progress``     the follower holds ``offset`` bytes of the snapshot
@@ -27,6 +31,14 @@ transition                when
                           (``snapshot_stalled``: ``retransmit_ns``, doubled per resend
                           since the last progress, up to 32 x)
 ========================  =============================================================
+
+A follower that made no progress for ``retransmit_ns`` is *probed* (etcd-raft's probe
+state) until it acknowledges something new: one Append with entries in flight at a
+time, resent when the follower answers (it is reachable again; at most once a
+``retransmit_ns``, as a slow link answers heartbeats while a batch is still on its
+way) or when the doubled timeout runs out. A leader cut off from a follower sends it
+a heartbeat a tick and a batch now and then, not its whole window every
+``retransmit_ns``.
 
 Invariants (per follower, within one term): ``match`` only grows, except by
 ``REGRESSED`` (a follower that lost acknowledged entries); ``match <= next`` except
@@ -105,6 +117,9 @@ class Progress:
     * ``snap_offset``: bytes of the leader's snapshot the follower holds.
     * ``inflight``: the Appends in flight (:class:`Inflights`).
     * ``below_match``: gap reports below ``match`` in a row.
+    * ``retries``: Append retransmissions since the follower last made progress: each
+      doubles the wait before the next (:meth:`stalled`); above 0 it is probed
+      (:meth:`probing`).
     * ``snap_retries``: snapshot chunks resent since the follower last made progress:
       each doubles the wait before the next resend (:meth:`snapshot_stalled`).
     * ``snap_pending``: a snapshot chunk is on its way (one at a time: a follower that
@@ -112,8 +127,8 @@ class Progress:
       for each).
     """
 
-    __slots__ = ("below_match", "inflight", "match", "next", "progress_at", "snap_offset",
-                 "snap_pending", "snap_retries")
+    __slots__ = ("below_match", "inflight", "match", "next", "progress_at", "retries",
+                 "snap_offset", "snap_pending", "snap_retries")
 
     def __init__(self, next: int, now: int, max_inflight: int = 0) -> None:
         self.next = next
@@ -122,6 +137,7 @@ class Progress:
         self.snap_offset = 0
         self.inflight = Inflights(max_inflight)
         self.below_match = 0
+        self.retries = 0
         self.snap_retries = 0
         self.snap_pending = False
 
@@ -133,8 +149,20 @@ class Progress:
     # ------------------------------------------------------------------ queries
 
     def stalled(self, now: int, after: int) -> bool:
-        """Whether the follower made no progress for ``after`` nanoseconds."""
+        """Whether the follower made no progress for ``after`` nanoseconds, doubled for
+        each retransmission since its last progress (up to 32 x): resending into a
+        partition every ``after`` would ship the whole window each time for nothing."""
+        return now - self.progress_at >= after << min(self.retries, 5)
+
+    def quiet(self, now: int, after: int) -> bool:
+        """Whether the follower made no progress, and was sent nothing again, for
+        ``after`` nanoseconds (:meth:`stalled` without the doubling)."""
         return now - self.progress_at >= after
+
+    def probing(self) -> bool:
+        """Whether the follower is probed: it went quiet, so at most one Append with
+        entries is in flight until it makes progress."""
+        return self.retries > 0
 
     def paused(self) -> bool:
         """Whether the in-flight window is full (new entries wait for an ack)."""
@@ -165,6 +193,7 @@ class Progress:
         if end > self.match:
             self.match = end
             self.progress_at = now
+            self.retries = 0
         self.inflight.free_le(end)
         self.next = max(self.next, self.match)
 
@@ -190,7 +219,17 @@ class Progress:
         return Refusal.STALE
 
     def retransmit(self, now: int) -> None:
-        """Nothing acknowledged for a while: resend from what was acknowledged."""
+        """Nothing acknowledged for a while: resend from what was acknowledged, probe
+        the follower, and wait twice as long before the next retransmission."""
+        self.rewind(self.match)
+        self.progress_at = now
+        self.inflight.reset()
+        self.retries += 1
+
+    def answered_probe(self, now: int) -> None:
+        """A probed follower answered with nothing new a while after it was last sent
+        entries: it is reachable again and what it was sent was lost, so send from
+        ``match`` again (without doubling the wait: the link works)."""
         self.rewind(self.match)
         self.progress_at = now
         self.inflight.reset()

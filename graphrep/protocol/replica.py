@@ -24,7 +24,8 @@ a leader sends heartbeats, retransmits, runs anti-entropy and takes snapshots): 
 simulator's ``quiesce`` ignores periodic timers, so a quiet cluster is recognisable. A
 heartbeat is an Append without entries anchored at what the follower has acknowledged,
 so entries still in flight do not look like a gap; what is lost is resent when a
-follower has made no progress for ``retransmit_ns`` (:mod:`.progress`).
+follower has made no progress for ``retransmit_ns``, and a follower that went quiet is
+probed, one batch at a time, until it makes progress again (:mod:`.progress`).
 
 Collaborators, built from :class:`~.seams.Seams`: the log, the term and vote, the
 followers' progress, the applier, snapshots (:mod:`.snapshots`), anti-entropy
@@ -381,8 +382,8 @@ class Replica:
                 self.snapshots.send_chunk(peer, out)
             return
         nxt = pr.next
-        if pr.paused():
-            stop = nxt  # full: what is new waits for an acknowledgement
+        if pr.paused() or (pr.probing() and nxt > pr.match):
+            stop = nxt  # full, or probed with a batch out: what is new waits for an answer
         else:
             stop = min(log.end, nxt + self.config.max_batch, pr.match + self.config.window)
         if stop <= nxt:
@@ -474,6 +475,9 @@ class Replica:
                                 f"log ends at {self.log.end}: refused")
         pr = self.tracker[src]
         if m.ok:
+            if (pr.probing() and m.end <= pr.match < pr.next
+                    and pr.quiet(now, self.config.retransmit_ns)):
+                pr.answered_probe(now)
             pr.acknowledged(m.end, now)
             self.advance_commit(out)
             if self.anti_entropy.compare_due:

@@ -187,3 +187,31 @@ def test_reset_gives_every_follower_a_fresh_progress_of_the_tracker_class():
     t.reset(end=9, now=5, max_inflight=1)
     assert type(t["b"]) is _NeverBack and t["b"] is not old
     assert (t["b"].next, t["b"].match, t["b"].inflight.size) == (9, 0, 1)
+
+
+def test_each_retransmission_doubles_the_wait_until_the_follower_makes_progress():
+    pr = fresh(10, now=0)
+    pr.sent(12)
+    waits = []
+    t = 0
+    for _ in range(7):
+        wait = next(w for w in range(0, 5000 * MS, MS) if pr.stalled(t + w, 50 * MS))
+        waits.append(wait // MS)
+        t += wait
+        pr.retransmit(t)
+        assert pr.probing() and pr.next == pr.match
+        pr.sent(12)
+    assert waits == [50, 100, 200, 400, 800, 1600, 1600]  # doubled, up to 32 x
+    pr.acknowledged(11, t + MS)  # progress: back to the plain timeout, no probing
+    assert not pr.probing() and pr.stalled(t + 51 * MS, 50 * MS)
+
+
+def test_a_probed_follower_that_answers_is_sent_again_from_match():
+    pr = fresh(10, now=0)
+    pr.acknowledged(4, 0)
+    pr.sent(12)
+    pr.retransmit(50 * MS)
+    pr.sent(8)  # the probe batch
+    assert not pr.quiet(99 * MS, 50 * MS) and pr.quiet(100 * MS, 50 * MS)
+    pr.answered_probe(100 * MS)
+    assert (pr.next, pr.progress_at, list(pr.inflight), pr.retries) == (4, 100 * MS, [], 1)

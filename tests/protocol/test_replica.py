@@ -501,3 +501,29 @@ def test_a_bad_delta_write_is_an_error_reply_and_changes_nothing(case):
                                    "InvalidArgument", "garbage": "DeltaError",
                                    "replay_policy": "InvalidArgument"}[case])
     assert (a.index.digest(), len(a.log.entries)) == before
+
+
+def test_a_follower_cut_off_is_probed_with_one_batch_not_sent_the_window_again_and_again():
+    """Writes go on (c acknowledges them) while b hears nothing for two seconds: b is
+    sent a batch after each doubled timeout, not the whole window every 50 ms; once b
+    answers a heartbeat it is sent everything it lacks."""
+    a, _ = elected(CFG)
+    a.on_message(400 * MS, "c", encode(AppendReply(0, 1, True, 1)), 0)
+    a.on_message(400 * MS, "b", encode(AppendReply(0, 1, True, 1)), 0)
+    to_b = 0
+    t = 400 * MS
+    for i in range(1, 201):  # a write every 10 ms, and a tick
+        t += 10 * MS
+        out = a.on_message(t, "client", write(i), 0) + a.on_timer(t, "tick")
+        out += a.on_message(t, "c", encode(AppendReply(0, 1, True, a.end)), 0)
+        to_b += sum(len(m.entries) for m in appends_to(out, "b"))
+    assert a.commit == a.end == 201 and a.tracker["b"].match == 1
+    # the writes as they came (until 50 ms of silence), then a batch at each of the
+    # resends 50, 100, 200, 400 and 800 ms apart: far below a window every 50 ms
+    assert to_b <= 5 + 5 * CFG.max_batch, to_b
+    # b answers the next heartbeat: it is sent what it lacks at once, batch by batch
+    beat = appends_to(a.on_timer(t + 10 * MS, "tick"), "b")
+    assert beat and not beat[-1].entries
+    out = a.on_message(t + 11 * MS, "b", encode(AppendReply(0, 1, True, 1)), 0)
+    (m,) = appends_to(out, "b")
+    assert (m.prev_end, len(m.entries)) == (1, CFG.max_batch)
