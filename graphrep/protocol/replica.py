@@ -456,6 +456,12 @@ class Replica:
         # acknowledge only what is durable here (under sync="tick" the tick sends the rest)
         self.send(out, src, AppendReply(self.config.shard, self.term, True,
                                         min(end, log.durable_end())))
+        if self.early:
+            # a held append that starts before our end now was overtaken by a resend that
+            # covered it: drop it, or such leftovers fill the buffer for good and every
+            # append past a gap from then on is answered "gap" (a rewind and a resend)
+            for pos in [p for p in self.early if p < log.end]:
+                del self.early[pos]
         held = self.early.pop(log.end, None)
         if held is not None and held.term == self.term:
             try:  # the gap it waited on is filled

@@ -75,6 +75,21 @@ def test_an_overtaking_append_waits_for_the_gap_to_fill():
     assert b.end == 5 and b.index.digest() == a.index.digest()
 
 
+def test_a_held_append_that_a_resend_overtook_is_dropped():
+    """An append held for a gap that a larger resend then filled past its start is of no
+    use: it is dropped, so held leftovers never fill the buffer (once full, every append
+    past a gap was answered "gap", and the leader resent for nothing)."""
+    a, _ = leader_with_writes(4)
+    log = list(a.log.entries)
+    held = Append(0, a.term, "a", 2, log[1][0], log[2:4], 0)
+    resend = Append(0, a.term, "a", 0, 0, log[:3], 0)
+    b = replica()
+    assert sent(b.on_message(0, "a", encode(held), 0)) == [] and list(b.early) == [2]
+    out = b.on_message(1, "a", encode(resend), 0)
+    assert [m for _, m in sent(out)] == [AppendReply(0, a.term, True, 3)]
+    assert b.end == 3 and b.early == {}
+
+
 def test_followers_apply_committed_deltas_and_recover_them_from_disk():
     a, out = leader_with_writes(5)
     assert a.role == LEADER and len(a.log.entries) == 6  # the leader's NOOP, then 5 deltas
