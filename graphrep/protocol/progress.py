@@ -117,6 +117,7 @@ class Progress:
     * ``snap_offset``: bytes of the leader's snapshot the follower holds.
     * ``inflight``: the Appends in flight (:class:`Inflights`).
     * ``below_match``: gap reports below ``match`` in a row.
+    * ``heard``: the follower answered an Append in this term (:meth:`heartbeat_at`).
     * ``retries``: Append retransmissions since the follower last made progress: each
       doubles the wait before the next (:meth:`stalled`); above 0 it is probed
       (:meth:`probing`).
@@ -127,8 +128,8 @@ class Progress:
       for each).
     """
 
-    __slots__ = ("below_match", "inflight", "match", "next", "progress_at", "retries",
-                 "snap_offset", "snap_pending", "snap_retries")
+    __slots__ = ("below_match", "heard", "inflight", "match", "next", "progress_at",
+                 "retries", "snap_offset", "snap_pending", "snap_retries")
 
     def __init__(self, next: int, now: int, max_inflight: int = 0) -> None:
         self.next = next
@@ -137,6 +138,7 @@ class Progress:
         self.snap_offset = 0
         self.inflight = Inflights(max_inflight)
         self.below_match = 0
+        self.heard = False
         self.retries = 0
         self.snap_retries = 0
         self.snap_pending = False
@@ -172,7 +174,18 @@ class Progress:
         """Where a heartbeat is anchored: at what the follower acknowledged, not at
         ``next``. With entries still in flight (or overtaken by the heartbeat) a heartbeat
         at ``next`` would look like a gap, and the reply would rewind ``next`` and resend
-        them all. (``next`` if ``match`` was compacted away.)"""
+        them all. (``next`` if ``match`` was compacted away.)
+
+        Until the follower first answers in this term, at ``next``: the leader does not
+        know where the follower's log ends (``match`` is 0 only because nothing was
+        acknowledged yet), and a heartbeat at 0 would be answered "ok at 0", which says
+        nothing. At ``next`` the answer is an acknowledgement of the whole log or a gap
+        at the follower's end, where the leader then sends from (Raft's first probe).
+        A follower that lacks entries holds the new leader's first appends for the gap
+        and answers nothing, so without that answer the leader would wait for the
+        retransmission timer and resend its log from 0."""
+        if not self.heard:
+            return self.next
         return self.match if self.match >= log_start else self.next
 
     # ------------------------------------------------------------------ transitions
@@ -190,6 +203,7 @@ class Progress:
     def acknowledged(self, end: int, now: int) -> None:
         """The follower holds the log up to ``end`` durably."""
         self.below_match = 0
+        self.heard = True
         if end > self.match:
             self.match = end
             self.progress_at = now
@@ -204,6 +218,7 @@ class Progress:
         nothing, except that two reports below ``match`` with no acknowledgement between
         them (one could be stale) are believed: the follower lost entries it had
         acknowledged (it cut a damaged entry, or a disk lost its tail)."""
+        self.heard = True
         regressed = 0 <= end < self.match
         self.below_match = self.below_match + 1 if regressed else 0
         if self.match <= end < self.next:
@@ -269,6 +284,7 @@ class Progress:
 
     def snapshot_installed(self, end: int, now: int) -> None:
         """The follower installed the snapshot of the entries [0, end)."""
+        self.heard = True
         self.snap_offset = 0
         self.snap_retries = 0
         self.snap_pending = False

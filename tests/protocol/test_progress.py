@@ -109,6 +109,19 @@ def test_retransmit_resends_from_match_after_a_stall():
     assert not pr.stalled(60 * MS, 50 * MS)
 
 
+def test_until_the_follower_answers_a_heartbeat_asks_at_next_where_its_log_ends():
+    """A new leader knows nothing of a follower's log (match 0 is no answer): a heartbeat
+    at 0 would be answered "ok at 0"; at next it is answered by an acknowledgement or a
+    gap at the follower's end."""
+    pr = fresh(10)
+    assert pr.heartbeat_at(log_start=0) == 10
+    assert pr.refused(6) is Refusal.RESEND and pr.next == 6  # the gap: send from there
+    assert pr.heartbeat_at(log_start=0) == 0  # answered: at match from now on
+    other = fresh(10)
+    other.acknowledged(10, 0)
+    assert (other.match, other.heartbeat_at(log_start=0)) == (10, 10)
+
+
 def test_a_heartbeat_is_anchored_at_match_unless_it_was_compacted():
     pr = fresh(10)
     pr.acknowledged(4, 0)
