@@ -393,7 +393,8 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
             if counts[i, 1] - w >= _DIFF_MORE:
                 pos = _put_varint(buf, pos, np.uint64(counts[i, 1] - w - _DIFF_MORE))
     # values: each written part's first id, and the differences after it, Rice coded
-    firsts = np.empty(2 * n, dtype=np.int64)
+    firsts = np.empty(2 * n, dtype=np.int64)  # one per written part, in order
+    lens = np.empty(2 * n, dtype=np.int64)  # ids written per part
     gaps = np.empty(values.shape[0], dtype=np.int64)
     nf, ng = 0, 0
     vp = 0
@@ -410,10 +411,12 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
                         continue
                     if prev < 0:
                         firsts[nf] = values[t]
+                        lens[nf] = 0
                         nf += 1
                     else:
                         gaps[ng] = values[t] - prev
                         ng += 1
+                    lens[nf - 1] += 1
                     prev = values[t]
         vp += a + b
     if nf:
@@ -426,27 +429,12 @@ def encode_kernel(op, dim, seq, entry1, n_new, ids, flags, kinds, counts, values
         for t in range(pos, pos + (nbits + 7) // 8):
             buf[t] = 0
         bit = pos * 8
-        fi, gi = 0, 0
-        vp = 0
-        for i in range(n):
-            k = kinds[i]
-            a = counts[i, 0]
-            b = counts[i, 1]
-            if back[i] < 0 and k != KIND_NONE:
-                for lo, hi, sk in ((vp, vp + a, skip[i] if k == KIND_FULL else -1),
-                                   (vp + a, vp + a + b, skip[i] if k == KIND_DIFF else -1)):
-                    started = False
-                    for t in range(lo, hi):
-                        if t == sk:
-                            continue
-                        if not started:
-                            bit = _put_rice(buf, bit, firsts[fi], k1)
-                            fi += 1
-                            started = True
-                        else:
-                            bit = _put_rice(buf, bit, gaps[gi], k2)
-                            gi += 1
-            vp += a + b
+        gi = 0
+        for f in range(nf):
+            bit = _put_rice(buf, bit, firsts[f], k1)
+            for _ in range(lens[f] - 1):
+                bit = _put_rice(buf, bit, gaps[gi], k2)
+                gi += 1
         pos += (nbits + 7) // 8
     # the back-link bitmap: bit j (of byte j // 8, from its low bit) for the first list's
     # j-th id, padded with zero bits to a whole byte
@@ -571,58 +559,6 @@ def _read_header(buf, s, e, hdr, k, sizes):
     return -1, 0
 
 
-@njit(inline="always")
-def _get_part(buf, pos, end, m, values, vp, hold, first):
-    """Read ``m`` sorted ids into values[vp:], putting ``first`` in its place when
-    ``hold``. Returns the new pos (-1 if malformed)."""
-    if hold and first < 0:
-        return -1  # the encoder leaves out only ids >= 0 (list ids are never negative)
-    prev = np.int64(0)
-    for _ in range(m):
-        u, pos = _get_varint(buf, pos, end)
-        if pos < 0 or u > np.uint64(0x7FFFFFFFFFFFFFFF) - np.uint64(prev):
-            return -1
-        v = prev + np.int64(u)
-        if hold and first < v:
-            values[vp] = first
-            vp += 1
-            hold = False
-        values[vp] = v
-        vp += 1
-        prev = v
-    if hold:
-        values[vp] = first
-    return pos
-
-
-@njit(inline="always")
-def _get_varint_values(buf, pos, end, n, tags, kinds, counts, values, first):
-    """Version 2's values: every list (or diff part) as varints of differences. Returns
-    the new pos (-1 if malformed)."""
-    vp = 0
-    for i in range(n):
-        k = kinds[i]
-        if k == KIND_NONE:
-            continue
-        hold = (buf[tags + i] & _TAG_FIRST) != 0
-        w = 1 if hold else 0
-        if k == KIND_FULL:
-            m = counts[i, 0]
-            pos = _get_part(buf, pos, end, m - w, values, vp, hold, first)
-            vp += m
-        else:
-            a = counts[i, 0]
-            b = counts[i, 1]
-            pos = _get_part(buf, pos, end, a, values, vp, False, first)
-            if pos < 0:
-                return -1
-            pos = _get_part(buf, pos, end, b - w, values, vp + a, hold, first)
-            vp += a + b
-        if pos < 0:
-            return -1
-    return pos
-
-
 _I63 = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
@@ -653,15 +589,23 @@ def _get_rice(buf, bit, bitend, k):
 
 
 @njit(inline="always")
-def _get_rice_part(buf, bit, bitend, m, values, vp, hold, first, k1, k2):
-    """:func:`_get_part` from the Rice bit stream: the first id with ``k1``, each
-    difference after it with ``k2``. Returns the next bit (-1 if malformed)."""
+def _get_part(buf, at, end, m, values, vp, hold, first, rice, k1, k2):
+    """Read ``m`` sorted ids into values[vp:], putting ``first`` in its place when
+    ``hold``. ``rice``: from the bit stream at bit ``at`` (the first id with ``k1``,
+    each difference after it with ``k2``; ``end`` in bits); else as varints of
+    differences at byte ``at``. Returns the new position (-1 if malformed)."""
     if hold and first < 0:
-        return -1
+        return -1  # the encoder leaves out only ids >= 0 (list ids are never negative)
     prev = np.int64(0)
     for t in range(m):
-        x, bit = _get_rice(buf, bit, bitend, k1 if t == 0 else k2)
-        if bit < 0 or x > _I63 - prev:
+        if rice:
+            x, at = _get_rice(buf, at, end, k1 if t == 0 else k2)
+        else:
+            u, at = _get_varint(buf, at, end)
+            if u > np.uint64(_I63):
+                return -1
+            x = np.int64(u)
+        if at < 0 or x > _I63 - prev:
             return -1
         v = prev + x
         if hold and first < v:
@@ -673,7 +617,35 @@ def _get_rice_part(buf, bit, bitend, m, values, vp, hold, first, k1, k2):
         prev = v
     if hold:
         values[vp] = first
-    return bit
+    return at
+
+
+@njit(inline="always")
+def _get_lists(buf, at, end, n, tags, kinds, counts, values, first, rice, k1, k2):
+    """Every record's list (or diff parts) into values, by :func:`_get_part`. Returns
+    the new position (-1 if malformed)."""
+    vp = 0
+    for i in range(n):
+        k = kinds[i]
+        if k == KIND_NONE:
+            continue
+        hold = (buf[tags + i] & _TAG_FIRST) != 0
+        w = 1 if hold else 0
+        if k == KIND_FULL:
+            m = counts[i, 0]
+            at = _get_part(buf, at, end, m - w, values, vp, hold, first, rice, k1, k2)
+            vp += m
+        else:
+            a = counts[i, 0]
+            b = counts[i, 1]
+            at = _get_part(buf, at, end, a, values, vp, False, first, rice, k1, k2)
+            if at < 0:
+                return -1
+            at = _get_part(buf, at, end, b - w, values, vp + a, hold, first, rice, k1, k2)
+            vp += a + b
+        if at < 0:
+            return -1
+    return at
 
 
 @njit(inline="always")
@@ -696,29 +668,9 @@ def _get_rice_values(buf, pos, end, n, tags, kinds, counts, values, first):
         k1 = np.int64(buf[pos])
         k2 = np.int64(buf[pos + 1])
         bit += 16
-    bitend = end * 8
-    vp = 0
-    for i in range(n):
-        k = kinds[i]
-        if k == KIND_NONE:
-            continue
-        hold = (buf[tags + i] & _TAG_FIRST) != 0
-        w = 1 if hold else 0
-        if k == KIND_FULL:
-            m = counts[i, 0]
-            bit = _get_rice_part(buf, bit, bitend, m - w, values, vp, hold, first, k1, k2)
-            vp += m
-        else:
-            a = counts[i, 0]
-            b = counts[i, 1]
-            bit = _get_rice_part(buf, bit, bitend, a, values, vp, False, first, k1, k2)
-            if bit < 0:
-                return -1
-            bit = _get_rice_part(buf, bit, bitend, b - w, values, vp + a, hold, first, k1,
-                                 k2)
-            vp += a + b
-        if bit < 0:
-            return -1
+    bit = _get_lists(buf, bit, end * 8, n, tags, kinds, counts, values, first, True, k1, k2)
+    if bit < 0:
+        return -1
     if bit & 7 and buf[bit >> 3] >> (bit & 7):
         return -1  # padding bits set
     return (bit + 7) >> 3  # (no id written: pos, with only held ids filled in)
@@ -859,7 +811,8 @@ def _decode_body(buf, pos, end, version, n_all, n_back, n_new, n_removed, n_valu
         return _W_LENGTHS, 0
     first_id = ids[0] if n else np.int64(-1)
     if version == 2:
-        pos = _get_varint_values(buf, pos, end, n, tags, kinds, counts, values, first_id)
+        pos = _get_lists(buf, pos, end, n, tags, kinds, counts, values, first_id, False,
+                         np.int64(0), np.int64(0))
     else:
         pos = _get_rice_values(buf, pos, end, n, tags, kinds, counts, values, first_id)
     if pos < 0:

@@ -154,7 +154,7 @@ class Progress:
         """Whether the follower made no progress for ``after`` nanoseconds, doubled for
         each retransmission since its last progress (up to 32 x): resending into a
         partition every ``after`` would ship the whole window each time for nothing."""
-        return now - self.progress_at >= after << min(self.retries, 5)
+        return self.quiet(now, after << min(self.retries, 5))
 
     def quiet(self, now: int, after: int) -> bool:
         """Whether the follower made no progress, and was sent nothing again, for
