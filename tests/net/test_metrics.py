@@ -411,7 +411,19 @@ def test_scraped_while_writing_counters_move_and_lag_returns_to_zero(cluster):
         base = f"http://{spec.metrics}"
         assert get(f"{base}/healthz") == (200, "ok\n")
         assert until(lambda base=base: get(f"{base}/readyz") == (200, "ok\n"), 10)
-    before = {n: scrape(n) for n in cluster.cfg.nodes}
+
+    def settled() -> dict[str, Samples]:
+        now = {n: scrape(n) for n in cluster.cfg.nodes}
+        lags = [value(now[leader], "graphrep_follower_lag_entries", shard="0", follower=f)
+                for f in followers]
+        positions = {(value(s, "graphrep_commit_position", shard="0"),
+                      value(s, "graphrep_applied_position", shard="0"))
+                     for s in now.values()}
+        return now if lags == [0, 0] and len(positions) == 1 else {}
+
+    # Ready does not wait for a follower to learn that the new leader's first entry
+    # committed; start counting once every replica has it, or it counts as a write.
+    before = until(settled)
     assert value(before[leader], "graphrep_is_leader", shard="0") == 1
 
     writes, errors = 300, []
@@ -437,13 +449,6 @@ def test_scraped_while_writing_counters_move_and_lag_returns_to_zero(cluster):
     assert not errors, errors
     assert len(committed) >= 3 and committed == sorted(committed), committed
     assert committed[-1] > committed[0]
-
-    def settled() -> dict[str, Samples]:
-        now = {n: scrape(n) for n in cluster.cfg.nodes}
-        lags = [value(now[leader], "graphrep_follower_lag_entries", shard="0", follower=f)
-                for f in followers]
-        applied = {value(s, "graphrep_applied_position", shard="0") for s in now.values()}
-        return now if lags == [0, 0] and len(applied) == 1 else {}
 
     after = until(settled)
     end = value(after[leader], "graphrep_log_end_position", shard="0")
