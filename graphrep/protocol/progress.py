@@ -18,7 +18,8 @@ transition                when
                           stale reply (``STALE``)
 ``retransmit(now)``       nothing acknowledged for ``retransmit_ns`` (doubled per
                           resend since the last progress, up to 32 x): resend from
-                          ``match``, and probe (below)
+                          ``match``, or from where the follower last said its log
+                          ends if that is further (``told``), and probe (below)
 ``answered_probe(now)``   a probed follower answered without progress (a heartbeat's
                           reply) ``retransmit_ns`` or more after the last resend: it
                           is reachable, so resend from ``match`` now
@@ -112,12 +113,17 @@ class Progress:
     """``Progress(next, now, max_inflight)``: one follower, seen by the leader.
 
     * ``next``: the position of the next entry to send.
+    * ``told``: where the follower's log was last known to end without being
+      acknowledged: the leader's end when elected, then the end the follower reported
+      in a gap or conflict. A retransmission resends from here when ``match`` is below.
     * ``match``: how far the follower has acknowledged holding the log durably.
     * ``progress_at``: when the follower last made progress (the retransmission clock).
     * ``snap_offset``: bytes of the leader's snapshot the follower holds.
     * ``inflight``: the Appends in flight (:class:`Inflights`).
     * ``below_match``: gap reports below ``match`` in a row.
     * ``heard``: the follower answered an Append in this term (:meth:`heartbeat_at`).
+    * ``sent_since_rewind``: an Append with entries left since ``next`` was last
+      lowered (a probed follower is sent no other until it answers).
     * ``retries``: Append retransmissions since the follower last made progress: each
       doubles the wait before the next (:meth:`stalled`); above 0 it is probed
       (:meth:`probing`).
@@ -129,10 +135,13 @@ class Progress:
     """
 
     __slots__ = ("below_match", "heard", "inflight", "match", "next", "progress_at",
-                 "retries", "snap_offset", "snap_pending", "snap_retries")
+                 "retries", "sent_since_rewind", "snap_offset", "snap_pending",
+                 "snap_retries", "told")
 
     def __init__(self, next: int, now: int, max_inflight: int = 0) -> None:
         self.next = next
+        self.told = next
+        self.sent_since_rewind = False
         self.match = 0
         self.progress_at = now
         self.snap_offset = 0
@@ -166,6 +175,11 @@ class Progress:
         entries is in flight until it makes progress."""
         return self.retries > 0
 
+    def probe_out(self) -> bool:
+        """Whether the follower is probed and its one batch is out: new entries wait
+        for its answer (an acknowledgement, a gap or conflict report, or the timeout)."""
+        return self.retries > 0 and self.sent_since_rewind
+
     def paused(self) -> bool:
         """Whether the in-flight window is full (new entries wait for an ack)."""
         return self.inflight.full()
@@ -194,9 +208,11 @@ class Progress:
         """Move ``next`` back to ``to``: the entries from there are sent again. The one
         place ``next`` is lowered."""
         self.next = to
+        self.sent_since_rewind = False
 
     def sent(self, stop: int) -> None:
         """An Append carried the entries up to ``stop``."""
+        self.sent_since_rewind = True
         self.inflight.add(stop)
         self.next = stop
 
@@ -222,11 +238,12 @@ class Progress:
         regressed = 0 <= end < self.match
         self.below_match = self.below_match + 1 if regressed else 0
         if self.match <= end < self.next:
+            self.told = end
             self.rewind(end)
             self.inflight.reset()
             return Refusal.RESEND
         if regressed and self.below_match >= 2:
-            self.match = end
+            self.match = self.told = end
             self.rewind(end)
             self.below_match = 0
             self.inflight.reset()
@@ -234,9 +251,17 @@ class Progress:
         return Refusal.STALE
 
     def retransmit(self, now: int) -> None:
-        """Nothing acknowledged for a while: resend from what was acknowledged, probe
-        the follower, and wait twice as long before the next retransmission."""
-        self.rewind(self.match)
+        """Nothing acknowledged for a while: resend from what was acknowledged or, if
+        the follower said more since (``told``), from where it said its log ends; probe
+        the follower, and wait twice as long before the next retransmission.
+
+        ``match`` only counts acknowledgements. A new leader's follower that answered a
+        gap report at 12,312 and then lost the resend had ``match`` 0, and was sent the
+        whole log again from 0, batch by batch, when it lacked the last few entries.
+        Resending from ``told`` is safe: each Append is anchored at the entry before it,
+        and a follower whose log differs there answers with a gap or conflict further
+        back, where the leader then sends from."""
+        self.rewind(max(self.match, self.told))
         self.progress_at = now
         self.inflight.reset()
         self.retries += 1
@@ -244,8 +269,9 @@ class Progress:
     def answered_probe(self, now: int) -> None:
         """A probed follower answered with nothing new a while after it was last sent
         entries: it is reachable again and what it was sent was lost, so send from
-        ``match`` again (without doubling the wait: the link works)."""
-        self.rewind(self.match)
+        ``match`` (or ``told``, as :meth:`retransmit`) again (without doubling the wait:
+        the link works)."""
+        self.rewind(max(self.match, self.told))
         self.progress_at = now
         self.inflight.reset()
 
@@ -285,6 +311,7 @@ class Progress:
     def snapshot_installed(self, end: int, now: int) -> None:
         """The follower installed the snapshot of the entries [0, end)."""
         self.heard = True
+        self.sent_since_rewind = False
         self.snap_offset = 0
         self.snap_retries = 0
         self.snap_pending = False

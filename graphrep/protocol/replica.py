@@ -382,7 +382,7 @@ class Replica:
                 self.snapshots.send_chunk(peer, out)
             return
         nxt = pr.next
-        if pr.paused() or (pr.probing() and nxt > pr.match):
+        if pr.paused() or pr.probe_out():
             stop = nxt  # full, or probed with a batch out: what is new waits for an answer
         else:
             stop = min(log.end, nxt + self.config.max_batch, pr.match + self.config.window)

@@ -101,6 +101,7 @@ def test_a_report_that_is_not_below_match_resets_the_count():
 
 def test_retransmit_resends_from_match_after_a_stall():
     pr = fresh(10, now=0)
+    pr.refused(2)  # the follower's log ends at 2
     pr.acknowledged(4, 0)
     pr.sent(12)
     assert not pr.stalled(49 * MS, 50 * MS) and pr.stalled(50 * MS, 50 * MS)
@@ -212,15 +213,50 @@ def test_each_retransmission_doubles_the_wait_until_the_follower_makes_progress(
         waits.append(wait // MS)
         t += wait
         pr.retransmit(t)
-        assert pr.probing() and pr.next == pr.match
+        assert pr.probing() and pr.next == 10  # unheard: from the end at election
         pr.sent(12)
     assert waits == [50, 100, 200, 400, 800, 1600, 1600]  # doubled, up to 32 x
     pr.acknowledged(11, t + MS)  # progress: back to the plain timeout, no probing
     assert not pr.probing() and pr.stalled(t + 51 * MS, 50 * MS)
 
 
+def test_a_retransmission_resends_from_match_or_where_the_follower_said_its_log_ends():
+    """match counts acknowledgements only; a follower that never acknowledged in this
+    term is resent from the leader's end at election, or from the end it reported."""
+    pr = fresh(10)
+    pr.sent(14)
+    pr.retransmit(50 * MS)
+    assert (pr.told, pr.match, pr.next) == (10, 0, 10)  # not from 0
+    gap = fresh(10)
+    assert gap.refused(6) is Refusal.RESEND  # "my log ends at 6"
+    gap.sent(14)
+    gap.retransmit(50 * MS)
+    assert (gap.told, gap.match, gap.next) == (6, 0, 6)  # on the old code: from 0
+    acked = fresh(10)
+    acked.refused(6)
+    acked.acknowledged(8, 0)
+    acked.sent(14)
+    acked.retransmit(50 * MS)
+    assert (acked.match, acked.next) == (8, 8)
+
+
+def test_a_probed_follower_that_reports_a_gap_is_sent_from_there_at_once():
+    """One batch out while probed; a gap report answers it (etcd-raft unpauses a probe
+    on a rejection too): the next batch leaves now, not at the next timeout."""
+    pr = fresh(10)
+    pr.acknowledged(4, 0)
+    pr.sent(12)
+    pr.retransmit(50 * MS)
+    pr.sent(8)
+    assert pr.probe_out()
+    assert pr.refused(6) is Refusal.RESEND and (pr.next, pr.probe_out()) == (6, False)
+    pr.sent(10)
+    assert pr.probe_out()
+
+
 def test_a_probed_follower_that_answers_is_sent_again_from_match():
     pr = fresh(10, now=0)
+    pr.refused(2)
     pr.acknowledged(4, 0)
     pr.sent(12)
     pr.retransmit(50 * MS)

@@ -518,6 +518,31 @@ def test_a_bad_delta_write_is_an_error_reply_and_changes_nothing(case):
     assert (a.index.digest(), len(a.log.entries)) == before
 
 
+def test_a_follower_silent_since_the_election_is_resent_the_new_terms_entries_not_the_log():
+    """b missed a's election (cut off, or its replies lost): a knows nothing of b's log.
+    After each retransmission timeout a resends from where its log ended when it was
+    elected, not from 0; b's first answer (a gap at its end) says where to send from."""
+    a, _ = leader_with_writes(40)  # term 0, 41 entries
+    out: list = []
+    a.see_term(1, out)
+    a.become_leader(0, out)  # term 1: a NOOP at 41
+    assert a.end == 42 and a.tracker["b"].match == 0
+    to_b = appends_to(out, "b")
+    t = 0
+    for _ in range(200):  # two seconds of ticks, b silent; c acknowledges everything
+        t += 10 * MS
+        out = a.on_timer(t, "tick")
+        out += a.on_message(t, "c", encode(AppendReply(0, 1, True, a.end)), 0)
+        to_b += appends_to(out, "b")
+    # the NOOP, heartbeats at 41 asking where b's log ends, and the NOOP again after
+    # each doubled timeout; on the old code the first retransmission sent from 0
+    assert len(to_b) > 100 and min(m.prev_end for m in to_b) == 41
+    assert 1 < sum(len(m.entries) for m in to_b) <= 7
+    out = a.on_message(t + MS, "b", encode(AppendReply(0, 1, False, 30)), 0)  # b ends at 30
+    (m,) = appends_to(out, "b")
+    assert (m.prev_end, len(m.entries)) == (30, 12)
+
+
 def test_a_follower_cut_off_is_probed_with_one_batch_not_sent_the_window_again_and_again():
     """Writes go on (c acknowledges them) while b hears nothing for two seconds: b is
     sent a batch after each doubled timeout, not the whole window every 50 ms; once b
