@@ -100,7 +100,8 @@ class ReplicaConfig:
     election_timeout_ns: tuple[int, int] = (150 * MS, 300 * MS)
     retransmit_ns: int = 50 * MS
     window: int = 256
-    """Entries a leader sends to a follower beyond what it has acknowledged."""
+    """Entries a leader sends to a follower beyond where its log is known to reach (what
+    it acknowledged, or the end it reported)."""
     max_batch: int = 64
     """Entries per Append message."""
     max_inflight: int = 0

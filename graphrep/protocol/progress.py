@@ -113,9 +113,10 @@ class Progress:
     """``Progress(next, now, max_inflight)``: one follower, seen by the leader.
 
     * ``next``: the position of the next entry to send.
-    * ``told``: where the follower's log was last known to end without being
-      acknowledged: the leader's end when elected, then the end the follower reported
-      in a gap or conflict. A retransmission resends from here when ``match`` is below.
+    * ``told``: where the follower's log was last known to reach without being
+      acknowledged: the leader's end when elected (a guess), then what the follower
+      reported: its first acknowledgement, or the end a gap or conflict report gave.
+      A retransmission resends from here when ``match`` is below.
     * ``match``: how far the follower has acknowledged holding the log durably.
     * ``progress_at``: when the follower last made progress (the retransmission clock).
     * ``snap_offset``: bytes of the leader's snapshot the follower holds.
@@ -185,10 +186,11 @@ class Progress:
         return self.inflight.full()
 
     def heartbeat_at(self, log_start: int) -> int:
-        """Where a heartbeat is anchored: at what the follower acknowledged, not at
-        ``next``. With entries still in flight (or overtaken by the heartbeat) a heartbeat
-        at ``next`` would look like a gap, and the reply would rewind ``next`` and resend
-        them all. (``next`` if ``match`` was compacted away.)
+        """Where a heartbeat is anchored: where the follower's log is known to reach
+        (:meth:`base`: what it acknowledged or reported), not at ``next``. With entries
+        still in flight (or overtaken by the heartbeat) a heartbeat at ``next`` would
+        look like a gap, and the reply would rewind ``next`` and resend them all.
+        (``next`` if that position was compacted away.)
 
         Until the follower first answers in this term, at ``next``: the leader does not
         know where the follower's log ends (``match`` is 0 only because nothing was
@@ -200,7 +202,17 @@ class Progress:
         retransmission timer and resend its log from 0."""
         if not self.heard:
             return self.next
-        return self.match if self.match >= log_start else self.next
+        base = self.base()
+        return base if base >= log_start else self.next
+
+    def base(self) -> int:
+        """Where the follower's log is known to reach: ``match``, or ``told`` when that
+        is further (what it reported without acknowledging). The window of entries sent
+        ahead counts from here, and heartbeats are anchored here once it answered:
+        counted from ``match`` alone, a follower that reported a gap at 12,312 with
+        ``match`` 0 could be sent nothing (every entry past 0 + window waits) and its
+        heartbeats asked "do you hold 0?"."""
+        return max(self.match, self.told)
 
     # ------------------------------------------------------------------ transitions
 
@@ -219,6 +231,8 @@ class Progress:
     def acknowledged(self, end: int, now: int) -> None:
         """The follower holds the log up to ``end`` durably."""
         self.below_match = 0
+        if not self.heard:  # its first answer in this term replaces the guess at election
+            self.told = end
         self.heard = True
         if end > self.match:
             self.match = end
@@ -261,7 +275,7 @@ class Progress:
         Resending from ``told`` is safe: each Append is anchored at the entry before it,
         and a follower whose log differs there answers with a gap or conflict further
         back, where the leader then sends from."""
-        self.rewind(max(self.match, self.told))
+        self.rewind(self.base())
         self.progress_at = now
         self.inflight.reset()
         self.retries += 1
@@ -271,7 +285,7 @@ class Progress:
         entries: it is reachable again and what it was sent was lost, so send from
         ``match`` (or ``told``, as :meth:`retransmit`) again (without doubling the wait:
         the link works)."""
-        self.rewind(max(self.match, self.told))
+        self.rewind(self.base())
         self.progress_at = now
         self.inflight.reset()
 

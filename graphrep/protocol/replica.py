@@ -385,7 +385,7 @@ class Replica:
         if pr.paused() or pr.probe_out():
             stop = nxt  # full, or probed with a batch out: what is new waits for an answer
         else:
-            stop = min(log.end, nxt + self.config.max_batch, pr.match + self.config.window)
+            stop = min(log.end, nxt + self.config.max_batch, pr.base() + self.config.window)
         if stop <= nxt:
             if heartbeat:
                 at = pr.heartbeat_at(log.start)

@@ -117,7 +117,7 @@ def test_until_the_follower_answers_a_heartbeat_asks_at_next_where_its_log_ends(
     pr = fresh(10)
     assert pr.heartbeat_at(log_start=0) == 10
     assert pr.refused(6) is Refusal.RESEND and pr.next == 6  # the gap: send from there
-    assert pr.heartbeat_at(log_start=0) == 0  # answered: at match from now on
+    assert pr.heartbeat_at(log_start=0) == 6  # answered: where its log reaches
     other = fresh(10)
     other.acknowledged(10, 0)
     assert (other.match, other.heartbeat_at(log_start=0)) == (10, 10)

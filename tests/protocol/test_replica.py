@@ -543,6 +543,23 @@ def test_a_follower_silent_since_the_election_is_resent_the_new_terms_entries_no
     assert (m.prev_end, len(m.entries)) == (30, 12)
 
 
+def test_a_follower_that_reported_its_end_far_past_match_is_sent_from_there():
+    """b reports a gap at 290 and has acknowledged nothing in this term: the window
+    counts from 290, not from match 0 (from 0, nothing past 256 could leave, and b
+    would be asked for ever whether it holds entry 0)."""
+    a, _ = leader_with_writes(300)  # term 0, 301 entries
+    out: list = []
+    a.see_term(1, out)
+    a.become_leader(0, out)
+    out = a.on_message(MS, "b", encode(AppendReply(0, 1, False, 290)), 0)
+    (m,) = appends_to(out, "b")
+    assert (m.prev_end, len(m.entries)) == (290, 12)
+    (beat,) = appends_to(a.on_timer(30 * MS, "tick"), "b")
+    assert (beat.prev_end, beat.entries) == (290, [])  # on the old code: at 0
+    out = a.on_message(31 * MS, "b", encode(AppendReply(0, 1, True, 290)), 0)
+    assert a.tracker["b"].match == 290
+
+
 def test_a_follower_cut_off_is_probed_with_one_batch_not_sent_the_window_again_and_again():
     """Writes go on (c acknowledges them) while b hears nothing for two seconds: b is
     sent a batch after each doubled timeout, not the whole window every 50 ms; once b
