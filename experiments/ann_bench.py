@@ -11,7 +11,11 @@ What it measures, per dataset and library:
 - graphrep only, apply: replay graphrep's build deltas onto an empty index,
   then replay its insert deltas one at a time, and compare microseconds per
   applied insert with microseconds per computed insert (the saving a replica
-  gets from edge deltas); the replica's digest must equal the writer's.
+  gets from edge deltas); the replica's digest must equal the writer's;
+- graphrep-u8 (skip with ``--no-codes``): graphrep's same index searched on
+  one-byte codes of its vectors fit on the base set (``VamanaIndex.use_codes``,
+  ``graphrep.ann.codes``), the beam re-ranked on the float32 vectors; its
+  build and insert columns are graphrep's.
 
 Fairness: everything runs on ONE thread (OMP/MKL/OpenBLAS/Numba thread counts
 are set to 1 before anything loads; hnswlib ``num_threads=1``, faiss
@@ -210,7 +214,7 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     import numba
 
     numba.set_num_threads(1)
-    from graphrep.ann import VamanaIndex
+    from graphrep.ann import CodeBook, VamanaIndex
 
     base, queries, gt = data["base"], data["queries"], data["gt"]
     n, dim = base.shape
@@ -259,6 +263,21 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         queries, gt, k, args.sweep, args.repeats, args.stop_recall, log,
     )
     result["sweep"] = sweep
+    if args.codes:
+        # the same graph, searched on one-byte codes fit on the base (graphrep.ann.codes)
+        t0 = time.perf_counter()
+        idx.use_codes(CodeBook.fit(base))
+        encode_s = time.perf_counter() - t0
+        log(f"graphrep: search codes for {n} vectors in {encode_s:.2f} s")
+        idx.search(queries[:2], k=k, L=args.sweep[0])
+        result["codes"] = {
+            "encode_s": encode_s, "bytes": int(n * dim),
+            "sweep": search_sweep(
+                "graphrep-u8", lambda Q, L: idx.search(Q, k=k, L=L)[0],
+                lambda q, L: idx.search(q, k=k, L=L)[0],
+                queries, gt, k, args.sweep, args.repeats, args.stop_recall, log,
+            ),
+        }
     idx = None  # free the full index before building the insert pair
 
     if args.insert_frac > 0:
@@ -395,18 +414,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def summarize_dataset(libs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     summary = {lib: summarize_lib(res) for lib, res in libs.items()}
     ratios: dict[str, Any] = {}
-    g = summary.get("graphrep")
-    if g is not None and "error" not in g:
+    for mine in ("graphrep", "graphrep-u8"):
+        g = summary.get(mine)
+        if g is None or "error" in g:
+            continue
+        key = "graphrep_vs" if mine == "graphrep" else "graphrep_u8_vs"
+        ratios[key] = {}
         for lib, s in summary.items():
-            if lib == "graphrep" or "error" in s:
+            if lib.startswith("graphrep") or "error" in s:
                 continue
-            ratios[lib] = {
+            ratios[key][lib] = {
                 "build_time": _ratio(g["build_s"], s["build_s"]),
-                "qps_batched_0.95": _ratio(g["qps_batched"]["0.95"], s["qps_batched"]["0.95"]),
-                "qps_single_0.95": _ratio(g["qps_single"]["0.95"], s["qps_single"]["0.95"]),
+                **{f"qps_{mode}_{t}": _ratio(g[f"qps_{mode}"][t], s[f"qps_{mode}"][t])
+                   for mode in ("batched", "single") for t in ("0.90", "0.95", "0.99")},
                 "insert_time": _ratio(g["insert_us"], s["insert_us"]),
             }
-    return {"libs": summary, "graphrep_vs": ratios}
+    return {"libs": summary, **ratios}
 
 
 def plot_dataset(name: str, meta: dict[str, Any], libs: dict[str, dict[str, Any]], path: Path):
@@ -458,6 +481,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep", default=None, help="comma list of search L / ef values")
     p.add_argument("--repeats", type=int, default=None, help="timings take the best of this many")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-codes", dest="codes", action="store_false",
+                   help="skip the graphrep-u8 row (graphrep's index searched on one-byte "
+                        "codes, graphrep.ann.codes)")
     add_options(p, SWEEP_OPTIONS + INDEX_OPTIONS)
     p.add_argument("--ref-venv", default=None, help="reference venv (default <repo>/.venv-ref)")
     p.add_argument("--ref-base-python", default=None, help="python that creates the ref venv")
@@ -529,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
                 except ImportError as exc:
                     log(f"graphrep unavailable: {exc}")
                     libs[lib] = {"lib": lib, "error": f"import failed: {exc}"}
+                codes = libs[lib].pop("codes", None)
+                if codes is not None:  # the same index searched on codes: a row of its own
+                    same = {k: v for k, v in libs[lib].items() if k != "apply"}
+                    libs["graphrep-u8"] = {**same, "lib": "graphrep-u8",
+                                           "sweep": codes.pop("sweep"), "codes": codes}
             else:
                 assert py is not None
                 libs[lib] = run_ref(lib, py, work, args)

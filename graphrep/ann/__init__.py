@@ -5,7 +5,8 @@ node records each mutation changed (:class:`EdgeDelta`), and applies such
 records from another index without recomputing anything.
 """
 
+from graphrep.ann.codes import CodeBook
 from graphrep.ann.delta import EdgeDelta, NodeRecord
 from graphrep.ann.index import VamanaIndex
 
-__all__ = ["EdgeDelta", "NodeRecord", "VamanaIndex"]
+__all__ = ["CodeBook", "EdgeDelta", "NodeRecord", "VamanaIndex"]

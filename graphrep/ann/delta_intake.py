@@ -92,7 +92,7 @@ def apply_bytes(index: VamanaIndex, data: Sequence[bytes | bytearray | memoryvie
     if outcome == delta_apply.WIRE_SEQ:
         k = int(a)
         raise _out_of_order(int(batch.seq[k]), index._seq + k)
-    _applied(index, state, off, int(a), int(b), int(c), int(v), batch.delta)
+    _applied(index, state, off, ids, int(a), int(b), int(c), int(v), batch.delta)
     return batch
 
 
@@ -149,7 +149,8 @@ def _apply_run(index: VamanaIndex, deltas: list[EdgeDelta]) -> None:
         index._idmap.keys, index._idmap.vals, index._g, index.R, s.mark, s.mstate,
         index._free, state,
     )
-    _applied(index, state, off, int(done), int(code), int(rec), int(val), deltas.__getitem__)
+    _applied(index, state, off, ids, int(done), int(code), int(rec), int(val),
+             deltas.__getitem__)
 
 
 def _state(index: VamanaIndex) -> np.ndarray:
@@ -158,12 +159,17 @@ def _state(index: VamanaIndex) -> np.ndarray:
                      index._entry], dtype=np.int64)
 
 
-def _applied(index: VamanaIndex, state: np.ndarray, off: np.ndarray, done: int, code: int,
-             rec: int, val: int, delta_at: Callable[[int], EdgeDelta]) -> None:
+def _applied(index: VamanaIndex, state: np.ndarray, off: np.ndarray, ids: np.ndarray,
+             done: int, code: int, rec: int, val: int,
+             delta_at: Callable[[int], EdgeDelta]) -> None:
     """Take in what an apply kernel did: ``done`` deltas applied, then ``code`` (with
-    the record and value it names) for the one after them, ``delta_at(done)``."""
+    the record and value it names) for the one after them, ``delta_at(done)``. ``ids``
+    are the records' ids (a delta's new nodes come first among its records)."""
     (index._n_slots, index._n_free, index._n_live, index._n_deleted,
      index._entry) = state.tolist()
+    if index.codebook is not None and done:
+        new = [ids[off[k, 0]: off[k, 0] + off[k + 1, 2] - off[k, 2]] for k in range(done)]
+        index._encode_ids(np.concatenate(new))
     index._idmap.count += int(off[done, 2] - off[done, 3])
     index._seq += done
     index._totals["apply"]["calls"] += done

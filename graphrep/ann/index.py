@@ -44,6 +44,7 @@ import numba
 import numpy as np
 
 from graphrep.ann import analysis, delta_intake, repair, snapshot
+from graphrep.ann.codes import CodeBook, encode_rows
 from graphrep.ann.delta import KIND_NONE, DeltaBatch, EdgeDelta
 from graphrep.ann.delta_emit import delta_for, delta_from_changes, make_delta
 from graphrep.ann.idmap import IdMap
@@ -82,6 +83,7 @@ from graphrep.ann.validation import (
     check_settings,
 )
 from graphrep.errors import (
+    DimensionMismatch,
     DuplicateId,
     EmptyIndex,
     IndexNotEmpty,
@@ -162,6 +164,9 @@ class VamanaIndex:
         self.last_op: dict[str, Any] = {}
         self._scratch_by_L: dict[int, Scratch] = {}
         self._orph = np.empty(max(64, 8 * self.R), dtype=np.int32)
+        # search codes (graphrep.ann.codes): off until use_codes; a (0, dim) array then
+        self._codebook: CodeBook | None = None
+        self._codes = np.zeros((0, self.dim), dtype=np.uint8)
         self._grow(capacity)
 
     # ------------------------------------------------------------------ storage
@@ -183,6 +188,10 @@ class VamanaIndex:
             ext[:old] = g.ext
             indeg[:old] = g.indeg
         self._g = Graph(vecs, nbrs, deg, flags, ext, indeg)
+        if self._codebook is not None:
+            codes = np.zeros((cap, self.dim), dtype=np.uint8)
+            codes[:old] = self._codes[:old]
+            self._codes = codes
         free = np.empty(cap, dtype=np.int32)
         free[: self._n_free] = self._free[: self._n_free]
         self._free = free
@@ -258,6 +267,52 @@ class VamanaIndex:
         g.ext[slots] = ids
         g.deg[slots] = 0
         g.indeg[slots] = 0
+        self._encode_slots(slots)
+
+    # ------------------------------------------------------------------ search codes
+    def use_codes(self, codebook: CodeBook | None) -> None:
+        """Search on one-byte codes of the vectors (see :mod:`graphrep.ann.codes`), or on
+        the vectors again with ``None``.
+
+        With a code book, every stored vector gets its code now (O(n * dim)), and each
+        insert, applied delta and repair codes its new vectors as it stores them. The
+        beam search then walks on the codes and its beam is re-ranked on the float32
+        vectors: returned distances are exact, and the results can differ from a search
+        on the vectors only where the walk does (recall at a given ``L`` moves a little;
+        measure it). Not for ``metric="ip"``: codes give squared L2 distances. The graph,
+        deltas, the digest and snapshots do not change; a loaded index has no code book."""
+        if codebook is None:
+            self._codebook = None
+            self._codes = np.zeros((0, self.dim), dtype=np.uint8)
+            return
+        if not isinstance(codebook, CodeBook):
+            raise InvalidArgument(f"use_codes takes a CodeBook or None, not "
+                                  f"{type(codebook).__name__}")
+        if codebook.dim != self.dim:
+            raise DimensionMismatch(f"code book of dimension {codebook.dim} for an index of "
+                                    f"dim={self.dim}")
+        if self.metric == "ip":
+            raise InvalidArgument("search codes give L2 distances: not for metric='ip' "
+                                  "(use 'l2', or 'cosine' with a code book over [-1, 1])")
+        codes = np.zeros((self._cap, self.dim), dtype=np.uint8)
+        codes[: self._n_slots] = codebook.encode(self._g.vecs[: self._n_slots])
+        self._codebook, self._codes = codebook, codes
+
+    @property
+    def codebook(self) -> CodeBook | None:
+        """The code book searches walk on, or None (see :meth:`use_codes`)."""
+        return self._codebook
+
+    def _encode_slots(self, slots: Any) -> None:
+        """Code the vectors just stored at ``slots`` (nothing without a code book)."""
+        if self._codebook is not None:
+            self._codes[slots] = self._codebook.encode(self._g.vecs[slots])
+
+    def _encode_ids(self, ids: np.ndarray) -> None:
+        """Code the stored vectors of ``ids`` (ids not stored are skipped)."""
+        if self._codebook is not None and ids.shape[0]:
+            slots = self._idmap.get_many(ids)
+            self._encode_slots(slots[slots >= 0])
 
     # ------------------------------------------------------------------ mutations
     def build(self, vectors: Any, ids: Any = None) -> list[EdgeDelta]:
@@ -496,12 +551,19 @@ class VamanaIndex:
         before = self._start()
         # (asking numba for its thread count costs microseconds: only for big batches)
         threads = numba.get_num_threads() if nq >= 2 * _PARALLEL_MIN_PER_THREAD else 1
-        if threads > 1 and nq >= threads * _PARALLEL_MIN_PER_THREAD:
-            search_parallel(Q, self._entry, self._g, beam, k, metric, threads, self.R,
-                            self._counters, ids, dists)
+        codes = self._codes
+        cb = self._codebook
+        if cb is not None:
+            QC = np.empty(Q.shape, dtype=np.uint8)
+            encode_rows(Q, cb.lo, cb.scale, QC)
         else:
-            search_serial(Q, self._entry, self._g, beam, k, metric, self._scratch(beam),
-                          self._counters, ids, dists)
+            QC = codes[:0]
+        if threads > 1 and nq >= threads * _PARALLEL_MIN_PER_THREAD:
+            search_parallel(Q, QC, codes, self._entry, self._g, beam, k, metric, threads,
+                            self.R, self._counters, ids, dists)
+        else:
+            search_serial(Q, QC, codes, self._entry, self._g, beam, k, metric,
+                          self._scratch(beam), self._counters, ids, dists)
         if self.metric == "cosine":
             dists *= 0.5  # |a - b|^2 = 2 - 2 cos for unit vectors
         self._account("search", before, queries=nq)

@@ -34,7 +34,8 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from graphrep.ann._prefetch import prefetch_row
 
@@ -137,6 +138,30 @@ def _dist_query(vecs, i, q, metric):
     return s
 
 
+def _dist_any(vecs, i, q, metric):  # pragma: no cover - compiled code uses the overload
+    """The beam search's distance between row ``i`` of ``vecs`` and the query ``q``: for
+    float32 vectors :func:`_dist_query`; for uint8 search codes (see
+    :mod:`graphrep.ann.codes`) the squared L2 distance between the codes, summed in int32.
+    Integer sums are exact in any order, so the codes' distances are the same bits on
+    every machine, whatever its vector width."""
+
+
+@overload(_dist_any, inline="always")
+def _dist_any_impl(vecs, i, q, metric):
+    if isinstance(vecs, types.Array) and vecs.dtype == types.uint8:
+        def codes(vecs, i, q, metric):
+            s = np.int32(0)
+            for k in range(vecs.shape[1]):
+                t = np.int32(vecs[i, k]) - np.int32(q[k])
+                s += t * t
+            return np.float32(s)
+        return codes
+
+    def floats(vecs, i, q, metric):
+        return _dist_query(vecs, i, q, metric)
+    return floats
+
+
 def begin_changes(ch: Changes) -> None:
     """Start a new operation's change log (O(1): bumps the stamp epoch)."""
     _begin_changes(ch.stamp, ch.state, ch.count)
@@ -189,7 +214,7 @@ def beam_search(q, entry, g, L, metric, s, counters):
     ep = _next_epoch(vis, s.vstate)
     vis[entry] = ep
     bid[0] = entry
-    bd[0] = _dist_query(vecs, entry, q, metric)
+    bd[0] = _dist_any(vecs, entry, q, metric)
     bexp[0] = False
     size = 1
     ndist = 1
@@ -220,7 +245,7 @@ def beam_search(q, entry, g, L, metric, s, counters):
             n = nb[a]
             if a + 2 < m:
                 prefetch_row(vecs, nb[a + 2])
-            d = _dist_query(vecs, n, q, metric)
+            d = _dist_any(vecs, n, q, metric)
             ndist += 1
             # (distance, id) order; ids are read only on a distance tie
             if size == L:
@@ -273,21 +298,57 @@ def _collect_results(s, size, g, k, out_ids, out_d, row):
         out_d[row, t] = _INF
 
 
-@njit(cache=True, fastmath=True)
-def search_serial(Q, entry, g, L, k, metric, s, counters, out_ids, out_d):
-    """Search every row of ``Q`` one after the other with the given scratch."""
-    for i in range(Q.shape[0]):
+@njit(inline="always")
+def _rerank(s, size, g, q, metric):
+    """Replace the beam's distances by exact ones (float32 vectors) and sort it by
+    (distance, id) again: the beam was walked on search codes."""
+    bid = s.bid
+    bd = s.bd
+    for t in range(size):
+        bd[t] = _dist_query(g.vecs, bid[t], q, metric)
+    for t in range(1, size):
+        n = bid[t]
+        d = bd[t]
+        u = t
+        while u > 0 and (bd[u - 1] > d or (bd[u - 1] == d and g.ext[bid[u - 1]] > g.ext[n])):
+            bid[u] = bid[u - 1]
+            bd[u] = bd[u - 1]
+            u -= 1
+        bid[u] = n
+        bd[u] = d
+
+
+@njit(inline="always")
+def _search_one(Q, QC, codes, i, entry, g, gc, L, k, metric, s, counters, out_ids, out_d):
+    """One query: a beam search on the vectors, or on the search codes (``codes`` has
+    rows) followed by an exact re-ranking of the beam."""
+    if codes.shape[0] > 0:
+        size, _ = beam_search(QC[i], entry, gc, L, metric, s, counters)
+        _rerank(s, size, g, Q[i], metric)
+    else:
         size, _ = beam_search(Q[i], entry, g, L, metric, s, counters)
-        _collect_results(s, size, g, k, out_ids, out_d, i)
+    _collect_results(s, size, g, k, out_ids, out_d, i)
+
+
+@njit(cache=True, fastmath=True)
+def search_serial(Q, QC, codes, entry, g, L, k, metric, s, counters, out_ids, out_d):
+    """Search every row of ``Q`` one after the other with the given scratch. With search
+    codes (``codes``: a uint8 row per slot, ``QC``: the queries' codes; both empty
+    without), the beam walks on the codes and is re-ranked on the vectors."""
+    gc = Graph(codes, g.nbrs, g.deg, g.flags, g.ext, g.indeg)
+    for i in range(Q.shape[0]):
+        _search_one(Q, QC, codes, i, entry, g, gc, L, k, metric, s, counters, out_ids, out_d)
 
 
 @njit(cache=True, fastmath=True, parallel=True)
-def search_parallel(Q, entry, g, L, k, metric, n_chunks, width, counters, out_ids, out_d):
+def search_parallel(Q, QC, codes, entry, g, L, k, metric, n_chunks, width, counters, out_ids,
+                    out_d):
     """Search the rows of ``Q`` in ``n_chunks`` parallel chunks (each its own scratch).
 
     Each query's result is the same as :func:`search_serial` gives: searches
     only read the graph, and each chunk has a private visited set and beam.
     """
+    gc = Graph(codes, g.nbrs, g.deg, g.flags, g.ext, g.indeg)
     nq = Q.shape[0]
     cap = g.vecs.shape[0]
     per = (nq + n_chunks - 1) // n_chunks
@@ -316,8 +377,7 @@ def search_parallel(Q, entry, g, L, k, metric, n_chunks, width, counters, out_id
         hi = min(nq, lo + per)
         cnt = part[c]
         for i in range(lo, hi):
-            size, _ = beam_search(Q[i], entry, g, L, metric, s, cnt)
-            _collect_results(s, size, g, k, out_ids, out_d, i)
+            _search_one(Q, QC, codes, i, entry, g, gc, L, k, metric, s, cnt, out_ids, out_d)
     for c in range(n_chunks):
         for t in range(counters.shape[0]):
             counters[t] += part[c, t]

@@ -210,6 +210,7 @@ def _overwrite(index: VamanaIndex, rs: RecordSet, rec_slots: np.ndarray,
     # every record's flags, vector and list
     g.flags[slots] = rs.flags
     g.vecs[slots] = rs.vectors
+    index._encode_slots(slots)
     index._n_live += int((rs.flags == LIVE).sum())
     index._n_deleted += int((rs.flags == DELETED).sum())
     owner = np.repeat(np.arange(len(rs)), rs.counts)

@@ -28,7 +28,7 @@ WORKLOAD = textwrap.dedent(
     """
     import hashlib
     import numpy as np
-    from graphrep.ann import VamanaIndex
+    from graphrep.ann import CodeBook, VamanaIndex
     from graphrep.datasets import gmm_dataset
 
     def run():
@@ -46,8 +46,13 @@ WORKLOAD = textwrap.dedent(
             h = hashlib.sha256()
             for d in log:
                 h.update(d.to_bytes())
+            coded = "-"
+            if metric != "ip":  # search codes: a walk on uint8 codes, re-ranked
+                idx.use_codes(CodeBook.fit(base))
+                c_ids, c_dists = idx.search(q, k=10, L=12)
+                coded = hashlib.sha256(c_ids.tobytes() + c_dists.tobytes()).hexdigest()
             out[metric] = (idx.digest().hex(), h.hexdigest(),
-                           hashlib.sha256(ids.tobytes() + dists.tobytes()).hexdigest())
+                           hashlib.sha256(ids.tobytes() + dists.tobytes()).hexdigest(), coded)
         return out
     """
 )
