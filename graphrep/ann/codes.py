@@ -9,11 +9,13 @@ re-ranked on the float32 vectors, so the distances a search returns are exact an
 the walk is approximate.
 
 A :class:`CodeBook` maps dimension ``j`` linearly from ``[lo[j], hi[j]]`` onto 0..255
-(rounded to the nearest, clipped). Everything about codes is deterministic: a vector's
-code is a pure function of the vector and the code book (elementwise float32
-arithmetic, no reduction), and the distance between codes is an int32 sum, exact in any
-order. Two indexes with the same state and the same code book return the same results,
-on any machine.
+(rounded to the nearest, clipped). The walk is deterministic everywhere: a vector's code
+is a pure function of the vector and the code book (elementwise float32 arithmetic, no
+reduction, no ``fastmath``), and the distance between codes is an int32 sum, exact in
+any order, so two indexes with the same state and code book walk to the same beam on
+any machine. The re-ranking uses the float32 distance of a plain search, whose last
+bits may depend on the machine's vector width (it is compiled with ``fastmath`` for the
+CPU it runs on).
 
 What codes do not touch: the graph, inserts, deltas, digests and snapshots (the code
 book is a search setting, not state: a loaded index searches on its vectors until
