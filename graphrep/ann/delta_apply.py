@@ -102,6 +102,23 @@ def squared_norm(vectors, i):
 
 
 @njit(cache=True)
+def first_unfit_row(vectors):
+    """The first row of the 2-d float32 ``vectors`` that holds NaN or inf or whose
+    squared norm is above ``MAX_SQUARED_NORM``, or -1: both checks in one pass (what a
+    query or a new vector must pass; the caller says which check failed)."""
+    for i in range(vectors.shape[0]):
+        sq = 0.0
+        for t in range(vectors.shape[1]):
+            x = np.float64(vectors[i, t])
+            if not np.isfinite(x):
+                return i
+            sq += x * x
+        if sq > MAX_SQUARED_NORM:
+            return i
+    return -1
+
+
+@njit(cache=True)
 def first_too_large(vectors):
     """The first row of the 2-d float32 ``vectors`` whose squared norm is above
     ``MAX_SQUARED_NORM`` (the check :func:`apply_batch` makes of a delta's new

@@ -58,6 +58,7 @@ from graphrep.ann.kernels import (
     Changes,
     Graph,
     Scratch,
+    SearchScratch,
     begin_changes,
     build_graph,
     consolidate_lists,
@@ -68,6 +69,7 @@ from graphrep.ann.kernels import (
     release_deleted,
     repair_unreachable,
     search_parallel,
+    search_scratch,
     search_serial,
 )
 from graphrep.ann.records import RecordSet
@@ -163,6 +165,7 @@ class VamanaIndex:
                         for op in COUNTED_OPS}
         self.last_op: dict[str, Any] = {}
         self._scratch_by_L: dict[int, Scratch] = {}
+        self._search_by_L: dict[int, SearchScratch] = {}
         self._orph = np.empty(max(64, 8 * self.R), dtype=np.int32)
         # search codes (graphrep.ann.codes): off until use_codes; a (0, dim) array then
         self._codebook: CodeBook | None = None
@@ -197,6 +200,7 @@ class VamanaIndex:
         self._free = free
         self._cap = cap
         self._scratch_by_L = {}
+        self._search_by_L: dict[int, SearchScratch] = {}
         self._changes = make_changes(cap, 4 * self.R + 64, self.R)
         self._queue = np.empty(cap, dtype=np.int32)
 
@@ -211,6 +215,13 @@ class VamanaIndex:
         if s is None:
             s = make_scratch(self._cap, L, self.R)
             self._scratch_by_L[L] = s
+        return s
+
+    def _search_scratch(self, L: int) -> SearchScratch:
+        """The part of ``_scratch(L)`` a search uses (a smaller argument to unbox)."""
+        s = self._search_by_L.get(L)
+        if s is None:
+            s = self._search_by_L[L] = search_scratch(self._scratch(L))
         return s
 
     def _peek_slots(self, n: int) -> np.ndarray:
@@ -563,7 +574,7 @@ class VamanaIndex:
                             self.R, self._counters, ids, dists)
         else:
             search_serial(Q, QC, codes, self._entry, self._g, beam, k, metric,
-                          self._scratch(beam), self._counters, ids, dists)
+                          self._search_scratch(beam), self._counters, ids, dists)
         if self.metric == "cosine":
             dists *= 0.5  # |a - b|^2 = 2 - 2 cos for unit vectors
         self._account("search", before, queries=nq)

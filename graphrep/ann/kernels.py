@@ -66,6 +66,13 @@ Scratch = namedtuple(
     "Scratch", "vis vstate bid bd bexp expanded expd cand cd pc pd occl pbuf mark mstate nb"
 )
 Changes = namedtuple("Changes", "stamp state slots count old old_deg")
+# what a search reads of a Scratch: fewer arrays for a kernel call to unbox per query
+SearchScratch = namedtuple("SearchScratch", "vis vstate bid bd bexp expanded expd nb")
+
+
+def search_scratch(s: Scratch) -> SearchScratch:
+    """The arrays of ``s`` that :func:`beam_search` uses (shared, not copied)."""
+    return SearchScratch(s.vis, s.vstate, s.bid, s.bd, s.bexp, s.expanded, s.expd, s.nb)
 
 
 def make_scratch(cap: int, L: int, width: int) -> Scratch:
@@ -355,7 +362,7 @@ def search_parallel(Q, QC, codes, entry, g, L, k, metric, n_chunks, width, count
     part = np.zeros((n_chunks, counters.shape[0]), dtype=np.int64)
     pool = 4 * L + 2 * width + 16
     for c in prange(n_chunks):
-        s = Scratch(
+        s = SearchScratch(
             np.zeros(cap, dtype=np.int32),
             np.zeros(1, dtype=np.int32),
             np.empty(L + 1, dtype=np.int32),
@@ -363,14 +370,6 @@ def search_parallel(Q, QC, codes, entry, g, L, k, metric, n_chunks, width, count
             np.empty(L + 1, dtype=np.bool_),
             np.empty(pool, dtype=np.int32),
             np.empty(pool, dtype=np.float32),
-            np.empty(1, dtype=np.int32),
-            np.empty(1, dtype=np.float32),
-            np.empty(1, dtype=np.int32),
-            np.empty(1, dtype=np.float32),
-            np.empty(1, dtype=np.float32),
-            np.empty(1, dtype=np.int32),
-            np.empty(1, dtype=np.int32),
-            np.zeros(1, dtype=np.int32),
             np.empty(width, dtype=np.int32),
         )
         lo = c * per

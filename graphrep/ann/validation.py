@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from graphrep.ann.delta_apply import first_too_large
+from graphrep.ann.delta_apply import first_too_large, first_unfit_row
 from graphrep.ann.delta_wire import OPS
 from graphrep.ann.idmap import MAX_ID, IdMap
 from graphrep.errors import (
@@ -81,6 +81,11 @@ def as_vectors(x: Any, dim: int, metric: str, what: str, copy: bool = True) -> n
             f"{what} has dimension {arr.shape[1]} but the index has dim={dim}; "
             "pass vectors of the index's dimension or create an index for this one"
         )
+    if (metric != "cosine" and arr.dtype == np.float32 and arr.flags.c_contiguous
+            and first_unfit_row(arr) < 0):
+        # the common case in one kernel pass; anything it refuses takes the path below,
+        # which says what is wrong
+        return np.array(arr, copy=True) if copy else arr
     check_finite(arr, what)
     arr = np.array(arr, dtype=np.float32, order="C", copy=True if copy else None)
     if metric == "cosine":
