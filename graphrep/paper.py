@@ -223,7 +223,7 @@ def _ann_numbers(aq: Any) -> dict[str, Any]:
     sel = aq[aq["cfg.dataset"] == name]
     out["aq_dataset"] = name
     out["aq_n"], out["aq_dim"] = int(sel["n_base"].iloc[0]), int(sel["dim"].iloc[0])
-    refs = sorted(set(sel["lib"]) - {"graphrep"})
+    refs = sorted(r for r in set(sel["lib"]) if not r.startswith("graphrep"))
     out["aq_references"] = ", ".join(refs) or "none"
     mine = sel[sel["lib"] == "graphrep"]
     for mode in ("batched", "single"):
@@ -236,6 +236,11 @@ def _ann_numbers(aq: Any) -> dict[str, Any]:
         out[f"aq_best_{mode}_qps"] = "n/a" if best is None else f"{theirs[best]:,.0f}"
         out[f"aq_ratio_{mode}"] = ("n/a" if g is None or best is None
                                    else round(g / theirs[best], 2))
+        coded = sel[sel["lib"] == "graphrep-u8"]
+        c = qps_at(coded, mode, ANN_TARGET) if len(coded) else None
+        out[f"aq_codes_{mode}"] = "n/a" if c is None else f"{c:,.0f}"
+        out[f"aq_codes_ratio_{mode}"] = ("n/a" if c is None or best is None
+                                         else round(c / theirs[best], 2))
     builds = {r: float(sel[sel["lib"] == r]["build_s"].iloc[0]) for r in refs}
     fastest = min(builds, key=lambda r: (builds[r], r)) if builds else None
     out["aq_fastest_build"] = fastest or "none"

@@ -81,5 +81,11 @@ def test_the_ann_numbers_compare_graphrep_with_the_best_reference():
     assert n["aq_ratio_batched"] == 0.75 and n["aq_ratio_single"] == 0.75
     assert n["aq_fastest_build"] == "hnswlib" and n["aq_build_ratio"] == 2.0
     assert "| graphrep | 2.00 | 900 / 450 | 600 / 300 | - / - | 10 |" in n["aq_table"]
+    assert n["aq_codes_batched"] == "n/a"  # no graphrep-u8 cell
     alone = paper._ann_numbers(frame[frame["lib"] == "graphrep"])
     assert alone["aq_ratio_batched"] == "n/a" and alone["aq_references"] == "none"
+    # the same index on codes is graphrep's, never a reference
+    coded = pd.DataFrame(rows("graphrep-u8", 2.0, [(10, 0.95, 1200.0), (20, 0.99, 900.0)]))
+    both = paper._ann_numbers(pd.concat([frame, coded]))
+    assert both["aq_best_batched"] == "hnswlib" and "graphrep-u8" not in both["aq_references"]
+    assert both["aq_codes_batched"] == "1,200" and both["aq_codes_ratio_batched"] == 1.5

@@ -7,6 +7,9 @@ on first use, since diskannpy pins an older numpy than graphrep needs), builds t
 index, sweeps the search beam (``L`` or ``ef``), and inserts the last tenth of the base
 one point at a time. One row per sweep point: recall@10 and QPS with the queries as one
 batch and one at a time, with the cell's build seconds and microseconds per insert.
+``graphrep-u8`` is graphrep's index searched on one-byte codes of its vectors
+(:mod:`graphrep.ann.codes`), the beam re-ranked on the vectors; its build and insert are
+its own cell's graphrep's.
 
 Timings are wall times on whatever else the machine runs: each is the best of
 ``repeats``, and only ratios between libraries measured in one sweep mean much. The
@@ -27,7 +30,7 @@ from graphrep.plotstyle import colors, new_figure, save_all, style
 
 __all__ = ["LIBRARIES", "AnnCell", "qps_at", "run", "table"]
 
-LIBRARIES = ("graphrep", "hnswlib", "faiss", "diskannpy")
+LIBRARIES = ("graphrep", "graphrep-u8", "hnswlib", "faiss", "diskannpy")
 QUICK_SWEEP = (10, 20, 40, 80, 160, 320)
 
 
@@ -46,10 +49,13 @@ def run(cell: AnnCell, seed: int) -> list[dict[str, Any]]:
     if cell.library not in LIBRARIES:
         raise InvalidArgument(f"unknown library {cell.library!r}; expected one of "
                               f"{', '.join(LIBRARIES)}")
+    mine = cell.library.startswith("graphrep")
     data, _ = run_script("ann_bench.py", [
-        "--datasets", cell.dataset, "--libs", cell.library, "--n", str(cell.n),
-        "--nq", str(cell.queries), "--seed", str(seed), "--sweep", ",".join(map(str, cell.sweep)),
-        "--repeats", str(cell.repeats), "--insert-frac", str(cell.insert_frac)],
+        "--datasets", cell.dataset, "--libs", "graphrep" if mine else cell.library,
+        "--n", str(cell.n), "--nq", str(cell.queries), "--seed", str(seed),
+        "--sweep", ",".join(map(str, cell.sweep)), "--repeats", str(cell.repeats),
+        "--insert-frac", str(cell.insert_frac),
+        *(["--no-codes"] if cell.library == "graphrep" else [])],
         report="ann_bench.json")
     ds = data["datasets"].get(cell.dataset)
     if ds is None:
@@ -58,7 +64,7 @@ def run(cell: AnnCell, seed: int) -> list[dict[str, Any]]:
     res = ds["libs"][cell.library]
     if "error" in res:
         raise RuntimeError(f"{cell.library} on {cell.dataset}: {res['error']}")
-    if cell.library == "graphrep":
+    if mine:
         from graphrep import __version__ as version
     else:
         version = str(res.get("version", ""))
