@@ -145,12 +145,17 @@ def _dist_query(vecs, i, q, metric):
     return s
 
 
-def _dist_any(vecs, i, q, metric):  # pragma: no cover - compiled code uses the overload
+def _dist_any(vecs, i, q, metric):
     """The beam search's distance between row ``i`` of ``vecs`` and the query ``q``: for
     float32 vectors :func:`_dist_query`; for uint8 search codes (see
     :mod:`graphrep.ann.codes`) the squared L2 distance between the codes, summed in int32.
     Integer sums are exact in any order, so the codes' distances are the same bits on
-    every machine, whatever its vector width."""
+    every machine, whatever its vector width. (Compiled code takes the overload below;
+    this body serves pure-Python runs with ``NUMBA_DISABLE_JIT``.)"""
+    if vecs.dtype == np.uint8:
+        t = vecs[i].astype(np.int32) - q.astype(np.int32)
+        return np.float32(int((t * t).sum()))
+    return _dist_query(vecs, i, q, metric)
 
 
 @overload(_dist_any, inline="always")
