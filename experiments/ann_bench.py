@@ -257,12 +257,14 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     except Exception as exc:  # stats are informative only
         result["stats"] = {"error": repr(exc)}
 
-    sweep = search_sweep(
-        "graphrep", lambda Q, L: idx.search(Q, k=k, L=L)[0],
-        lambda q, L: idx.search(q, k=k, L=L)[0],
-        queries, gt, k, args.sweep, args.repeats, args.stop_recall, log,
-    )
-    result["sweep"] = sweep
+    def sweep(name: str) -> list[dict[str, Any]]:
+        return search_sweep(
+            name, lambda Q, L: idx.search(Q, k=k, L=L)[0],
+            lambda q, L: idx.search(q, k=k, L=L)[0],
+            queries, gt, k, args.sweep, args.repeats, args.stop_recall, log,
+        )
+
+    result["sweep"] = sweep("graphrep")
     if args.codes:
         # the same graph, searched on one-byte codes fit on the base (graphrep.ann.codes)
         t0 = time.perf_counter()
@@ -270,14 +272,8 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         encode_s = time.perf_counter() - t0
         log(f"graphrep: search codes for {n} vectors in {encode_s:.2f} s")
         idx.search(queries[:2], k=k, L=args.sweep[0])
-        result["codes"] = {
-            "encode_s": encode_s, "bytes": int(n * dim),
-            "sweep": search_sweep(
-                "graphrep-u8", lambda Q, L: idx.search(Q, k=k, L=L)[0],
-                lambda q, L: idx.search(q, k=k, L=L)[0],
-                queries, gt, k, args.sweep, args.repeats, args.stop_recall, log,
-            ),
-        }
+        result["codes"] = {"encode_s": encode_s, "bytes": int(n * dim),
+                           "sweep": sweep("graphrep-u8")}
     idx = None  # free the full index before building the insert pair
 
     if args.insert_frac > 0:

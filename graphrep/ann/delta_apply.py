@@ -105,15 +105,11 @@ def squared_norm(vectors, i):
 def first_unfit_row(vectors):
     """The first row of the 2-d float32 ``vectors`` that holds NaN or inf or whose
     squared norm is above ``MAX_SQUARED_NORM``, or -1: both checks in one pass (what a
-    query or a new vector must pass; the caller says which check failed)."""
+    query or a new vector must pass; the caller says which check failed). Squares of
+    finite float32 values cannot overflow a float64 sum, so the sum is NaN or inf
+    exactly when a value is."""
     for i in range(vectors.shape[0]):
-        sq = 0.0
-        for t in range(vectors.shape[1]):
-            x = np.float64(vectors[i, t])
-            if not np.isfinite(x):
-                return i
-            sq += x * x
-        if sq > MAX_SQUARED_NORM:
+        if not squared_norm(vectors, i) <= MAX_SQUARED_NORM:
             return i
     return -1
 

@@ -200,7 +200,7 @@ class VamanaIndex:
         self._free = free
         self._cap = cap
         self._scratch_by_L = {}
-        self._search_by_L: dict[int, SearchScratch] = {}
+        self._search_by_L = {}
         self._changes = make_changes(cap, 4 * self.R + 64, self.R)
         self._queue = np.empty(cap, dtype=np.int32)
 

@@ -22,7 +22,7 @@ transition                when
                           ends if that is further (``told``), and probe (below)
 ``answered_probe(now)``   a probed follower answered without progress (a heartbeat's
                           reply) ``retransmit_ns`` or more after the last resend: it
-                          is reachable, so resend from ``match`` now
+                          is reachable, so resend from ``match`` (or ``told``) now
 ``snapshot_sent()``       a snapshot chunk left: the Appends in flight are superseded, and
                           no other chunk leaves until it is answered or seems lost
 ``snapshot_progress``     the follower holds ``offset`` bytes of the snapshot
@@ -275,16 +275,14 @@ class Progress:
         Resending from ``told`` is safe: each Append is anchored at the entry before it,
         and a follower whose log differs there answers with a gap or conflict further
         back, where the leader then sends from."""
-        self.rewind(self.base())
-        self.progress_at = now
-        self.inflight.reset()
+        self.answered_probe(now)
         self.retries += 1
 
     def answered_probe(self, now: int) -> None:
         """A probed follower answered with nothing new a while after it was last sent
         entries: it is reachable again and what it was sent was lost, so send from
-        ``match`` (or ``told``, as :meth:`retransmit`) again (without doubling the wait:
-        the link works)."""
+        :meth:`base` again (as :meth:`retransmit` does, without doubling the wait: the
+        link works)."""
         self.rewind(self.base())
         self.progress_at = now
         self.inflight.reset()

@@ -125,7 +125,6 @@ class Digested:
 
 
 _MESSAGE_KINDS = frozenset(("send", "deliver", "drop", "duplicate", "delay"))
-_ROW_DIGESTS = ("send", "deliver", "drop", "duplicate", "delay")  # rows with a digest
 _MEMO = 64  # payloads digested lately, so that a send and its delivery digest once
 
 
@@ -161,18 +160,24 @@ class Trace:
     def __len__(self) -> int:
         return len(self.records)
 
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Records as JSON-able dicts, payloads replaced by their digest."""
+    def _digested(self) -> Iterator[tuple[Any, str, Any, Any, str | None, Any]]:
+        """Records as ``(t, kind, src, dst, digest, note)``: a message's payload replaced
+        by its digest (digested once for a send and its delivery), the note JSON-able."""
         memo: dict[int, str] = {}  # records keep payloads alive, so ids stay unique
         for time_ns, kind, src, dst, payload, note in self.records:
             digest = None
-            if kind in _ROW_DIGESTS:
+            if kind in _MESSAGE_KINDS:
                 key = id(payload)
                 digest = memo.get(key)
                 if digest is None:
                     digest = memo[key] = payload_digest(payload)
+            yield time_ns, kind, src, dst, digest, _note(note)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Records as JSON-able dicts, payloads replaced by their digest."""
+        for time_ns, kind, src, dst, digest, note in self._digested():
             yield {"t": time_ns, "kind": kind, "src": src, "dst": dst,
-                   "digest": digest, "note": _note(note)}
+                   "digest": digest, "note": note}
 
     def hash(self) -> str:
         """The canonical hash of the whole trace (64 hex digits): of each row (as
@@ -180,18 +185,11 @@ class Trace:
         digest, note)``, written out here for speed (a simulated run hashes a few
         hundred thousand rows)."""
         h = hashlib.blake2b(digest_size=32)
-        memo: dict[int, str] = {}  # records keep payloads alive, so ids stay unique
         field = _field_bytes
-        for time_ns, kind, src, dst, payload, note in self.records:
-            digest = None
-            if kind in _ROW_DIGESTS:
-                key = id(payload)
-                digest = memo.get(key)
-                if digest is None:
-                    digest = memo[key] = payload_digest(payload)
+        for time_ns, kind, src, dst, digest, note in self._digested():
             body = (field(time_ns) + field(kind) + field(src) + field(dst)
                     + (b"N" if digest is None else _frame(b"s", digest.encode()))
-                    + canonical_bytes(_note(note)))
+                    + canonical_bytes(note))
             h.update(_frame(b"l", body))
         return h.hexdigest()
 
