@@ -38,6 +38,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from graphrep.ann._prefetch import prefetch_row
+from graphrep.ann._simd import sqdist_u8
 
 FREE = np.uint8(0)
 LIVE = np.uint8(1)
@@ -148,9 +149,9 @@ def _dist_query(vecs, i, q, metric):
 def _dist_any(vecs, i, q, metric):
     """The beam search's distance between row ``i`` of ``vecs`` and the query ``q``: for
     float32 vectors :func:`_dist_query`; for uint8 search codes (see
-    :mod:`graphrep.ann.codes`) the squared L2 distance between the codes, summed in int32.
-    Integer sums are exact in any order, so the codes' distances are the same bits on
-    every machine, whatever its vector width. (Compiled code takes the overload below;
+    :mod:`graphrep.ann.codes`) the squared L2 distance between the codes, an exact
+    integer sum (:func:`graphrep.ann._simd.sqdist_u8`), so the codes' distances are the
+    same bits on every machine, whatever its vector width. (Compiled code takes the overload below;
     this body serves pure-Python runs with ``NUMBA_DISABLE_JIT``.)"""
     if vecs.dtype == np.uint8:
         t = vecs[i].astype(np.int32) - q.astype(np.int32)
@@ -161,13 +162,18 @@ def _dist_any(vecs, i, q, metric):
 @overload(_dist_any, inline="always")
 def _dist_any_impl(vecs, i, q, metric):
     if isinstance(vecs, types.Array) and vecs.dtype == types.uint8:
-        def codes(vecs, i, q, metric):
-            s = np.int32(0)
+        if vecs.layout == "C" and isinstance(q, types.Array) and q.layout == "C":
+            def codes(vecs, i, q, metric):
+                return np.float32(sqdist_u8(vecs, i, q))
+            return codes
+
+        def strided_codes(vecs, i, q, metric):
+            s = np.int64(0)
             for k in range(vecs.shape[1]):
-                t = np.int32(vecs[i, k]) - np.int32(q[k])
+                t = np.int64(vecs[i, k]) - np.int64(q[k])
                 s += t * t
             return np.float32(s)
-        return codes
+        return strided_codes
 
     def floats(vecs, i, q, metric):
         return _dist_query(vecs, i, q, metric)
