@@ -20,6 +20,7 @@ the same bits on every machine.
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 import numpy as np
 from llvmlite import binding as llvm
@@ -113,3 +114,159 @@ if config.DISABLE_JIT:  # pure-Python debugging runs
     def sqdist_u8(arr, row, q):  # type: ignore[no-redef]
         t = arr[row].astype(np.int64) - q.astype(np.int64)
         return int((t * t).sum())
+
+
+# --------------------------------------------------------------------------- float32
+
+# float32 distances are summed in FLOAT_LANES independent lanes: lane l adds the terms
+# of the columns k with k % FLOAT_LANES == l, in column order (a product rounded to
+# float32, then the sum rounded: no fused multiply-add), and the lanes are then added
+# in halves (l + FLOAT_LANES/2 into l, down to one). The order is part of the
+# definition, not the compiler's choice, so every machine gets the same bits.
+FLOAT_LANES = 64
+_VEC = 16  # the lanes are held as FLOAT_LANES // _VEC vectors of this width
+_F32 = ir.FloatType()
+# Numba's fastmath pass adds "fast" to every float instruction that has no flags, which
+# would let LLVM reorder these sums; "nsz" (signed zeros may be ignored: no sum here can
+# be -0.0) is a flag that changes nothing and keeps the pass away.
+_EXACT = ("nsz",)
+
+
+def _emit_float_sum(builder: ir.IRBuilder, pa: ir.Value, pb: ir.Value, n: ir.Value,
+                    dot: bool) -> ir.Value:
+    """IR of the lane sum of (pa[k] - pb[k])**2 (``dot``: of pa[k] * pb[k]) over float32
+    pointers, as a float32."""
+    vty = ir.VectorType(_F32, _VEC)
+    nacc = FLOAT_LANES // _VEC
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(nacc)]
+    for a in accs:
+        builder.store(ir.Constant(vty, [0.0] * _VEC), a)
+    block = ir.Constant(_I64, FLOAT_LANES)
+    nfull = builder.mul(builder.udiv(n, block), block)
+    ptr_ty = vty.as_pointer()
+
+    def _fadd(x: ir.Value, y: ir.Value) -> ir.Value:
+        return builder.fadd(x, y, flags=_EXACT)
+
+    def term(xa: ir.Value, xb: ir.Value) -> ir.Value:
+        if dot:
+            return builder.fmul(xa, xb, flags=_EXACT)
+        d = builder.fsub(xa, xb, flags=_EXACT)
+        return builder.fmul(d, d, flags=_EXACT)
+
+    with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), nfull, block) as (off, _):
+        for v in range(nacc):
+            at = builder.add(off, ir.Constant(_I64, v * _VEC))
+            xa = builder.load(builder.bitcast(builder.gep(pa, [at]), ptr_ty), align=4)
+            xb = builder.load(builder.bitcast(builder.gep(pb, [at]), ptr_ty), align=4)
+            builder.store(_fadd(builder.load(accs[v]), term(xa, xb)), accs[v])
+    # the last n % FLOAT_LANES columns go to lanes 0.. the same way: masked loads fill the
+    # missing columns with +0.0, whose term (+0.0) leaves every lane as it was (a lane
+    # starts at +0.0 and is never -0.0, and x + 0.0 == x for every other x)
+    rest = builder.sub(n, nfull)
+    mask_ty = ir.VectorType(ir.IntType(1), _VEC)
+    load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [ptr_ty, _I32, mask_ty, vty]),
+        f"llvm.masked.load.v{_VEC}f32.p0")
+    zeros = ir.Constant(vty, [0.0] * _VEC)
+    with builder.if_then(builder.icmp_unsigned(">", rest, ir.Constant(_I64, 0))):
+        for v in range(nacc):
+            at = builder.add(nfull, ir.Constant(_I64, v * _VEC))
+            lanes_idx = ir.Constant(ir.VectorType(_I64, _VEC),
+                                    [v * _VEC + t for t in range(_VEC)])
+            rest_v = builder.insert_element(ir.Constant(ir.VectorType(_I64, _VEC), None), rest,
+                                            ir.Constant(_I32, 0))
+            rest_v = builder.shuffle_vector(rest_v, rest_v,
+                                            ir.Constant(ir.VectorType(_I32, _VEC), [0] * _VEC))
+            mask = builder.icmp_unsigned("<", lanes_idx, rest_v)
+            xa = builder.call(load, [builder.bitcast(builder.gep(pa, [at]), ptr_ty),
+                                     ir.Constant(_I32, 4), mask, zeros])
+            xb = builder.call(load, [builder.bitcast(builder.gep(pb, [at]), ptr_ty),
+                                     ir.Constant(_I32, 4), mask, zeros])
+            builder.store(_fadd(builder.load(accs[v]), term(xa, xb)), accs[v])
+    vals = [builder.load(a) for a in accs]
+    while len(vals) > 1:  # vector halves: lane l + FLOAT_LANES/2 into lane l, ...
+        half = len(vals) // 2
+        vals = [_fadd(vals[i], vals[i + half]) for i in range(half)]
+    v = vals[0]
+    width = _VEC
+    while width > 1:
+        half = width // 2
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half),
+                                                      list(range(half))))
+        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half),
+                                                      list(range(half, width))))
+        v = _fadd(lo, hi)
+        width = half
+    return builder.extract_element(v, ir.Constant(_I32, 0))
+
+
+def _row_pointer(context, builder, aty, a, row, rty):  # type: ignore[no-untyped-def]
+    r = context.cast(builder, row, rty, types.intp)
+    return cgutils.get_item_pointer(context, builder, aty, a,
+                                    [r, context.get_constant(types.intp, 0)])
+
+
+def _is_f32(arr: Any, ndim: int) -> bool:
+    return (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == ndim
+            and arr.layout == "C")
+
+
+@intrinsic
+def sqdist_f32_rows(typingctx, arr, i, j):  # type: ignore[no-untyped-def]
+    """Squared L2 distance between rows ``i`` and ``j`` of a 2-d C float32 array, summed
+    in the lane order described above."""
+    if not (_is_f32(arr, 2) and isinstance(i, types.Integer) and isinstance(j, types.Integer)):
+        return None
+    sig = types.float32(arr, i, j)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        aty, ity, jty = signature.args
+        a = context.make_array(aty)(context, builder, args[0])
+        pa = _row_pointer(context, builder, aty, a, args[1], ity)
+        pb = _row_pointer(context, builder, aty, a, args[2], jty)
+        return _emit_float_sum(builder, pa, pb, builder.extract_value(a.shape, 1), False)
+
+    return sig, codegen
+
+
+def _query_intrinsic(dot: bool):  # type: ignore[no-untyped-def]
+    def typer(typingctx, arr, row, q):  # type: ignore[no-untyped-def]
+        if not (_is_f32(arr, 2) and _is_f32(q, 1) and isinstance(row, types.Integer)):
+            return None
+        sig = types.float32(arr, row, q)
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            aty, rty, qty = signature.args
+            a = context.make_array(aty)(context, builder, args[0])
+            qa = context.make_array(qty)(context, builder, args[2])
+            pa = _row_pointer(context, builder, aty, a, args[1], rty)
+            return _emit_float_sum(builder, pa, qa.data, builder.extract_value(a.shape, 1), dot)
+
+        return sig, codegen
+    return typer
+
+
+sqdist_f32_query = intrinsic(_query_intrinsic(False))
+sqdist_f32_query.__doc__ = """Squared L2 distance between ``arr[row, :]`` (a 2-d C float32
+array) and ``q`` (a 1-d C float32 array), summed in the lane order described above."""
+dot_f32_query = intrinsic(_query_intrinsic(True))
+dot_f32_query.__doc__ = """Dot product of ``arr[row, :]`` and ``q`` (float32, C layout),
+summed in the lane order described above."""
+
+
+def lane_sum(terms: np.ndarray) -> np.float32:
+    """The float32 sum of ``terms`` (float32, one per column) in the kernels' order: the
+    reference the tests compare the compiled kernels with, and the body of pure-Python
+    runs. (Padding the last block with +0.0 changes no lane: a lane starts at +0.0 and
+    can never be -0.0, and x + 0.0 == x for every other x.)"""
+    terms = np.asarray(terms, dtype=np.float32).ravel()
+    pad = (-terms.shape[0]) % FLOAT_LANES
+    rows = np.concatenate([terms, np.zeros(pad, dtype=np.float32)]).reshape(-1, FLOAT_LANES)
+    lanes = np.zeros(FLOAT_LANES, dtype=np.float32)
+    for r in rows:
+        lanes = lanes + r
+    while lanes.shape[0] > 1:
+        half = lanes.shape[0] // 2
+        lanes = lanes[:half] + lanes[half:]
+    return np.float32(lanes[0])

@@ -21,6 +21,9 @@ replica may apply a list as a diff and store it in another order.
 Distances: squared L2 for the graph (as DiskANN, hnswlib and faiss), and
 ``-dot`` for inner-product search. Graph construction always uses L2
 (for "cosine" on normalised vectors, L2 is monotone in the cosine distance).
+Every float32 distance is summed in a fixed order of 64 lanes
+(:mod:`graphrep.ann._simd`), never in whatever order a compiler's vectoriser
+picks, so a distance is the same bits on every machine.
 
 This module is the package's largest (about 1,000 lines) on purpose: its
 kernels are tight Numba code that call each other (search, prune, insert,
@@ -35,10 +38,17 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange, types
+from numba.core import errors
 from numba.extending import overload
 
 from graphrep.ann._prefetch import prefetch_row
-from graphrep.ann._simd import sqdist_u8
+from graphrep.ann._simd import (
+    dot_f32_query,
+    lane_sum,
+    sqdist_f32_query,
+    sqdist_f32_rows,
+    sqdist_u8,
+)
 
 FREE = np.uint8(0)
 LIVE = np.uint8(1)
@@ -124,26 +134,50 @@ def _next_epoch(stamp, state):
     return e
 
 
-@njit(inline="always", fastmath=True)
 def _l2_slots(vecs, i, j):
-    s = np.float32(0.0)
-    for k in range(vecs.shape[1]):
-        t = vecs[i, k] - vecs[j, k]
-        s += t * t
-    return s
+    """Squared L2 distance between rows ``i`` and ``j`` of the float32 vectors, summed in
+    the fixed lane order of :mod:`graphrep.ann._simd` (the same bits on every machine).
+    (Compiled code takes the overload below; this body serves pure-Python runs.)"""
+    d = vecs[i] - vecs[j]
+    return lane_sum(d * d)
 
 
-@njit(inline="always", fastmath=True)
 def _dist_query(vecs, i, q, metric):
-    s = np.float32(0.0)
+    """Distance between row ``i`` of the float32 vectors and the query ``q``: squared L2,
+    or ``-dot`` for inner product, summed in the fixed lane order of
+    :mod:`graphrep.ann._simd`. (Compiled code takes the overload below.)"""
     if metric == METRIC_L2:
-        for k in range(vecs.shape[1]):
-            t = vecs[i, k] - q[k]
-            s += t * t
-    else:
-        for k in range(vecs.shape[1]):
-            s -= vecs[i, k] * q[k]
-    return s
+        d = vecs[i] - q
+        return lane_sum(d * d)
+    return -lane_sum(vecs[i] * q)
+
+
+def _c_float32(arr, ndim):
+    return (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == ndim
+            and arr.layout == "C")
+
+
+@overload(_l2_slots, inline="always")
+def _l2_slots_impl(vecs, i, j):
+    if not _c_float32(vecs, 2):
+        raise errors.TypingError(f"_l2_slots takes a 2-d C-contiguous float32 array, not {vecs}")
+
+    def impl(vecs, i, j):
+        return sqdist_f32_rows(vecs, i, j)
+    return impl
+
+
+@overload(_dist_query, inline="always")
+def _dist_query_impl(vecs, i, q, metric):
+    if not (_c_float32(vecs, 2) and _c_float32(q, 1)):
+        raise errors.TypingError("_dist_query takes C-contiguous float32 arrays, "
+                                 f"not {vecs} and {q}")
+
+    def impl(vecs, i, q, metric):
+        if metric == METRIC_L2:
+            return sqdist_f32_query(vecs, i, q)
+        return -dot_f32_query(vecs, i, q)
+    return impl
 
 
 def _dist_any(vecs, i, q, metric):
@@ -151,8 +185,8 @@ def _dist_any(vecs, i, q, metric):
     float32 vectors :func:`_dist_query`; for uint8 search codes (see
     :mod:`graphrep.ann.codes`) the squared L2 distance between the codes, an exact
     integer sum (:func:`graphrep.ann._simd.sqdist_u8`), so the codes' distances are the
-    same bits on every machine, whatever its vector width. (Compiled code takes the overload below;
-    this body serves pure-Python runs with ``NUMBA_DISABLE_JIT``.)"""
+    same bits on every machine, whatever its vector width. (Compiled code takes the
+    overload below; this body serves pure-Python runs with ``NUMBA_DISABLE_JIT``.)"""
     if vecs.dtype == np.uint8:
         t = vecs[i].astype(np.int32) - q.astype(np.int32)
         return np.float32(int((t * t).sum()))

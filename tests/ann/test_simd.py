@@ -1,5 +1,6 @@
-"""The search codes' distance kernel (graphrep.ann._simd): the exact integer squared L2
-between uint8 rows, in the vector loop this machine compiles and in the generic one."""
+"""The distance kernels (graphrep.ann._simd): the exact integer squared L2 between uint8
+search codes, and float32 distances summed in a fixed lane order, so that both give the
+same bits whatever vector instructions the machine has."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from graphrep.ann._simd import sqdist_u8
-from graphrep.ann.kernels import _dist_any
+from graphrep.ann._simd import FLOAT_LANES, lane_sum, sqdist_u8
+from graphrep.ann.kernels import METRIC_IP, METRIC_L2, _dist_any, _dist_query, _l2_slots
 
 
 @njit(cache=False)
@@ -34,6 +35,29 @@ def _via_dist_any(a, q):
     return out
 
 
+@njit(cache=False, fastmath=True)
+def _float_rows(a, q):
+    """Every row's squared L2 to q, -dot with q, and squared L2 to the next row, from a
+    caller compiled with fastmath (which must not reorder the kernels' sums)."""
+    n = a.shape[0]
+    out = np.empty((n, 3), dtype=np.float32)
+    for i in range(n):
+        out[i, 0] = _dist_query(a, i, q, METRIC_L2)
+        out[i, 1] = _dist_query(a, i, q, METRIC_IP)
+        out[i, 2] = _l2_slots(a, i, (i + 1) % n)
+    return out
+
+
+def float_reference(a: np.ndarray, q: np.ndarray) -> np.ndarray:
+    n = a.shape[0]
+    out = np.empty((n, 3), dtype=np.float32)
+    for i in range(n):
+        d = a[i] - q
+        e = a[i] - a[(i + 1) % n]
+        out[i] = (lane_sum(d * d), -lane_sum(a[i] * q), lane_sum(e * e))
+    return out
+
+
 def exact(a: np.ndarray, q: np.ndarray) -> np.ndarray:
     t = a.astype(np.int64) - q.astype(np.int64)
     return (t * t).sum(axis=1)
@@ -46,6 +70,29 @@ def test_equals_the_exact_sum_for_any_dimension(dim, n, seed):
     a = rng.integers(0, 256, size=(n, dim), dtype=np.uint8)
     q = rng.integers(0, 256, size=dim, dtype=np.uint8)
     assert np.array_equal(_all_rows(a, q), exact(a, q))
+
+
+@settings(max_examples=60, deadline=None)
+@given(dim=st.integers(1, 3 * FLOAT_LANES + 5), n=st.integers(1, 4),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]), seed=st.integers(0, 2**32 - 1))
+def test_float_distances_are_the_lane_order_sum(dim, n, scale, seed):
+    """Each float32 distance equals its definition (graphrep.ann._simd.lane_sum), bit for
+    bit, for any dimension (full lane blocks and a partial one)."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((n, dim)) * scale).astype(np.float32)
+    q = (rng.standard_normal(dim) * scale).astype(np.float32)
+    assert np.array_equal(_float_rows(a, q).view(np.uint32), float_reference(a, q).view(np.uint32))
+
+
+def test_the_lane_order_is_not_the_sequential_order():
+    """The check above can fail: a sequential float32 sum differs from the lane sum on
+    data where the order matters."""
+    rng = np.random.default_rng(2)
+    t = (rng.standard_normal(700) * np.logspace(-4, 4, 700)).astype(np.float32) ** 2
+    seq = np.float32(0)
+    for x in t:
+        seq = np.float32(seq + x)
+    assert seq != lane_sum(t)
 
 
 def test_extremes_at_the_largest_dimension_do_not_overflow():
@@ -85,14 +132,29 @@ def rows(a, q):
         out[i] = _simd.sqdist_u8(a, i, q)
     return out
 
-print(json.dumps({"avx2": _simd._AVX2, "d": rows(a, q).tolist()}))
+from graphrep.ann.kernels import _dist_query, _l2_slots
+f = (rng.standard_normal((20, 300)) * 10).astype(np.float32)
+fq = rng.standard_normal(300).astype(np.float32)
+
+@njit(fastmath=True)
+def frows(a, q):
+    out = np.empty((a.shape[0], 3), dtype=np.float32)
+    for i in range(a.shape[0]):
+        out[i, 0] = _dist_query(a, i, q, 0)
+        out[i, 1] = _dist_query(a, i, q, 1)
+        out[i, 2] = _l2_slots(a, i, (i + 1) % a.shape[0])
+    return out
+
+print(json.dumps({"avx2": _simd._AVX2, "d": rows(a, q).tolist(),
+                  "f": frows(f, fq).view(np.uint32).tolist()}))
 """
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="subprocess environment handling")
-def test_the_generic_loop_gives_the_same_bits_as_this_machines():
-    """A process whose Numba target is the generic CPU (no AVX2) takes the portable
-    vector loop; its distances equal this process's and the exact sums."""
+def test_a_generic_cpu_gives_the_same_bits_as_this_machines():
+    """A process whose Numba target is the generic x86-64 CPU (SSE2 only: no AVX2, so the
+    portable integer loop and 4-wide float vectors) computes the same distances, bit for
+    bit, as one compiled for this machine."""
     def run(extra: dict[str, str]) -> dict:
         env = {**os.environ, "NUMBA_CACHE_DIR": os.devnull, **extra}
         env.pop("NUMBA_DISABLE_JIT", None)
@@ -107,3 +169,4 @@ def test_the_generic_loop_gives_the_same_bits_as_this_machines():
     q = rng.integers(0, 256, size=131, dtype=np.uint8)
     assert generic["avx2"] is False
     assert generic["d"] == here["d"] == exact(a, q).tolist()
+    assert generic["f"] == here["f"]
