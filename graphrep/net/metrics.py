@@ -25,7 +25,7 @@ nothing in it walks the index or the log.
 
 **No double bookkeeping**: :class:`NodeCollector` reads, at scrape time, what the
 replicas, the driver, the links and the store already keep (what
-:func:`graphrep.net.node.status_of` reports). Three things have no state to read back,
+:func:`graphrep.net.node.status_of` reports). Four things have no state to read back,
 and are kept as they happen:
 
 * ``graphrep_wal_fsync_duration_seconds``: a ``prometheus_client.Histogram`` that the
@@ -38,6 +38,11 @@ and are kept as they happen:
   failed: :class:`ObservedHost` (the node's ``ShardHost``) looks at the shard's
   leader, term and role, and a stepping-down leader's waiting writes, around each
   callback of that shard.
+* ``graphrep_replication_lag_seconds``: on a leader, per log entry and follower, the
+  time from the entry's append to the acknowledgement that moved the follower's
+  ``match`` past it (:meth:`ObservedHost.acknowledged`), so that a scrape's bucket
+  counts give the lag's distribution over every entry, not the gauge's value at the
+  moment of the scrape.
 * the HTTP server's own requests and rejections.
 
 Bad HTTP input never reaches the node's state: each connection has one deadline
@@ -75,7 +80,7 @@ from graphrep.protocol.replica import Replica
 if TYPE_CHECKING:
     from graphrep.net.driver import NodeDriver
 
-__all__ = ["FSYNC_BUCKETS", "READY_MAX_LAG", "MetricsServer", "NodeCollector",
+__all__ = ["FSYNC_BUCKETS", "LAG_BUCKETS", "READY_MAX_LAG", "MetricsServer", "NodeCollector",
            "NodeMetrics", "ObservedHost"]
 
 log = logging.getLogger("graphrep.net")
@@ -91,6 +96,10 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    2.5, 5.0)
 """Client request durations (seconds): a write at majority takes two commits and a round
 trip, about 2-10 ms on one machine."""
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+               5.0, 10.0)
+"""Seconds from a leader appending an entry to a follower acknowledging it: a round trip
+and a commit on one machine (1-10 ms), up to seconds for a follower catching up."""
 _APPENDED_KEPT = 65536
 """Append times a leader keeps per shard for lag in seconds (older count as the oldest)."""
 
@@ -164,7 +173,10 @@ class ObservedHost(ShardHost):
       that committed entries count from zero in each process (a counter);
     * ``appended``: on a leader, when recent log positions were appended (position,
       ns), so that a follower's lag can be told in seconds: how long ago the first entry
-      it has not acknowledged was appended (:meth:`lag_seconds`).
+      it has not acknowledged was appended (:meth:`lag_seconds`), and, once an
+      acknowledgement moves a follower's ``match`` on, how long each entry it covers
+      took from its append to that acknowledgement (handed to ``observe_lag``, one
+      call per entry and follower, when a registry is attached).
 
     Each callback is observed for its own shard only (a timer's, a message's): a few
     attribute reads."""
@@ -182,6 +194,9 @@ class ObservedHost(ShardHost):
         self._named = dict.fromkeys(self.replicas, "")
         self.appended: dict[int, collections.deque[tuple[int, int]]] = {
             s: collections.deque(maxlen=_APPENDED_KEPT) for s in self.replicas}
+        self.observe_lag: Callable[[int, float, int], None] | None = None
+        """``observe_lag(shard, seconds, entries)``: entries of ``shard`` acknowledged
+        that long after their append (:class:`NodeMetrics` sets it)."""
 
     def lag_seconds(self, shard: int, match: int, now: int) -> float:
         """On the leader: seconds since the first entry past ``match`` (a follower's
@@ -196,6 +211,26 @@ class ObservedHost(ShardHost):
             return 0.0
         at = times[max(i, 0)][1]
         return max(now - at, 0) / 1e9
+
+    def acknowledged(self, shard: int, old: int, new: int, now: int) -> None:
+        """On the leader: a follower's ``match`` moved from ``old`` to ``new``; hand
+        ``observe_lag`` the time from append to now of the entries ``[old, new)``, one
+        run of entries appended together at a time. Entries older than the ones kept
+        count from the oldest kept (a lower bound)."""
+        observe = self.observe_lag
+        times = self.appended[shard]
+        if observe is None or not times or new <= old:
+            return
+        # record k: the entries from times[k][0] up to the next record's were appended
+        # at times[k][1]
+        k = max(bisect.bisect_right(times, (old, 1 << 62)) - 1, 0)
+        pos = old
+        while pos < new:
+            upto = min(times[k + 1][0], new) if k + 1 < len(times) else new
+            if upto > pos:
+                observe(shard, max(now - times[k][1], 0) / 1e9, upto - pos)
+                pos = upto
+            k += 1
 
     def leader_of(self, shard: int) -> str:
         """The leader of ``shard`` in this replica's current term, or ``""``."""
@@ -241,9 +276,15 @@ class ObservedHost(ShardHost):
         r = self.replicas.get(shard) if type(shard) is int else None
         if r is None:
             return super().on_decoded(now, src, msg)
-        pending = len(r.clients.pending) if r.role == LEADER else 0
+        leading = r.role == LEADER
+        pending = len(r.clients.pending) if leading else 0
+        progress = r.tracker[src] if leading and src in r.tracker else None
+        match, term = (progress.match, r.term) if progress is not None else (0, -1)
         end = r.log.end
         out = super().on_decoded(now, src, msg)
+        if progress is not None and r.role == LEADER and r.term == term \
+                and r.tracker[src] is progress and progress.match > match:
+            self.acknowledged(shard, match, progress.match, now)
         self._observe(shard, r, pending, src, msg, end, now)
         return out
 
@@ -284,6 +325,10 @@ class NodeMetrics:
             "graphrep_apply_duration_seconds", "Replication work of one callback: log "
             "entries applied to the index (a batch at a time), a bulk re-index, a snapshot "
             "checked or installed.", buckets=FSYNC_BUCKETS, registry=self.registry)
+        self.lag = Histogram(
+            "graphrep_replication_lag_seconds", "On the leader: seconds from appending a "
+            "log entry to a follower acknowledging it as durable, one observation per "
+            "entry and follower.", ["shard"], buckets=LAG_BUCKETS, registry=self.registry)
         self._hooks_attached = False
         self.attach_hooks()
         for path in _HTTP_PATHS:
@@ -299,7 +344,13 @@ class NodeMetrics:
         host = self.driver.process
         if not self._hooks_attached and isinstance(host, ObservedHost):
             host.hooks.observe = self.apply.observe
+            host.observe_lag = self._observe_lag
             self._hooks_attached = True
+
+    def _observe_lag(self, shard: int, seconds: float, entries: int) -> None:
+        child = self.lag.labels(str(shard))
+        for _ in range(entries):
+            child.observe(seconds)
 
     def _request_done(self, op: str, status: str, seconds: float) -> None:
         self.requests.labels(op, status).observe(seconds)

@@ -62,6 +62,9 @@ FSYNC = "graphrep_wal_fsync_duration_seconds"
 REQUESTS = "graphrep_client_request_duration_seconds"
 """The histogram the ``write p99`` column reads, where the nodes expose it: client
 requests timed at the node from arrival to reply, by ``op`` and ``status``."""
+LAG = "graphrep_replication_lag_seconds"
+"""A leader's histogram of the time from an entry's append to a follower's
+acknowledgement of it (:mod:`graphrep.net.metrics`)."""
 WRITE_OPS = ("insert", "delete", "delta")
 """The ``op`` labels of :data:`REQUESTS` that are writes."""
 
@@ -100,13 +103,14 @@ def _is_write(labels: dict[str, str]) -> bool:
 
 
 def histograms(metrics_url: str, timeout: float = 1.0) -> dict[str, Any]:
-    """From the node's ``/metrics``: ``fsync``, the buckets of :data:`FSYNC`, and
+    """From the node's ``/metrics``: ``fsync``, the buckets of :data:`FSYNC`,
     ``writes``, those of :data:`REQUESTS` for writes answered ok (summed over
-    :data:`WRITE_OPS`); each None if the endpoint did not answer or has no such
-    histogram (a node without :data:`REQUESTS` does not time client requests)."""
+    :data:`WRITE_OPS`), and ``lag``, those of :data:`LAG` (summed over shards); each None
+    if the endpoint did not answer or has no such histogram (a node without
+    :data:`REQUESTS` does not time client requests)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    out: dict[str, Any] = {"fsync": None, "writes": None}
+    out: dict[str, Any] = {"fsync": None, "writes": None, "lag": None}
     try:
         with _DIRECT.open(metrics_url, timeout=timeout) as reply:
             text = reply.read().decode("utf-8", errors="replace")
@@ -118,8 +122,10 @@ def histograms(metrics_url: str, timeout: float = 1.0) -> dict[str, Any]:
                 out["fsync"] = _buckets(family)
             elif family.name == REQUESTS:
                 out["writes"] = _buckets(family, _is_write)
+            elif family.name == LAG:
+                out["lag"] = _buckets(family)
     except (ValueError, KeyError, TypeError):  # not the exposition format
-        return {"fsync": None, "writes": None}
+        return {"fsync": None, "writes": None, "lag": None}
     return out
 
 
@@ -145,7 +151,7 @@ def snapshot(directory: str | Path) -> dict[str, Any]:
         s["region"] = spec.region if spec else ""
         s["hosts"] = sorted(hosts.get(name, []))
         s.update(histograms(spec.metrics_url) if s.get("up") and spec and spec.metrics_url
-                 else {"fsync": None, "writes": None})
+                 else {"fsync": None, "writes": None, "lag": None})
     st["time"] = taken
     st["clock"] = time.strftime("%H:%M:%S")
     st["dir"] = str(directory)

@@ -487,6 +487,13 @@ def test_scraped_while_writing_counters_move_and_lag_returns_to_zero(cluster):
                      follower=f) == 0
     assert value(after[leader], "graphrep_messages_total", direction="received",
                  type="AppendReply") > 0
+    # every write's entry was acknowledged by each follower once, after its append
+    lag_count = value(after[leader], "graphrep_replication_lag_seconds_count", shard="0") - \
+        value(before[leader], "graphrep_replication_lag_seconds_count", shard="0", default=0)
+    assert lag_count == writes * len(followers)
+    lag_sum = value(after[leader], "graphrep_replication_lag_seconds_sum", shard="0") - \
+        value(before[leader], "graphrep_replication_lag_seconds_sum", shard="0", default=0)
+    assert 0 < lag_sum / lag_count < 5.0
     for f in followers:  # followers apply what is committed, timed per batch
         assert value(after[f], "graphrep_apply_duration_seconds_count") > value(
             before[f], "graphrep_apply_duration_seconds_count")
@@ -529,3 +536,25 @@ def test_garbage_to_a_node_process_closes_that_connection_only(cluster):
     assert value(s, "graphrep_http_rejected_total", reason="malformed") == 2
     assert value(s, "graphrep_http_rejected_total", reason="oversized") == 1
     assert cluster.leader() == leader  # the node served on, and kept its leadership
+
+
+def test_acknowledged_entries_are_timed_from_their_own_append():
+    """``ObservedHost.acknowledged`` splits an acknowledged range into the runs of
+    entries appended together, each timed from its own append; entries older than the
+    kept append times count from the oldest kept."""
+    import collections
+
+    seen: list[tuple[int, float, int]] = []
+    host = SimpleNamespace(
+        appended={0: collections.deque([(10, 1_000), (13, 2_000), (20, 5_000)])},
+        observe_lag=lambda shard, s, n: seen.append((shard, s, n)))
+    ack = ObservedHost.acknowledged
+    ack(host, 0, 11, 22, 9_000)  # 11-12 appended at 1000, 13-19 at 2000, 20-21 at 5000
+    assert seen == [(0, 8e-6, 2), (0, 7e-6, 7), (0, 4e-6, 2)]
+    seen.clear()
+    ack(host, 0, 4, 12, 9_000)  # 4-9 are older than the kept times: count from 10's
+    assert seen == [(0, 8e-6, 8)]
+    seen.clear()
+    ack(host, 0, 25, 25, 9_000)  # nothing new
+    ack(host, 0, 21, 30, 6_000)
+    assert seen == [(0, 1e-6, 9)]
