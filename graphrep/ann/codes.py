@@ -11,11 +11,10 @@ the walk is approximate.
 A :class:`CodeBook` maps dimension ``j`` linearly from ``[lo[j], hi[j]]`` onto 0..255
 (rounded to the nearest, clipped). The walk is deterministic everywhere: a vector's code
 is a pure function of the vector and the code book (elementwise float32 arithmetic, no
-reduction, no ``fastmath``), and the distance between codes is an int32 sum, exact in
-any order, so two indexes with the same state and code book walk to the same beam on
-any machine. The re-ranking uses the float32 distance of a plain search, whose last
-bits may depend on the machine's vector width (it is compiled with ``fastmath`` for the
-CPU it runs on).
+reduction, no ``fastmath``), and the distance between codes is an exact integer sum
+(:func:`graphrep.ann._simd.sqdist_u8`), so two indexes with the same state and code
+book walk to the same beam on any machine. The re-ranking uses the float32 distance of
+a plain search, summed in a fixed lane order: the same bits on any machine too.
 
 What codes do not touch: the graph, inserts, deltas, digests and snapshots (the code
 book is a search setting, not state: a loaded index searches on its vectors until

@@ -245,7 +245,7 @@ def _touch(j, g, ch):
 # --------------------------------------------------------------------------- search
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def beam_search(q, entry, g, L, metric, s, counters):
     """Greedy beam search from ``entry``: the best ``L`` nodes by (distance, id).
 
@@ -382,7 +382,7 @@ def _search_one(Q, QC, codes, i, entry, g, gc, L, k, metric, s, counters, out_id
     _collect_results(s, size, g, k, out_ids, out_d, i)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def search_serial(Q, QC, codes, entry, g, L, k, metric, s, counters, out_ids, out_d):
     """Search every row of ``Q`` one after the other with the given scratch. With search
     codes (``codes``: a uint8 row per slot, ``QC``: the queries' codes; both empty
@@ -392,7 +392,7 @@ def search_serial(Q, QC, codes, entry, g, L, k, metric, s, counters, out_ids, ou
         _search_one(Q, QC, codes, i, entry, g, gc, L, k, metric, s, counters, out_ids, out_d)
 
 
-@njit(cache=True, fastmath=True, parallel=True)
+@njit(cache=True, parallel=True)
 def search_parallel(Q, QC, codes, entry, g, L, k, metric, n_chunks, width, counters, out_ids,
                     out_d):
     """Search the rows of ``Q`` in ``n_chunks`` parallel chunks (each its own scratch).
@@ -430,7 +430,7 @@ def search_parallel(Q, QC, codes, entry, g, L, k, metric, n_chunks, width, count
 # --------------------------------------------------------------------------- prune
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def robust_prune(cand, cd, n, alpha, R, maxc, g, s, counters):
     """RobustPrune (Vamana) with DiskANN's in-prune alpha schedule.
 
@@ -511,7 +511,7 @@ def _contains(g, j, x):
     return False
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _prune_list_with(j, x, g, R, alpha, s, counters):
     """RobustPrune of j's list plus ``x`` (``x`` may be -1 for none); result in s.pbuf."""
     n = 0
@@ -578,7 +578,7 @@ def _append_edge(j, x, g, ch):
     g.indeg[x] += 1
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def add_edge(j, x, g, target, limit, alpha, entry, s, ch, counters, orph, norph):
     """Add the edge j -> x; if j's list would exceed ``limit``, re-prune it (with x)
     to at most ``target`` neighbours."""
@@ -654,7 +654,7 @@ def _mix64(x):
     return x ^ (x >> np.uint64(31))
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _farthest(j, g, counters):
     """The position in j's (non-empty) list of its farthest neighbour by (distance, id)."""
     f = 0
@@ -669,7 +669,7 @@ def _farthest(j, g, counters):
     return f
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _splice(u, v, a, g, entry, R, ch, counters, orph, norph):
     """Put ``u`` between v and its ``a``-th neighbour c: v -> u -> c instead of v -> c.
 
@@ -688,7 +688,7 @@ def _splice(u, v, a, g, entry, R, ch, counters, orph, norph):
     return _set_edge(v, a, u, g, entry, ch, orph, norph)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _dropped(v, n, m, any_drop, g, s, counters):
     """A neighbour of v that RobustPrune of v's list plus one node dropped, as a
     position in v's list (candidates ``s.cand[:n]`` with their distances to v in
@@ -734,7 +734,7 @@ def _dropped(v, n, m, any_drop, g, s, counters):
     return -1
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _link_copy(u, w, g, entry, R, ch, counters, orph, norph):
     """Link ``u``, which no reachable node links to, from a node under ``w``, a
     reachable exact copy of u.
@@ -802,7 +802,7 @@ def _link_copy(u, w, g, entry, R, ch, counters, orph, norph):
     return norph
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries, safe):
     """Give ``u`` an in-edge from a nearby node that the entry point reaches.
 
@@ -984,7 +984,7 @@ def _mark_from(start, g, reach, queue):
 # --------------------------------------------------------------------------- insert / build
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, repair_L):
     """FreshVamana insert of slot ``x`` (vector and flags already set, no edges).
 
@@ -1026,7 +1026,7 @@ def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 
     return norph
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph):
     """Vamana build: FreshVamana-insert the slots of ``order`` one by one.
 
@@ -1048,7 +1048,7 @@ def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph):
 # --------------------------------------------------------------------------- consolidate
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def consolidate_lists(g, n_slots, entry, R, alpha, s, ch, counters):
     """FreshDiskANN delete consolidation of every live list that names a deleted node.
 

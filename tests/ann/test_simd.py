@@ -170,3 +170,40 @@ def test_a_generic_cpu_gives_the_same_bits_as_this_machines():
     assert generic["avx2"] is False
     assert generic["d"] == here["d"] == exact(a, q).tolist()
     assert generic["f"] == here["f"]
+
+
+_BUILD_CHILD = """
+import hashlib
+from graphrep.ann import VamanaIndex
+from graphrep.datasets import gmm_dataset
+base, queries = gmm_dataset(400, 50, 100, n_clusters=6, seed=4)
+idx = VamanaIndex(100, R=12, L=24, seed=1)
+idx.build(base[:300])
+for i in range(300, 400):
+    idx.insert(i, base[i])
+for i in range(0, 300, 9):
+    idx.delete(i)
+idx.consolidate()
+ids, dists = idx.search(queries, k=10)
+print(idx.digest().hex(), hashlib.sha256(ids.tobytes() + dists.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="subprocess environment handling")
+def test_an_index_built_for_a_generic_cpu_is_this_machines_bit_for_bit(tmp_path):
+    """Build, inserts, deletes, a consolidation and a search compiled for the generic
+    x86-64 CPU (every kernel compiled afresh: about a minute each) end in the same digest,
+    and return the same ids and distances to the last bit, as the same program compiled
+    for this machine."""
+    def run(name: str, extra: dict[str, str]) -> str:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / name), **extra}
+        env.pop("NUMBA_DISABLE_JIT", None)
+        out = subprocess.run([sys.executable, "-c", _BUILD_CHILD], env=env, check=True,
+                             capture_output=True, text=True, timeout=900)
+        return out.stdout.strip().splitlines()[-1]
+
+    generic = run("generic", {"NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": ""})
+    here = run("here", {})
+    assert len(here) == 64 + 1 + 64
+    assert generic == here
