@@ -345,6 +345,8 @@ class NodeMetrics:
         if not self._hooks_attached and isinstance(host, ObservedHost):
             host.hooks.observe = self.apply.observe
             host.observe_lag = self._observe_lag
+            for shard in sorted(host.replicas):  # exposed (as zeros) before any entry
+                self.lag.labels(str(shard))
             self._hooks_attached = True
 
     def _observe_lag(self, shard: int, seconds: float, entries: int) -> None:
@@ -358,6 +360,7 @@ class NodeMetrics:
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The registry as the scraper asked (``Accept``): the body and its type."""
         encode, content_type = choose_encoder(accept)
+        self.attach_hooks()  # before the histograms it names are collected
         return encode(self.registry), content_type
 
     def readiness(self) -> str:
