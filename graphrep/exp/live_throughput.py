@@ -110,6 +110,7 @@ def plot(frame: Any, out: Path) -> list[Path]:
         if lag_cols:
             c = rest[0]
             bounds = [float(col[len("lag_le_"):]) for col in lag_cols]
+            top = bounds[0]
             for o, part in frame.groupby("outstanding"):
                 w = part["lag_entries"].to_numpy(dtype=float)
                 if w.sum() <= 0:
@@ -118,7 +119,10 @@ def plot(frame: Any, out: Path) -> list[Path]:
                          for col in lag_cols]
                 c.step(bounds, share, where="post", marker="o", markersize=3,
                        label=f"{o} outstanding")
+                reach = [b for b, v in zip(bounds, share, strict=True) if v >= 0.999]
+                top = max(top, reach[0] if reach else bounds[-1])
             c.set_xscale("log")
+            c.set_xlim(bounds[0], 2 * top)
             c.set_xlabel("append to follower's acknowledgement (ms)")
             c.set_ylabel("share of entries at or under")
             c.set_ylim(0, 1.02)

@@ -96,8 +96,8 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    2.5, 5.0)
 """Client request durations (seconds): a write at majority takes two commits and a round
 trip, about 2-10 ms on one machine."""
-LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
-               5.0, 10.0)
+LAG_BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.007, 0.01, 0.015,
+               0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 """Seconds from a leader appending an entry to a follower acknowledging it: a round trip
 and a commit on one machine (1-10 ms), up to seconds for a follower catching up."""
 _APPENDED_KEPT = 65536
