@@ -173,6 +173,10 @@ def numbers(root: Path) -> dict[str, Any]:
     out["lt_follower_cpu"] = float(by.loc[many, "follower_cpu_ms_per_write"])
     out["lt_follower_over_leader"] = out["lt_follower_cpu"] / out["lt_leader_cpu"]
     out["lt_failed"] = int(lt["failed"].sum())
+    out["lt_lag_p50_one"] = float(by.loc[1, "lag_ms_p50"])
+    out["lt_lag_p99_one"] = float(by.loc[1, "lag_ms_p99"])
+    out["lt_lag_p50_many"] = float(by.loc[many, "lag_ms_p50"])
+    out["lt_lag_p99_many"] = float(by.loc[many, "lag_ms_p99"])
     # the soak
     sk = frames["soak"]
     out["sk_runs"] = len(sk)
