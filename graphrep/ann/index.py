@@ -118,10 +118,11 @@ class VamanaIndex:
     L: beam width of construction, and the default beam width of search.
     alpha: RobustPrune's distance slack (>= 1), applied to squared distances
         as DiskANN does.
-    build_slack: during ``build`` lists may grow to ``build_slack * R`` before
-        a re-prune to R (DiskANN's GRAPH_SLACK_FACTOR); all end at <= R. After
-        the build R is a hard cap, and an insert that would overflow a list
-        re-prunes it to ``R / build_slack``, which leaves DiskANN's headroom.
+    build_slack: during ``build`` lists may grow to ``build_slack * R`` (DiskANN's
+        GRAPH_SLACK_FACTOR) before a re-prune to ``R / build_slack``, and every
+        list still at R or more at the end is re-pruned to ``R / build_slack``
+        too, so that no list ends full. After the build R is a hard cap, and an
+        insert that would overflow a list re-prunes it to ``R / build_slack``.
     seed: seeds the order in which ``build`` inserts points.
     """
 
@@ -330,9 +331,9 @@ class VamanaIndex:
         """Batch-build the graph over ``vectors`` (ids default to 0..n-1).
 
         One pass of FreshVamana inserts in a seeded random order, with
-        DiskANN's in-prune alpha schedule and build slack, then every list
-        pruned to R and every unreachable node re-linked. The index must be
-        empty. Returns one delta holding every node.
+        DiskANN's in-prune alpha schedule and build slack, then every full list
+        re-pruned to ``R / build_slack`` and every unreachable node re-linked. The
+        index must be empty. Returns one delta holding every node.
         """
         if self._used:
             raise IndexNotEmpty(
@@ -369,7 +370,7 @@ class VamanaIndex:
             chw = make_changes(self._cap, 0, limit)
             begin_changes(chw)
             build_graph(gw, order, self._entry, self.L, self.R, limit, self.alpha, sw, chw,
-                        self._counters, self._orph)
+                        self._counters, self._orph, self._overflow_target)
             g.nbrs[:, :] = wide[:, : self.R]
             self._repair_all(ch)
         delta = delta_for(self, slots, op="build")

@@ -1027,21 +1027,28 @@ def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 
 
 
 @njit(cache=True)
-def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph):
+def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph, target):
     """Vamana build: FreshVamana-insert the slots of ``order`` one by one.
 
-    Lists may grow to ``limit`` (DiskANN's slack, > R) before a re-prune; a
-    final pass prunes every list longer than R down to R. Reachability is
-    repaired afterwards by the caller.
+    Lists may grow to ``limit`` (DiskANN's slack, > R) before a re-prune to
+    ``target`` (< R); a final pass re-prunes every list still at R or more to
+    ``target``. No list ends full, so the inserts that follow a build have room
+    for their back-edges (after a build that prunes to R, as DiskANN's does,
+    each insert re-pruned about 17 lists). Measured on 94k of gmm 100k x 128
+    (R 64, L 100, target 49), against re-pruning to R: 25% fewer distances in
+    the build, 2.1 re-prunes an insert afterwards instead of 16.9 (359 against
+    856 us), and recall@10 at each search beam as high or higher (0.958
+    against 0.948 at L=20).
+    Reachability is repaired afterwards by the caller.
     """
     for i in range(order.shape[0]):
         x = order[i]
         if x == entry:
             continue
-        insert_node(x, g, entry, L, R, limit, R, alpha, s, ch, counters, orph, 0)
+        insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 0)
     for x in range(order.shape[0]):
-        if g.deg[x] > R:
-            m = _prune_list_with(x, -1, g, R, alpha, s, counters)
+        if g.deg[x] >= R:
+            m = _prune_list_with(x, -1, g, target, alpha, s, counters)
             _replace_list(x, s.pbuf, m, g, entry, s, ch, orph, 0)
 
 

@@ -415,8 +415,10 @@ def test_a_list_of_deltas_stops_at_the_first_bad_one(primary) -> None:
 def test_corrupt_delta_bytes(primary, where) -> None:
     _, log = primary
     b = bytearray(log[1].to_bytes())  # an insert: header, body, vector, crc
-    pos = {"header": 12, "body": 60, "vector": len(b) - 8, "crc": len(b) - 1, "magic": 0,
-           "version": 4}[where]
+    body_end = len(b) - 4 - 4 * DIM  # the new vector, then the CRC, end the delta
+    assert body_end > 20
+    pos = {"header": 12, "body": body_end - 2, "vector": len(b) - 8, "crc": len(b) - 1,
+           "magic": 0, "version": 4}[where]
     b[pos] ^= 0x5A
     replica = VamanaIndex(DIM, R=5, L=16)
     replica.apply(log[0])

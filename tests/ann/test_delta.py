@@ -483,14 +483,16 @@ def test_a_back_link_that_a_written_record_repeats_is_refused() -> None:
 def test_to_bytes_refuses_what_the_format_cannot_carry(change) -> None:
     _, log, _ = history(n_build=30, n_insert=2)
     d = log[1]
-    full = int(np.flatnonzero(d.kinds == KIND_FULL)[0])
+    full = int(np.flatnonzero((d.kinds == KIND_FULL) & (d.counts[:, 0] >= 2))[0])
     start = int(d.counts[:full].sum())
+    stop = start + int(d.counts[full, 0])
     values = d.values.copy()
     field = {
         "flags": {"flags": np.full_like(d.flags, 3)},
         "kind": {"kinds": np.full_like(d.kinds, 3)},
         "counts": {"counts": d.counts + 1},
-        "unsorted": {"values": np.concatenate([values[:start], values[start:][::-1]])},
+        "unsorted": {"values": np.concatenate([values[:start], values[start:stop][::-1],
+                                               values[stop:]])},
         "negative": {"values": np.where(np.arange(values.size) == start, -1, values)},
         "entry": {"entry": -2},
     }[change]

@@ -464,7 +464,8 @@ def usable(copy: VamanaIndex, base: np.ndarray) -> None:
     twin = VamanaIndex.from_bytes(copy.to_bytes())
     assert twin.digest() == copy.digest()
     before = {int(i): copy.vector(int(i)) for i in copy.ids(include_deleted=True)}
-    deltas = [copy.insert(10**9 + k, base[-1 - k]) for k in range(3)]
+    fresh = int(max(copy.ids(include_deleted=True).max(initial=0), 10**9)) + 1
+    deltas = [copy.insert(fresh + k, base[-1 - k]) for k in range(3)]
     assert copy.graph_problems() == []
     for i, v in before.items():
         assert np.array_equal(copy.vector(i), v), i
