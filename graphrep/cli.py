@@ -666,13 +666,16 @@ def _add_exp(sub: Any) -> None:
     from graphrep.exp.core import names
 
     r.add_argument("name", choices=names(), help="an experiment (graphrep exp list)")
-    _sweep_options(r, 1, "where results go")
+    _sweep_options(r, 1, "where results go (per profile: ROOT/PROFILE/NAME, the results "
+                   "graphrep paper build reads)")
     r.add_argument("--force", action="store_true", help="run finished cells again")
     r.set_defaults(func=_exp_run, check=_no_check)
     pl = esub.add_parser("plot", help="plot an experiment's results (PNG, PDF and a "
                          "caption file)")
     pl.add_argument("name", choices=names(), help="an experiment (graphrep exp list)")
-    pl.add_argument("--root", default="results", help="where results are")
+    pl.add_argument("--profile", default="small", choices=("tiny", "small", "full"),
+                    help="whose results to plot (those under ROOT/PROFILE)")
+    pl.add_argument("--root", default="results", help="where results are (per profile)")
     pl.set_defaults(func=_exp_plot, check=_no_check)
 
 
@@ -703,10 +706,11 @@ def _exp_run(args: argparse.Namespace) -> int:
     exp = get(args.name)
     prof = exp.profile(args.profile)
     executor = dask_executor(args.scheduler) if args.scheduler else None
-    report = run_sweep(exp.name, prof.configs(), prof.seeds, root=Path(args.root),
+    root = Path(args.root) / args.profile  # where graphrep paper build reads them
+    report = run_sweep(exp.name, prof.configs(), prof.seeds, root=root,
                        executor=executor, jobs=args.jobs, force=args.force,
                        progress=sys.stderr.isatty())
-    print(json.dumps({**report.to_json(), "profile": args.profile, "root": args.root}))
+    print(json.dumps({**report.to_json(), "profile": args.profile, "root": str(root)}))
     return 0 if not report.failed else 1
 
 
@@ -715,19 +719,21 @@ def _exp_plot(args: argparse.Namespace) -> int:
     from graphrep.exp import get, load
 
     exp = get(args.name)
-    frame = load(exp.name, Path(args.root))
+    root = Path(args.root) / args.profile
+    frame = load(exp.name, root)
     if frame.empty:
-        raise InvalidArgument(f"no finished results of {exp.name!r} under {args.root}: run "
-                              f"graphrep exp run {exp.name} first")
+        raise InvalidArgument(f"no finished results of {exp.name!r} under {root}: run "
+                              f"graphrep exp run {exp.name} --profile {args.profile} first")
     if exp.plot is None:
         raise InvalidArgument(f"experiment {exp.name!r} has no plot")
-    out = Path(args.root) / exp.name / "figures"
+    out = root / exp.name / "figures"
     paths = exp.plot(frame, out)
     caption = out / f"{exp.name}.caption.txt"
     seeds = sorted(set(frame["seed"].tolist()))
     caption.write_text(f"{exp.caption}\nFrom {len(frame)} rows of {frame['cell'].nunique()} "
-                       f"cells (seeds {seeds}) under {args.root}/{exp.name}, made by "
-                       f"`graphrep exp run {exp.name}` and `graphrep exp plot {exp.name}`."
+                       f"cells (seeds {seeds}) under {root}/{exp.name}, made by "
+                       f"`graphrep exp run {exp.name} --profile {args.profile}` and "
+                       f"`graphrep exp plot {exp.name} --profile {args.profile}`."
                        "\n")
     print(json.dumps({"figures": [str(p) for p in paths], "caption": str(caption)}))
     return 0

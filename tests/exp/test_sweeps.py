@@ -128,8 +128,13 @@ def test_the_command_line_runs_and_plots(tmp_path, capsys):
     assert main(["exp", "run", "toy", "--root", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["ran"] == 4 and out["failed"] == 0
+    # per profile, where graphrep paper build reads them
+    assert out["root"] == str(tmp_path / "small")
+    assert len(load("toy", tmp_path / "small")) > 0 and load("toy", tmp_path).empty
     assert main(["exp", "plot", "toy", "--root", str(tmp_path)]) == 2  # toy has no plot
     assert "no plot" in capsys.readouterr().err
+    assert main(["exp", "plot", "toy", "--root", str(tmp_path), "--profile", "tiny"]) == 2
+    assert "no finished results" in capsys.readouterr().err
     assert main(["exp", "plot", "toy", "--root", str(tmp_path / "empty")]) == 2
     assert main(["exp", "run", "nope"]) == 2
 
