@@ -12,7 +12,7 @@ What it measures (one run, fsync on, every number from this run):
   time of its process, from /proc, over the phase), and the replication lag: the
   leader's histogram of the time from an entry's append to a follower acknowledging it
   (``graphrep_replication_lag_seconds``, scraped before and after the phase), as its
-  buckets, mean and p50/p99 (interpolated within a bucket).
+  buckets, count and p50/p99 (interpolated within a bucket).
 
 Goals it reports against: writes/s >= 0.8 x the bare insert rate (replication costs at
 most 20%), and a follower's CPU per write <= 5% of the leader's.
@@ -49,26 +49,24 @@ from graphrep.net.config import ClusterFile
 from graphrep.net.load import drive, plan
 from graphrep.net.local import LocalCluster
 from graphrep.net.store import SQLiteStore
-from graphrep.net.top import histograms, quantile
+from graphrep.net.top import histograms, quantile, window
 
 
-def lag_of(cfg: ClusterFile, leader: str, before: dict[str, Any] | None) -> dict[str, Any]:
-    """The leader's replication-lag buckets now (cumulative), and, given the ones taken
-    ``before``, the phase's own: buckets, count, mean and p50/p99 in ms."""
+def lag_buckets(cfg: ClusterFile, leader: str) -> dict[str, Any] | None:
+    """The leader's replication-lag histogram now (cumulative buckets; None if its
+    endpoint did not answer)."""
     url = cfg.nodes[leader].metrics_url
-    now = histograms(url)["lag"] if url else None
-    if now is None:
-        return {"raw": None}
-    out: dict[str, Any] = {"raw": now}
-    if before is None or before.get("raw") is None:
-        return out
-    prev = dict((le, c) for le, c in before["raw"]["buckets"])
-    buckets = [[le, c - prev.get(le, 0.0)] for le, c in now["buckets"]]
-    count = buckets[-1][1]
-    out.update(buckets=buckets, count=int(count),
-               p50_ms=round(1e3 * (quantile(0.5, buckets) or 0.0), 3),
-               p99_ms=round(1e3 * (quantile(0.99, buckets) or 0.0), 3))
-    return out
+    return histograms(url)["lag"] if url else None
+
+
+def lag_summary(buckets: list[list[float]] | None) -> dict[str, Any]:
+    """A phase's lag buckets (:func:`graphrep.net.top.window` of two scrapes) with their
+    count and p50/p99 in ms; empty without observations."""
+    if not buckets or buckets[-1][1] <= 0:
+        return {}
+    return {"buckets": buckets, "count": int(buckets[-1][1]),
+            "p50_ms": round(1e3 * (quantile(0.5, buckets) or 0.0), 3),
+            "p99_ms": round(1e3 * (quantile(0.99, buckets) or 0.0), 3)}
 
 
 def seed_stores(cfg: ClusterFile, data: bytes, end: int) -> None:
@@ -100,15 +98,14 @@ async def phase(cfg: ClusterFile, ops: list, concurrency: int, pids: dict[str, i
         status = await client.status()
         leader = next(n for n, s in status["nodes"].items()
                       if s.get("up") and s["shards"][0]["role"] == "leader")
-        lag0 = await trio.to_thread.run_sync(lag_of, cfg, leader, None)
+        lag0 = await trio.to_thread.run_sync(lag_buckets, cfg, leader)
         before = {n: cpu_seconds(p) for n, p in pids.items()}
         summary = await drive(client, ops, concurrency=concurrency)
         after = {n: cpu_seconds(p) for n, p in pids.items()}
         await trio.sleep(0.5)  # the last acknowledgements reach the leader
         status = await client.status()
-        lag = await trio.to_thread.run_sync(lag_of, cfg, leader, lag0)
+        lag1 = await trio.to_thread.run_sync(lag_buckets, cfg, leader)
     roles = {n: s["shards"][0]["role"] for n, s in status["nodes"].items() if s.get("up")}
-    lag.pop("raw", None)
     acked = max(summary["acknowledged"], 1)
     return {
         **{k: summary[k] for k in ("acknowledged", "failed", "writes_per_s",
@@ -118,7 +115,7 @@ async def phase(cfg: ClusterFile, ops: list, concurrency: int, pids: dict[str, i
                       "commit_ms_p50": status["nodes"][n]["store"]["commit_ms_p50"],
                       "commit_ms_p99": status["nodes"][n]["store"]["commit_ms_p99"]}
                   for n in sorted(pids)},
-        "lag": lag,
+        "lag": lag_summary(window(lag1, lag0)),
     }
 
 

@@ -53,10 +53,8 @@ _AVX2 = _target_has_avx2()
 
 def _emit_sqdist(builder: ir.IRBuilder, pa: ir.Value, pq: ir.Value, n: ir.Value) -> ir.Value:
     """IR of sum((pa[k] - pq[k])**2 for k < n) over uint8 pointers, as an i64."""
-    if _AVX2:
-        step, lanes = 16, 8  # vpmaddwd: 16 x i16 -> 8 x i32
-    else:
-        step, lanes = 16, 16
+    step = 16
+    lanes = 8 if _AVX2 else 16  # vpmaddwd: 16 x i16 -> 8 x i32
     wide = ir.VectorType(_I16 if _AVX2 else _I32, step)
     acc_ty = ir.VectorType(_I32, lanes)
     bytes_ty = ir.VectorType(_I8, step)
@@ -87,35 +85,6 @@ def _emit_sqdist(builder: ir.IRBuilder, pa: ir.Value, pq: ir.Value, n: ir.Value)
     return total
 
 
-@intrinsic
-def sqdist_u8(typingctx, arr, row, q):  # type: ignore[no-untyped-def]
-    """Squared L2 distance between ``arr[row, :]`` (a 2-d C uint8 array) and ``q`` (a 1-d C
-    uint8 array of the same length), exact, as an int64."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and arr.ndim == 2
-            and arr.layout == "C" and isinstance(q, types.Array) and q.dtype == types.uint8
-            and q.ndim == 1 and q.layout == "C" and isinstance(row, types.Integer)):
-        return None
-    sig = types.int64(arr, row, q)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        aty, rty, qty = signature.args
-        a = context.make_array(aty)(context, builder, args[0])
-        qa = context.make_array(qty)(context, builder, args[2])
-        r = context.cast(builder, args[1], rty, types.intp)
-        pa = cgutils.get_item_pointer(context, builder, aty, a,
-                                      [r, context.get_constant(types.intp, 0)])
-        n = builder.extract_value(a.shape, 1)
-        return _emit_sqdist(builder, pa, qa.data, n)
-
-    return sig, codegen
-
-
-if config.DISABLE_JIT:  # pure-Python debugging runs
-    def sqdist_u8(arr, row, q):  # type: ignore[no-redef]
-        t = arr[row].astype(np.int64) - q.astype(np.int64)
-        return int((t * t).sum())
-
-
 # --------------------------------------------------------------------------- float32
 
 # float32 distances are summed in FLOAT_LANES independent lanes: lane l adds the terms
@@ -138,9 +107,8 @@ def _emit_float_sum(builder: ir.IRBuilder, pa: ir.Value, pb: ir.Value, n: ir.Val
     pointers, as a float32."""
     vty = ir.VectorType(_F32, _VEC)
     nacc = FLOAT_LANES // _VEC
-    accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(nacc)]
-    for a in accs:
-        builder.store(ir.Constant(vty, [0.0] * _VEC), a)
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None))  # +0.0 each
+            for _ in range(nacc)]
     block = ir.Constant(_I64, FLOAT_LANES)
     nfull = builder.mul(builder.udiv(n, block), block)
     ptr_ty = vty.as_pointer()
@@ -207,16 +175,58 @@ def _row_pointer(context, builder, aty, a, row, rty):  # type: ignore[no-untyped
                                     [r, context.get_constant(types.intp, 0)])
 
 
-def _is_f32(arr: Any, ndim: int) -> bool:
-    return (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == ndim
-            and arr.layout == "C")
+def is_c_array(ty: Any, dtype: Any, ndim: int) -> bool:
+    """Whether the Numba type ``ty`` is a C-contiguous ``ndim``-d array of ``dtype``: what
+    the intrinsics here take."""
+    return (isinstance(ty, types.Array) and ty.dtype == dtype and ty.ndim == ndim
+            and ty.layout == "C")
+
+
+def _row_query_intrinsic(name: str, dtype: Any, result: Any, emit: Any, doc: str) -> Any:
+    """The intrinsic ``name(arr, row, q)`` over a 2-d C array ``arr`` and a 1-d C array
+    ``q`` of ``dtype``, whose body ``emit(builder, row pointer, q pointer, length)``
+    gives."""
+    def typer(typingctx, arr, row, q):  # type: ignore[no-untyped-def]
+        if not (is_c_array(arr, dtype, 2) and is_c_array(q, dtype, 1)
+                and isinstance(row, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            aty, rty, qty = signature.args
+            a = context.make_array(aty)(context, builder, args[0])
+            qa = context.make_array(qty)(context, builder, args[2])
+            pa = _row_pointer(context, builder, aty, a, args[1], rty)
+            return emit(builder, pa, qa.data, builder.extract_value(a.shape, 1))
+
+        return result(arr, row, q), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+sqdist_u8 = _row_query_intrinsic(
+    "sqdist_u8", types.uint8, types.int64, _emit_sqdist,
+    """Squared L2 distance between ``arr[row, :]`` (a 2-d C uint8 array) and ``q`` (a 1-d C
+    uint8 array of the same length), exact, as an int64.""")
+sqdist_f32_query = _row_query_intrinsic(
+    "sqdist_f32_query", types.float32, types.float32,
+    lambda b, pa, pq, n: _emit_float_sum(b, pa, pq, n, False),
+    """Squared L2 distance between ``arr[row, :]`` (a 2-d C float32 array) and ``q`` (a 1-d
+    C float32 array), summed in the lane order described above.""")
+dot_f32_query = _row_query_intrinsic(
+    "dot_f32_query", types.float32, types.float32,
+    lambda b, pa, pq, n: _emit_float_sum(b, pa, pq, n, True),
+    """Dot product of ``arr[row, :]`` and ``q`` (float32, C layout), summed in the lane
+    order described above.""")
 
 
 @intrinsic
 def sqdist_f32_rows(typingctx, arr, i, j):  # type: ignore[no-untyped-def]
     """Squared L2 distance between rows ``i`` and ``j`` of a 2-d C float32 array, summed
     in the lane order described above."""
-    if not (_is_f32(arr, 2) and isinstance(i, types.Integer) and isinstance(j, types.Integer)):
+    if not (is_c_array(arr, types.float32, 2) and isinstance(i, types.Integer)
+            and isinstance(j, types.Integer)):
         return None
     sig = types.float32(arr, i, j)
 
@@ -230,29 +240,10 @@ def sqdist_f32_rows(typingctx, arr, i, j):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
-def _query_intrinsic(dot: bool):  # type: ignore[no-untyped-def]
-    def typer(typingctx, arr, row, q):  # type: ignore[no-untyped-def]
-        if not (_is_f32(arr, 2) and _is_f32(q, 1) and isinstance(row, types.Integer)):
-            return None
-        sig = types.float32(arr, row, q)
-
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            aty, rty, qty = signature.args
-            a = context.make_array(aty)(context, builder, args[0])
-            qa = context.make_array(qty)(context, builder, args[2])
-            pa = _row_pointer(context, builder, aty, a, args[1], rty)
-            return _emit_float_sum(builder, pa, qa.data, builder.extract_value(a.shape, 1), dot)
-
-        return sig, codegen
-    return typer
-
-
-sqdist_f32_query = intrinsic(_query_intrinsic(False))
-sqdist_f32_query.__doc__ = """Squared L2 distance between ``arr[row, :]`` (a 2-d C float32
-array) and ``q`` (a 1-d C float32 array), summed in the lane order described above."""
-dot_f32_query = intrinsic(_query_intrinsic(True))
-dot_f32_query.__doc__ = """Dot product of ``arr[row, :]`` and ``q`` (float32, C layout),
-summed in the lane order described above."""
+if config.DISABLE_JIT:  # pure-Python debugging runs
+    def sqdist_u8(arr, row, q):  # type: ignore[no-redef]
+        t = arr[row].astype(np.int64) - q.astype(np.int64)
+        return int((t * t).sum())
 
 
 def lane_sum(terms: np.ndarray) -> np.float32:

@@ -44,6 +44,7 @@ from numba.extending import overload
 from graphrep.ann._prefetch import prefetch_row
 from graphrep.ann._simd import (
     dot_f32_query,
+    is_c_array,
     lane_sum,
     sqdist_f32_query,
     sqdist_f32_rows,
@@ -152,14 +153,9 @@ def _dist_query(vecs, i, q, metric):
     return -lane_sum(vecs[i] * q)
 
 
-def _c_float32(arr, ndim):
-    return (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == ndim
-            and arr.layout == "C")
-
-
 @overload(_l2_slots, inline="always")
 def _l2_slots_impl(vecs, i, j):
-    if not _c_float32(vecs, 2):
+    if not is_c_array(vecs, types.float32, 2):
         raise errors.TypingError(f"_l2_slots takes a 2-d C-contiguous float32 array, not {vecs}")
 
     def impl(vecs, i, j):
@@ -169,7 +165,7 @@ def _l2_slots_impl(vecs, i, j):
 
 @overload(_dist_query, inline="always")
 def _dist_query_impl(vecs, i, q, metric):
-    if not (_c_float32(vecs, 2) and _c_float32(q, 1)):
+    if not (is_c_array(vecs, types.float32, 2) and is_c_array(q, types.float32, 1)):
         raise errors.TypingError("_dist_query takes C-contiguous float32 arrays, "
                                  f"not {vecs} and {q}")
 
@@ -196,7 +192,7 @@ def _dist_any(vecs, i, q, metric):
 @overload(_dist_any, inline="always")
 def _dist_any_impl(vecs, i, q, metric):
     if isinstance(vecs, types.Array) and vecs.dtype == types.uint8:
-        if vecs.layout == "C" and isinstance(q, types.Array) and q.layout == "C":
+        if is_c_array(vecs, types.uint8, 2) and is_c_array(q, types.uint8, 1):
             def codes(vecs, i, q, metric):
                 return np.float32(sqdist_u8(vecs, i, q))
             return codes

@@ -54,8 +54,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["FSYNC", "REQUESTS", "WRITE_OPS", "histograms", "p99_text", "quantile", "render",
-           "run", "snapshot"]
+__all__ = ["FSYNC", "LAG", "REQUESTS", "WRITE_OPS", "histograms", "p99_text", "quantile",
+           "render", "run", "snapshot", "window"]
 
 FSYNC = "graphrep_wal_fsync_duration_seconds"
 """The histogram the ``fsync p99`` column reads (:mod:`graphrep.net.metrics`)."""
@@ -181,7 +181,7 @@ def quantile(q: float, buckets: list[list[float]]) -> float | None:
     return lower
 
 
-def _window(now: dict[str, Any] | None, before: dict[str, Any] | None
+def window(now: dict[str, Any] | None, before: dict[str, Any] | None
             ) -> list[list[float]] | None:
     """The buckets of the observations made between ``before`` and ``now`` (both
     cumulative since the node started); all of ``now`` without a usable ``before``
@@ -257,7 +257,7 @@ def render(snap: dict[str, Any], prev: dict[str, Any] | None = None) -> Table:
             notes.append(f"{name} not ready: {s['not_ready']}")
         state = Text("up", "green") if up else Text("down", "bold red")
         before = prev["nodes"].get(name, {}) if prev else {}
-        p99 = [p99_text(_window(s.get(key), before.get(key) if before.get("up") else None))
+        p99 = [p99_text(window(s.get(key), before.get(key) if before.get("up") else None))
                if up else "-" for key in latencies]
         rows = _rows_of(s)
         earlier = _rows_of(before)
