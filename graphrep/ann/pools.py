@@ -62,7 +62,8 @@ from graphrep.errors import (
 
 __all__ = ["PoolGraph"]
 
-_FORMAT = "graphrep.pools/2"
+_FORMAT = "graphrep.pools/3"
+_READS = ("graphrep.pools/2", _FORMAT)  # /2: before ghosts
 
 
 # --------------------------------------------------------------------------- kernels
@@ -438,11 +439,14 @@ class PoolGraph:
                                   "chosen from the pool")
         self._n = 0
         self._cap = 0
+        self._ghosts = 0  # forgotten incarnations still named by a pool (see forget)
         self._slot: dict[tuple[int, int], int] = {}
         self._table_size = 0
         self._best: dict[int, int] = {}  # id -> largest version present
         self._tomb: dict[int, int] = {}  # id -> largest tombstone version
         self._pending: dict[int, list[tuple[int, int]]] = {}  # placeholder -> offers
+        self._multi: set[int] = set()  # ids that have had two incarnations here
+        self._forget: dict[int, int] = {}  # id -> forgotten below this version (forget)
         if origin_bits > 16:
             raise InvalidArgument(f"origin_bits must be <= 16, got {origin_bits!r}")
         self.origin_bits = int(origin_bits)
@@ -456,12 +460,15 @@ class PoolGraph:
 
     # ------------------------------------------------------------------ storage
     def _grow(self, cap: int) -> None:
-        old, n = self._cap, self._n
+        """Room for ``cap`` slots. The key arrays (``kid``, ``kver``, ``alive``,
+        ``present``) also hold the ghosts, at ``cap`` and above (see :meth:`forget`), so
+        pool references to ghosts move with ``cap``."""
+        old, n, g = self._cap, self._n, self._ghosts
         vecs = np.zeros((cap, self.dim), dtype=np.float32)
-        kid = np.zeros(cap, dtype=np.int64)
-        kver = np.zeros(cap, dtype=np.int64)
-        alive = np.zeros(cap, dtype=np.uint8)
-        present = np.zeros(cap, dtype=np.uint8)
+        kid = np.zeros(cap + g, dtype=np.int64)
+        kver = np.zeros(cap + g, dtype=np.int64)
+        alive = np.zeros(cap + g, dtype=np.uint8)
+        present = np.zeros(cap + g, dtype=np.uint8)
         ps = np.full((cap, self.pool), -1, dtype=np.int32)
         pd = np.zeros((cap, self.pool), dtype=np.float32)
         pn = np.zeros(cap, dtype=np.int32)
@@ -471,7 +478,11 @@ class PoolGraph:
         if old:
             vecs[:n], kid[:n], kver[:n] = self.vecs[:n], self.kid[:n], self.kver[:n]
             alive[:n], present[:n] = self.alive[:n], self.present[:n]
+            kid[cap:], kver[cap:] = self.kid[old:old + g], self.kver[old:old + g]
             ps[:n], pd[:n], pn[:n] = self.ps[:n], self.pd[:n], self.pn[:n]
+            if g and cap != old:
+                ref = ps[:n]
+                ref[ref >= old] += cap - old
             nbrs[:n], deg[:n], kd[:n] = self.nbrs[:n], self.deg[:n], self.kd[:n]
         self.vecs, self.kid, self.kver, self.alive, self.present = vecs, kid, kver, alive, present
         self.ps, self.pd, self.pn, self.nbrs, self.deg, self.kd = ps, pd, pn, nbrs, deg, kd
@@ -587,6 +598,8 @@ class PoolGraph:
         self.vecs[s] = vec
         self.present[s] = 1
         prev = self._best.get(int(id_))
+        if prev is not None:
+            self._multi.add(int(id_))
         if prev is None or int(version) > prev:
             self._best[int(id_)] = int(version)
             if prev is not None:
@@ -612,6 +625,106 @@ class PoolGraph:
         b = self._best.get(i)
         if b is not None and b < v:
             self._die(self._slot[(i, b)])
+
+    def forget(self, id_: int, version: int) -> None:
+        """Forget ``id_``'s past below ``version``: every incarnation of ``id_`` older than
+        ``version`` (each dead: ``version`` is a tombstone of the id or an incarnation
+        that supersedes them) and its tombstone, unless newer than ``version``.
+
+        The caller promises that no offer, tombstone or vector naming a forgotten
+        incarnation will be merged again: the replication layer calls this once every
+        region has passed the write that killed them (a cut of version vectors). A
+        forgotten incarnation that a pool still names stays there as a *ghost*: its
+        (distance, id, version) keeps its place, so the pool remains the same function of
+        the offers ever made, while its vector, pool and list are freed. Readers (reads,
+        :meth:`digest`, :meth:`to_bytes`) see the forgotten past gone at once; the memory
+        is reclaimed in batches (:meth:`compact`), which changes nothing they see."""
+        i, v = int(id_), int(version)
+        tb, b = self._tomb.get(i), self._best.get(i)
+        if b is not None and b < v and self.alive[self._slot[(i, b)]]:
+            raise InvalidArgument(f"forget({i}, {v}): incarnation ({i}, {b}) is alive; "
+                                  "forget below a tombstone or a newer incarnation only")
+        if (tb is None or tb > v) and (b is None or b >= v) and i not in self._multi:
+            return  # nothing of the id is older than ``version``
+        if v > self._forget.get(i, v - 1):
+            self._forget[i] = v
+        if len(self._forget) >= max(64, self._n // 8):
+            self.compact()
+
+    def _forgotten(self, id_: int, version: int) -> bool:
+        f = self._forget.get(id_)
+        return f is not None and version < f
+
+    def compact(self) -> None:
+        """Free what :meth:`forget` dropped: renumber the slots without the forgotten
+        incarnations, keep only the ghosts some pool still names, shrink the arrays.
+        Changes the slot layout only, which nothing a reader sees depends on."""
+        if not self._forget:
+            return
+        n, cap, g = self._n, self._cap, self._ghosts
+        fid = np.array(sorted(self._forget), dtype=np.int64)
+        fver = np.array([self._forget[i] for i in fid.tolist()], dtype=np.int64)
+        kid, kver = self.kid[:n], self.kver[:n]
+        at = np.minimum(np.searchsorted(fid, kid), fid.size - 1)
+        gone = (fid[at] == kid) & (kver < fver[at]) & (self.alive[:n] == 0)
+        keep = np.flatnonzero(~gone)
+        m = int(keep.size)
+        kept_ps = self.ps[keep]
+        remap = np.full(cap + g, -1, dtype=np.int64)
+        remap[keep] = np.arange(m)
+        refs = kept_ps[kept_ps >= 0]
+        ghosts = np.unique(refs[remap[refs] < 0])  # forgotten now or before, still named
+        new_cap = max(m + m // 2, 16)
+        remap[ghosts] = new_cap + np.arange(ghosts.size)
+        G = int(ghosts.size)
+
+        def keyed(a: np.ndarray, ghost_value: bool) -> np.ndarray:
+            out = np.zeros(new_cap + G, dtype=a.dtype)
+            out[:m] = a[keep]
+            if ghost_value:
+                out[new_cap:] = a[ghosts]
+            return out
+
+        def rows(a: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full((new_cap, *a.shape[1:]), fill, dtype=a.dtype)
+            out[:m] = a[keep]
+            return out
+
+        ps = np.full((new_cap, self.pool), -1, dtype=np.int32)
+        ps[:m] = np.where(kept_ps >= 0, remap[kept_ps], -1)
+        nb = self.nbrs[keep]
+        nbrs = np.full((new_cap, self.R), -1, dtype=np.int32)
+        nbrs[:m] = np.where(nb >= 0, remap[nb], -1)
+        self.kid, self.kver = keyed(self.kid, True), keyed(self.kver, True)
+        self.alive, self.present = keyed(self.alive, False), keyed(self.present, False)
+        self.vecs, self.pd = rows(self.vecs, 0), rows(self.pd, 0)
+        self.pn, self.deg, self.kd = rows(self.pn, 0), rows(self.deg, 0), rows(self.kd, 0)
+        self.ps, self.nbrs = ps, nbrs
+        self._entries = {o: int(remap[s]) for o, s in self._entries.items()}
+        pending: dict[int, list[tuple[int, int]]] = {}
+        for k, pairs in self._pending.items():
+            if 0 <= remap[k] < new_cap:
+                got = [(int(remap[t]), int(remap[c])) for t, c in pairs
+                       if 0 <= remap[t] < new_cap and 0 <= remap[c] < new_cap]
+                if got:
+                    pending[int(remap[k])] = got
+        self._pending = pending
+        for i, v in self._forget.items():
+            if self._best.get(i, v) < v:
+                del self._best[i]
+            if self._tomb.get(i, v + 1) <= v:
+                del self._tomb[i]
+        left, counts = np.unique(self.kid[:m][np.isin(self.kid[:m], fid)], return_counts=True)
+        many = set(left[counts > 1].tolist())
+        self._multi -= {i for i in self._forget if i not in many}
+        self._forget = {}
+        self._n, self._cap, self._ghosts = m, new_cap, G
+        self._slot = dict(zip(zip(self.kid[:m].tolist(), self.kver[:m].tolist(), strict=True),
+                              range(m), strict=True))
+        self._vis = np.zeros(new_cap, dtype=np.int64)
+        self._rebuild_table()
+        self._changes += 1
+
 
     def offer(self, targets: Sequence[tuple[int, int]],
               candidates: Sequence[tuple[int, int]]) -> None:
@@ -769,7 +882,9 @@ class PoolGraph:
                        self.kver[last])
 
     def keys(self) -> list[tuple[int, int]]:
-        """Every incarnation ``(id, version)`` whose vector is here, live or not."""
+        """Every incarnation ``(id, version)`` whose vector is here, live or not (and not
+        forgotten)."""
+        self.compact()
         n = self._n
         return [(int(self.kid[s]), int(self.kver[s])) for s in range(n) if self.present[s]]
 
@@ -780,13 +895,15 @@ class PoolGraph:
 
     def ids(self, include_deleted: bool = False) -> np.ndarray:
         """Ids with a live incarnation, sorted (``include_deleted``: every id with a
-        vector here)."""
+        vector here, not forgotten)."""
+        if include_deleted:
+            self.compact()
         n = self._n
         mask = self.present[:n] == 1 if include_deleted else self.alive[:n] == 1
         return np.unique(self.kid[:n][mask])
 
     def is_deleted(self, id_: int) -> bool:
-        return id_ in self._best and id_ not in self
+        return self.version(id_) is not None and id_ not in self
 
     @property
     def entry_id(self) -> int:
@@ -801,14 +918,16 @@ class PoolGraph:
 
     def version(self, id_: int) -> int | None:
         """The largest version of ``id_`` here (live or not), or None."""
-        return self._best.get(int(id_))
+        b = self._best.get(int(id_))
+        return None if b is None or self._forgotten(int(id_), b) else b
 
     def tombstone_version(self, id_: int) -> int | None:
-        return self._tomb.get(int(id_))
+        t = self._tomb.get(int(id_))
+        return None if t is None or self._forgotten(int(id_), t - 1) else t
 
     def vector(self, id_: int, version: int) -> np.ndarray:
         s = self._slot.get((int(id_), int(version)))
-        if s is None or not self.present[s]:
+        if s is None or not self.present[s] or self._forgotten(int(id_), int(version)):
             raise InvalidArgument(f"incarnation ({id_}, {version}) is not here")
         return self.vecs[s].copy()
 
@@ -831,9 +950,18 @@ class PoolGraph:
 
     def list_of(self, id_: int, version: int) -> list[tuple[int, int]]:
         s = self._slot.get((int(id_), int(version)))
-        if s is None:
+        if s is None or self._forgotten(int(id_), int(version)):
             return []
         return [(int(self.kid[x]), int(self.kver[x])) for x in self.nbrs[s, : self.deg[s]]]
+
+    def garbage(self) -> dict[str, int]:
+        """What the dead still hold: ``tombstones``, ``dead`` incarnations with a slot of
+        their own, and ``ghosts`` (forgotten ones a pool still names, see :meth:`forget`).
+        Compacts first."""
+        self.compact()
+        n = self._n
+        dead = int(((self.present[:n] == 1) & (self.alive[:n] == 0)).sum())
+        return {"tombstones": len(self._tomb), "dead": dead, "ghosts": self._ghosts}
 
     @property
     def pending(self) -> int:
@@ -897,7 +1025,9 @@ class PoolGraph:
     def digest(self) -> bytes:
         """BLAKE2b-256 of the logical state, independent of slot layout: settings, entry
         id, tombstones, and every incarnation in (id, version) order with its liveness,
-        vector, pool (as (id, version, distance)) and list (as (id, version))."""
+        vector, pool (as (id, version, distance): ghosts too) and list (as (id, version)).
+        What :meth:`forget` dropped is not in it, whether compacted yet or not."""
+        self.compact()
         n = self._n
         order = np.lexsort((self.kver[:n], self.kid[:n])) if n else np.empty(0, np.int64)
         h = hashlib.blake2b(digest_size=32)
@@ -918,25 +1048,33 @@ class PoolGraph:
 
     # ------------------------------------------------------------------ bytes
     def to_bytes(self) -> bytes:
-        """Everything, as msgpack (slot layout included, so a copy continues exactly)."""
-        n = self._n
+        """Everything, as msgpack (slot layout included, so a copy continues exactly;
+        compacted first). Ghosts follow the ``n`` slots: a pool names ghost ``g`` as
+        ``n + g``."""
+        self.compact()
+        n, cap, g = self._n, self._cap, self._ghosts
         arrays = {k: np.ascontiguousarray(getattr(self, k)[:n]).tobytes()
-                  for k in ("vecs", "kid", "kver", "alive", "present", "ps", "pd", "pn",
+                  for k in ("vecs", "kid", "kver", "alive", "present", "pd", "pn",
                             "nbrs", "deg", "kd")}
+        ps = self.ps[:n]
+        arrays["ps"] = np.where(ps >= cap, ps - cap + n, ps).astype(np.int32).tobytes()
         return msgpack.packb({
             "format": _FORMAT, "dim": self.dim, "R": self.R, "L": self.L,
             "alpha": float(self.alpha), "pool": self.pool, "n": n, "origin_bits": self.origin_bits,
             "entries": sorted(self._entries.items()),
             "best": sorted(self._best.items()), "tomb": sorted(self._tomb.items()),
             "pending": sorted((k, sorted(v)) for k, v in self._pending.items()),
-            "counters": self.counters.tolist(), "arrays": arrays}, use_bin_type=True)
+            "counters": self.counters.tolist(), "arrays": arrays,
+            "multi": sorted(self._multi),
+            "ghosts": [self.kid[cap:cap + g].tobytes(), self.kver[cap:cap + g].tobytes()]},
+            use_bin_type=True)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PoolGraph:
         """Read :meth:`to_bytes`; damaged or foreign bytes raise :class:`CorruptIndexFile`."""
         try:
             d = msgpack.unpackb(data, raw=False, strict_map_key=False)
-            if d["format"] != _FORMAT:
+            if d["format"] not in _READS:
                 raise CorruptIndexFile(f"not a pool graph (format {d['format']!r})")
             g = cls(d["dim"], d["R"], d["L"], d["alpha"], d["pool"],
                     capacity=max(1, d["n"]), origin_bits=d["origin_bits"])
@@ -953,6 +1091,21 @@ class PoolGraph:
             g._tomb = {int(k): int(v) for k, v in d["tomb"]}
             g._pending = {int(k): [tuple(p) for p in v] for k, v in d["pending"]}
             g._slot = {(int(g.kid[s]), int(g.kver[s])): s for s in range(n)}
+            gkid, gkver = (np.frombuffer(b, dtype=np.int64) for b in d.get("ghosts", (b"", b"")))
+            if gkid.size != gkver.size or (gkid.size and n == 0):
+                raise CorruptIndexFile("pool graph bytes name ghosts without slots")
+            if gkid.size:
+                top = g._cap
+                g._ghosts = int(gkid.size)
+                g.kid = np.concatenate([g.kid, gkid])
+                g.kver = np.concatenate([g.kver, gkver])
+                g.alive = np.concatenate([g.alive, np.zeros(gkid.size, np.uint8)])
+                g.present = np.concatenate([g.present, np.zeros(gkid.size, np.uint8)])
+                ref = g.ps[:n]
+                ref[ref >= n] += top - n
+            if g.ps[:n].max(initial=-1) >= g._cap + g._ghosts or g.ps[:n].min(initial=0) < -1:
+                raise CorruptIndexFile("pool graph bytes name slots that are not there")
+            g._multi = {int(i) for i in d.get("multi", ())}
             g._rebuild_table()
             g.counters[:] = d["counters"]
         except CorruptIndexFile:

@@ -48,7 +48,8 @@ The summary (measured, nothing asserted):
   writer that inserted every surviving vector in id order with no replication (a
   :class:`~graphrep.ann.pools.PoolGraph` for ``crdt``, a Vamana index otherwise), and
   the unreachable live nodes of each (for ``crdt``, ``orphans``: live nodes its entry
-  points alone do not reach, which queries find from rescue points);
+  points alone do not reach, which queries find from rescue points, and ``garbage``:
+  what its dead still hold, :meth:`~graphrep.ann.pools.PoolGraph.garbage`);
 * bytes on the wire per insert (all, and between regions), and replica CPU: a leader's
   own insert against applying one replicated entry, and every replica's callbacks per
   write (for ``ordered`` the write's own insert runs in the apply, so only this total
@@ -253,13 +254,16 @@ def _workload(cfg: ActiveConfig) -> tuple[list[list[tuple[str, int, bytes]]], np
                                 own[rng.integers(0, len(own), n_ins)])
             vecs = draw(clusters)
             ops: list[tuple[str, int, bytes]] = []
+            dels = 0
             for j in range(n_ins):
                 id_ = g * cfg.writes + j
                 vectors[id_] = vecs[j]
                 ops.append(("insert", id_, vecs[j].tobytes()))
-                if every and j % every == every - 1 and len(ops) - n_ins < cfg.deletes:
+                # the id inserted two operations before (j >= 2: one of this writer's)
+                if every and j >= 2 and j % every == every - 1 and dels < cfg.deletes:
                     ops.append(("delete", g * cfg.writes + j - 2, b""))
-            writers.append(ops[: cfg.writes])
+                    dels += 1
+            writers.append(ops)
     queries = draw(rng.integers(0, n_clusters, cfg.queries))
     return writers, queries, vectors
 
@@ -440,6 +444,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
     recall = {}
     unreachable = {}
     orphans = {}
+    garbage: dict[str, dict[str, int]] = {}
     for n in sharing:
         ids, _ = reps[n].index.search(queries, k=10, L=cfg.L)
         recall[n] = round(recall_at_k(ids, truth, truth.shape[1]), 4)
@@ -447,6 +452,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
         graph = getattr(reps[n].index, "reads", None)
         if hasattr(graph, "orphan_count"):
             orphans[n] = int(graph.orphan_count())
+            garbage[n] = graph.garbage()
     single, single_unreachable = _single_writer(cfg, live, vectors, queries, truth)
     links = sim.link_stats()
     region_node = {**region_of}
@@ -483,6 +489,7 @@ def _summary(cfg: ActiveConfig, sim: Simulation, writers: dict[str, Writer],
         "recall_single_writer": single,
         "unreachable": unreachable,
         "orphans": orphans,
+        "garbage": garbage,
         "unreachable_single_writer": single_unreachable,
         "bytes_per_insert": round(total / max(inserts, 1), 1),
         "cross_region_bytes_per_insert": round(cross / max(inserts, 1), 1),

@@ -233,6 +233,10 @@ class RegionApplier(Applier):
         self.after_remote(f)
         self.work += self.state.distance_computations - before
 
+    def on_round(self) -> None:
+        """A shipping round began (a leader's, every ``ship_ticks`` ticks); nothing by
+        default."""
+
     def after_remote(self, entry: tuple) -> None:
         """What the leader does after merging a shipped entry (nothing by default)."""
 

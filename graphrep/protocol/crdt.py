@@ -45,12 +45,21 @@ token is a position in the region's log). A session that moves to another region
 carries a token of the old region's log, which means nothing there: it reads that
 region's state, which holds its writes only once they have been shipped.
 
-Not done here: tombstones and the pool entries of dead incarnations are kept forever
-(collecting them needs a cut that every region has passed, agreed through the log).
+Garbage: a delete, or an insert that supersedes an older incarnation, leaves dead
+incarnations behind (and the delete a tombstone). A region forgets them
+(:meth:`~graphrep.ann.pools.PoolGraph.forget`) once every region has passed the write
+that killed them, a cut computed from the version vectors the entries carry
+(:class:`Collector`): after it, no entry that names them can still arrive. The cut is a
+function of the entries merged, so every replica of every region forgets the same
+things once it holds the same entries, and the digests stay equal. A region that writes
+nothing would hold every other region's garbage back; its leader logs an empty ``LINK``
+entry carrying its version vector (a *mark*) when a delete it merged waits for it and it
+has written nothing for :data:`MARK_ROUNDS` shipping rounds.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -64,7 +73,7 @@ from graphrep.protocol.entries import DELETE, INSERT, LINK, encode_entry
 from graphrep.protocol.hlc import REGION_BITS
 from graphrep.protocol.messages import vector_of
 
-__all__ = ["CrdtApplier", "CrdtState", "merge", "write"]
+__all__ = ["Collector", "CrdtApplier", "CrdtState", "merge", "write"]
 
 _REPAIR_PER_IN_NEIGHBOUR = 4
 """A delete offers each node that listed the deleted one this many of its neighbours."""
@@ -74,6 +83,93 @@ where the offer would enter the other's pool)."""
 LINK_SCAN = 512
 """Up to this many unseen local inserts are scanned for a remote insert's links; beyond,
 (after a long partition) a search of the merged state finds them."""
+MARK_ROUNDS = 2
+"""A leader that merged a delete which waits for this region to pass it, and that has
+logged nothing for this many shipping rounds, logs a mark (see the module docstring)."""
+
+
+class Collector:
+    """Which killed incarnations every region has passed, so they may be forgotten.
+
+    An insert or a delete of ``id`` at timestamp ``ts`` kills the incarnations of ``id``
+    older than ``ts``. A region that has merged it never names them again (a write names
+    live nodes only, and the clock puts the region's later writes above ``ts``, so an
+    older incarnation of ``id`` was written before). What a region wrote before it merged
+    the killer may name them and may still be on its way here. So the killed may be
+    forgotten once, for every region, the entries it wrote up to the point it had merged
+    the killer are merged here.
+
+    Every entry carrying a version vector says that of its writer, and the entries of a
+    region arrive in order: ``heard[q]`` is the largest vector of region ``q``'s entries
+    merged here. The killer ``seq`` of region ``r`` is past the cut when
+    ``heard[q][r] >= seq`` for every ``q`` other than ``r`` (``r``'s own earlier entries
+    precede it). This is a function of the set of entries merged, nothing else: replicas
+    holding the same entries forget the same things.
+    """
+
+    def __init__(self, regions: int) -> None:
+        self.heard = [[0] * regions for _ in range(regions)]
+        self.waiting: list[deque[tuple[int, int, int, int]]] = [deque()
+                                                                 for _ in range(regions)]
+        """Per origin: ``(seq, kind, id, ts)`` of its inserts and deletes merged here and
+        not past the cut yet, in ``seq`` order."""
+
+    def merged(self, origin: int, seq: int, kind: int, id_: int, ts: int,
+               vv: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:
+        """The entry ``seq`` of region ``origin`` (kind, id, timestamp, the vector it
+        carries) is merged: the ``(id, ts)`` of the killers now past the cut, whose
+        victims the caller forgets, in the order they passed."""
+        if kind in (INSERT, DELETE):
+            self.waiting[origin].append((seq, kind, id_, ts))
+        if vv:
+            row = self.heard[origin]
+            for k, x in enumerate(vv):
+                if x > row[k]:
+                    row[k] = x
+        out: list[tuple[int, int]] = []
+        for r in range(len(self.heard)):
+            w = self.waiting[r]
+            if not w:
+                continue
+            cut = self.cut(r)
+            while w and w[0][0] <= cut:
+                _, _, i, t = w.popleft()
+                out.append((i, t))
+        return out
+
+    def cut(self, origin: int) -> int:
+        """How many of ``origin``'s writes every other region has said it merged."""
+        n = len(self.heard)
+        return min((self.heard[q][origin] for q in range(n) if q != origin),
+                   default=1 << 62)
+
+    def waits_for(self, region: int) -> bool:
+        """Whether a delete merged here waits for an entry of ``region`` that says it has
+        merged it."""
+        row = self.heard[region]
+        for r, w in enumerate(self.waiting):
+            if r == region:
+                continue
+            for seq, kind, _, _ in reversed(w):
+                if seq <= row[r]:
+                    break
+                if kind == DELETE:
+                    return True
+        return False
+
+    def to_list(self) -> list:
+        return [self.heard, [[list(x) for x in w] for w in self.waiting]]
+
+    @classmethod
+    def from_list(cls, data: list) -> Collector:
+        heard, waiting = data
+        c = cls(len(heard))
+        if len(waiting) != len(heard) or any(len(row) != len(heard) for row in heard):
+            raise ValueError("collector rows do not match the regions")
+        c.heard = [[int(x) for x in row] for row in heard]
+        c.waiting = [deque((int(a), int(b), int(i), int(t)) for a, b, i, t in w)
+                     for w in waiting]
+        return c
 
 
 def write(graph: PoolGraph, region: int, seq: int, ts: int, op: str, id_: int,
@@ -97,6 +193,8 @@ def write(graph: PoolGraph, region: int, seq: int, ts: int, op: str, id_: int,
     if ver is not None and id_ in g:
         out = g.list_of(id_, ver)[:_REPAIR_PER_IN_NEIGHBOUR]
         for t in g.in_neighbors(id_, ver):
+            if not g.is_live(*t):
+                continue  # a dead node's list: offers to it change nothing
             for c in out:
                 if c != t:
                     a.append(t)
@@ -127,13 +225,32 @@ class CrdtState(RegionState):
     """What a ``crdt`` replica holds: the pool graph (``graph``, where reads go) and the
     shipping bookkeeping of :class:`~.activeactive.RegionState`."""
 
-    FORMAT = "graphrep.crdt/3"
+    FORMAT = "graphrep.crdt/4"
 
     def __init__(self, config: ReplicaConfig, graph: PoolGraph | None = None) -> None:
         # not ``graph or ...``: a graph whose every node is dead has length 0
         super().__init__(config, graph if graph is not None else PoolGraph(
             config.dim, R=config.R, L=config.L, alpha=config.alpha, pool=config.pool,
             origin_bits=REGION_BITS))
+        self.collector = Collector(len(self.vv))
+
+    @property
+    def waiting(self) -> list[tuple[int, int, int, int]]:
+        """The deletes merged here whose victims are not forgotten yet (they wait for the
+        cut): something will still happen (a mark, a collection)."""
+        return [x for w in self.collector.waiting for x in w if x[1] == DELETE]
+
+    def collect(self, origin: int, seq: int, kind: int, id_: int, ts: int,
+                vv: list[int] | tuple[int, ...]) -> None:
+        """Entry ``seq`` of ``origin`` is merged: forget what is now past the cut."""
+        for i, t in self.collector.merged(origin, seq, kind, id_, ts, vv):
+            self.graph.forget(i, t)
+
+    def extra(self) -> list:
+        return self.collector.to_list()
+
+    def restore(self, extra: list) -> None:
+        self.collector = Collector.from_list(extra)
 
     @property
     def graph(self) -> PoolGraph:
@@ -156,6 +273,8 @@ class CrdtApplier(RegionApplier):
     def __init__(self, config: ReplicaConfig) -> None:
         super().__init__(config)
         self._links: list[tuple[tuple[int, int], tuple[int, int]]] = []
+        self._rounds = 0  # shipping rounds seen (on_round)
+        self._said = 0  # the round of this region's last entry with a version vector
 
     def execute(self, op: str, id_: int, vector: bytes) -> Any:
         """A local write: a timestamp from the clock, the candidate additions from a search
@@ -176,13 +295,22 @@ class CrdtApplier(RegionApplier):
                             "after its insert is acknowledged here")
         before = st.distance_computations
         seq, ts = self.next_local()
-        body = write(st.graph, self.region, seq, ts, op, id_, bytes(vector), st.vv)
-        self.wrote(seq, ts, INSERT if op == "insert" else DELETE, id_)
+        vv = list(st.vv)
+        body = write(st.graph, self.region, seq, ts, op, id_, bytes(vector), vv)
+        kind = INSERT if op == "insert" else DELETE
+        self.wrote(seq, ts, kind, id_)
+        st.collect(self.region, seq, kind, id_, ts, vv)
+        self._said = self._rounds
         self.op_distances += st.distance_computations - before
         return body
 
     def merge_into(self, entry: tuple, pos: int) -> None:
         merge(self.state.graph, entry)
+        origin, seq, ts, kind, id_ = entry[:5]
+        self.state.collect(origin, seq, kind, id_, ts, entry[8])
+
+    def on_round(self) -> None:
+        self._rounds += 1
 
     def after_remote(self, entry: tuple) -> None:
         """A remote insert that had not seen some of this region's inserts is linked with
@@ -216,18 +344,28 @@ class CrdtApplier(RegionApplier):
 
     def take_links(self) -> bytes | None:
         """The ``LINK`` entry of the links found since the last call, merged here (the
-        caller logs it as this region's next write), or None if there are none."""
-        if not self._links:
-            return None
+        caller logs it as this region's next write); or a mark, an empty one (see the
+        module docstring); or None. Either carries this region's version vector."""
         st = self.state
-        pairs = sorted(set(self._links))  # (target, candidate)
+        if not self._links:
+            if self._rounds - self._said < MARK_ROUNDS \
+                    or not st.collector.waits_for(self.region):
+                return None
+        g = st.graph
+        # a link names live nodes only: one may have died since it was found (a delete
+        # merged later in the same shipment), and what this region writes after merging
+        # a death must not name the dead (Collector)
+        pairs = sorted(p for p in set(self._links) if g.is_live(*p[0]) and g.is_live(*p[1]))
         self._links = []
         a = [t for t, _ in pairs]
         b = [c for _, c in pairs]
         seq, ts = self.next_local()
-        body = encode_entry(self.region, seq, ts, LINK, 0, b"", a, b)
+        vv = list(st.vv)
+        body = encode_entry(self.region, seq, ts, LINK, 0, b"", a, b, vv)
         before = st.distance_computations
-        st.graph.offer(a, b)
+        g.offer(a, b)
         self.work += st.distance_computations - before
         self.wrote(seq, ts, LINK, 0)
+        st.collect(self.region, seq, LINK, 0, ts, vv)
+        self._said = self._rounds
         return body

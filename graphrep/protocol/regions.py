@@ -79,6 +79,7 @@ class Shipping:
             self.outstanding[region] = self.rounds
             r.send(out, group[self.rounds % len(group)],
                    Pull(r.config.shard, r.config.region, vv))
+        r.applier.on_round()
         body = r.applier.take_links()  # e.g. ``ordered``'s tick, when writes wait for it
         if body is not None:
             r.applier.linked(r.log.append((r.term, MERGE, body), out))

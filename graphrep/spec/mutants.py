@@ -21,8 +21,8 @@ placement-ignores-regions   (placer)      the placement function
 ==========================  ============  ==========================================
 
 The ``crdt`` merge has planted bugs of its own (:data:`MERGE_MUTANTS`): graph classes
-that break the order-freedom of the merge, caught by the merge specification
-(:mod:`graphrep.spec.merge`):
+that break the order-freedom of the merge, and a collector that forgets what an entry
+still on its way names, caught by the merge specification (:mod:`graphrep.spec.merge`):
 
 ===================================  ==============================================
 mutant                               what it breaks
@@ -30,6 +30,7 @@ mutant                               what it breaks
 crdt-cap-by-arrival                  a full pool keeps what came first
 crdt-tombstone-loses-to-older-write  a late older insert outlives a delete
 crdt-prune-in-arrival-order          lists pruned from the pool in arrival order
+crdt-forgets-before-the-cut          the dead forgotten once one region passed them
 ===================================  ==============================================
 
 and one of a whole active-active run (:data:`ACTIVE_MUTANTS`), caught by the run's
@@ -62,6 +63,7 @@ from graphrep.ann.pools import PoolGraph, _prune_from
 from graphrep.errors import InvalidArgument
 from graphrep.protocol.antientropy import AntiEntropy
 from graphrep.protocol.clients import Clients
+from graphrep.protocol.crdt import Collector
 from graphrep.protocol.log import CONFLICT, Log
 from graphrep.protocol.messages import DELTA, Entry
 from graphrep.protocol.placement import ShardPlacement
@@ -309,20 +311,36 @@ class PruneInArrivalOrder(PoolGraph):
                         self.deg, self.kd, self.R, self.alpha, self.counters)
 
 
+class CutAtOneRegion(Collector):
+    """A killed incarnation is forgotten once any one other region has said it merged
+    the write that killed it, not every region: an entry still on its way from a third
+    region may name what was forgotten."""
+
+    def cut(self, origin: int) -> int:
+        n = len(self.heard)
+        return max((self.heard[q][origin] for q in range(n) if q != origin),
+                   default=1 << 62)
+
+
 @dataclass(frozen=True)
 class MergeMutant:
-    """A planted bug in the crdt merge: a graph class that breaks one of its rules."""
+    """A planted bug in the crdt merge: a graph class that breaks one of its rules, or a
+    collector that forgets too early."""
 
     name: str
     description: str
     graph: type[PoolGraph]
+    collector: type[Collector] = Collector
 
 
 MERGE_MUTANTS: dict[str, MergeMutant] = {m.name: m for m in (
-    MergeMutant(name, " ".join((cls.__doc__ or "").split()), cls) for name, cls in (
+    MergeMutant(name, " ".join((cls.__doc__ or "").split()),
+                cls if issubclass(cls, PoolGraph) else PoolGraph,
+                cls if issubclass(cls, Collector) else Collector) for name, cls in (
         ("crdt-cap-by-arrival", CapByArrival),
         ("crdt-tombstone-loses-to-older-write", TombstoneLosesToAnOlderWrite),
         ("crdt-prune-in-arrival-order", PruneInArrivalOrder),
+        ("crdt-forgets-before-the-cut", CutAtOneRegion),
     ))}
 
 
@@ -336,7 +354,7 @@ def run_merge_mutant(name: str, max_examples: int = 150) -> dict[str, Any]:
     if m is None:
         raise InvalidArgument(f"unknown merge mutant {name!r}; choose from "
                               f"{', '.join(MERGE_MUTANTS)}")
-    r = run_merge_spec(m.graph, max_examples)
+    r = run_merge_spec(m.graph, max_examples, m.collector)
     return {"mutant": name, "description": m.description, "caught": not r["passed"],
             "invariant": r["invariant"], "detail": r["detail"],
             "shrunk_steps": [repr(tuple(s)) for s in r["steps"]]}

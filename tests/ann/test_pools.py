@@ -153,3 +153,68 @@ def test_queries_start_from_rescue_points_that_reach_every_live_node():
     g.tombstone(rescue[0][0], rescue[0][1] + 1)  # a change: recomputed, still complete
     assert rescue[0] not in g.rescue_points() and g.unreachable_count() == 0
     assert 0 < len(g.rescue_points()) <= g.orphan_count()
+
+
+def _insert(g: PoolGraph, id_: int, ver: int, x: np.ndarray) -> None:
+    pool = g.candidates_for(x)
+    g.add(id_, ver, x)
+    me = [(id_, ver)]
+    g.offer(me * len(pool), pool)
+    back = g.list_of(id_, ver)
+    g.offer(back, me * len(back))
+
+
+def test_forgetting_the_dead_changes_nothing_a_reader_sees_and_frees_their_slots():
+    g, ops, _ = build(600, seed=2)
+    tombs = [(op[1], op[2]) for op in ops if op[0] == "tomb"]
+    kept = PoolGraph.from_bytes(g.to_bytes())
+    assert kept.garbage()["dead"] == len(tombs) > 0
+    Q = np.random.default_rng(3).standard_normal((40, 8)).astype(np.float32)
+    for i, v in tombs:
+        g.forget(i, v)
+    assert g.garbage() == {"tombstones": 0, "dead": 0, "ghosts": g._ghosts}
+    assert g._ghosts > 0 and g._n == len(g) == len(kept)  # only the live keep a slot
+    assert all(g.version(i) is None and not g.is_deleted(i) for i, _ in tombs)
+    assert g.graph_problems() == []
+    assert g.entry_ids == kept.entry_ids and g.rescue_points() == kept.rescue_points()
+    for a, b in zip(g.search(Q, k=10), kept.search(Q, k=10), strict=True):
+        assert np.array_equal(a, b)
+    for i in g.ids().tolist()[::17]:
+        assert np.array_equal(g.neighbors(i), kept.neighbors(i))
+    # the graph goes on as the one that kept its dead: pools hold the ghosts' places
+    X = np.random.default_rng(4).standard_normal((150, 8)).astype(np.float32)
+    for k in range(150):
+        _insert(g, 1000 + k, 5000 + k, X[k])
+        _insert(kept, 1000 + k, 5000 + k, X[k])
+    for a, b in zip(g.search(Q, k=10), kept.search(Q, k=10), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_when_the_dead_are_forgotten_does_not_matter():
+    """Forgotten at once or after more inserts (which name live nodes only), compacted in
+    one batch or several, through bytes or not: one digest."""
+    g, ops, _ = build(400, seed=5)
+    tombs = [(op[1], op[2]) for op in ops if op[0] == "tomb"]
+    early = PoolGraph.from_bytes(g.to_bytes())
+    for i, v in tombs:
+        early.forget(i, v)
+        early.compact()  # one batch each
+    early = PoolGraph.from_bytes(early.to_bytes())  # ghosts through bytes
+    X = np.random.default_rng(6).standard_normal((100, 8)).astype(np.float32)
+    for k in range(100):
+        _insert(g, 1000 + k, 5000 + k, X[k])
+        _insert(early, 1000 + k, 5000 + k, X[k])
+    assert g.digest() != early.digest()  # g still holds its dead
+    for i, v in tombs:
+        g.forget(i, v)
+    assert g.digest() == early.digest()
+    assert g.graph_problems() == [] and early.graph_problems() == []
+
+
+def test_forgetting_a_live_node_is_refused_and_changes_nothing():
+    g, _, _ = build(50, deletes=False)
+    d = g.digest()
+    with pytest.raises(InvalidArgument, match="alive"):
+        g.forget(3, 10**6)
+    g.forget(3, 1)  # below its only incarnation: nothing to forget
+    assert g.digest() == d and 3 in g

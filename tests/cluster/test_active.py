@@ -133,3 +133,10 @@ def test_lww_regions_differ_after_merging_the_same_entries():
     assert not s["digests_equal"] and not s["converged"]
     assert set(s["dangling_edges"].values()) == {0}
     assert all(d["p99_ms"] < 40 for d in s["latency"].values())
+
+
+def test_crdt_forgets_every_deleted_node_once_every_region_has_passed_it(partitioned):
+    # the pools still name some (ghosts); the dead keep no slot and no tombstone
+    assert partitioned["garbage"] and all(g["tombstones"] == 0 and g["dead"] == 0
+                                          for g in partitioned["garbage"].values())
+

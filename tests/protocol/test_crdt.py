@@ -13,6 +13,7 @@ from graphrep.protocol.crdt import write
 from graphrep.protocol.entries import (
     DELETE,
     INSERT,
+    LINK,
     check_entry,
     decode_entry,
     entry_parts,
@@ -137,3 +138,54 @@ def test_a_state_whose_every_node_is_dead_survives_its_bytes():
     back = CrdtState.from_bytes(cfg, st.to_bytes())
     assert back.digest() == st.digest()
     assert back.graph.tombstone_version(3) == 11 << 8
+
+
+def test_a_death_is_collected_once_every_other_region_said_it_merged_it():
+    from graphrep.protocol.crdt import Collector
+
+    c = Collector(3)
+    assert c.merged(0, 1, DELETE, 5, 100, [0, 0, 0]) == []  # region 0 deletes id 5
+    assert c.waits_for(1) and c.waits_for(2) and not c.waits_for(0)
+    # region 1 writes having merged it; region 2 has not said so yet: it may still ship
+    # an entry naming id 5's incarnation, written before it merged the delete
+    assert c.merged(1, 1, INSERT, 6, 101, [1, 0, 0]) == []
+    assert not c.waits_for(1) and c.waits_for(2)
+    assert c.merged(2, 1, LINK, 0, 102, [1, 1, 0]) == [(5, 100)]
+    assert not c.waits_for(2)
+    assert c.merged(0, 2, LINK, 0, 103, [1, 1, 1]) == [(6, 101)]  # region 0 passed 6
+    back = Collector.from_list(c.to_list())
+    assert back.to_list() == c.to_list() == [[[1, 1, 1], [1, 0, 0], [1, 1, 0]],
+                                             [[], [], []]]  # links kill nothing
+
+
+def test_an_idle_leader_marks_what_it_merged_so_that_deletes_can_be_collected():
+    """A region that writes nothing would hold every other region's deletes back: once a
+    delete it merged waits for it and it has logged nothing for MARK_ROUNDS rounds, its
+    leader logs an empty LINK carrying its version vector."""
+    from graphrep.protocol.config import ReplicaConfig
+    from graphrep.protocol.crdt import MARK_ROUNDS, CrdtApplier
+
+    groups = (("eu", ("eu0",)), ("us", ("us0",)))
+    cfg = ReplicaConfig(replicas=("eu0",), dim=DIM, R=8, L=16, policy="crdt",
+                        regions=groups, region="eu")
+    a = CrdtApplier(cfg)
+    us = CrdtApplier(ReplicaConfig(replicas=("us0",), dim=DIM, R=8, L=16, policy="crdt",
+                                   regions=groups, region="us"))
+    bodies = [us.execute("insert", 7, VECTORS[7].tobytes()),
+              us.execute("delete", 7, b"")]
+    for pos, body in enumerate(bodies):
+        a.merge_remote(body, pos)
+    assert a.take_links() is None  # it wrote nothing, but rounds have not passed
+    assert a.state.graph.garbage()["tombstones"] == 1
+    for _ in range(MARK_ROUNDS):
+        a.on_round()
+    mark = a.take_links()
+    assert mark is not None
+    f = decode_entry(mark, DIM, 2)
+    assert f[3] == LINK and f[6].size == 0 and f[8] == [0, 2]
+    assert a.take_links() is None  # said once
+    # two regions: each forgets once it has the other's word (eu: its own mark)
+    assert a.state.graph.garbage() == {"tombstones": 0, "dead": 0, "ghosts": 0}
+    assert us.state.graph.garbage()["tombstones"] == 1
+    us.merge_remote(mark, 2)
+    assert us.state.graph.garbage() == {"tombstones": 0, "dead": 0, "ghosts": 0}
