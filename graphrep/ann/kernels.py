@@ -75,7 +75,8 @@ _COPY_DESCENT = 64
 
 Graph = namedtuple("Graph", "vecs nbrs deg flags ext indeg")
 Scratch = namedtuple(
-    "Scratch", "vis vstate bid bd bexp expanded expd cand cd pc pd occl pbuf mark mstate nb"
+    "Scratch",
+    "vis vstate bid bd bexp expanded expd cand cd pc pd occl chk selpos pbuf mark mstate nb",
 )
 Changes = namedtuple("Changes", "stamp state slots count old old_deg")
 # what a search reads of a Scratch: fewer arrays for a kernel call to unbox per query
@@ -103,6 +104,8 @@ def make_scratch(cap: int, L: int, width: int) -> Scratch:
         pc=np.empty(pool, dtype=np.int32),
         pd=np.empty(pool, dtype=np.float32),
         occl=np.empty(pool, dtype=np.float32),
+        chk=np.empty(pool, dtype=np.int32),
+        selpos=np.empty(pool, dtype=np.int32),
         pbuf=np.empty(pool, dtype=np.int32),
         mark=np.zeros(cap, dtype=np.int32),
         mstate=np.zeros(1, dtype=np.int32),
@@ -440,10 +443,21 @@ def robust_prune(cand, cd, n, alpha, R, maxc, g, s, counters):
     alpha only adds long edges afterwards. That is DiskANN's current
     ``occlude_list`` and gives in one pass what the paper's two passes give.
     Writes the kept slots to ``s.pbuf`` and returns how many (<= R).
+
+    The occlusion test is lazy, as hnswlib's heuristic: a candidate is compared
+    with the selected nodes before it (in the order they were selected) only
+    until one occludes it at the current ``a``, and a later pass resumes where
+    it stopped (``s.chk``). DiskANN's eager form, which compares each selected
+    node with every later candidate, selects the same nodes: a candidate's
+    occlusion factor is the largest ``d(node, c) / d(s, c)`` over the selected
+    ``s`` before it either way, and it is kept at ``a`` iff no single factor
+    exceeds ``a``. Only the distances after the first occluder are skipped.
     """
     pc = s.pc
     pd = s.pd
     occl = s.occl
+    chk = s.chk
+    selpos = s.selpos
     ext = g.ext
     vecs = g.vecs
     order = np.argsort(cd[:n])
@@ -469,6 +483,7 @@ def robust_prune(cand, cd, n, alpha, R, maxc, g, s, counters):
         n = maxc
     for t in range(n):
         occl[t] = 0.0
+        chk[t] = 0
     res = 0
     ndist = 0
     cur = 1.0
@@ -477,22 +492,30 @@ def robust_prune(cand, cd, n, alpha, R, maxc, g, s, counters):
             if res >= R:
                 break
             if occl[i] > cur:
+                continue  # selected (infinite), or occluded at this a already
+            # compare with the selected nodes before i not compared yet
+            k = chk[i]
+            while k < res:
+                if selpos[k] < i:
+                    djk = _l2_slots(vecs, pc[i], pc[selpos[k]])
+                    ndist += 1
+                    if djk == 0.0:
+                        occl[i] = _INF
+                    else:
+                        r = pd[i] / djk
+                        if r > occl[i]:
+                            occl[i] = r
+                    if occl[i] > cur:
+                        break
+                k += 1
+            if k < res:
+                chk[i] = k + 1
                 continue
+            chk[i] = res
             occl[i] = _INF
+            selpos[res] = i
             s.pbuf[res] = pc[i]
             res += 1
-            ci = pc[i]
-            for j in range(i + 1, n):
-                if occl[j] > alpha:
-                    continue
-                djk = _l2_slots(vecs, pc[j], ci)
-                ndist += 1
-                if djk == 0.0:
-                    occl[j] = _INF
-                else:
-                    r = pd[j] / djk
-                    if r > occl[j]:
-                        occl[j] = r
         cur *= 1.2
     counters[0] += ndist
     counters[2] += 1
