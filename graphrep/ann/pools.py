@@ -148,6 +148,61 @@ def _fill(t, alive, ps, pn, nbrs, deg, kd, R):
 
 
 @njit(cache=True)
+def _admit(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters):
+    """``ps[t, k]`` has just entered ``t``'s pool and passed the occlusion test against
+    the ``m`` kept members before it (``m < R``): it is kept, and ``t``'s list becomes
+    the prune of the pool again, equal to ``_prune_from(t, k, m, ...)`` at less cost.
+
+    Until some member kept before is dropped, every member after ``k`` keeps its
+    standing except where the newcomer occludes it: the kept members before it are the
+    old ones plus the newcomer, so a member occluded before stays occluded (no distance)
+    and a member kept before stays kept unless the newcomer occludes it (one distance).
+    Once one is dropped, members it alone had occluded may come back, so the rest is
+    pruned in full, as :func:`_prune_from` does."""
+    c = ps[t, k]
+    old = kd[t]
+    tail = nbrs[t, m:old].copy()  # the members kept after k, in pool order
+    nbrs[t, m] = c
+    n_new = m + 1
+    j = 0
+    dropped = False
+    n = pn[t]
+    for i in range(k + 1, n):
+        if n_new >= R:
+            break
+        x = ps[t, i]
+        if alive[x] == 0 or x == t:
+            continue
+        was_kept = j < tail.shape[0] and tail[j] == x
+        if was_kept:
+            j += 1
+        dx = pd[t, i]
+        if not dropped:
+            if not was_kept:
+                continue  # occluded by a member still kept (or past R before)
+            dcx = _d2(vecs, c, x)
+            counters[0] += 1
+            if dcx == 0.0 or dx > alpha * dcx:
+                dropped = True
+                continue
+            nbrs[t, n_new] = x
+            n_new += 1
+            continue
+        ok = True
+        for q in range(n_new):
+            dsx = _d2(vecs, nbrs[t, q], x)
+            counters[0] += 1
+            if dsx == 0.0 or dx > alpha * dsx:
+                ok = False
+                break
+        if ok:
+            nbrs[t, n_new] = x
+            n_new += 1
+    kd[t] = n_new
+    _fill(t, alive, ps, pn, nbrs, deg, kd, R)
+
+
+@njit(cache=True)
 def _kept_before(t, k, ps, nbrs, kd):
     """How many of ``t``'s kept members sit at pool positions < ``k`` (they are kept in
     pool order)."""
@@ -201,7 +256,7 @@ def _offer(t, c, dc, vecs, kid, kver, alive, ps, pd, pn, nbrs, deg, kd, R, alpha
     if m >= R:
         _fill(t, alive, ps, pn, nbrs, deg, kd, R)
         return True
-    _prune_from(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters)
+    _admit(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters)
     return True
 
 
