@@ -34,6 +34,10 @@ from graphrep.protocol.messages import MERGE, Entry
 
 __all__ = ["IndexRegionState", "RegionApplier", "RegionState"]
 
+DECODED_KEPT = 4096
+"""Entries an applier keeps decoded between checking and merging them, at most (oldest
+dropped first; a dropped one is decoded again when merged)."""
+
 
 class RegionState:
     """An active-active replica's state: the policy's index (``reads``) and the
@@ -172,6 +176,9 @@ class RegionApplier(Applier):
         self.hlc = HLC(self.region)
         self.now = 0
         self._pending: tuple | None = None  # the entry the last local write made
+        self._decoded: dict[bytes, tuple] = {}
+        """Bodies checked (decoded in full) and not merged yet: a merge takes its entry from
+        here instead of decoding it a second time."""
 
     def new_index(self) -> RegionState:  # type: ignore[override]
         return self.state_class(self.config)  # type: ignore[call-arg]
@@ -219,11 +226,35 @@ class RegionApplier(Applier):
             self._pending = None
 
     # ------------------------------------------------------------------ merging
+    def _decode(self, body: bytes) -> tuple:
+        """``body`` decoded and checked in full (:func:`~.entries.decode_entry`, with the
+        shard's dimension and regions), kept for :meth:`apply_merge`; raises
+        ``MalformedMessage``."""
+        f = self._decoded.get(body)
+        if f is None:
+            f = decode_entry(body, self.config.dim, len(self.config.regions))
+            if len(self._decoded) >= DECODED_KEPT:
+                del self._decoded[next(iter(self._decoded))]
+            self._decoded[body] = f
+        return f
+
     def check_remote(self, body: bytes) -> tuple[int, int]:
         """(origin, seq) of a shipped entry body, fully checked; raises
         ``MalformedMessage`` for a damaged or foreign body."""
-        f = decode_entry(body, self.config.dim, len(self.config.regions))
+        f = self._decode(body)
         return f[0], f[1]
+
+    def check_entry(self, entry: Entry, dim: int) -> None:
+        """As :func:`~.entries.check_entry`; a ``MERGE`` entry is checked against the
+        shard's regions too, and kept decoded for its merge."""
+        term, kind, body = entry
+        if kind != MERGE:
+            super().check_entry(entry, dim)
+            return
+        try:
+            self._decode(body)
+        except MalformedMessage as exc:
+            raise DamagedEntry(f"MERGE entry of term {term}: {exc}") from None
 
     def merge_remote(self, body: bytes, pos: int) -> None:
         """A leader appended a shipped entry at ``pos``: merge it now."""
@@ -244,10 +275,12 @@ class RegionApplier(Applier):
         """Merge the entry ``body`` at log position ``pos`` (each origin's entries in
         order); returns it decoded."""
         st = self.state
-        try:
-            f = decode_entry(body, self.config.dim, len(self.config.regions))
-        except MalformedMessage as exc:
-            raise DamagedEntry(f"{self.policy} entry at {pos}: {exc}") from None
+        f = self._decoded.pop(body, None)
+        if f is None:
+            try:
+                f = decode_entry(body, self.config.dim, len(self.config.regions))
+            except MalformedMessage as exc:
+                raise DamagedEntry(f"{self.policy} entry at {pos}: {exc}") from None
         origin, seq, ts, kind, id_ = f[:5]
         if seq != st.vv[origin] + 1:
             raise DamagedEntry(f"{self.policy} entry at {pos} is write {seq} of region "

@@ -49,6 +49,7 @@ from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.delta import DeltaBatch, decode_many
 from graphrep.errors import DamagedEntry, DeltaError, GraphrepError, InvalidArgument
 from graphrep.protocol.config import Policy, ReplicaConfig
+from graphrep.protocol.entries import check_entry
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import DELTA, MERGE, OP, Entry, vector_of
 
@@ -105,6 +106,12 @@ class Applier:
     def clock(self, now: int) -> None:
         """The node's clock at the write about to be executed (policies that timestamp
         writes read it; the others ignore it)."""
+
+    def check_entry(self, entry: Entry, dim: int) -> None:
+        """Raise :class:`~graphrep.errors.DamagedEntry` unless ``entry`` is sound
+        (:func:`~.entries.check_entry`): what a follower checks of every entry an Append
+        brings, before it reaches the log."""
+        check_entry(entry, dim)
 
     # ------------------------------------------------------------------ the leader's writes
 

@@ -132,18 +132,21 @@ class Log:
             return CONFLICT
         return prev_end
 
-    def check_append(self, m: Append, start: int, commit: int) -> None:
+    def check_append(self, m: Append, start: int, commit: int,
+                     check: Callable[[Entry, int], None] = check_entry) -> None:
         """Refuse (raise a ``ProtocolError``) an Append that no correct leader sends, before
-        anything changes: an entry whose body is damaged (``check_entry``), entry terms
-        that decrease or exceed the leader's, or an entry that contradicts one known to be
-        committed (below ``commit``; ``start`` is what :meth:`anchor` returned). The
-        leader's retransmission sends the entries again."""
+        anything changes: an entry whose body is damaged (``check``: by default
+        :func:`~.entries.check_entry`; a replica passes its applier's, which may keep what
+        it decoded for the apply), entry terms that decrease or exceed the leader's, or an
+        entry that contradicts one known to be committed (below ``commit``; ``start`` is
+        what :meth:`anchor` returned). The leader's retransmission sends the entries
+        again."""
         if m.prev_end < 0 or m.commit < 0:
             raise ProtocolError(f"Append from {m.leader} names log position {m.prev_end} and "
                                 f"commit {m.commit}: positions are never negative")
         last = m.prev_term
         for entry in m.entries:
-            check_entry(entry, self.dim)
+            check(entry, self.dim)
             if not last <= entry[0] <= m.term:
                 raise DamagedEntry(f"Append of term {m.term} carries an entry of term "
                                    f"{entry[0]} after one of term {last}: entry terms never "

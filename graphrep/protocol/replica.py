@@ -421,7 +421,7 @@ class Replica:
         log = self.log
         start = log.anchor(m.prev_end, m.prev_term, len(m.entries))
         if m.term >= self.term:
-            log.check_append(m, start, self.commit)
+            log.check_append(m, start, self.commit, self.applier.check_entry)
         if not self.hear_leader(now, src, m.term, out):
             self.send(out, src, AppendReply(self.config.shard, self.term, False, -1))
             return
@@ -466,7 +466,8 @@ class Replica:
         if held is not None and held.term == self.term:
             try:  # the gap it waited on is filled
                 log.check_append(held, log.anchor(held.prev_end, held.prev_term,
-                                                  len(held.entries)), self.commit)
+                                                  len(held.entries)), self.commit,
+                                 self.applier.check_entry)
             except ProtocolError as exc:
                 self.errors += 1
                 out.extend(protocol_error_effects(exc))
