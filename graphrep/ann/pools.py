@@ -874,11 +874,13 @@ class PoolGraph:
         version): a scan of those candidates, no search. Changes nothing but the
         counters."""
         vec = self._vector(vector)
-        slots = [s for s in (self._slot.get((int(i), int(v))) for i, v in keys)
-                 if s is not None and self.alive[s]]
-        if not slots:
+        if len(keys) == 0:
             return []
-        idx = np.asarray(slots, dtype=np.int64)
+        idx = self._slots_of(keys).astype(np.int64)
+        idx = idx[idx >= 0]
+        idx = idx[self.alive[idx] == 1]
+        if idx.size == 0:
+            return []
         diff = self.vecs[idx] - vec
         d = np.einsum("ij,ij->i", diff, diff)
         self.counters[0] += idx.size
