@@ -56,8 +56,9 @@ class RegionState:
         self.where: list[dict[int, int]] = [{} for _ in range(n)]
         """Per origin: seq -> this log's position of that entry."""
         self.keys: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
-        """Per origin: seq -> the incarnation ``(id, ts)`` its insert wrote (inserts only):
-        which inserts a region's entry had not seen, from its version vector."""
+        """Per origin: seq -> the incarnation ``(id, ts)`` its insert wrote, for this
+        region's own inserts only: which of them another region's entry had not seen, from
+        its version vector (``crdt`` drops those every region has seen)."""
         self.max_ts = 0
 
     # reads (what clients, the checker and the recovery use of an index)
@@ -289,7 +290,7 @@ class RegionApplier(Applier):
         self.merge_into(f, pos)
         if origin == self.region and kind in (INSERT, DELETE):
             (self.id_pos if kind == INSERT else self.deleted_pos)[id_] = pos
-        if kind == INSERT:
+        if kind == INSERT and origin == self.region:
             st.keys[origin][seq] = (id_, ts)
         st.vv[origin] = seq
         st.where[origin][seq] = pos

@@ -233,6 +233,7 @@ class CrdtState(RegionState):
             config.dim, R=config.R, L=config.L, alpha=config.alpha, pool=config.pool,
             origin_bits=REGION_BITS))
         self.collector = Collector(len(self.vv))
+        self.region = config.region_index
 
     @property
     def waiting(self) -> list[tuple[int, int, int, int]]:
@@ -242,9 +243,18 @@ class CrdtState(RegionState):
 
     def collect(self, origin: int, seq: int, kind: int, id_: int, ts: int,
                 vv: list[int] | tuple[int, ...]) -> None:
-        """Entry ``seq`` of ``origin`` is merged: forget what is now past the cut."""
+        """Entry ``seq`` of ``origin`` is merged: forget what is now past the cut, and the
+        keys of this region's inserts that every other region has said it merged (an
+        entry written after that has seen them: no link will name them)."""
         for i, t in self.collector.merged(origin, seq, kind, id_, ts, vv):
             self.graph.forget(i, t)
+        own = self.keys[self.region]
+        cut = self.collector.cut(self.region)
+        while own:
+            first = next(iter(own))
+            if first > cut:
+                break
+            del own[first]
 
     def extra(self) -> list:
         return self.collector.to_list()

@@ -187,5 +187,7 @@ def test_an_idle_leader_marks_what_it_merged_so_that_deletes_can_be_collected():
     # two regions: each forgets once it has the other's word (eu: its own mark)
     assert a.state.graph.garbage() == {"tombstones": 0, "dead": 0, "ghosts": 0}
     assert us.state.graph.garbage()["tombstones"] == 1
+    assert list(us.state.keys[1]) == [1] and a.state.keys[1] == {}  # its own inserts only
     us.merge_remote(mark, 2)
+    assert us.state.keys[1] == {}  # eu has seen them: no link will name them
     assert us.state.graph.garbage() == {"tombstones": 0, "dead": 0, "ghosts": 0}
