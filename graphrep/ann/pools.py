@@ -801,6 +801,30 @@ class PoolGraph:
                     cs[k] = self._slot_for(int(ck[k, 0]), int(ck[k, 1]))
         self._offer_slots(ts, cs)
 
+    def offer_around(self, key: tuple[int, int], pool: Any, back: Any) -> None:
+        """Offer each of ``pool`` to incarnation ``key`` and ``key`` to each of ``back``
+        (an insert's candidate additions): :meth:`offer` both ways, in one lookup and
+        one kernel call."""
+        s = self._slot.get((int(key[0]), int(key[1])))
+        na, nb = len(pool), len(back)
+        if s is None or not self.present[s] or na + nb == 0:
+            me = [(int(key[0]), int(key[1]))]
+            self.offer(me * na, pool)
+            self.offer(back, me * nb)
+            return
+        keys = np.concatenate([np.asarray(pool, dtype=np.int64).reshape(-1, 2),
+                               np.asarray(back, dtype=np.int64).reshape(-1, 2)])
+        slots = self._slots_of(keys)
+        if (slots < 0).any():  # some not here yet: offers that wait, made in order
+            me = [(int(key[0]), int(key[1]))]
+            self.offer(me * na, pool)
+            self.offer(back, me * nb)
+            return
+        mine = np.full(na + nb, s, dtype=np.int32)
+        ts = np.concatenate([mine[:na], slots[na:]])
+        cs = np.concatenate([slots[:na], mine[na:]])
+        self._offer_slots(ts, cs)
+
     def _offer_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
         got = list(pairs)
         if got:

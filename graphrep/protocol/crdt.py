@@ -213,9 +213,7 @@ def merge(graph: PoolGraph, entry: tuple) -> None:
         graph.offer(a, b)
     elif kind == INSERT:
         graph.add(id_, ts, np.frombuffer(vec, dtype="<f4"))
-        me = np.array([[id_, ts]], dtype=np.int64)
-        graph.offer(me.repeat(len(a), axis=0), a)
-        graph.offer(b, me.repeat(len(b), axis=0))
+        graph.offer_around((id_, ts), a, b)
     else:
         graph.tombstone(id_, ts)
         graph.offer(a, b)
