@@ -221,7 +221,8 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     k = args.k
 
     def new_index() -> Any:
-        return VamanaIndex(dim=dim, metric=args.metric, R=args.R, L=args.L, alpha=args.alpha)
+        return VamanaIndex(dim=dim, metric=args.metric, R=args.R, L=args.L, alpha=args.alpha,
+                           new_degree=args.new_degree)
 
     # Warm up every JIT path (build, insert, search 1-d and 2-d, apply) on tiny data.
     log("graphrep: JIT warm-up")
@@ -243,7 +244,8 @@ def run_graphrep(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     result: dict[str, Any] = {
         "lib": "graphrep", **run_info(n, int(queries.shape[0]), dim, k),
         "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-        "params": {"R": args.R, "L": args.L, "alpha": args.alpha},
+        "params": {"R": args.R, "L": args.L, "alpha": args.alpha,
+                   "new_degree": args.new_degree or args.R},
     }
 
     log(f"graphrep: build on {n} x {dim}")
@@ -473,6 +475,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: n=20000, nq=200, short sweep")
     p.add_argument("--out", default=None, help="results directory (default experiments/results)")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--new-degree", type=int, default=None,
+                   help="graphrep's new_degree: the most a new node's own prune keeps "
+                        "(default R)")
     p.add_argument("--metric", default="l2", choices=("l2",), help="metric (both sets are l2)")
     p.add_argument("--sweep", default=None, help="comma list of search L / ef values")
     p.add_argument("--repeats", type=int, default=None, help="timings take the best of this many")

@@ -1004,11 +1004,14 @@ def _mark_from(start, g, reach, queue):
 
 
 @njit(cache=True)
-def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, repair_L):
+def insert_node(x, g, entry, L, R, keep, limit, target, alpha, s, ch, counters, orph,
+                repair_L):
     """FreshVamana insert of slot ``x`` (vector and flags already set, no edges).
 
     Beam search for x from the entry point; RobustPrune of the expanded
-    nodes gives x's out-list; each chosen neighbour gets the reverse edge,
+    nodes gives x's out-list (at most ``keep`` <= R nodes: R is Vamana's, a
+    smaller one hnswlib's M, whose back-edges still fill lists to R); each
+    chosen neighbour gets the reverse edge,
     re-pruned to ``target`` when its list would exceed ``limit``. (Build:
     limit = slack * R, target = R, as DiskANN. Insert into a built index:
     limit = R, the hard cap, and target = R / slack, which leaves the same
@@ -1025,7 +1028,7 @@ def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 
             s.cand[n] = c
             s.cd[n] = s.expd[t]
             n += 1
-    m = robust_prune(s.cand, s.cd, n, alpha, R, MAXC, g, s, counters)
+    m = robust_prune(s.cand, s.cd, n, alpha, keep, MAXC, g, s, counters)
     _touch(x, g, ch)
     for t in range(m):
         c = s.pbuf[t]
@@ -1046,7 +1049,7 @@ def insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 
 
 
 @njit(cache=True)
-def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph, target):
+def build_graph(g, order, entry, L, R, keep, limit, alpha, s, ch, counters, orph, target):
     """Vamana build: FreshVamana-insert the slots of ``order`` one by one.
 
     Lists may grow to ``limit`` (DiskANN's slack, > R) before a re-prune to
@@ -1064,7 +1067,7 @@ def build_graph(g, order, entry, L, R, limit, alpha, s, ch, counters, orph, targ
         x = order[i]
         if x == entry:
             continue
-        insert_node(x, g, entry, L, R, limit, target, alpha, s, ch, counters, orph, 0)
+        insert_node(x, g, entry, L, R, keep, limit, target, alpha, s, ch, counters, orph, 0)
     for x in range(order.shape[0]):
         if g.deg[x] >= R:
             m = _prune_list_with(x, -1, g, target, alpha, s, counters)

@@ -69,7 +69,8 @@ def _write(index: VamanaIndex, f: BinaryIO) -> None:
     meta = {
         "format": SAVE_FORMAT, "dim": index.dim, "metric": index.metric, "R": index.R,
         "L": index.L, "alpha": index.alpha, "build_slack": index.build_slack,
-        "seed": index.seed, "n_slots": n, "entry": index._entry, "seq": index._seq,
+        "new_degree": index.new_degree, "seed": index.seed, "n_slots": n,
+        "entry": index._entry, "seq": index._seq,
         "free": index._free[: index._n_free].tolist(),
         "totals": index._totals, "counters": index._counters.tolist(),
     }
@@ -123,7 +124,8 @@ def _read(cls: type[VamanaIndex], source: Path | BinaryIO, name: str, kind: str
         _check_graph(meta, arrays)
         idx = cls(meta["dim"], meta["metric"], meta["R"], meta["L"], meta["alpha"],
                   build_slack=meta["build_slack"], seed=meta["seed"],
-                  capacity=max(1, meta["n_slots"]))
+                  capacity=max(1, meta["n_slots"]),
+                  new_degree=meta.get("new_degree"))  # absent: written before it existed
     except (ValueError, InvalidArgument) as e:
         raise CorruptIndexFile(f"{name} holds an inconsistent index: {e}") from e
     _restore(idx, meta, arrays)
@@ -243,6 +245,8 @@ def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
     check_int(meta["seed"], "seed", 0, 2**63 - 1)
     check_int(meta["n_slots"], "n_slots", 0, 1 << 31)
     n, dim, R = meta["n_slots"], meta["dim"], meta["R"]
+    if "new_degree" in meta:
+        check_int(meta["new_degree"], "new_degree", 1, R)
     check_int(meta["entry"], "entry", -1, n - 1)
     check_int(meta["seq"], "seq", 0, MAX_SEQ)
     if not isinstance(meta["metric"], str) or meta["metric"] not in METRICS:

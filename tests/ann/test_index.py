@@ -8,6 +8,7 @@ import pytest
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.datasets import gmm_dataset, ground_truth, recall_at_k
+from graphrep.errors import InvalidArgument
 
 # --------------------------------------------------------------------------- helpers
 
@@ -442,3 +443,28 @@ def test_len_contains_ids_and_neighbours() -> None:
     idx.delete(3)
     assert 3 not in idx and len(idx) == 39
     assert idx.neighbors(3).size > 0  # tombstones keep their list until consolidation
+
+
+def test_new_degree_caps_a_new_nodes_own_list_and_travels_with_the_index():
+    """new_degree (hnswlib's M against Vamana's R): a new node's own prune keeps at most
+    that many; its neighbours' back-edges still fill lists up to R."""
+    X = np.random.default_rng(8).standard_normal((1700, 16)).astype(np.float32)
+    default, same = VamanaIndex(16, R=16, L=32), VamanaIndex(16, R=16, L=32, new_degree=16)
+    default.build(X[:1500])
+    same.build(X[:1500])
+    assert default.new_degree == 16 and default.digest() == same.digest()
+    small = VamanaIndex(16, R=16, L=32, new_degree=6)
+    small.build(X[:1500])
+    degrees = []
+    for i in range(1500, 1700):
+        small.insert(i, X[i])
+        assert len(small.neighbors(i)) <= 6  # its own prune's, before any back-edge
+        degrees.append(max(len(small.neighbors(j)) for j in range(0, 1500, 50)))
+    assert max(degrees) > 6  # back-edges go on filling lists beyond it, up to R
+    assert small.graph_problems() == [] and small.unreachable_count() == 0
+    assert small.stats()["distance_computations"] < default.stats()["distance_computations"]
+    copy = VamanaIndex.from_bytes(small.to_bytes())
+    assert copy.new_degree == 6 and copy.digest() == small.digest()
+    for bad in (0, 17, 2.5, True):
+        with pytest.raises(InvalidArgument, match="new_degree"):
+            VamanaIndex(16, R=16, new_degree=bad)
