@@ -376,12 +376,14 @@ def test_a_send_after_a_sync_leaves_once_the_sync_is_durable(driver, m1, tmp_pat
     # before the pong makes it wait. b reads a's store file as m1 and pong arrive.
     # (Under the mock clock, virtual time stands still during the commit, so the overlap
     # has to happen at one instant: hence the ping is an answer to m0.)
+    # The run lasts 1.5 s: with the real clock, on a loaded machine b had once received
+    # nothing by 0.5 s.
     go = [fx.Send("b", b"m0"), fx.DurableWrite("k", 1), fx.Sync()]
     go += [fx.Send("b", b"m1")] if m1 else []
     sc = Scenario({"a": {"start": [fx.SetTimer("go", 200 * MS)], ("timer", "go"): go,
                          ("msg", b"ping"): [fx.Send("b", b"pong")]},
                    "b": {("msg", b"m0"): [fx.Send("a", b"ping")]}},
-                  until_ms=500, timed=False, probed=frozenset({b"m1", b"pong"}),
+                  until_ms=1500, timed=False, probed=frozenset({b"m1", b"pong"}),
                   commit_delay=0.05)
     logs = run(driver, sc, tmp_path).logs
     assert logs["b"][1:] == [("msg", "a", b"m0")] \
