@@ -165,7 +165,6 @@ def _admit(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters):
     nbrs[t, m] = c
     n_new = m + 1
     j = 0
-    dropped = False
     n = pn[t]
     for i in range(k + 1, n):
         if n_new >= R:
@@ -173,31 +172,17 @@ def _admit(t, k, m, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha, counters):
         x = ps[t, i]
         if alive[x] == 0 or x == t:
             continue
-        was_kept = j < tail.shape[0] and tail[j] == x
-        if was_kept:
-            j += 1
-        dx = pd[t, i]
-        if not dropped:
-            if not was_kept:
-                continue  # occluded by a member still kept (or past R before)
-            dcx = _d2(vecs, c, x)
-            counters[0] += 1
-            if dcx == 0.0 or dx > alpha * dcx:
-                dropped = True
-                continue
-            nbrs[t, n_new] = x
-            n_new += 1
-            continue
-        ok = True
-        for q in range(n_new):
-            dsx = _d2(vecs, nbrs[t, q], x)
-            counters[0] += 1
-            if dsx == 0.0 or dx > alpha * dsx:
-                ok = False
-                break
-        if ok:
-            nbrs[t, n_new] = x
-            n_new += 1
+        if not (j < tail.shape[0] and tail[j] == x):
+            continue  # occluded by a member still kept (or past R before)
+        j += 1
+        dcx = _d2(vecs, c, x)
+        counters[0] += 1
+        if dcx == 0.0 or pd[t, i] > alpha * dcx:  # dropped: prune the rest in full
+            _prune_from(t, i + 1, n_new, vecs, alive, ps, pd, pn, nbrs, deg, kd, R, alpha,
+                        counters)
+            return
+        nbrs[t, n_new] = x
+        n_new += 1
     kd[t] = n_new
     _fill(t, alive, ps, pn, nbrs, deg, kd, R)
 
@@ -740,21 +725,19 @@ class PoolGraph:
                 out[new_cap:] = a[ghosts]
             return out
 
-        def rows(a: np.ndarray, fill: float) -> np.ndarray:
-            out = np.full((new_cap, *a.shape[1:]), fill, dtype=a.dtype)
-            out[:m] = a[keep]
+        def rows(kept: np.ndarray, fill: int = 0) -> np.ndarray:
+            out = np.full((new_cap, *kept.shape[1:]), fill, dtype=kept.dtype)
+            out[:m] = kept
             return out
 
-        ps = np.full((new_cap, self.pool), -1, dtype=np.int32)
-        ps[:m] = np.where(kept_ps >= 0, remap[kept_ps], -1)
-        nb = self.nbrs[keep]
-        nbrs = np.full((new_cap, self.R), -1, dtype=np.int32)
-        nbrs[:m] = np.where(nb >= 0, remap[nb], -1)
+        def renumbered(kept: np.ndarray) -> np.ndarray:  # slots in pools and lists
+            return rows(np.where(kept >= 0, remap[kept], -1).astype(np.int32), -1)
+
+        self.ps, self.nbrs = renumbered(kept_ps), renumbered(self.nbrs[keep])
         self.kid, self.kver = keyed(self.kid, True), keyed(self.kver, True)
         self.alive, self.present = keyed(self.alive, False), keyed(self.present, False)
-        self.vecs, self.pd = rows(self.vecs, 0), rows(self.pd, 0)
-        self.pn, self.deg, self.kd = rows(self.pn, 0), rows(self.deg, 0), rows(self.kd, 0)
-        self.ps, self.nbrs = ps, nbrs
+        self.vecs, self.pd = rows(self.vecs[keep]), rows(self.pd[keep])
+        self.pn, self.deg, self.kd = rows(self.pn[keep]), rows(self.deg[keep]), rows(self.kd[keep])
         self._entries = {o: int(remap[s]) for o, s in self._entries.items()}
         pending: dict[int, list[tuple[int, int]]] = {}
         for k, pairs in self._pending.items():
@@ -780,7 +763,6 @@ class PoolGraph:
         self._rebuild_table()
         self._changes += 1
 
-
     def offer(self, targets: Sequence[tuple[int, int]],
               candidates: Sequence[tuple[int, int]]) -> None:
         """Offer ``candidates[k]`` to the pool of ``targets[k]`` (incarnations as (id,
@@ -805,20 +787,17 @@ class PoolGraph:
         """Offer each of ``pool`` to incarnation ``key`` and ``key`` to each of ``back``
         (an insert's candidate additions): :meth:`offer` both ways, in one lookup and
         one kernel call."""
-        s = self._slot.get((int(key[0]), int(key[1])))
+        me = (int(key[0]), int(key[1]))
+        s = self._slot.get(me)
         na, nb = len(pool), len(back)
-        if s is None or not self.present[s] or na + nb == 0:
-            me = [(int(key[0]), int(key[1]))]
-            self.offer(me * na, pool)
-            self.offer(back, me * nb)
-            return
-        keys = np.concatenate([np.asarray(pool, dtype=np.int64).reshape(-1, 2),
-                               np.asarray(back, dtype=np.int64).reshape(-1, 2)])
-        slots = self._slots_of(keys)
-        if (slots < 0).any():  # some not here yet: offers that wait, made in order
-            me = [(int(key[0]), int(key[1]))]
-            self.offer(me * na, pool)
-            self.offer(back, me * nb)
+        slots = None
+        if s is not None and self.present[s] and na + nb:
+            slots = self._slots_of(np.concatenate([
+                np.asarray(pool, dtype=np.int64).reshape(-1, 2),
+                np.asarray(back, dtype=np.int64).reshape(-1, 2)]))
+        if slots is None or (slots < 0).any():  # some not here yet: offers that wait
+            self.offer([me] * na, pool)
+            self.offer(back, [me] * nb)
             return
         mine = np.full(na + nb, s, dtype=np.int32)
         ts = np.concatenate([mine[:na], slots[na:]])

@@ -157,6 +157,10 @@ class Collector:
                     return True
         return False
 
+    def deletes_waiting(self) -> list[tuple[int, int, int, int]]:
+        """The deletes merged here not past the cut yet, ``(seq, kind, id, ts)``."""
+        return [x for w in self.waiting for x in w if x[1] == DELETE]
+
     def to_list(self) -> list:
         return [self.heard, [[list(x) for x in w] for w in self.waiting]]
 
@@ -237,7 +241,7 @@ class CrdtState(RegionState):
     def waiting(self) -> list[tuple[int, int, int, int]]:
         """The deletes merged here whose victims are not forgotten yet (they wait for the
         cut): something will still happen (a mark, a collection)."""
-        return [x for w in self.collector.waiting for x in w if x[1] == DELETE]
+        return self.collector.deletes_waiting()
 
     def collect(self, origin: int, seq: int, kind: int, id_: int, ts: int,
                 vv: list[int] | tuple[int, ...]) -> None:
@@ -355,16 +359,15 @@ class CrdtApplier(RegionApplier):
         caller logs it as this region's next write); or a mark, an empty one (see the
         module docstring); or None. Either carries this region's version vector."""
         st = self.state
-        if not self._links:
-            if self._rounds - self._said < MARK_ROUNDS \
-                    or not st.collector.waits_for(self.region):
-                return None
         g = st.graph
         # a link names live nodes only: one may have died since it was found (a delete
         # merged later in the same shipment), and what this region writes after merging
         # a death must not name the dead (Collector)
         pairs = sorted(p for p in set(self._links) if g.is_live(*p[0]) and g.is_live(*p[1]))
         self._links = []
+        if not pairs and (self._rounds - self._said < MARK_ROUNDS
+                          or not st.collector.waits_for(self.region)):
+            return None
         a = [t for t, _ in pairs]
         b = [c for _, c in pairs]
         seq, ts = self.next_local()

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from graphrep.ann.pools import PoolGraph
 from graphrep.errors import InvariantViolation
 from graphrep.protocol.crdt import Collector, merge, write
-from graphrep.protocol.entries import DELETE, LINK, decode_entry, encode_entry
+from graphrep.protocol.entries import LINK, decode_entry, encode_entry
 from graphrep.protocol.hlc import HLC
 
 __all__ = ["DIM", "POOL", "REGIONS", "Region", "check", "merge_property", "run_merge_spec",
@@ -166,7 +166,7 @@ def check(program: Sequence[tuple], order_a: Sequence[int], order_b: Sequence[in
     _exchange(regions)
     _agree(regions, cls)
     for r in regions:
-        left = [x for w in r.collector.waiting for x in w if x[1] == DELETE]
+        left = r.collector.deletes_waiting()
         if left:
             raise InvariantViolation("merge_collects", f"region {r.k} still holds "
                                      f"{len(left)} deletes uncollected after every region "
