@@ -564,6 +564,8 @@ class VamanaIndex:
         if arr.ndim != 2:
             raise InvalidVector(f"queries must be 1-d or 2-d, got shape {arr.shape}")
         Q = as_vectors(arr, self.dim, self.metric, "queries", copy=self.metric == "cosine")
+        if not Q.flags.writeable:  # (a read-only array would compile the kernels again)
+            Q = Q.copy()
         if self._n_live == 0:
             raise EmptyIndex("search on an empty index: insert or build vectors first")
         beam = max(k, self.L if L is None else L)

@@ -129,6 +129,17 @@ def make_changes(cap: int, n_old: int, width: int) -> Changes:
 
 
 @njit(inline="always")
+def _i64(x):
+    """``x`` as a plain int64. Numba compiles a kernel once per distinct tuple of
+    argument types, and a constant (``0``) is typed as its literal value and an element
+    of an int32 array as int32: a kernel called with ``0`` in one place and a variable
+    in another, or an int32 in one and an int64 in another, is compiled twice (each of
+    the large kernels costs seconds of LLVM on a cold cache). Call sites pass scalars
+    through this (or ``np.int32``) so each kernel has one signature."""
+    return np.int64(x)
+
+
+@njit(inline="always")
 def _next_epoch(stamp, state):
     e = state[0] + 1
     if e >= _EPOCH_LIMIT:
@@ -549,7 +560,7 @@ def _prune_list_with(j, x, g, R, alpha, s, counters):
         s.cd[n] = _l2_slots(g.vecs, j, x)
         n += 1
     counters[0] += n
-    return robust_prune(s.cand, s.cd, n, alpha, R, MAXC, g, s, counters)
+    return robust_prune(s.cand, s.cd, _i64(n), alpha, R, MAXC, g, s, counters)
 
 
 @njit(cache=True)
@@ -812,10 +823,10 @@ def _link_copy(u, w, g, entry, R, ch, counters, orph, norph):
                 fard = d
         counters[0] += dv
         if kids < _COPY_CHILDREN and far >= 0:
-            return _splice(u, v, far, g, entry, R, ch, counters, orph, norph)
+            return _splice(u, _i64(v), _i64(far), g, entry, R, ch, counters, orph, norph)
         if kid < 0 or step == _COPY_DESCENT - 1:
-            return _splice(u, v, top if top >= 0 else far, g, entry, R, ch, counters, orph,
-                           norph)
+            return _splice(u, _i64(v), _i64(top if top >= 0 else far), g, entry, R, ch,
+                           counters, orph, norph)
         v = kid
         h = _mix64(h)
     return norph
@@ -879,7 +890,8 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
                 if s.pbuf[a] == u:
                     c = _dropped(v, g.deg[v] + 1, m, safe, g, s, counters)
                     if c >= 0:
-                        return _splice(u, v, c, g, entry, R, ch, counters, orph, norph)
+                        return _splice(u, _i64(v), _i64(c), g, entry, R, ch, counters, orph,
+                                       norph)
                     return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
     if first < 0:  # nothing live in reach: link from the entry point itself
         if entry == u or _contains(g, entry, u):
@@ -911,12 +923,12 @@ def repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
                 m += 1
         s.pbuf[m] = u
         m += 1
-        return _replace_list(v, s.pbuf, m, g, entry, s, ch, orph, norph)
+        return _replace_list(np.int32(v), s.pbuf, m, g, entry, s, ch, orph, norph)
     # no swap: put u on the path to first's farthest neighbour
     if first == u or g.deg[first] == 0:
         return norph
-    return _splice(u, first, _farthest(first, g, counters), g, entry, R, ch, counters, orph,
-                   norph)
+    return _splice(u, _i64(first), _i64(_farthest(first, g, counters)), g, entry, R, ch,
+                   counters, orph, norph)
 
 
 @njit(cache=True)
@@ -930,7 +942,7 @@ def repair_orphans(g, entry, L, R, alpha, s, ch, counters, orph, norph, max_trie
         if g.flags[u] == LIVE and g.indeg[u] == 0 and u != entry:
             budget -= 1
             norph = repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, norph, max_tries,
-                                False)
+                                np.bool_(False))
     return i
 
 
@@ -975,7 +987,8 @@ def repair_unreachable(g, entry, n_slots, L, R, alpha, s, ch, counters, orph, qu
             if reach[u]:
                 continue
             # orphans this repair creates are found by the next round's BFS
-            repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, 0, 8, safe)
+            repair_node(u, g, entry, L, R, alpha, s, ch, counters, orph, _i64(0), _i64(8),
+                        np.bool_(safe))
             repairs += 1
             _mark_from(u, g, reach, queue)
     return repairs
@@ -1028,14 +1041,14 @@ def insert_node(x, g, entry, L, R, keep, limit, target, alpha, s, ch, counters, 
             s.cand[n] = c
             s.cd[n] = s.expd[t]
             n += 1
-    m = robust_prune(s.cand, s.cd, n, alpha, keep, MAXC, g, s, counters)
+    m = robust_prune(s.cand, s.cd, _i64(n), alpha, keep, MAXC, g, s, counters)
     _touch(x, g, ch)
     for t in range(m):
         c = s.pbuf[t]
         g.nbrs[x, t] = c
         g.indeg[c] += 1
     g.deg[x] = m
-    norph = 0
+    norph = _i64(0)
     for t in range(m):
         norph = add_edge(g.nbrs[x, t], x, g, target, limit, alpha, entry, s, ch, counters, orph,
                          norph)
@@ -1044,7 +1057,7 @@ def insert_node(x, g, entry, L, R, keep, limit, target, alpha, s, ch, counters, 
         orph[norph] = x
         norph += 1
     if repair_L > 0 and norph > 0:
-        repair_orphans(g, entry, repair_L, R, alpha, s, ch, counters, orph, norph, 8)
+        repair_orphans(g, entry, repair_L, R, alpha, s, ch, counters, orph, norph, _i64(8))
     return norph
 
 
@@ -1067,11 +1080,12 @@ def build_graph(g, order, entry, L, R, keep, limit, alpha, s, ch, counters, orph
         x = order[i]
         if x == entry:
             continue
-        insert_node(x, g, entry, L, R, keep, limit, target, alpha, s, ch, counters, orph, 0)
+        insert_node(x, g, entry, L, R, keep, limit, target, alpha, s, ch, counters, orph,
+                    _i64(0))
     for x in range(order.shape[0]):
         if g.deg[x] >= R:
-            m = _prune_list_with(x, -1, g, target, alpha, s, counters)
-            _replace_list(x, s.pbuf, m, g, entry, s, ch, orph, 0)
+            m = _prune_list_with(np.int32(x), np.int32(-1), g, target, alpha, s, counters)
+            _replace_list(np.int32(x), s.pbuf, m, g, entry, s, ch, orph, _i64(0))
 
 
 # --------------------------------------------------------------------------- consolidate
@@ -1123,9 +1137,9 @@ def consolidate_lists(g, n_slots, entry, R, alpha, s, ch, counters):
         for t in range(n):
             s.cd[t] = _l2_slots(g.vecs, p, s.cand[t])
         counters[0] += n
-        m = robust_prune(s.cand, s.cd, n, alpha, R, MAXC, g, s, counters)
+        m = robust_prune(s.cand, s.cd, _i64(n), alpha, R, MAXC, g, s, counters)
         # copy: _replace_list uses s.mark, and s.pbuf is the new list
-        _replace_list(p, s.pbuf, m, g, entry, s, ch, s.pbuf[:0], 0)
+        _replace_list(np.int32(p), s.pbuf, m, g, entry, s, ch, s.pbuf[:0], _i64(0))
         changed += 1
     return changed
 

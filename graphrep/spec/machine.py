@@ -42,6 +42,7 @@ from hypothesis.stateful import (
 from graphrep.errors import InvalidArgument, InvariantViolation
 from graphrep.protocol.config import CONCERNS
 from graphrep.spec import invariants
+from graphrep.spec.profiles import source_free_draws
 from graphrep.spec.registry import ReplicaClass
 from graphrep.spec.steps import Step
 from graphrep.spec.world import Placer, SpecWorld, WorldConfig, replay
@@ -301,7 +302,8 @@ def run_spec(policy: str = "leader", replica: ReplicaClass | None = None,
                       max_examples=max_examples or base.max_examples, phases=phases,
                       suppress_health_check=list(HealthCheck))
     try:
-        run_state_machine_as_test(machine, settings=chosen)
+        with source_free_draws():
+            run_state_machine_as_test(machine, settings=chosen)
     except InvariantViolation:
         pass
     else:
@@ -323,8 +325,11 @@ def shrink_steps(config: WorldConfig, steps: list[Step], invariant: str,
                  replica: ReplicaClass | None = None, placer: Placer | None = None,
                  budget: int = 300) -> tuple[list[Step], InvariantViolation]:
     """The shortest sub-list of ``steps`` found that still breaks ``invariant`` when
-    replayed (delta debugging: drop chunks, halving their size; at most ``budget``
-    replays), and the violation it raises."""
+    replayed, and the violation it raises. Delta debugging: one pass over the steps
+    tries dropping each chunk of a size in turn, keeping every drop that still fails
+    and going on from there (not from the start: the chunks before it were tried); the
+    size halves after each pass down to single steps, whose passes repeat until none
+    can go, so every step left is needed. At most ``budget`` replays."""
     runs = 0
     last: InvariantViolation | None = None
 
@@ -342,17 +347,18 @@ def shrink_steps(config: WorldConfig, steps: list[Step], invariant: str,
     if not breaks(steps):
         raise InvariantViolation(invariant, "the failing steps do not fail when replayed: "
                                  "the run is not deterministic")
-    n = 2
+    size = -(-len(steps) // 2)
     while len(steps) >= 2 and runs < budget:
-        size = -(-len(steps) // n)
-        for i in range(0, len(steps), size):
+        dropped = False
+        i = 0
+        while i < len(steps) and runs < budget and len(steps) > 1:
             candidate = steps[:i] + steps[i + size:]
-            if runs < budget and breaks(candidate):
+            if breaks(candidate):
                 steps = candidate
-                n = max(n - 1, 2)
-                break
-        else:
-            if size == 1:
-                break
-            n = min(2 * n, len(steps))
+                dropped = True
+            else:
+                i += size
+        if size == 1 and not dropped:
+            break
+        size = max(1, size // 2) if size > 1 else 1
     return steps, cast(InvariantViolation, last)  # set: breaks(steps) held at least once

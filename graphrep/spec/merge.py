@@ -37,6 +37,7 @@ from graphrep.errors import InvariantViolation
 from graphrep.protocol.crdt import Collector, merge, write
 from graphrep.protocol.entries import LINK, decode_entry, encode_entry
 from graphrep.protocol.hlc import HLC
+from graphrep.spec.profiles import source_free_draws
 
 __all__ = ["DIM", "POOL", "REGIONS", "Region", "check", "merge_property", "run_merge_spec",
            "run_program", "step_strategy"]
@@ -226,21 +227,26 @@ def merge_property(cls: type[PoolGraph] = PoolGraph, record: list | None = None,
 
 
 def run_merge_spec(cls: type[PoolGraph] = PoolGraph, max_examples: int = 150,
-                   collector: type[Collector] = Collector) -> dict[str, Any]:
+                   collector: type[Collector] = Collector, shrink: bool = True
+                   ) -> dict[str, Any]:
     """Run :func:`merge_property` against ``cls``, derandomized (the same examples in
-    every run that loaded the same modules: Hypothesis also draws integer constants it
-    finds in them); a JSON-able report: ``passed``, the ``invariant`` broken, the
-    shortest failing program found (``steps``)."""
+    every process: :func:`~.profiles.source_free_draws`); a JSON-able report:
+    ``passed``, the ``invariant`` broken, the shortest failing program found
+    (``steps``) and its two delivery orders (``orders``: :func:`check` of the three
+    breaks the same invariant). ``shrink=False`` reports the first failing example as
+    found (Hypothesis's shrinking takes most of a failing run's time)."""
     failing: list = []
     prop = merge_property(cls, failing, collector)
     run = settings(max_examples=max_examples, derandomize=True, database=None,
                    deadline=None, suppress_health_check=list(HealthCheck),
                    report_multiple_bugs=False,
-                   phases=[Phase.generate, Phase.shrink])(prop)
+                   phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate]
+                   )(prop)
     try:
-        run()
+        with source_free_draws():
+            run()
     except InvariantViolation as exc:
-        program, _, _ = min(failing, key=lambda f: len(f[0]))
+        program, a, b = min(failing, key=lambda f: len(f[0]))
         return {"passed": False, "invariant": exc.invariant, "detail": str(exc)[:300],
-                "steps": [list(s) for s in program]}
-    return {"passed": True, "invariant": None, "detail": "", "steps": []}
+                "steps": [list(s) for s in program], "orders": [list(a), list(b)]}
+    return {"passed": True, "invariant": None, "detail": "", "steps": [], "orders": []}

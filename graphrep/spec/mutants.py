@@ -344,20 +344,24 @@ MERGE_MUTANTS: dict[str, MergeMutant] = {m.name: m for m in (
     ))}
 
 
-def run_merge_mutant(name: str, max_examples: int = 150) -> dict[str, Any]:
+def run_merge_mutant(name: str, max_examples: int = 150, shrink: bool = True
+                     ) -> dict[str, Any]:
     """Run the merge specification (:func:`graphrep.spec.merge.run_merge_spec`) against
     one planted bug of :data:`MERGE_MUTANTS`; a JSON-able report like
-    :func:`run_mutant`'s."""
+    :func:`run_mutant`'s, with the failing program (``steps_json``) and its delivery
+    orders (``orders``) to replay with :func:`graphrep.spec.merge.check`.
+    ``shrink=False``: the first failing program as found."""
     from graphrep.spec.merge import run_merge_spec
 
     m = MERGE_MUTANTS.get(name)
     if m is None:
         raise InvalidArgument(f"unknown merge mutant {name!r}; choose from "
                               f"{', '.join(MERGE_MUTANTS)}")
-    r = run_merge_spec(m.graph, max_examples, m.collector)
+    r = run_merge_spec(m.graph, max_examples, m.collector, shrink=shrink)
     return {"mutant": name, "description": m.description, "caught": not r["passed"],
             "invariant": r["invariant"], "detail": r["detail"],
-            "shrunk_steps": [repr(tuple(s)) for s in r["steps"]]}
+            "shrunk_steps": [repr(tuple(s)) for s in r["steps"]],
+            "steps_json": r["steps"], "orders": r["orders"]}
 
 
 # ---------------------------------------------------------------------- active-active runs

@@ -16,11 +16,13 @@ slow. Pick a profile with ``HYPOTHESIS_PROFILE``; :func:`load` applies the choic
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-__all__ = ["PROFILES", "load", "register", "scaled_examples"]
+__all__ = ["PROFILES", "load", "register", "scaled_examples", "source_free_draws"]
 
 PROFILES = ("ci", "dev", "nightly")
 _SLOW_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -56,3 +58,33 @@ def scaled_examples(fraction: float, minimum: int = 5) -> int:
     run a handful of examples, under ``nightly`` proportionally many more.
     """
     return max(minimum, int(settings.default.max_examples * fraction))
+
+
+@contextmanager
+def source_free_draws() -> Iterator[None]:
+    """Within this block, Hypothesis draws none of the constants it finds in the source
+    of the project's loaded modules.
+
+    Besides its own values, Hypothesis mixes in (in about 5% of draws) integers and
+    strings it reads from every loaded module outside site-packages. A derandomized run
+    then draws different examples whenever a module is edited, or when another test
+    has loaded one more module first: the specification found one planted bug at its
+    4th example in one process and its 343rd in another. Without them, a derandomized
+    run of the specification draws the same examples in any process, on any commit
+    that leaves the specification itself alone. This reaches into a private part of
+    Hypothesis; where that part is missing, nothing changes (draws only vary)."""
+    try:
+        from hypothesis.internal.conjecture import providers
+
+        get, cache, empty = (providers._get_local_constants, providers.CONSTANTS_CACHE,
+                             providers.Constants())
+    except (ImportError, AttributeError):
+        yield
+        return
+    providers._get_local_constants = lambda: empty
+    cache.cache.clear()  # the values permitted per draw, local constants included
+    try:
+        yield
+    finally:
+        providers._get_local_constants = get
+        cache.cache.clear()
