@@ -245,11 +245,11 @@ def run_mutant(name: str, max_examples: int | None = None, steps: int = 50,
     """Run the specification against one mutant; a JSON-able report. The budget is
     eight times the loaded profile's ``max_examples`` (400 under ``ci``) unless given:
     a bug that needs a failover with writes on both sides, or a damaged replica and
-    then anti-entropy, takes 60-90 examples, and more on some runs. (Even derandomized,
-    which examples Hypothesis draws depends on the modules loaded: it mixes integer
-    constants it finds in the project's source into its draws. A budget with margin
-    keeps the verdict from hanging on that.) A caught mutant stops at its first
-    failure, so only a survivor costs the whole budget."""
+    then anti-entropy, takes 60-180 examples. (The run is derandomized and draws no
+    constant from the project's source, :func:`~.profiles.source_free_draws`, so the
+    same examples come in any process; the margin is for edits to the specification,
+    which change them.) A caught mutant stops at its first failure, so only a survivor
+    costs the whole budget."""
     from hypothesis import settings
 
     from graphrep.spec.machine import run_spec
