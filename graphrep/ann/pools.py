@@ -691,6 +691,14 @@ class PoolGraph:
         if len(self._forget) >= max(64, self._n // 8):
             self.compact()
 
+    def holds_past(self, id_: int, version: int) -> bool:
+        """Whether an incarnation of ``id_`` older than ``version`` may still be held here
+        (not forgotten yet): true for an id that has had two incarnations here, until
+        :meth:`forget` drops those below ``version``. An insert that kills nothing (the
+        id's first) gives False."""
+        i = int(id_)
+        return i in self._multi and self._forget.get(i, -1) < int(version)
+
     def _forgotten(self, id_: int, version: int) -> bool:
         f = self._forget.get(id_)
         return f is not None and version < f

@@ -53,13 +53,15 @@ that killed them, a cut computed from the version vectors the entries carry
 function of the entries merged, so every replica of every region forgets the same
 things once it holds the same entries, and the digests stay equal. A region that writes
 nothing would hold every other region's garbage back; its leader logs an empty ``LINK``
-entry carrying its version vector (a *mark*) when a delete it merged waits for it and it
-has written nothing for :data:`MARK_ROUNDS` shipping rounds.
+entry carrying its version vector (a *mark*) when a delete or an update (an insert of an
+id already here) it merged waits for it and it has written nothing for
+:data:`MARK_ROUNDS` shipping rounds.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,8 +86,13 @@ LINK_SCAN = 512
 """Up to this many unseen local inserts are scanned for a remote insert's links; beyond,
 (after a long partition) a search of the merged state finds them."""
 MARK_ROUNDS = 2
-"""A leader that merged a delete which waits for this region to pass it, and that has
-logged nothing for this many shipping rounds, logs a mark (see the module docstring)."""
+"""A leader that merged a delete or an update which waits for this region to pass it, and
+that has logged nothing for this many shipping rounds, logs a mark (see the module
+docstring)."""
+
+Held = Callable[[int, int], bool]
+"""``held(id, ts)``: whether an incarnation of ``id`` older than ``ts`` may still be held
+(:meth:`~graphrep.ann.pools.PoolGraph.holds_past`)."""
 
 
 class Collector:
@@ -143,23 +150,28 @@ class Collector:
         return min((self.heard[q][origin] for q in range(n) if q != origin),
                    default=1 << 62)
 
-    def waits_for(self, region: int) -> bool:
-        """Whether a delete merged here waits for an entry of ``region`` that says it has
-        merged it."""
+    def waits_for(self, region: int, held: Held | None = None) -> bool:
+        """Whether a killer merged here that holds something waits for an entry of
+        ``region`` that says it has merged it: a delete, or an insert for which
+        ``held(id, ts)`` says an older incarnation of its id may still be here (an
+        update). Most inserts kill nothing and need no such entry."""
         row = self.heard[region]
         for r, w in enumerate(self.waiting):
             if r == region:
                 continue
-            for seq, kind, _, _ in reversed(w):
+            for seq, kind, i, t in reversed(w):
                 if seq <= row[r]:
                     break
-                if kind == DELETE:
+                if kind == DELETE or (held is not None and held(i, t)):
                     return True
         return False
 
-    def deletes_waiting(self) -> list[tuple[int, int, int, int]]:
-        """The deletes merged here not past the cut yet, ``(seq, kind, id, ts)``."""
-        return [x for w in self.waiting for x in w if x[1] == DELETE]
+    def killers_waiting(self, held: Held | None = None) -> list[tuple[int, int, int, int]]:
+        """The killers merged here not past the cut yet that hold something, ``(seq, kind,
+        id, ts)``: every delete, and the inserts for which ``held(id, ts)`` (see
+        :meth:`waits_for`)."""
+        return [x for w in self.waiting for x in w
+                if x[1] == DELETE or (held is not None and held(x[2], x[3]))]
 
     def to_list(self) -> list:
         return [self.heard, [[list(x) for x in w] for w in self.waiting]]
@@ -239,9 +251,9 @@ class CrdtState(RegionState):
 
     @property
     def waiting(self) -> list[tuple[int, int, int, int]]:
-        """The deletes merged here whose victims are not forgotten yet (they wait for the
-        cut): something will still happen (a mark, a collection)."""
-        return self.collector.deletes_waiting()
+        """The deletes and updates merged here whose victims are not forgotten yet (they
+        wait for the cut): something will still happen (a mark, a collection)."""
+        return self.collector.killers_waiting(self.graph.holds_past)
 
     def collect(self, origin: int, seq: int, kind: int, id_: int, ts: int,
                 vv: list[int] | tuple[int, ...]) -> None:
@@ -366,7 +378,7 @@ class CrdtApplier(RegionApplier):
         pairs = sorted(p for p in set(self._links) if g.is_live(*p[0]) and g.is_live(*p[1]))
         self._links = []
         if not pairs and (self._rounds - self._said < MARK_ROUNDS
-                          or not st.collector.waits_for(self.region)):
+                          or not st.collector.waits_for(self.region, st.graph.holds_past)):
             return None
         a = [t for t, _ in pairs]
         b = [c for _, c in pairs]

@@ -167,11 +167,14 @@ def check(program: Sequence[tuple], order_a: Sequence[int], order_b: Sequence[in
     _exchange(regions)
     _agree(regions, cls)
     for r in regions:
-        left = r.collector.deletes_waiting()
-        if left:
+        left = r.collector.killers_waiting(r.graph.holds_past)
+        garbage = r.graph.garbage()
+        if left or garbage["tombstones"] or garbage["dead"]:
             raise InvariantViolation("merge_collects", f"region {r.k} still holds "
-                                     f"{len(left)} deletes uncollected after every region "
-                                     "said it merged them")
+                                     f"{len(left)} deletes or updates uncollected "
+                                     f"({garbage['tombstones']} tombstones, "
+                                     f"{garbage['dead']} dead incarnations) after every "
+                                     "region said it merged them")
 
 
 def _exchange(regions: Sequence[Region]) -> None:

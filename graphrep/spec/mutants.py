@@ -21,8 +21,9 @@ placement-ignores-regions   (placer)      the placement function
 ==========================  ============  ==========================================
 
 The ``crdt`` merge has planted bugs of its own (:data:`MERGE_MUTANTS`): graph classes
-that break the order-freedom of the merge, and a collector that forgets what an entry
-still on its way names, caught by the merge specification (:mod:`graphrep.spec.merge`):
+that break the order-freedom of the merge, and collectors that forget what an entry
+still on its way names or keep what no entry can name any more, caught by the merge
+specification (:mod:`graphrep.spec.merge`):
 
 ===================================  ==============================================
 mutant                               what it breaks
@@ -31,6 +32,7 @@ crdt-cap-by-arrival                  a full pool keeps what came first
 crdt-tombstone-loses-to-older-write  a late older insert outlives a delete
 crdt-prune-in-arrival-order          lists pruned from the pool in arrival order
 crdt-forgets-before-the-cut          the dead forgotten once one region passed them
+crdt-keeps-what-updates-killed       an update's victims never forgotten
 ===================================  ==============================================
 
 and one of a whole active-active run (:data:`ACTIVE_MUTANTS`), caught by the run's
@@ -64,6 +66,7 @@ from graphrep.errors import InvalidArgument
 from graphrep.protocol.antientropy import AntiEntropy
 from graphrep.protocol.clients import Clients
 from graphrep.protocol.crdt import Collector
+from graphrep.protocol.entries import INSERT, LINK
 from graphrep.protocol.log import CONFLICT, Log
 from graphrep.protocol.messages import DELTA, Entry
 from graphrep.protocol.placement import ShardPlacement
@@ -322,6 +325,16 @@ class CutAtOneRegion(Collector):
                    default=1 << 62)
 
 
+class KeepsWhatUpdatesKilled(Collector):
+    """Only deletes wait for the cut: the older incarnation an update (an insert of an id
+    already here) killed is never forgotten, and its vector, pool and list are held for
+    ever."""
+
+    def merged(self, origin: int, seq: int, kind: int, id_: int, ts: int,
+               vv: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:
+        return super().merged(origin, seq, LINK if kind == INSERT else kind, id_, ts, vv)
+
+
 @dataclass(frozen=True)
 class MergeMutant:
     """A planted bug in the crdt merge: a graph class that breaks one of its rules, or a
@@ -341,6 +354,7 @@ MERGE_MUTANTS: dict[str, MergeMutant] = {m.name: m for m in (
         ("crdt-tombstone-loses-to-older-write", TombstoneLosesToAnOlderWrite),
         ("crdt-prune-in-arrival-order", PruneInArrivalOrder),
         ("crdt-forgets-before-the-cut", CutAtOneRegion),
+        ("crdt-keeps-what-updates-killed", KeepsWhatUpdatesKilled),
     ))}
 
 

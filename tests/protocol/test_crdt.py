@@ -191,3 +191,42 @@ def test_an_idle_leader_marks_what_it_merged_so_that_deletes_can_be_collected():
     us.merge_remote(mark, 2)
     assert us.state.keys[1] == {}  # eu has seen them: no link will name them
     assert us.state.graph.garbage() == {"tombstones": 0, "dead": 0, "ghosts": 0}
+
+
+def test_an_idle_leader_marks_an_update_it_merged_and_not_a_plain_insert():
+    """Two regions insert id 7 at once (each before the other's arrived): the later
+    timestamp's incarnation supersedes the other, which is dead and waits for the cut. The
+    region whose word it waits for marks once idle; a plain insert kills nothing and
+    waits for no mark."""
+    from graphrep.protocol.config import ReplicaConfig
+    from graphrep.protocol.crdt import MARK_ROUNDS, CrdtApplier
+
+    groups = (("eu", ("eu0",)), ("us", ("us0",)))
+
+    def applier(region: str) -> CrdtApplier:
+        return CrdtApplier(ReplicaConfig(replicas=(f"{region}0",), dim=DIM, R=8, L=16,
+                                         policy="crdt", regions=groups, region=region))
+
+    eu, us = applier("eu"), applier("us")
+    plain = us.execute("insert", 3, VECTORS[3].tobytes())
+    eu.merge_remote(plain, 0)
+    for _ in range(MARK_ROUNDS):
+        eu.on_round()
+    assert eu.take_links() is None  # a plain insert: nothing to collect, no mark
+    mine = eu.execute("insert", 7, VECTORS[7].tobytes())
+    theirs = us.execute("insert", 7, VECTORS[8].tobytes())  # later: us's clock ran on
+    eu.merge_remote(theirs, 2)
+    us.merge_remote(mine, 1)
+    for a in (eu, us):
+        assert a.state.graph.garbage()["dead"] == 1  # eu's incarnation of 7 lost
+        assert a.state.waiting  # something will still happen
+    for _ in range(MARK_ROUNDS):
+        eu.on_round()
+        us.on_round()
+    mark = eu.take_links()  # us's insert waits for eu's word
+    assert mark is not None and decode_entry(mark, DIM, 2)[3] == LINK
+    us.merge_remote(mark, 3)
+    for a in (eu, us):  # (a pool may still name it: a ghost)
+        g = a.state.graph.garbage()
+        assert g["tombstones"] == g["dead"] == 0 and not a.state.waiting
+    assert eu.state.digest() == us.state.digest()
