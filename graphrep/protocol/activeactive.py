@@ -18,6 +18,8 @@ Each region's group logs its own writes and the entries it merges from other reg
 from __future__ import annotations
 
 import hashlib
+from array import array
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import msgpack
@@ -32,11 +34,72 @@ from graphrep.protocol.hlc import HLC
 from graphrep.protocol.log import Log
 from graphrep.protocol.messages import MERGE, Entry
 
-__all__ = ["IndexRegionState", "RegionApplier", "RegionState"]
+__all__ = ["IndexRegionState", "Positions", "RegionApplier", "RegionState"]
 
 DECODED_KEPT = 4096
 """Entries an applier keeps decoded between checking and merging them, at most (oldest
 dropped first; a dropped one is decoded again when merged)."""
+
+
+class Positions:
+    """Where one origin region's entries sit in this replica's log: entry ``seq`` at a
+    log position, for the ``seq`` from :attr:`first` on.
+
+    An origin's entries are merged (and this region's written) in ``seq`` order, and
+    each is logged after the one before, so this is an array of increasing positions:
+    :meth:`add` appends, :meth:`trim` drops the front once the log no longer holds it.
+    Shipping reads only what the log holds, so after each compaction this holds one
+    position per entry still in the log, not one per entry ever merged."""
+
+    __slots__ = ("_pos", "_skip", "first")
+
+    def __init__(self, pairs: Any = ()) -> None:
+        self.first = 1
+        """The ``seq`` of the first position held."""
+        self._pos = array("q")
+        self._skip = 0  # positions before this index are dropped (compacted lazily)
+        for seq, pos in pairs:
+            self.add(int(seq), int(pos))
+
+    def __len__(self) -> int:
+        return len(self._pos) - self._skip
+
+    def add(self, seq: int, pos: int) -> None:
+        """Entry ``seq`` is at ``pos``: the entry after the last one held (any ``seq``
+        when none is held)."""
+        n = len(self)
+        if n == 0:
+            self.first = seq
+            self._pos = array("q")
+            self._skip = 0
+        elif seq != self.first + n or pos <= self._pos[-1]:
+            raise ValueError(f"entry {seq} at {pos} does not follow entry "
+                             f"{self.first + n - 1} at {self._pos[-1]}: an origin's "
+                             "entries are logged in order")
+        self._pos.append(pos)
+
+    def get(self, seq: int) -> int | None:
+        """The log position of entry ``seq``, or None if not held."""
+        k = seq - self.first
+        if 0 <= k < len(self):
+            return self._pos[self._skip + k]
+        return None
+
+    def trim(self, start: int) -> None:
+        """Drop the entries logged before position ``start``."""
+        pos, k = self._pos, self._skip
+        while k < len(pos) and pos[k] < start:
+            k += 1
+        self.first += k - self._skip
+        self._skip = k
+        if k > 1024 and 2 * k > len(pos):
+            self._pos = pos[k:]
+            self._skip = 0
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """``(seq, position)`` of every entry held, in order."""
+        for k in range(self._skip, len(self._pos)):
+            yield self.first + k - self._skip, self._pos[k]
 
 
 class RegionState:
@@ -53,8 +116,9 @@ class RegionState:
         n = max(len(config.regions), 1)
         self.vv = [0] * n
         """Entries merged per origin region (a prefix of each region's writes)."""
-        self.where: list[dict[int, int]] = [{} for _ in range(n)]
-        """Per origin: seq -> this log's position of that entry."""
+        self.where: list[Positions] = [Positions() for _ in range(n)]
+        """Per origin: seq -> this log's position of that entry (those the log holds,
+        once it has been compacted)."""
         self.keys: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
         """Per origin: seq -> the incarnation ``(id, ts)`` its insert wrote, for this
         region's own inserts only: which of them another region's entry had not seen, from
@@ -116,7 +180,7 @@ class RegionState:
 
     def to_bytes(self) -> bytes:
         return msgpack.packb([self.FORMAT, self.reads.to_bytes(), self.vv,
-                              [sorted(w.items()) for w in self.where], self.max_ts,
+                              [list(w.items()) for w in self.where], self.max_ts,
                               [sorted((q, list(k)) for q, k in w.items()) for w in self.keys],
                               self.extra()], use_bin_type=True)
 
@@ -132,7 +196,7 @@ class RegionState:
                 raise CorruptIndexFile(f"state for {len(vv)} regions, the shard has "
                                        f"{len(s.vv)}")
             s.vv = [int(x) for x in vv]
-            s.where = [{int(k): int(v) for k, v in w} for w in where]
+            s.where = [Positions(w) for w in where]
             s.keys = [{int(q): (int(k[0]), int(k[1])) for q, k in w} for w in keys]
             s.max_ts = int(max_ts)
             s.restore(extra)
@@ -223,7 +287,7 @@ class RegionApplier(Applier):
     def _logged(self, pos: int) -> None:
         if self._pending is not None:
             origin, seq = self._pending
-            self.state.where[origin][seq] = pos
+            self.state.where[origin].add(seq, pos)
             self._pending = None
 
     # ------------------------------------------------------------------ merging
@@ -293,7 +357,7 @@ class RegionApplier(Applier):
         if kind == INSERT and origin == self.region:
             st.keys[origin][seq] = (id_, ts)
         st.vv[origin] = seq
-        st.where[origin][seq] = pos
+        st.where[origin].add(seq, pos)
         st.max_ts = max(st.max_ts, ts)
         self.hlc.observe(ts)
         return f
@@ -334,10 +398,18 @@ class RegionApplier(Applier):
         st = self.state
         out = 1 << 62
         for origin, have in enumerate(vv):
-            pos = st.where[origin].get(have + 1)
+            w = st.where[origin]
+            if have + 1 < w.first:
+                return 0  # it lacks entries compacted away: the log keeps all it has
+            pos = w.get(have + 1)
             if pos is not None and pos < out:
                 out = pos
         return out
+
+    def compacted(self, start: int) -> None:
+        """The log now starts at ``start``: forget where the entries before it were."""
+        for w in self.state.where:
+            w.trim(start)
 
     # ------------------------------------------------------------------ rebuilding
     def reset(self) -> None:

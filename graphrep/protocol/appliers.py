@@ -298,6 +298,10 @@ class Applier:
         """Build the index in bulk from the log up to ``end`` when a replica recovers
         (if the policy does that). By default nothing: entries apply one by one."""
 
+    def compacted(self, start: int) -> None:
+        """The log now starts at ``start`` (its entries before it are dropped): a policy
+        that keeps log positions drops those before it."""
+
     def snapshot_bytes(self) -> bytes:
         """The index as a snapshot's bytes."""
         return self.index.to_bytes()

@@ -91,6 +91,7 @@ class Snapshots:
             self.check_index(out)
         log.save_snapshot(end, r.applier.snapshot_bytes(), out)
         log.compact(min(max(log.start, end - keep), r.shipping.keep_from(end)), out)
+        r.applier.compacted(log.start)
         if periodic:
             self.due = set(r.peers)
             for p in r.peers:

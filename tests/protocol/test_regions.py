@@ -140,3 +140,21 @@ def test_the_run_is_deterministic(seed):
     a, _ = run(writes=30, seed=seed)
     b, _ = run(writes=30, seed=seed)
     assert a.trace.hash() == b.trace.hash()
+
+
+def test_where_entries_sit_is_kept_for_the_entries_the_log_still_holds():
+    sim, _writers = run(partition=True)
+    for r in replicas(sim).values():
+        st, log = r.index, r.log
+        held = sum(len(w) for w in st.where)
+        assert log.start > 0 and held <= log.end - log.start < sum(st.vv)
+        for w in st.where:  # and each position is where the log holds that entry
+            for _seq, pos in w.items():
+                assert log.start <= pos < log.end
+
+
+def test_what_concurrent_writes_of_one_id_killed_is_forgotten_everywhere():
+    sim, _writers = run(partition=True, shared=True)
+    for r in replicas(sim).values():
+        g = r.index.graph.garbage()
+        assert g["tombstones"] == g["dead"] == 0 and not r.index.waiting
