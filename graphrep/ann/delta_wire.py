@@ -588,7 +588,7 @@ def _get_rice(buf, bit, bitend, k):
     return (q << k) | r, bit
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _get_part(buf, at, end, m, values, vp, hold, first, rice, k1, k2):
     """Read ``m`` sorted ids into values[vp:], putting ``first`` in its place when
     ``hold``. ``rice``: from the bit stream at bit ``at`` (the first id with ``k1``,
@@ -620,25 +620,26 @@ def _get_part(buf, at, end, m, values, vp, hold, first, rice, k1, k2):
     return at
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _get_lists(buf, at, end, n, tags, kinds, counts, values, first, rice, k1, k2):
     """Every record's list (or diff parts) into values, by :func:`_get_part`. Returns
     the new position (-1 if malformed)."""
-    vp = 0
+    vp = np.int64(0)
     for i in range(n):
         k = kinds[i]
         if k == KIND_NONE:
             continue
         hold = (buf[tags + i] & _TAG_FIRST) != 0
-        w = 1 if hold else 0
+        w = np.int64(1) if hold else np.int64(0)
+        # (every call passes the same argument types: one compiled _get_part per ``rice``)
         if k == KIND_FULL:
-            m = counts[i, 0]
+            m = np.int64(counts[i, 0])
             at = _get_part(buf, at, end, m - w, values, vp, hold, first, rice, k1, k2)
             vp += m
         else:
-            a = counts[i, 0]
-            b = counts[i, 1]
-            at = _get_part(buf, at, end, a, values, vp, False, first, rice, k1, k2)
+            a = np.int64(counts[i, 0])
+            b = np.int64(counts[i, 1])
+            at = _get_part(buf, at, end, a, values, vp, np.bool_(False), first, rice, k1, k2)
             if at < 0:
                 return -1
             at = _get_part(buf, at, end, b - w, values, vp + a, hold, first, rice, k1, k2)
@@ -648,7 +649,7 @@ def _get_lists(buf, at, end, n, tags, kinds, counts, values, first, rice, k1, k2
     return at
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _get_rice_values(buf, pos, end, n, tags, kinds, counts, values, first):
     """Version 3's values: the two Rice parameters (a byte each), then every list (or
     diff part) in one bit stream, zero-padded to a byte; nothing at all when no id is
@@ -676,7 +677,7 @@ def _get_rice_values(buf, pos, end, n, tags, kinds, counts, values, first):
     return (bit + 7) >> 3  # (no id written: pos, with only held ids filled in)
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _get_id_run(buf, pos, end, n, out):
     """Read ``n`` ids written as zigzag varints of successive differences into out[:n].
     Returns the new pos (-1 if malformed)."""
@@ -690,7 +691,7 @@ def _get_id_run(buf, pos, end, n, out):
     return pos
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _get_back_links(buf, pos, end, n, n_back, n_new, n_values, ids, flags, kinds, counts,
                     values):
     """Read the back-link bitmap and put each back-link record in its place among the
