@@ -27,7 +27,7 @@ import numpy as np
 
 from graphrep.ann import VamanaIndex
 from graphrep.errors import CorruptIndexFile, DamagedEntry, MalformedMessage
-from graphrep.protocol.appliers import Applier
+from graphrep.protocol.appliers import Applier, index_holds
 from graphrep.protocol.config import ReplicaConfig
 from graphrep.protocol.entries import DELETE, INSERT, decode_entry
 from graphrep.protocol.hlc import HLC
@@ -124,6 +124,11 @@ class RegionState:
         region's own inserts only: which of them another region's entry had not seen, from
         its version vector (``crdt`` drops those every region has seen)."""
         self.max_ts = 0
+
+    def same_vector(self, id_: int, vector: np.ndarray) -> bool | None:
+        """Whether the policy's index holds ``vector`` (float32, as a client sent it) for
+        ``id_``; None if it holds none (see :meth:`.appliers.Applier.not_a_retry`)."""
+        return index_holds(self.reads, id_, vector)
 
     # reads (what clients, the checker and the recovery use of an index)
     def search(self, queries: Any, k: int = 10, L: int | None = None) -> Any:
@@ -367,6 +372,9 @@ class RegionApplier(Applier):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shipping
+    def same_vector(self, id_: int, vector: np.ndarray) -> bool | None:
+        return self.state.same_vector(id_, vector)
+
     def version_vector(self) -> list[int]:
         return list(self.state.vv)
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from graphrep.ann import EdgeDelta, VamanaIndex
 from graphrep.ann.delta import DeltaBatch, decode_many
+from graphrep.ann.validation import as_one_vector
 from graphrep.errors import DamagedEntry, DeltaError, GraphrepError, InvalidArgument
 from graphrep.protocol.config import Policy, ReplicaConfig
 from graphrep.protocol.entries import check_entry
@@ -65,6 +66,18 @@ class SnapshotSchedule(StrEnum):
     for followers slightly behind; a follower that needs compacted entries is sent it."""
     PERIODIC = "periodic"
     """The leader, every ``snapshot_ticks`` ticks, and ships it to every follower."""
+
+
+def index_holds(index: VamanaIndex, id_: int, vector: np.ndarray) -> bool | None:
+    """Whether ``index`` holds ``vector`` (as a client sent it: normalised here for a
+    cosine index, as the index stores it) for ``id_``, live or deleted and not yet
+    consolidated; None if it holds no vector for ``id_``."""
+    try:
+        held = index.vector(id_)
+    except GraphrepError:
+        return None
+    return bool(np.array_equal(as_one_vector(vector, index.dim, index.metric, "vector"),
+                               held))
 
 
 class Applier:
@@ -119,6 +132,31 @@ class Applier:
         """The log position of an ``insert`` / ``delete`` of ``id_`` already written (a
         client's retry), or None."""
         return (self.id_pos if op == "insert" else self.deleted_pos).get(id_)
+
+    def not_a_retry(self, op: str, id_: int, vector: bytes) -> str | None:
+        """For a client's write that :meth:`known` names as written already: why it is not
+        a retry of that write, or None. A retried insert carries the vector it was
+        written with; an insert of a written id with another vector is a different write,
+        which a shard refuses (ids are written once) rather than acknowledging a write
+        that changes nothing. Where the index no longer holds the id's vector (it was
+        consolidated away, or an ``ordered`` write has not run yet) it cannot tell, and
+        takes the write for a retry."""
+        if op != "insert":
+            return None
+        try:
+            same = self.same_vector(id_, vector_of(vector, self.config.dim))
+        except GraphrepError as exc:
+            return f"id {id_} is written already, and this insert is not a retry of it: {exc}"
+        if same is not False:
+            return None
+        return (f"id {id_} is already inserted with another vector; ids are never reused "
+                "(to change a vector, delete the id and insert the vector under a new id)")
+
+    def same_vector(self, id_: int, vector: np.ndarray) -> bool | None:
+        """Whether the index holds ``vector`` (float32, as a client sent it) for ``id_``;
+        None if it holds no vector for it. Raises ``InvalidVector`` for a vector the
+        index would refuse."""
+        return index_holds(self.index, id_, vector)
 
     def delta_op(self, id_: int, body: bytes) -> str:
         """For a client's ``delta`` write (``body``: an edge delta's bytes, computed

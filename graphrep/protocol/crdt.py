@@ -255,6 +255,17 @@ class CrdtState(RegionState):
         wait for the cut): something will still happen (a mark, a collection)."""
         return self.collector.killers_waiting(self.graph.holds_past)
 
+    def same_vector(self, id_: int, vector: np.ndarray) -> bool | None:
+        """Whether the id's newest incarnation here (live or not) has ``vector``; None if
+        there is none. The pool graph stores vectors as written (no normalisation)."""
+        g = self.graph
+        v = g.version(id_)
+        if v is None:
+            return None
+        if not np.isfinite(vector).all():
+            raise InvalidVector("the vector contains NaN or inf: send finite floats")
+        return bool(np.array_equal(g.vector(id_, v), vector))
+
     def collect(self, origin: int, seq: int, kind: int, id_: int, ts: int,
                 vv: list[int] | tuple[int, ...]) -> None:
         """Entry ``seq`` of ``origin`` is merged: forget what is now past the cut, and the

@@ -316,6 +316,10 @@ class Replica:
                 return
         known = self.applier.known(op, m.id)
         if known is not None:  # a retry of a write that is already in the log
+            why = self.applier.not_a_retry(m.op, m.id, m.vector)
+            if why is not None:  # the same id, another write: refused, nothing changes
+                clients.reply(out, src, m.req, "error", error=f"DuplicateId: {why}")
+                return
             term, pos = clients.entry_holding(known)
             clients.ack_when_ready(out, term, pos, src, m.req, m.concern)
             return

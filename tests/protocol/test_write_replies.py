@@ -79,3 +79,37 @@ def test_a_retry_of_a_compacted_write_names_the_snapshot_entry_that_holds_it():
         end, term, _ = a.log.snap
         assert (again.term, again.seq) == (term, end - 1) == (1, end - 1)
         assert a.term_at(again.seq) == again.term
+
+
+@pytest.mark.parametrize("policy", ["leader", "replay", "snapshot", "crdt", "lww"])
+def test_an_insert_of_a_written_id_is_a_retry_only_with_the_same_vector(policy):
+    """A retry is acknowledged again and logs nothing; an insert of a written id with
+    another vector (or a malformed one) is refused and changes nothing, where it used to
+    be acknowledged as a retry that changed nothing."""
+    from graphrep.protocol.messages import WriteReply
+
+    kw = ({"regions": (("eu", ("a",)),), "region": "eu"} if policy in ("crdt", "lww")
+          else {})
+    disk: dict = {}
+    a = start(one(policy=policy, **kw), disk, 0)
+
+    def send(req: int, vec: bytes) -> WriteReply:
+        out = a.on_message(500 * MS, "client", encode(ClientWrite(0, req, "insert", 5, vec,
+                                                                  "one")), 0)
+        store(disk, out)
+        (reply,) = [decode(e.payload) for e in out if type(e) is Send and e.to == "client"]
+        return reply
+
+    v1 = np.arange(4, dtype=np.float32).tobytes()
+    assert send(1, v1).status == "ok"
+    end = a.end
+    again = send(2, v1)
+    assert again.status == "ok" and a.end == end  # the retry: acknowledged, nothing logged
+    for req, vec, words in ((3, np.ones(4, np.float32).tobytes(), "another vector"),
+                            (4, v1[:8], "not a retry")):
+        reply = send(req, vec)
+        assert reply.status == "error" and "DuplicateId" in reply.error
+        assert words in reply.error and a.end == end
+    held = a.index.graph.vector(5, a.index.graph.version(5)) if policy == "crdt" else \
+        (a.index.reads if policy == "lww" else a.index).vector(5)
+    assert held.tobytes() == v1
