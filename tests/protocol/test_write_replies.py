@@ -86,8 +86,6 @@ def test_an_insert_of_a_written_id_is_a_retry_only_with_the_same_vector(policy):
     """A retry is acknowledged again and logs nothing; an insert of a written id with
     another vector (or a malformed one) is refused and changes nothing, where it used to
     be acknowledged as a retry that changed nothing."""
-    from graphrep.protocol.messages import WriteReply
-
     kw = ({"regions": (("eu", ("a",)),), "region": "eu"} if policy in ("crdt", "lww")
           else {})
     disk: dict = {}
