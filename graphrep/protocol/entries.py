@@ -176,8 +176,9 @@ def _unpack_keys(blob: bytes, na: int, nb: int) -> tuple[np.ndarray, np.ndarray]
     if len(raw) != 8 * n or d.unconsumed_tail or not d.eof:
         raise MalformedMessage(f"crdt entry keys are not the {na} + {nb} pairs it names")
     flat = np.frombuffer(raw, np.uint8).reshape(8, n).T.copy().view("<i8").ravel()
-    a = np.stack([flat[:na], flat[na: 2 * na]], axis=1)
-    b = np.stack([flat[2 * na: 2 * na + nb], flat[2 * na + nb:]], axis=1)
+    # [a ids, a versions, b ids, b versions] -> (na, 2) and (nb, 2) pairs
+    a = np.ascontiguousarray(flat[: 2 * na].reshape(2, na).T)
+    b = np.ascontiguousarray(flat[2 * na:].reshape(2, nb).T)
     return a, b
 
 
