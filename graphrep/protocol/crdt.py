@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from graphrep.ann.pools import PoolGraph
+from graphrep.ann.validation import check_finite
 from graphrep.errors import InvalidArgument, InvalidVector, UnknownId
 from graphrep.protocol.activeactive import RegionApplier, RegionState
 from graphrep.protocol.appliers import register_applier
@@ -265,8 +266,7 @@ class CrdtState(RegionState):
         v = g.version(id_)
         if v is None:
             return None
-        if not np.isfinite(vector).all():
-            raise InvalidVector("the vector contains NaN or inf: send finite floats")
+        check_finite(vector, "vector")
         return bool(np.array_equal(g.vector(id_, v), vector))
 
     def collect(self, origin: int, seq: int, kind: int, id_: int, ts: int,

@@ -360,5 +360,5 @@ def shrink_steps(config: WorldConfig, steps: list[Step], invariant: str,
                 i += size
         if size == 1 and not dropped:
             break
-        size = max(1, size // 2) if size > 1 else 1
+        size = max(1, size // 2)
     return steps, cast(InvariantViolation, last)  # set: breaks(steps) held at least once

@@ -140,4 +140,3 @@ def test_crdt_forgets_every_deleted_node_once_every_region_has_passed_it(partiti
     assert partitioned["garbage"] and all(g["tombstones"] == 0 and g["dead"] == 0
                                           for g in partitioned["garbage"].values())
 
-
